@@ -1,0 +1,37 @@
+/* tether-agent: the node daemon that attaches this machine to a workspace. */
+#include "common/log.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: tether-agent [--help] [--version]\n"
+		   "the node daemon that attaches this machine to a workspace\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {{"help", no_argument, 0, 'h'},
+					     {"version", no_argument, 0, 'V'},
+					     {0, 0, 0, 0}};
+	int c;
+
+	log_set_prog("tether-agent");
+	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("tether-agent %s\n", TETHER_VERSION);
+			return 0;
+		default:
+			fprintf(stderr, "tether-agent: bad option; see 'tether-agent --help'\n");
+			return 2;
+		}
+	}
+	usage(stderr);
+	return 2;
+}

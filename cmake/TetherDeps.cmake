@@ -1,0 +1,25 @@
+# Every dependency comes from pkg-config; a missing one names its Debian package.
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+
+function(tether_dep var module debpkg)
+  pkg_check_modules(${var} IMPORTED_TARGET ${module})
+  if(NOT ${var}_FOUND)
+    message(FATAL_ERROR "Tether needs ${module}: install the Debian package "
+      "'${debpkg}' (or run install/deps.sh as root)")
+  endif()
+endfunction()
+
+tether_dep(CURL libcurl libcurl4-openssl-dev)
+tether_dep(SSH2 libssh2 libssh2-1-dev)
+tether_dep(JANSSON jansson libjansson-dev)
+tether_dep(GIT2 libgit2 libgit2-dev)
+tether_dep(CGROUP libcgroup libcgroup-dev)
+tether_dep(SQLITE sqlite3 libsqlite3-dev)
+tether_dep(MHD libmicrohttpd libmicrohttpd-dev)
+tether_dep(ARCHIVE libarchive libarchive-dev)
+tether_dep(CRYPTO libcrypto libssl-dev)
+tether_dep(SSL libssl libssl-dev)
+if(TETHER_TESTS)
+  tether_dep(CMOCKA cmocka libcmocka-dev)
+endif()

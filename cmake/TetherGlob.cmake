@@ -1,0 +1,22 @@
+# tether_component(lib exe deps...): every *.c in the current directory but
+# main.c goes into static library `lib`; main.c becomes executable `exe`.
+# New files are picked up on the next build (CONFIGURE_DEPENDS).
+function(tether_component lib exe)
+  file(GLOB srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.c)
+  list(REMOVE_ITEM srcs ${CMAKE_CURRENT_SOURCE_DIR}/main.c)
+  if(srcs)
+    add_library(${lib} STATIC ${srcs})
+    tether_target(${lib})
+    target_link_libraries(${lib} PUBLIC ${ARGN})
+  else()
+    add_library(${lib} INTERFACE)
+    target_include_directories(${lib} INTERFACE ${PROJECT_SOURCE_DIR})
+    target_link_libraries(${lib} INTERFACE ${ARGN})
+  endif()
+  if(exe)
+    add_executable(${exe} main.c)
+    tether_target(${exe})
+    target_link_libraries(${exe} PRIVATE ${lib})
+    install(TARGETS ${exe} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  endif()
+endfunction()

@@ -1,0 +1,44 @@
+/* util.h: checked number parsing, durations, sizes, small string helpers. */
+#ifndef TETHER_UTIL_H
+#define TETHER_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct err;
+
+/* Parse a whole decimal integer within [min, max]; no trailing junk. */
+int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out,
+	      struct err *e);
+/* Parse a non-negative decimal number ("0.5", "2"); no trailing junk. */
+int parse_double(const char *s, double min, double max, double *out,
+		 struct err *e);
+/* Parse a duration: "30", "30s", "1500ms", "5m", "2h", "1d" -> milliseconds. */
+int parse_duration_ms(const char *s, int64_t *out_ms, struct err *e);
+/* Parse a size: "512", "64K", "4M", "2G", "1T" (powers of 1024) -> bytes. */
+int parse_size(const char *s, int64_t *out, struct err *e);
+/* Boolean: yes/no, true/false, on/off, 1/0. */
+int parse_bool(const char *s, bool *out, struct err *e);
+
+/* Monotonic and wall clock in milliseconds. */
+int64_t now_mono_ms(void);
+int64_t now_wall_ms(void);
+
+/* strdup that aborts on failure (allocation failure is not recoverable here). */
+char *xstrdup(const char *s);
+void *xcalloc(size_t n, size_t size);
+/* printf into a fresh heap string; aborts on allocation failure. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Zero then free (for secrets).  Accepts NULL. */
+void freezero(void *p, size_t len);
+void freezero_str(char *s);
+
+/* Levenshtein distance, for "did you mean" suggestions. */
+size_t str_distance(const char *a, const char *b);
+
+/* True when s is valid UTF-8 of length len. */
+bool utf8_valid(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,37 @@
+/* tether-runner: the per-attempt job supervisor (started by tether-agent). */
+#include "common/log.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: tether-runner [--help] [--version]\n"
+		   "the per-attempt job supervisor (started by tether-agent)\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {{"help", no_argument, 0, 'h'},
+					     {"version", no_argument, 0, 'V'},
+					     {0, 0, 0, 0}};
+	int c;
+
+	log_set_prog("tether-runner");
+	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("tether-runner %s\n", TETHER_VERSION);
+			return 0;
+		default:
+			fprintf(stderr, "tether-runner: bad option; see 'tether-runner --help'\n");
+			return 2;
+		}
+	}
+	usage(stderr);
+	return 2;
+}

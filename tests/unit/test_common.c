@@ -1,0 +1,282 @@
+/* Unit tests of common/: parsing, errors, config table, job spec, files. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "common/buf.h"
+#include "common/conf.h"
+#include "common/err.h"
+#include "common/fileio.h"
+#include "common/jobspec.h"
+#include "common/sha256.h"
+#include "common/util.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void test_parse_numbers(void **state)
+{
+	struct err e = {0};
+	int64_t v;
+	double d;
+
+	assert_int_equal(parse_i64("42", 0, 100, &v, &e), 0);
+	assert_int_equal(v, 42);
+	assert_int_equal(parse_i64("42x", 0, 100, &v, &e), TERR_INVAL);
+	assert_int_equal(parse_i64("101", 0, 100, &v, &e), TERR_INVAL);
+	assert_int_equal(parse_i64("", 0, 100, &v, &e), TERR_INVAL);
+	assert_int_equal(parse_i64("99999999999999999999", 0, INT64_MAX, &v,
+				   &e), TERR_INVAL);
+	assert_int_equal(parse_double("0.5", 0, 1, &d, &e), 0);
+	assert_true(d == 0.5);
+	assert_int_equal(parse_double("nan", 0, 1, &d, &e), TERR_INVAL);
+	assert_int_equal(parse_duration_ms("90m", &v, &e), 0);
+	assert_int_equal(v, 90 * 60000);
+	assert_int_equal(parse_duration_ms("1500ms", &v, &e), 0);
+	assert_int_equal(v, 1500);
+	assert_int_equal(parse_duration_ms("30", &v, &e), 0);
+	assert_int_equal(v, 30000);
+	assert_int_equal(parse_duration_ms("3 weeks", &v, &e), TERR_INVAL);
+	assert_int_equal(parse_size("2G", &v, &e), 0);
+	assert_int_equal(v, 2LL << 30);
+	assert_int_equal(parse_size("64Ki", &v, &e), 0);
+	assert_int_equal(v, 65536);
+	assert_int_equal(parse_size("3X", &v, &e), TERR_INVAL);
+	assert_int_equal(parse_size("-1", &v, &e), TERR_INVAL);
+}
+
+static void test_err_wrap(void **state)
+{
+	struct err e = {0};
+
+	err_set(&e, TERR_NET, "connect: timed out");
+	err_wrap(&e, "lease job %d", 42);
+	assert_string_equal(e.msg, "lease job 42: connect: timed out");
+	assert_int_equal(e.code, TERR_NET);
+	assert_string_equal(err_name(TERR_CONFLICT), "conflict");
+}
+
+static void test_utf8(void **state)
+{
+	assert_true(utf8_valid("h\xc3\xa9llo", 6));
+	assert_false(utf8_valid("\xc3", 1));
+	assert_false(utf8_valid("\xc0\x80", 2));       /* overlong */
+	assert_false(utf8_valid("\xed\xa0\x80", 3));   /* surrogate */
+	assert_true(utf8_valid("\xf0\x9f\x98\x80", 4)); /* emoji */
+	assert_false(utf8_valid("\xf0\x9f\x98", 3));
+}
+
+struct tconf {
+	char *name;
+	int64_t max_jobs;
+	bool flag;
+	int64_t poll_ms;
+	int64_t budget;
+};
+
+static const struct conf_key tkeys[] = {
+	{"name", CONF_STR, "node", offsetof(struct tconf, name), 0, 0, "n"},
+	{"max_jobs", CONF_INT, "4", offsetof(struct tconf, max_jobs), 1, 64,
+	 "m"},
+	{"flag", CONF_BOOL, "no", offsetof(struct tconf, flag), 0, 0, "f"},
+	{"poll", CONF_DURATION, "30s", offsetof(struct tconf, poll_ms), 0, 0,
+	 "p"},
+	{"budget", CONF_SIZE, "10G", offsetof(struct tconf, budget), 0, 0, "b"},
+	{0},
+};
+
+static void test_conf(void **state)
+{
+	char path[] = "/tmp/tconfXXXXXX";
+	struct tconf c = {0};
+	struct err e = {0};
+	int fd = mkstemp(path);
+	const char *text = "# comment\nname = \"gpu box\"\nmax_jobs=8\n"
+			   "flag = yes\npoll = 2s\n";
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	assert_int_equal(conf_defaults(tkeys, &c, &e), 0);
+	assert_int_equal(c.max_jobs, 4);
+	assert_int_equal(c.budget, 10LL << 30);
+	assert_int_equal(conf_load_file(tkeys, &c, path, &e), 0);
+	assert_string_equal(c.name, "gpu box");
+	assert_int_equal(c.max_jobs, 8);
+	assert_true(c.flag);
+	assert_int_equal(c.poll_ms, 2000);
+
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, "\nmax_job = 3\n", 13), 13);
+	close(fd);
+	assert_int_equal(conf_load_file(tkeys, &c, path, &e), TERR_INVAL);
+	assert_non_null(strstr(e.msg, "line 2"));
+	assert_non_null(strstr(e.msg, "did you mean 'max_jobs'"));
+
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, "max_jobs = 65\n", 14), 14);
+	close(fd);
+	assert_int_equal(conf_load_file(tkeys, &c, path, &e), TERR_INVAL);
+	assert_non_null(strstr(e.msg, "max_jobs"));
+
+	setenv("TTEST_MAX_JOBS", "5", 1);
+	assert_int_equal(conf_load_env(tkeys, &c, "TTEST_", &e), 0);
+	assert_int_equal(c.max_jobs, 5);
+	unsetenv("TTEST_MAX_JOBS");
+	unlink(path);
+	conf_free(tkeys, &c);
+}
+
+static void expect_bad(const char *json, const char *field)
+{
+	struct jobspec *s = NULL;
+	struct err e = {0};
+
+	assert_int_equal(jobspec_parse(json, strlen(json), &s, &e), TERR_INVAL);
+	if (strstr(e.msg, field) == NULL)
+		fail_msg("error '%s' does not name '%s'", e.msg, field);
+	assert_null(s);
+}
+
+static void test_jobspec(void **state)
+{
+	const char *good =
+		"{\"name\":\"digits\",\"command\":[\"python3\",\"train.py\"],"
+		"\"source\":{\"git\":{\"url\":\"/srv/repo.git\",\"commit\":"
+		"\"0123abcd\"}},\"environment\":{\"kind\":\"venv\","
+		"\"system_site_packages\":true,\"requirements\":[\"tiny\"]},"
+		"\"resources\":{\"cpus\":0.5,\"memory\":\"256M\",\"gpus\":0},"
+		"\"env\":{\"A\":\"1\"},\"secrets\":{\"TOKEN\":\"hunter22\"},"
+		"\"timeout\":\"10m\",\"retries\":2,\"priority\":5,"
+		"\"launcher\":\"sandbox\",\"network\":\"none\","
+		"\"mounts\":[{\"source\":\"/data\",\"target\":\"/data\"}]}";
+	struct jobspec *s = NULL;
+	struct err e = {0};
+
+	assert_int_equal(jobspec_parse(good, strlen(good), &s, &e), 0);
+	assert_string_equal(s->name, "digits");
+	assert_int_equal(s->argc, 2);
+	assert_string_equal(s->argv[1], "train.py");
+	assert_null(s->argv[2]);
+	assert_int_equal(s->source.kind, SOURCE_GIT);
+	assert_int_equal(s->env.kind, ENV_VENV);
+	assert_true(s->env.system_site_packages);
+	assert_string_equal(s->env.requirements[0], "tiny");
+	assert_true(s->resources.cpus == 0.5);
+	assert_int_equal(s->resources.memory, 256LL << 20);
+	assert_int_equal(s->timeout_ms, 600000);
+	assert_int_equal(s->launcher, LAUNCHER_SANDBOX);
+	assert_int_equal(s->network, NET_NONE);
+	assert_string_equal(jobspec_secret(s, "TOKEN"), "hunter22");
+	assert_true(s->mounts[0].readonly);
+	jobspec_free(s);
+
+	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"colour\":1}",
+		   "colour");
+	expect_bad("{\"command\":[\"a\"]}", "name");
+	expect_bad("{\"name\":\"x\",\"command\":[]}", "command");
+	expect_bad("{\"name\":\"x\",\"command\":\"ls\"}", "command");
+	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"resources\":"
+		   "{\"cpus\":\"two\"}}", "resources.cpus");
+	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"resources\":"
+		   "{\"memory\":\"2Q\"}}", "resources.memory");
+	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"environment\":"
+		   "{\"kind\":\"nix\"}}", "environment.kind");
+	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"environment\":"
+		   "{\"kind\":\"venv\",\"requirements_file\":\"../r.txt\"}}",
+		   "environment.requirements_file");
+	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"env\":"
+		   "{\"1BAD\":\"v\"}}", "env.1BAD");
+	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"source\":{\"git\":"
+		   "{\"url\":\"u\",\"commit\":\"XYZ\"}}}", "source.git.commit");
+	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"source\":{\"git\":"
+		   "{\"url\":\"u\",\"ref\":\"--upload-pack=x\"}}}",
+		   "source.git.ref");
+	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"mounts\":"
+		   "[{\"source\":\"data\"}]}", "mounts[0]");
+	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"launcher\":"
+		   "\"k8s\"}", "launcher");
+	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"workdir\":"
+		   "\"/etc\"}", "workdir");
+	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"name\":\"y\"}",
+		   "JSON");
+	expect_bad("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]"
+		   "]]]]]]]", "deeper");
+	expect_bad("{\"name\":\"\xff\",\"command\":[\"a\"]}", "UTF-8");
+}
+
+static void test_paths(void **state)
+{
+	assert_true(path_is_safe_relative("a/b/c.txt"));
+	assert_false(path_is_safe_relative("../x"));
+	assert_false(path_is_safe_relative("a/../x"));
+	assert_false(path_is_safe_relative("/etc/passwd"));
+	assert_false(path_is_safe_relative("a//b"));
+	assert_false(path_is_safe_relative("a/./b"));
+	assert_false(path_is_safe_relative(""));
+	assert_false(path_is_safe_relative("a\nb"));
+}
+
+static void test_files(void **state)
+{
+	char dir[] = "/tmp/tfilesXXXXXX", path[256], *data = NULL;
+	char hex[65];
+	struct err e = {0};
+	struct stat st;
+	size_t len;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/a/b/c", dir);
+	assert_int_equal(mkdir_p(path, 0700, &e), 0);
+	snprintf(path, sizeof(path), "%s/a/f.json", dir);
+	assert_int_equal(file_write_atomic(path, "hello", 5, 0600, &e), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(file_read_all(path, 100, &data, &len, &e), 0);
+	assert_int_equal(len, 5);
+	assert_string_equal(data, "hello");
+	free(data);
+	assert_int_equal(file_read_all(path, 3, &data, &len, &e), TERR_TOOBIG);
+	assert_int_equal(sha256_file(path, hex, NULL, &e), 0);
+	assert_string_equal(hex, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7"
+				 "425e73043362938b9824");
+	assert_int_equal(rm_rf(dir, &e), 0);
+	assert_int_equal(stat(dir, &st), -1);
+}
+
+static void test_buf(void **state)
+{
+	struct buf b;
+	struct err e = {0};
+
+	buf_init(&b, 10);
+	assert_int_equal(buf_append(&b, "hello", 5, &e), 0);
+	assert_int_equal(buf_printf(&b, &e, "%d", 1234), 0);
+	assert_string_equal(b.data, "hello1234");
+	assert_int_equal(buf_append(&b, "xx", 2, &e), TERR_TOOBIG);
+	buf_consume(&b, 5);
+	assert_string_equal(b.data, "1234");
+	buf_free(&b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_numbers),
+		cmocka_unit_test(test_err_wrap),
+		cmocka_unit_test(test_utf8),
+		cmocka_unit_test(test_conf),
+		cmocka_unit_test(test_jobspec),
+		cmocka_unit_test(test_paths),
+		cmocka_unit_test(test_files),
+		cmocka_unit_test(test_buf),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
