@@ -1,5 +1,6 @@
 /* tether-agent: the node daemon that attaches this machine to a workspace. */
 #include "common/log.h"
+#include "common/util.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -7,17 +8,19 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: tether-agent [--help] [--version]\n"
-		   "the node daemon that attaches this machine to a workspace\n");
+	fprintf(f,
+	        "usage: tether-agent [--help] [--version]\n"
+	        "the node daemon that attaches this machine to a workspace\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"help", no_argument, 0, 'h'},
-					     {"version", no_argument, 0, 'V'},
-					     {0, 0, 0, 0}};
+	                                     {"version", no_argument, 0, 'V'},
+	                                     {0, 0, 0, 0}};
 	int c;
 
+	opterr = 0;
 	log_set_prog("tether-agent");
 	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
 		switch (c) {
@@ -28,8 +31,8 @@ int main(int argc, char **argv)
 			printf("tether-agent %s\n", TETHER_VERSION);
 			return 0;
 		default:
-			fprintf(stderr, "tether-agent: bad option; see 'tether-agent --help'\n");
-			return 2;
+			cli_usage_error("tether-agent", "unknown option '%s'",
+			                cli_bad_option(argc, argv));
 		}
 	}
 	usage(stderr);

@@ -17,7 +17,7 @@ struct buf {
 void buf_init(struct buf *b, size_t max);
 int buf_append(struct buf *b, const void *data, size_t len, struct err *e);
 int buf_printf(struct buf *b, struct err *e, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Drop the first n bytes. */
 void buf_consume(struct buf *b, size_t n);
 void buf_reset(struct buf *b);

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const type_names[] = {"string", "integer", "boolean",
-					 "duration", "size", "number"};
+static const char *const type_names[] = {"string",   "integer", "boolean",
+                                         "duration", "size",    "number"};
 
 static const struct conf_key *conf_find(const struct conf_key *table,
-					const char *key)
+                                        const char *key)
 {
 	for (; table->name != NULL; table++)
 		if (strcmp(table->name, key) == 0)
@@ -36,7 +36,7 @@ static const char *conf_nearest(const struct conf_key *table, const char *key)
 }
 
 static int conf_apply(const struct conf_key *k, void *obj, const char *value,
-		      struct err *e)
+                      struct err *e)
 {
 	char *field = (char *)obj + k->offset;
 	int64_t i;
@@ -64,7 +64,7 @@ static int conf_apply(const struct conf_key *k, void *obj, const char *value,
 		return r;
 	case CONF_DOUBLE:
 		if ((r = parse_double(value, (double)k->min, (double)k->max, &d,
-				      e)) == 0)
+		                      e)) == 0)
 			*(double *)field = d;
 		return r;
 	}
@@ -85,7 +85,7 @@ int conf_defaults(const struct conf_key *table, void *obj, struct err *e)
 }
 
 int conf_set(const struct conf_key *table, void *obj, const char *key,
-	     const char *value, const char *where, struct err *e)
+             const char *value, const char *where, struct err *e)
 {
 	const struct conf_key *k = conf_find(table, key);
 	const char *near;
@@ -93,10 +93,12 @@ int conf_set(const struct conf_key *table, void *obj, const char *key,
 	if (k == NULL) {
 		near = conf_nearest(table, key);
 		if (near != NULL)
-			return err_set(e, TERR_INVAL, "%s: unknown key '%s' "
-				       "(did you mean '%s'?)", where, key, near);
+			return err_set(e, TERR_INVAL,
+			               "%s: unknown key '%s' "
+			               "(did you mean '%s'?)",
+			               where, key, near);
 		return err_set(e, TERR_INVAL, "%s: unknown key '%s'", where,
-			       key);
+		               key);
 	}
 	if (conf_apply(k, obj, value, e) < 0)
 		return err_wrap(e, "%s: %s", where, key);
@@ -116,7 +118,7 @@ static char *trim(char *s)
 }
 
 int conf_load_file(const struct conf_key *table, void *obj, const char *path,
-		   struct err *e)
+                   struct err *e)
 {
 	char *text = NULL, *line, *next, where[512];
 	int r, lineno = 0;
@@ -138,7 +140,7 @@ int conf_load_file(const struct conf_key *table, void *obj, const char *path,
 		eq = strchr(line, '=');
 		if (eq == NULL) {
 			r = err_set(e, TERR_INVAL, "%s: expected 'key = value'",
-				    where);
+			            where);
 			break;
 		}
 		*eq = '\0';
@@ -157,7 +159,7 @@ int conf_load_file(const struct conf_key *table, void *obj, const char *path,
 }
 
 int conf_load_env(const struct conf_key *table, void *obj, const char *prefix,
-		  struct err *e)
+                  struct err *e)
 {
 	char name[256];
 
@@ -182,8 +184,8 @@ void conf_print_help(const struct conf_key *table, FILE *f)
 {
 	for (const struct conf_key *k = table; k->name != NULL; k++)
 		fprintf(f, "  %-24s %-8s default: %-10s %s\n", k->name,
-			type_names[k->type], k->def ? k->def : "(none)",
-			k->help);
+		        type_names[k->type], k->def ? k->def : "(none)",
+		        k->help);
 }
 
 void conf_print_markdown(const struct conf_key *table, FILE *f)
@@ -191,7 +193,7 @@ void conf_print_markdown(const struct conf_key *table, FILE *f)
 	fprintf(f, "| key | type | default | meaning |\n|---|---|---|---|\n");
 	for (const struct conf_key *k = table; k->name != NULL; k++)
 		fprintf(f, "| `%s` | %s | `%s` | %s |\n", k->name,
-			type_names[k->type], k->def ? k->def : "", k->help);
+		        type_names[k->type], k->def ? k->def : "", k->help);
 }
 
 void conf_free(const struct conf_key *table, void *obj)

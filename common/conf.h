@@ -36,13 +36,13 @@ struct conf_key {
 int conf_defaults(const struct conf_key *table, void *obj, struct err *e);
 /* Set one key from text; `where` is "file:line" or "env TETHER_X". */
 int conf_set(const struct conf_key *table, void *obj, const char *key,
-	     const char *value, const char *where, struct err *e);
+             const char *value, const char *where, struct err *e);
 /* Parse a file; errors say "path line N: ...". Missing file: TERR_NOTFOUND. */
 int conf_load_file(const struct conf_key *table, void *obj, const char *path,
-		   struct err *e);
+                   struct err *e);
 /* Apply PREFIX<KEY> variables (key upper-cased, '.' -> '_'). */
 int conf_load_env(const struct conf_key *table, void *obj, const char *prefix,
-		  struct err *e);
+                  struct err *e);
 /* Print "key (type, default X): help" lines, or a markdown table. */
 void conf_print_help(const struct conf_key *table, FILE *f);
 void conf_print_markdown(const struct conf_key *table, FILE *f);

@@ -50,7 +50,7 @@ int err_wrap(struct err *e, const char *fmt, ...)
 	va_end(ap);
 	if (n >= 0 && (size_t)n < sizeof(e->msg))
 		snprintf(e->msg + n, sizeof(e->msg) - (size_t)n, ": %.*s",
-			 (int)(sizeof(e->msg) - (size_t)n), old);
+		         (int)(sizeof(e->msg) - (size_t)n), old);
 	if (e->code == 0)
 		e->code = TERR_FAIL;
 	return e->code;
@@ -67,22 +67,39 @@ void err_clear(struct err *e)
 const char *err_name(int code)
 {
 	switch (code) {
-	case TERR_OK: return "ok";
-	case TERR_NOMEM: return "nomem";
-	case TERR_IO: return "io";
-	case TERR_INVAL: return "invalid";
-	case TERR_NOTFOUND: return "not_found";
-	case TERR_EXISTS: return "exists";
-	case TERR_TOOBIG: return "too_big";
-	case TERR_NET: return "network";
-	case TERR_AUTH: return "auth";
-	case TERR_CONFLICT: return "conflict";
-	case TERR_PROTO: return "protocol";
-	case TERR_BUSY: return "busy";
-	case TERR_PERM: return "permission";
-	case TERR_UNSUPP: return "unsupported";
-	case TERR_GAP: return "gap";
-	case TERR_TIMEOUT: return "timeout";
-	default: return "failed";
+	case TERR_OK:
+		return "ok";
+	case TERR_NOMEM:
+		return "nomem";
+	case TERR_IO:
+		return "io";
+	case TERR_INVAL:
+		return "invalid";
+	case TERR_NOTFOUND:
+		return "not_found";
+	case TERR_EXISTS:
+		return "exists";
+	case TERR_TOOBIG:
+		return "too_big";
+	case TERR_NET:
+		return "network";
+	case TERR_AUTH:
+		return "auth";
+	case TERR_CONFLICT:
+		return "conflict";
+	case TERR_PROTO:
+		return "protocol";
+	case TERR_BUSY:
+		return "busy";
+	case TERR_PERM:
+		return "permission";
+	case TERR_UNSUPP:
+		return "unsupported";
+	case TERR_GAP:
+		return "gap";
+	case TERR_TIMEOUT:
+		return "timeout";
+	default:
+		return "failed";
 	}
 }

@@ -38,13 +38,14 @@ struct err {
 
 /* Set *e (if non-NULL) to code and a formatted message; returns code. */
 int err_set(struct err *e, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Like err_set, with ": strerror(errno)" appended; returns code. */
 int err_sys(struct err *e, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-/* Prefix the message in *e with context ("ctx: old message"); returns e->code. */
+    __attribute__((format(printf, 3, 4)));
+/* Prefix the message in *e with context ("ctx: old message"); returns e->code.
+ */
 int err_wrap(struct err *e, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void err_clear(struct err *e);
 /* Short name of a code, e.g. "invalid" for TERR_INVAL. */
 const char *err_name(int code);

@@ -44,7 +44,7 @@ int dir_fsync(const char *dir, struct err *e)
 }
 
 int file_write_atomic(const char *path, const void *data, size_t len,
-		      mode_t mode, struct err *e)
+                      mode_t mode, struct err *e)
 {
 	char *tmp = xasprintf("%s.tmp.XXXXXX", path);
 	char *dcopy = xstrdup(path);
@@ -85,7 +85,7 @@ out:
 }
 
 int file_read_all(const char *path, size_t cap, char **out, size_t *out_len,
-		  struct err *e)
+                  struct err *e)
 {
 	size_t len = 0, size = 4096;
 	char *buf = NULL;
@@ -94,13 +94,13 @@ int file_read_all(const char *path, size_t cap, char **out, size_t *out_len,
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return err_sys(e, errno == ENOENT ? TERR_NOTFOUND : TERR_IO,
-			       "open %s", path);
+		               "open %s", path);
 	buf = malloc(size);
 	for (;;) {
 		ssize_t n;
 		if (buf == NULL) {
 			r = err_set(e, TERR_NOMEM, "read %s: out of memory",
-				    path);
+			            path);
 			goto out;
 		}
 		if (len + 1 >= size) {
@@ -123,8 +123,8 @@ int file_read_all(const char *path, size_t cap, char **out, size_t *out_len,
 			break;
 		len += (size_t)n;
 		if (len > cap) {
-			r = err_set(e, TERR_TOOBIG, "%s is larger than %zu bytes",
-				    path, cap);
+			r = err_set(e, TERR_TOOBIG,
+			            "%s is larger than %zu bytes", path, cap);
 			goto out;
 		}
 	}
@@ -162,7 +162,7 @@ int mkdir_p(const char *path, mode_t mode, struct err *e)
 }
 
 static int rm_one(const char *path, const struct stat *st, int flag,
-		  struct FTW *ftw)
+                  struct FTW *ftw)
 {
 	return remove(path) < 0 && errno != ENOENT ? -1 : 0;
 }
@@ -172,7 +172,8 @@ int rm_rf(const char *path, struct err *e)
 	struct stat st;
 
 	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : err_sys(e, TERR_IO, "stat %s", path);
+		return errno == ENOENT ? 0
+		                       : err_sys(e, TERR_IO, "stat %s", path);
 	if (nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0)
 		return err_sys(e, TERR_IO, "remove %s", path);
 	return 0;

@@ -11,10 +11,10 @@ struct err;
  * rename over path, fsync the directory.  Readers see old or new, never
  * a mix, even after a crash. */
 int file_write_atomic(const char *path, const void *data, size_t len,
-		      mode_t mode, struct err *e);
+                      mode_t mode, struct err *e);
 /* Read a whole file of at most cap bytes into a NUL-terminated heap buffer. */
 int file_read_all(const char *path, size_t cap, char **out, size_t *out_len,
-		  struct err *e);
+                  struct err *e);
 /* Append all of data to fd, retrying short writes and EINTR. */
 int fd_write_all(int fd, const void *data, size_t len, struct err *e);
 /* mkdir -p with mode for each created component. */

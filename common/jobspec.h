@@ -68,10 +68,10 @@ struct jobspec {
 	} env;
 
 	struct {
-		double cpus;     /* 0 = no CPU limit */
-		int64_t memory;  /* bytes; 0 = no limit */
-		int64_t gpus;    /* count */
-		int64_t pids;    /* 0 = agent default */
+		double cpus;    /* 0 = no CPU limit */
+		int64_t memory; /* bytes; 0 = no limit */
+		int64_t gpus;   /* count */
+		int64_t pids;   /* 0 = agent default */
 	} resources;
 
 	struct jobspec_kv *env_vars;
@@ -106,7 +106,7 @@ struct jobspec {
 /* Parse and validate; errors name the field ("resources.cpus: ..."). */
 int jobspec_parse_json(json_t *root, struct jobspec **out, struct err *e);
 int jobspec_parse(const char *text, size_t len, struct jobspec **out,
-		  struct err *e);
+                  struct err *e);
 void jobspec_free(struct jobspec *s);
 
 const char *jobspec_launcher_name(enum launcher_kind k);

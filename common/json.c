@@ -37,7 +37,7 @@ static size_t json_depth(json_t *v, size_t limit)
 }
 
 int json_parse(const char *text, size_t len, size_t max_depth, json_t **out,
-	       struct err *e)
+               struct err *e)
 {
 	json_error_t je;
 	json_t *v;
@@ -46,19 +46,21 @@ int json_parse(const char *text, size_t len, size_t max_depth, json_t **out,
 		return err_set(e, TERR_INVAL, "body is not valid UTF-8");
 	v = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
 	if (v == NULL)
-		return err_set(e, TERR_INVAL, "invalid JSON at line %d column "
-			       "%d: %s", je.line, je.column, je.text);
+		return err_set(e, TERR_INVAL,
+		               "invalid JSON at line %d column "
+		               "%d: %s",
+		               je.line, je.column, je.text);
 	if (json_depth(v, max_depth + 1) > max_depth) {
 		json_decref(v);
 		return err_set(e, TERR_INVAL, "JSON nested deeper than %zu",
-			       max_depth);
+		               max_depth);
 	}
 	*out = v;
 	return 0;
 }
 
 static void field_name(char *buf, size_t size, const char *where,
-		       const char *key)
+                       const char *key)
 {
 	if (where != NULL && *where != '\0')
 		snprintf(buf, size, "%s.%s", where, key);
@@ -66,8 +68,8 @@ static void field_name(char *buf, size_t size, const char *where,
 		snprintf(buf, size, "%s", key);
 }
 
-int json_check_keys(json_t *obj, const char *where,
-		    const char *const *allowed, struct err *e)
+int json_check_keys(json_t *obj, const char *where, const char *const *allowed,
+                    struct err *e)
 {
 	const char *key;
 	json_t *v;
@@ -75,7 +77,7 @@ int json_check_keys(json_t *obj, const char *where,
 
 	if (!json_is_object(obj))
 		return err_set(e, TERR_INVAL, "%s: expected an object",
-			       where && *where ? where : "body");
+		               where && *where ? where : "body");
 	json_object_foreach(obj, key, v)
 	{
 		size_t i;
@@ -84,15 +86,16 @@ int json_check_keys(json_t *obj, const char *where,
 				break;
 		if (allowed[i] == NULL) {
 			field_name(name, sizeof(name), where, key);
-			return err_set(e, TERR_INVAL, "%s: unknown field", name);
+			return err_set(e, TERR_INVAL, "%s: unknown field",
+			               name);
 		}
 	}
 	return 0;
 }
 
 static json_t *get_field(json_t *obj, const char *where, const char *key,
-			 bool required, char *name, size_t size, int *r,
-			 struct err *e)
+                         bool required, char *name, size_t size, int *r,
+                         struct err *e)
 {
 	json_t *v = json_object_get(obj, key);
 
@@ -100,44 +103,44 @@ static json_t *get_field(json_t *obj, const char *where, const char *key,
 	*r = 0;
 	if (v == NULL || json_is_null(v)) {
 		if (required)
-			*r = err_set(e, TERR_INVAL, "%s: required field is "
-				     "missing", name);
+			*r = err_set(e, TERR_INVAL,
+			             "%s: required field is "
+			             "missing",
+			             name);
 		return NULL;
 	}
 	return v;
 }
 
-int json_get_str(json_t *obj, const char *where, const char *key,
-		 bool required, size_t max_len, const char **out,
-		 struct err *e)
+int json_get_str(json_t *obj, const char *where, const char *key, bool required,
+                 size_t max_len, const char **out, struct err *e)
 {
 	char name[256];
 	int r;
-	json_t *v = get_field(obj, where, key, required, name, sizeof(name),
-			      &r, e);
+	json_t *v =
+	    get_field(obj, where, key, required, name, sizeof(name), &r, e);
 
 	if (v == NULL)
 		return r;
 	if (!json_is_string(v))
 		return err_set(e, TERR_INVAL, "%s: expected a string", name);
 	if (json_string_length(v) > max_len)
-		return err_set(e, TERR_INVAL, "%s: longer than %zu bytes",
-			       name, max_len);
+		return err_set(e, TERR_INVAL, "%s: longer than %zu bytes", name,
+		               max_len);
 	if (strlen(json_string_value(v)) != json_string_length(v))
 		return err_set(e, TERR_INVAL, "%s: contains a NUL byte", name);
 	*out = json_string_value(v);
 	return 0;
 }
 
-int json_get_int(json_t *obj, const char *where, const char *key,
-		 bool required, int64_t min, int64_t max, int64_t *out,
-		 struct err *e)
+int json_get_int(json_t *obj, const char *where, const char *key, bool required,
+                 int64_t min, int64_t max, int64_t *out, struct err *e)
 {
 	char name[256];
 	int r;
 	json_int_t i;
-	json_t *v = get_field(obj, where, key, required, name, sizeof(name),
-			      &r, e);
+	json_t *v =
+	    get_field(obj, where, key, required, name, sizeof(name), &r, e);
 
 	if (v == NULL)
 		return r;
@@ -145,22 +148,23 @@ int json_get_int(json_t *obj, const char *where, const char *key,
 		return err_set(e, TERR_INVAL, "%s: expected an integer", name);
 	i = json_integer_value(v);
 	if (i < min || i > max)
-		return err_set(e, TERR_INVAL, "%s: %lld is out of range "
-			       "[%lld, %lld]", name, (long long)i,
-			       (long long)min, (long long)max);
+		return err_set(e, TERR_INVAL,
+		               "%s: %lld is out of range "
+		               "[%lld, %lld]",
+		               name, (long long)i, (long long)min,
+		               (long long)max);
 	*out = i;
 	return 0;
 }
 
-int json_get_num(json_t *obj, const char *where, const char *key,
-		 bool required, double min, double max, double *out,
-		 struct err *e)
+int json_get_num(json_t *obj, const char *where, const char *key, bool required,
+                 double min, double max, double *out, struct err *e)
 {
 	char name[256];
 	int r;
 	double d;
-	json_t *v = get_field(obj, where, key, required, name, sizeof(name),
-			      &r, e);
+	json_t *v =
+	    get_field(obj, where, key, required, name, sizeof(name), &r, e);
 
 	if (v == NULL)
 		return r;
@@ -169,32 +173,32 @@ int json_get_num(json_t *obj, const char *where, const char *key,
 	d = json_number_value(v);
 	if (!isfinite(d) || d < min || d > max)
 		return err_set(e, TERR_INVAL, "%s: %g is out of range [%g, %g]",
-			       name, d, min, max);
+		               name, d, min, max);
 	*out = d;
 	return 0;
 }
 
 int json_get_bool(json_t *obj, const char *where, const char *key,
-		  bool required, bool *out, struct err *e)
+                  bool required, bool *out, struct err *e)
 {
 	char name[256];
 	int r;
-	json_t *v = get_field(obj, where, key, required, name, sizeof(name),
-			      &r, e);
+	json_t *v =
+	    get_field(obj, where, key, required, name, sizeof(name), &r, e);
 
 	if (v == NULL)
 		return r;
 	if (!json_is_boolean(v))
 		return err_set(e, TERR_INVAL, "%s: expected true or false",
-			       name);
+		               name);
 	*out = json_is_true(v);
 	return 0;
 }
 
 char *json_dump_canon(const json_t *v)
 {
-	char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS |
-					 JSON_ENCODE_ANY);
+	char *s =
+	    json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
 
 	if (s == NULL)
 		abort();

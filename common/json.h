@@ -13,23 +13,20 @@ struct err;
 
 /* Parse text (at most max_depth deep, valid UTF-8) into *out. */
 int json_parse(const char *text, size_t len, size_t max_depth, json_t **out,
-	       struct err *e);
+               struct err *e);
 /* Fail when obj has a key not in the NULL-terminated list `allowed`.
  * `where` prefixes the field name in the error ("resources"). */
-int json_check_keys(json_t *obj, const char *where,
-		    const char *const *allowed, struct err *e);
+int json_check_keys(json_t *obj, const char *where, const char *const *allowed,
+                    struct err *e);
 /* Getters: missing and !required leaves *out untouched and returns 0. */
-int json_get_str(json_t *obj, const char *where, const char *key,
-		 bool required, size_t max_len, const char **out,
-		 struct err *e);
-int json_get_int(json_t *obj, const char *where, const char *key,
-		 bool required, int64_t min, int64_t max, int64_t *out,
-		 struct err *e);
-int json_get_num(json_t *obj, const char *where, const char *key,
-		 bool required, double min, double max, double *out,
-		 struct err *e);
+int json_get_str(json_t *obj, const char *where, const char *key, bool required,
+                 size_t max_len, const char **out, struct err *e);
+int json_get_int(json_t *obj, const char *where, const char *key, bool required,
+                 int64_t min, int64_t max, int64_t *out, struct err *e);
+int json_get_num(json_t *obj, const char *where, const char *key, bool required,
+                 double min, double max, double *out, struct err *e);
 int json_get_bool(json_t *obj, const char *where, const char *key,
-		  bool required, bool *out, struct err *e);
+                  bool required, bool *out, struct err *e);
 /* Serialise compactly with sorted keys (canonical form); caller frees. */
 char *json_dump_canon(const json_t *v);
 

@@ -40,7 +40,7 @@ int log_parse_level(const char *s, enum log_level *out)
 }
 
 static void log_vemit(enum log_level level, const char *fn, int with_errno,
-		      const char *fmt, va_list ap)
+                      const char *fmt, va_list ap)
 {
 	char line[4096], stamp[32];
 	struct timespec ts;
@@ -52,13 +52,13 @@ static void log_vemit(enum log_level level, const char *fn, int with_errno,
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 	n = (size_t)snprintf(line, sizeof(line), "%s.%03ldZ %s level=%s fn=%s ",
-			     stamp, ts.tv_nsec / 1000000L, log_prog,
-			     level_names[level], fn);
+	                     stamp, ts.tv_nsec / 1000000L, log_prog,
+	                     level_names[level], fn);
 	if (n < sizeof(line))
 		n += (size_t)vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 	if (with_errno && n < sizeof(line))
 		n += (size_t)snprintf(line + n, sizeof(line) - n,
-				      " errno=\"%s\"", strerror(saved));
+		                      " errno=\"%s\"", strerror(saved));
 	if (n >= sizeof(line))
 		n = sizeof(line) - 1;
 	line[n++] = '\n';
@@ -67,7 +67,7 @@ static void log_vemit(enum log_level level, const char *fn, int with_errno,
 }
 
 void log_emit(enum log_level level, const char *fn, int with_errno,
-	      const char *fmt, ...)
+              const char *fmt, ...)
 {
 	va_list ap;
 

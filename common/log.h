@@ -15,18 +15,18 @@ enum log_level log_get_level(void);
 void log_set_prog(const char *prog);
 
 void log_emit(enum log_level level, const char *fn, int with_errno,
-	      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void log_fatal(const char *fn, int with_errno, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4), noreturn));
+    __attribute__((format(printf, 3, 4), noreturn));
 
-#define log_error(...) log_emit(LOG_ERROR, __func__, 0, __VA_ARGS__)
+#define log_error(...)       log_emit(LOG_ERROR, __func__, 0, __VA_ARGS__)
 #define log_error_errno(...) log_emit(LOG_ERROR, __func__, 1, __VA_ARGS__)
-#define log_warn(...) log_emit(LOG_WARN, __func__, 0, __VA_ARGS__)
-#define log_warn_errno(...) log_emit(LOG_WARN, __func__, 1, __VA_ARGS__)
-#define log_info(...) log_emit(LOG_INFO, __func__, 0, __VA_ARGS__)
-#define log_debug(...) log_emit(LOG_DEBUG, __func__, 0, __VA_ARGS__)
+#define log_warn(...)        log_emit(LOG_WARN, __func__, 0, __VA_ARGS__)
+#define log_warn_errno(...)  log_emit(LOG_WARN, __func__, 1, __VA_ARGS__)
+#define log_info(...)        log_emit(LOG_INFO, __func__, 0, __VA_ARGS__)
+#define log_debug(...)       log_emit(LOG_DEBUG, __func__, 0, __VA_ARGS__)
 /* fatal: with errno text; fatalx: without.  Both exit(1). */
-#define fatal(...) log_fatal(__func__, 1, __VA_ARGS__)
+#define fatal(...)  log_fatal(__func__, 1, __VA_ARGS__)
 #define fatalx(...) log_fatal(__func__, 0, __VA_ARGS__)
 
 #endif

@@ -51,7 +51,7 @@ void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1])
 }
 
 int sha256_file(const char *path, char out[SHA256_HEX_LEN + 1], int64_t *size,
-		struct err *e)
+                struct err *e)
 {
 	struct sha256_ctx *c;
 	char buf[65536];

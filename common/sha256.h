@@ -13,7 +13,7 @@ struct sha256_ctx;
 void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1]);
 /* Hash a file; size (optional) gets its length. */
 int sha256_file(const char *path, char out[SHA256_HEX_LEN + 1], int64_t *size,
-		struct err *e);
+                struct err *e);
 /* Streaming: new, update, final (final frees). */
 struct sha256_ctx *sha256_new(void);
 void sha256_update(struct sha256_ctx *c, const void *data, size_t len);

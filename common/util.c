@@ -10,7 +10,7 @@
 #include <time.h>
 
 int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out,
-	      struct err *e)
+              struct err *e)
 {
 	char *end;
 	long long v;
@@ -23,13 +23,13 @@ int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out,
 		return err_set(e, TERR_INVAL, "'%s' is not a whole number", s);
 	if (v < min || v > max)
 		return err_set(e, TERR_INVAL, "%s is out of range [%lld, %lld]",
-			       s, (long long)min, (long long)max);
+		               s, (long long)min, (long long)max);
 	*out = v;
 	return 0;
 }
 
 int parse_double(const char *s, double min, double max, double *out,
-		 struct err *e)
+                 struct err *e)
 {
 	char *end;
 	double v;
@@ -42,14 +42,14 @@ int parse_double(const char *s, double min, double max, double *out,
 		return err_set(e, TERR_INVAL, "'%s' is not a number", s);
 	if (v < min || v > max)
 		return err_set(e, TERR_INVAL, "%s is out of range [%g, %g]", s,
-			       min, max);
+		               min, max);
 	*out = v;
 	return 0;
 }
 
 /* Split "12.5xyz" into a number and its suffix. */
 static int split_unit(const char *s, double *num, const char **unit,
-		      struct err *e)
+                      struct err *e)
 {
 	char *end;
 
@@ -58,8 +58,10 @@ static int split_unit(const char *s, double *num, const char **unit,
 	errno = 0;
 	*num = strtod(s, &end);
 	if (end == s || errno == ERANGE || !isfinite(*num) || *num < 0)
-		return err_set(e, TERR_INVAL, "'%s' does not start with a "
-			       "non-negative number", s);
+		return err_set(e, TERR_INVAL,
+		               "'%s' does not start with a "
+		               "non-negative number",
+		               s);
 	*unit = end;
 	return 0;
 }
@@ -69,8 +71,8 @@ int parse_duration_ms(const char *s, int64_t *out_ms, struct err *e)
 	static const struct {
 		const char *unit;
 		double ms;
-	} units[] = {{"", 1000}, {"s", 1000}, {"ms", 1}, {"m", 60000},
-		     {"h", 3600000}, {"d", 86400000}};
+	} units[] = {{"", 1000},   {"s", 1000},    {"ms", 1},
+	             {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
 	const char *unit;
 	double num;
 	int r;
@@ -82,13 +84,13 @@ int parse_duration_ms(const char *s, int64_t *out_ms, struct err *e)
 			double v = num * units[i].ms;
 			if (v > 9e15)
 				return err_set(e, TERR_INVAL,
-					       "duration '%s' is too long", s);
+				               "duration '%s' is too long", s);
 			*out_ms = (int64_t)llround(v);
 			return 0;
 		}
 	}
 	return err_set(e, TERR_INVAL,
-		       "'%s': unknown duration unit (use ms, s, m, h or d)", s);
+	               "'%s': unknown duration unit (use ms, s, m, h or d)", s);
 }
 
 int parse_size(const char *s, int64_t *out, struct err *e)
@@ -102,11 +104,13 @@ int parse_size(const char *s, int64_t *out, struct err *e)
 		return r;
 	if (*unit != '\0') {
 		p = strchr(suffixes, unit[0] & ~0x20);
-		if (p == NULL || (unit[1] != '\0' && strcmp(unit + 1, "i") &&
-				  strcmp(unit + 1, "iB") && strcmp(unit + 1, "B")))
+		if (p == NULL ||
+		    (unit[1] != '\0' && strcmp(unit + 1, "i") &&
+		     strcmp(unit + 1, "iB") && strcmp(unit + 1, "B")))
 			return err_set(e, TERR_INVAL,
-				       "'%s': unknown size unit (use K, M, G "
-				       "or T)", s);
+			               "'%s': unknown size unit (use K, M, G "
+			               "or T)",
+			               s);
 		for (long i = 0; i <= p - suffixes; i++)
 			mult *= 1024;
 	}
@@ -218,7 +222,7 @@ size_t str_distance(const char *a, const char *b)
 			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
 			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
 			cur[j] = sub < del ? (sub < ins ? sub : ins)
-					   : (del < ins ? del : ins);
+			                   : (del < ins ? del : ins);
 		}
 		memcpy(prev, cur, sizeof(prev));
 	}
@@ -259,4 +263,26 @@ bool utf8_valid(const char *s, size_t len)
 		i += n + 1;
 	}
 	return true;
+}
+
+void cli_usage_error(const char *prog, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "; see '%s --help'\n", prog);
+	exit(2);
+}
+
+const char *cli_bad_option(int argc, char **argv)
+{
+	extern int optind;
+	int i = optind - 1;
+
+	if (i < 1 || i >= argc)
+		return "?";
+	return argv[i];
 }

@@ -10,10 +10,10 @@ struct err;
 
 /* Parse a whole decimal integer within [min, max]; no trailing junk. */
 int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out,
-	      struct err *e);
+              struct err *e);
 /* Parse a non-negative decimal number ("0.5", "2"); no trailing junk. */
 int parse_double(const char *s, double min, double max, double *out,
-		 struct err *e);
+                 struct err *e);
 /* Parse a duration: "30", "30s", "1500ms", "5m", "2h", "1d" -> milliseconds. */
 int parse_duration_ms(const char *s, int64_t *out_ms, struct err *e);
 /* Parse a size: "512", "64K", "4M", "2G", "1T" (powers of 1024) -> bytes. */
@@ -25,7 +25,8 @@ int parse_bool(const char *s, bool *out, struct err *e);
 int64_t now_mono_ms(void);
 int64_t now_wall_ms(void);
 
-/* strdup that aborts on failure (allocation failure is not recoverable here). */
+/* strdup that aborts on failure (allocation failure is not recoverable here).
+ */
 char *xstrdup(const char *s);
 void *xcalloc(size_t n, size_t size);
 /* printf into a fresh heap string; aborts on allocation failure. */
@@ -40,5 +41,12 @@ size_t str_distance(const char *a, const char *b);
 
 /* True when s is valid UTF-8 of length len. */
 bool utf8_valid(const char *s, size_t len);
+
+/* One-line usage error on stderr ("prog: msg; see 'prog --help'"), exit 2.
+ * Mains set opterr = 0 and call this for getopt's '?'. */
+void cli_usage_error(const char *prog, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+/* The text of the option getopt_long rejected, for cli_usage_error. */
+const char *cli_bad_option(int argc, char **argv);
 
 #endif

@@ -12,7 +12,7 @@ PKGS=(
   # runtime tools used by the agent and its tests
   sqlite3 openssl openssh-server openssh-client docker.io debootstrap
   slurmctld slurmd slurm-client munge iptables nftables faketime
-  python3 python3-venv python3-pip python3-torch python3-numpy
+  python3 python3-venv python3-pip python3-torch python3-numpy python3-pytest
   procps psmisc strace util-linux iproute2 xz-utils
 )
 

@@ -1,5 +1,6 @@
 /* tether-runner: the per-attempt job supervisor (started by tether-agent). */
 #include "common/log.h"
+#include "common/util.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -7,17 +8,19 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: tether-runner [--help] [--version]\n"
-		   "the per-attempt job supervisor (started by tether-agent)\n");
+	fprintf(f,
+	        "usage: tether-runner [--help] [--version]\n"
+	        "the per-attempt job supervisor (started by tether-agent)\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"help", no_argument, 0, 'h'},
-					     {"version", no_argument, 0, 'V'},
-					     {0, 0, 0, 0}};
+	                                     {"version", no_argument, 0, 'V'},
+	                                     {0, 0, 0, 0}};
 	int c;
 
+	opterr = 0;
 	log_set_prog("tether-runner");
 	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
 		switch (c) {
@@ -28,8 +31,8 @@ int main(int argc, char **argv)
 			printf("tether-runner %s\n", TETHER_VERSION);
 			return 0;
 		default:
-			fprintf(stderr, "tether-runner: bad option; see 'tether-runner --help'\n");
-			return 2;
+			cli_usage_error("tether-runner", "unknown option '%s'",
+			                cli_bad_option(argc, argv));
 		}
 	}
 	usage(stderr);

@@ -32,8 +32,9 @@ static void test_parse_numbers(void **state)
 	assert_int_equal(parse_i64("42x", 0, 100, &v, &e), TERR_INVAL);
 	assert_int_equal(parse_i64("101", 0, 100, &v, &e), TERR_INVAL);
 	assert_int_equal(parse_i64("", 0, 100, &v, &e), TERR_INVAL);
-	assert_int_equal(parse_i64("99999999999999999999", 0, INT64_MAX, &v,
-				   &e), TERR_INVAL);
+	assert_int_equal(
+	    parse_i64("99999999999999999999", 0, INT64_MAX, &v, &e),
+	    TERR_INVAL);
 	assert_int_equal(parse_double("0.5", 0, 1, &d, &e), 0);
 	assert_true(d == 0.5);
 	assert_int_equal(parse_double("nan", 0, 1, &d, &e), TERR_INVAL);
@@ -67,8 +68,8 @@ static void test_utf8(void **state)
 {
 	assert_true(utf8_valid("h\xc3\xa9llo", 6));
 	assert_false(utf8_valid("\xc3", 1));
-	assert_false(utf8_valid("\xc0\x80", 2));       /* overlong */
-	assert_false(utf8_valid("\xed\xa0\x80", 3));   /* surrogate */
+	assert_false(utf8_valid("\xc0\x80", 2));        /* overlong */
+	assert_false(utf8_valid("\xed\xa0\x80", 3));    /* surrogate */
 	assert_true(utf8_valid("\xf0\x9f\x98\x80", 4)); /* emoji */
 	assert_false(utf8_valid("\xf0\x9f\x98", 3));
 }
@@ -82,14 +83,12 @@ struct tconf {
 };
 
 static const struct conf_key tkeys[] = {
-	{"name", CONF_STR, "node", offsetof(struct tconf, name), 0, 0, "n"},
-	{"max_jobs", CONF_INT, "4", offsetof(struct tconf, max_jobs), 1, 64,
-	 "m"},
-	{"flag", CONF_BOOL, "no", offsetof(struct tconf, flag), 0, 0, "f"},
-	{"poll", CONF_DURATION, "30s", offsetof(struct tconf, poll_ms), 0, 0,
-	 "p"},
-	{"budget", CONF_SIZE, "10G", offsetof(struct tconf, budget), 0, 0, "b"},
-	{0},
+    {"name", CONF_STR, "node", offsetof(struct tconf, name), 0, 0, "n"},
+    {"max_jobs", CONF_INT, "4", offsetof(struct tconf, max_jobs), 1, 64, "m"},
+    {"flag", CONF_BOOL, "no", offsetof(struct tconf, flag), 0, 0, "f"},
+    {"poll", CONF_DURATION, "30s", offsetof(struct tconf, poll_ms), 0, 0, "p"},
+    {"budget", CONF_SIZE, "10G", offsetof(struct tconf, budget), 0, 0, "b"},
+    {0},
 };
 
 static void test_conf(void **state)
@@ -99,7 +98,7 @@ static void test_conf(void **state)
 	struct err e = {0};
 	int fd = mkstemp(path);
 	const char *text = "# comment\nname = \"gpu box\"\nmax_jobs=8\n"
-			   "flag = yes\npoll = 2s\n";
+	                   "flag = yes\npoll = 2s\n";
 
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
@@ -148,15 +147,15 @@ static void expect_bad(const char *json, const char *field)
 static void test_jobspec(void **state)
 {
 	const char *good =
-		"{\"name\":\"digits\",\"command\":[\"python3\",\"train.py\"],"
-		"\"source\":{\"git\":{\"url\":\"/srv/repo.git\",\"commit\":"
-		"\"0123abcd\"}},\"environment\":{\"kind\":\"venv\","
-		"\"system_site_packages\":true,\"requirements\":[\"tiny\"]},"
-		"\"resources\":{\"cpus\":0.5,\"memory\":\"256M\",\"gpus\":0},"
-		"\"env\":{\"A\":\"1\"},\"secrets\":{\"TOKEN\":\"hunter22\"},"
-		"\"timeout\":\"10m\",\"retries\":2,\"priority\":5,"
-		"\"launcher\":\"sandbox\",\"network\":\"none\","
-		"\"mounts\":[{\"source\":\"/data\",\"target\":\"/data\"}]}";
+	    "{\"name\":\"digits\",\"command\":[\"python3\",\"train.py\"],"
+	    "\"source\":{\"git\":{\"url\":\"/srv/repo.git\",\"commit\":"
+	    "\"0123abcd\"}},\"environment\":{\"kind\":\"venv\","
+	    "\"system_site_packages\":true,\"requirements\":[\"tiny\"]},"
+	    "\"resources\":{\"cpus\":0.5,\"memory\":\"256M\",\"gpus\":0},"
+	    "\"env\":{\"A\":\"1\"},\"secrets\":{\"TOKEN\":\"hunter22\"},"
+	    "\"timeout\":\"10m\",\"retries\":2,\"priority\":5,"
+	    "\"launcher\":\"sandbox\",\"network\":\"none\","
+	    "\"mounts\":[{\"source\":\"/data\",\"target\":\"/data\"}]}";
 	struct jobspec *s = NULL;
 	struct err e = {0};
 
@@ -179,36 +178,45 @@ static void test_jobspec(void **state)
 	jobspec_free(s);
 
 	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"colour\":1}",
-		   "colour");
+	           "colour");
 	expect_bad("{\"command\":[\"a\"]}", "name");
 	expect_bad("{\"name\":\"x\",\"command\":[]}", "command");
 	expect_bad("{\"name\":\"x\",\"command\":\"ls\"}", "command");
 	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"resources\":"
-		   "{\"cpus\":\"two\"}}", "resources.cpus");
+	           "{\"cpus\":\"two\"}}",
+	           "resources.cpus");
 	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"resources\":"
-		   "{\"memory\":\"2Q\"}}", "resources.memory");
+	           "{\"memory\":\"2Q\"}}",
+	           "resources.memory");
 	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"environment\":"
-		   "{\"kind\":\"nix\"}}", "environment.kind");
+	           "{\"kind\":\"nix\"}}",
+	           "environment.kind");
 	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"environment\":"
-		   "{\"kind\":\"venv\",\"requirements_file\":\"../r.txt\"}}",
-		   "environment.requirements_file");
+	           "{\"kind\":\"venv\",\"requirements_file\":\"../r.txt\"}}",
+	           "environment.requirements_file");
 	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"env\":"
-		   "{\"1BAD\":\"v\"}}", "env.1BAD");
+	           "{\"1BAD\":\"v\"}}",
+	           "env.1BAD");
 	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"source\":{\"git\":"
-		   "{\"url\":\"u\",\"commit\":\"XYZ\"}}}", "source.git.commit");
+	           "{\"url\":\"u\",\"commit\":\"XYZ\"}}}",
+	           "source.git.commit");
 	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"source\":{\"git\":"
-		   "{\"url\":\"u\",\"ref\":\"--upload-pack=x\"}}}",
-		   "source.git.ref");
+	           "{\"url\":\"u\",\"ref\":\"--upload-pack=x\"}}}",
+	           "source.git.ref");
 	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"mounts\":"
-		   "[{\"source\":\"data\"}]}", "mounts[0]");
+	           "[{\"source\":\"data\"}]}",
+	           "mounts[0]");
 	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"launcher\":"
-		   "\"k8s\"}", "launcher");
+	           "\"k8s\"}",
+	           "launcher");
 	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"workdir\":"
-		   "\"/etc\"}", "workdir");
+	           "\"/etc\"}",
+	           "workdir");
 	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"name\":\"y\"}",
-		   "JSON");
+	           "JSON");
 	expect_bad("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]"
-		   "]]]]]]]", "deeper");
+	           "]]]]]]]",
+	           "deeper");
 	expect_bad("{\"name\":\"\xff\",\"command\":[\"a\"]}", "UTF-8");
 }
 
@@ -246,7 +254,7 @@ static void test_files(void **state)
 	assert_int_equal(file_read_all(path, 3, &data, &len, &e), TERR_TOOBIG);
 	assert_int_equal(sha256_file(path, hex, NULL, &e), 0);
 	assert_string_equal(hex, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7"
-				 "425e73043362938b9824");
+	                         "425e73043362938b9824");
 	assert_int_equal(rm_rf(dir, &e), 0);
 	assert_int_equal(stat(dir, &st), -1);
 }
@@ -269,14 +277,14 @@ static void test_buf(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_numbers),
-		cmocka_unit_test(test_err_wrap),
-		cmocka_unit_test(test_utf8),
-		cmocka_unit_test(test_conf),
-		cmocka_unit_test(test_jobspec),
-		cmocka_unit_test(test_paths),
-		cmocka_unit_test(test_files),
-		cmocka_unit_test(test_buf),
+	    cmocka_unit_test(test_parse_numbers),
+	    cmocka_unit_test(test_err_wrap),
+	    cmocka_unit_test(test_utf8),
+	    cmocka_unit_test(test_conf),
+	    cmocka_unit_test(test_jobspec),
+	    cmocka_unit_test(test_paths),
+	    cmocka_unit_test(test_files),
+	    cmocka_unit_test(test_buf),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* tether: the command-line client of a Tether workspace. */
 #include "common/log.h"
+#include "common/util.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -8,16 +9,17 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: tether [--help] [--version]\n"
-		   "the command-line client of a Tether workspace\n");
+	           "the command-line client of a Tether workspace\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"help", no_argument, 0, 'h'},
-					     {"version", no_argument, 0, 'V'},
-					     {0, 0, 0, 0}};
+	                                     {"version", no_argument, 0, 'V'},
+	                                     {0, 0, 0, 0}};
 	int c;
 
+	opterr = 0;
 	log_set_prog("tether");
 	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
 		switch (c) {
@@ -28,7 +30,8 @@ int main(int argc, char **argv)
 			printf("tether %s\n", TETHER_VERSION);
 			return 0;
 		default:
-			fprintf(stderr, "tether: bad option; see 'tether --help'\n");
+			fprintf(stderr,
+			        "tether: bad option; see 'tether --help'\n");
 			return 2;
 		}
 	}

@@ -1,0 +1,73 @@
+/* runner.h: one attempt of one job, as the runner sees it.
+ *
+ * The supervisor (supervisor.c) fills this from spec.json, then runs the
+ * phases: source (source.h) -> environment (env.h) -> run (launcher.h) ->
+ * outputs.  Launchers and builders read it and keep their own data in
+ * launcher_data / env results. */
+#ifndef TETHER_RUNNER_H
+#define TETHER_RUNNER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/attempt.h"
+#include "common/jobspec.h"
+
+struct err;
+struct launcher_ops;
+
+struct env_result {
+	char *prefix;        /* venv/conda prefix on the host, or NULL */
+	char **path_prepend; /* NULL-terminated dirs put first on PATH */
+	char **vars;         /* NULL-terminated "NAME=value" added to the env */
+	char *image;         /* docker image to run in (docker env), or NULL */
+	char key[65];        /* cache key (sha256 hex), "" for none */
+	bool cache_hit;
+};
+
+struct runner {
+	char *dir;    /* attempt directory (absolute) */
+	char *job_id; /* "42" or "L7" */
+	int64_t attempt;
+	struct jobspec *spec;
+	json_t *settings; /* the "runner" object of spec.json */
+
+	/* Settings resolved from `settings` (docs/state-dir.md). */
+	const char *state_dir, *env_dir, *job_user, *default_python;
+	const char *docker_socket, *cgroup_parent, *conda_tool;
+	enum launcher_kind launcher;
+	int64_t kill_grace_ms, default_pids, max_log_bytes;
+	uid_t uid;
+	gid_t gid;
+
+	/* Host paths of the job's directories inside the attempt dir. */
+	char *work_dir, *outputs_dir, *checkpoints_dir;
+
+	/* The job's argv and environment (NULL-terminated), built by the
+	 * supervisor after the environment phase. */
+	char **argv;
+	char **envp;
+	struct env_result env;
+	char *commit; /* resolved git commit, or NULL */
+
+	int log_fd; /* the attempt's log, O_APPEND */
+	struct attempt_state state;
+	const struct launcher_ops *ops;
+	void *launcher_data;
+};
+
+/* Write a "[prefix] message\n" line into the job's log (unmasked text is
+ * passed through the secret masker like job output). */
+void runner_logf(struct runner *r, const char *prefix, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Write bytes produced by a builder or launcher into the job log through
+ * the secret masker. */
+void runner_log_bytes(struct runner *r, const char *data, size_t len);
+/* Persist r->state to state.json (e.g. after setting launcher_ref). */
+int runner_save_state(struct runner *r, struct err *e);
+/* Append a status event (seq assigned here) to the events file. */
+int runner_event(struct runner *r, json_t *event, struct err *e);
+
+#endif

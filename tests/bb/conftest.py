@@ -1,0 +1,13 @@
+"""pytest configuration: make the harness importable and load every
+harness/fixtures_*.py module's fixtures."""
+import glob
+import importlib
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+for _path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "harness",
+                                           "fixtures_*.py"))):
+    _mod = importlib.import_module("harness." + os.path.basename(_path)[:-3])
+    globals().update({k: v for k, v in vars(_mod).items() if not k.startswith("_")})

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# README command 2: install dependencies, build (normal and sanitizer builds),
+# run the unit tests (ctest + cmocka) and the black-box tests (pytest against
+# the real binaries and real peers on loopback).  Exits non-zero on any failure.
+#
+#   TETHER_TEST_FILTER=expr   only black-box tests matching (pytest -k expr)
+#   TETHER_SKIP_ASAN=1        skip the sanitizer build (local iteration only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+jobs=$(nproc)
+
+./install/deps.sh
+./tests/check-format.sh
+
+echo "== build (RelWithDebInfo)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs" -- --no-print-directory >/dev/null
+
+if [ "${TETHER_SKIP_ASAN:-0}" != 1 ]; then
+  echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer)"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTETHER_SANITIZE=ON >/dev/null
+  cmake --build build-asan -j"$jobs" -- --no-print-directory >/dev/null
+  echo "== unit tests under sanitizers"
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure -j"$jobs")
+fi
+
+echo "== unit tests"
+(cd build && ctest --output-on-failure -j"$jobs")
+
+echo "== black-box tests"
+export TETHER_BUILD_DIR=$root/build TETHER_SOURCE_DIR=$root
+pytest_args=(-q -p no:cacheprovider -o junit_family=xunit2 tests/bb)
+[ -n "${TETHER_TEST_FILTER:-}" ] && pytest_args+=(-k "$TETHER_TEST_FILTER")
+/usr/bin/python3 -m pytest "${pytest_args[@]}"
