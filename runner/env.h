@@ -1,10 +1,22 @@
 /* env.h: building and caching a job's environment (none, venv, conda,
  * docker).  One builder per kind behind struct env_builder; env_prepare()
- * does the cache, the lock and the [env] log lines around it. */
+ * does the cache, the lock and the [env] log lines around it.
+ *
+ * Cache layout under r->env_dir (docs/environments.md):
+ *   <key>/                 a complete environment (prefix), with
+ *   <key>/.tether-env.json its usage record (kind, size, created, last_used)
+ *   <key>.tmp.<pid>/       being built; renamed to <key> when complete
+ *   .locks/<key>.lock      flock LOCK_EX while building or evicting
+ *   .locks/<key>.use       flock LOCK_SH by every runner using the env
+ * While building, <key> is a symlink to <key>.tmp.<pid> so that tools that
+ * write their prefix into files (venv scripts, conda) see the final path;
+ * a symlink at <key> is never taken for a complete environment. */
 #ifndef TETHER_ENV_H
 #define TETHER_ENV_H
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
 
 #include "runner/runner.h"
 
@@ -16,11 +28,17 @@ struct env_builder {
 	 * interpreter version, options, platform). */
 	int (*key)(struct runner *r, char out[65], struct err *e);
 	/* Build into prefix (a fresh directory, renamed into place by the
-	 * caller on success).  Output goes to the job log as "[env] ...". */
+	 * caller on success).  Output goes to the job log as "[env] ...".
+	 * For an own_cache builder prefix is NULL. */
 	int (*build)(struct runner *r, const char *prefix, struct err *e);
-	/* Fill res (PATH entries, variables, image) for a built prefix. */
+	/* Fill res (PATH entries, variables, image) for a built prefix.
+	 * For an own_cache builder prefix is NULL and TERR_NOTFOUND means
+	 * "not built yet" (env_prepare then calls build and activate). */
 	int (*activate)(struct runner *r, const char *prefix,
 	                struct env_result *res, struct err *e);
+	/* The builder caches by key itself (docker: image tether-env:<key>);
+	 * env_prepare only takes the per-key lock around it. */
+	bool own_cache;
 };
 
 extern const struct env_builder env_builder_venv;
@@ -31,5 +49,57 @@ extern const struct env_builder env_builder_docker;
  * attempt ends env_failed with the message in the log. */
 int env_prepare(struct runner *r, struct err *e);
 void env_result_free(struct env_result *res);
+
+/* env.c helpers for builders. */
+/* Run argv (execv, no shell) with envp (NULL: the runner's environment),
+ * as r->uid/r->gid when the runner is root and the job user is not; each
+ * output line goes to the job log as "[env] line".  The last lines of
+ * output are kept in tail (may be NULL) for the error message.  Non-zero
+ * exit is TERR_FAIL naming argv[0] and the status. */
+int env_run(struct runner *r, char *const argv[], char *const envp[],
+            char *tail, size_t tail_size, struct err *e);
+/* Platform string for cache keys: "<machine>-<os id>-<os version>". */
+const char *env_platform(void);
+/* Hash a canonical JSON object (sorted keys) into out. */
+void env_key_json(json_t *canon, char out[65]);
+/* NULL-terminated string vector helpers for res->path_prepend / vars. */
+char **env_strv_add(char **v, char *s);
+/* Find an executable named name on the runner's PATH; heap string. */
+char *env_which(const char *name);
+
+/* env-cache.c: the environment cache. */
+struct env_entry {
+	char key[65];
+	char kind[16];
+	int64_t size_bytes;
+	int64_t created;   /* unix seconds */
+	int64_t last_used; /* unix seconds */
+	bool in_use;
+};
+
+/* Take the build lock for key (blocking; logs while waiting). */
+int env_cache_lock(const char *env_dir, const char *key, int *fd,
+                   struct err *e);
+/* Take a shared in-use lock for key; kept until env_cache_unuse. */
+int env_cache_use(const char *env_dir, const char *key, int *fd, struct err *e);
+void env_cache_unuse(int fd);
+/* True when <env_dir>/<key> is a complete environment. */
+bool env_cache_complete(const char *env_dir, const char *key);
+/* Remove leftovers of crashed builds of key (call with the lock held). */
+void env_cache_clean_key(const char *env_dir, const char *key);
+/* Write or refresh the usage record (size measured when measure). */
+int env_cache_touch(const char *env_dir, const char *key, const char *kind,
+                    bool measure, struct err *e);
+/* List complete environments, oldest use first. */
+int env_cache_list(const char *env_dir, struct env_entry **out, size_t *n,
+                   struct err *e);
+/* Evict least-recently-used environments not in use until the total is at
+ * most budget bytes (budget < 0: remove every unused one).  freed and
+ * removed (may be NULL) get the totals. */
+int env_cache_prune(const char *env_dir, int64_t budget, int64_t *freed,
+                    size_t *removed, struct err *e);
+/* `tether-runner envs [--state-dir D | --env-dir D] [--json]` and
+ * `tether-runner envs prune [--budget SIZE] [--all]`. */
+int env_cache_main(int argc, char **argv);
 
 #endif

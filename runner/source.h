@@ -1,7 +1,15 @@
 /* source.h: fetching a job's code into r->work_dir (git via libgit2, a
- * workspace snapshot, or a local directory for local submits). */
+ * workspace snapshot, or a local directory for local submits).
+ *
+ * source.c dispatches on spec.source.kind; git.c keeps the per-node
+ * mirror cache (<state_dir>/git/<sha256(url)>.git); snapshot.c extracts
+ * <attempt dir>/snapshot.tar.gz with libarchive's secure flags and limits.
+ * Runner settings read here (all optional, docs/environments.md):
+ * known_hosts, git_ca_file, snapshot_max_entries, snapshot_max_bytes. */
 #ifndef TETHER_SOURCE_H
 #define TETHER_SOURCE_H
+
+#include <stdint.h>
 
 #include "runner/runner.h"
 
@@ -10,5 +18,26 @@ struct err;
 /* Fill r->work_dir from the spec's source and set r->commit for git.
  * Failure means the attempt ends source_failed with a clear reason. */
 int source_fetch(struct runner *r, struct err *e);
+
+/* git.c: fetch spec.source.git into the mirror and check the resolved
+ * commit out into r->work_dir; sets r->commit. */
+int gitsrc_fetch(struct runner *r, struct err *e);
+
+struct snapshot_limits {
+	int64_t max_entries; /* entries in the archive */
+	int64_t max_bytes;   /* total uncompressed file bytes */
+};
+
+/* snapshot.c: extract a gzip tar into dir (which must exist).  Refuses
+ * absolute paths, "..", device nodes and fifos, links leading out of dir,
+ * and archives over the limits; on refusal dir is emptied again.
+ * TERR_INVAL (hostile archive) or TERR_TOOBIG (limits), reason in e. */
+int snapshot_extract(const char *archive, const char *dir,
+                     const struct snapshot_limits *lim, struct err *e);
+
+/* Runner setting `name` as a string, or NULL (helper for source/env). */
+const char *source_setting_str(struct runner *r, const char *name);
+/* Runner setting `name` as a non-negative integer, or def. */
+int64_t source_setting_int(struct runner *r, const char *name, int64_t def);
 
 #endif
