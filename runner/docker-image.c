@@ -1,0 +1,207 @@
+/* docker-image.c: images through the Engine API: inspect, pull (with
+ * registry auth, progress summarised into the job log), tag and build. */
+#include "runner/docker.h"
+
+#include "common/err.h"
+#include "common/util.h"
+#include "runner/runner.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define BUILD_TIMEOUT_MS (6L * 3600 * 1000)
+
+struct progress {
+	struct runner *r;
+	const char *image;
+	int layers_done, layers_present;
+	char *error;
+	char *id; /* build: the image id from the aux message */
+};
+
+int docker_image_inspect(struct docker *d, const char *ref, json_t **out,
+                         struct err *e)
+{
+	char *path = xasprintf("/images/%s/json", ref);
+	int r = docker_call(d, "GET", path, NULL, out, e);
+
+	free(path);
+	return r;
+}
+
+static void progress_free(struct progress *p)
+{
+	free(p->error);
+	free(p->id);
+}
+
+/* Keep the engine's first error message ({"error": "..."}). */
+static int progress_error(struct progress *p, json_t *obj)
+{
+	const char *msg = json_string_value(json_object_get(obj, "error"));
+
+	if (msg == NULL)
+		return 0;
+	if (p->error == NULL)
+		p->error = xstrdup(msg);
+	return 1;
+}
+
+/* Pull progress: log the stage changes, count the layers, skip the
+ * byte-level noise (Downloading, Extracting, Waiting ...). */
+static int pull_line(void *arg, json_t *obj, struct err *e)
+{
+	struct progress *p = arg;
+	const char *st = json_string_value(json_object_get(obj, "status"));
+	const char *id = json_string_value(json_object_get(obj, "id"));
+
+	if (progress_error(p, obj) || st == NULL)
+		return 0;
+	if (strcmp(st, "Pull complete") == 0)
+		p->layers_done++;
+	else if (strcmp(st, "Already exists") == 0)
+		p->layers_present++;
+	else if (!strncmp(st, "Pulling from", 12) ||
+	         !strncmp(st, "Digest:", 7) || !strncmp(st, "Status:", 7))
+		runner_logf(p->r, "env", "%s%s%s", st,
+		            id && *st == 'P' ? " " : "",
+		            id && *st == 'P' ? id : "");
+	return 0;
+}
+
+int docker_image_pull(struct docker *d, struct runner *r, const char *image,
+                      const char *auth, struct err *e)
+{
+	struct progress p = {.r = r, .image = image};
+	struct docker_lines lines;
+	char *repo, *tag, *qr, *qt, *path;
+	struct docker_req q = {.method = "POST",
+	                       .registry_auth = auth,
+	                       .timeout_ms = BUILD_TIMEOUT_MS};
+	int rc;
+
+	docker_image_split(image, &repo, &tag);
+	qr = docker_urlencode(repo);
+	qt = docker_urlencode(tag);
+	path = xasprintf("/images/create?fromImage=%s&tag=%s", qr, qt);
+	docker_lines_init(&lines, pull_line, &p, e);
+	q.path = path;
+	q.on_data = docker_lines_feed;
+	q.arg = &lines;
+	runner_logf(r, "env", "pulling %s%s", image,
+	            auth ? " (with registry credentials)" : "");
+	rc = docker_request(d, &q, NULL, NULL, e);
+	docker_lines_free(&lines);
+	if (rc == 0 && p.error != NULL)
+		rc = err_set(e, TERR_FAIL, "%s", p.error);
+	if (rc < 0) {
+		if (rc == TERR_AUTH || strstr(e->msg, "unauthorized") ||
+		    strstr(e->msg, "authentication required") ||
+		    strstr(e->msg, "no basic auth"))
+			e->code = rc = TERR_AUTH;
+		err_wrap(e, "pull %s%s", image,
+		         rc == TERR_AUTH ? " (check the registry secret)" : "");
+	} else
+		runner_logf(r, "env",
+		            "pulled %s: %d layers downloaded, %d "
+		            "already present",
+		            image, p.layers_done, p.layers_present);
+	progress_free(&p);
+	free(path);
+	free(qr);
+	free(qt);
+	free(repo);
+	free(tag);
+	return rc;
+}
+
+int docker_image_tag(struct docker *d, const char *ref, const char *repo,
+                     const char *tag, struct err *e)
+{
+	char *qr = docker_urlencode(repo), *qt = docker_urlencode(tag);
+	char *path = xasprintf("/images/%s/tag?repo=%s&tag=%s", ref, qr, qt);
+	int r = docker_call(d, "POST", path, NULL, NULL, e);
+
+	free(path);
+	free(qr);
+	free(qt);
+	return r;
+}
+
+/* Build output: every "stream" line into the log as [env]. */
+static int build_line(void *arg, json_t *obj, struct err *e)
+{
+	struct progress *p = arg;
+	const char *s = json_string_value(json_object_get(obj, "stream"));
+	const char *id = json_string_value(
+	    json_object_get(json_object_get(obj, "aux"), "ID"));
+	size_t n;
+
+	if (progress_error(p, obj))
+		return 0;
+	if (id != NULL) {
+		free(p->id);
+		p->id = xstrdup(id);
+	}
+	while (s != NULL && *s) {
+		n = strcspn(s, "\n");
+		if (n > 0 && strspn(s, " \r\t") < n)
+			runner_logf(p->r, "env", "%.*s", (int)n, s);
+		s += n + (s[n] == '\n');
+	}
+	return 0;
+}
+
+static char *build_path(const char *dockerfile, const char *tag,
+                        const char *key)
+{
+	char *labels = xasprintf("{\"tether.env\":\"%s\"}", key);
+	char *ql = docker_urlencode(labels), *qt = docker_urlencode(tag);
+	char *qd = docker_urlencode(dockerfile);
+	char *path = xasprintf("/build?t=%s&dockerfile=%s&labels=%s&rm=1"
+	                       "&forcerm=1",
+	                       qt, qd, ql);
+
+	free(labels);
+	free(ql);
+	free(qt);
+	free(qd);
+	return path;
+}
+
+int docker_image_build(struct docker *d, struct runner *r, FILE *context,
+                       const char *dockerfile, const char *tag, const char *key,
+                       struct err *e)
+{
+	struct progress p = {.r = r};
+	struct docker_lines lines;
+	struct stat st;
+	struct docker_req q = {.method = "POST",
+	                       .upload = context,
+	                       .content_type = "application/x-tar",
+	                       .timeout_ms = BUILD_TIMEOUT_MS};
+	char *path = build_path(dockerfile, tag, key);
+	int rc;
+
+	if (fflush(context) != 0 || fstat(fileno(context), &st) < 0) {
+		rc = err_sys(e, TERR_IO, "build context");
+		goto out;
+	}
+	rewind(context);
+	q.upload_size = st.st_size;
+	q.path = path;
+	q.on_data = docker_lines_feed;
+	q.arg = &lines;
+	docker_lines_init(&lines, build_line, &p, e);
+	rc = docker_request(d, &q, NULL, NULL, e);
+	docker_lines_free(&lines);
+	if (rc == 0 && p.error != NULL)
+		rc = err_set(e, TERR_FAIL, "%s", p.error);
+	if (rc < 0)
+		err_wrap(e, "docker build %s", dockerfile);
+out:
+	progress_free(&p);
+	free(path);
+	return rc;
+}

@@ -1,0 +1,258 @@
+/* launcher-docker.c: the docker launcher.  One container per attempt,
+ * created through the Engine API, its output followed from the engine's
+ * `local` log driver (binary-safe, kept while the container exists) so a
+ * new runner can re-attach without loss or duplication.  See
+ * docs/docker.md. */
+#include "runner/docker.h"
+#include "runner/launcher-docker.h"
+
+#include "common/err.h"
+#include "common/fileio.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "runner/launcher.h"
+#include "runner/runner.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static uid_t chown_uid;
+static gid_t chown_gid;
+
+static int chown_one(const char *path, const struct stat *st, int flag,
+                     struct FTW *ftw)
+{
+	if (st->st_uid != chown_uid || st->st_gid != chown_gid)
+		if (lchown(path, chown_uid, chown_gid) < 0)
+			return -1;
+	return 0;
+}
+
+/* The job user must own its directories (mounted into the container). */
+static int own_dirs(struct runner *r, struct err *e)
+{
+	const char *dirs[] = {r->work_dir, r->outputs_dir, r->checkpoints_dir};
+
+	chown_uid = r->uid;
+	chown_gid = r->gid;
+	for (size_t i = 0; i < 3; i++) {
+		if (mkdir_p(dirs[i], 0700, e) < 0)
+			return err_wrap(e, "docker launcher");
+		if (nftw(dirs[i], chown_one, 16, FTW_PHYS) < 0)
+			return err_sys(e, TERR_IO, "chown %s to %u:%u", dirs[i],
+			               (unsigned)r->uid, (unsigned)r->gid);
+	}
+	return 0;
+}
+
+static int docker_prepare(struct runner *r, struct err *e)
+{
+	struct dlaunch *dl;
+	int rc;
+
+	if (r->env.image == NULL)
+		return err_set(e, TERR_INVAL,
+		               "the docker launcher needs a docker "
+		               "environment: set environment.kind to \"docker\""
+		               " with an image or a dockerfile");
+	if ((rc = own_dirs(r, e)) < 0)
+		return rc;
+	dl = xcalloc(1, sizeof(*dl));
+	dl->out_w = dl->done_w = -1;
+	if ((rc = docker_open(r->docker_socket, &dl->d, e)) < 0) {
+		free(dl);
+		return rc;
+	}
+	r->launcher_data = dl;
+	return 0;
+}
+
+/* Record the container (state.json and docker.json) before it starts, so
+ * that a crash at any later point finds it again. */
+static int record_container(struct runner *r, struct dlaunch *dl, struct err *e)
+{
+	struct stat st;
+	json_t *j;
+	char *text, *path;
+	int rc;
+
+	if (fstat(r->log_fd, &st) < 0)
+		return err_sys(e, TERR_IO, "stat the job log");
+	snprintf(r->state.launcher_ref, sizeof(r->state.launcher_ref), "%s",
+	         dl->id);
+	snprintf(r->state.launcher, sizeof(r->state.launcher), "docker");
+	j = json_pack("{s:s, s:I}", "container", dl->id, "log_start",
+	              (json_int_t)st.st_size);
+	text = json_dumps(j, JSON_COMPACT);
+	path = attempt_path(r->dir, DOCKER_STATE_FILE);
+	rc = file_write_atomic(path, text, strlen(text), 0600, e);
+	free(path);
+	free(text);
+	json_decref(j);
+	if (rc < 0)
+		return rc;
+	return runner_save_state(r, e);
+}
+
+/* Create the container; a leftover of an earlier runner that never
+ * started is replaced, one that started is adopted (*adopted). */
+static int create_container(struct runner *r, struct dlaunch *dl, bool *adopted,
+                            struct err *e)
+{
+	char *name = docker_container_name(r), *path;
+	json_t *body = NULL, *reply = NULL;
+	int rc;
+
+	*adopted = false;
+	if ((rc = docker_container_body(r, r->env.image, &body, e)) < 0)
+		goto out;
+	path = xasprintf("/containers/create?name=%s", name);
+	rc = docker_call(dl->d, "POST", path, body, &reply, e);
+	free(path);
+	if (rc == TERR_CONFLICT) {
+		rc = dlaunch_adopt(dl, name, adopted, e);
+		if (rc == 0 && !*adopted)
+			rc = create_container(r, dl, adopted, e);
+		goto out;
+	}
+	if (rc < 0)
+		goto out;
+	snprintf(dl->id, sizeof(dl->id), "%s",
+	         json_string_value(json_object_get(reply, "Id"))
+	             ? json_string_value(json_object_get(reply, "Id"))
+	             : "");
+	if (dl->id[0] == '\0')
+		rc = err_set(e, TERR_PROTO, "container create: no Id");
+out:
+	json_decref(body);
+	json_decref(reply);
+	free(name);
+	return rc;
+}
+
+static int docker_start(struct runner *r, int *out_fd, int *done_fd,
+                        struct err *e)
+{
+	struct dlaunch *dl = r->launcher_data;
+	char *path;
+	bool adopted;
+	int rc;
+
+	if ((rc = create_container(r, dl, &adopted, e)) < 0 ||
+	    (rc = record_container(r, dl, e)) < 0)
+		return err_wrap(e, "docker launcher");
+	if (!adopted) {
+		path = xasprintf("/containers/%s/start", dl->id);
+		rc = docker_call(dl->d, "POST", path, NULL, NULL, e);
+		free(path);
+		if (rc < 0)
+			return err_wrap(e, "start container %.12s", dl->id);
+	}
+	r->state.job_pid = dlaunch_pid(dl);
+	if ((rc = runner_save_state(r, e)) < 0)
+		return rc;
+	return dlaunch_follow(dl, 0, out_fd, done_fd, e);
+}
+
+static int docker_signal(struct runner *r, int sig, struct err *e)
+{
+	struct dlaunch *dl = r->launcher_data;
+
+	if (dl == NULL || dl->id[0] == '\0')
+		return err_set(e, TERR_NOTFOUND, "no container to signal");
+	return dlaunch_signal(dl, sig, e);
+}
+
+static int docker_kill(struct runner *r, struct err *e)
+{
+	return docker_signal(r, SIGKILL, e);
+}
+
+static int docker_collect(struct runner *r, struct launch_exit *ex,
+                          struct err *e)
+{
+	struct dlaunch *dl = r->launcher_data;
+	int rc;
+
+	if (dl == NULL)
+		return err_set(e, TERR_INVAL, "docker launcher not started");
+	dlaunch_join(dl);
+	if ((rc = dlaunch_exit(dl, ex, e)) < 0)
+		return rc;
+	dlaunch_remove(dl);
+	return 0;
+}
+
+/* Raw job bytes the log already holds: what it grew since the start. */
+static int64_t log_done_bytes(struct runner *r)
+{
+	char *path = attempt_path(r->dir, DOCKER_STATE_FILE), *text = NULL;
+	struct stat st;
+	json_t *j = NULL;
+	int64_t start = -1, done = 0;
+	size_t len;
+
+	if (file_read_all(path, 4096, &text, &len, NULL) == 0 &&
+	    (j = json_loadb(text, len, 0, NULL)) != NULL)
+		start = json_integer_value(json_object_get(j, "log_start"));
+	if (start >= 0 && fstat(r->log_fd, &st) == 0 && st.st_size > start)
+		done = st.st_size - start;
+	json_decref(j);
+	free(text);
+	free(path);
+	return done;
+}
+
+static int docker_reattach(struct runner *r, int *out_fd, int *done_fd,
+                           struct err *e)
+{
+	struct dlaunch *dl = r->launcher_data;
+	int rc;
+
+	if (r->state.launcher_ref[0] == '\0')
+		return err_set(e, TERR_NOTFOUND, "no container recorded");
+	if (dl == NULL) {
+		dl = xcalloc(1, sizeof(*dl));
+		dl->out_w = dl->done_w = -1;
+		if ((rc = docker_open(r->docker_socket, &dl->d, e)) < 0) {
+			free(dl);
+			return rc;
+		}
+		r->launcher_data = dl;
+	}
+	snprintf(dl->id, sizeof(dl->id), "%s", r->state.launcher_ref);
+	if ((rc = dlaunch_check(dl, e)) < 0)
+		return rc;
+	r->state.job_pid = dlaunch_pid(dl);
+	return dlaunch_follow(dl, log_done_bytes(r), out_fd, done_fd, e);
+}
+
+static void docker_cleanup(struct runner *r)
+{
+	struct dlaunch *dl = r->launcher_data;
+
+	if (dl == NULL)
+		return;
+	dl->stop = 1;
+	dlaunch_join(dl);
+	dlaunch_remove(dl);
+	docker_close(dl->d);
+	free(dl);
+	r->launcher_data = NULL;
+}
+
+const struct launcher_ops launcher_docker = {
+    .name = "docker",
+    .prepare = docker_prepare,
+    .start = docker_start,
+    .signal = docker_signal,
+    .kill = docker_kill,
+    .collect = docker_collect,
+    .reattach = docker_reattach,
+    .cleanup = docker_cleanup,
+};

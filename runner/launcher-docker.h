@@ -1,0 +1,52 @@
+/* launcher-docker.h: the docker launcher's per-attempt state, shared by
+ * launcher-docker.c (the ops) and docker-run.c (the container's life:
+ * following its output, waiting, signalling, removing). */
+#ifndef TETHER_LAUNCHER_DOCKER_H
+#define TETHER_LAUNCHER_DOCKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "runner/docker.h"
+
+struct launch_exit;
+
+/* Attempt file of the docker launcher: {"container", "log_start"}. */
+#define DOCKER_STATE_FILE "docker.json"
+
+struct dlaunch {
+	struct docker *d;
+	char id[128];      /* container id */
+	int out_w, done_w; /* write ends fed by the follower thread */
+	pthread_t th;
+	bool th_started;
+	volatile int stop; /* set to end the follower early */
+	int64_t skip;      /* raw bytes already in the log (re-attach) */
+	int64_t seen;      /* raw bytes of the stream seen so far */
+	struct docker_demux dm;
+	bool removed;
+};
+
+/* A container named `name` exists: adopt it if it ever started (never
+ * two containers per attempt), else remove it so it can be recreated. */
+int dlaunch_adopt(struct dlaunch *dl, const char *name, bool *adopted,
+                  struct err *e);
+/* Check the recorded container exists (TERR_NOTFOUND when gone). */
+int dlaunch_check(struct dlaunch *dl, struct err *e);
+/* Host pid of the container's init (0 when not running). */
+pid_t dlaunch_pid(struct dlaunch *dl);
+/* Start the follower thread: output after the first `skip` raw bytes goes
+ * to *out_fd, and *done_fd becomes readable once the container exited. */
+int dlaunch_follow(struct dlaunch *dl, int64_t skip, int *out_fd, int *done_fd,
+                   struct err *e);
+/* Signal every process of the container. */
+int dlaunch_signal(struct dlaunch *dl, int sig, struct err *e);
+void dlaunch_join(struct dlaunch *dl);
+/* Exit code, signal and OOM of the exited container. */
+int dlaunch_exit(struct dlaunch *dl, struct launch_exit *ex, struct err *e);
+/* Remove the container (force); idempotent, errors logged. */
+void dlaunch_remove(struct dlaunch *dl);
+
+#endif

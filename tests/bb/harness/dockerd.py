@@ -1,0 +1,117 @@
+"""A real Docker engine for the black-box tests.
+
+Uses the engine on /var/run/docker.sock when it answers /_ping; otherwise
+starts `dockerd` on that socket (cgroup v1 hybrid works) and stops it at exit
+only if this process started it.  The docker CLI on PATH is newer than
+Debian's engine, so every CLI call goes through `cli()`, which pins
+DOCKER_API_VERSION to the engine's."""
+import atexit
+import http.client
+import json
+import os
+import socket
+import subprocess
+import time
+
+from harness.common import Proc, run, wait_until
+
+SOCKET = os.environ.get("TETHER_TEST_DOCKER_SOCKET", "/var/run/docker.sock")
+LOG = "/var/log/tether-test-dockerd.log"
+
+_started = None
+
+
+class _UnixConn(http.client.HTTPConnection):
+    def __init__(self, path, timeout=30):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def api(method, path, body=None, sock=SOCKET, timeout=30):
+    """One Engine API request; returns (status, parsed JSON or bytes)."""
+    c = _UnixConn(sock, timeout)
+    try:
+        hdrs = {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        c.request(method, path, body=data, headers=hdrs)
+        resp = c.getresponse()
+        raw = resp.read()
+        try:
+            return resp.status, json.loads(raw) if raw else None
+        except ValueError:
+            return resp.status, raw
+    finally:
+        c.close()
+
+
+def ping(sock=SOCKET):
+    try:
+        st, body = api("GET", "/_ping", sock=sock, timeout=2)
+        return st == 200
+    except OSError:
+        return False
+
+
+def api_version(sock=SOCKET):
+    st, v = api("GET", "/version", sock=sock)
+    return v["ApiVersion"]
+
+
+def ensure_dockerd(timeout=60):
+    """Return the socket of an answering engine, starting dockerd if needed."""
+    global _started
+    if ping():
+        return SOCKET
+    if _started is None or not _started.alive():
+        if os.path.exists(SOCKET):
+            os.unlink(SOCKET)  # stale socket of a dead daemon
+        _started = Proc(["dockerd", "--host", "unix://" + SOCKET,
+                         "--pidfile", "/run/tether-test-dockerd.pid"],
+                        LOG, new_session=True)
+    wait_until(ping, timeout, interval=0.2, what="dockerd /_ping")
+    return SOCKET
+
+
+@atexit.register
+def _stop_dockerd():
+    if _started is not None and _started.alive():
+        _started.stop(timeout=20)
+
+
+def cli(*args, check=True, timeout=300, **kw):
+    """Run the docker CLI against the test engine with its API version."""
+    env = dict(os.environ)
+    env["DOCKER_API_VERSION"] = api_version()
+    env["DOCKER_HOST"] = "unix://" + SOCKET
+    return run(["docker", *args], check=check, timeout=timeout, env=env, **kw)
+
+
+def containers(label):
+    """Containers (all states) carrying a label filter like tether.job=42."""
+    q = json.dumps({"label": [label]})
+    from urllib.parse import quote
+    st, lst = api("GET", "/containers/json?all=1&filters=" + quote(q))
+    assert st == 200, lst
+    return lst
+
+
+def image_exists(ref):
+    st, _ = api("GET", "/images/%s/json" % ref)
+    return st == 200
+
+
+def remove_images(prefix):
+    """Remove images whose tags start with prefix (e.g. tether-env:)."""
+    st, imgs = api("GET", "/images/json")
+    for img in imgs or []:
+        for tag in img.get("RepoTags") or []:
+            if tag.startswith(prefix):
+                api("DELETE", "/images/%s?force=1" % tag)
