@@ -1,0 +1,238 @@
+/* api-admin.c: admin calls about tokens and agents. */
+#include "workspace/server/http.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int tokens_create(struct req *r)
+{
+	struct ws *ws = r->ws;
+	json_t *b = NULL, *labels;
+	struct err e = {0};
+	int64_t uses = 1;
+	double ttl = 3600, now = ws_now();
+	char tok[80], id[40], *l = NULL;
+	sqlite3_stmt *st;
+	int s;
+
+	if (r->body.len == 0)
+		buf_append(&r->body, "{}", 2, NULL);
+	if (req_json(r, &b) < 0)
+		return r->status;
+	labels = json_object_get(b, "labels");
+	if (json_check_keys(
+	        b, "", (const char *const[]){"uses", "ttl", "labels", NULL},
+	        &e) < 0 ||
+	    json_get_int(b, "", "uses", false, 1, 1000000, &uses, &e) < 0 ||
+	    json_get_num(b, "", "ttl", false, 1, 10 * 365 * 86400.0, &ttl, &e) <
+	        0 ||
+	    agent_check_labels(labels, "labels", &e) < 0) {
+		s = reply_err(r, &e);
+		json_decref(b);
+		return s;
+	}
+	labels = labels ? json_copy(labels) : json_array();
+	auth_new_token("tr_", tok, sizeof(tok));
+	auth_new_token("t_", id, 2 + 17);
+	l = json_dumps(labels, JSON_COMPACT);
+	db_lock(ws);
+	st = db_prep(ws, "INSERT INTO tokens(id, hash, uses_left, expires_at,"
+	                 " labels, created_at) VALUES (?, ?, ?, ?, ?, ?)");
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	{
+		char hash[65];
+		auth_hash(tok, hash);
+		sqlite3_bind_text(st, 2, hash, -1, SQLITE_TRANSIENT);
+	}
+	sqlite3_bind_int64(st, 3, uses);
+	sqlite3_bind_double(st, 4, now + ttl);
+	sqlite3_bind_text(st, 5, l, -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 6, now);
+	s = sqlite3_step(st);
+	sqlite3_finalize(st);
+	db_unlock(ws);
+	free(l);
+	json_decref(b);
+	if (s != SQLITE_DONE) {
+		json_decref(labels);
+		return reply_internal(r, "cannot store the token");
+	}
+	s = reply_json(r, 201,
+	               json_pack("{s:s,s:s,s:I,s:f,s:o}", "token", tok, "id",
+	                         id, "uses", (json_int_t)uses, "expires_at",
+	                         now + ttl, "labels", labels));
+	explicit_bzero(tok, sizeof(tok));
+	return s;
+}
+
+static int tokens_list(struct req *r)
+{
+	struct ws *ws = r->ws;
+	json_t *list = json_array();
+	sqlite3_stmt *st;
+
+	db_lock(ws);
+	st = db_prep(ws, "SELECT id, uses_left, expires_at, labels FROM tokens"
+	                 " ORDER BY created_at");
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(list,
+		                      json_pack("{s:o,s:o,s:o,s:o}", "id",
+		                                db_col_str(st, 0), "uses_left",
+		                                db_col_int(st, 1), "expires_at",
+		                                db_col_real(st, 2), "labels",
+		                                db_col_json(st, 3)));
+	sqlite3_finalize(st);
+	db_unlock(ws);
+	return reply_json(r, 200, json_pack("{s:o}", "tokens", list));
+}
+
+static const char *agent_state(struct ws *ws, sqlite3_stmt *st)
+{
+	const char *s = (const char *)sqlite3_column_text(st, 3);
+	double seen = sqlite3_column_double(st, 6);
+
+	if (strcmp(s, "revoked") == 0)
+		return "revoked";
+	if (sqlite3_column_int(st, 12))
+		return "draining";
+	if (ws_now() - seen > 3.0 * (double)ws->conf.poll_ms / 1000.0 + 1.0)
+		return "lost";
+	return "online";
+}
+
+static int agents_list(struct req *r)
+{
+	struct ws *ws = r->ws;
+	json_t *list = json_array();
+	sqlite3_stmt *st;
+
+	db_lock(ws);
+	st = db_prep(ws, "SELECT id, name, labels, state, capacity, free, "
+	                 "last_seen, version, transport, os, facts, running, "
+	                 "drain, kernel, machine_id FROM agents ORDER BY "
+	                 "created_at");
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(
+		    list,
+		    json_pack(
+		        "{s:o,s:o,s:o,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,"
+		        "s:o,s:o}",
+		        "id", db_col_str(st, 0), "name", db_col_str(st, 1),
+		        "labels", db_col_json(st, 2), "state",
+		        agent_state(ws, st), "capacity", db_col_json(st, 4),
+		        "free", db_col_json(st, 5), "last_seen",
+		        db_col_real(st, 6), "version", db_col_str(st, 7),
+		        "transport", db_col_str(st, 8), "os", db_col_str(st, 9),
+		        "facts", db_col_json(st, 10), "running",
+		        db_col_int(st, 11), "kernel", db_col_str(st, 13),
+		        "machine_id", db_col_str(st, 14)));
+	sqlite3_finalize(st);
+	db_unlock(ws);
+	return reply_json(r, 200, json_pack("{s:o}", "agents", list));
+}
+
+void agent_revoke(struct ws *ws, const char *id, bool lost_now)
+{
+	sqlite3_stmt *st = db_prep(ws, "UPDATE agents SET state = 'revoked' "
+	                               "WHERE id = ?");
+	json_t *live = json_array(), *it;
+	size_t i;
+
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+	log_info("agent %s revoked", id);
+	if (!lost_now) {
+		json_decref(live);
+		return;
+	}
+	st = db_prep(ws, "SELECT job, attempt FROM attempts WHERE agent_id = ? "
+	                 "AND state IN ('assigned','running','cancelling')");
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(
+		    live, json_pack("[I,I]", sqlite3_column_int64(st, 0),
+		                    sqlite3_column_int64(st, 1)));
+	sqlite3_finalize(st);
+	json_array_foreach(live, i, it) sched_end_attempt(
+	    ws, json_integer_value(json_array_get(it, 0)),
+	    json_integer_value(json_array_get(it, 1)), "lost", true);
+	json_decref(live);
+}
+
+/* The id of the agent named by segment 1 (id or name, active first). */
+static bool find_agent(struct req *r, char *id, size_t size, char *name,
+                       size_t nsize)
+{
+	sqlite3_stmt *st = db_prep(
+	    r->ws, "SELECT id, name FROM agents WHERE id = ?1 OR name = ?1 "
+	           "ORDER BY state = 'revoked', created_at DESC LIMIT 1");
+	bool ok = false;
+
+	sqlite3_bind_text(st, 1, r->segs[1], -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		snprintf(id, size, "%s", sqlite3_column_text(st, 0));
+		snprintf(name, nsize, "%s", sqlite3_column_text(st, 1));
+		ok = true;
+	}
+	sqlite3_finalize(st);
+	return ok;
+}
+
+static int agents_revoke(struct req *r)
+{
+	struct ws *ws = r->ws;
+	char id[48], name[WS_MAX_NAME + 1];
+	bool found;
+
+	db_lock(ws);
+	found = find_agent(r, id, sizeof(id), name, sizeof(name));
+	if (found)
+		agent_revoke(ws, id, false);
+	db_unlock(ws);
+	if (!found)
+		return reply_error(r, 404, "not_found", NULL,
+		                   "no agent '%.128s'", r->segs[1]);
+	ws_notify(ws);
+	return reply_json(r, 200,
+	                  json_pack("{s:s,s:s}", "revoked", name, "id", id));
+}
+
+static int agents_drain(struct req *r)
+{
+	struct ws *ws = r->ws;
+	char id[48], name[WS_MAX_NAME + 1];
+	sqlite3_stmt *st;
+	bool found;
+
+	db_lock(ws);
+	found = find_agent(r, id, sizeof(id), name, sizeof(name));
+	if (found) {
+		st = db_prep(ws, "UPDATE agents SET drain = 1, drain_sent = 0 "
+		                 "WHERE id = ?");
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+	db_unlock(ws);
+	if (!found)
+		return reply_error(r, 404, "not_found", NULL,
+		                   "no agent '%.128s'", r->segs[1]);
+	ws_notify(ws);
+	return reply_json(r, 200,
+	                  json_pack("{s:s,s:s}", "draining", name, "id", id));
+}
+
+const struct route routes_admin[] = {
+    {"POST", "tokens", AUTH_ADMIN, BODY_MEM, offsetof(struct ws_conf, max_body),
+     tokens_create},
+    {"GET", "tokens", AUTH_ADMIN, BODY_NONE, 0, tokens_list},
+    {"GET", "agents", AUTH_ADMIN, BODY_NONE, 0, agents_list},
+    {"DELETE", "agents/*", AUTH_ADMIN, BODY_NONE, 0, agents_revoke},
+    {"POST", "agents/*/drain", AUTH_ADMIN, BODY_MEM,
+     offsetof(struct ws_conf, max_body), agents_drain},
+    {NULL, NULL, 0, 0, 0, NULL},
+};

@@ -1,0 +1,304 @@
+/* api-jobs.c: admin job calls: submit, list, show, cancel. */
+#include "workspace/server/http.h"
+#include "common/jobspec.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool snapshot_exists(struct ws *ws, const char *id)
+{
+	sqlite3_stmt *st = db_prep(ws, "SELECT 1 FROM snapshots WHERE id = ?");
+	bool ok;
+
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	ok = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return ok;
+}
+
+/* Insert the job and its secrets; returns the new id or -1. */
+static int64_t insert_job(struct ws *ws, const struct jobspec *s,
+                          json_t *masked)
+{
+	sqlite3_stmt *st;
+	char *spec = json_dumps(masked, JSON_COMPACT | JSON_SORT_KEYS);
+	char *labels = NULL;
+	json_t *pl =
+	    json_object_get(json_object_get(masked, "placement"), "labels");
+	double now = ws_now();
+	int64_t id = -1;
+
+	if (pl != NULL)
+		labels = json_dumps(pl, JSON_COMPACT);
+	st = db_prep(ws, "INSERT INTO jobs(name, state, priority, "
+	                 "submitted_at, queued_at, spec, retries, snapshot, "
+	                 "placement_agent, placement_labels, cpus, memory, "
+	                 "gpus) VALUES (?,'queued',?,?,?,?,?,?,?,?,?,?,?)");
+	sqlite3_bind_text(st, 1, s->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, s->priority);
+	sqlite3_bind_double(st, 3, now);
+	sqlite3_bind_double(st, 4, now);
+	sqlite3_bind_text(st, 5, spec, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, s->retries);
+	sqlite3_bind_text(st, 7, s->source.snapshot, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, s->placement_agent, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 9, labels, -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 10, s->resources.cpus);
+	sqlite3_bind_int64(st, 11, s->resources.memory);
+	sqlite3_bind_int64(st, 12, s->resources.gpus);
+	if (sqlite3_step(st) == SQLITE_DONE)
+		id = sqlite3_last_insert_rowid(ws->db);
+	sqlite3_finalize(st);
+	for (size_t i = 0; id > 0 && i < s->nsecrets; i++) {
+		st = db_prep(ws, "INSERT INTO job_secrets(job, name, value) "
+		                 "VALUES (?, ?, ?)");
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_text(st, 2, s->secrets[i].key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, s->secrets[i].value, -1,
+		                  SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			id = -1;
+		sqlite3_finalize(st);
+	}
+	free(spec);
+	free(labels);
+	return id;
+}
+
+static json_t *mask_secrets(json_t *root)
+{
+	json_t *m = json_deep_copy(root), *sec = json_object_get(m, "secrets");
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(sec, k, v)
+	    json_object_set_new(sec, k, json_string("***"));
+	return m;
+}
+
+static int jobs_submit(struct req *r)
+{
+	struct ws *ws = r->ws;
+	struct jobspec *s = NULL;
+	struct err e = {0};
+	json_t *root = NULL, *masked = NULL;
+	int64_t id = -1;
+	int st;
+
+	if (req_json(r, &root) < 0)
+		return r->status;
+	if (jobspec_parse_json(root, &s, &e) < 0) {
+		st = reply_err(r, &e);
+		goto out;
+	}
+	masked = mask_secrets(root);
+	db_lock(ws);
+	if (s->source.snapshot && !snapshot_exists(ws, s->source.snapshot)) {
+		db_unlock(ws);
+		st =
+		    reply_error(r, 400, "invalid", "source.snapshot",
+		                "source.snapshot: no uploaded snapshot with id "
+		                "'%.80s' (POST /api/v1/snapshots first)",
+		                s->source.snapshot);
+		goto out;
+	}
+	if (db_begin(ws) == 0 && (id = insert_job(ws, s, masked)) > 0 &&
+	    db_commit(ws) == 0) {
+		db_unlock(ws);
+		ws_notify(ws);
+		log_info("job=%lld submitted name=%s", (long long)id, s->name);
+		st = reply_json(r, 201,
+		                json_pack("{s:I,s:s}", "id", (json_int_t)id,
+		                          "state", "queued"));
+	} else {
+		db_rollback(ws);
+		db_unlock(ws);
+		st = reply_internal(r, "cannot store the job");
+	}
+out:
+	json_decref(root);
+	json_decref(masked);
+	jobspec_free(s);
+	return st;
+}
+
+#define SUMMARY_COLS                                                           \
+	"j.id, j.name, j.state, j.reason, j.priority, j.submitted_at, "        \
+	"j.ended_at, j.attempt, ag.name"
+#define SUMMARY_FROM                                                           \
+	" FROM jobs j LEFT JOIN attempts a ON a.job = j.id AND a.attempt = "   \
+	"j.attempt LEFT JOIN agents ag ON ag.id = a.agent_id "
+
+static json_t *job_summary(sqlite3_stmt *st)
+{
+	return json_pack(
+	    "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "id", db_col_int(st, 0),
+	    "name", db_col_str(st, 1), "state", db_col_str(st, 2), "reason",
+	    db_col_str(st, 3), "priority", db_col_int(st, 4), "submitted_at",
+	    db_col_real(st, 5), "ended_at", db_col_real(st, 6), "attempt",
+	    db_col_int(st, 7), "agent", db_col_str(st, 8));
+}
+
+static int jobs_list(struct req *r)
+{
+	struct ws *ws = r->ws;
+	const char *state = req_arg(r, "state"), *agent = req_arg(r, "agent"),
+	           *name = req_arg(r, "name");
+	json_t *list = json_array();
+	sqlite3_stmt *st;
+	int64_t limit;
+
+	if (req_arg_i64(r, "limit", 1, 10000, 100, &limit) < 0) {
+		json_decref(list);
+		return r->status;
+	}
+	db_lock(ws);
+	st = db_prep(ws, "SELECT " SUMMARY_COLS SUMMARY_FROM
+	                 "WHERE (?1 IS NULL OR j.state = ?1) AND (?2 IS NULL "
+	                 "OR ag.name = ?2 OR ag.id = ?2) AND (?3 IS NULL OR "
+	                 "j.name = ?3) ORDER BY j.id DESC LIMIT ?4");
+	sqlite3_bind_text(st, 1, state, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, agent, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 3, name, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 4, limit);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(list, job_summary(st));
+	sqlite3_finalize(st);
+	db_unlock(ws);
+	return reply_json(r, 200, json_pack("{s:o}", "jobs", list));
+}
+
+static json_t *attempt_json(sqlite3_stmt *st)
+{
+	json_t *d = db_col_json(st, 14);
+
+	if (!json_is_object(d)) {
+		json_decref(d);
+		d = json_pack("{s:n,s:n,s:n,s:n,s:n}", "queued", "source",
+		              "env", "run", "outputs");
+	}
+	return json_pack(
+	    "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
+	    "attempt", db_col_int(st, 0), "agent", db_col_str(st, 1), "state",
+	    db_col_str(st, 2), "started_at", db_col_real(st, 3), "ended_at",
+	    db_col_real(st, 4), "lease_deadline", db_col_real(st, 5),
+	    "log_length", db_col_int(st, 6), "exit_code", db_col_int(st, 7),
+	    "signal", db_col_int(st, 8), "reason", db_col_str(st, 9),
+	    "peak_memory_bytes", db_col_int(st, 10), "cpu_seconds",
+	    db_col_real(st, 11), "commit", db_col_str(st, 12), "message",
+	    db_col_str(st, 13), "durations", d, "acked_seq",
+	    db_col_int(st, 15));
+}
+
+static json_t *job_attempts(struct ws *ws, int64_t id)
+{
+	sqlite3_stmt *st = db_prep(
+	    ws, "SELECT a.attempt, coalesce(ag.name, a.agent_id), a.state, "
+	        "a.started_at, a.ended_at, a.lease_deadline, a.log_length, "
+	        "a.exit_code, a.signal, a.reason, a.peak_memory, "
+	        "a.cpu_seconds, a.commit_id, a.message, a.durations, "
+	        "a.acked_seq FROM attempts a LEFT JOIN agents ag ON ag.id = "
+	        "a.agent_id WHERE a.job = ? ORDER BY a.attempt");
+	json_t *list = json_array();
+
+	sqlite3_bind_int64(st, 1, id);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(list, attempt_json(st));
+	sqlite3_finalize(st);
+	return list;
+}
+
+static int jobs_get(struct req *r)
+{
+	struct ws *ws = r->ws;
+	sqlite3_stmt *st;
+	json_t *job = NULL;
+	char *qr;
+	int64_t id;
+
+	if (req_seg_id(r, 1, &id) < 0)
+		return r->status;
+	db_lock(ws);
+	st = db_prep(ws, "SELECT id, name, state, reason, priority, "
+	                 "submitted_at, ended_at, attempt, spec, retries, "
+	                 "cancel_requested FROM jobs WHERE id = ?");
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		qr = sched_queue_reason(ws, id);
+		job = json_pack(
+		    "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o,s:o}",
+		    "id", db_col_int(st, 0), "name", db_col_str(st, 1), "state",
+		    db_col_str(st, 2), "reason", db_col_str(st, 3), "priority",
+		    db_col_int(st, 4), "submitted_at", db_col_real(st, 5),
+		    "ended_at", db_col_real(st, 6), "attempt",
+		    db_col_int(st, 7), "spec", db_col_json(st, 8), "retries",
+		    db_col_int(st, 9), "cancel_requested",
+		    sqlite3_column_int(st, 10), "queue_reason",
+		    qr ? json_string(qr) : json_null(), "attempts",
+		    job_attempts(ws, id));
+		free(qr);
+	}
+	sqlite3_finalize(st);
+	db_unlock(ws);
+	if (job == NULL)
+		return reply_error(r, 404, "not_found", NULL, "no job %lld",
+		                   (long long)id);
+	return reply_json(r, 200, job);
+}
+
+static int jobs_cancel(struct req *r)
+{
+	struct ws *ws = r->ws;
+	sqlite3_stmt *st;
+	char state[32] = "";
+	const char *next;
+	int64_t id;
+
+	if (req_seg_id(r, 1, &id) < 0)
+		return r->status;
+	db_lock(ws);
+	st = db_prep(ws, "SELECT state FROM jobs WHERE id = ?");
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		snprintf(state, sizeof(state), "%s",
+		         sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	if (state[0] == '\0' || sched_reason_terminal(state)) {
+		db_unlock(ws);
+		if (state[0] == '\0')
+			return reply_error(r, 404, "not_found", NULL,
+			                   "no job %lld", (long long)id);
+		return reply_error(r, 409, "conflict", NULL,
+		                   "job %lld already ended: %s", (long long)id,
+		                   state);
+	}
+	next = strcmp(state, "queued") == 0 ? "cancelled" : "cancelling";
+	st = db_prep(ws, strcmp(next, "cancelled") == 0
+	                     ? "UPDATE jobs SET state = 'cancelled', reason = "
+	                       "'cancelled', cancel_requested = 1, ended_at = "
+	                       "?2 WHERE id = ?1"
+	                     : "UPDATE jobs SET state = 'cancelling', "
+	                       "cancel_requested = 1 WHERE id = ?1");
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_double(st, 2, ws_now());
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+	db_unlock(ws);
+	ws_notify(ws);
+	log_info("job=%lld cancel: %s", (long long)id, next);
+	return reply_json(
+	    r, 200,
+	    json_pack("{s:I,s:s}", "id", (json_int_t)id, "state", next));
+}
+
+const struct route routes_jobs[] = {
+    {"POST", "jobs", AUTH_ADMIN, BODY_MEM, offsetof(struct ws_conf, max_body),
+     jobs_submit},
+    {"GET", "jobs", AUTH_ADMIN, BODY_NONE, 0, jobs_list},
+    {"GET", "jobs/*", AUTH_ADMIN, BODY_NONE, 0, jobs_get},
+    {"POST", "jobs/*/cancel", AUTH_ADMIN, BODY_MEM,
+     offsetof(struct ws_conf, max_body), jobs_cancel},
+    {NULL, NULL, 0, 0, 0, NULL},
+};

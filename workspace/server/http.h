@@ -1,0 +1,110 @@
+/* http.h: one HTTP request as the API handlers see it, and the routes. */
+#ifndef TETHER_WS_HTTP_H
+#define TETHER_WS_HTTP_H
+
+#include "workspace/server/ws.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+struct MHD_Connection;
+struct MHD_Response;
+struct sha256_ctx;
+
+#define REQ_MAX_SEGS  8
+#define REQ_SUSPENDED 0 /* handler parked the request (long-poll) */
+
+enum auth_kind {
+	AUTH_NONE,  /* handler checks (registration token) */
+	AUTH_ADMIN, /* admin token */
+	AUTH_AGENT, /* agent secret */
+	AUTH_ANY,   /* admin token or agent secret */
+};
+
+enum body_kind { BODY_NONE, BODY_MEM, BODY_FILE };
+
+struct req;
+typedef int (*handler_fn)(struct req *r);
+
+struct route {
+	const char *method;
+	const char
+	    *pattern; /* "jobs/ * /log"; a trailing "**" takes the rest */
+	enum auth_kind auth;
+	enum body_kind body;
+	size_t cap_offset; /* offsetof(struct ws_conf, max_...) */
+	handler_fn fn;
+	handler_fn pre; /* optional: runs before the body is read */
+};
+
+struct req {
+	struct ws *ws;
+	struct MHD_Connection *conn;
+	const struct route *route;
+	char *path; /* after /api/v1/ */
+	char *segs[REQ_MAX_SEGS];
+	int nseg;
+	char *rest; /* what "**" matched */
+	bool is_admin;
+	char agent_id[48];
+	/* body */
+	struct buf body;
+	int fd;
+	char *tmp_path;
+	struct sha256_ctx *sha;
+	int64_t size, cap;
+	bool too_large;
+	bool in_pre;    /* a pre-check runs: reply_bytes keeps a copy */
+	char *pre_text; /* that copy */
+	/* an error found before the body was read, sent at the end */
+	int early_status;
+	char *early_body;
+	/* long-poll */
+	int64_t deadline_ms;
+	uint64_t gen;
+	struct req *wnext;
+	/* reply */
+	struct MHD_Response *resp;
+	int status;
+};
+
+/* Handlers reply with these and return the status (or REQ_SUSPENDED). */
+int reply_json(struct req *r, int status, json_t *body);
+int reply_error(struct req *r, int status, const char *code, const char *field,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* 400/404/409/... from a struct err, with the field named by the message. */
+int reply_err(struct req *r, const struct err *e);
+int reply_bytes(struct req *r, int status, const void *data, size_t len,
+                const char *ctype);
+/* Send an open file (takes the fd). */
+int reply_fd(struct req *r, int status, int fd, int64_t size);
+void reply_header(struct req *r, const char *name, const char *value);
+int reply_internal(struct req *r, const char *what);
+
+/* Parse the JSON body (limits: size, depth, UTF-8); replies 400 on error. */
+int req_json(struct req *r, json_t **out);
+const char *req_arg(struct req *r, const char *name);
+const char *req_header(struct req *r, const char *name);
+/* Integer query argument within [min,max]; def when absent. -1: replied. */
+int req_arg_i64(struct req *r, const char *name, int64_t min, int64_t max,
+                int64_t def, int64_t *out);
+/* Parse a path segment as a positive id; -1 after replying 404. */
+int req_seg_id(struct req *r, int i, int64_t *out);
+
+/* wait.c: park r until ws_notify or its deadline; false: state changed
+ * since r->gen was taken, check again. */
+bool wait_park(struct req *r);
+/* Record the current generation before checking state. */
+void wait_mark(struct req *r);
+
+/* Finish a streamed (BODY_FILE) body: fsync it, give its sha256; the
+ * data is in r->tmp_path (an empty file for an empty body). */
+int req_body_file(struct req *r, char hex[65]);
+
+/* Move the finished upload into blobs/<hex> (content-addressed). */
+int blob_store(struct req *r, const char *hex);
+
+extern const struct route routes_jobs[], routes_logs[], routes_agent[],
+    routes_lease[], routes_attempt[], routes_admin[], routes_files[];
+
+#endif

@@ -1,0 +1,281 @@
+/* lease.c: POST /agents/lease: the agent's heartbeat, lease renewal and
+ * command channel.  It answers at once when it has anything for the agent
+ * (a new job, an unsent cancel, a drain, a lost attempt) and otherwise
+ * parks until ws_notify or the wait passes. */
+#include "workspace/server/http.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct lease_out {
+	json_t *jobs, *renewed, *cancel, *lost;
+	bool drain, urgent;
+};
+
+static int check_lease(json_t *b, struct err *e)
+{
+	static const char *const keys[] = {"wait",    "queue_room", "draining",
+	                                   "running", "free",       "capacity",
+	                                   NULL};
+	static const char *const rkeys[] = {"job", "attempt", "state", NULL};
+	double d;
+	int64_t i64;
+	bool bo;
+	const char *s;
+	json_t *run, *it;
+	size_t i;
+	int r;
+
+	if ((r = json_check_keys(b, "", keys, e)) < 0 ||
+	    (r = json_get_num(b, "", "wait", false, 0, 3600, &d, e)) < 0 ||
+	    (r = json_get_int(b, "", "queue_room", false, 0, 10000, &i64, e)) <
+	        0 ||
+	    (r = json_get_bool(b, "", "draining", false, &bo, e)) < 0)
+		return r;
+	if (json_object_get(b, "free") &&
+	    !json_is_object(json_object_get(b, "free")))
+		return err_set(e, TERR_INVAL, "free: expected an object");
+	if (json_object_get(b, "capacity") &&
+	    (r = agent_check_capacity(json_object_get(b, "capacity"),
+	                              "capacity", e)) < 0)
+		return r;
+	run = json_object_get(b, "running");
+	if (run == NULL)
+		return 0;
+	if (!json_is_array(run) || json_array_size(run) > 10000)
+		return err_set(e, TERR_INVAL, "running: expected an array");
+	json_array_foreach(run, i, it)
+	{
+		char w[48];
+		snprintf(w, sizeof(w), "running[%zu]", i);
+		if ((r = json_check_keys(it, w, rkeys, e)) < 0 ||
+		    (r = json_get_int(it, w, "job", true, 1, INT64_MAX, &i64,
+		                      e)) < 0 ||
+		    (r = json_get_int(it, w, "attempt", true, 1, INT64_MAX,
+		                      &i64, e)) < 0 ||
+		    (r = json_get_str(it, w, "state", false, 32, &s, e)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Record the heartbeat: last_seen, free capacity, what runs. */
+static void heartbeat(struct ws *ws, const char *agent, json_t *b)
+{
+	sqlite3_stmt *st = db_prep(
+	    ws, "UPDATE agents SET last_seen = ?1, free = coalesce(?2, free), "
+	        "running = ?3, capacity = coalesce(?4, capacity), drain_sent = "
+	        "CASE WHEN ?5 THEN 1 ELSE drain_sent END WHERE id = ?6");
+	char *fr = json_object_get(b, "free")
+	               ? json_dumps(json_object_get(b, "free"), JSON_COMPACT)
+	               : NULL;
+	char *cap =
+	    json_object_get(b, "capacity")
+	        ? json_dumps(json_object_get(b, "capacity"), JSON_COMPACT)
+	        : NULL;
+
+	sqlite3_bind_double(st, 1, ws_now());
+	sqlite3_bind_text(st, 2, fr, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(
+	    st, 3,
+	    (sqlite3_int64)json_array_size(json_object_get(b, "running")));
+	sqlite3_bind_text(st, 4, cap, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 5, json_is_true(json_object_get(b, "draining")));
+	sqlite3_bind_text(st, 6, agent, -1, SQLITE_STATIC);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+	free(fr);
+	free(cap);
+}
+
+/* Renew one listed attempt if current; else report it lost. */
+static void renew_one(struct ws *ws, const char *agent, json_t *it,
+                      struct lease_out *o)
+{
+	int64_t job = json_integer_value(json_object_get(it, "job"));
+	int64_t att = json_integer_value(json_object_get(it, "attempt"));
+	const char *state = json_string_value(json_object_get(it, "state"));
+	double ttl = (double)ws->conf.lease_ttl_ms / 1000.0;
+	sqlite3_stmt *st;
+
+	if (sched_attempt_check(ws, job, att, agent) != 0) {
+		json_array_append_new(o->lost, json_pack("{s:I,s:I}", "job",
+		                                         job, "attempt", att));
+		o->urgent = true;
+		return;
+	}
+	st = db_prep(ws, "UPDATE attempts SET lease_deadline = ?1, state = "
+	                 "CASE WHEN ?2 AND state = 'assigned' THEN 'running' "
+	                 "ELSE state END WHERE job = ?3 AND attempt = ?4");
+	sqlite3_bind_double(st, 1, ws_now() + ttl);
+	sqlite3_bind_int(st, 2, state && strcmp(state, "running") == 0);
+	sqlite3_bind_int64(st, 3, job);
+	sqlite3_bind_int64(st, 4, att);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (state && strcmp(state, "running") == 0) {
+		st = db_prep(ws, "UPDATE jobs SET state = 'running' WHERE id = "
+		                 "? AND state = 'assigned'");
+		sqlite3_bind_int64(st, 1, job);
+		sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+	json_array_append_new(o->renewed,
+	                      json_pack("{s:I,s:I,s:f}", "job", job, "attempt",
+	                                att, "lease_ttl", ttl));
+}
+
+/* Cancels for this agent's live attempts of cancelled jobs. */
+static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
+{
+	sqlite3_stmt *st = db_prep(
+	    ws, "UPDATE attempts SET cancel_sent = 1 WHERE agent_id = ? AND "
+	        "state IN ('assigned','running','cancelling') AND job IN "
+	        "(SELECT id FROM jobs WHERE cancel_requested = 1 AND "
+	        "attempt = attempts.attempt) RETURNING job, attempt, "
+	        "cancel_sent");
+
+	/* RETURNING shows the new value; find unsent ones first */
+	sqlite3_stmt *q = db_prep(
+	    ws, "SELECT a.job, a.attempt, a.cancel_sent FROM attempts a JOIN "
+	        "jobs j ON j.id = a.job AND j.attempt = a.attempt WHERE "
+	        "a.agent_id = ? AND a.state IN ('assigned','running',"
+	        "'cancelling') AND j.cancel_requested = 1");
+	sqlite3_bind_text(q, 1, agent, -1, SQLITE_STATIC);
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		json_array_append_new(
+		    o->cancel,
+		    json_pack("{s:I,s:I,s:s}", "job",
+		              (json_int_t)sqlite3_column_int64(q, 0), "attempt",
+		              (json_int_t)sqlite3_column_int64(q, 1), "reason",
+		              "cancelled"));
+		if (sqlite3_column_int(q, 2) == 0)
+			o->urgent = true;
+	}
+	sqlite3_finalize(q);
+	sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		;
+	sqlite3_finalize(st);
+}
+
+static void drain_state(struct ws *ws, const char *agent, struct lease_out *o)
+{
+	sqlite3_stmt *st = db_prep(ws, "SELECT drain, drain_sent FROM agents "
+	                               "WHERE id = ?");
+
+	sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		o->drain = sqlite3_column_int(st, 0) != 0;
+		if (o->drain && sqlite3_column_int(st, 1) == 0)
+			o->urgent = true;
+	}
+	sqlite3_finalize(st);
+	if (o->urgent && o->drain) {
+		st = db_prep(ws,
+		             "UPDATE agents SET drain_sent = 1 WHERE id = ?");
+		sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
+		sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+}
+
+static void lease_check(struct req *r, json_t *b, struct lease_out *o)
+{
+	struct ws *ws = r->ws;
+	json_t *run = json_object_get(b, "running"), *it, *room;
+	int64_t qr = 0;
+	size_t i;
+
+	json_array_foreach(run, i, it) renew_one(ws, r->agent_id, it, o);
+	cancels(ws, r->agent_id, o);
+	drain_state(ws, r->agent_id, o);
+	room = json_object_get(b, "queue_room");
+	if (room != NULL) {
+		qr = json_integer_value(room);
+	} else {
+		sqlite3_stmt *st = db_prep(ws, "SELECT queue_depth FROM agents "
+		                               "WHERE id = ?");
+		sqlite3_bind_text(st, 1, r->agent_id, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			qr = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	if (!o->drain && !json_is_true(json_object_get(b, "draining")) &&
+	    sched_assign(ws, r->agent_id, qr, o->jobs) > 0)
+		o->urgent = true;
+}
+
+static int lease_reply(struct req *r, struct lease_out *o)
+{
+	return reply_json(
+	    r, 200,
+	    json_pack("{s:o,s:o,s:o,s:o,s:b,s:f}", "jobs", o->jobs, "renewed",
+	              o->renewed, "cancel", o->cancel, "lost", o->lost, "drain",
+	              o->drain, "poll", (double)r->ws->conf.poll_ms / 1000.0));
+}
+
+static int agents_lease(struct req *r)
+{
+	struct ws *ws = r->ws;
+	struct lease_out o;
+	struct err e = {0};
+	json_t *b = NULL;
+	double wait = 30;
+	int st;
+
+	if (r->body.len == 0)
+		buf_append(&r->body, "{}", 2, NULL);
+	if (req_json(r, &b) < 0)
+		return r->status;
+	if (check_lease(b, &e) < 0) {
+		st = reply_err(r, &e);
+		json_decref(b);
+		return st;
+	}
+	json_get_num(b, "", "wait", false, 0, 3600, &wait, NULL);
+	if (r->deadline_ms == 0) {
+		int64_t ms = (int64_t)(wait * 1000);
+		if (ms > ws->conf.poll_max_wait_ms)
+			ms = ws->conf.poll_max_wait_ms;
+		r->deadline_ms = now_mono_ms() + ms;
+		db_lock(ws);
+		heartbeat(ws, r->agent_id, b);
+		db_unlock(ws);
+	}
+	for (;;) {
+		o = (struct lease_out){json_array(), json_array(), json_array(),
+		                       json_array(), false,        false};
+		wait_mark(r);
+		db_lock(ws);
+		db_begin(ws);
+		lease_check(r, b, &o);
+		if (db_commit(ws) < 0) {
+			db_rollback(ws);
+			o.urgent = false;
+			json_array_clear(o.jobs);
+		}
+		db_unlock(ws);
+		if (o.urgent || now_mono_ms() >= r->deadline_ms || ws->stopping)
+			break;
+		json_decref(o.jobs);
+		json_decref(o.renewed);
+		json_decref(o.cancel);
+		json_decref(o.lost);
+		if (wait_park(r)) {
+			json_decref(b);
+			return REQ_SUSPENDED;
+		}
+	}
+	json_decref(b);
+	return lease_reply(r, &o);
+}
+
+const struct route routes_lease[] = {
+    {"POST", "agents/lease", AUTH_AGENT, BODY_MEM,
+     offsetof(struct ws_conf, max_body), agents_lease},
+    {NULL, NULL, 0, 0, 0, NULL},
+};

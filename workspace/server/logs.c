@@ -1,0 +1,220 @@
+/* logs.c: attempt logs: append at an offset (agent) and read from an
+ * offset with an optional long-poll (admin).  The bytes live in the
+ * log_chunks table; attempts.log_length is updated in the same
+ * transaction, so an acknowledged length is never lost and never counts a
+ * byte twice. */
+#include "workspace/server/http.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG_READ_MAX (8 << 20)
+
+static int log_append(struct req *r)
+{
+	struct ws *ws = r->ws;
+	sqlite3_stmt *st;
+	int64_t job, att, off, len = -1, skip;
+	bool mine = false;
+
+	if (req_seg_id(r, 1, &job) < 0 || req_seg_id(r, 2, &att) < 0)
+		return r->status;
+	if (req_arg(r, "offset") == NULL)
+		return reply_error(r, 400, "invalid", "offset",
+		                   "offset: required query argument");
+	if (req_arg_i64(r, "offset", 0, INT64_MAX, 0, &off) < 0)
+		return r->status;
+	db_lock(ws);
+	st = db_prep(ws, "SELECT log_length, agent_id = ? FROM attempts "
+	                 "WHERE job = ? AND attempt = ?");
+	sqlite3_bind_text(st, 1, r->agent_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, job);
+	sqlite3_bind_int64(st, 3, att);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		len = sqlite3_column_int64(st, 0);
+		mine = sqlite3_column_int(st, 1) != 0;
+	}
+	sqlite3_finalize(st);
+	if (len < 0 || !mine) {
+		db_unlock(ws);
+		return reply_error(r, 404, "not_found", NULL,
+		                   "attempt %lld/%lld was never given to this "
+		                   "agent",
+		                   (long long)job, (long long)att);
+	}
+	if (off > len) {
+		db_unlock(ws);
+		return reply_json(
+		    r, 416,
+		    json_pack("{s:{s:s,s:s},s:I}", "error", "code", "gap",
+		              "message",
+		              "offset is past the stored length: resend from "
+		              "'length'",
+		              "length", (json_int_t)len));
+	}
+	skip = len - off;
+	if (skip < (int64_t)r->body.len) {
+		size_t n = r->body.len - (size_t)skip;
+		int ok = db_begin(ws) == 0;
+		st = db_prep(ws, "INSERT INTO log_chunks(job, attempt, offset, "
+		                 "data) VALUES (?, ?, ?, ?)");
+		sqlite3_bind_int64(st, 1, job);
+		sqlite3_bind_int64(st, 2, att);
+		sqlite3_bind_int64(st, 3, len);
+		sqlite3_bind_blob(st, 4, r->body.data + skip, (int)n,
+		                  SQLITE_STATIC);
+		ok = ok && sqlite3_step(st) == SQLITE_DONE;
+		sqlite3_finalize(st);
+		st = db_prep(ws, "UPDATE attempts SET log_length = ? WHERE job "
+		                 "= ? AND attempt = ?");
+		sqlite3_bind_int64(st, 1, len + (int64_t)n);
+		sqlite3_bind_int64(st, 2, job);
+		sqlite3_bind_int64(st, 3, att);
+		ok = ok && sqlite3_step(st) == SQLITE_DONE;
+		sqlite3_finalize(st);
+		if (!ok || db_commit(ws) < 0) {
+			db_rollback(ws);
+			db_unlock(ws);
+			return reply_internal(r, "cannot store log bytes");
+		}
+		len += (int64_t)n;
+		db_unlock(ws);
+		ws_notify(ws);
+	} else {
+		db_unlock(ws);
+	}
+	return reply_json(r, 200,
+	                  json_pack("{s:I}", "length", (json_int_t)len));
+}
+
+/* Bytes [off, end) of an attempt's log into b. */
+static void read_bytes(struct ws *ws, int64_t job, int64_t att, int64_t off,
+                       int64_t end, struct buf *b)
+{
+	sqlite3_stmt *st = db_prep(
+	    ws, "SELECT offset, data FROM log_chunks WHERE job = ?1 AND "
+	        "attempt = ?2 AND offset + length(data) > ?3 AND offset < ?4 "
+	        "ORDER BY offset");
+
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, att);
+	sqlite3_bind_int64(st, 3, off);
+	sqlite3_bind_int64(st, 4, end);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		int64_t co = sqlite3_column_int64(st, 0);
+		const char *d = sqlite3_column_blob(st, 1);
+		int64_t n = sqlite3_column_bytes(st, 1);
+		int64_t from = off > co ? off - co : 0;
+		int64_t to = end < co + n ? end - co : n;
+		if (to > from)
+			buf_append(b, d + from, (size_t)(to - from), NULL);
+	}
+	sqlite3_finalize(st);
+}
+
+struct log_view {
+	bool job_found, att_found, terminal;
+	int64_t att, len;
+};
+
+static void look(struct ws *ws, int64_t job, int64_t want, struct log_view *v)
+{
+	sqlite3_stmt *st = db_prep(ws, "SELECT attempt, state FROM jobs WHERE "
+	                               "id = ?");
+
+	memset(v, 0, sizeof(*v));
+	sqlite3_bind_int64(st, 1, job);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		v->job_found = true;
+		v->att = want > 0 ? want : sqlite3_column_int64(st, 0);
+		v->terminal = sched_reason_terminal(
+		    (const char *)sqlite3_column_text(st, 1));
+	}
+	sqlite3_finalize(st);
+	if (!v->job_found || v->att == 0)
+		return;
+	st = db_prep(ws, "SELECT log_length, state FROM attempts WHERE job = "
+	                 "? AND attempt = ?");
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, v->att);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		v->att_found = true;
+		v->len = sqlite3_column_int64(st, 0);
+		v->terminal = !(strcmp((const char *)sqlite3_column_text(st, 1),
+		                       "assigned") == 0 ||
+		                strcmp((const char *)sqlite3_column_text(st, 1),
+		                       "running") == 0 ||
+		                strcmp((const char *)sqlite3_column_text(st, 1),
+		                       "cancelling") == 0);
+	}
+	sqlite3_finalize(st);
+}
+
+static int send_log(struct req *r, int64_t job, struct log_view *v, int64_t off)
+{
+	struct buf b;
+	char num[32];
+	int64_t end = v->len;
+
+	buf_init(&b, LOG_READ_MAX + 1);
+	if (end - off > LOG_READ_MAX)
+		end = off + LOG_READ_MAX;
+	if (off < end)
+		read_bytes(r->ws, job, v->att, off, end, &b);
+	db_unlock(r->ws);
+	reply_bytes(r, 200, b.data ? b.data : "", b.len,
+	            "application/octet-stream");
+	snprintf(num, sizeof(num), "%lld", (long long)v->len);
+	reply_header(r, "Tether-Log-Length", num);
+	snprintf(num, sizeof(num), "%lld", (long long)v->att);
+	reply_header(r, "Tether-Attempt", num);
+	if (v->terminal && off + (int64_t)b.len >= v->len)
+		reply_header(r, "Tether-Log-Complete", "1");
+	buf_free(&b);
+	return 200;
+}
+
+static int log_read(struct req *r)
+{
+	struct ws *ws = r->ws;
+	struct log_view v;
+	int64_t job, att, off, wait;
+
+	if (req_seg_id(r, 1, &job) < 0 ||
+	    req_arg_i64(r, "attempt", 1, INT64_MAX, 0, &att) < 0 ||
+	    req_arg_i64(r, "offset", 0, INT64_MAX, 0, &off) < 0 ||
+	    req_arg_i64(r, "wait", 0, 60, 0, &wait) < 0)
+		return r->status;
+	if (r->deadline_ms == 0) {
+		int64_t ms = wait * 1000;
+		if (ms > ws->conf.poll_max_wait_ms)
+			ms = ws->conf.poll_max_wait_ms;
+		r->deadline_ms = now_mono_ms() + ms;
+	}
+	for (;;) {
+		wait_mark(r);
+		db_lock(ws);
+		look(ws, job, att, &v);
+		if (!v.job_found || (att > 0 && !v.att_found)) {
+			db_unlock(ws);
+			return reply_error(r, 404, "not_found", NULL,
+			                   "no job %lld%s", (long long)job,
+			                   v.job_found ? " attempt" : "");
+		}
+		if (off < v.len || v.terminal ||
+		    now_mono_ms() >= r->deadline_ms || ws->stopping)
+			return send_log(r, job, &v, off);
+		db_unlock(ws);
+		if (wait_park(r))
+			return REQ_SUSPENDED;
+	}
+}
+
+const struct route routes_logs[] = {
+    {"POST", "attempts/*/*/log", AUTH_AGENT, BODY_MEM,
+     offsetof(struct ws_conf, max_log_chunk), log_append},
+    {"GET", "jobs/*/log", AUTH_ADMIN, BODY_NONE, 0, log_read},
+    {NULL, NULL, 0, 0, 0, NULL},
+};

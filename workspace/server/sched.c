@@ -1,0 +1,351 @@
+/* sched.c: the workspace queue: which queued job goes to which agent
+ * (placement, total capacity, queue room; priority then FIFO), why a job
+ * cannot go anywhere, and attempts that end (final event, lapsed lease,
+ * handback) with requeue up to the job's retries.  Callers hold db_lock;
+ * the *_assign and *_end functions run inside the caller's transaction. */
+#include "workspace/server/ws.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+bool sched_reason_terminal(const char *state)
+{
+	static const char *const live[] = {"queued", "assigned", "running",
+	                                   "cancelling", NULL};
+	for (int i = 0; live[i]; i++)
+		if (strcmp(state, live[i]) == 0)
+			return false;
+	return true;
+}
+
+static int64_t count_attempts(struct ws *ws, int64_t job)
+{
+	sqlite3_stmt *st = db_prep(ws, "SELECT count(*) FROM attempts WHERE "
+	                               "job = ? AND counted = 1");
+	int64_t n = 0;
+
+	sqlite3_bind_int64(st, 1, job);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+static void set_job(struct ws *ws, int64_t job, const char *state,
+                    bool terminal)
+{
+	sqlite3_stmt *st =
+	    db_prep(ws, terminal ? "UPDATE jobs SET state = ?1, reason = ?1, "
+	                           "ended_at = ?2 WHERE id = ?3"
+	                         : "UPDATE jobs SET state = ?1, queued_at = ?2 "
+	                           "WHERE id = ?3");
+	sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 2, ws_now());
+	sqlite3_bind_int64(st, 3, job);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+}
+
+int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
+                      const char *reason, bool counted)
+{
+	sqlite3_stmt *st;
+	int64_t cur = 0, retries = 0, cancel = 0;
+	bool again = strcmp(reason, "lost") == 0 ||
+	             strcmp(reason, "preempted") == 0 || !counted;
+
+	st = db_prep(ws, "UPDATE attempts SET state = ?1, reason = ?1, "
+	                 "ended_at = ?2, counted = ?3 WHERE job = ?4 AND "
+	                 "attempt = ?5");
+	sqlite3_bind_text(st, 1, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 2, ws_now());
+	sqlite3_bind_int(st, 3, counted);
+	sqlite3_bind_int64(st, 4, job);
+	sqlite3_bind_int64(st, 5, attempt);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+	st = db_prep(ws, "SELECT attempt, retries, cancel_requested FROM jobs "
+	                 "WHERE id = ?");
+	sqlite3_bind_int64(st, 1, job);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		cur = sqlite3_column_int64(st, 0);
+		retries = sqlite3_column_int64(st, 1);
+		cancel = sqlite3_column_int64(st, 2);
+	}
+	sqlite3_finalize(st);
+	if (cur != attempt)
+		return 0; /* superseded: the job has moved on */
+	if (cancel && again)
+		set_job(ws, job, "cancelled", true);
+	else if (again && (!counted || count_attempts(ws, job) < retries + 1))
+		set_job(ws, job, "queued", false);
+	else
+		set_job(ws, job, reason, true);
+	log_info("job=%lld attempt=%lld ended: %s", (long long)job,
+	         (long long)attempt, reason);
+	return 0;
+}
+
+int sched_expire(struct ws *ws)
+{
+	sqlite3_stmt *st;
+	int64_t jobs[64], atts[64];
+	int n = 0;
+	double slack =
+	    (double)(ws->conf.lost_grace_ms + ws->conf.lost_margin_ms) / 1000.0;
+
+	db_lock(ws);
+	st = db_prep(ws, "SELECT job, attempt FROM attempts WHERE state IN "
+	                 "('assigned','running','cancelling') AND "
+	                 "lease_deadline + ? < ? LIMIT 64");
+	sqlite3_bind_double(st, 1, slack);
+	sqlite3_bind_double(st, 2, ws_now());
+	while (sqlite3_step(st) == SQLITE_ROW && n < 64) {
+		jobs[n] = sqlite3_column_int64(st, 0);
+		atts[n++] = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	if (n > 0 && db_begin(ws) == 0) {
+		for (int i = 0; i < n; i++) {
+			log_warn("job=%lld attempt=%lld lease lapsed",
+			         (long long)jobs[i], (long long)atts[i]);
+			sched_end_attempt(ws, jobs[i], atts[i], "lost", true);
+		}
+		if (db_commit(ws) < 0) {
+			db_rollback(ws);
+			n = 0;
+		}
+	}
+	db_unlock(ws);
+	return n;
+}
+
+struct agent_fit {
+	char id[48];
+	const char *name;
+	json_t *labels, *cap;
+};
+
+static bool has_label(json_t *labels, const char *l)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(labels, i, v) if (json_is_string(v) &&
+	                                     strcmp(json_string_value(v), l) ==
+	                                         0) return true;
+	return false;
+}
+
+/* Why the agent could never run the job, or NULL when it could. */
+static const char *no_fit(const struct agent_fit *a, sqlite3_stmt *job, int col)
+{
+	const char *pa = (const char *)sqlite3_column_text(job, col);
+	json_t *pl = db_col_json(job, col + 1), *v;
+	double cpus = sqlite3_column_double(job, col + 2);
+	int64_t mem = sqlite3_column_int64(job, col + 3);
+	int64_t gpus = sqlite3_column_int64(job, col + 4);
+	const char *why = NULL;
+	size_t i;
+
+	if (pa != NULL && strcmp(pa, a->name) != 0 && strcmp(pa, a->id) != 0)
+		why = "placement";
+	json_array_foreach(pl, i,
+	                   v) if (!why && json_is_string(v) &&
+	                          !has_label(a->labels, json_string_value(v)))
+	    why = "labels";
+	json_decref(pl);
+	if (why)
+		return why;
+	if (cpus > 0 &&
+	    cpus > json_number_value(json_object_get(a->cap, "cpus")))
+		return "cpus";
+	if (mem > 0 &&
+	    mem > json_integer_value(json_object_get(a->cap, "memory")))
+		return "memory";
+	if (gpus > 0 &&
+	    (size_t)gpus > json_array_size(json_object_get(a->cap, "gpus")))
+		return "gpus";
+	return NULL;
+}
+
+/* The full spec of a job with its secrets put back. */
+static json_t *full_spec(struct ws *ws, int64_t job, json_t *masked)
+{
+	sqlite3_stmt *st = db_prep(ws, "SELECT name, value FROM job_secrets "
+	                               "WHERE job = ?");
+	json_t *sec = json_object();
+
+	sqlite3_bind_int64(st, 1, job);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_object_set_new(
+		    sec, (const char *)sqlite3_column_text(st, 0),
+		    json_string((const char *)sqlite3_column_text(st, 1)));
+	sqlite3_finalize(st);
+	if (json_object_size(sec) > 0)
+		json_object_set_new(masked, "secrets", sec);
+	else
+		json_decref(sec);
+	return masked;
+}
+
+static void new_attempt(struct ws *ws, const char *agent, int64_t job,
+                        int64_t n)
+{
+	sqlite3_stmt *st = db_prep(
+	    ws, "INSERT INTO attempts(job, attempt, agent_id, state, "
+	        "started_at, lease_deadline) VALUES (?, ?, ?, 'assigned', ?, "
+	        "?)");
+	double now = ws_now();
+
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, n);
+	sqlite3_bind_text(st, 3, agent, -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 4, now);
+	sqlite3_bind_double(st, 5,
+	                    now + (double)ws->conf.lease_ttl_ms / 1000.0);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+	st = db_prep(ws, "UPDATE jobs SET state = 'assigned', attempt = ? "
+	                 "WHERE id = ?");
+	sqlite3_bind_int64(st, 1, n);
+	sqlite3_bind_int64(st, 2, job);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+}
+
+static int load_agent(struct ws *ws, const char *id, struct agent_fit *a,
+                      sqlite3_stmt **keep)
+{
+	sqlite3_stmt *st = db_prep(ws, "SELECT name, labels, capacity FROM "
+	                               "agents WHERE id = ?");
+
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	snprintf(a->id, sizeof(a->id), "%s", id);
+	a->name = (const char *)sqlite3_column_text(st, 0);
+	a->labels = db_col_json(st, 1);
+	a->cap = db_col_json(st, 2);
+	*keep = st;
+	return 0;
+}
+
+int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
+                 json_t *jobs)
+{
+	struct agent_fit a;
+	sqlite3_stmt *ag, *st;
+	int given = 0;
+
+	if (room <= 0 || load_agent(ws, agent_id, &a, &ag) < 0)
+		return 0;
+	st = db_prep(ws, "SELECT id, attempt, spec, snapshot, placement_agent,"
+	                 " placement_labels, cpus, memory, gpus FROM jobs "
+	                 "WHERE state = 'queued' AND cancel_requested = 0 "
+	                 "ORDER BY priority DESC, id ASC LIMIT 1000");
+	while (given < room && sqlite3_step(st) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		int64_t n = sqlite3_column_int64(st, 1) + 1;
+		if (no_fit(&a, st, 4) != NULL)
+			continue;
+		json_array_append_new(
+		    jobs,
+		    json_pack("{s:I,s:I,s:o,s:f,s:o,s:n}", "job",
+		              (json_int_t)id, "attempt", (json_int_t)n, "spec",
+		              full_spec(ws, id, db_col_json(st, 2)),
+		              "lease_ttl",
+		              (double)ws->conf.lease_ttl_ms / 1000.0,
+		              "snapshot", db_col_str(st, 3), "checkpoint"));
+		given++;
+	}
+	sqlite3_finalize(st);
+	/* create the attempts after the read cursor is closed */
+	for (size_t i = json_array_size(jobs) - (size_t)given;
+	     i < json_array_size(jobs); i++) {
+		json_t *it = json_array_get(jobs, i);
+		new_attempt(ws, agent_id,
+		            json_integer_value(json_object_get(it, "job")),
+		            json_integer_value(json_object_get(it, "attempt")));
+		log_info(
+		    "job=%lld attempt=%lld leased to %s",
+		    (long long)json_integer_value(json_object_get(it, "job")),
+		    (long long)json_integer_value(
+		        json_object_get(it, "attempt")),
+		    a.name);
+	}
+	json_decref(a.labels);
+	json_decref(a.cap);
+	sqlite3_finalize(ag);
+	return given;
+}
+
+char *sched_queue_reason(struct ws *ws, int64_t job)
+{
+	sqlite3_stmt *js, *as;
+	struct agent_fit a;
+	const char *why = NULL;
+	char *out = NULL;
+	int nagents = 0;
+
+	js = db_prep(ws, "SELECT placement_agent, placement_labels, cpus, "
+	                 "memory, gpus FROM jobs WHERE id = ? AND state = "
+	                 "'queued'");
+	sqlite3_bind_int64(js, 1, job);
+	if (sqlite3_step(js) != SQLITE_ROW)
+		goto out;
+	as = db_prep(ws, "SELECT id, name, labels, capacity FROM agents WHERE "
+	                 "state != 'revoked'");
+	while (sqlite3_step(as) == SQLITE_ROW) {
+		const char *w;
+		snprintf(a.id, sizeof(a.id), "%s", sqlite3_column_text(as, 0));
+		a.name = (const char *)sqlite3_column_text(as, 1);
+		a.labels = db_col_json(as, 2);
+		a.cap = db_col_json(as, 3);
+		w = no_fit(&a, js, 0);
+		json_decref(a.labels);
+		json_decref(a.cap);
+		nagents++;
+		if (w == NULL) {
+			why = NULL;
+			break;
+		}
+		why = w;
+	}
+	sqlite3_finalize(as);
+	if (nagents == 0)
+		out = xstrdup("unschedulable: no agent is registered");
+	else if (why != NULL)
+		out =
+		    xasprintf("unschedulable: no registered agent matches "
+		              "the job's %s%s",
+		              why,
+		              strcmp(why, "placement") && strcmp(why, "labels")
+		                  ? " request (too large for every agent)"
+		                  : "");
+out:
+	sqlite3_finalize(js);
+	return out;
+}
+
+int sched_attempt_check(struct ws *ws, int64_t job, int64_t attempt,
+                        const char *agent_id)
+{
+	sqlite3_stmt *st = db_prep(
+	    ws, "SELECT a.agent_id = ?3, a.state IN ('assigned','running',"
+	        "'cancelling') AND j.attempt = a.attempt FROM attempts a JOIN "
+	        "jobs j ON j.id = a.job WHERE a.job = ?1 AND a.attempt = ?2");
+	int r = TERR_NOTFOUND;
+
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, attempt);
+	sqlite3_bind_text(st, 3, agent_id, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0))
+		r = sqlite3_column_int(st, 1) ? 0 : TERR_CONFLICT;
+	sqlite3_finalize(st);
+	return r;
+}

@@ -1,0 +1,111 @@
+/* wait.c: long-polls without holding a thread.
+ *
+ * A handler that has nothing to say yet records the state generation
+ * (wait_mark), checks, and parks its connection (wait_park: MHD suspend).
+ * Every state change calls ws_notify, which bumps the generation and
+ * resumes every parked connection; their handlers run again and check
+ * again.  A sweeper thread resumes requests whose deadline passed and,
+ * every 100 ms, expires lapsed leases (sched_expire). */
+#include "workspace/server/http.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <time.h>
+
+void wait_mark(struct req *r)
+{
+	pthread_mutex_lock(&r->ws->wait_mu);
+	r->gen = r->ws->gen;
+	pthread_mutex_unlock(&r->ws->wait_mu);
+}
+
+bool wait_park(struct req *r)
+{
+	struct ws *ws = r->ws;
+	bool parked = false;
+
+	pthread_mutex_lock(&ws->wait_mu);
+	if (ws->gen == r->gen && !ws->stopping &&
+	    now_mono_ms() < r->deadline_ms) {
+		r->wnext = (struct req *)ws->waiters;
+		ws->waiters = (struct waiter *)r;
+		MHD_suspend_connection(r->conn);
+		parked = true;
+	}
+	pthread_mutex_unlock(&ws->wait_mu);
+	return parked;
+}
+
+/* Resume every parked request for which pred holds; wait_mu held. */
+static void resume_locked(struct ws *ws, bool all, int64_t now)
+{
+	struct req **pp = (struct req **)&ws->waiters, *r;
+
+	while ((r = *pp) != NULL) {
+		if (all || r->deadline_ms <= now) {
+			*pp = r->wnext;
+			r->wnext = NULL;
+			MHD_resume_connection(r->conn);
+		} else {
+			pp = &r->wnext;
+		}
+	}
+}
+
+void ws_notify(struct ws *ws)
+{
+	pthread_mutex_lock(&ws->wait_mu);
+	ws->gen++;
+	resume_locked(ws, true, 0);
+	pthread_mutex_unlock(&ws->wait_mu);
+}
+
+static void *sweeper_main(void *arg)
+{
+	struct ws *ws = arg;
+	struct timespec ts;
+	int64_t last_expire = 0;
+
+	pthread_mutex_lock(&ws->wait_mu);
+	while (!ws->stopping) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&ws->wait_cond, &ws->wait_mu, &ts);
+		resume_locked(ws, false, now_mono_ms());
+		if (now_mono_ms() - last_expire >= 100) {
+			last_expire = now_mono_ms();
+			pthread_mutex_unlock(&ws->wait_mu);
+			if (sched_expire(ws) > 0)
+				ws_notify(ws);
+			pthread_mutex_lock(&ws->wait_mu);
+		}
+	}
+	pthread_mutex_unlock(&ws->wait_mu);
+	return NULL;
+}
+
+int wait_start(struct ws *ws, struct err *e)
+{
+	pthread_mutex_init(&ws->wait_mu, NULL);
+	pthread_cond_init(&ws->wait_cond, NULL);
+	if (pthread_create(&ws->sweeper, NULL, sweeper_main, ws) != 0)
+		return err_set(e, TERR_FAIL, "cannot start the sweeper thread");
+	return 0;
+}
+
+/* Stop parking, resume everyone (they answer 503), stop the sweeper. */
+void wait_stop(struct ws *ws)
+{
+	pthread_mutex_lock(&ws->wait_mu);
+	ws->stopping = true;
+	resume_locked(ws, true, 0);
+	pthread_cond_broadcast(&ws->wait_cond);
+	pthread_mutex_unlock(&ws->wait_mu);
+	pthread_join(ws->sweeper, NULL);
+}

@@ -1,0 +1,144 @@
+/* ws.h: the reference workspace server's shared state and module API.
+ *
+ * One process, one SQLite connection behind one mutex (db_lock), two
+ * libmicrohttpd daemons (TLS, and optionally plain HTTP on loopback for the
+ * SSH transport) in epoll + thread-pool mode.  Long-polls suspend their
+ * connection (wait.c) and are resumed when any state changes (ws_notify)
+ * or their deadline passes (the sweeper thread). */
+#ifndef TETHER_WS_H
+#define TETHER_WS_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/conf.h"
+#include "common/err.h"
+
+#define WS_PROTOCOL       1
+#define WS_SCHEMA_VERSION 1
+#define WS_MAX_DEPTH      16
+#define WS_MAX_NAME       128
+#define WS_MAX_LABELS     64
+#define WS_MAX_PATH       1024
+#define WS_DISCARD_CAP    (16 << 20) /* body bytes read after an early error */
+
+struct ws_conf {
+	char *listen;
+	int64_t port;
+	int64_t plain_port;
+	char *cert;
+	char *key;
+	char *db;
+	int64_t threads;
+	int64_t poll_ms;
+	int64_t poll_max_wait_ms;
+	int64_t lease_ttl_ms;
+	int64_t lost_grace_ms;
+	int64_t lost_margin_ms;
+	int64_t max_body;
+	int64_t max_log_chunk;
+	int64_t max_output;
+	int64_t max_snapshot;
+	int64_t log_retention_ms;
+	int64_t output_retention_ms;
+	int64_t max_connections;
+	char *log_level;
+};
+
+extern const struct conf_key ws_conf_table[];
+
+struct waiter;
+struct MHD_Daemon;
+
+struct ws {
+	char *dir;
+	struct ws_conf conf;
+	char admin_hash[65];
+	sqlite3 *db;
+	pthread_mutex_t db_mu;
+	/* long-poll waiters (wait.c) */
+	pthread_mutex_t wait_mu;
+	pthread_cond_t wait_cond;
+	uint64_t gen;
+	struct waiter *waiters;
+	bool stopping;
+	pthread_t sweeper;
+	struct MHD_Daemon *tls_d, *plain_d;
+	int port, plain_port;
+};
+
+/* config.c */
+int config_load(struct ws *ws, const char *dir, struct err *e);
+char *config_path(struct ws *ws, const char *name);
+
+/* init.c: `tether-workspace init --dir D` */
+int init_run(const char *dir, int port, int plain_port, struct err *e);
+
+/* tls.c: write a self-signed EC certificate for 127.0.0.1 and localhost */
+int tls_write_selfsigned(const char *cert_path, const char *key_path,
+                         struct err *e);
+
+/* db.c */
+int db_open(struct ws *ws, const char *path, struct err *e);
+void db_close(struct ws *ws);
+void db_lock(struct ws *ws);
+void db_unlock(struct ws *ws);
+int db_begin(struct ws *ws);
+int db_commit(struct ws *ws);
+void db_rollback(struct ws *ws);
+/* Prepare a statement; aborts on a programming error (bad SQL). */
+sqlite3_stmt *db_prep(struct ws *ws, const char *sql);
+/* Run a statement with no result rows; returns 0 or TERR_IO. */
+int db_exec(struct ws *ws, const char *sql);
+/* Column as a fresh JSON value parsed from text (NULL column -> null). */
+json_t *db_col_json(sqlite3_stmt *st, int col);
+/* Column as a JSON string or null. */
+json_t *db_col_str(sqlite3_stmt *st, int col);
+json_t *db_col_int(sqlite3_stmt *st, int col);
+json_t *db_col_real(sqlite3_stmt *st, int col);
+double ws_now(void);
+
+/* util: tokens and hashing (auth.c) */
+void auth_new_token(const char *prefix, char *out, size_t size);
+void auth_hash(const char *token, char out[65]);
+bool auth_valid_name(const char *s, size_t max);
+
+/* api-admin.c: revoke an agent; lost_now marks its live attempts lost. */
+void agent_revoke(struct ws *ws, const char *id, bool lost_now);
+/* api-agent.c: validators shared with lease.c */
+int agent_check_labels(json_t *labels, const char *field, struct err *e);
+int agent_check_capacity(json_t *cap, const char *where, struct err *e);
+
+/* http.c */
+int http_start(struct ws *ws, struct err *e);
+void http_stop(struct ws *ws);
+
+/* wait.c */
+void ws_notify(struct ws *ws);
+int wait_start(struct ws *ws, struct err *e);
+void wait_stop(struct ws *ws);
+
+/* sched.c */
+/* Mark attempts whose lease lapsed (ttl + grace + margin) lost; requeue. */
+int sched_expire(struct ws *ws);
+/* End an attempt with reason; requeue or finish the job (inside a txn). */
+int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
+                      const char *reason, bool counted);
+/* Give up to room queued jobs to agent; appends lease items to jobs. */
+int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
+                 json_t *jobs);
+/* "unschedulable: ..." for a queued job, or NULL (caller frees). */
+char *sched_queue_reason(struct ws *ws, int64_t job);
+bool sched_reason_terminal(const char *state);
+/* 0 when the attempt is the job's current one and the agent's;
+ * TERR_NOTFOUND when it was never given to that agent; TERR_CONFLICT when
+ * it is lost, ended or superseded. */
+int sched_attempt_check(struct ws *ws, int64_t job, int64_t attempt,
+                        const char *agent_id);
+
+#endif
