@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/jobspec.h"
+
 struct err;
 struct runner;
 

@@ -1,16 +1,42 @@
-/* tether-runner: the per-attempt job supervisor (started by tether-agent). */
+/* tether-runner: the per-attempt job supervisor (started by tether-agent).
+ *
+ *   tether-runner run <attempt-dir>   run one attempt (docs/state-dir.md)
+ */
 #include "common/log.h"
 #include "common/util.h"
+#include "runner/supervisor.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* `tether-runner envs ...` lives in env-cache.c (source/env engineer);
+ * weak so the runner links before that file exists. */
+__attribute__((weak)) int env_cache_main(int argc, char **argv);
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-	        "usage: tether-runner [--help] [--version]\n"
-	        "the per-attempt job supervisor (started by tether-agent)\n");
+	fprintf(
+	    f,
+	    "usage: tether-runner [--help] [--version] run <attempt-dir>\n"
+	    "the per-attempt job supervisor (started by tether-agent)\n"
+	    "  run DIR   run the attempt in DIR (spec.json) to result.json\n");
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	char dir[PATH_MAX];
+
+	if (argc != 2)
+		cli_usage_error("tether-runner", "run needs one attempt "
+		                                 "directory");
+	if (realpath(argv[1], dir) == NULL) {
+		log_error_errno("attempt directory %s", argv[1]);
+		return 1;
+	}
+	return supervisor_main(dir);
 }
 
 int main(int argc, char **argv)
@@ -22,7 +48,7 @@ int main(int argc, char **argv)
 
 	opterr = 0;
 	log_set_prog("tether-runner");
-	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage(stdout);
@@ -35,6 +61,14 @@ int main(int argc, char **argv)
 			                cli_bad_option(argc, argv));
 		}
 	}
+	if (optind < argc && strcmp(argv[optind], "run") == 0)
+		return cmd_run(argc - optind, argv + optind);
+	if (optind < argc && strcmp(argv[optind], "envs") == 0 &&
+	    env_cache_main != NULL)
+		return env_cache_main(argc - optind, argv + optind);
+	if (optind < argc)
+		cli_usage_error("tether-runner", "unknown command '%s'",
+		                argv[optind]);
 	usage(stderr);
 	return 2;
 }

@@ -17,6 +17,8 @@
 
 struct err;
 struct launcher_ops;
+struct logpipe;
+struct mask;
 
 struct env_result {
 	char *prefix;        /* venv/conda prefix on the host, or NULL */
@@ -56,6 +58,15 @@ struct runner {
 	struct attempt_state state;
 	const struct launcher_ops *ops;
 	void *launcher_data;
+
+	/* Supervisor internals (supervisor*.c); launchers leave them alone. */
+	int events_fd;           /* O_APPEND events file */
+	int64_t next_seq;        /* seq of the next event */
+	struct mask *job_mask;   /* masker of the job's output stream */
+	struct mask *aux_mask;   /* masker of [tether]/[env]/... lines */
+	struct logpipe *job_log; /* job output -> log */
+	struct logpipe *aux_log; /* runner_logf / runner_log_bytes -> log */
+	int64_t run_started_ms;  /* CLOCK_MONOTONIC at job start */
 };
 
 /* Write a "[prefix] message\n" line into the job's log (unmasked text is

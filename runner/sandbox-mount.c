@@ -1,0 +1,253 @@
+/* sandbox-mount.c: the job's root filesystem, built in the sandbox's own
+ * mount namespace (docs/sandbox.md):
+ *   - a small tmpfs (unbindable) as the new root, read-only at the end;
+ *   - every top-level entry of the host root bind-mounted recursively and
+ *     read-only (mount_setattr AT_RECURSIVE), symlinks recreated;
+ *   - fresh /proc for the new pid namespace, private /tmp and /dev/shm;
+ *   - /tether/work, /tether/outputs, /tether/checkpoints writable binds;
+ *   - allowed data mounts; the state directory hidden under an empty
+ *     read-only tmpfs;
+ *   - pivot_root into it, the host root detached. */
+#include "runner/sandbox.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct mctx {
+	const struct sandbox_cfg *c;
+	char *msg;
+	size_t size;
+};
+
+static int failf(struct mctx *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Record "<what>: strerror(errno)" and return -1. */
+static int failf(struct mctx *m, const char *fmt, ...)
+{
+	int saved = errno, n;
+	va_list ap;
+
+	va_start(ap, fmt);
+	n = vsnprintf(m->msg, m->size, fmt, ap);
+	va_end(ap);
+	if (n >= 0 && (size_t)n < m->size)
+		snprintf(m->msg + n, m->size - (size_t)n, ": %s",
+		         strerror(saved));
+	return -1;
+}
+
+static char *in_root(const struct sandbox_cfg *c, const char *path, char *buf)
+{
+	snprintf(buf, PATH_MAX, "%s%s", c->root, path);
+	return buf;
+}
+
+static int set_attr(const char *path, uint64_t set, unsigned int flags)
+{
+	struct mount_attr a = {.attr_set = set};
+
+	return (int)syscall(SYS_mount_setattr, AT_FDCWD, path, flags, &a,
+	                    sizeof(a));
+}
+
+/* Bind src at dst (recursively), then make the whole subtree ro. */
+static int bind_ro(struct mctx *m, const char *src, const char *dst,
+                   uint64_t extra)
+{
+	if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+		return failf(m, "bind %s", src);
+	if (set_attr(dst, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | extra,
+	             AT_RECURSIVE) < 0)
+		return failf(m, "read-only %s (needs Linux >= 5.12)", src);
+	return 0;
+}
+
+static int bind_rw(struct mctx *m, const char *src, const char *dst)
+{
+	if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+		return failf(m, "mkdir %s", dst);
+	if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+		return failf(m, "bind %s", src);
+	if (set_attr(dst, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0) < 0)
+		return failf(m, "nosuid %s", src);
+	return 0;
+}
+
+static bool skip_top(const char *name)
+{
+	static const char *const skip[] = {".",   "..",     "proc",
+	                                   "tmp", "tether", NULL};
+
+	for (size_t i = 0; skip[i] != NULL; i++)
+		if (strcmp(name, skip[i]) == 0)
+			return true;
+	return false;
+}
+
+static int copy_top_entry(struct mctx *m, const char *name)
+{
+	char src[PATH_MAX], dst[PATH_MAX], target[PATH_MAX];
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	snprintf(src, sizeof(src), "/%s", name);
+	snprintf(dst, sizeof(dst), "%s/%s", m->c->root, name);
+	if (lstat(src, &st) < 0)
+		return 0; /* vanished */
+	if (S_ISLNK(st.st_mode)) {
+		if ((n = readlink(src, target, sizeof(target) - 1)) < 0)
+			return failf(m, "readlink %s", src);
+		target[n] = '\0';
+		return symlink(target, dst) < 0 ? failf(m, "symlink %s", dst)
+		                                : 0;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		if (mkdir(dst, 0755) < 0)
+			return failf(m, "mkdir %s", dst);
+	} else if (S_ISREG(st.st_mode)) {
+		if ((fd = open(dst, O_CREAT | O_WRONLY | O_CLOEXEC, 0644)) < 0)
+			return failf(m, "create %s", dst);
+		close(fd);
+	} else {
+		return 0;
+	}
+	return bind_ro(m, src, dst,
+	               strcmp(name, "dev") == 0 ? 0 : MOUNT_ATTR_NODEV);
+}
+
+static int copy_host_root(struct mctx *m)
+{
+	DIR *d = opendir("/");
+	struct dirent *de;
+	int rc = 0;
+
+	if (d == NULL)
+		return failf(m, "open /");
+	while (rc == 0 && (de = readdir(d)) != NULL)
+		if (!skip_top(de->d_name))
+			rc = copy_top_entry(m, de->d_name);
+	closedir(d);
+	return rc;
+}
+
+static int mount_tmpfs(struct mctx *m, const char *dst, const char *opts,
+                       unsigned long flags)
+{
+	if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+		return failf(m, "mkdir %s", dst);
+	if (mount("tmpfs", dst, "tmpfs", MS_NOSUID | MS_NODEV | flags, opts) <
+	    0)
+		return failf(m, "tmpfs %s", dst);
+	return 0;
+}
+
+static int mount_specials(struct mctx *m)
+{
+	char p[PATH_MAX];
+	const struct sandbox_cfg *c = m->c;
+
+	if (mkdir(in_root(c, "/proc", p), 0555) < 0 ||
+	    mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
+	        0)
+		return failf(m, "mount /proc");
+	if (mount_tmpfs(m, in_root(c, "/tmp", p), "mode=1777", 0) < 0)
+		return -1;
+	if (access(in_root(c, "/dev/shm", p), F_OK) == 0 &&
+	    mount_tmpfs(m, p, "mode=1777", 0) < 0)
+		return -1;
+	if (mkdir(in_root(c, "/tether", p), 0755) < 0)
+		return failf(m, "mkdir /tether");
+	if (bind_rw(m, c->work, in_root(c, "/tether/work", p)) < 0 ||
+	    bind_rw(m, c->outputs, in_root(c, "/tether/outputs", p)) < 0 ||
+	    bind_rw(m, c->checkpoints, in_root(c, "/tether/checkpoints", p)) <
+	        0)
+		return -1;
+	/* The state dir (credentials, other jobs) is not the job's. */
+	if (c->state_dir != NULL && c->state_dir[0] == '/' &&
+	    access(in_root(c, c->state_dir, p), F_OK) == 0 &&
+	    mount_tmpfs(m, p, "mode=0755,size=4k", MS_RDONLY) < 0)
+		return -1;
+	return 0;
+}
+
+/* mkdir -p for a mount target inside the new root. */
+static int make_target(struct mctx *m, const char *target)
+{
+	char p[PATH_MAX], *s;
+
+	in_root(m->c, target, p);
+	for (s = p + strlen(m->c->root) + 1; (s = strchr(s, '/')); s++) {
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+			*s = '/';
+			return failf(m,
+			             "mount target %s cannot be created "
+			             "(read-only parent)",
+			             target);
+		}
+		*s = '/';
+	}
+	if (mkdir(p, 0755) < 0 && errno != EEXIST)
+		return failf(m, "mount target %s cannot be created", target);
+	return 0;
+}
+
+static int mount_data(struct mctx *m)
+{
+	char p[PATH_MAX];
+
+	for (size_t i = 0; i < m->c->nmounts; i++) {
+		const struct sandbox_mount *dm = &m->c->mounts[i];
+		if (make_target(m, dm->target) < 0)
+			return -1;
+		in_root(m->c, dm->target, p);
+		if (dm->readonly ? bind_ro(m, dm->source, p, MOUNT_ATTR_NODEV)
+		                 : bind_rw(m, dm->source, p))
+			return -1;
+	}
+	return 0;
+}
+
+static int pivot(struct mctx *m)
+{
+	if (set_attr(m->c->root, MOUNT_ATTR_RDONLY, 0) < 0)
+		return failf(m, "read-only root");
+	if (chdir(m->c->root) < 0)
+		return failf(m, "chdir %s", m->c->root);
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		return failf(m, "pivot_root");
+	if (umount2(".", MNT_DETACH) < 0)
+		return failf(m, "detach the host root");
+	if (chdir("/") < 0)
+		return failf(m, "chdir /");
+	return 0;
+}
+
+int sandbox_mount_root(const struct sandbox_cfg *c, char *msg, size_t size)
+{
+	struct mctx m = {c, msg, size};
+
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return failf(&m, "make / private");
+	if (mount("tether-root", c->root, "tmpfs", MS_NOSUID | MS_NODEV,
+	          "mode=0755,size=1m") < 0)
+		return failf(&m, "tmpfs root %s", c->root);
+	/* Unbindable: the recursive binds of / below must not copy it. */
+	if (mount(NULL, c->root, NULL, MS_UNBINDABLE, NULL) < 0)
+		return failf(&m, "unbindable %s", c->root);
+	if (copy_host_root(&m) < 0 || mount_specials(&m) < 0 ||
+	    mount_data(&m) < 0)
+		return -1;
+	return pivot(&m);
+}

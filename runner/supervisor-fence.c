@@ -1,0 +1,65 @@
+/* supervisor-fence.c: cancel, timeout and lease decisions (see
+ * supervisor.h and docs/state-dir.md "The lease file"). */
+#include "common/attempt.h"
+#include "common/err.h"
+#include "runner/supervisor.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void fence_init(struct fence *f)
+{
+	f->lease_deadline_ms = -1;
+	f->timeout_deadline_ms = -1;
+	f->cancel_reason[0] = '\0';
+	f->cancel_grace_ms = -1;
+}
+
+void fence_reload(struct fence *f, const char *dir)
+{
+	struct err e = {0};
+	int64_t deadline, grace;
+	char reason[32];
+	int r;
+
+	r = attempt_lease_read(dir, &deadline, &e);
+	if (r == 0)
+		f->lease_deadline_ms = deadline;
+	else if (r == TERR_NOTFOUND)
+		f->lease_deadline_ms = -1;
+	if (f->cancel_reason[0] == '\0' &&
+	    attempt_cancel_read(dir, reason, &grace, &e) == 0) {
+		snprintf(f->cancel_reason, sizeof(f->cancel_reason), "%s",
+		         reason[0] ? reason : "cancelled");
+		f->cancel_grace_ms = grace;
+	}
+}
+
+const char *fence_check(const struct fence *f, int64_t now_ms)
+{
+	if (f->cancel_reason[0] != '\0')
+		return f->cancel_reason;
+	if (f->lease_deadline_ms >= 0 && now_ms >= f->lease_deadline_ms)
+		return "lost";
+	if (f->timeout_deadline_ms >= 0 && now_ms >= f->timeout_deadline_ms)
+		return "timed_out";
+	return NULL;
+}
+
+static int64_t until(int64_t deadline, int64_t now_ms, int64_t best)
+{
+	if (deadline < 0)
+		return best;
+	if (deadline - now_ms < best)
+		return deadline - now_ms < 0 ? 0 : deadline - now_ms;
+	return best;
+}
+
+int fence_wait_ms(const struct fence *f, int64_t now_ms)
+{
+	int64_t w = FENCE_CHECK_MS;
+
+	w = until(f->lease_deadline_ms, now_ms, w);
+	w = until(f->timeout_deadline_ms, now_ms, w);
+	return (int)w;
+}

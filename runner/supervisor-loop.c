@@ -1,0 +1,204 @@
+/* supervisor-loop.c: the run phase.  One poll loop over the job's output,
+ * the launcher's done fd, a signalfd (SIGUSR1: look at `cancel` now) and
+ * an inotify watch on the attempt directory (`cancel`, `lease`), waking at
+ * least once a second for the lease deadline.  A fence reason sends the
+ * stop signal to the whole job, then SIGKILL after the grace period. */
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "runner/logpipe.h"
+#include "runner/supervisor.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+struct loop {
+	struct runner *r;
+	struct fence fence;
+	int out_fd, done_fd, sig_fd, ino_fd;
+	bool out_eof, done;
+	const char *stop_reason; /* set once the stop sequence began */
+	int64_t kill_at_ms;      /* -1 until stopping */
+	bool killed;
+};
+
+static int loop_open(struct loop *l, struct err *e)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	l->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (l->sig_fd < 0)
+		return err_sys(e, TERR_IO, "signalfd");
+	l->ino_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	if (l->ino_fd < 0)
+		return err_sys(e, TERR_IO, "inotify_init1");
+	if (inotify_add_watch(l->ino_fd, l->r->dir,
+	                      IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) < 0)
+		return err_sys(e, TERR_IO, "inotify %s", l->r->dir);
+	return 0;
+}
+
+static void drain(int fd)
+{
+	char buf[4096];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+}
+
+/* A fence reason arrived: signal the job, arm the SIGKILL deadline. */
+static void loop_begin_stop(struct loop *l, const char *reason, int64_t now)
+{
+	struct runner *r = l->r;
+	struct err e = {0};
+	int64_t grace = r->kill_grace_ms;
+	int sig = SIGTERM;
+
+	if (l->fence.cancel_reason[0] != '\0' && l->fence.cancel_grace_ms >= 0)
+		grace = l->fence.cancel_grace_ms;
+	if (r->spec->checkpoint.grace_ms > grace)
+		grace = r->spec->checkpoint.grace_ms;
+	if (r->spec->checkpoint.signal != NULL &&
+	    strcmp(r->spec->checkpoint.signal, "USR1") == 0)
+		sig = SIGUSR1;
+	l->stop_reason = reason;
+	l->kill_at_ms = now + grace;
+	runner_logf(r, "tether", "stopping job (%s): SIG%s, SIGKILL in %.1fs",
+	            reason, sig == SIGUSR1 ? "USR1" : "TERM",
+	            (double)grace / 1000.0);
+	if (r->ops->signal(r, sig, &e) < 0)
+		log_warn("job=%s signal: %s", r->job_id, e.msg);
+}
+
+static void loop_tick(struct loop *l)
+{
+	int64_t now = now_mono_ms();
+	struct err e = {0};
+	const char *why;
+
+	if (l->stop_reason == NULL && (why = fence_check(&l->fence, now)))
+		loop_begin_stop(l, why, now);
+	if (l->stop_reason != NULL && !l->killed && now >= l->kill_at_ms) {
+		l->killed = true;
+		if (l->r->ops->kill(l->r, &e) < 0)
+			log_warn("job=%s kill: %s", l->r->job_id, e.msg);
+	}
+}
+
+static int loop_timeout(const struct loop *l)
+{
+	int64_t now = now_mono_ms();
+	int w = fence_wait_ms(&l->fence, now);
+
+	if (l->stop_reason != NULL && !l->killed) {
+		int64_t k = l->kill_at_ms - now;
+		if (k < w)
+			w = k < 0 ? 0 : (int)k;
+	}
+	return w;
+}
+
+static void loop_signal(struct loop *l)
+{
+	struct signalfd_siginfo si;
+
+	while (read(l->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGUSR1) {
+			fence_reload(&l->fence, l->r->dir);
+		} else if (l->fence.cancel_reason[0] == '\0') {
+			/* SIGTERM/SIGINT to the runner itself: cancel. */
+			snprintf(l->fence.cancel_reason,
+			         sizeof(l->fence.cancel_reason), "cancelled");
+		}
+	}
+}
+
+static int loop_run(struct loop *l, struct err *e)
+{
+	struct pollfd p[4];
+	bool eof;
+	int rc;
+
+	while (!(l->out_eof && l->done)) {
+		int n = 0, io = -1, id = -1;
+		p[n++] = (struct pollfd){l->sig_fd, POLLIN, 0};
+		p[n++] = (struct pollfd){l->ino_fd, POLLIN, 0};
+		if (!l->out_eof) {
+			io = n;
+			p[n++] = (struct pollfd){l->out_fd, POLLIN, 0};
+		}
+		if (!l->done) {
+			id = n;
+			p[n++] = (struct pollfd){l->done_fd, POLLIN, 0};
+		}
+		if (poll(p, (nfds_t)n, loop_timeout(l)) < 0 && errno != EINTR)
+			return err_sys(e, TERR_IO, "poll");
+		if (p[0].revents)
+			loop_signal(l);
+		if (p[1].revents) {
+			drain(l->ino_fd);
+			fence_reload(&l->fence, l->r->dir);
+		}
+		if (io >= 0 && p[io].revents) {
+			if ((rc = logpipe_pump(l->r->job_log, l->out_fd, &eof,
+			                       e)) < 0)
+				return rc;
+			l->out_eof = eof;
+		}
+		if (id >= 0 && p[id].revents)
+			l->done = true;
+		loop_tick(l);
+	}
+	return 0;
+}
+
+int supervisor_run_job(struct runner *r, struct launch_exit *ex,
+                       const char **stop_reason, struct err *e)
+{
+	struct loop l = {.r = r, .sig_fd = -1, .ino_fd = -1, .kill_at_ms = -1};
+	int rc;
+
+	fence_init(&l.fence);
+	fence_reload(&l.fence, r->dir);
+	*stop_reason = NULL;
+	if ((rc = loop_open(&l, e)) < 0)
+		goto out;
+	if ((*stop_reason = fence_check(&l.fence, now_mono_ms())) != NULL)
+		goto out; /* cancelled or lost before the job started */
+	if ((rc = r->ops->start(r, &l.out_fd, &l.done_fd, e)) < 0) {
+		err_wrap(e, "start");
+		goto out;
+	}
+	r->run_started_ms = now_mono_ms();
+	if (r->spec->timeout_ms > 0)
+		l.fence.timeout_deadline_ms =
+		    r->run_started_ms + r->spec->timeout_ms;
+	json_t *ev = json_pack("{s:s, s:I}", "type", "started", "pid",
+	                       (json_int_t)r->state.job_pid);
+	runner_event(r, ev, e);
+	json_decref(ev);
+	runner_save_state(r, e);
+	err_clear(e);
+	if ((rc = loop_run(&l, e)) < 0) {
+		struct err ke = {0};
+		r->ops->kill(r, &ke); /* never leave a job unsupervised */
+		goto out;
+	}
+	rc = r->ops->collect(r, ex, e);
+	*stop_reason = l.stop_reason;
+out:
+	if (l.sig_fd >= 0)
+		close(l.sig_fd);
+	if (l.ino_fd >= 0)
+		close(l.ino_fd);
+	return rc;
+}

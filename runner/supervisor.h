@@ -1,0 +1,58 @@
+/* supervisor.h: internals shared by the supervisor's files
+ * (supervisor.c: phases and result; supervisor-io.c: log, events, state;
+ * supervisor-loop.c: the run phase's poll loop; supervisor-fence.c:
+ * cancel, timeout and lease decisions). */
+#ifndef TETHER_SUPERVISOR_H
+#define TETHER_SUPERVISOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runner/launcher.h"
+#include "runner/runner.h"
+
+struct err;
+
+/* Why a job must stop, from the agent's files and the clock. */
+struct fence {
+	int64_t lease_deadline_ms;   /* CLOCK_MONOTONIC; -1: no lease */
+	int64_t timeout_deadline_ms; /* CLOCK_MONOTONIC; -1: no timeout */
+	char cancel_reason[32];      /* "" when not cancelled */
+	int64_t cancel_grace_ms;     /* -1: the default grace */
+};
+
+#define FENCE_CHECK_MS 1000 /* the lease is checked at least this often */
+
+void fence_init(struct fence *f);
+/* Re-read the lease and cancel files (missing files: no lease, no
+ * cancel; an unreadable lease keeps the last deadline). */
+void fence_reload(struct fence *f, const char *dir);
+/* The reason to stop now: the cancel file's reason, "lost" past the lease
+ * deadline, "timed_out" past the timeout; NULL to keep running. */
+const char *fence_check(const struct fence *f, int64_t now_ms);
+/* Milliseconds to wait before the next check (0 .. FENCE_CHECK_MS). */
+int fence_wait_ms(const struct fence *f, int64_t now_ms);
+
+/* The run phase: start through r->ops, pump the log, stop on a fence
+ * reason (signal, grace, kill), collect.  *stop_reason is the fence
+ * reason that ended the job, or NULL. */
+int supervisor_run_job(struct runner *r, struct launch_exit *ex,
+                       const char **stop_reason, struct err *e);
+
+/* Event helpers (supervisor-io.c). */
+int supervisor_phase_event(struct runner *r, const char *phase,
+                           const char *state, double duration, struct err *e);
+void supervisor_set_phase(struct runner *r, const char *phase);
+int supervisor_open_files(struct runner *r, struct err *e);
+void supervisor_close_files(struct runner *r);
+
+/* Settings, job argv/env and teardown (supervisor-spec.c). */
+int runner_settings_load(struct runner *r, struct err *e);
+/* Fill r->argv and r->envp (clean environment, see docs/sandbox.md). */
+int runner_build_job(struct runner *r, struct err *e);
+void runner_free(struct runner *r);
+
+/* `tether-runner run DIR`: the whole attempt; returns the exit status. */
+int supervisor_main(const char *dir);
+
+#endif
