@@ -77,8 +77,8 @@ struct env_entry {
 	bool in_use;
 };
 
-/* Take the build lock for key (blocking; logs while waiting). */
-int env_cache_lock(const char *env_dir, const char *key, int *fd,
+/* Take the build lock for key; without wait, TERR_BUSY when it is held. */
+int env_cache_lock(const char *env_dir, const char *key, bool wait, int *fd,
                    struct err *e);
 /* Take a shared in-use lock for key; kept until env_cache_unuse. */
 int env_cache_use(const char *env_dir, const char *key, int *fd, struct err *e);

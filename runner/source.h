@@ -9,6 +9,7 @@
 #ifndef TETHER_SOURCE_H
 #define TETHER_SOURCE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "runner/runner.h"
@@ -34,6 +35,12 @@ struct snapshot_limits {
  * TERR_INVAL (hostile archive) or TERR_TOOBIG (limits), reason in e. */
 int snapshot_extract(const char *archive, const char *dir,
                      const struct snapshot_limits *lim, struct err *e);
+
+/* git-hostkey.c: 0 when known_hosts holds exactly this key for host (and
+ * port, 0 or 22 meaning the default); TERR_AUTH naming the file when the
+ * host is unknown or its key changed. */
+int gitsrc_hostkey_check(const char *known_hosts, const char *host, int port,
+                         const void *key, size_t key_len, struct err *e);
 
 /* Runner setting `name` as a string, or NULL (helper for source/env). */
 const char *source_setting_str(struct runner *r, const char *name);

@@ -1,0 +1,455 @@
+/* env-cache.c: the on-disk environment cache under env_dir.
+ *
+ * Complete environments are directories named by their 64-hex key; each
+ * holds a usage record .tether-env.json (kind, size, created, last_used).
+ * .locks/<key>.lock is held exclusively while a key is built or evicted,
+ * .locks/<key>.use is held shared by every runner whose job uses the env:
+ * eviction takes both without waiting and skips a key it cannot lock.
+ * Lock files are never removed (removing a lock file races with openers).
+ * `tether-runner envs [prune]` (env_cache_main, at the end) lists and prunes
+ * the cache; it lives here so that main.c's weak reference finds it. */
+#include "runner/env.h"
+
+#include "common/err.h"
+#include "common/fileio.h"
+#include "common/json.h"
+#include "common/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define META_NAME "/.tether-env.json"
+
+static bool key_valid(const char *s)
+{
+	return strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
+}
+
+/* Open <dir>/.locks/<key><suffix>, creating the .locks directory. */
+static int lock_open(const char *dir, const char *key, const char *suffix,
+                     int *fd, struct err *e)
+{
+	char *ldir = xasprintf("%s/.locks", dir);
+	char *path = xasprintf("%s/%s%s", ldir, key, suffix);
+	int rc = 0;
+
+	if (mkdir(ldir, 0700) < 0 && errno != EEXIST)
+		rc = err_sys(e, TERR_IO, "mkdir %s", ldir);
+	else if ((*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+		rc = err_sys(e, TERR_IO, "open %s", path);
+	free(ldir);
+	free(path);
+	return rc;
+}
+
+static int lock_take(const char *dir, const char *key, const char *suffix,
+                     int how, int *fd, struct err *e)
+{
+	int rc = lock_open(dir, key, suffix, fd, e);
+
+	if (rc < 0)
+		return rc;
+	while (flock(*fd, how) < 0) {
+		if (errno == EINTR)
+			continue;
+		rc = errno == EWOULDBLOCK
+		         ? err_set(e, TERR_BUSY, "%.12s is locked", key)
+		         : err_sys(e, TERR_IO, "flock %.12s%s", key, suffix);
+		close(*fd);
+		*fd = -1;
+		return rc;
+	}
+	return 0;
+}
+
+int env_cache_lock(const char *env_dir, const char *key, bool wait, int *fd,
+                   struct err *e)
+{
+	return lock_take(env_dir, key, ".lock",
+	                 wait ? LOCK_EX : LOCK_EX | LOCK_NB, fd, e);
+}
+
+int env_cache_use(const char *env_dir, const char *key, int *fd, struct err *e)
+{
+	return lock_take(env_dir, key, ".use", LOCK_SH, fd, e);
+}
+
+void env_cache_unuse(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
+bool env_cache_complete(const char *env_dir, const char *key)
+{
+	char *meta = xasprintf("%s/%s" META_NAME, env_dir, key);
+	char *path = xasprintf("%s/%s", env_dir, key);
+	struct stat st;
+	bool ok = lstat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+	          access(meta, F_OK) == 0;
+
+	free(meta);
+	free(path);
+	return ok;
+}
+
+void env_cache_clean_key(const char *env_dir, const char *key)
+{
+	char *path = xasprintf("%s/%s", env_dir, key);
+	size_t klen = strlen(key);
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+
+	if (lstat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+		unlink(path); /* the symlink of a crashed build */
+	else if (lstat(path, &st) == 0 && !env_cache_complete(env_dir, key))
+		rm_rf(path, NULL);
+	free(path);
+	if ((d = opendir(env_dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, key, klen) != 0 ||
+		    strncmp(de->d_name + klen, ".tmp.", 5) != 0)
+			continue;
+		char *p = xasprintf("%s/%s", env_dir, de->d_name);
+		rm_rf(p, NULL);
+		free(p);
+	}
+	closedir(d);
+}
+
+/* Disk usage of a tree in bytes (blocks), not following symlinks. */
+static int64_t tree_size(const char *path, int depth)
+{
+	struct stat st;
+	int64_t total;
+	DIR *d;
+	struct dirent *de;
+
+	if (lstat(path, &st) < 0)
+		return 0;
+	total = (int64_t)st.st_blocks * 512;
+	if (!S_ISDIR(st.st_mode) || depth > 64 || (d = opendir(path)) == NULL)
+		return total;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		char *p = xasprintf("%s/%s", path, de->d_name);
+		total += tree_size(p, depth + 1);
+		free(p);
+	}
+	closedir(d);
+	return total;
+}
+
+static int meta_read(const char *env_dir, const char *key,
+                     struct env_entry *ent)
+{
+	char *path = xasprintf("%s/%s" META_NAME, env_dir, key), *text = NULL;
+	json_t *j = NULL;
+	const char *kind = "unknown";
+	int rc;
+
+	memset(ent, 0, sizeof(*ent));
+	snprintf(ent->key, sizeof(ent->key), "%s", key);
+	if ((rc = file_read_all(path, 65536, &text, NULL, NULL)) == 0 &&
+	    (rc = json_parse(text, strlen(text), 8, &j, NULL)) == 0) {
+		json_get_str(j, "meta", "kind", false, 15, &kind, NULL);
+		json_get_int(j, "meta", "size_bytes", false, 0, INT64_MAX,
+		             &ent->size_bytes, NULL);
+		json_get_int(j, "meta", "created", false, 0, INT64_MAX,
+		             &ent->created, NULL);
+		json_get_int(j, "meta", "last_used", false, 0, INT64_MAX,
+		             &ent->last_used, NULL);
+		snprintf(ent->kind, sizeof(ent->kind), "%s", kind);
+	}
+	json_decref(j);
+	free(text);
+	free(path);
+	return rc;
+}
+
+int env_cache_touch(const char *env_dir, const char *key, const char *kind,
+                    bool measure, struct err *e)
+{
+	char *path = xasprintf("%s/%s" META_NAME, env_dir, key);
+	char *dir = xasprintf("%s/%s", env_dir, key), *text;
+	struct env_entry old;
+	int64_t now = (int64_t)time(NULL);
+	int rc;
+
+	if (meta_read(env_dir, key, &old) < 0)
+		old.created = now;
+	if (measure || old.size_bytes == 0)
+		old.size_bytes = tree_size(dir, 0);
+	json_t *j =
+	    json_pack("{s:s, s:s, s:I, s:I, s:I}", "key", key, "kind", kind,
+	              "size_bytes", (json_int_t)old.size_bytes, "created",
+	              (json_int_t)old.created, "last_used", (json_int_t)now);
+	text = json_dumps(j, JSON_SORT_KEYS);
+	rc = file_write_atomic(path, text, strlen(text), 0644, e);
+	free(text);
+	json_decref(j);
+	free(path);
+	free(dir);
+	return rc;
+}
+
+/* True when someone holds the shared use lock of key. */
+static bool key_in_use(const char *env_dir, const char *key)
+{
+	int fd = -1;
+
+	if (lock_take(env_dir, key, ".use", LOCK_EX | LOCK_NB, &fd, NULL) < 0)
+		return true;
+	close(fd);
+	return false;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+	const struct env_entry *x = a, *y = b;
+
+	if (x->last_used != y->last_used)
+		return x->last_used < y->last_used ? -1 : 1;
+	return strcmp(x->key, y->key);
+}
+
+int env_cache_list(const char *env_dir, struct env_entry **out, size_t *n,
+                   struct err *e)
+{
+	struct env_entry *v = NULL;
+	size_t len = 0;
+	DIR *d = opendir(env_dir);
+	struct dirent *de;
+
+	*out = NULL;
+	*n = 0;
+	if (d == NULL)
+		return errno == ENOENT
+		           ? 0
+		           : err_sys(e, TERR_IO, "open %s", env_dir);
+	while ((de = readdir(d)) != NULL) {
+		if (!key_valid(de->d_name) ||
+		    !env_cache_complete(env_dir, de->d_name))
+			continue;
+		v = realloc(v, (len + 1) * sizeof(*v));
+		if (v == NULL)
+			abort();
+		meta_read(env_dir, de->d_name, &v[len]);
+		v[len].in_use = key_in_use(env_dir, de->d_name);
+		len++;
+	}
+	closedir(d);
+	if (len > 1)
+		qsort(v, len, sizeof(*v), entry_cmp);
+	*out = v;
+	*n = len;
+	return 0;
+}
+
+/* Remove one environment if nobody builds or uses it; 1 when removed. */
+static int evict_one(const char *env_dir, const struct env_entry *ent)
+{
+	int lock = -1, use = -1, done = 0;
+
+	if (lock_take(env_dir, ent->key, ".lock", LOCK_EX | LOCK_NB, &lock,
+	              NULL) < 0)
+		return 0;
+	if (lock_take(env_dir, ent->key, ".use", LOCK_EX | LOCK_NB, &use,
+	              NULL) == 0) {
+		char *path = xasprintf("%s/%s", env_dir, ent->key);
+		char *gone = xasprintf("%s/%s.tmp.evict", env_dir, ent->key);
+		if (rename(path, gone) == 0) {
+			rm_rf(gone, NULL);
+			done = 1;
+		}
+		free(path);
+		free(gone);
+		close(use);
+	}
+	close(lock);
+	return done;
+}
+
+int env_cache_prune(const char *env_dir, int64_t budget, int64_t *freed,
+                    size_t *removed, struct err *e)
+{
+	struct env_entry *v;
+	size_t n, gone = 0;
+	int64_t total = 0, fr = 0;
+	int rc;
+
+	if ((rc = env_cache_list(env_dir, &v, &n, e)) < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		total += v[i].size_bytes;
+	for (size_t i = 0; i < n && (budget < 0 || total > budget); i++) {
+		if (v[i].in_use || !evict_one(env_dir, &v[i]))
+			continue;
+		total -= v[i].size_bytes;
+		fr += v[i].size_bytes;
+		gone++;
+	}
+	free(v);
+	if (freed)
+		*freed = fr;
+	if (removed)
+		*removed = gone;
+	return 0;
+}
+
+static void envs_usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: tether-runner envs [--state-dir DIR | --env-dir DIR]"
+	        " [--json]\n"
+	        "       tether-runner envs prune [--state-dir DIR | --env-dir "
+	        "DIR]\n"
+	        "                  (--budget SIZE | --all)\n"
+	        "list built environments (key, kind, size, last use, in use),"
+	        " or remove\n"
+	        "least-recently-used unused ones until the cache fits SIZE "
+	        "(e.g. 20G)\n");
+}
+
+static void envs_print(const struct env_entry *v, size_t n, bool json)
+{
+	json_t *a = json_array();
+
+	if (!json)
+		printf("%-12s  %-6s  %12s  %-20s  %s\n", "KEY", "KIND", "BYTES",
+		       "LAST USED (UTC)", "IN USE");
+	for (size_t i = 0; i < n; i++) {
+		char when[32];
+		time_t t = (time_t)v[i].last_used;
+		struct tm tm;
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ",
+		         gmtime_r(&t, &tm));
+		if (json)
+			json_array_append_new(
+			    a,
+			    json_pack("{s:s, s:s, s:I, s:I, s:I, s:b}", "key",
+			              v[i].key, "kind", v[i].kind, "size_bytes",
+			              (json_int_t)v[i].size_bytes, "created",
+			              (json_int_t)v[i].created, "last_used",
+			              (json_int_t)v[i].last_used, "in_use",
+			              v[i].in_use));
+		else
+			printf("%-12.12s  %-6s  %12" PRId64 "  %-20s  %s\n",
+			       v[i].key, v[i].kind, v[i].size_bytes, when,
+			       v[i].in_use ? "yes" : "no");
+	}
+	if (json) {
+		char *text = json_dumps(a, JSON_INDENT(1));
+		printf("%s\n", text);
+		free(text);
+	}
+	json_decref(a);
+}
+
+static int envs_list(const char *dir, bool json)
+{
+	struct env_entry *v;
+	size_t n;
+	struct err e = {0};
+
+	if (env_cache_list(dir, &v, &n, &e) < 0) {
+		fprintf(stderr, "tether-runner envs: %s\n", e.msg);
+		return 1;
+	}
+	envs_print(v, n, json);
+	free(v);
+	return 0;
+}
+
+static int envs_prune(const char *dir, int64_t budget)
+{
+	struct err e = {0};
+	int64_t freed;
+	size_t removed;
+
+	if (env_cache_prune(dir, budget, &freed, &removed, &e) < 0) {
+		fprintf(stderr, "tether-runner envs prune: %s\n", e.msg);
+		return 1;
+	}
+	printf("removed %zu environment(s), %" PRId64 " bytes\n", removed,
+	       freed);
+	return 0;
+}
+
+int env_cache_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"state-dir", required_argument, 0, 's'},
+	    {"env-dir", required_argument, 0, 'e'},
+	    {"budget", required_argument, 0, 'b'},
+	    {"all", no_argument, 0, 'a'},
+	    {"json", no_argument, 0, 'j'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0}};
+	const char *state = "/var/lib/tether", *envdir = NULL;
+	int64_t budget = -2;
+	bool json = false, prune = false;
+	struct err e = {0};
+	char *dir;
+	int c, rc;
+
+	if (argc > 1 && strcmp(argv[1], "prune") == 0) {
+		prune = true;
+		argc--;
+		argv++;
+	}
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			state = optarg;
+			break;
+		case 'e':
+			envdir = optarg;
+			break;
+		case 'b':
+			if (parse_size(optarg, &budget, &e) < 0)
+				cli_usage_error("tether-runner envs",
+				                "--budget: %s", e.msg);
+			break;
+		case 'a':
+			budget = -1;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			envs_usage(stdout);
+			return 0;
+		default:
+			cli_usage_error("tether-runner envs",
+			                "unknown option '%s'",
+			                cli_bad_option(argc, argv));
+		}
+	}
+	if (optind < argc)
+		cli_usage_error("tether-runner envs", "unexpected '%s'",
+		                argv[optind]);
+	if (prune && budget == -2)
+		cli_usage_error("tether-runner envs prune",
+		                "give --budget SIZE or --all");
+	dir = envdir ? xstrdup(envdir) : xasprintf("%s/envs", state);
+	rc = prune ? envs_prune(dir, budget) : envs_list(dir, json);
+	free(dir);
+	return rc;
+}

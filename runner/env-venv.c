@@ -1,0 +1,243 @@
+/* env-venv.c: the venv builder.
+ *
+ * `<python> -m venv [--system-site-packages] PREFIX`, then
+ * `PREFIX/bin/python -m pip install <pip_options> [-r FILE] [reqs...]`
+ * (the venv's own pip).  The interpreter is spec.environment.python, else
+ * the runner setting default_python (/usr/bin/python3: the system's, not
+ * whichever python3 is first on PATH).  Builders run with execv argv
+ * arrays, never through a shell. */
+#include "runner/env.h"
+
+#include "common/err.h"
+#include "common/fileio.h"
+#include "common/sha256.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define VENV_ARGV_MAX 1200
+#define TAIL_SIZE     2048
+
+static const char *venv_python(struct runner *r)
+{
+	if (r->spec->env.python)
+		return r->spec->env.python;
+	return r->default_python ? r->default_python : "/usr/bin/python3";
+}
+
+/* Run python to print its version (no log); out gets the first line. */
+static int venv_version(const char *python, char *out, size_t size,
+                        struct err *e)
+{
+	char *argv[] = {(char *)python, "-c",
+	                "import sys, platform; print(sys.version.split()[0],"
+	                " platform.machine())",
+	                NULL};
+	int fds[2], status;
+	ssize_t n;
+	size_t len = 0;
+	pid_t pid;
+
+	if (access(python, X_OK) < 0)
+		return err_sys(e, TERR_NOTFOUND, "interpreter %s", python);
+	if (pipe2(fds, O_CLOEXEC) < 0 || (pid = fork()) < 0)
+		return err_sys(e, TERR_IO, "run %s", python);
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		execv(python, argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	while (len + 1 < size &&
+	       ((n = read(fds[0], out + len, size - 1 - len)) > 0 ||
+	        (n < 0 && errno == EINTR)))
+		len += n > 0 ? (size_t)n : 0;
+	close(fds[0]);
+	out[len] = '\0';
+	out[strcspn(out, "\n")] = '\0';
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || len == 0)
+		return err_set(e, TERR_FAIL, "%s does not run", python);
+	return 0;
+}
+
+static json_t *strv_json(const char **v)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; v && v[i]; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+/* sha256 of a file in the source tree, for the key. */
+static int source_file_hash(struct runner *r, const char *rel, char out[65],
+                            struct err *e)
+{
+	char *path = xasprintf("%s/%s", r->work_dir, rel);
+	int rc = sha256_file(path, out, NULL, e);
+
+	free(path);
+	if (rc < 0)
+		return err_wrap(e, "environment file '%s' in the source", rel);
+	return 0;
+}
+
+static int venv_key(struct runner *r, char out[65], struct err *e)
+{
+	const char *py = venv_python(r);
+	char version[128], fhash[65] = "";
+	json_t *canon;
+	int rc;
+
+	if ((rc = venv_version(py, version, sizeof(version), e)) < 0)
+		return err_wrap(e, "venv");
+	if (r->spec->env.requirements_file &&
+	    (rc = source_file_hash(r, r->spec->env.requirements_file, fhash,
+	                           e)) < 0)
+		return rc;
+	canon = json_pack(
+	    "{s:s, s:s, s:s, s:b, s:o, s:s, s:o, s:s}", "kind", "venv",
+	    "python", py, "python_version", version, "system_site_packages",
+	    r->spec->env.system_site_packages, "requirements",
+	    strv_json(r->spec->env.requirements), "requirements_file", fhash,
+	    "pip_options", strv_json(r->spec->env.pip_options), "platform",
+	    env_platform());
+	env_key_json(canon, out);
+	json_decref(canon);
+	return 0;
+}
+
+/* The builder's environment: a clean PATH, a HOME of its own, no pip
+ * questions; proxy settings pass through. */
+static char **venv_envp(struct runner *r, const char *prefix)
+{
+	static const char *const pass[] = {
+	    "http_proxy",  "https_proxy", "no_proxy", "HTTP_PROXY",
+	    "HTTPS_PROXY", "NO_PROXY",    "LANG",     NULL};
+	char **v = NULL;
+	char *slash = strrchr(prefix, '/');
+
+	v = env_strv_add(v, xasprintf("PATH=%s/bin:/usr/local/bin:/usr/bin:"
+	                              "/bin",
+	                              prefix));
+	v = env_strv_add(v,
+	                 xasprintf("HOME=%.*s/.home",
+	                           (int)(slash ? slash - prefix : 0), prefix));
+	v = env_strv_add(v, xstrdup("PIP_DISABLE_PIP_VERSION_CHECK=1"));
+	v = env_strv_add(v, xstrdup("PIP_NO_INPUT=1"));
+	v = env_strv_add(v, xstrdup("PYTHONNOUSERSITE=1"));
+	for (size_t i = 0; pass[i]; i++)
+		if (getenv(pass[i]))
+			v = env_strv_add(
+			    v, xasprintf("%s=%s", pass[i], getenv(pass[i])));
+	(void)r;
+	return v;
+}
+
+static void strv_free(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Make the builder's HOME (shared by builds, owned by the job user). */
+static void venv_home(struct runner *r, const char *prefix)
+{
+	char *slash = strrchr(prefix, '/');
+	char *home = xasprintf("%.*s/.home", (int)(slash - prefix), prefix);
+
+	if (mkdir(home, 0755) == 0 && geteuid() == 0 && r->uid != 0)
+		chown(home, r->uid, r->gid);
+	free(home);
+}
+
+static int venv_pip(struct runner *r, const char *prefix, char **envp,
+                    struct err *e)
+{
+	const struct jobspec *s = r->spec;
+	char *argv[VENV_ARGV_MAX], tail[TAIL_SIZE];
+	char *py = xasprintf("%s/bin/python", prefix), *req = NULL;
+	size_t n = 0;
+	int rc;
+
+	argv[n++] = py;
+	argv[n++] = "-m";
+	argv[n++] = "pip";
+	argv[n++] = "install";
+	for (size_t i = 0; s->env.pip_options && s->env.pip_options[i]; i++)
+		argv[n++] = (char *)s->env.pip_options[i];
+	if (s->env.requirements_file) {
+		req = xasprintf("%s/%s", r->work_dir, s->env.requirements_file);
+		argv[n++] = "-r";
+		argv[n++] = req;
+	}
+	for (size_t i = 0; s->env.requirements && s->env.requirements[i] &&
+	                   n + 1 < VENV_ARGV_MAX;
+	     i++)
+		argv[n++] = (char *)s->env.requirements[i];
+	argv[n] = NULL;
+	runner_logf(r, "env", "pip install (%zu argument(s))", n - 4);
+	if ((rc = env_run(r, argv, envp, tail, sizeof(tail), e)) < 0)
+		err_wrap(e, "pip install failed; its last output:\n%s", tail);
+	free(py);
+	free(req);
+	return rc;
+}
+
+static int venv_build(struct runner *r, const char *prefix, struct err *e)
+{
+	const char *py = venv_python(r);
+	char *argv[6], tail[TAIL_SIZE], **envp = venv_envp(r, prefix);
+	size_t n = 0;
+	int rc;
+
+	venv_home(r, prefix);
+	argv[n++] = (char *)py;
+	argv[n++] = "-m";
+	argv[n++] = "venv";
+	if (r->spec->env.system_site_packages)
+		argv[n++] = "--system-site-packages";
+	argv[n++] = (char *)prefix;
+	argv[n] = NULL;
+	runner_logf(
+	    r, "env", "%s -m venv%s", py,
+	    r->spec->env.system_site_packages ? " --system-site-packages" : "");
+	if ((rc = env_run(r, argv, envp, tail, sizeof(tail), e)) < 0) {
+		err_wrap(e, "venv: %s", tail);
+		goto out;
+	}
+	if (r->spec->env.requirements_file || r->spec->env.requirements)
+		rc = venv_pip(r, prefix, envp, e);
+out:
+	strv_free(envp);
+	return rc;
+}
+
+static int venv_activate(struct runner *r, const char *prefix,
+                         struct env_result *res, struct err *e)
+{
+	res->prefix = xstrdup(prefix);
+	res->path_prepend =
+	    env_strv_add(res->path_prepend, xasprintf("%s/bin", prefix));
+	res->vars =
+	    env_strv_add(res->vars, xasprintf("VIRTUAL_ENV=%s", prefix));
+	(void)r;
+	(void)e;
+	return 0;
+}
+
+const struct env_builder env_builder_venv = {
+    .name = "venv",
+    .key = venv_key,
+    .build = venv_build,
+    .activate = venv_activate,
+};
