@@ -242,8 +242,10 @@ static int ctx_add(struct ctx *c, int dirfd, const char *name, const char *rel,
 out:
 	sha256_final(h, hex);
 	line = xasprintf("%o %s\n", (unsigned)st->st_mode, hex);
-	sha256_update(c->key, rel, strlen(rel) + 1);
-	sha256_update(c->key, line, strlen(line));
+	if (c->key != NULL) {
+		sha256_update(c->key, rel, strlen(rel) + 1);
+		sha256_update(c->key, line, strlen(line));
+	}
 	free(line);
 	if (fd >= 0)
 		close(fd);

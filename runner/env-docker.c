@@ -1,13 +1,13 @@
 /* env-docker.c: docker environments.  An image by name (pulled when
  * absent, with the registry secret) or built from a Dockerfile in the
  * source, optionally with pip or conda specs layered on top; the result is
- * tagged tether-env:<key> so the env cache covers images too.  The cache
- * directory of a docker env holds only image.json. */
+ * tagged tether-env:<key> so the env cache covers images too.  The
+ * builder caches by itself (own_cache): the engine's image store is the
+ * cache, env_prepare only takes the per-key lock around it. */
 #include "runner/docker.h"
 
 #include "common/err.h"
 #include "common/fileio.h"
-#include "common/json.h"
 #include "common/sha256.h"
 #include "common/util.h"
 #include "runner/env.h"
@@ -193,8 +193,10 @@ static int docker_build(struct runner *r, const char *prefix, struct err *e)
 		                      base + strlen(DOCKER_ENV_REPO ":"), e);
 	if (rc == 0 && layered(s))
 		rc = docker_layer_build(d, r, base, tag, key, e);
-	if (rc == 0)
+	if (rc == 0 && prefix != NULL)
 		rc = write_image_file(prefix, tag, e);
+	if (rc == 0)
+		runner_logf(r, "env", "image %s ready", tag);
 out:
 	free(id);
 	free(tag);
@@ -203,38 +205,39 @@ out:
 	return rc;
 }
 
+/* The env's image is tether-env:<key>; TERR_NOTFOUND when not built yet
+ * (env_prepare then builds it under the key's lock). */
 static int docker_activate(struct runner *r, const char *prefix,
                            struct env_result *res, struct err *e)
 {
-	char *path = xasprintf("%s/" IMAGE_FILE, prefix), *text = NULL;
-	const char *image;
+	char key[65], *image = NULL;
 	struct docker *d = NULL;
-	json_t *j = NULL, *info = NULL;
-	size_t len;
-	int rc;
+	json_t *info = NULL;
+	int rc = 0;
 
-	if ((rc = file_read_all(path, 65536, &text, &len, e)) < 0 ||
-	    (rc = json_parse(text, len, 4, &j, e)) < 0 ||
-	    (rc = json_get_str(j, IMAGE_FILE, "image", true, 512, &image, e)) <
-	        0 ||
-	    (rc = docker_open(r->docker_socket, &d, e)) < 0)
+	if (strlen(r->env.key) == 64)
+		memcpy(key, r->env.key, 65);
+	else if ((rc = docker_key(r, key, e)) < 0)
+		return rc;
+	image = xasprintf(DOCKER_ENV_REPO ":%s", key);
+	if ((rc = docker_open(r->docker_socket, &d, e)) < 0)
 		goto out;
 	rc = docker_image_inspect(d, image, &info, e);
-	if (rc == TERR_NOTFOUND) { /* pruned behind the cache's back */
+	if (rc == TERR_NOTFOUND && prefix != NULL) {
+		/* a directory cache entry whose image was pruned */
 		runner_logf(r, "env", "image %s is gone; rebuilding", image);
 		err_clear(e);
 		rc = docker_build(r, prefix, e);
 	}
 	if (rc == 0) {
 		free(res->image);
-		res->image = xstrdup(image);
+		res->image = image;
+		image = NULL;
 	}
 out:
 	json_decref(info);
-	json_decref(j);
 	docker_close(d);
-	free(text);
-	free(path);
+	free(image);
 	return rc;
 }
 
@@ -243,4 +246,5 @@ const struct env_builder env_builder_docker = {
     .key = docker_key,
     .build = docker_build,
     .activate = docker_activate,
+    .own_cache = true,
 };

@@ -115,3 +115,39 @@ def remove_images(prefix):
         for tag in img.get("RepoTags") or []:
             if tag.startswith(prefix):
                 api("DELETE", "/images/%s?force=1" % tag)
+
+
+DOCKERFILE = "FROM tether-test-base:bookworm\nRUN echo built > /built.txt\n"
+
+
+def docker_attempt(command, files=None, dockerfile=DOCKERFILE, job="D1",
+                   attempt=1, state=None, spec=None, runner=None):
+    """An attempt dir whose job runs `command` in the docker launcher, in an
+    environment built from the Dockerfile of a git source holding files."""
+    from harness import gitserver
+    from harness import runner as hr
+    root = state or hr.state_dir()
+    repo_files = {"Dockerfile": dockerfile}
+    repo_files.update(files or {})
+    bare, ids, _ = gitserver.make_repo(os.path.join(root, "repos-%s" % job),
+                                       files=repo_files)
+    settings = {"launcher": "docker", "docker_socket": SOCKET,
+                "agent_id": "test-agent"}
+    settings.update(runner or {})
+    full = {"source": {"git": {"url": bare, "commit": ids[-1]}},
+            "environment": {"kind": "docker", "dockerfile": "Dockerfile"},
+            "launcher": "docker"}
+    full.update(spec or {})
+    return hr.make_attempt(command, job=job, attempt=attempt, state=root,
+                           runner=settings, **full)
+
+
+def container_of(d):
+    """The container id recorded in an attempt's state.json."""
+    with open(os.path.join(d, "state.json")) as f:
+        return json.load(f).get("launcher_ref") or ""
+
+
+def container_exists(cid):
+    st, _ = api("GET", "/containers/%s/json" % cid)
+    return st == 200
