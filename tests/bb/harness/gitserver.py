@@ -114,8 +114,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.server.requests.append((self.command, path, query))
         if not self._authorized():
             self.server.denied += 1
-            return self._reply(401, [("WWW-Authenticate", 'Basic realm="git"')],
-                               b"auth required\n")
+            # no body, and a fresh connection for the retry: libgit2 1.5
+            # does not skip a 401's body before its next request
+            self.close_connection = True
+            return self._reply(401, [("WWW-Authenticate", 'Basic realm="git"'),
+                                     ("Connection", "close")], b"")
         env = {"GIT_PROJECT_ROOT": self.server.root, "GIT_HTTP_EXPORT_ALL": "1",
                "PATH_INFO": path, "QUERY_STRING": query,
                "REQUEST_METHOD": self.command, "REMOTE_USER": "git",

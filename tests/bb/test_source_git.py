@@ -1,0 +1,198 @@
+"""Git sources through `tether-runner run`: local bare repos at a pinned
+commit, the per-node mirror cache, https with a token (git http-backend over
+TLS on loopback), ssh with a deploy key (a real sshd), and the failures."""
+import os
+import threading
+
+import pytest
+
+from harness.common import tmpdir
+from harness.gitserver import (GitHttps, GitSshd, add_commit, git, make_repo,
+                               phase_end, run_attempt)
+
+
+def root_dir():
+    d = tmpdir("tether-src-")
+    os.chmod(d, 0o755)  # the job user reads the work dir below it
+    return d
+
+
+def spec(source, command=("/bin/cat", "hello.txt"), **kw):
+    s = {"name": "src", "command": list(command), "source": source}
+    s.update(kw)
+    return s
+
+
+def mirror_dir(root):
+    g = os.path.join(root, "state", "git")
+    (name,) = [n for n in os.listdir(g) if n.endswith(".git")]
+    return os.path.join(g, name)
+
+
+def test_pinned_commit_runs_that_commit():
+    root = root_dir()
+    bare, ids, _ = make_repo(root, commits=3)
+    att = run_attempt(root, spec({"git": {"url": bare, "commit": ids[1]}}))
+    assert att["result"]["reason"] == "succeeded", att["log"]
+    assert "hello 1\n" in att["log"]
+    assert phase_end(att, "source")["commit"] == ids[1]
+    # an abbreviated commit resolves to the same full id
+    att = run_attempt(root, spec({"git": {"url": bare, "commit": ids[0][:10]}}),
+                      job="2")
+    assert "hello 0\n" in att["log"]
+    assert phase_end(att, "source")["commit"] == ids[0]
+
+
+def test_second_job_reuses_the_mirror():
+    root = root_dir()
+    bare, ids, work = make_repo(root, commits=20,
+                                files={"hello.txt": "hello {i}\n",
+                                       "data/f{i}.txt": "x{i}\n" * 50})
+    first = run_attempt(root, spec({"git": {"url": bare, "ref": "main"}}))
+    assert first["result"]["reason"] == "succeeded", first["log"]
+    assert "hello 19\n" in first["log"]
+    assert "new mirror" in first["log"]
+    mirror = mirror_dir(root)
+    ino = os.stat(os.path.join(mirror, "objects")).st_ino
+
+    # the same pinned commit again: the mirror has it, nothing is fetched
+    again = run_attempt(root, spec({"git": {"url": bare, "commit": ids[-1]}}),
+                        job="2")
+    assert again["result"]["reason"] == "succeeded"
+    assert "mirror already has commit" in again["log"]
+    assert "received" not in again["log"] and "new mirror" not in again["log"]
+
+    # one new commit: the next fetch brings only the new objects
+    new = add_commit(work, bare, "hello.txt", "hello new\n")
+    third = run_attempt(root, spec({"git": {"url": bare}}), job="3")
+    assert third["result"]["reason"] == "succeeded", third["log"]
+    assert "hello new\n" in third["log"]
+    assert phase_end(third, "source")["commit"] == new
+    first_n = int(first["log"].split("fetched")[1].split(":")[1].split()[0])
+    third_n = int(third["log"].split("fetched")[1].split(":")[1].split()[0])
+    assert first_n > 60 and third_n <= 3, (first_n, third_n)
+    assert "new mirror" not in third["log"]
+    assert os.stat(os.path.join(mirror, "objects")).st_ino == ino
+    # no second clone: the job's checkout has no objects of its own
+    assert not os.path.exists(os.path.join(third["dir"], "work", ".git"))
+
+
+def test_concurrent_jobs_share_the_mirror():
+    root = root_dir()
+    bare, ids, _ = make_repo(root, commits=2)
+    procs = [run_attempt(root, spec({"git": {"url": bare, "ref": "main"}}),
+                         job=str(i), wait=False) for i in (1, 2)]
+    for p in procs:
+        p.wait(120)
+    logs = [open(os.path.join(root, "state", "jobs", str(i), "1", "log")).read()
+            for i in (1, 2)]
+    assert all("hello 1\n" in log for log in logs), logs
+    assert sum("new mirror" in log for log in logs) == 1, logs
+
+
+def test_wrong_commit_fails_saying_why():
+    root = root_dir()
+    bare, ids, _ = make_repo(root)
+    att = run_attempt(root, spec({"git": {"url": bare, "commit": "deadbeef" * 5}}))
+    assert att["result"]["reason"] == "source_failed"
+    msg = att["result"]["message"]
+    assert "commit deadbeef" in msg and "is not in" in msg, msg
+    att = run_attempt(root, spec({"git": {"url": bare, "ref": "nosuchbranch"}}),
+                      job="2")
+    assert att["result"]["reason"] == "source_failed"
+    assert "nosuchbranch" in att["result"]["message"]
+
+
+def test_file_url_and_submodules_are_mentioned():
+    root = root_dir()
+    bare, ids, _ = make_repo(root, files={
+        "hello.txt": "hi\n",
+        ".gitmodules": '[submodule "lib"]\n\tpath = lib\n\turl = ../lib.git\n'})
+    att = run_attempt(root, spec({"git": {"url": "file://" + bare}}))
+    assert att["result"]["reason"] == "succeeded", att["log"]
+    assert "submodules" in att["log"] and "not checked out" in att["log"]
+
+
+@pytest.fixture
+def https_git():
+    root = root_dir()
+    bare, ids, _ = make_repo(os.path.join(root), name="proj.git", commits=2)
+    srv = GitHttps(root, token="s3cret-token")
+    yield root, srv, ids
+    srv.stop()
+
+
+def test_https_with_token(https_git):
+    root, srv, ids = https_git
+    s = spec({"git": {"url": srv.url("proj.git"), "ref": "main",
+                      "token_secret": "GIT_TOKEN"}},
+             secrets={"GIT_TOKEN": "s3cret-token"})
+    att = run_attempt(root, s, settings={"git_ca_file": srv.cert})
+    assert att["result"]["reason"] == "succeeded", att["log"]
+    assert "hello 1\n" in att["log"]
+    assert phase_end(att, "source")["commit"] == ids[1]
+    assert "s3cret-token" not in att["log"]
+    assert any("git-upload-pack" in r[1] for r in srv.requests)
+
+
+def test_https_wrong_token_or_untrusted_cert(https_git):
+    root, srv, ids = https_git
+    src = {"git": {"url": srv.url("proj.git"), "token_secret": "GIT_TOKEN"}}
+    att = run_attempt(root, spec(src, secrets={"GIT_TOKEN": "wrong"}),
+                      settings={"git_ca_file": srv.cert})
+    assert att["result"]["reason"] == "source_failed"
+    assert "authentication failed" in att["result"]["message"]
+    assert "GIT_TOKEN" in att["result"]["message"]
+    # no token at all
+    att = run_attempt(root, spec({"git": {"url": srv.url("proj.git")}}),
+                      settings={"git_ca_file": srv.cert}, job="2")
+    assert att["result"]["reason"] == "source_failed"
+    assert "token_secret" in att["result"]["message"]
+    # the right token, but the server's certificate is not trusted
+    att = run_attempt(root, spec(src, secrets={"GIT_TOKEN": "s3cret-token"}),
+                      job="3")
+    assert att["result"]["reason"] == "source_failed"
+    assert "not trusted" in att["result"]["message"], att["result"]["message"]
+
+
+@pytest.fixture
+def ssh_git():
+    root = root_dir()
+    bare, ids, _ = make_repo(root, name="proj.git", commits=2)
+    srv = GitSshd()
+    yield root, srv, bare, ids
+    srv.stop()
+
+
+def test_ssh_with_deploy_key(ssh_git):
+    root, srv, bare, ids = ssh_git
+    kh = srv.known_hosts(os.path.join(root, "known_hosts"))
+    s = spec({"git": {"url": srv.url(bare), "commit": ids[0],
+                      "ssh_key_secret": "DEPLOY_KEY"}},
+             secrets={"DEPLOY_KEY": srv.private_key()})
+    att = run_attempt(root, s, settings={"known_hosts": kh})
+    assert att["result"]["reason"] == "succeeded", att["log"]
+    assert "hello 0\n" in att["log"]
+    assert phase_end(att, "source")["commit"] == ids[0]
+
+
+def test_ssh_unknown_or_changed_host_key(ssh_git):
+    root, srv, bare, ids = ssh_git
+    s = spec({"git": {"url": srv.url(bare), "ssh_key_secret": "DEPLOY_KEY"}},
+             secrets={"DEPLOY_KEY": srv.private_key()})
+    empty = os.path.join(root, "known_hosts_empty")
+    open(empty, "w").close()
+    att = run_attempt(root, s, settings={"known_hosts": empty})
+    assert att["result"]["reason"] == "source_failed"
+    msg = att["result"]["message"]
+    assert "unknown host [127.0.0.1]:%d" % srv.port in msg, msg
+    # a known_hosts entry with another key: refused as changed
+    other = os.path.join(root, "other_key")
+    git_kh = os.path.join(root, "known_hosts_other")
+    os.system(f"ssh-keygen -q -t ed25519 -N '' -f {other}")
+    kind, key = open(other + ".pub").read().split()[:2]
+    with open(git_kh, "w") as f:
+        f.write(f"[127.0.0.1]:{srv.port} {kind} {key}\n")
+    att = run_attempt(root, s, settings={"known_hosts": git_kh}, job="2")
+    assert att["result"]["reason"] == "source_failed"
+    assert "does not match" in att["result"]["message"]
