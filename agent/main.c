@@ -1,28 +1,96 @@
-/* tether-agent: the node daemon that attaches this machine to a workspace. */
+/* tether-agent: the node daemon that attaches this machine to a workspace.
+ * Subcommands are table entries in cmd-*.c. */
+#include "agent/cmd.h"
+#include "agent/doctor.h"
+
+#include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+static const struct cmd_entry *const commands[] = {
+    &cmd_run,   &cmd_submit, &cmd_status,
+    &cmd_jobs,  &cmd_logs,   &cmd_outputs,
+    &cmd_drain, &cmd_rotate, &cmd_config_reference,
+    NULL};
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: tether-agent [--help] [--version]\n"
-	        "the node daemon that attaches this machine to a workspace\n");
+	        "usage: tether-agent [options] [command [args]]\n"
+	        "the node daemon that attaches this machine to a workspace\n\n"
+	        "commands:\n");
+	for (int i = 0; commands[i] != NULL; i++)
+		fprintf(f, "  %-18s %-10s %s\n", commands[i]->name,
+		        commands[i]->usage, commands[i]->help);
+	fprintf(f, "  %-18s %-10s %s\n", "doctor", "[--json]",
+	        "check the node and report problems");
+	fprintf(
+	    f,
+	    "\noptions:\n"
+	    "  -c, --config FILE     config file (default " AGENT_CONF_DEFAULT
+	    ")\n"
+	    "  -s, --set KEY=VALUE   override one setting\n"
+	    "      --workspace URL   same as --set workspace=URL\n"
+	    "      --token TOKEN     same as --set token=TOKEN\n"
+	    "      --state-dir DIR   same as --set state_dir=DIR\n"
+	    "      --name NAME       same as --set name=NAME\n"
+	    "      --re-register     register again (replaces this "
+	    "machine's agent)\n"
+	    "      --now             drain: stop at once, runners keep "
+	    "running\n"
+	    "  -f, --follow          logs: follow\n"
+	    "  -h, --help, -V, --version\n\nsettings:\n");
+	conf_print_help(agent_conf_table, f);
+}
+
+static const struct cmd_entry *find_command(const char *name)
+{
+	for (int i = 0; commands[i] != NULL; i++)
+		if (strcmp(commands[i]->name, name) == 0)
+			return commands[i];
+	return NULL;
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"help", no_argument, 0, 'h'},
-	                                     {"version", no_argument, 0, 'V'},
-	                                     {0, 0, 0, 0}};
-	int c;
+	static const struct option opts[] = {
+	    {"help", no_argument, 0, 'h'},
+	    {"version", no_argument, 0, 'V'},
+	    {"config", required_argument, 0, 'c'},
+	    {"set", required_argument, 0, 's'},
+	    {"workspace", required_argument, 0, 'W'},
+	    {"token", required_argument, 0, 'T'},
+	    {"state-dir", required_argument, 0, 'D'},
+	    {"name", required_argument, 0, 'N'},
+	    {"re-register", no_argument, 0, 'R'},
+	    {"now", no_argument, 0, 'n'},
+	    {"follow", no_argument, 0, 'f'},
+	    {0, 0, 0, 0}};
+	struct cmd_ctx ctx;
+	const struct cmd_entry *cmd = &cmd_run;
+	const char *config = getenv("TETHER_CONFIG");
+	char *sets[64], *kv;
+	int nsets = 0, c, rc;
+	struct err e = {0};
 
+	/* doctor parses its own options (doctor.c). */
+	for (int i = 1; i < argc && argv[i][0] != '\0'; i++) {
+		if (argv[i][0] == '-')
+			continue;
+		if (strcmp(argv[i], "doctor") == 0)
+			return doctor_main(argc - i, argv + i);
+		break;
+	}
+	memset(&ctx, 0, sizeof(ctx));
 	opterr = 0;
 	log_set_prog("tether-agent");
-	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hVc:s:f", opts, NULL)) != -1) {
+		const char *key = NULL;
 		switch (c) {
 		case 'h':
 			usage(stdout);
@@ -30,11 +98,63 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("tether-agent %s\n", TETHER_VERSION);
 			return 0;
+		case 'c':
+			config = optarg;
+			break;
+		case 'W':
+			key = "workspace";
+			break;
+		case 'T':
+			key = "token";
+			break;
+		case 'D':
+			key = "state_dir";
+			break;
+		case 'N':
+			key = "name";
+			break;
+		case 's':
+			if (nsets < 64)
+				sets[nsets++] = xstrdup(optarg);
+			break;
+		case 'R':
+			ctx.re_register = true;
+			break;
+		case 'n':
+			ctx.now = true;
+			break;
+		case 'f':
+			ctx.follow = true;
+			break;
 		default:
 			cli_usage_error("tether-agent", "unknown option '%s'",
 			                cli_bad_option(argc, argv));
 		}
+		if (key != NULL && nsets < 64)
+			sets[nsets++] = xasprintf("%s=%s", key, optarg);
 	}
-	usage(stderr);
+	if (optind < argc) {
+		cmd = find_command(argv[optind]);
+		if (cmd == NULL)
+			cli_usage_error("tether-agent", "unknown command '%s'",
+			                argv[optind]);
+		optind++;
+	}
+	if (agent_conf_load(&ctx.conf, config, &e) < 0)
+		goto fail;
+	for (int i = 0; i < nsets; i++) {
+		kv = sets[i];
+		rc = agent_conf_set(&ctx.conf, kv, &e);
+		free(kv);
+		if (rc < 0)
+			goto fail;
+	}
+	if (agent_conf_check(&ctx.conf, &e) < 0)
+		goto fail;
+	rc = cmd->run(&ctx, argc - optind, argv + optind);
+	agent_conf_free(&ctx.conf);
+	return rc;
+fail:
+	fprintf(stderr, "tether-agent: %s\n", e.msg);
 	return 2;
 }

@@ -1,0 +1,170 @@
+/* agent.h: the daemon's state, shared by its modules.
+ *
+ * struct agent is the one daemon; struct att is one attempt the agent holds
+ * in memory while it is queued, running or finishing (log, events and
+ * outputs not yet all acknowledged).  agent.db is the durable record;
+ * these structs are rebuilt from it on start (recovery.c). */
+#ifndef TETHER_AGENT_H
+#define TETHER_AGENT_H
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "agent/capacity.h"
+#include "agent/config.h"
+#include "agent/loop.h"
+#include "transport/transport.h"
+
+struct err;
+
+enum att_state { ATT_QUEUED, ATT_RUNNING, ATT_FINISHING, ATT_DONE };
+
+struct att {
+	struct agent *a;
+	char *job;
+	int64_t attempt;
+	bool local;
+	char *dir;
+	enum att_state state;
+	int64_t priority, fifo;
+	double cpus;
+	int64_t memory, gpus;
+	char *gpu_ids; /* JSON array text, "[0,1]" */
+	char *snapshot;
+	int64_t lease_ttl_ms, lease_mono_ms;
+
+	/* runner */
+	pid_t runner_pid;
+	int pidfd, wd;
+	bool runner_gone, preparing;
+	int64_t launched_mono;
+	struct tp_call *snap_call;
+
+	/* log shipping (shipper.c) */
+	int64_t log_acked, log_sending;
+	struct tp_call *log_call;
+	/* events (outbox.c) */
+	int64_t events_off, last_seq;
+	bool final_seen, final_acked, not_current;
+	struct tp_call *ev_call;
+	/* outputs (outputs.c) */
+	bool result_seen, outputs_done;
+	struct tp_call *out_call;
+	char *out_path;
+
+	struct att *next;
+};
+
+struct agent {
+	struct agent_conf conf;
+	struct loop *loop;
+	sqlite3 *db;
+	const struct transport_ops *tp;
+	struct transport *t;
+	struct loop_timer *http_timer;
+	char *agent_id, *secret, *runner_path;
+	struct capacity cap;
+	struct att *atts;
+	int ino_fd, sig_fd, lock_fd;
+
+	/* connection (conn.c) */
+	bool conn_down, auth_failed;
+	int conn_failures;
+	int64_t next_retry_mono;
+	struct loop_timer *conn_timer;
+
+	/* lease / registration (lease.c, register.c) */
+	struct tp_call *lease_call, *reg_call;
+	int64_t lease_sent_mono;
+	struct loop_timer *lease_timer;
+	bool re_register;
+
+	/* lifecycle */
+	bool draining, handback_done, quit;
+	int sigints;
+	struct loop_timer *sched_timer, *hk_timer;
+};
+
+/* agentd.c */
+int agent_run(struct agent *a, struct err *e);
+/* Ask for a scheduling pass on the next loop turn. */
+void agent_kick(struct agent *a);
+/* Record a status line for `tether-agent status` (meta table). */
+void agent_note(struct agent *a, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* conn.c: reachability of the workspace, backoff with jitter. */
+void conn_init(struct agent *a);
+bool conn_usable(struct agent *a);
+/* Classify a failed reply; returns true when the call should be retried
+ * later (network, 5xx, 429) and schedules the retry probe. */
+bool conn_failed(struct agent *a, const struct tp_reply *rep, const char *what);
+void conn_ok(struct agent *a);
+int64_t conn_backoff_ms(int failures, int64_t min_ms, int64_t max_ms,
+                        int64_t retry_after_ms);
+/* 401: reload credentials (rotation) or stop leasing for good. */
+void conn_auth_failed(struct agent *a, const struct tp_reply *rep);
+
+/* lease.c */
+void lease_start(struct agent *a);
+void lease_poll_soon(struct agent *a, int64_t delay_ms);
+
+/* register.c */
+const char *register_name(const struct agent *a);
+json_t *register_body(struct agent *a);
+int register_start(struct agent *a, struct err *e);
+
+/* queue.c */
+int queue_add_leased(struct agent *a, json_t *job, int64_t now_mono,
+                     struct err *e);
+int queue_submit_local(sqlite3 *db, const char *spec_text, double cpus,
+                       int64_t memory, int64_t gpus, int64_t priority,
+                       char **job_out, struct err *e);
+void queue_schedule(struct agent *a);
+int queue_set_state(struct agent *a, struct att *t, enum att_state s,
+                    struct err *e);
+const char *att_state_name(enum att_state s);
+int att_state_parse(const char *s);
+/* Refuse a job that can never fit this node. NULL when it fits. */
+char *queue_too_big(const struct agent *a, double cpus, int64_t memory,
+                    int64_t gpus);
+
+/* launch.c */
+void launch_start(struct agent *a, struct att *t);
+char *launch_find_runner(const struct agent_conf *c);
+
+/* att.c */
+struct att *att_new(struct agent *a, const char *job, int64_t attempt);
+struct att *att_find(struct agent *a, const char *job, int64_t attempt);
+void att_free(struct att *t);
+void att_remove(struct agent *a, struct att *t);
+int att_watch(struct att *t, struct err *e);
+void att_poke(struct att *t);
+void att_on_inotify(struct agent *a, int fd);
+void att_cancel(struct att *t, const char *reason);
+void att_write_lease(struct att *t);
+/* Append an agent-made final event (refused, lost, cancelled queued). */
+int att_final_event(struct att *t, const char *reason, const char *message,
+                    struct err *e);
+
+/* shipper.c */
+void shipper_kick(struct att *t);
+bool shipper_done(struct att *t);
+
+/* outbox.c */
+int outbox_tail(struct att *t, struct err *e);
+void outbox_kick(struct att *t);
+
+/* outputs.c */
+void outputs_kick(struct att *t);
+
+/* recovery.c */
+int recovery_load(struct agent *a, struct err *e);
+
+/* housekeeping.c */
+void housekeeping_run(void *arg);
+
+#endif

@@ -1,0 +1,31 @@
+/* cmd-run.c: `tether-agent [run]`: the daemon. */
+#include "agent/agent.h"
+#include "agent/cmd.h"
+
+#include "common/err.h"
+#include "common/log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int cmd_run_main(struct cmd_ctx *c, int argc, char **argv)
+{
+	struct agent a;
+	struct err e = {0};
+	enum log_level lvl;
+
+	memset(&a, 0, sizeof(a));
+	a.conf = c->conf;
+	a.re_register = c->re_register;
+	if (log_parse_level(a.conf.log_level, &lvl) == 0)
+		log_set_level(lvl);
+	if (agent_run(&a, &e) < 0) {
+		log_error("%s", e.msg);
+		fprintf(stderr, "tether-agent: %s\n", e.msg);
+		return 1;
+	}
+	return 0;
+}
+
+const struct cmd_entry cmd_run = {
+    "run", "", "run the daemon (the default command)", cmd_run_main};

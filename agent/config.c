@@ -1,0 +1,148 @@
+/* config.c: the agent's keyword table: file, TETHER_* environment, --set,
+ * --help and docs/configuration.md all come from agent_conf_table. */
+#include "agent/config.h"
+
+#include "common/err.h"
+#include "common/util.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OFF(f) offsetof(struct agent_conf, f)
+#define I64MAX INT64_MAX
+
+const struct conf_key agent_conf_table[] = {
+    {"workspace", CONF_STR, NULL, OFF(workspace), 0, 0,
+     "Workspace URL: https://host[:port], ssh://user@host[:port], or "
+     "http://127.0.0.1:port (plain http only to loopback)."},
+    {"token", CONF_STR, NULL, OFF(token), 0, 0,
+     "Registration token (tr_...), needed on the first start only."},
+    {"token_file", CONF_STR, NULL, OFF(token_file), 0, 0,
+     "File holding the registration token (instead of `token`)."},
+    {"ca_file", CONF_STR, NULL, OFF(ca_file), 0, 0,
+     "PEM file of CA certificates trusted for the workspace (default: the "
+     "system store)."},
+    {"proxy", CONF_STR, NULL, OFF(proxy), 0, 0,
+     "HTTP(S) proxy URL; unset: the https_proxy/no_proxy variables apply."},
+    {"no_proxy", CONF_STR, NULL, OFF(no_proxy), 0, 0,
+     "Hosts reached without the proxy (comma-separated)."},
+    {"name", CONF_STR, NULL, OFF(name), 0, 0,
+     "Agent name in the workspace (default: the host name)."},
+    {"labels", CONF_STR, NULL, OFF(labels), 0, 0,
+     "Comma-separated labels that jobs can ask for in placement."},
+    {"heartbeat_interval", CONF_DURATION, "30s", OFF(heartbeat_ms), 0, 0,
+     "Lease long-poll period: an idle agent makes one request per "
+     "interval (at most 60s)."},
+    {"connect_timeout", CONF_DURATION, "10s", OFF(connect_timeout_ms), 0, 0,
+     "Timeout for connecting to the workspace."},
+    {"backoff_min", CONF_DURATION, "1s", OFF(backoff_min_ms), 0, 0,
+     "First retry delay when the workspace is unreachable."},
+    {"backoff_max", CONF_DURATION, "60s", OFF(backoff_max_ms), 0, 0,
+     "Cap of the exponential retry delay (jittered)."},
+    {"log_chunk", CONF_SIZE, "4M", OFF(log_chunk), 0, 0,
+     "Largest log upload per request (the protocol allows 8M)."},
+    {"state_dir", CONF_STR, "/var/lib/tether", OFF(state_dir), 0, 0,
+     "State directory: agent.db, credentials, attempt directories."},
+    {"log_level", CONF_STR, "info", OFF(log_level), 0, 0,
+     "error, warn, info or debug."},
+    {"max_jobs", CONF_INT, "4", OFF(max_jobs), 1, 1024,
+     "Most jobs running at once."},
+    {"prefetch", CONF_INT, "2", OFF(prefetch), 0, 64,
+     "Jobs accepted beyond the free slots, waiting in the local queue."},
+    {"cpus", CONF_DOUBLE, "0", OFF(cpus), 0, 1 << 20,
+     "CPUs offered to jobs (0: all detected)."},
+    {"memory", CONF_SIZE, "0", OFF(memory), 0, 0,
+     "Memory offered to jobs (0: all detected)."},
+    {"gpus", CONF_INT, "-1", OFF(gpus), -1, 256,
+     "GPUs offered to jobs (-1: all detected through NVML)."},
+    {"runner_path", CONF_STR, NULL, OFF(runner_path), 0, 0,
+     "tether-runner binary (default: next to tether-agent)."},
+    {"default_launcher", CONF_STR, "sandbox", OFF(default_launcher), 0, 0,
+     "Launcher for jobs that do not name one: sandbox, docker or slurm."},
+    {"job_user", CONF_STR, "tether-job", OFF(job_user), 0, 0,
+     "User that jobs run as."},
+    {"cgroup_parent", CONF_STR, "tether", OFF(cgroup_parent), 0, 0,
+     "Parent cgroup of the jobs' cgroups."},
+    {"default_python", CONF_STR, "/usr/bin/python3", OFF(default_python), 0, 0,
+     "Interpreter for venv environments that do not name one."},
+    {"conda_tool", CONF_STR, NULL, OFF(conda_tool), 0, 0,
+     "micromamba, mamba or conda (default: the first found)."},
+    {"docker_socket", CONF_STR, "/var/run/docker.sock", OFF(docker_socket), 0,
+     0, "Docker Engine API socket."},
+    {"allowed_mounts", CONF_STR, NULL, OFF(allowed_mounts), 0, 0,
+     "Host directories jobs may mount: comma-separated `path[:rw]` "
+     "(read-only unless :rw)."},
+    {"slurm_partition", CONF_STR, NULL, OFF(slurm_partition), 0, 0,
+     "Default Slurm partition for the slurm launcher."},
+    {"slurm_shared_dir", CONF_STR, NULL, OFF(slurm_shared_dir), 0, 0,
+     "Directory shared with the Slurm compute nodes."},
+    {"kill_grace", CONF_DURATION, "10s", OFF(kill_grace_ms), 0, 0,
+     "Time between SIGTERM and SIGKILL when a job is stopped."},
+    {"default_pids", CONF_INT, "4096", OFF(default_pids), 1, 1 << 22,
+     "Process limit of a job that does not set one."},
+    {"max_log_bytes", CONF_SIZE, "10G", OFF(max_log_bytes), 0, 0,
+     "Cap of one attempt's log on the node; the runner writes a "
+     "truncation marker at the cap."},
+    {"env_cache_budget", CONF_SIZE, "50G", OFF(env_cache_budget), 0, 0,
+     "Disk budget of built environments (least recently used evicted)."},
+    {"attempt_retention", CONF_DURATION, "7d", OFF(attempt_retention_ms), 0, 0,
+     "How long finished attempt directories are kept."},
+    {"housekeeping_interval", CONF_DURATION, "10m", OFF(housekeeping_ms), 0, 0,
+     "How often finished attempt directories are cleaned up."},
+    {"runner_start_timeout", CONF_DURATION, "30s", OFF(runner_start_ms), 0, 0,
+     "A runner that has not written state.json after this is lost."},
+    {NULL, 0, NULL, 0, 0, 0, NULL},
+};
+
+int agent_conf_load(struct agent_conf *c, const char *path, struct err *e)
+{
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	if ((r = conf_defaults(agent_conf_table, c, e)) < 0)
+		return r;
+	r = conf_load_file(agent_conf_table, c,
+	                   path ? path : AGENT_CONF_DEFAULT, e);
+	if (r == TERR_NOTFOUND && path == NULL)
+		r = 0;
+	if (r < 0)
+		return r;
+	return conf_load_env(agent_conf_table, c, "TETHER_", e);
+}
+
+int agent_conf_set(struct agent_conf *c, const char *kv, struct err *e)
+{
+	const char *eq = strchr(kv, '=');
+	char *key;
+	int r;
+
+	if (eq == NULL)
+		return err_set(e, TERR_INVAL, "--set %s: expected key=value",
+		               kv);
+	key = xasprintf("%.*s", (int)(eq - kv), kv);
+	r = conf_set(agent_conf_table, c, key, eq + 1, "--set", e);
+	free(key);
+	return r;
+}
+
+int agent_conf_check(const struct agent_conf *c, struct err *e)
+{
+	if (c->heartbeat_ms < 1000 || c->heartbeat_ms > 60000)
+		return err_set(e, TERR_INVAL,
+		               "heartbeat_interval: between 1s and 60s");
+	if (c->backoff_min_ms < 1 || c->backoff_max_ms < c->backoff_min_ms)
+		return err_set(
+		    e, TERR_INVAL,
+		    "backoff_max must be at least backoff_min (> 0)");
+	if (c->log_chunk < 4096 || c->log_chunk > (8 << 20))
+		return err_set(e, TERR_INVAL, "log_chunk: between 4K and 8M");
+	if (c->state_dir == NULL || c->state_dir[0] != '/')
+		return err_set(e, TERR_INVAL, "state_dir: an absolute path");
+	return 0;
+}
+
+void agent_conf_free(struct agent_conf *c)
+{
+	conf_free(agent_conf_table, c);
+}

@@ -1,0 +1,44 @@
+/* config.h: the agent's settings, from one keyword table (config.c). */
+#ifndef TETHER_AGENT_CONFIG_H
+#define TETHER_AGENT_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/conf.h"
+
+struct err;
+
+#define AGENT_CONF_DEFAULT "/etc/tether/agent.conf"
+
+struct agent_conf {
+	/* workspace */
+	char *workspace, *token, *token_file, *ca_file, *proxy, *no_proxy;
+	char *name, *labels;
+	int64_t heartbeat_ms, connect_timeout_ms, backoff_min_ms;
+	int64_t backoff_max_ms, log_chunk;
+	/* node */
+	char *state_dir, *log_level;
+	int64_t max_jobs, prefetch, gpus, memory;
+	double cpus;
+	/* runner settings (spec.json "runner") */
+	char *runner_path, *default_launcher, *job_user, *cgroup_parent;
+	char *default_python, *conda_tool, *docker_socket, *allowed_mounts;
+	char *slurm_partition, *slurm_shared_dir;
+	int64_t kill_grace_ms, default_pids, max_log_bytes, env_cache_budget;
+	/* housekeeping */
+	int64_t attempt_retention_ms, housekeeping_ms, runner_start_ms;
+};
+
+extern const struct conf_key agent_conf_table[];
+
+/* Defaults, then the file (path NULL: the default path, missing is fine),
+ * then TETHER_* variables.  --set pairs are applied by the caller with
+ * agent_conf_set. */
+int agent_conf_load(struct agent_conf *c, const char *path, struct err *e);
+int agent_conf_set(struct agent_conf *c, const char *kv, struct err *e);
+/* Checks that span keys (URL scheme, durations). */
+int agent_conf_check(const struct agent_conf *c, struct err *e);
+void agent_conf_free(struct agent_conf *c);
+
+#endif

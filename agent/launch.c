@@ -1,0 +1,339 @@
+/* launch.c: prepare an attempt directory (snapshot, spec.json, lease) and
+ * start its runner: fork, setsid, fork, exec `tether-runner run DIR`, so the
+ * runner's parent is init and it outlives the agent. */
+#include "agent/agent.h"
+#include "agent/db.h"
+
+#include "common/attempt.h"
+#include "common/fileio.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+char *launch_find_runner(const struct agent_conf *c)
+{
+	char self[PATH_MAX], *dir, *p;
+	ssize_t n;
+
+	if (c->runner_path != NULL)
+		return xstrdup(c->runner_path);
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		dir = dirname(self);
+		p = xasprintf("%s/tether-runner", dir);
+		if (access(p, X_OK) == 0)
+			return p;
+		free(p);
+		p = xasprintf("%s/../runner/tether-runner", dir);
+		if (access(p, X_OK) == 0)
+			return p;
+		free(p);
+	}
+	return xasprintf("%s/tether-runner", TETHER_LIBEXECDIR);
+}
+
+static json_t *launch_mounts(const char *list)
+{
+	json_t *arr = json_array();
+	char *copy, *item, *save = NULL;
+
+	if (list == NULL)
+		return arr;
+	copy = xstrdup(list);
+	for (item = strtok_r(copy, ",", &save); item != NULL;
+	     item = strtok_r(NULL, ",", &save)) {
+		char *colon = strrchr(item, ':');
+		bool rw = colon != NULL && strcmp(colon, ":rw") == 0;
+		if (colon != NULL && (rw || strcmp(colon, ":ro") == 0))
+			*colon = '\0';
+		json_array_append_new(arr, json_pack("{s:s, s:b}", "source",
+		                                     item, "readonly", !rw));
+	}
+	free(copy);
+	return arr;
+}
+
+static json_t *launch_settings(struct agent *a, struct att *t)
+{
+	const struct agent_conf *c = &a->conf;
+	char *env_dir = xasprintf("%s/envs", c->state_dir);
+	json_t *gpus = json_loads(t->gpu_ids ? t->gpu_ids : "[]", 0, NULL);
+	json_t *s = json_pack(
+	    "{s:s, s:s, s:I, s:I, s:s, s:o, s:s, s:s, s:s?, s:I, s:s, s:s, "
+	    "s:o, s:{s:s?, s:s?}, s:I}",
+	    "state_dir", c->state_dir, "job_user", c->job_user, "kill_grace",
+	    (json_int_t)(c->kill_grace_ms / 1000), "default_pids",
+	    (json_int_t)c->default_pids, "cgroup_parent", c->cgroup_parent,
+	    "allowed_mounts", launch_mounts(c->allowed_mounts), "env_dir",
+	    env_dir, "default_python", c->default_python, "conda_tool",
+	    c->conda_tool, "max_log_bytes", (json_int_t)c->max_log_bytes,
+	    "launcher", c->default_launcher, "docker_socket", c->docker_socket,
+	    "gpus", gpus ? gpus : json_array(), "slurm", "partition",
+	    c->slurm_partition, "shared_dir", c->slurm_shared_dir,
+	    "env_cache_budget", (json_int_t)c->env_cache_budget);
+
+	free(env_dir);
+	return s;
+}
+
+static int launch_load_spec(struct agent *a, struct att *t, json_t **out,
+                            struct err *e)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	if ((r = db_prepare(a->db,
+	                    "SELECT spec FROM attempts WHERE job = ? AND "
+	                    "attempt = ?",
+	                    &st, e)) < 0)
+		return r;
+	sqlite3_bind_text(st, 1, t->job, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, t->attempt);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*out = json_loads((const char *)sqlite3_column_text(st, 0), 0,
+		                  NULL);
+	sqlite3_finalize(st);
+	if (*out == NULL)
+		return err_set(e, TERR_NOTFOUND, "job %s: no spec", t->job);
+	return 0;
+}
+
+/* The job spec's launcher, or the configured default. */
+static void launch_fix_launcher(json_t *settings, json_t *spec)
+{
+	const char *l = json_string_value(json_object_get(spec, "launcher"));
+
+	if (l != NULL && strcmp(l, "default") != 0)
+		json_object_set_new(settings, "launcher", json_string(l));
+}
+
+static int launch_write_spec(struct agent *a, struct att *t, struct err *e)
+{
+	json_t *spec = NULL, *doc, *settings;
+	char *path, *text;
+	int r;
+
+	if ((r = launch_load_spec(a, t, &spec, e)) < 0)
+		return r;
+	settings = launch_settings(a, t);
+	launch_fix_launcher(settings, spec);
+	doc =
+	    json_pack("{s:s, s:I, s:o, s:o}", "job", t->job, "attempt",
+	              (json_int_t)t->attempt, "spec", spec, "runner", settings);
+	text = json_dumps(doc, JSON_INDENT(1));
+	path = attempt_path(t->dir, ATTEMPT_SPEC);
+	r = file_write_atomic(path, text, strlen(text), 0600, e);
+	freezero_str(text);
+	free(path);
+	json_decref(doc);
+	return r;
+}
+
+/* The environment a runner gets: ours without the registration token. */
+static char **launch_env(void)
+{
+	size_t n = 0, k = 0;
+	char **env;
+
+	while (environ[n] != NULL)
+		n++;
+	env = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "TETHER_TOKEN", 12) != 0)
+			env[k++] = environ[i];
+	return env;
+}
+
+/* In the intermediate child: fork the runner, report exec failure. */
+static void launch_child(const char *runner, const char *dir)
+{
+	int pfd[2], err_no = 0, fd;
+	char *logp = xasprintf("%s/runner.log", dir);
+	char *argv[] = {(char *)runner, "run", (char *)dir, NULL};
+	pid_t pid;
+
+	setsid();
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		_exit(126);
+	pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		fd =
+		    open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0)
+			dup2(fd, 0);
+		execve(runner, argv, launch_env());
+		err_no = errno;
+		if (write(pfd[1], &err_no, sizeof(err_no)) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	close(pfd[1]);
+	if (pid < 0)
+		_exit(126);
+	if (read(pfd[0], &err_no, sizeof(err_no)) == sizeof(err_no))
+		_exit(127);
+	_exit(0);
+}
+
+static int launch_fork(struct agent *a, struct att *t, struct err *e)
+{
+	pid_t pid;
+	int status = 0;
+
+	pid = fork();
+	if (pid < 0)
+		return err_sys(e, TERR_IO, "fork");
+	if (pid == 0) {
+		/* Close what the agent holds; keep 0-2 for the child. */
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
+		launch_child(a->runner_path, t->dir);
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return err_set(e, TERR_IO, "cannot execute %s (status %d)",
+		               a->runner_path, status);
+	return 0;
+}
+
+static int launch_mark_running(struct agent *a, struct att *t, struct err *e)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	if ((r = db_prepare(a->db,
+	                    "UPDATE attempts SET state = 'running', started_at "
+	                    "= ?, gpu_ids = ? WHERE job = ? AND attempt = ?",
+	                    &st, e)) < 0)
+		return r;
+	sqlite3_bind_double(st, 1, (double)now_wall_ms() / 1000.0);
+	sqlite3_bind_text(st, 2, t->gpu_ids, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, t->job, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, t->attempt);
+	if ((r = db_step_done(a->db, st, e)) < 0)
+		return r;
+	t->state = ATT_RUNNING;
+	return 0;
+}
+
+/* Write the files and start the runner. */
+static void launch_exec(struct agent *a, struct att *t)
+{
+	struct err e = {0};
+	int r;
+
+	t->preparing = false;
+	if ((r = launch_write_spec(a, t, &e)) < 0)
+		goto fail;
+	att_write_lease(t);
+	if ((r = att_watch(t, &e)) < 0 ||
+	    (r = launch_mark_running(a, t, &e)) < 0)
+		goto fail;
+	t->launched_mono = now_mono_ms();
+	if ((r = launch_fork(a, t, &e)) < 0)
+		goto fail;
+	log_info("job=%s attempt=%lld started", t->job, (long long)t->attempt);
+	return;
+fail:
+	log_error("job=%s attempt=%lld launch: %s", t->job,
+	          (long long)t->attempt, e.msg);
+	t->state = ATT_QUEUED;
+	if (att_final_event(t, "launch_failed", e.msg, &e) < 0)
+		log_error("job=%s: %s", t->job, e.msg);
+}
+
+static void launch_snapshot_done(void *arg, const struct tp_reply *rep)
+{
+	struct att *t = arg;
+	struct agent *a = t->a;
+	char *part = xasprintf("%s/%s.part", t->dir, ATTEMPT_SNAPSHOT);
+	char *final = attempt_path(t->dir, ATTEMPT_SNAPSHOT);
+	struct err e = {0};
+
+	t->snap_call = NULL;
+	if (rep->code == 0) {
+		if (rename(part, final) < 0) {
+			err_sys(&e, TERR_IO, "rename %s", part);
+			goto fail;
+		}
+		launch_exec(a, t);
+		goto out;
+	}
+	unlink(part);
+	if (conn_failed(a, rep, "snapshot download")) {
+		t->preparing = false; /* retried by the next scheduling pass */
+		goto out;
+	}
+	err_set(&e, rep->code, "snapshot %s: %s", t->snapshot, rep->err.msg);
+fail:
+	log_error("job=%s: %s", t->job, e.msg);
+	if (att_final_event(t, "source_failed", e.msg, &e) < 0)
+		log_error("job=%s: %s", t->job, e.msg);
+out:
+	free(part);
+	free(final);
+	agent_kick(a);
+}
+
+static int launch_snapshot(struct agent *a, struct att *t, struct err *e)
+{
+	char *part = xasprintf("%s/%s.part", t->dir, ATTEMPT_SNAPSHOT);
+	int fd, r;
+
+	fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = err_sys(e, TERR_IO, "%s", part);
+		free(part);
+		return r;
+	}
+	free(part);
+	r = a->tp->snapshot_get(a->t, t->snapshot, fd, launch_snapshot_done, t,
+	                        &t->snap_call, e);
+	close(fd);
+	return r;
+}
+
+void launch_start(struct agent *a, struct att *t)
+{
+	char *snap;
+	struct err e = {0};
+	bool need;
+
+	t->preparing = true;
+	if (mkdir_p(t->dir, 0700, &e) < 0) {
+		log_error("job=%s: %s", t->job, e.msg);
+		att_final_event(t, "launch_failed", e.msg, &e);
+		return;
+	}
+	snap = attempt_path(t->dir, ATTEMPT_SNAPSHOT);
+	need = !t->local && t->snapshot != NULL && access(snap, F_OK) < 0;
+	free(snap);
+	if (!need) {
+		launch_exec(a, t);
+		return;
+	}
+	if (!conn_usable(a))
+		return; /* stays preparing; agent_tick retries when back */
+	if (launch_snapshot(a, t, &e) < 0) {
+		log_error("job=%s: %s", t->job, e.msg);
+		att_final_event(t, "source_failed", e.msg, &e);
+	}
+}

@@ -1,0 +1,193 @@
+/* lease.c: the lease long-poll, which is heartbeat and command channel at
+ * once (docs/protocol.md, POST /agents/lease).  One request is always in
+ * flight while the agent is connected; its reply brings jobs, renewals,
+ * cancels, lost attempts and drain. */
+#include "agent/agent.h"
+
+#include "common/log.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t lease_queue_room(struct agent *a)
+{
+	int64_t running = 0, queued = 0, room;
+
+	for (struct att *t = a->atts; t != NULL; t = t->next) {
+		if (t->state == ATT_QUEUED)
+			queued++;
+		else if (t->state == ATT_RUNNING)
+			running++;
+	}
+	room = a->conf.max_jobs - running + a->conf.prefetch - queued;
+	return room < 0 || a->draining ? 0 : room;
+}
+
+static json_t *lease_body(struct agent *a)
+{
+	json_t *running = json_array(), *body;
+	double cpus = a->cap.cpus;
+	int64_t mem = a->cap.memory, gpus = a->cap.ngpus;
+
+	for (struct att *t = a->atts; t != NULL; t = t->next) {
+		if (t->local || t->state == ATT_DONE || t->not_current)
+			continue;
+		if (t->state == ATT_FINISHING && t->final_acked)
+			continue;
+		json_array_append_new(
+		    running,
+		    json_pack("{s:s, s:I, s:s}", "job", t->job, "attempt",
+		              (json_int_t)t->attempt, "state",
+		              t->state == ATT_QUEUED ? "assigned" : "running"));
+		if (t->state == ATT_RUNNING) {
+			cpus -= t->cpus;
+			mem -= t->memory;
+			gpus -= t->gpus;
+		}
+	}
+	body =
+	    json_pack("{s:I, s:I, s:b, s:o, s:{s:f, s:I, s:I}}", "wait",
+	              (json_int_t)(a->conf.heartbeat_ms / 1000), "queue_room",
+	              (json_int_t)lease_queue_room(a), "draining", a->draining,
+	              "running", running, "free", "cpus", cpus < 0 ? 0.0 : cpus,
+	              "memory", (json_int_t)(mem < 0 ? 0 : mem), "gpus",
+	              (json_int_t)(gpus < 0 ? 0 : gpus));
+	return body;
+}
+
+static struct att *lease_lookup(struct agent *a, json_t *item)
+{
+	json_t *job = json_object_get(item, "job");
+	int64_t attempt = json_integer_value(json_object_get(item, "attempt"));
+	char id[64];
+
+	if (json_is_integer(job))
+		snprintf(id, sizeof(id), "%lld",
+		         (long long)json_integer_value(job));
+	else if (json_is_string(job))
+		snprintf(id, sizeof(id), "%s", json_string_value(job));
+	else
+		return NULL;
+	return att_find(a, id, attempt);
+}
+
+static void lease_renew(struct agent *a, json_t *item, int64_t base)
+{
+	struct att *t = lease_lookup(a, item);
+	json_t *ttl = json_object_get(item, "lease_ttl");
+
+	if (t == NULL || !json_is_number(ttl))
+		return;
+	t->lease_ttl_ms = (int64_t)(json_number_value(ttl) * 1000);
+	t->lease_mono_ms = base + t->lease_ttl_ms;
+	if (t->state == ATT_RUNNING)
+		att_write_lease(t);
+}
+
+static void lease_apply(struct agent *a, json_t *rep, int64_t sent)
+{
+	int64_t now = now_mono_ms();
+	struct err e = {0};
+	size_t i;
+	json_t *item;
+
+	json_array_foreach(json_object_get(rep, "renewed"), i, item)
+	    lease_renew(a, item, sent);
+	json_array_foreach(json_object_get(rep, "jobs"), i, item)
+	{
+		if (queue_add_leased(a, item, now, &e) < 0)
+			log_error("accept job: %s", e.msg);
+	}
+	json_array_foreach(json_object_get(rep, "cancel"), i, item)
+	{
+		struct att *t = lease_lookup(a, item);
+		const char *why =
+		    json_string_value(json_object_get(item, "reason"));
+		if (t != NULL)
+			att_cancel(t, why ? why : "cancelled");
+	}
+	json_array_foreach(json_object_get(rep, "lost"), i, item)
+	{
+		struct att *t = lease_lookup(a, item);
+		if (t != NULL) {
+			log_warn("job=%s attempt=%lld lost at the workspace: "
+			         "stopping it",
+			         t->job, (long long)t->attempt);
+			t->not_current = true;
+			att_cancel(t, "lost");
+		}
+	}
+	if (json_is_true(json_object_get(rep, "drain")) && !a->draining) {
+		log_info("workspace asked this agent to drain");
+		a->draining = true;
+	}
+}
+
+static void lease_done(void *arg, const struct tp_reply *rep)
+{
+	struct agent *a = arg;
+	int64_t sent = a->lease_sent_mono, took = now_mono_ms() - sent;
+	bool empty;
+
+	a->lease_call = NULL;
+	if (rep->code < 0) {
+		if (!conn_failed(a, rep, "lease")) {
+			if (!a->auth_failed) {
+				log_error("lease: %s", rep->err.msg);
+				lease_poll_soon(a, a->conf.heartbeat_ms);
+			}
+		}
+		return;
+	}
+	conn_ok(a);
+	lease_apply(a, rep->json, sent);
+	agent_kick(a);
+	empty = json_array_size(json_object_get(rep->json, "jobs")) == 0 &&
+	        json_array_size(json_object_get(rep->json, "cancel")) == 0;
+	/* Never spin on a server that answers an idle poll at once. */
+	if (empty && took < a->conf.heartbeat_ms / 2)
+		lease_poll_soon(a, a->conf.heartbeat_ms - took);
+	else
+		lease_poll_soon(a, 0);
+}
+
+static void lease_send(void *arg)
+{
+	struct agent *a = arg;
+	struct err e = {0};
+	json_t *body;
+	int r;
+
+	if (a->lease_call != NULL || a->reg_call != NULL || a->auth_failed ||
+	    a->quit)
+		return;
+	if (a->secret == NULL) {
+		if (register_start(a, &e) < 0) {
+			log_error("register: %s", e.msg);
+			agent_note(a, "auth_error", "%s", e.msg);
+			a->quit = true;
+		}
+		return;
+	}
+	body = lease_body(a);
+	a->lease_sent_mono = now_mono_ms();
+	r = a->tp->lease(a->t, body, a->conf.heartbeat_ms / 1000, lease_done, a,
+	                 &a->lease_call, &e);
+	json_decref(body);
+	if (r < 0) {
+		log_error("lease: %s", e.msg);
+		lease_poll_soon(a, a->conf.heartbeat_ms);
+	}
+}
+
+void lease_poll_soon(struct agent *a, int64_t delay_ms)
+{
+	loop_timer_set(a->lease_timer, delay_ms);
+}
+
+void lease_start(struct agent *a)
+{
+	a->lease_timer = loop_timer_new(a->loop, lease_send, a);
+	lease_poll_soon(a, 0);
+}

@@ -1,0 +1,155 @@
+/* outputs.c: upload the files the runner listed in result.json, one at a
+ * time, each with its sha256.  Uploaded paths are recorded in agent.db, so
+ * after a restart the upload resumes with the next file. */
+#include "agent/agent.h"
+#include "agent/db.h"
+
+#include "common/attempt.h"
+#include "common/fileio.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static bool outputs_uploaded(struct att *t, const char *path)
+{
+	sqlite3_stmt *st;
+	bool found = false;
+
+	if (sqlite3_prepare_v2(t->a->db,
+	                       "SELECT 1 FROM uploaded WHERE job = ? AND "
+	                       "attempt = ? AND path = ?",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return false;
+	sqlite3_bind_text(st, 1, t->job, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, t->attempt);
+	sqlite3_bind_text(st, 3, path, -1, SQLITE_STATIC);
+	found = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return found;
+}
+
+static void outputs_record(struct att *t, const char *path)
+{
+	sqlite3_stmt *st;
+	struct err e = {0};
+
+	if (db_prepare(t->a->db,
+	               "INSERT OR IGNORE INTO uploaded(job, attempt, path) "
+	               "VALUES(?, ?, ?)",
+	               &st, &e) < 0)
+		return;
+	sqlite3_bind_text(st, 1, t->job, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, t->attempt);
+	sqlite3_bind_text(st, 3, path, -1, SQLITE_STATIC);
+	if (db_step_done(t->a->db, st, &e) < 0)
+		log_error("job=%s: %s", t->job, e.msg);
+}
+
+static void outputs_finish(struct att *t)
+{
+	sqlite3_stmt *st;
+	struct err e = {0};
+
+	t->outputs_done = true;
+	if (db_prepare(t->a->db,
+	               "UPDATE attempts SET outputs_done = 1 WHERE job = ? AND "
+	               "attempt = ?",
+	               &st, &e) == 0) {
+		sqlite3_bind_text(st, 1, t->job, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, t->attempt);
+		db_step_done(t->a->db, st, &e);
+	}
+}
+
+static void outputs_reply(void *arg, const struct tp_reply *rep)
+{
+	struct att *t = arg;
+	char *path = t->out_path;
+
+	t->out_call = NULL;
+	t->out_path = NULL;
+	if (rep->code == TERR_CONFLICT) {
+		t->not_current = true;
+		outputs_finish(t);
+	} else if (rep->code < 0 && conn_failed(t->a, rep, "output upload")) {
+		free(path);
+		return;
+	} else if (rep->code < 0) {
+		log_error("job=%s output %s refused: %s", t->job, path,
+		          rep->err.msg);
+		outputs_record(t, path);
+	} else {
+		outputs_record(t, path);
+	}
+	free(path);
+	att_poke(t);
+}
+
+/* Start the upload of one output; false when there was nothing to send. */
+static bool outputs_send(struct att *t, const char *path, const char *sha)
+{
+	struct agent *a = t->a;
+	char *full = xasprintf("%s/outputs/%s", t->dir, path);
+	struct err e = {0};
+	struct stat sb;
+	int fd = open(full, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	bool started = false;
+
+	free(full);
+	if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		log_warn("job=%s output %s: not a regular file; skipped",
+		         t->job, path);
+		outputs_record(t, path);
+		goto out;
+	}
+	t->out_path = xstrdup(path);
+	if (a->tp->output_put(a->t, t->job, t->attempt, path, fd, sb.st_size,
+	                      sha, outputs_reply, t, &t->out_call, &e) < 0) {
+		log_error("job=%s output %s: %s", t->job, path, e.msg);
+		free(t->out_path);
+		t->out_path = NULL;
+		goto out;
+	}
+	started = true;
+out:
+	if (fd >= 0)
+		close(fd);
+	return started;
+}
+
+void outputs_kick(struct att *t)
+{
+	char *path = attempt_path(t->dir, ATTEMPT_RESULT), *text = NULL;
+	json_t *res = NULL, *item;
+	size_t i;
+
+	if (t->local || t->outputs_done || t->out_call != NULL ||
+	    !conn_usable(t->a))
+		goto out;
+	if (file_read_all(path, 16 << 20, &text, NULL, NULL) < 0 ||
+	    (res = json_loads(text, 0, NULL)) == NULL) {
+		outputs_finish(t); /* no result: nothing to upload */
+		goto out;
+	}
+	json_array_foreach(json_object_get(res, "outputs"), i, item)
+	{
+		const char *p =
+		    json_string_value(json_object_get(item, "path"));
+		const char *sha =
+		    json_string_value(json_object_get(item, "sha256"));
+		if (p == NULL || sha == NULL || outputs_uploaded(t, p))
+			continue;
+		if (outputs_send(t, p, sha))
+			goto out;
+	}
+	outputs_finish(t);
+out:
+	json_decref(res);
+	free(text);
+	free(path);
+}
