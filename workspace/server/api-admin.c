@@ -98,7 +98,7 @@ static const char *agent_state(struct ws *ws, sqlite3_stmt *st)
 		return "revoked";
 	if (sqlite3_column_int(st, 12))
 		return "draining";
-	if (ws_now() - seen > 3.0 * (double)ws->conf.poll_ms / 1000.0 + 1.0)
+	if (ws_now() - seen > 3.0 * (double)ws->conf.poll_ms / 1000.0)
 		return "lost";
 	return "online";
 }

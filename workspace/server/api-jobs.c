@@ -199,7 +199,10 @@ static json_t *job_attempts(struct ws *ws, int64_t id)
 	        "a.started_at, a.ended_at, a.lease_deadline, a.log_length, "
 	        "a.exit_code, a.signal, a.reason, a.peak_memory, "
 	        "a.cpu_seconds, a.commit_id, a.message, a.durations, "
-	        "a.acked_seq FROM attempts a LEFT JOIN agents ag ON ag.id = "
+	        "(SELECT coalesce(max(seq), 0) FROM events e WHERE e.job = "
+	        "a.job AND "
+	        "e.attempt = a.attempt) FROM attempts a LEFT JOIN agents ag ON "
+	        "ag.id = "
 	        "a.agent_id WHERE a.job = ? ORDER BY a.attempt");
 	json_t *list = json_array();
 

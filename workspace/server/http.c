@@ -370,6 +370,39 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decoding of paths and arguments; "%00" becomes 0x01 rather than
+ * a NUL that would cut the string short, so it fails every name check. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	char *w = s;
+	const char *r = s;
+
+	while (*r != '\0') {
+		int hi, lo;
+		if (r[0] == '%' && (hi = hexval(r[1])) >= 0 &&
+		    (lo = hexval(r[2])) >= 0) {
+			char v = (char)(hi * 16 + lo);
+			*w++ = v == '\0' ? '\x01' : v;
+			r += 3;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+	return (size_t)(w - s);
+}
+
 static struct MHD_Daemon *start_daemon(struct ws *ws, int port, bool tls,
                                        const char *cert, const char *key)
 {
@@ -392,6 +425,7 @@ static struct MHD_Daemon *start_daemon(struct ws *ws, int port, bool tls,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, ws,
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+	    MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 	    tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
 	    MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
 }
@@ -439,8 +473,28 @@ out:
 	return r;
 }
 
+/* Connections still open on d. */
+static unsigned open_conns(struct MHD_Daemon *d)
+{
+	const union MHD_DaemonInfo *i =
+	    d ? MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS)
+	      : NULL;
+	return i ? i->num_connections : 0;
+}
+
+/* Stop accepting, let requests in flight (resumed long-polls) answer for
+ * up to two seconds, then stop. */
 void http_stop(struct ws *ws)
 {
+	int64_t until = now_mono_ms() + 2000;
+
+	if (ws->tls_d != NULL)
+		MHD_quiesce_daemon(ws->tls_d);
+	if (ws->plain_d != NULL)
+		MHD_quiesce_daemon(ws->plain_d);
+	while (open_conns(ws->tls_d) + open_conns(ws->plain_d) > 0 &&
+	       now_mono_ms() < until)
+		usleep(20000);
 	if (ws->tls_d != NULL)
 		MHD_stop_daemon(ws->tls_d);
 	if (ws->plain_d != NULL)

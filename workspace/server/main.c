@@ -142,7 +142,6 @@ static int serve(struct opts *o, struct err *e)
 	sigwait(&set, &sig);
 	log_info("signal %d: stopping", sig);
 	wait_stop(&ws);
-	http_stop(&ws);
 out:
 	http_stop(&ws);
 	db_close(&ws);
