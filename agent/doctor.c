@@ -154,6 +154,7 @@ int doctor_main(int argc, char **argv)
 	bool json = false;
 
 	memset(&d, 0, sizeof(d));
+	d.conf_path = getenv("TETHER_CONFIG"); /* as the other commands */
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:s:jh", opts, NULL)) != -1) {

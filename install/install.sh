@@ -230,11 +230,12 @@ agent_pid() {
 		grep -q tether-agent "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
 }
 
-# stop_background: SIGTERM the agent started by --start; its jobs keep running.
+# stop_background: stop the agent started by --start at once (SIGQUIT; SIGTERM
+# would drain); its jobs keep running and the new agent re-attaches to them.
 stop_background() {
 	local pid
 	pid=$(agent_pid) || return 0
-	kill -TERM "$pid"
+	kill -QUIT "$pid"
 	for _ in $(seq 300); do
 		kill -0 "$pid" 2>/dev/null || return 0
 		sleep 0.1

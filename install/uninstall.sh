@@ -65,15 +65,20 @@ systemd_running() {
 	[ -z "$root" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null
 }
 
-# runner_pids: pids of the runners of jobs started from this state directory.
-runner_pids() {
+# pids_of NAME: pids of the installed binary NAME (tether-agent,
+# tether-runner), including ones still running a replaced (upgraded) file.
+pids_of() {
 	local d exe
 	for d in /proc/[0-9]*; do
 		exe=$(readlink "$d/exe" 2>/dev/null) || continue
-		# an upgraded runner's old binary reads "... (deleted)"
-		[ "${exe% (deleted)}" = "$root$bindir/tether-runner" ] && echo "${d#/proc/}"
+		[ "${exe% (deleted)}" = "$root$bindir/$1" ] && echo "${d#/proc/}"
 	done
 	return 0
+}
+
+# in_root CMD...: run a command of the installed tree (chrooted with --root).
+in_root() {
+	if [ -n "$root" ]; then chroot "$root" "$@"; else "$@"; fi
 }
 
 # agent_pid: the agent started in the background by install.sh --start.
@@ -84,19 +89,22 @@ agent_pid() {
 		grep -q tether-agent "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
 }
 
-# drain_jobs: ask the agent to take no new job, then wait for the runners.
+# drain_jobs: `tether-agent drain` (SIGTERM: no new jobs, queued ones handed
+# back to the workspace, exit when the running ones end), then wait until
+# neither the agent nor any runner is left.
 drain_jobs() {
 	[ "$drain" = 1 ] || return 0
-	if [ -x "$root$agent" ] && "$root$agent" --help 2>&1 | grep -Eq '^[[:space:]]+drain([[:space:]]|$)'; then
-		"$root$agent" drain --config /etc/tether/agent.conf >/dev/null 2>&1 ||
+	if [ -n "$(pids_of tether-agent)" ]; then
+		in_root "$agent" drain --config /etc/tether/agent.conf ||
 			say "warning: 'tether-agent drain' failed; waiting for the running jobs anyway"
 	fi
-	local waited=0 n
-	while n=$(runner_pids | wc -l) && [ "$n" -gt 0 ]; do
+	local waited=0 n a
+	while n=$(pids_of tether-runner | wc -l) && a=$(pids_of tether-agent | wc -l) &&
+		[ $((n + a)) -gt 0 ]; do
 		if [ "$waited" -ge "$drain_timeout" ]; then
 			die "$n job(s) still running after ${drain_timeout}s; wait, cancel them, or use --no-drain"
 		fi
-		[ $((waited % 30)) -eq 0 ] && say "waiting for $n running job(s) to finish..."
+		[ $((waited % 30)) -eq 0 ] && say "draining: waiting for $n running job(s)..."
 		sleep 1
 		waited=$((waited + 1))
 	done
@@ -108,7 +116,7 @@ stop_agent() {
 	fi
 	local pid
 	if pid=$(agent_pid); then
-		kill -TERM "$pid"
+		kill -QUIT "$pid" # at once; runners keep running
 		for _ in $(seq 300); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
