@@ -169,6 +169,8 @@ static json_t *host_config(const struct runner *r, json_t *mounts)
 		    json_integer((json_int_t)(s->resources.cpus * 1e9)));
 	if (pids > 0)
 		json_object_set_new(hc, "PidsLimit", json_integer(pids));
+	/* docker-init as pid 1: signals reach the job, zombies are reaped */
+	json_object_set_new(hc, "Init", json_true());
 	if (ro)
 		json_object_set_new(
 		    hc, "Tmpfs", json_pack("{s:s}", "/tmp", "rw,nosuid,nodev"));

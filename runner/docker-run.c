@@ -231,35 +231,46 @@ fail:
 	return e->code;
 }
 
-/* Every pid in the container's cgroup (pids controller, else v2). */
-static void signal_cgroup(pid_t init, int sig)
+/* The cgroup.procs file of the container's pids cgroup (v1) or unified
+ * cgroup (v2), read from its init's /proc entry; NULL unless the path
+ * names the container (an exiting task shows the root cgroup, and
+ * signalling the root cgroup would reach every process of the host). */
+static char *container_procs(pid_t init, const char *id)
 {
 	char *path = xasprintf("/proc/%d/cgroup", (int)init), line[512];
 	char *procs = NULL;
 	FILE *f = fopen(path, "r");
-	int pid;
 
 	free(path);
 	if (f == NULL)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		char *cg = strchr(line, ':');
+		return NULL;
+	while (procs == NULL && fgets(line, sizeof(line), f)) {
+		char *cg = strchr(line, ':'), *rel;
+		bool v1 = cg && !strncmp(cg, ":pids:", 6);
+		bool v2 = !strncmp(line, "0::", 3);
 
 		line[strcspn(line, "\n")] = '\0';
-		if (cg &&
-		    (!strncmp(cg, ":pids:", 6) || !strncmp(line, "0::", 3))) {
-			free(procs);
-			procs = xasprintf("/sys/fs/cgroup/%s%s/cgroup.procs",
-			                  line[0] == '0' ? "unified" : "pids",
-			                  strchr(cg + 1, ':') + 1);
-		}
-		if (procs && line[0] != '0')
-			break;
+		if ((!v1 && !v2) || (rel = strchr(cg + 1, ':') + 1) == NULL)
+			continue;
+		if (strlen(id) < 12 || strstr(rel, id) == NULL)
+			continue;
+		procs = xasprintf("/sys/fs/cgroup/%s%s/cgroup.procs",
+		                  v1 ? "pids" : "unified", rel);
 	}
 	fclose(f);
-	if (procs && (f = fopen(procs, "r")) != NULL) {
+	return procs;
+}
+
+/* Signal every process of the container but its init. */
+static void signal_cgroup(pid_t init, const char *id, int sig)
+{
+	char *procs = container_procs(init, id);
+	FILE *f = procs ? fopen(procs, "r") : NULL;
+	int pid;
+
+	if (f != NULL) {
 		while (fscanf(f, "%d", &pid) == 1)
-			if (pid != init)
+			if (pid > 1 && pid != init)
 				kill(pid, sig);
 		fclose(f);
 	}
@@ -273,7 +284,7 @@ int dlaunch_signal(struct dlaunch *dl, int sig, struct err *e)
 	int rc = docker_call(dl->d, "POST", path, NULL, NULL, e);
 
 	if (init > 0 && sig != SIGKILL)
-		signal_cgroup(init, sig);
+		signal_cgroup(init, dl->id, sig);
 	if (rc == TERR_CONFLICT) /* not running: nothing left to signal */
 		rc = 0;
 	free(path);

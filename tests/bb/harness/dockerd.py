@@ -65,14 +65,38 @@ def api_version(sock=SOCKET):
     return v["ApiVersion"]
 
 
+def _dockerd_running():
+    """True when some dockerd process exists (ours or the system's)."""
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open("/proc/%s/comm" % pid) as f:
+                    if f.read().strip() == "dockerd":
+                        with open("/proc/%s/stat" % pid) as st:
+                            if st.read().rsplit(")", 1)[1].split()[0] != "Z":
+                                return True
+            except OSError:
+                pass
+    return False
+
+
 def ensure_dockerd(timeout=60):
-    """Return the socket of an answering engine, starting dockerd if needed."""
+    """Return the socket of an answering engine, starting dockerd if needed.
+    A busy engine gets time to answer; a running dockerd is never replaced
+    (its socket is never removed)."""
     global _started
     if ping():
         return SOCKET
+    if os.path.exists(SOCKET) or _dockerd_running():
+        try:
+            wait_until(ping, 20, interval=0.2, what="dockerd /_ping")
+            return SOCKET
+        except TimeoutError:
+            if _dockerd_running():
+                raise
     if _started is None or not _started.alive():
         if os.path.exists(SOCKET):
-            os.unlink(SOCKET)  # stale socket of a dead daemon
+            os.unlink(SOCKET)  # stale socket, no daemon behind it
         _started = Proc(["dockerd", "--host", "unix://" + SOCKET,
                          "--pidfile", "/run/tether-test-dockerd.pid"],
                         LOG, new_session=True)

@@ -1,0 +1,85 @@
+"""Ending docker jobs: memory overrun is `oom`; cancel and timeout stop the
+container (SIGTERM, SIGKILL after the grace period) and it is gone within
+grace + 1 s."""
+import time
+
+from harness import dockerd
+from harness import runner as hr
+
+STUBBORN = """import signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+def test_memory_overrun_is_oom(docker_base):
+    d = dockerd.docker_attempt(
+        ["python3", "-c", "b = b'x' * (400 << 20); print(len(b))"],
+        job="D-oom", spec={"resources": {"memory": "64M"}})
+    r = hr.run_runner(d, timeout=120)
+    res = hr.result(d)
+    assert res["reason"] == "oom", (res, r.stderr)
+    assert not dockerd.container_exists(dockerd.container_of(d))
+
+
+def wait_ready(d):
+    hr.wait_until(lambda: b"ready\n" in hr.log(d), 60, what="job ready")
+
+
+def stop_and_measure(d, cid, grace):
+    """Seconds from the stop request until the container is gone."""
+    t0 = time.monotonic()
+    hr.wait_until(lambda: not dockerd.container_exists(cid), grace + 10,
+                  interval=0.05, what="container removal")
+    return time.monotonic() - t0
+
+
+def test_cancel_removes_container_within_grace(docker_base):
+    grace = 2
+    d = dockerd.docker_attempt(["python3", "/tether/work/stubborn.py"],
+                               files={"stubborn.py": STUBBORN}, job="D-cancel")
+    p = hr.start_runner(d)
+    wait_ready(d)
+    cid = dockerd.container_of(d)
+    assert dockerd.container_exists(cid)
+    hr.write_cancel(d, "cancelled", grace=grace)
+    p.signal(10)
+    took = stop_and_measure(d, cid, grace)
+    res = hr.wait_result(d, 30)
+    assert res["reason"] == "cancelled"
+    assert took <= grace + 1, took
+    assert took >= grace - 0.5, "SIGKILL before the grace period: %s" % took
+    assert dockerd.containers("tether.job=D-cancel") == []
+
+
+def test_cancel_of_a_polite_job_is_quick(docker_base):
+    d = dockerd.docker_attempt(["sh", "-c", "echo ready; exec sleep 300"],
+                               job="D-polite")
+    p = hr.start_runner(d)
+    wait_ready(d)
+    cid = dockerd.container_of(d)
+    hr.write_cancel(d, "cancelled", grace=10)
+    p.signal(10)
+    took = stop_and_measure(d, cid, 10)
+    assert hr.wait_result(d, 30)["reason"] == "cancelled"
+    assert took < 3, "SIGTERM did not reach the job: %s" % took
+
+
+def test_timeout_removes_container_within_grace(docker_base):
+    grace = 1
+    d = dockerd.docker_attempt(["python3", "/tether/work/stubborn.py"],
+                               files={"stubborn.py": STUBBORN},
+                               job="D-timeout", spec={"timeout": "3s"},
+                               runner={"kill_grace": grace})
+    p = hr.start_runner(d)
+    wait_ready(d)
+    cid = dockerd.container_of(d)
+    t0 = time.monotonic()
+    hr.wait_until(lambda: not dockerd.container_exists(cid), 30,
+                  interval=0.05, what="container removal")
+    took = time.monotonic() - t0
+    res = hr.wait_result(d, 30)
+    assert res["reason"] == "timed_out", res
+    assert took <= 3 + grace + 1 + 0.5, took
+    assert p.stop() == 0
