@@ -125,7 +125,8 @@ void sandbox_init_main(struct sandbox_cfg *c)
 	if (read(c->sync_fd, &go, 1) != 1)
 		_exit(1); /* the runner went away before starting us */
 	close(c->sync_fd);
-	sethostname(c->hostname, strlen(c->hostname));
+	if (sethostname(c->hostname, strlen(c->hostname)) < 0)
+		setup_failed(c, "sethostname in the new uts namespace");
 	if (c->net_none)
 		loopback_up();
 	if (sandbox_mount_root(c, msg, sizeof(msg)) < 0)

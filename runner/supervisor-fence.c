@@ -35,10 +35,23 @@ void fence_reload(struct fence *f, const char *dir)
 	}
 }
 
+/* The reasons an agent may give in `cancel`, as static strings (they
+ * outlive the fence); anything else reads as "cancelled". */
+static const char *cancel_reason(const char *given)
+{
+	static const char *const known[] = {
+	    "cancelled", "timed_out", "preempted", "lost", "hung", NULL};
+
+	for (size_t i = 0; known[i] != NULL; i++)
+		if (strcmp(given, known[i]) == 0)
+			return known[i];
+	return "cancelled";
+}
+
 const char *fence_check(const struct fence *f, int64_t now_ms)
 {
 	if (f->cancel_reason[0] != '\0')
-		return f->cancel_reason;
+		return cancel_reason(f->cancel_reason);
 	if (f->lease_deadline_ms >= 0 && now_ms >= f->lease_deadline_ms)
 		return "lost";
 	if (f->timeout_deadline_ms >= 0 && now_ms >= f->timeout_deadline_ms)

@@ -124,9 +124,10 @@ static int64_t count_events(const char *path)
 
 static const char **secret_values(struct runner *r)
 {
-	const char **v = xcalloc(r->spec->nsecrets + 1, sizeof(char *));
+	size_t n = r->spec != NULL ? r->spec->nsecrets : 0;
+	const char **v = xcalloc(n + 1, sizeof(char *));
 
-	for (size_t i = 0; i < r->spec->nsecrets; i++)
+	for (size_t i = 0; i < n; i++)
 		v[i] = r->spec->secrets[i].value;
 	return v;
 }

@@ -282,6 +282,16 @@ static void run_phases(struct runner *r, struct final *f)
 		f->reason = "failed";
 }
 
+static void load_failed(struct runner *r, struct final *f, struct err *e)
+{
+	if (r->job_id == NULL)
+		r->job_id = xstrdup("?");
+	f->reason = "launch_failed";
+	snprintf(f->message, sizeof(f->message), "%s", e->msg);
+	runner_logf(r, "tether", "launch_failed: %s", e->msg);
+	err_clear(e);
+}
+
 int supervisor_main(const char *dir)
 {
 	struct runner r = {.log_fd = -1, .events_fd = -1};
@@ -309,18 +319,17 @@ int supervisor_main(const char *dir)
 	r.state.runner_pid = getpid();
 	r.state.runner_start = proc_start_time(getpid());
 	snprintf(r.state.phase, sizeof(r.state.phase), "source");
-	if ((rc = runner_load(&r, dir, &e)) < 0) {
-		log_error("%s", e.msg);
+	rc = runner_load(&r, dir, &e);
+	if (r.dir == NULL || runner_save_state(&r, &e) < 0 ||
+	    supervisor_open_files(&r, &e) < 0) {
+		log_error("%s: %s", dir, e.msg);
 		runner_free(&r);
 		return 1;
 	}
-	if ((rc = runner_save_state(&r, &e)) < 0 ||
-	    (rc = supervisor_open_files(&r, &e)) < 0) {
-		log_error("job=%s: %s", r.job_id, e.msg);
-		runner_free(&r);
-		return 1;
-	}
-	run_phases(&r, &f);
+	if (rc < 0) /* a spec we cannot run: say so in the result */
+		load_failed(&r, &f, &e);
+	else
+		run_phases(&r, &f);
 	if (r.ops != NULL)
 		r.ops->cleanup(&r);
 	rc = write_final(&r, &f, &e);

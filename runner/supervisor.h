@@ -27,8 +27,9 @@ void fence_init(struct fence *f);
 /* Re-read the lease and cancel files (missing files: no lease, no
  * cancel; an unreadable lease keeps the last deadline). */
 void fence_reload(struct fence *f, const char *dir);
-/* The reason to stop now: the cancel file's reason, "lost" past the lease
- * deadline, "timed_out" past the timeout; NULL to keep running. */
+/* The reason to stop now (a static string): the cancel file's reason, "lost"
+ * past the lease deadline, "timed_out" past the timeout; NULL to keep running.
+ */
 const char *fence_check(const struct fence *f, int64_t now_ms);
 /* Milliseconds to wait before the next check (0 .. FENCE_CHECK_MS). */
 int fence_wait_ms(const struct fence *f, int64_t now_ms);

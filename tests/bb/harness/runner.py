@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import time
 
-from harness.common import Proc, binary, wait_until
+from harness.common import Proc, binary, run, wait_until  # noqa: F401
 
 JOB_USER = "tether-job"
 _state_dirs = []

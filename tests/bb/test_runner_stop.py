@@ -1,0 +1,142 @@
+"""Stopping a job (issue 5): cancel and timeout kill the whole tree (setsid
+and double-forked children included) within grace + 1 s; an unrenewed
+lease ends the job at its deadline (`lost`); the runner outlives the
+process that started it."""
+import os
+import signal
+import time
+
+import pytest
+
+from harness import runner as R
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")
+
+# Every process ignores SIGTERM, so only the SIGKILL after the grace ends
+# them: a setsid child, a double-forked one and the job itself.
+STUBBORN = """
+trap '' TERM
+setsid sh -c "trap '' TERM; sleep 1000" &
+( sh -c "trap '' TERM; exec sleep 1000" & ) &
+echo ready
+sleep 1000
+"""
+
+
+def cgroup_pids(d):
+    cg = R.state(d)["cgroup"]
+    try:
+        with open(f"/sys/fs/cgroup/pids/{cg}/cgroup.procs") as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def start_stubborn(d):
+    p = R.start_runner(d)
+    R.wait_started(d)
+    # pid 1 (reaper), sh, setsid sh + sleep, double-forked sleep, sleep
+    pids = R.wait_until(lambda: len(cgroup_pids(d)) >= 6 and cgroup_pids(d),
+                        what="the job's processes")
+    return p, pids
+
+
+def test_cancel_kills_whole_tree_within_grace():
+    d = R.make_attempt(["/bin/sh", "-c", STUBBORN])
+    p, pids = start_stubborn(d)
+    t0 = time.monotonic()
+    R.write_cancel(d, grace=1)
+    R.wait_until(lambda: not R.pids_alive(pids), timeout=10, what="the tree to die")
+    gone = time.monotonic() - t0
+    res = R.wait_result(d)
+    p.stop()
+    assert 0.8 <= gone <= 2.0, gone  # SIGKILL at the grace, not before
+    assert res["reason"] == "cancelled"
+    assert res["signal"] == signal.SIGKILL
+    assert b"stopping job (cancelled)" in R.log(d)
+
+
+def test_sigusr1_and_runner_sigterm_cancel():
+    d = R.make_attempt(["/bin/sh", "-c", "echo ready; exec sleep 1000"])
+    p = R.start_runner(d)
+    R.wait_started(d)
+    t0 = time.monotonic()
+    p.signal(signal.SIGTERM)  # the runner itself asked to stop: cancel
+    res = R.wait_result(d, timeout=10)
+    assert time.monotonic() - t0 < 3
+    assert res["reason"] == "cancelled" and res["signal"] == signal.SIGTERM
+    assert p.p.wait(5) == 0
+
+
+def test_timeout_kills_whole_tree_within_grace():
+    d = R.make_attempt(["/bin/sh", "-c", STUBBORN], timeout=1.5,
+                       runner={"kill_grace": 1})
+    p, pids = start_stubborn(d)
+    started = [e for e in R.events(d) if e["type"] == "started"][0]["time"]
+    R.wait_until(lambda: not R.pids_alive(pids), timeout=10, what="the tree to die")
+    gone = time.time() - started
+    res = R.wait_result(d)
+    p.stop()
+    assert 2.3 <= gone <= 3.5 + 0.3, gone  # timeout 1.5 + grace 1 (+ 1)
+    assert res["reason"] == "timed_out"
+    assert res["signal"] == signal.SIGKILL
+
+
+def test_unrenewed_lease_ends_job_at_deadline():
+    script = ("import signal,sys,time\n"
+              "def term(*a):\n"
+              "    print('TERM', int(time.monotonic()*1000), flush=True); sys.exit(5)\n"
+              "signal.signal(signal.SIGTERM, term)\n"
+              "print('ready', flush=True)\n"
+              "time.sleep(60)\n")
+    d = R.make_attempt(["/usr/bin/python3", "-c", script])
+    deadline = int(R.mono_ms()) + 1500
+    R.write_lease(d, deadline)
+    p = R.start_runner(d)
+    res = R.wait_result(d, timeout=15)
+    p.stop()
+    assert res["reason"] == "lost", res
+    term = [ln for ln in R.log(d).decode().splitlines() if ln.startswith("TERM ")]
+    assert term, R.log(d)
+    at = int(term[0].split()[1])
+    assert deadline <= at <= deadline + 400, at - deadline
+
+
+def test_renewed_lease_keeps_job_running():
+    d = R.make_attempt(["/bin/sh", "-c", "sleep 2; echo finished"])
+    R.write_lease(d, R.mono_ms() + 1000)
+    p = R.start_runner(d)
+    R.wait_started(d)
+    for _ in range(4):  # renew every 0.5 s, like an agent's heartbeat
+        time.sleep(0.5)
+        R.write_lease(d, R.mono_ms() + 1000)
+    res = R.wait_result(d, timeout=15)
+    p.stop()
+    assert res["reason"] == "succeeded", (res, R.log(d))
+    assert b"finished" in R.log(d)
+
+
+def test_expired_lease_never_starts_job():
+    d = R.make_attempt(["/bin/sh", "-c", "echo should-not-run"])
+    R.write_lease(d, R.mono_ms() - 1)
+    R.run_runner(d)
+    res = R.result(d)
+    assert res["reason"] == "lost"
+    assert b"should-not-run" not in R.log(d)
+    assert not any(e["type"] == "started" for e in R.events(d))
+
+
+def test_runner_outlives_its_parent():
+    d = R.make_attempt(["/bin/sh", "-c", "echo begin; sleep 2; echo done"])
+    agent = R.start_detached(d)
+    R.wait_started(d)
+    runner_pid = R.state(d)["runner_pid"]
+    with open(f"/proc/{runner_pid}/stat") as f:
+        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+    assert ppid != agent.pid  # double-forked: not the agent's child
+    agent.kill()  # kill -9 of the "agent"
+    agent.wait()
+    res = R.wait_result(d, timeout=15)
+    assert res["reason"] == "succeeded"
+    assert R.log(d).endswith(b"begin\ndone\n")
+    R.wait_until(lambda: not R.pids_alive([runner_pid]), what="the runner to exit")

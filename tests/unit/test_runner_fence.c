@@ -1,0 +1,93 @@
+/* Unit tests of runner/supervisor-fence.c: when a job must stop (cancel
+ * file, lease deadline on CLOCK_MONOTONIC, timeout) and how long the
+ * supervisor may sleep. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "common/attempt.h"
+#include "common/err.h"
+#include "common/fileio.h"
+#include "runner/supervisor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void test_no_files(void **state)
+{
+	char dir[] = "/tmp/tfenceXXXXXX";
+	struct fence f;
+
+	assert_non_null(mkdtemp(dir));
+	fence_init(&f);
+	fence_reload(&f, dir);
+	assert_null(fence_check(&f, 1000000));
+	assert_int_equal(fence_wait_ms(&f, 0), FENCE_CHECK_MS);
+	rmdir(dir);
+}
+
+static void test_lease(void **state)
+{
+	char dir[] = "/tmp/tfenceXXXXXX";
+	struct err e = {0};
+	struct fence f;
+
+	assert_non_null(mkdtemp(dir));
+	fence_init(&f);
+	assert_int_equal(attempt_lease_write(dir, 5000, 1, &e), 0);
+	fence_reload(&f, dir);
+	assert_null(fence_check(&f, 4999));
+	assert_string_equal(fence_check(&f, 5000), "lost");
+	assert_int_equal(fence_wait_ms(&f, 4700), 300);
+	assert_int_equal(fence_wait_ms(&f, 6000), 0);
+	/* A renewal moves the deadline. */
+	assert_int_equal(attempt_lease_write(dir, 9000, 1, &e), 0);
+	fence_reload(&f, dir);
+	assert_null(fence_check(&f, 5000));
+	assert_int_equal(fence_wait_ms(&f, 5000), FENCE_CHECK_MS);
+	/* A removed lease file means no lease. */
+	char *p = attempt_path(dir, ATTEMPT_LEASE);
+	unlink(p);
+	free(p);
+	fence_reload(&f, dir);
+	assert_null(fence_check(&f, 100000));
+	assert_int_equal(rm_rf(dir, &e), 0);
+}
+
+static void test_cancel_wins(void **state)
+{
+	char dir[] = "/tmp/tfenceXXXXXX";
+	struct err e = {0};
+	struct fence f;
+
+	assert_non_null(mkdtemp(dir));
+	fence_init(&f);
+	f.timeout_deadline_ms = 100;
+	assert_string_equal(fence_check(&f, 100), "timed_out");
+	assert_int_equal(attempt_lease_write(dir, 50, 1, &e), 0);
+	fence_reload(&f, dir);
+	assert_string_equal(fence_check(&f, 100), "lost");
+	assert_int_equal(attempt_cancel_write(dir, "preempted", 1500, &e), 0);
+	fence_reload(&f, dir);
+	assert_string_equal(fence_check(&f, 0), "preempted");
+	assert_int_equal(f.cancel_grace_ms, 1500);
+	/* The first cancel reason sticks. */
+	assert_int_equal(attempt_cancel_write(dir, "cancelled", 1, &e), 0);
+	fence_reload(&f, dir);
+	assert_string_equal(fence_check(&f, 0), "preempted");
+	assert_int_equal(rm_rf(dir, &e), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_no_files),
+	    cmocka_unit_test(test_lease),
+	    cmocka_unit_test(test_cancel_wins),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
