@@ -10,6 +10,7 @@
 #define TETHER_SSH_TUNNEL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct err;
 struct ssh_tunnel;
@@ -22,7 +23,7 @@ struct ssh_tunnel_opts {
 	const char *passphrase_file;    /* or NULL */
 	const char *remote_host; /* direct-tcpip target, default 127.0.0.1 */
 	int remote_port;         /* workspace plain HTTP port, default 8080 */
-	int keepalive_s;         /* 0 = libssh2 default off; default 15 */
+	int keepalive_s;         /* 0: default 15; negative: off */
 	int connect_timeout_ms;
 };
 
@@ -30,9 +31,35 @@ struct ssh_tunnel_opts {
  * always refuse, naming both fingerprints), authenticate with the key. */
 int ssh_tunnel_open(const struct ssh_tunnel_opts *o, struct ssh_tunnel **out,
                     struct err *e);
+/* Like ssh_tunnel_open, but returns at once: the connection is made in
+ * the tunnel's thread, streams asked for meanwhile wait for it (and fail
+ * if it fails).  For a daemon that must start while the server is down. */
+int ssh_tunnel_start(const struct ssh_tunnel_opts *o, struct ssh_tunnel **out,
+                     struct err *e);
 /* A new stream to remote_host:remote_port; *fd is a connected socket the
- * caller owns.  Thread-safe. */
+ * caller owns.  Thread-safe and never blocks: the channel opens in the
+ * tunnel's thread (bytes written meanwhile wait; if the far side refuses,
+ * the stream is closed).  While the tunnel is down it fails at once with
+ * the reason (TERR_NET) and starts a reconnect, so the caller's retry
+ * schedule paces reconnects. */
 int ssh_tunnel_connect(struct ssh_tunnel *t, int *fd, struct err *e);
+/* For HTTP clients that connect() the socket themselves (libcurl 7.88
+ * ignores CURL_SOCKOPT_ALREADY_CONNECTED and calls connect() on what its
+ * OPENSOCKETFUNCTION returned): a TCP socket bound to a loopback port that
+ * the tunnel admits once; connected (do_connect) or to be connected by the
+ * caller to 127.0.0.1:ssh_tunnel_port().  The tunnel's loopback listener
+ * turns away connections from ports it did not hand out, so other local
+ * users cannot ride the tunnel.  Fails like ssh_tunnel_connect. */
+int ssh_tunnel_socket(struct ssh_tunnel *t, bool do_connect, int *fd,
+                      struct err *e);
+/* The loopback port of that listener. */
+int ssh_tunnel_port(const struct ssh_tunnel *t);
+/* Fill an http.h socket provider and base URL ("http://127.0.0.1:PORT")
+ * so that an HTTP client's connections are streams of t (picks
+ * ssh_tunnel_socket's mode for the libcurl in use). */
+struct http_socket_provider;
+int ssh_tunnel_http(struct ssh_tunnel *t, char *base_url, size_t n,
+                    struct http_socket_provider *p);
 /* False once the SSH connection died (the caller reopens with backoff). */
 bool ssh_tunnel_alive(struct ssh_tunnel *t);
 void ssh_tunnel_close(struct ssh_tunnel *t);

@@ -27,6 +27,8 @@ struct transport_config {
 	/* ssh transport only (see transport/ssh-tunnel.h) */
 	const char *ssh_known_hosts, *ssh_key_file, *ssh_fingerprint;
 	int ssh_remote_port;
+	const char *ssh_passphrase_file; /* key passphrase, or NULL */
+	int ssh_keepalive_s;             /* 0: default 15; negative: off */
 };
 
 /* The outcome of one call.  json is the parsed reply body (borrowed, valid
