@@ -2,6 +2,7 @@
 #include "agent/agent.h"
 #include "agent/creds.h"
 #include "agent/db.h"
+#include "agent/metrics.h"
 
 #include "common/err.h"
 #include "common/fileio.h"
@@ -278,6 +279,8 @@ static int agent_setup(struct agent *a, struct err *e)
 	a->hk_timer = loop_timer_new(a->loop, housekeeping_run, a);
 	loop_timer_set(a->hk_timer, 0);
 	conn_init(a);
+	if ((r = metrics_agent_open(a, e)) < 0)
+		goto out;
 	if (a->conf.workspace != NULL &&
 	    ((r = agent_transport(a, e)) < 0 || (r = agent_identity(a, e)) < 0))
 		goto out;
@@ -307,6 +310,7 @@ int agent_run(struct agent *a, struct err *e)
 	while (!a->quit)
 		if ((r = loop_run_once(a->loop, e)) < 0)
 			return r;
+	metrics_close();
 	if (a->auth_failed && a->agent_id == NULL)
 		return err_set(e, TERR_AUTH, "not registered");
 	return 0;

@@ -92,6 +92,9 @@ const struct conf_key agent_conf_table[] = {
      "How often finished attempt directories are cleaned up."},
     {"runner_start_timeout", CONF_DURATION, "30s", OFF(runner_start_ms), 0, 0,
      "A runner that has not written state.json after this is lost."},
+    {"metrics_listen", CONF_STR, NULL, OFF(metrics_listen), 0, 0,
+     "Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. "
+     "127.0.0.1:9464 (loopback only; unset: off)."},
     {NULL, 0, NULL, 0, 0, 0, NULL},
 };
 

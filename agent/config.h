@@ -28,6 +28,8 @@ struct agent_conf {
 	int64_t kill_grace_ms, default_pids, max_log_bytes, env_cache_budget;
 	/* housekeeping */
 	int64_t attempt_retention_ms, housekeeping_ms, runner_start_ms;
+	/* operations (agent/metrics.h) */
+	char *metrics_listen;
 };
 
 extern const struct conf_key agent_conf_table[];

@@ -3,6 +3,7 @@
  * runner's parent is init and it outlives the agent. */
 #include "agent/agent.h"
 #include "agent/db.h"
+#include "agent/metrics.h"
 
 #include "common/attempt.h"
 #include "common/fileio.h"
@@ -251,6 +252,7 @@ static void launch_exec(struct agent *a, struct att *t)
 	if ((r = launch_fork(a, t, &e)) < 0)
 		goto fail;
 	log_info("job=%s attempt=%lld started", t->job, (long long)t->attempt);
+	metrics_add(M_ATTEMPTS_STARTED, NULL, 1);
 	return;
 fail:
 	log_error("job=%s attempt=%lld launch: %s", t->job,

@@ -3,6 +3,7 @@
  * flight while the agent is connected; its reply brings jobs, renewals,
  * cancels, lost attempts and drain. */
 #include "agent/agent.h"
+#include "agent/metrics.h"
 
 #include "common/log.h"
 #include "common/util.h"
@@ -141,6 +142,7 @@ static void lease_done(void *arg, const struct tp_reply *rep)
 		return;
 	}
 	conn_ok(a);
+	metrics_set(M_LAST_HEARTBEAT, NULL, (double)now_wall_ms() / 1000.0);
 	lease_apply(a, rep->json, sent);
 	agent_kick(a);
 	empty = json_array_size(json_object_get(rep->json, "jobs")) == 0 &&

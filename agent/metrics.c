@@ -226,9 +226,21 @@ static int render_family(struct buf *out, enum metric_id id, struct err *e)
 	return r;
 }
 
+static void (*collector)(void *);
+static void *collector_arg;
+
+void metrics_set_collector(void (*fn)(void *arg), void *arg)
+{
+	collector = fn;
+	collector_arg = arg;
+}
+
 int metrics_render(struct buf *out, struct err *e)
 {
 	int r = 0;
+
+	if (collector)
+		collector(collector_arg);
 
 	for (int id = 0; id < M_METRIC_COUNT && r == 0; id++)
 		r = render_family(out, (enum metric_id)id, e);

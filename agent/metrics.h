@@ -13,6 +13,7 @@
 #ifndef TETHER_AGENT_METRICS_H
 #define TETHER_AGENT_METRICS_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -51,6 +52,10 @@ void metrics_clear(enum metric_id id);
 /* Render every family in the Prometheus text format (version 0.0.4). */
 int metrics_render(struct buf *out, struct err *e);
 
+/* Called at the start of every metrics_render (gauges computed from the
+ * agent's state on demand). */
+void metrics_set_collector(void (*fn)(void *arg), void *arg);
+
 /* The listener.  watch(ctx, fd, true) asks the loop to call
  * metrics_handle(fd) when fd is readable; watch(ctx, fd, false) stops it
  * (before the fd is closed). */
@@ -72,5 +77,20 @@ int metrics_port(void);
 void metrics_handle(int fd);
 /* Stop listening and drop open connections. */
 void metrics_close(void);
+
+/* metrics-agent.c: the agent's side (needs agent/agent.h). */
+struct agent;
+struct att;
+/* Listen on conf.metrics_listen (off when unset) on the agent's loop and
+ * compute the gauges from the agent's state at each scrape. */
+int metrics_agent_open(struct agent *a, struct err *e);
+/* A status event read from the runner (before t->final_seen is set):
+ * counts final reasons and env cache hits/misses. */
+void metrics_agent_event(const struct att *t, json_t *ev);
+/* Around one workspace call: after it is started with its tp_call
+ * pointer, and in its reply callback (ok: a reply came).  what: "log",
+ * "events", "outputs", "register", "snapshot", "handback". */
+void metrics_call_start(const void *call);
+void metrics_call_end(const void *call, const char *what, bool ok);
 
 #endif

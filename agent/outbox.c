@@ -6,6 +6,7 @@
  * terminal job at the workspace always has its complete log. */
 #include "agent/agent.h"
 #include "agent/db.h"
+#include "agent/metrics.h"
 
 #include "common/attempt.h"
 #include "common/json.h"
@@ -31,6 +32,7 @@ static int outbox_store(struct att *t, json_t *ev, const char *line,
 
 	if (seq > t->last_seq)
 		t->last_seq = seq;
+	metrics_agent_event(t, ev);
 	if (final)
 		t->final_seen = true;
 	if (t->local || t->not_current)

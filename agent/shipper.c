@@ -8,6 +8,7 @@
  * attempts ship independently on the shared curl multi handle. */
 #include "agent/agent.h"
 #include "agent/db.h"
+#include "agent/metrics.h"
 
 #include "common/attempt.h"
 #include "common/log.h"
@@ -49,6 +50,9 @@ static void shipper_store(struct att *t, int64_t acked)
 		if (db_step_done(a->db, st, &e) < 0)
 			log_error("job=%s: %s", t->job, e.msg);
 	}
+	if (acked > t->log_acked)
+		metrics_add(M_LOG_BYTES_SHIPPED, NULL,
+		            (double)(acked - t->log_acked));
 	t->log_acked = acked;
 }
 
@@ -57,6 +61,8 @@ static void shipper_reply(void *arg, const struct tp_reply *rep)
 	struct att *t = arg;
 	json_t *len = json_object_get(rep->json, "length");
 
+	metrics_call_end(t->log_call, "log",
+	                 rep->code == 0 || rep->code == TERR_GAP);
 	t->log_call = NULL;
 	if (rep->code == 0 || rep->code == TERR_GAP) {
 		if (!json_is_integer(len)) {
@@ -109,5 +115,6 @@ void shipper_kick(struct att *t)
 	if (a->tp->log_append(a->t, t->job, t->attempt, fd, t->log_acked, len,
 	                      shipper_reply, t, &t->log_call, &e) < 0)
 		log_error("job=%s log upload: %s", t->job, e.msg);
+	metrics_call_start(t->log_call);
 	close(fd);
 }
