@@ -65,7 +65,9 @@ class SlurmCluster:
         self.base = tmpdir("tether-slurm-")
         os.chmod(self.base, 0o755)
         self.node = socket.gethostname().split(".")[0]
-        self.cpus = os.cpu_count() or 1
+        # More CPUs than the machine has (config_overrides), so that many
+        # short test jobs run side by side instead of queueing two at a time.
+        self.cpus = max(8, os.cpu_count() or 1)
         self.real_memory = int(_memtotal_mb() * 0.85)
         self.first_job_id = random.randint(100000, 60000000)
         self.oom_supported, self.oom_why = _memcg_usable()
@@ -135,6 +137,7 @@ class SlurmCluster:
             "SchedulerType=sched/backfill",
             "SchedulerParameters=sched_interval=1,sched_min_interval=100000",
             "MpiDefault=none", "ReturnToService=2",
+            "SlurmdParameters=config_overrides",
             "SlurmctldTimeout=30", "SlurmdTimeout=60", "InactiveLimit=0",
             "MinJobAge=300", "KillWait=2", "MessageTimeout=20",
             "FirstJobId=%d" % self.first_job_id,
@@ -214,3 +217,84 @@ class SlurmCluster:
         for p in reversed(self.procs):
             p.stop(timeout=10)
         self.procs = []
+
+
+def make_attempt(state_dir, job, spec, attempt=1, **settings):
+    """An attempt directory jobs/<job>/<attempt> with a spec.json whose
+    runner.launcher is "slurm" (docs/state-dir.md); returns its path."""
+    import json
+    d = os.path.join(state_dir, "jobs", str(job), str(attempt))
+    os.makedirs(d, 0o700)
+    spec = dict(spec)
+    spec.setdefault("name", "slurm-test-%s" % job)
+    spec.setdefault("launcher", "slurm")
+    runner = {"state_dir": state_dir, "launcher": "slurm", "kill_grace": 2,
+              "slurm": {"partition": None, "shared_dir": None, "poll_ms": 300}}
+    slurm_settings = settings.pop("slurm", {})
+    runner["slurm"].update(slurm_settings)
+    runner.update(settings)
+    with open(os.path.join(d, "spec.json"), "w") as f:
+        json.dump({"job": str(job), "attempt": attempt, "spec": spec,
+                   "runner": runner}, f)
+    return d
+
+
+def read_json(path):
+    import json
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def job_log(attempt_dir):
+    """The attempt log without the runner's own "[...]" lines."""
+    data = read_bytes(os.path.join(attempt_dir, "log"))
+    return b"".join(l for l in data.splitlines(keepends=True)
+                    if not (l.startswith(b"[tether]") or l.startswith(b"[slurm]")
+                            or l.startswith(b"[source]") or l.startswith(b"[env]")))
+
+
+def start_runner(cluster, attempt_dir):
+    """`tether-runner run DIR` in the foreground, talking to this cluster."""
+    from harness.common import binary
+    return Proc([binary("tether-runner"), "run", attempt_dir],
+                os.path.join(os.path.dirname(attempt_dir),
+                             "runner-%s.out" % os.path.basename(attempt_dir)),
+                env=cluster.env)
+
+
+def wait_result(attempt_dir, timeout=60, runner=None):
+    """result.json once the runner wrote it (the runner's output on timeout)."""
+    path = os.path.join(attempt_dir, "result.json")
+    try:
+        wait_until(lambda: os.path.exists(path), timeout, interval=0.1,
+                   what="result.json in " + attempt_dir)
+    except TimeoutError as exc:
+        extra = runner.output() if runner is not None else ""
+        raise AssertionError("%s\nrunner output:\n%s" % (exc, extra)) from None
+    return read_json(path)
+
+
+def slurm_job_id(attempt_dir, timeout=30):
+    """The Slurm job id the runner stored in state.json (launcher_ref)."""
+    path = os.path.join(attempt_dir, "state.json")
+
+    def ref():
+        return read_json(path).get("launcher_ref") or None
+    return wait_until(ref, timeout, interval=0.05, what="launcher_ref")
+
+
+def job_output(attempt_dir, job_id):
+    """Bytes the job wrote, cut from the log between the runner's
+    "[slurm] submitted batch job N" line and its "[slurm] batch job N ended"
+    line."""
+    data = read_bytes(os.path.join(attempt_dir, "log"))
+    start = b"[slurm] submitted batch job %s\n" % str(job_id).encode()
+    end = b"[slurm] batch job %s ended" % str(job_id).encode()
+    i = data.index(start) + len(start)
+    j = data.rindex(end)
+    return data[i:j]
