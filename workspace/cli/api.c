@@ -1,0 +1,94 @@
+/* api.c: JSON calls to the workspace and how their failures are shown
+ * and turned into exit codes. */
+#include "workspace/cli/cli.h"
+#include "common/json.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int exit_for_status(long st)
+{
+	if (st == 401 || st == 403)
+		return EXIT_AUTH;
+	if (st == 404)
+		return EXIT_NOTFOUND;
+	if (st >= 400 && st < 500)
+		return EXIT_REJECTED;
+	return EXIT_FAILED;
+}
+
+int api_fail(struct cli *c, const struct http_reply *r, const struct err *e,
+             int rc)
+{
+	json_t *b, *msg;
+
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s\n", c->prog, e->msg);
+		return rc == TERR_NET ? EXIT_UNREACHABLE : EXIT_FAILED;
+	}
+	b = r->body.len ? json_loadb(r->body.data, r->body.len, 0, NULL) : NULL;
+	msg = json_object_get(json_object_get(b, "error"), "message");
+	if (c->json && b != NULL)
+		cli_print_json(b);
+	else if (json_is_string(msg))
+		fprintf(stderr, "%s: %s (HTTP %ld)\n", c->prog,
+		        json_string_value(msg), r->status);
+	else
+		fprintf(stderr, "%s: the workspace answered HTTP %ld\n",
+		        c->prog, r->status);
+	json_decref(b);
+	return exit_for_status(r->status);
+}
+
+int api_json(struct cli *c, const char *method, const char *path, json_t *body,
+             json_t **out)
+{
+	struct http_reply r;
+	struct err e = {0};
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	int rc;
+
+	*out = NULL;
+	rc = http_call(c, method, path, text, text ? strlen(text) : 0,
+	               text ? "application/json" : NULL, 120, &r, &e);
+	free(text);
+	if (rc < 0 || r.status < 200 || r.status >= 300) {
+		rc = api_fail(c, &r, &e, rc);
+		http_reply_free(&r);
+		return rc;
+	}
+	*out = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
+	http_reply_free(&r);
+	if (*out == NULL) {
+		fprintf(stderr,
+		        "%s: the workspace sent a reply that is not "
+		        "JSON\n",
+		        c->prog);
+		return EXIT_FAILED;
+	}
+	return EXIT_OK;
+}
+
+int64_t cli_parse_id(const char *s)
+{
+	int64_t v;
+
+	if (s == NULL || parse_i64(s, 1, INT64_MAX, &v, NULL) < 0)
+		return -1;
+	return v;
+}
+
+void cli_print_json(json_t *v)
+{
+	char *t = json_dumps(v, JSON_INDENT(2) | JSON_SORT_KEYS);
+
+	if (t != NULL)
+		printf("%s\n", t);
+	free(t);
+}
+
+void cli_usage(const struct cmd_entry *ce, FILE *f)
+{
+	fprintf(f, "usage: tether %s %s\n%s\n", ce->name, ce->usage, ce->help);
+}

@@ -1,0 +1,87 @@
+/* cmd-agents.c: tether agents | agents revoke NAME | agents drain NAME */
+#include "workspace/cli/cli.h"
+#include "common/util.h"
+
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void print_agents(json_t *r)
+{
+	json_t *a, *l;
+	size_t i, k;
+
+	printf("%-20s %-9s %-6s %-10s %-8s %s\n", "NAME", "STATE", "CPUS",
+	       "MEMORY", "RUNNING", "LABELS");
+	json_array_foreach(json_object_get(r, "agents"), i, a)
+	{
+		json_t *cap = json_object_get(a, "capacity");
+		printf(
+		    "%-20.20s %-9s %-6g %-10.1f %-8lld ",
+		    json_string_value(json_object_get(a, "name")),
+		    json_string_value(json_object_get(a, "state")),
+		    json_number_value(json_object_get(cap, "cpus")),
+		    (double)json_integer_value(json_object_get(cap, "memory")) /
+		        (1 << 30),
+		    (long long)json_integer_value(
+		        json_object_get(a, "running")));
+		json_array_foreach(json_object_get(a, "labels"), k, l)
+		{
+			printf("%s%s", k ? "," : "", json_string_value(l));
+		}
+		printf("\n");
+	}
+}
+
+/* revoke / drain one agent by name or id. */
+static int act(struct cli *c, const char *verb, const char *name)
+{
+	char *esc = curl_easy_escape(NULL, name, 0), *path;
+	json_t *r = NULL;
+	int rc;
+
+	if (strcmp(verb, "revoke") == 0)
+		path = xasprintf("/api/v1/agents/%s", esc);
+	else
+		path = xasprintf("/api/v1/agents/%s/drain", esc);
+	rc = api_json(c, strcmp(verb, "revoke") == 0 ? "DELETE" : "POST", path,
+	              NULL, &r);
+	curl_free(esc);
+	free(path);
+	if (rc != EXIT_OK)
+		return rc;
+	if (c->json)
+		cli_print_json(r);
+	else
+		printf("agent %s: %s\n", name,
+		       strcmp(verb, "revoke") == 0 ? "revoked" : "draining");
+	json_decref(r);
+	return EXIT_OK;
+}
+
+static int cmd_agents(struct cli *c, int argc, char **argv)
+{
+	json_t *r = NULL;
+	int rc;
+
+	if (argc == 3 &&
+	    (strcmp(argv[1], "revoke") == 0 || strcmp(argv[1], "drain") == 0))
+		return act(c, argv[1], argv[2]);
+	if (argc != 1)
+		cli_usage_error("tether agents",
+		                "expected no argument, 'revoke NAME' or 'drain "
+		                "NAME'");
+	if ((rc = api_json(c, "GET", "/api/v1/agents", NULL, &r)) != EXIT_OK)
+		return rc;
+	if (c->json)
+		cli_print_json(r);
+	else
+		print_agents(r);
+	json_decref(r);
+	return EXIT_OK;
+}
+
+const struct cmd_entry cmd_agents_entry = {
+    "agents", "[revoke NAME | drain NAME]",
+    "list agents; revoke one (its secret stops working) or drain it",
+    cmd_agents};

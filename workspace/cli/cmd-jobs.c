@@ -1,0 +1,80 @@
+/* cmd-jobs.c: tether jobs [--state S] [--agent A] [--limit N] */
+#include "workspace/cli/cli.h"
+#include "common/util.h"
+
+#include <curl/curl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void add_arg(struct buf *q, const char *k, const char *v)
+{
+	char *esc = curl_easy_escape(NULL, v, 0);
+
+	buf_printf(q, NULL, "%s%s=%s", q->len ? "&" : "?", k, esc);
+	curl_free(esc);
+}
+
+static void print_jobs(json_t *r)
+{
+	json_t *j;
+	size_t i;
+
+	printf("%-6s %-24s %-12s %-8s %s\n", "ID", "NAME", "STATE", "ATTEMPT",
+	       "AGENT");
+	json_array_foreach(json_object_get(r, "jobs"), i, j)
+	{
+		const char *agent =
+		    json_string_value(json_object_get(j, "agent"));
+		printf("%-6lld %-24.24s %-12s %-8lld %s\n",
+		       (long long)json_integer_value(json_object_get(j, "id")),
+		       json_string_value(json_object_get(j, "name")),
+		       json_string_value(json_object_get(j, "state")),
+		       (long long)json_integer_value(
+		           json_object_get(j, "attempt")),
+		       agent ? agent : "-");
+	}
+}
+
+static int cmd_jobs(struct cli *c, int argc, char **argv)
+{
+	static const struct option lo[] = {{"state", required_argument, 0, 's'},
+	                                   {"agent", required_argument, 0, 'a'},
+	                                   {"limit", required_argument, 0, 'n'},
+	                                   {0, 0, 0, 0}};
+	struct buf q;
+	json_t *r = NULL;
+	char *path;
+	int ch, rc;
+
+	buf_init(&q, 4096);
+	while ((ch = getopt_long(argc, argv, "s:a:n:", lo, NULL)) != -1) {
+		if (ch == '?')
+			cli_usage_error("tether jobs", "bad option '%s'",
+			                cli_bad_option(argc, argv));
+		add_arg(&q,
+		        ch == 's'   ? "state"
+		        : ch == 'a' ? "agent"
+		                    : "limit",
+		        optarg);
+	}
+	if (optind != argc)
+		cli_usage_error("tether jobs", "unexpected argument '%s'",
+		                argv[optind]);
+	path = xasprintf("/api/v1/jobs%s", q.data ? q.data : "");
+	rc = api_json(c, "GET", path, NULL, &r);
+	free(path);
+	buf_free(&q);
+	if (rc != EXIT_OK)
+		return rc;
+	if (c->json)
+		cli_print_json(r);
+	else
+		print_jobs(r);
+	json_decref(r);
+	return EXIT_OK;
+}
+
+const struct cmd_entry cmd_jobs_entry = {"jobs",
+                                         "[--state S] [--agent A] [--limit N]",
+                                         "list jobs, newest first", cmd_jobs};

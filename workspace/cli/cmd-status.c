@@ -1,0 +1,73 @@
+/* cmd-status.c: tether status JOB */
+#include "workspace/cli/cli.h"
+#include "common/util.h"
+
+static const char *str(json_t *o, const char *k, const char *def)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : def;
+}
+
+static void print_num(const char *label, json_t *v, const char *unit)
+{
+	if (json_is_number(v))
+		printf("  %-12s %g%s\n", label, json_number_value(v), unit);
+}
+
+static void print_attempt(json_t *a)
+{
+	json_t *d = json_object_get(a, "durations"), *v;
+	const char *k;
+
+	printf("attempt %lld on %s: %s\n",
+	       (long long)json_integer_value(json_object_get(a, "attempt")),
+	       str(a, "agent", "?"), str(a, "state", "?"));
+	print_num("exit code", json_object_get(a, "exit_code"), "");
+	print_num("signal", json_object_get(a, "signal"), "");
+	print_num("peak memory", json_object_get(a, "peak_memory_bytes"),
+	          " bytes");
+	print_num("cpu", json_object_get(a, "cpu_seconds"), " s");
+	print_num("log", json_object_get(a, "log_length"), " bytes");
+	if (json_is_string(json_object_get(a, "commit")))
+		printf("  %-12s %s\n", "commit", str(a, "commit", ""));
+	if (json_is_string(json_object_get(a, "message")))
+		printf("  %-12s %s\n", "message", str(a, "message", ""));
+	json_object_foreach(d, k, v)
+	{
+		if (json_is_number(v))
+			printf("  %-12s %.2f s\n", k, json_number_value(v));
+	}
+}
+
+static int cmd_status(struct cli *c, int argc, char **argv)
+{
+	char path[64];
+	json_t *j = NULL, *a;
+	int64_t job;
+	size_t i;
+	int rc;
+
+	if (argc != 2 || (job = cli_parse_id(argv[1])) < 0)
+		cli_usage_error("tether status", "expected one job id");
+	snprintf(path, sizeof(path), "/api/v1/jobs/%lld", (long long)job);
+	if ((rc = api_json(c, "GET", path, NULL, &j)) != EXIT_OK)
+		return rc;
+	if (c->json) {
+		cli_print_json(j);
+	} else {
+		printf("job %lld (%s): %s\n", (long long)job,
+		       str(j, "name", "?"), str(j, "state", "?"));
+		if (json_is_string(json_object_get(j, "queue_reason")))
+			printf("  %s\n", str(j, "queue_reason", ""));
+		json_array_foreach(json_object_get(j, "attempts"), i, a)
+		{
+			print_attempt(a);
+		}
+	}
+	json_decref(j);
+	return EXIT_OK;
+}
+
+const struct cmd_entry cmd_status_entry = {
+    "status", "JOB", "show a job: state, reason, attempts, resources used",
+    cmd_status};
