@@ -402,19 +402,13 @@ const struct transport_ops transport_https = {
     .on_timer = https_on_timer,
 };
 
-extern const struct transport_ops transport_ssh __attribute__((weak));
-
 const struct transport_ops *transport_for_url(const char *url, struct err *e)
 {
 	if (strncasecmp(url, "https://", 8) == 0 ||
 	    strncasecmp(url, "http://", 7) == 0)
 		return &transport_https;
-	if (strncasecmp(url, "ssh://", 6) == 0) {
-		if (&transport_ssh != NULL)
-			return &transport_ssh;
-		err_set(e, TERR_UNSUPP, "ssh transport not built in");
-		return NULL;
-	}
+	if (strncasecmp(url, "ssh://", 6) == 0)
+		return &transport_ssh; /* transport-ssh.c */
 	err_set(e, TERR_INVAL,
 	        "workspace URL '%s': expected https://, http://127.0.0.1 "
 	        "or ssh://",

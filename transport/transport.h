@@ -97,6 +97,7 @@ struct transport_ops {
 };
 
 extern const struct transport_ops transport_https;
+extern const struct transport_ops transport_ssh; /* transport-ssh.c */
 
 /* The ops for a URL's scheme (https:// and http:// -> https; ssh://). */
 const struct transport_ops *transport_for_url(const char *url, struct err *e);
