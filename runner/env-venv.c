@@ -155,8 +155,9 @@ static void venv_home(struct runner *r, const char *prefix)
 	char *slash = strrchr(prefix, '/');
 	char *home = xasprintf("%.*s/.home", (int)(slash - prefix), prefix);
 
-	if (mkdir(home, 0755) == 0 && geteuid() == 0 && r->uid != 0)
-		chown(home, r->uid, r->gid);
+	if (mkdir(home, 0755) == 0 && geteuid() == 0 && r->uid != 0 &&
+	    chown(home, r->uid, r->gid) < 0)
+		runner_logf(r, "env", "chown %s: %s", home, strerror(errno));
 	free(home);
 }
 

@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -32,6 +34,10 @@ extern char **environ;
 #define LINE_MAX_LOG 4096
 
 static int env_use_fd = -1; /* shared lock on the env this runner uses */
+/* While a directory env is built: the builder sees tmp mounted on final. */
+static struct {
+	const char *tmp, *final;
+} env_bind;
 
 char **env_strv_add(char **v, char *s)
 {
@@ -129,6 +135,14 @@ static void run_child(struct runner *r, int wfd, char *const argv[],
 	    dup2(wfd, 2) < 0)
 		_exit(126);
 	close_range(3, ~0U, 0);
+	if (env_bind.tmp &&
+	    (unshare(CLONE_NEWNS) < 0 ||
+	     mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	     mount(env_bind.tmp, env_bind.final, NULL, MS_BIND, NULL) < 0)) {
+		dprintf(2, "cannot mount %s on %s: %s\n", env_bind.tmp,
+		        env_bind.final, strerror(errno));
+		_exit(126);
+	}
 	if (geteuid() == 0 && r->uid != 0 &&
 	    (setgroups(0, NULL) < 0 || setgid(r->gid) < 0 ||
 	     setuid(r->uid) < 0))
@@ -280,33 +294,61 @@ static int env_own_cache(struct runner *r, const struct env_builder *b,
 	return rc;
 }
 
-/* Build key into <key>.tmp.<pid>, visible as <key> through a symlink while
- * building, and rename it into place when complete. */
+/* Make an empty directory owned by the job user (builders run as it). */
+static int env_mkdir(struct runner *r, const char *path, struct err *e)
+{
+	if (mkdir(path, 0755) < 0)
+		return err_sys(e, TERR_IO, "mkdir %s", path);
+	if (geteuid() == 0 && r->uid != 0 && chown(path, r->uid, r->gid) < 0)
+		return err_sys(e, TERR_IO, "chown %s", path);
+	return 0;
+}
+
+/* Replace the placeholder final with the built tmp.  A builder that wrote
+ * into final itself (in-process, like docker's image.json) left tmp empty:
+ * then final stays. */
+static int env_move_into_place(const char *tmp, const char *final,
+                               struct err *e)
+{
+	if (rmdir(final) == 0) {
+		if (rename(tmp, final) < 0)
+			return err_sys(e, TERR_IO, "rename %s to %s", tmp,
+			               final);
+		return 0;
+	}
+	if (errno == ENOTEMPTY && rmdir(tmp) == 0)
+		return 0;
+	return err_sys(e, TERR_IO, "move %s into place", tmp);
+}
+
+/* Build key into <key>.tmp.<pid> and rename it to <key> when complete.
+ * Tools write their prefix into files (venv scripts, conda), so the
+ * builder runs in a private mount namespace where the tmp directory is
+ * bind-mounted on an empty placeholder <key>: it builds for the final
+ * path.  Without root (no mount) the build goes straight into <key>.
+ * Either way <key> counts as complete only once its usage record exists. */
 static int env_build_dir(struct runner *r, const struct env_builder *b,
                          const char *dir, const char *key, struct err *e)
 {
 	char *tmp = xasprintf("%s/%s.tmp.%d", dir, key, (int)getpid());
 	char *final = xasprintf("%s/%s", dir, key);
-	char *rel = xasprintf("%s.tmp.%d", key, (int)getpid());
+	bool bind = geteuid() == 0;
 	int64_t t0 = now_mono_ms();
 	int rc;
 
 	env_cache_clean_key(dir, key);
-	if (mkdir(tmp, 0755) < 0 || symlink(rel, final) < 0) {
-		rc = err_sys(e, TERR_IO, "create %s", tmp);
+	if ((bind && (rc = env_mkdir(r, tmp, e)) < 0) ||
+	    (rc = env_mkdir(r, final, e)) < 0)
 		goto out;
-	}
-	if (geteuid() == 0 && r->uid != 0 && chown(tmp, r->uid, r->gid) < 0) {
-		rc = err_sys(e, TERR_IO, "chown %s", tmp);
-		goto out;
-	}
 	runner_logf(r, "env", "building %s environment %.12s", b->name, key);
-	if ((rc = b->build(r, final, e)) < 0)
+	env_bind.tmp = bind ? tmp : NULL;
+	env_bind.final = final;
+	rc = b->build(r, final, e);
+	memset(&env_bind, 0, sizeof(env_bind));
+	if (rc < 0)
 		goto out;
-	if (unlink(final) < 0 || rename(tmp, final) < 0) {
-		rc = err_sys(e, TERR_IO, "rename %s", tmp);
+	if (bind && (rc = env_move_into_place(tmp, final, e)) < 0)
 		goto out;
-	}
 	dir_fsync(dir, NULL);
 	rc = env_cache_touch(dir, key, b->name, true, e);
 	runner_logf(r, "env", "built %.12s in %.1f s", key,
@@ -316,7 +358,6 @@ out:
 		env_cache_clean_key(dir, key);
 	free(tmp);
 	free(final);
-	free(rel);
 	return rc;
 }
 

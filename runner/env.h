@@ -8,9 +8,11 @@
  *   <key>.tmp.<pid>/       being built; renamed to <key> when complete
  *   .locks/<key>.lock      flock LOCK_EX while building or evicting
  *   .locks/<key>.use       flock LOCK_SH by every runner using the env
- * While building, <key> is a symlink to <key>.tmp.<pid> so that tools that
- * write their prefix into files (venv scripts, conda) see the final path;
- * a symlink at <key> is never taken for a complete environment. */
+ * While building, <key> is an empty placeholder and the builder runs in a
+ * private mount namespace with <key>.tmp.<pid> bind-mounted on it, so that
+ * tools that write their prefix into files (venv scripts, conda) build for
+ * the final path; <key> without its usage record is never taken for a
+ * complete environment (a crash mid-build leaves nothing usable). */
 #ifndef TETHER_ENV_H
 #define TETHER_ENV_H
 

@@ -206,7 +206,8 @@ static int snap_open(struct snap *s, const char *archive, struct err *e)
 	archive_read_support_format_tar(s->in);
 	archive_write_disk_set_options(s->out, SNAP_FLAGS);
 	if (archive_read_open_filename(s->in, archive, 65536) != ARCHIVE_OK)
-		return err_set(e, TERR_INVAL, "%s: %s", archive,
+		return err_set(e, TERR_INVAL,
+		               "%s: not a valid gzip tar archive: %s", archive,
 		               archive_error_string(s->in));
 	return 0;
 }

@@ -8,6 +8,7 @@
 
 #include "common/err.h"
 #include "common/fileio.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #include <dirent.h>
@@ -203,8 +204,8 @@ static int chown_tree(const char *path, uid_t uid, gid_t gid, int depth)
 		char *p = xasprintf("%s/%s", path, de->d_name);
 		if (de->d_type == DT_DIR)
 			chown_tree(p, uid, gid, depth + 1);
-		else
-			lchown(p, uid, gid);
+		else if (lchown(p, uid, gid) < 0)
+			log_warn_errno("lchown %s", p);
 		free(p);
 	}
 	closedir(d);

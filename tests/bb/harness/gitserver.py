@@ -8,12 +8,15 @@
 - make_repo(): a bare repository with a few commits, made with the git CLI.
 - run_attempt(): write spec.json for `tether-runner run DIR` and run it.
 """
+import atexit
 import base64
 import http.server
+import itertools
 import json
 import os
 import shutil
 import ssl
+import tempfile
 import subprocess
 import threading
 
@@ -215,15 +218,38 @@ class GitSshd:
         self.proc.stop()
 
 
+_var_tmp = []
+_job_ids = itertools.count(os.getpid() * 1000)
+
+
+def var_tmpdir(prefix="tether-env-"):
+    """A 0755 directory under /var/tmp, removed at exit.  Environments built
+    for sandboxed jobs live here in tests: the sandbox gives the job a
+    private /tmp, so a prefix under /tmp would be invisible to it."""
+    d = tempfile.mkdtemp(prefix=prefix, dir="/var/tmp")
+    os.chmod(d, 0o755)
+    _var_tmp.append(d)
+    return d
+
+
+@atexit.register
+def _cleanup_var_tmp():
+    if os.environ.get("TETHER_KEEP_TMP") != "1":
+        for d in _var_tmp:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def run_attempt(root, spec, settings=None, job="1", attempt=1, timeout=120,
-                wait=True):
+                wait=True, env=None):
     """Write <root>/state/jobs/<job>/<attempt>/spec.json and run
     `tether-runner run` on it.  Returns a dict with dir, result, events and
     log (or the Popen when wait is False)."""
     state = os.path.join(root, "state")
     d = os.path.join(state, "jobs", job, str(attempt))
     os.makedirs(d, mode=0o700, exist_ok=True)
-    s = {"state_dir": state, "env_dir": os.path.join(state, "envs"),
+    # env_dir outside the state dir: the sandbox hides the state dir from
+    # the job, and the runner does not yet bind the env prefix into it
+    s = {"state_dir": state, "env_dir": os.path.join(root, "envs"),
          "job_user": "tether-job", "kill_grace": 2, "default_pids": 4096,
          "cgroup_parent": "tether-test", "allowed_mounts": [],
          "default_python": "/usr/bin/python3", "conda_tool": None,
@@ -231,12 +257,18 @@ def run_attempt(root, spec, settings=None, job="1", attempt=1, timeout=120,
          "docker_socket": "/var/run/docker.sock", "gpus": []}
     s.update(settings or {})
     with open(os.path.join(d, "spec.json"), "w") as f:
-        json.dump({"job": job, "attempt": attempt, "spec": spec, "runner": s}, f)
+        # a job id of its own (the cgroup is named by it): jobs of other
+        # tests with the same directory name never share a cgroup with ours
+        json.dump({"job": f"{job}{next(_job_ids)}", "attempt": attempt,
+                   "spec": spec, "runner": s}, f)
     argv = [binary("tether-runner"), "run", d]
+    full_env = dict(os.environ)
+    full_env.update(env or {})
     if not wait:
         return subprocess.Popen(argv, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+                                stderr=subprocess.STDOUT, env=full_env)
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                       env=full_env)
     return read_attempt(d, p.stdout + p.stderr)
 
 
