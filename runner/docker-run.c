@@ -104,18 +104,47 @@ static int pipe_write(struct dlaunch *dl, const char *data, size_t len)
 	return 0;
 }
 
+/* How many leading bytes of data equal the log at the job's raw offset
+ * off; the first difference ends the matching for good. */
+static size_t log_match(struct dlaunch *dl, const char *data, size_t len,
+                        int64_t off)
+{
+	size_t done = 0, want, k;
+	ssize_t n;
+
+	while (dl->cmp_fd >= 0 && done < len) {
+		want = len - done < sizeof(dl->cmp_buf) ? len - done
+		                                        : sizeof(dl->cmp_buf);
+		n = pread(dl->cmp_fd, dl->cmp_buf, want,
+		          dl->cmp_base + off + (int64_t)done);
+		for (k = 0;
+		     n > 0 && k < (size_t)n && dl->cmp_buf[k] == data[done + k];
+		     k++)
+			;
+		done += k;
+		if (n <= 0 || k < want) {
+			close(dl->cmp_fd);
+			dl->cmp_fd = -1;
+		}
+	}
+	return done;
+}
+
 /* One demultiplexed frame: drop what the log already has, pass the rest. */
 static int on_frame(void *arg, int stream, const char *data, size_t len)
 {
 	struct dlaunch *dl = arg;
-	int64_t drop = dl->skip - dl->seen;
+	size_t drop = 0;
 
-	if (drop < 0)
-		drop = 0;
-	if ((size_t)drop > len)
-		drop = (int64_t)len;
+	if (dl->seen < dl->skip)
+		drop = dl->skip - dl->seen < (int64_t)len
+		           ? (size_t)(dl->skip - dl->seen)
+		           : len;
+	if (drop < len && dl->cmp_fd >= 0)
+		drop += log_match(dl, data + drop, len - drop,
+		                  dl->seen + (int64_t)drop);
 	dl->seen += (int64_t)len;
-	return pipe_write(dl, data + drop, len - (size_t)drop);
+	return pipe_write(dl, data + drop, len - drop);
 }
 
 static int on_stream(void *arg, const char *data, size_t len)
@@ -182,6 +211,9 @@ static void *follower(void *arg)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	follow_logs(dl);
+	if (dl->cmp_fd >= 0)
+		close(dl->cmp_fd);
+	dl->cmp_fd = -1;
 	close(dl->out_w);
 	dl->out_w = -1;
 	while (!dl->stop && docker_request(dl->d, &q, NULL, NULL, &e) < 0 &&
@@ -198,8 +230,8 @@ static void *follower(void *arg)
 	return NULL;
 }
 
-int dlaunch_follow(struct dlaunch *dl, int64_t skip, int *out_fd, int *done_fd,
-                   struct err *e)
+int dlaunch_follow(struct dlaunch *dl, int log_fd, int64_t log_start,
+                   int *out_fd, int *done_fd, struct err *e)
 {
 	int op[2] = {-1, -1}, dp[2] = {-1, -1};
 
@@ -210,7 +242,9 @@ int dlaunch_follow(struct dlaunch *dl, int64_t skip, int *out_fd, int *done_fd,
 	fcntl(op[1], F_SETFL, O_NONBLOCK);
 	dl->out_w = op[1];
 	dl->done_w = dp[1];
-	dl->skip = skip;
+	dl->skip = 0;
+	dl->cmp_fd = log_fd;
+	dl->cmp_base = log_start;
 	dl->stop = 0;
 	if (pthread_create(&dl->th, NULL, follower, dl) != 0) {
 		err_set(e, TERR_FAIL, "docker launcher: pthread_create");
@@ -221,6 +255,9 @@ int dlaunch_follow(struct dlaunch *dl, int64_t skip, int *out_fd, int *done_fd,
 	*done_fd = dp[0];
 	return 0;
 fail:
+	if (log_fd >= 0)
+		close(log_fd);
+	dl->cmp_fd = -1;
 	for (int i = 0; i < 2; i++) {
 		if (op[i] >= 0)
 			close(op[i]);

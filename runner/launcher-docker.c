@@ -135,18 +135,54 @@ out:
 	return rc;
 }
 
+/* The log (read-only) and the offset where the job's output began in it,
+ * for matching what an earlier runner wrote; -1 when unknown. */
+static int log_for_match(struct runner *r, int64_t *start)
+{
+	char *path = attempt_path(r->dir, DOCKER_STATE_FILE), *text = NULL;
+	char *log = attempt_path(r->dir, ATTEMPT_LOG);
+	json_t *j = NULL;
+	size_t len;
+	int fd = -1;
+
+	*start = -1;
+	if (file_read_all(path, 4096, &text, &len, NULL) == 0 &&
+	    (j = json_loadb(text, len, 0, NULL)) != NULL &&
+	    json_is_integer(json_object_get(j, "log_start")))
+		*start = json_integer_value(json_object_get(j, "log_start"));
+	if (*start >= 0)
+		fd = open(log, O_RDONLY | O_CLOEXEC);
+	json_decref(j);
+	free(text);
+	free(path);
+	free(log);
+	return fd;
+}
+
 static int docker_start(struct runner *r, int *out_fd, int *done_fd,
                         struct err *e)
 {
 	struct dlaunch *dl = r->launcher_data;
+	int64_t start = 0;
+	int log_fd = -1;
 	char *path;
 	bool adopted;
 	int rc;
 
-	if ((rc = create_container(r, dl, &adopted, e)) < 0 ||
-	    (rc = record_container(r, dl, e)) < 0)
+	if ((rc = create_container(r, dl, &adopted, e)) < 0)
 		return err_wrap(e, "docker launcher");
-	if (!adopted) {
+	if (adopted) {
+		/* an earlier runner of this attempt started it: follow it
+		 * from what the log holds (docker.json keeps its start) */
+		log_info("job=%s: container %.12s of an earlier runner still "
+		         "exists: following it, not starting another",
+		         r->job_id, dl->id);
+		log_fd = log_for_match(r, &start);
+		snprintf(r->state.launcher_ref, sizeof(r->state.launcher_ref),
+		         "%s", dl->id);
+	} else if ((rc = record_container(r, dl, e)) < 0) {
+		return err_wrap(e, "docker launcher");
+	} else {
 		path = xasprintf("/containers/%s/start", dl->id);
 		rc = docker_call(dl->d, "POST", path, NULL, NULL, e);
 		free(path);
@@ -156,7 +192,7 @@ static int docker_start(struct runner *r, int *out_fd, int *done_fd,
 	r->state.job_pid = dlaunch_pid(dl);
 	if ((rc = runner_save_state(r, e)) < 0)
 		return rc;
-	return dlaunch_follow(dl, 0, out_fd, done_fd, e);
+	return dlaunch_follow(dl, log_fd, start, out_fd, done_fd, e);
 }
 
 static int docker_signal(struct runner *r, int sig, struct err *e)
@@ -188,31 +224,12 @@ static int docker_collect(struct runner *r, struct launch_exit *ex,
 	return 0;
 }
 
-/* Raw job bytes the log already holds: what it grew since the start. */
-static int64_t log_done_bytes(struct runner *r)
-{
-	char *path = attempt_path(r->dir, DOCKER_STATE_FILE), *text = NULL;
-	struct stat st;
-	json_t *j = NULL;
-	int64_t start = -1, done = 0;
-	size_t len;
-
-	if (file_read_all(path, 4096, &text, &len, NULL) == 0 &&
-	    (j = json_loadb(text, len, 0, NULL)) != NULL)
-		start = json_integer_value(json_object_get(j, "log_start"));
-	if (start >= 0 && fstat(r->log_fd, &st) == 0 && st.st_size > start)
-		done = st.st_size - start;
-	json_decref(j);
-	free(text);
-	free(path);
-	return done;
-}
-
 static int docker_reattach(struct runner *r, int *out_fd, int *done_fd,
                            struct err *e)
 {
 	struct dlaunch *dl = r->launcher_data;
-	int rc;
+	int64_t start;
+	int rc, fd;
 
 	if (r->state.launcher_ref[0] == '\0')
 		return err_set(e, TERR_NOTFOUND, "no container recorded");
@@ -229,7 +246,8 @@ static int docker_reattach(struct runner *r, int *out_fd, int *done_fd,
 	if ((rc = dlaunch_check(dl, e)) < 0)
 		return rc;
 	r->state.job_pid = dlaunch_pid(dl);
-	return dlaunch_follow(dl, log_done_bytes(r), out_fd, done_fd, e);
+	fd = log_for_match(r, &start);
+	return dlaunch_follow(dl, fd, start, out_fd, done_fd, e);
 }
 
 static void docker_cleanup(struct runner *r)

@@ -23,8 +23,11 @@ struct dlaunch {
 	pthread_t th;
 	bool th_started;
 	volatile int stop; /* set to end the follower early */
-	int64_t skip;      /* raw bytes already in the log (re-attach) */
+	int64_t skip;      /* raw bytes this runner already delivered */
 	int64_t seen;      /* raw bytes of the stream seen so far */
+	int cmp_fd;        /* the log, while matching an earlier runner's */
+	int64_t cmp_base;  /* log offset where the job's output began */
+	char cmp_buf[65536];
 	struct docker_demux dm;
 	bool removed;
 };
@@ -37,10 +40,14 @@ int dlaunch_adopt(struct dlaunch *dl, const char *name, bool *adopted,
 int dlaunch_check(struct dlaunch *dl, struct err *e);
 /* Host pid of the container's init (0 when not running). */
 pid_t dlaunch_pid(struct dlaunch *dl);
-/* Start the follower thread: output after the first `skip` raw bytes goes
- * to *out_fd, and *done_fd becomes readable once the container exited. */
-int dlaunch_follow(struct dlaunch *dl, int64_t skip, int *out_fd, int *done_fd,
-                   struct err *e);
+/* Start the follower thread: the container's output goes to *out_fd, and
+ * *done_fd becomes readable once the container exited.  With log_fd >= 0
+ * (re-attach; the fd is taken over), the stream's leading bytes that equal
+ * the log from offset log_start on are what an earlier runner already
+ * wrote there, and are dropped: the log continues without loss or
+ * duplication. */
+int dlaunch_follow(struct dlaunch *dl, int log_fd, int64_t log_start,
+                   int *out_fd, int *done_fd, struct err *e);
 /* Signal every process of the container. */
 int dlaunch_signal(struct dlaunch *dl, int sig, struct err *e);
 void dlaunch_join(struct dlaunch *dl);
