@@ -246,6 +246,7 @@ static int agent_transport(struct agent *a, struct err *e)
 	    .connect_timeout_ms = a->conf.connect_timeout_ms,
 	    .user_agent = "tether-agent/" TETHER_VERSION};
 
+	agent_conf_ssh(&a->conf, &tc);
 	a->tp = transport_for_url(a->conf.workspace, e);
 	if (a->tp == NULL)
 		return e ? e->code : TERR_INVAL;

@@ -100,6 +100,7 @@ static int rot_run(struct cmd_ctx *c, struct rot *r, struct creds *cr,
 	if ((ret = loop_new(&r->loop, e)) < 0)
 		return ret;
 	r->timer = loop_timer_new(r->loop, rot_timer, r);
+	agent_conf_ssh(&c->conf, &tc);
 	if ((r->tp = transport_for_url(cr->workspace, e)) == NULL)
 		return e->code;
 	if ((ret = r->tp->open(&tc, &h, &r->t, e)) < 0)

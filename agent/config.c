@@ -4,6 +4,7 @@
 
 #include "common/err.h"
 #include "common/util.h"
+#include "transport/transport.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -27,6 +28,25 @@ const struct conf_key agent_conf_table[] = {
      "HTTP(S) proxy URL; unset: the https_proxy/no_proxy variables apply."},
     {"no_proxy", CONF_STR, NULL, OFF(no_proxy), 0, 0,
      "Hosts reached without the proxy (comma-separated)."},
+    {"ssh_known_hosts", CONF_STR, "/etc/tether/known_hosts",
+     OFF(ssh_known_hosts), 0, 0,
+     "ssh:// workspace: OpenSSH known_hosts file with the server's host key "
+     "(an unknown key is refused unless ssh_fingerprint pins it; a changed "
+     "key is always refused)."},
+    {"ssh_key", CONF_STR, "/etc/tether/ssh_key", OFF(ssh_key), 0, 0,
+     "ssh:// workspace: private key (ed25519, or RSA) the agent logs in "
+     "with."},
+    {"ssh_key_passphrase_file", CONF_STR, NULL, OFF(ssh_key_passphrase_file), 0,
+     0, "ssh:// workspace: file whose first line is ssh_key's passphrase."},
+    {"ssh_fingerprint", CONF_STR, NULL, OFF(ssh_fingerprint), 0, 0,
+     "ssh:// workspace: accept a host key missing from ssh_known_hosts when "
+     "its fingerprint is this (SHA256:..., as `ssh-keygen -lf` prints)."},
+    {"ssh_remote_port", CONF_INT, "8080", OFF(ssh_remote_port), 1, 65535,
+     "ssh:// workspace: port of the workspace's plain-HTTP listener on the "
+     "SSH server's loopback (its plain_port)."},
+    {"ssh_keepalive", CONF_DURATION, "15s", OFF(ssh_keepalive_ms), 0, 0,
+     "ssh:// workspace: keepalive interval (0: off); a server silent for "
+     "three intervals counts as gone."},
     {"name", CONF_STR, NULL, OFF(name), 0, 0,
      "Agent name in the workspace (default: the host name)."},
     {"labels", CONF_STR, NULL, OFF(labels), 0, 0,
@@ -148,4 +168,16 @@ int agent_conf_check(const struct agent_conf *c, struct err *e)
 void agent_conf_free(struct agent_conf *c)
 {
 	conf_free(agent_conf_table, c);
+}
+
+void agent_conf_ssh(const struct agent_conf *c, struct transport_config *tc)
+{
+	tc->ssh_known_hosts = c->ssh_known_hosts;
+	tc->ssh_key_file = c->ssh_key;
+	tc->ssh_passphrase_file = c->ssh_key_passphrase_file;
+	tc->ssh_fingerprint = c->ssh_fingerprint;
+	tc->ssh_remote_port = (int)c->ssh_remote_port;
+	tc->ssh_keepalive_s = c->ssh_keepalive_ms == 0
+	                          ? -1
+	                          : (int)((c->ssh_keepalive_ms + 999) / 1000);
 }

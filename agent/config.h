@@ -17,6 +17,10 @@ struct agent_conf {
 	char *name, *labels;
 	int64_t heartbeat_ms, connect_timeout_ms, backoff_min_ms;
 	int64_t backoff_max_ms, log_chunk;
+	/* ssh:// workspaces (docs/ssh.md) */
+	char *ssh_known_hosts, *ssh_key, *ssh_key_passphrase_file;
+	char *ssh_fingerprint;
+	int64_t ssh_remote_port, ssh_keepalive_ms;
 	/* node */
 	char *state_dir, *log_level;
 	int64_t max_jobs, prefetch, gpus, memory;
@@ -42,5 +46,8 @@ int agent_conf_set(struct agent_conf *c, const char *kv, struct err *e);
 /* Checks that span keys (URL scheme, durations). */
 int agent_conf_check(const struct agent_conf *c, struct err *e);
 void agent_conf_free(struct agent_conf *c);
+/* Copy the ssh_* settings into a transport configuration. */
+struct transport_config;
+void agent_conf_ssh(const struct agent_conf *c, struct transport_config *tc);
 
 #endif
