@@ -97,8 +97,6 @@ int follow_log(struct cli *c, int64_t job, int64_t attempt, bool follow,
 			continue;
 		if ((rc = job_state(c, job, state, &latest)) != EXIT_OK)
 			return rc;
-		if (!is_live(*state))
-			return EXIT_OK;
 		if (attempt == 0 && latest > att) {
 			fprintf(stderr,
 			        "tether: attempt %lld ended; following attempt "
@@ -106,6 +104,8 @@ int follow_log(struct cli *c, int64_t job, int64_t attempt, bool follow,
 			        (long long)att, (long long)latest);
 			att = latest;
 			off = 0;
+		} else if (!is_live(*state)) {
+			return EXIT_OK;
 		} else {
 			usleep(300 * 1000); /* requeued: wait for the lease */
 		}
