@@ -62,6 +62,11 @@ def _cpuacct_ns(path):
         return int(f.read())
 
 
+def _throttled(path):
+    with open(f"/sys/fs/cgroup/cpu/{path}/cpu.stat") as f:
+        return int(dict(ln.split() for ln in f)["nr_throttled"])
+
+
 def test_cpus_half_holds_busy_loop_near_50_percent():
     d = R.make_attempt(["/usr/bin/python3", "-c", "while True: pass"],
                        resources={"cpus": 0.5}, timeout=30)
@@ -69,13 +74,16 @@ def test_cpus_half_holds_busy_loop_near_50_percent():
     R.wait_started(d)
     cg = R.wait_until(lambda: R.state(d).get("cgroup"), what="cgroup in state.json")
     time.sleep(0.3)  # past the start-up
-    a, t0 = _cpuacct_ns(cg), time.monotonic()
+    a, t0, th0 = _cpuacct_ns(cg), time.monotonic(), _throttled(cg)
     time.sleep(2.0)
-    b, t1 = _cpuacct_ns(cg), time.monotonic()
+    b, t1, th1 = _cpuacct_ns(cg), time.monotonic(), _throttled(cg)
     share = (b - a) / 1e9 / (t1 - t0)
     R.write_cancel(d)
     res = R.wait_result(d)
     p.stop()
-    assert 0.35 <= share <= 0.62, share
+    # The quota caps it near 50 % (the 2-core test machine is shared, so
+    # the lower bound is generous); the CFS throttle shows the quota bites.
+    assert 0.2 <= share <= 0.62, share
+    assert th1 - th0 >= 10, (th0, th1)
     assert res["reason"] == "cancelled"
     assert res["cpu_seconds"] > 0.5
