@@ -196,9 +196,11 @@ int docker_container_body(const struct runner *r, const char *image,
 	                      : xstrdup(DOCKER_WORK);
 	user = xasprintf("%u:%u", (unsigned)r->uid, (unsigned)r->gid);
 	att = xasprintf("%lld", (long long)r->attempt);
-	labels = json_pack("{s:s, s:s, s:s, s:s}", "tether.job", r->job_id,
-	                   "tether.attempt", att, "tether.agent",
-	                   agent ? agent : "", "tether.dir", r->dir);
+	labels =
+	    json_pack("{s:s, s:s, s:s, s:s, s:s}", "tether.job", r->job_id,
+	              "tether.attempt", att, "tether.agent", agent ? agent : "",
+	              "tether.state_dir", r->state_dir ? r->state_dir : "",
+	              "tether.dir", r->dir);
 	*out = json_pack("{s:s, s:o, s:o, s:s, s:s, s:o, s:o, s:b, s:b}",
 	                 "Image", image, "Cmd", argv, "Env", container_env(r),
 	                 "WorkingDir", wd, "User", user, "Labels", labels,

@@ -33,14 +33,14 @@ static int remove_container(struct docker *d, const char *id, struct err *e)
 	return rc == TERR_NOTFOUND ? 0 : rc;
 }
 
-int docker_remove_orphans(const char *socket_path, const char *agent_id,
+int docker_remove_orphans(const char *socket_path, const char *state_dir,
                           bool (*known)(void *arg, const char *job,
                                         int64_t attempt),
                           void *arg, int *removed, struct err *e)
 {
 	struct docker *d = NULL;
 	json_t *lst = NULL, *c, *filters;
-	char *label = xasprintf("tether.agent=%s", agent_id ? agent_id : "");
+	char *label = xasprintf("tether.state_dir=%s", state_dir);
 	size_t i;
 	int rc;
 

@@ -142,9 +142,10 @@ int docker_container_body(const struct runner *r, const char *image,
                           json_t **out, struct err *e);
 
 /* Hygiene, for the agent and the env cache (docker-hygiene.c). */
-/* Remove containers labelled tether.agent=agent_id whose (job, attempt)
- * known() does not recognise; *removed counts them. */
-int docker_remove_orphans(const char *socket_path, const char *agent_id,
+/* Remove the job containers of this state directory (label
+ * tether.state_dir) whose (job, attempt) known() does not recognise, in
+ * any state; *removed counts them.  For the agent, at start. */
+int docker_remove_orphans(const char *socket_path, const char *state_dir,
                           bool (*known)(void *arg, const char *job,
                                         int64_t attempt),
                           void *arg, int *removed, struct err *e);
