@@ -1,0 +1,87 @@
+"""Docker environments: the image built from a Dockerfile is tagged
+tether-env:<key> and the second job with the same Dockerfile (and context,
+.dockerignore'd files aside) reuses it without a rebuild; the context
+honours .dockerignore; an image can also be used by name."""
+import re
+
+from harness import dockerd
+from harness import runner as hr
+
+DOCKERFILE = """FROM tether-test-base:bookworm
+COPY . /ctx
+RUN touch /ctx/.built-%s
+"""
+IGNORE = "secret.txt\nlogs/\n# comment\n"
+
+
+def run_job(job, extra, state, tag):
+    files = {"Dockerfile": DOCKERFILE % tag, ".dockerignore": IGNORE,
+             "train.py": "print('hi')\n"}
+    files.update(extra)
+    d = dockerd.docker_attempt(["sh", "-c", "ls -A /ctx"],
+                               files=files, dockerfile=files["Dockerfile"],
+                               job=job, state=state)
+    r = hr.run_runner(d, timeout=300)
+    res = hr.result(d)
+    assert res["reason"] == "succeeded", (res, r.stderr, hr.log(d)[-2000:])
+    return hr.log(d).decode(errors="replace")
+
+
+def env_key(log):
+    m = re.search(r"\[env\] (?:cache hit: )?(?:building )?docker environment "
+                  r"([0-9a-f]{12})", log)
+    assert m, log
+    return m.group(1)
+
+
+def test_same_dockerfile_reuses_image(docker_base):
+    state = hr.state_dir()
+    tag = str(id(state))  # a Dockerfile no other test run has built
+    first = run_job("D-env1", {"secret.txt": "one\n"}, state, tag)
+    assert "Step 1/" in first, first
+    key = env_key(first)
+    images = [t for t in _env_tags() if t.startswith("tether-env:" + key)]
+    assert len(images) == 1, images
+    st, info = dockerd.api("GET", "/images/%s/json" % images[0])
+    image_id = info["Id"]
+    # Same Dockerfile and context; only ignored files differ.
+    second = run_job("D-env2", {"secret.txt": "two\n",
+                                "logs/run.log": "noise\n"}, state, tag)
+    assert "Step 1/" not in second, second
+    assert "cache hit: docker environment " + key in second
+    st, info = dockerd.api("GET", "/images/%s/json" % images[0])
+    assert info["Id"] == image_id
+    # .dockerignore: the secret never reached the image
+    for log in (first, second):
+        listing = log.split("[env] image", 1)[-1]
+        assert "train.py\n" in listing and ".built-" in listing, listing
+        assert "secret.txt" not in listing and "logs" not in listing
+
+
+def test_context_change_rebuilds(docker_base):
+    state = hr.state_dir()
+    tag = str(id(state))
+    a = env_key(run_job("D-env3", {}, state, tag))
+    second = run_job("D-env4", {"train.py": "print('changed')\n"}, state, tag)
+    assert env_key(second) != a
+    assert "Step 1/" in second
+
+
+def test_image_by_name(docker_base):
+    d = dockerd.docker_attempt(
+        ["python3", "-c", "print('by name ok')"], job="D-img",
+        spec={"environment": {"kind": "docker",
+                              "image": "tether-test-base:bookworm"}})
+    r = hr.run_runner(d, timeout=120)
+    res = hr.result(d)
+    assert res["reason"] == "succeeded", (res, r.stderr)
+    log = hr.log(d).decode()
+    assert "by name ok\n" in log
+    key = env_key(log)
+    assert any(t.startswith("tether-env:" + key) for t in _env_tags())
+
+
+def _env_tags():
+    st, imgs = dockerd.api("GET", "/images/json")
+    return [t for i in imgs for t in (i.get("RepoTags") or [])
+            if t.startswith("tether-env:")]
