@@ -32,11 +32,11 @@ class _UnixConn(http.client.HTTPConnection):
         self.sock.connect(self.unix_path)
 
 
-def api(method, path, body=None, sock=SOCKET, timeout=30):
+def api(method, path, body=None, sock=SOCKET, timeout=30, headers=None):
     """One Engine API request; returns (status, parsed JSON or bytes)."""
     c = _UnixConn(sock, timeout)
     try:
-        hdrs = {}
+        hdrs = dict(headers or {})
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -175,3 +175,49 @@ def container_of(d):
 def container_exists(cid):
     st, _ = api("GET", "/containers/%s/json" % cid)
     return st == 200
+
+
+def registry_auth(user, password, server):
+    """An X-Registry-Auth header value."""
+    import base64
+    doc = {"username": user, "password": password, "serveraddress": server}
+    return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()
+
+
+class Registry:
+    """Debian's docker-registry on a loopback port with htpasswd auth."""
+
+    def __init__(self, user="tether", password="s3cret-pw"):
+        from harness.common import free_port, tmpdir, wait_port
+        self.user, self.password = user, password
+        self.port = free_port()
+        self.addr = "127.0.0.1:%d" % self.port
+        self.dir = tmpdir("tether-registry-")
+        htpasswd = os.path.join(self.dir, "htpasswd")
+        run(["htpasswd", "-Bbc", htpasswd, user, password])
+        conf = os.path.join(self.dir, "config.yml")
+        with open(conf, "w") as f:
+            f.write("version: 0.1\n"
+                    "storage:\n  filesystem:\n    rootdirectory: %s/data\n"
+                    "http:\n  addr: %s\n"
+                    "auth:\n  htpasswd:\n    realm: tether-test\n"
+                    "    path: %s\n" % (self.dir, self.addr, htpasswd))
+        self.proc = Proc(["docker-registry", "serve", conf],
+                         os.path.join(self.dir, "registry.log"))
+        wait_port(self.port, timeout=20)
+
+    def push(self, image, repo, tag):
+        """Tag a local image as addr/repo:tag and push it with credentials;
+        returns the remote reference."""
+        ref = "%s/%s" % (self.addr, repo)
+        st, body = api("POST", "/images/%s/tag?repo=%s&tag=%s" % (image, ref, tag))
+        assert st == 201, body
+        auth = registry_auth(self.user, self.password, self.addr)
+        st, body = api("POST", "/images/%s/push?tag=%s" % (ref, tag),
+                       headers={"X-Registry-Auth": auth}, timeout=600)
+        assert st == 200 and b'"error"' not in (body if isinstance(body, bytes)
+                                               else b""), body
+        return "%s:%s" % (ref, tag)
+
+    def stop(self):
+        self.proc.stop()
