@@ -78,7 +78,7 @@ struct agent {
 
 	/* lease / registration (lease.c, register.c) */
 	struct tp_call *lease_call, *reg_call;
-	int64_t lease_sent_mono;
+	int64_t lease_sent_mono, lease_room_sent;
 	struct loop_timer *lease_timer;
 	bool re_register;
 

@@ -76,6 +76,10 @@ static bool agent_drain_step(struct agent *a)
 			continue;
 		left = true;
 	}
+	/* A poll in flight that offered room may still bring a job (the
+	 * workspace hands it to the held request): wait for its reply. */
+	if (a->lease_call != NULL && a->lease_room_sent > 0)
+		left = true;
 	return !left;
 }
 
@@ -260,11 +264,13 @@ static int agent_setup(struct agent *a, struct err *e)
 	int r;
 
 	srandom((unsigned)(now_mono_ms() ^ getpid()));
-	if ((r = mkdir_p(a->conf.state_dir, 0700, e)) < 0 ||
+	/* Signals first: a local command may signal us once the lock is
+	 * ours. */
+	if ((r = loop_new(&a->loop, e)) < 0 || (r = agent_signals(a, e)) < 0 ||
+	    (r = mkdir_p(a->conf.state_dir, 0700, e)) < 0 ||
 	    (r = lock_take(a->conf.state_dir, &a->lock_fd, e)) < 0 ||
 	    (r = db_open(dbp, &a->db, e)) < 0 ||
-	    (r = capacity_detect(&a->conf, &a->cap, e)) < 0 ||
-	    (r = loop_new(&a->loop, e)) < 0 || (r = agent_signals(a, e)) < 0)
+	    (r = capacity_detect(&a->conf, &a->cap, e)) < 0)
 		goto out;
 	chmod(a->conf.state_dir, 0700);
 	a->runner_path = launch_find_runner(&a->conf);

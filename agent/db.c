@@ -106,19 +106,28 @@ int db_schema_version(sqlite3 *db)
 
 static int db_migrate(sqlite3 *db, struct err *e)
 {
-	int v = db_schema_version(db), r = 0;
 	int n = (int)(sizeof(db_migrations) / sizeof(db_migrations[0]));
 	char pragma[64];
+	int v, r;
 
-	if (v > n)
-		return err_set(
-		    e, TERR_UNSUPP,
-		    "agent.db has schema version %d, newer than this "
-		    "agent (%d): upgrade tether-agent",
-		    v, n);
-	for (; v < n; v++) {
+	for (;;) {
+		/* Read the version inside the write transaction: another
+		 * process (a local command) may be migrating too. */
 		if ((r = db_begin(db, e)) < 0)
 			return r;
+		v = db_schema_version(db);
+		if (v > n) {
+			db_rollback(db);
+			return err_set(e, TERR_UNSUPP,
+			               "agent.db has schema version %d, newer "
+			               "than this agent (%d): upgrade "
+			               "tether-agent",
+			               v, n);
+		}
+		if (v == n) {
+			db_rollback(db);
+			return 0;
+		}
 		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d",
 		         v + 1);
 		if ((r = db_exec(db, db_migrations[v], e)) < 0 ||
@@ -130,7 +139,6 @@ static int db_migrate(sqlite3 *db, struct err *e)
 		if ((r = db_commit(db, e)) < 0)
 			return r;
 	}
-	return 0;
 }
 
 int db_open(const char *path, sqlite3 **out, struct err *e)

@@ -25,6 +25,16 @@ static int64_t lease_queue_room(struct agent *a)
 	return room < 0 || a->draining ? 0 : room;
 }
 
+/* Workspace job ids are integers on the wire. */
+static json_t *lease_job_id(const char *job)
+{
+	int64_t id;
+
+	if (parse_i64(job, 1, INT64_MAX, &id, NULL) == 0)
+		return json_integer(id);
+	return json_string(job);
+}
+
 static json_t *lease_body(struct agent *a)
 {
 	json_t *running = json_array(), *body;
@@ -38,8 +48,8 @@ static json_t *lease_body(struct agent *a)
 			continue;
 		json_array_append_new(
 		    running,
-		    json_pack("{s:s, s:I, s:s}", "job", t->job, "attempt",
-		              (json_int_t)t->attempt, "state",
+		    json_pack("{s:o, s:I, s:s}", "job", lease_job_id(t->job),
+		              "attempt", (json_int_t)t->attempt, "state",
 		              t->state == ATT_QUEUED ? "assigned" : "running"));
 		if (t->state == ATT_RUNNING) {
 			cpus -= t->cpus;
@@ -174,6 +184,8 @@ static void lease_send(void *arg)
 	}
 	body = lease_body(a);
 	a->lease_sent_mono = now_mono_ms();
+	a->lease_room_sent =
+	    json_integer_value(json_object_get(body, "queue_room"));
 	r = a->tp->lease(a->t, body, a->conf.heartbeat_ms / 1000, lease_done, a,
 	                 &a->lease_call, &e);
 	json_decref(body);
