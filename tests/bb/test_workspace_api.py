@@ -269,6 +269,11 @@ def test_submit_missing_snapshot(workspace):
     assert st == 400 and b["error"]["field"] == "source.snapshot"
 
 
+def test_submit_refuses_a_node_path_source(workspace):
+    st, _, b = workspace.api("POST", "/api/v1/jobs", json=dict(SPEC, source={"path": "/srv"}))
+    assert st == 400 and b["error"]["field"] == "source.path"
+
+
 def test_cancel_queued_running_and_terminal(workspace):
     jid = workspace.submit(SPEC)
     st, _, b = workspace.api("POST", f"/api/v1/jobs/{jid}/cancel")

@@ -130,3 +130,27 @@ def test_snapshot_limit():
     assert st == 413 and b["error"]["code"] == "too_large"
     assert os.listdir(os.path.join(ws.dir, "blobs")) == []
     ws.stop()
+
+
+def test_retention_deletes_old_logs_outputs_and_unused_snapshots():
+    from harness.common import wait_until
+    from harness.workspace import Workspace
+    ws = Workspace(log_retention="1s", output_retention="1s").start()
+    sec = ws.register()
+    tgz = make_tgz()
+    sid = ws.api("POST", "/api/v1/snapshots", data=tgz)[2]["id"]
+    live = ws.submit(SPEC, source={"snapshot": sid}, placement={"agent": "elsewhere"})
+    j = ws.submit(SPEC)
+    ws.lease(sec)
+    ws.append(sec, j, 1, 0, b"old log")
+    assert put(ws, sec, j, 1, "m.bin", b"old output")[0] == 201
+    ws.finish(sec, j, 1)
+    wait_until(lambda: ws.api("GET", f"/api/v1/jobs/{j}/outputs")[2]["outputs"] == [], 10)
+    st, h, body = ws.api("GET", f"/api/v1/jobs/{j}/log")
+    assert body == b"" and h["Tether-Log-Complete"] == "1"
+    blobs = os.listdir(os.path.join(ws.dir, "blobs"))
+    assert blobs == [sid]  # the output's blob went; the live job's snapshot stays
+    assert ws.api("GET", f"/api/v1/snapshots/{sid}")[0] == 200
+    ws.api("POST", f"/api/v1/jobs/{live}/cancel")
+    wait_until(lambda: os.listdir(os.path.join(ws.dir, "blobs")) == [], 10)
+    ws.stop()

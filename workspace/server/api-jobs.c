@@ -93,6 +93,13 @@ static int jobs_submit(struct req *r)
 		st = reply_err(r, &e);
 		goto out;
 	}
+	if (s->source.kind == SOURCE_PATH) {
+		st =
+		    reply_error(r, 400, "invalid", "source.path",
+		                "source.path: a node directory is for local "
+		                "submit only; upload it (tether submit --dir)");
+		goto out;
+	}
 	masked = mask_secrets(root);
 	db_lock(ws);
 	if (s->source.snapshot && !snapshot_exists(ws, s->source.snapshot)) {

@@ -4,8 +4,9 @@
  * (wait_mark), checks, and parks its connection (wait_park: MHD suspend).
  * Every state change calls ws_notify, which bumps the generation and
  * resumes every parked connection; their handlers run again and check
- * again.  A sweeper thread resumes requests whose deadline passed and,
- * every 100 ms, expires lapsed leases (sched_expire). */
+ * again.  A sweeper thread resumes requests whose deadline passed,
+ * every 100 ms expires lapsed leases (sched_expire) and every second
+ * applies retention (retention_sweep). */
 #include "workspace/server/http.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -66,7 +67,7 @@ static void *sweeper_main(void *arg)
 {
 	struct ws *ws = arg;
 	struct timespec ts;
-	int64_t last_expire = 0;
+	int64_t last_expire = 0, last_retention = 0;
 
 	pthread_mutex_lock(&ws->wait_mu);
 	while (!ws->stopping) {
@@ -79,10 +80,15 @@ static void *sweeper_main(void *arg)
 		pthread_cond_timedwait(&ws->wait_cond, &ws->wait_mu, &ts);
 		resume_locked(ws, false, now_mono_ms());
 		if (now_mono_ms() - last_expire >= 100) {
+			bool sweep = now_mono_ms() - last_retention >= 1000;
 			last_expire = now_mono_ms();
+			if (sweep)
+				last_retention = last_expire;
 			pthread_mutex_unlock(&ws->wait_mu);
 			if (sched_expire(ws) > 0)
 				ws_notify(ws);
+			if (sweep)
+				retention_sweep(ws);
 			pthread_mutex_lock(&ws->wait_mu);
 		}
 	}

@@ -114,6 +114,10 @@ void agent_revoke(struct ws *ws, const char *id, bool lost_now);
 int agent_check_labels(json_t *labels, const char *field, struct err *e);
 int agent_check_capacity(json_t *cap, const char *where, struct err *e);
 
+/* retention.c: delete logs, outputs and snapshots past retention;
+ * returns the number of rows deleted. */
+int retention_sweep(struct ws *ws);
+
 /* http.c */
 int http_start(struct ws *ws, struct err *e);
 void http_stop(struct ws *ws);

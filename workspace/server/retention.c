@@ -1,0 +1,114 @@
+/* retention.c: forget what is old.  Logs of jobs that ended more than
+ * log_retention ago are deleted (their attempts' log_length becomes 0);
+ * outputs of jobs that ended more than output_retention ago are deleted,
+ * and snapshots older than that which no unfinished job uses.  A blob
+ * file goes when no output or snapshot names it any more. */
+#include "workspace/server/ws.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+static int run_bound(struct ws *ws, const char *sql, double before)
+{
+	sqlite3_stmt *st = db_prep(ws, sql);
+	int n;
+
+	sqlite3_bind_double(st, 1, before);
+	n = sqlite3_step(st) == SQLITE_DONE ? sqlite3_changes(ws->db) : -1;
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* Blob names no row refers to any more, collected before they go. */
+static json_t *orphans(struct ws *ws, const char *candidates, double before)
+{
+	sqlite3_stmt *st = db_prep(ws, candidates);
+	json_t *list = json_array();
+
+	sqlite3_bind_double(st, 1, before);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(list, db_col_str(st, 0));
+	sqlite3_finalize(st);
+	return list;
+}
+
+static void unlink_unused(struct ws *ws, json_t *names)
+{
+	sqlite3_stmt *st = db_prep(
+	    ws, "SELECT (SELECT count(*) FROM outputs WHERE sha256 = ?1) + "
+	        "(SELECT count(*) FROM snapshots WHERE id = ?1)");
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(names, i, v)
+	{
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, json_string_value(v), -1,
+		                  SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW &&
+		    sqlite3_column_int(st, 0) == 0) {
+			char *p = xasprintf("%s/blobs/%s", ws->dir,
+			                    json_string_value(v));
+			unlink(p);
+			free(p);
+		}
+	}
+	sqlite3_finalize(st);
+}
+
+int retention_sweep(struct ws *ws)
+{
+	double now = ws_now();
+	double logs_before = now - (double)ws->conf.log_retention_ms / 1000.0;
+	double outs_before =
+	    now - (double)ws->conf.output_retention_ms / 1000.0;
+	json_t *blobs = NULL, *snaps = NULL;
+	int n = 0;
+
+	db_lock(ws);
+	if (db_begin(ws) < 0)
+		goto out;
+	n += run_bound(ws,
+	               "DELETE FROM log_chunks WHERE job IN (SELECT id FROM "
+	               "jobs WHERE ended_at IS NOT NULL AND ended_at < ?)",
+	               logs_before);
+	run_bound(ws,
+	          "UPDATE attempts SET log_length = 0 WHERE log_length > 0 AND "
+	          "job IN (SELECT id FROM jobs WHERE ended_at IS NOT NULL AND "
+	          "ended_at < ?)",
+	          logs_before);
+	blobs = orphans(ws,
+	                "SELECT DISTINCT sha256 FROM outputs WHERE job IN "
+	                "(SELECT id FROM jobs WHERE ended_at IS NOT NULL AND "
+	                "ended_at < ?)",
+	                outs_before);
+	n += run_bound(ws,
+	               "DELETE FROM outputs WHERE job IN (SELECT id FROM jobs "
+	               "WHERE ended_at IS NOT NULL AND ended_at < ?)",
+	               outs_before);
+	snaps = orphans(ws,
+	                "SELECT id FROM snapshots WHERE created_at < ?1 AND id "
+	                "NOT IN (SELECT snapshot FROM jobs WHERE snapshot IS "
+	                "NOT NULL AND (ended_at IS NULL OR ended_at >= ?1))",
+	                outs_before);
+	n += run_bound(ws,
+	               "DELETE FROM snapshots WHERE created_at < ?1 AND id NOT "
+	               "IN (SELECT snapshot FROM jobs WHERE snapshot IS NOT "
+	               "NULL AND (ended_at IS NULL OR ended_at >= ?1))",
+	               outs_before);
+	if (db_commit(ws) < 0) {
+		db_rollback(ws);
+		goto out;
+	}
+	unlink_unused(ws, blobs);
+	unlink_unused(ws, snaps);
+	if (n > 0)
+		log_info("retention: %d rows deleted", n);
+out:
+	db_unlock(ws);
+	json_decref(blobs);
+	json_decref(snaps);
+	return n;
+}
