@@ -14,6 +14,7 @@
 #include "common/sha256.h"
 #include "common/util.h"
 #include "runner/source.h"
+#include "runner/supervisor.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -135,6 +138,8 @@ static void run_child(struct runner *r, int wfd, char *const argv[],
 	    dup2(wfd, 2) < 0)
 		_exit(126);
 	close_range(3, ~0U, 0);
+	setpgid(0,
+	        0); /* its own group, so that a stop reaches pip's children */
 	if (env_bind.tmp &&
 	    (unshare(CLONE_NEWNS) < 0 ||
 	     mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
@@ -171,41 +176,76 @@ static void tail_add(char *tail, size_t size, const char *line)
 	snprintf(tail + have, size - have, "%s\n", line);
 }
 
-/* Copy the child's output into the job log line by line. */
-static void run_pump(struct runner *r, int rfd, char *tail, size_t tsize)
+/* Log complete lines of buf (all of it at eof); returns what is left. */
+static size_t pump_lines(struct runner *r, char *buf, size_t len, bool eof,
+                         char *tail, size_t tsize)
 {
+	char *nl;
+
+	while ((nl = memchr(buf, '\n', len)) != NULL || len == LINE_MAX_LOG ||
+	       (eof && len > 0)) {
+		size_t l = nl ? (size_t)(nl - buf) : len;
+		buf[l] = '\0';
+		runner_logf(r, "env", "%s", buf);
+		tail_add(tail, tsize, buf);
+		l += nl ? 1 : 0;
+		memmove(buf, buf + l, len - l);
+		len -= l;
+	}
+	return len;
+}
+
+/* Copy the child's output into the job log line by line until EOF, or until
+ * the attempt must stop (cancel file, lease): then return the reason. */
+static const char *run_pump(struct runner *r, int rfd, char *tail, size_t tsize)
+{
+	struct pollfd pfd = {.fd = rfd, .events = POLLIN};
+	int64_t next = now_mono_ms() + FENCE_CHECK_MS;
 	char buf[LINE_MAX_LOG + 1];
+	const char *stop;
 	size_t len = 0;
 	ssize_t n;
 
 	for (;;) {
+		int pr = poll(&pfd, 1, FENCE_CHECK_MS);
+		if (now_mono_ms() >= next) {
+			next = now_mono_ms() + FENCE_CHECK_MS;
+			if ((stop = source_fenced(r)) != NULL)
+				return stop;
+		}
+		if (pr <= 0)
+			continue;
 		n = read(rfd, buf + len, LINE_MAX_LOG - len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n > 0)
 			len += (size_t)n;
-		char *nl;
-		while ((nl = memchr(buf, '\n', len)) != NULL ||
-		       len == LINE_MAX_LOG || (n <= 0 && len > 0)) {
-			size_t l = nl ? (size_t)(nl - buf) : len;
-			char save = buf[l];
-			buf[l] = '\0';
-			runner_logf(r, "env", "%s", buf);
-			tail_add(tail, tsize, buf);
-			buf[l] = save;
-			l += nl ? 1 : 0;
-			memmove(buf, buf + l, len - l);
-			len -= l;
-		}
+		len = pump_lines(r, buf, len, n <= 0, tail, tsize);
 		if (n <= 0)
-			return;
+			return NULL;
 	}
+}
+
+/* Stop a builder's process group: TERM, a grace period, KILL; reap it. */
+static void run_stop(pid_t pid)
+{
+	int status;
+
+	kill(-pid, SIGTERM);
+	for (int i = 0; i < 100; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			break;
+		usleep(50 * 1000);
+	}
+	kill(-pid, SIGKILL);
+	waitpid(pid, &status, 0);
 }
 
 int env_run(struct runner *r, char *const argv[], char *const envp[],
             char *tail, size_t tail_size, struct err *e)
 {
 	int fds[2], status;
+	const char *stop;
 	pid_t pid;
 
 	if (tail && tail_size)
@@ -220,8 +260,15 @@ int env_run(struct runner *r, char *const argv[], char *const envp[],
 	if (pid == 0)
 		run_child(r, fds[1], argv, envp);
 	close(fds[1]);
-	run_pump(r, fds[0], tail, tail_size);
+	stop = run_pump(r, fds[0], tail, tail_size);
 	close(fds[0]);
+	if (stop != NULL) {
+		runner_logf(r, "env", "stopping %s: %s", argv[0], stop);
+		run_stop(pid);
+		return err_set(e, TERR_CONFLICT,
+		               "%s while building the environment (%s stopped)",
+		               stop, argv[0]);
+	}
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return err_sys(e, TERR_IO, "waitpid");

@@ -33,6 +33,7 @@ struct gitsrc {
 	int cred_calls;
 	struct err why; /* our reason, when a callback refused */
 	git_indexer_progress stats;
+	int64_t next_fence_ms; /* when to check the cancel and lease files */
 };
 
 /* Message of the last libgit2 error. */
@@ -153,12 +154,34 @@ static int cb_certificate(git_cert *cert, int valid, const char *host,
 	return 0;
 }
 
+/* Abort the transfer when the attempt must stop (checked once a second). */
+static int check_fence(struct gitsrc *g)
+{
+	const char *stop;
+
+	if (now_mono_ms() < g->next_fence_ms)
+		return 0;
+	g->next_fence_ms = now_mono_ms() + 1000;
+	if ((stop = source_fenced(g->r)) == NULL)
+		return 0;
+	err_set(&g->why, TERR_CONFLICT, "%s while fetching %s", stop,
+	        g->safe_url);
+	return -1;
+}
+
 static int cb_progress(const git_indexer_progress *st, void *payload)
 {
 	struct gitsrc *g = payload;
 
 	g->stats = *st;
-	return 0;
+	return check_fence(g);
+}
+
+static int cb_sideband(const char *str, int len, void *payload)
+{
+	(void)str;
+	(void)len;
+	return check_fence(payload);
 }
 
 /* Open (or create) the mirror for g->url and take its lock. */
@@ -236,6 +259,7 @@ static int mirror_fetch(struct gitsrc *g, const char *ref, struct err *e)
 	fo.callbacks.credentials = cb_credentials;
 	fo.callbacks.certificate_check = cb_certificate;
 	fo.callbacks.transfer_progress = cb_progress;
+	fo.callbacks.sideband_progress = cb_sideband;
 	fo.callbacks.payload = g;
 	fo.prune = GIT_FETCH_PRUNE;
 	fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;

@@ -10,6 +10,7 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "runner/supervisor.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -35,6 +36,17 @@ int64_t source_setting_int(struct runner *r, const char *name, int64_t def)
 	if (json_is_integer(v) && json_integer_value(v) >= 0)
 		return json_integer_value(v);
 	return def;
+}
+
+const char *source_fenced(struct runner *r)
+{
+	struct fence f;
+
+	if (r->dir == NULL)
+		return NULL;
+	fence_init(&f);
+	fence_reload(&f, r->dir);
+	return fence_check(&f, now_mono_ms());
 }
 
 static int copy_fd(int in, int out, struct err *e)

@@ -42,6 +42,11 @@ int snapshot_extract(const char *archive, const char *dir,
 int gitsrc_hostkey_check(const char *known_hosts, const char *host, int port,
                          const void *key, size_t key_len, struct err *e);
 
+/* Why the attempt must stop now ("cancelled", "lost": the agent's cancel
+ * and lease files), or NULL.  Long source and env steps check it at least
+ * once a second and abort. */
+const char *source_fenced(struct runner *r);
+
 /* Runner setting `name` as a string, or NULL (helper for source/env). */
 const char *source_setting_str(struct runner *r, const char *name);
 /* Runner setting `name` as a non-negative integer, or def. */

@@ -8,11 +8,14 @@ a real solver when the environment.yml asks for a package that does not
 exist.  What is tested is ours: which tool is picked, its exact command line,
 the activation of the prefix for the job, and a solver failure ending
 env_failed with the tool's message in the log."""
+import json
 import os
+import time
 
 import pytest
 
-from harness.gitserver import phase_end, run_attempt, var_tmpdir
+from harness.common import wait_until
+from harness.gitserver import phase_end, read_attempt, run_attempt, var_tmpdir
 
 STANDIN = r"""#!/bin/sh
 # stand-in for {tool}: record argv, make a prefix with a python
@@ -27,6 +30,11 @@ if grep -q nonexistent-pkg "$file"; then
   echo "    The following package could not be installed"
   echo "    └─ nonexistent-pkg does not exist (perhaps a typo or a missing channel)."
   exit 1
+fi
+if grep -q slow-pkg "$file"; then
+  echo $$ > {rec}/slow.pid
+  echo "Solving environment..."
+  sleep 120
 fi
 mkdir -p "$prefix/bin" "$prefix/conda-meta"
 cp "$file" "$prefix/conda-meta/environment.yml"
@@ -153,3 +161,27 @@ def test_environment_file_from_source():
     att = run_conda(root, spec, b)
     assert att["result"]["reason"] == "succeeded", att["log"]
     assert "S=1\n" in att["log"]
+
+
+def test_cancel_stops_a_long_build():
+    b, rec = make_tools(["micromamba"])
+    root = var_tmpdir()
+    p = run_attempt(root, conda_spec(YML + "  - slow-pkg\n"), wait=False,
+                    env={"PATH": b + ":/usr/bin:/bin"})
+    d = os.path.join(root, "state", "jobs", "1", "1")
+    wait_until(lambda: "Solving environment" in open(os.path.join(d, "log")).read(),
+               30, what="the build to start")
+    pid = int(open(os.path.join(rec, "slow.pid")).read())
+    t0 = time.monotonic()
+    with open(os.path.join(d, "cancel.tmp"), "w") as f:
+        json.dump({"reason": "cancelled", "grace": 1}, f)
+    os.rename(os.path.join(d, "cancel.tmp"), os.path.join(d, "cancel"))
+    p.wait(30)
+    assert time.monotonic() - t0 < 10
+    assert not os.path.exists(f"/proc/{pid}")
+    att = read_attempt(d)
+    assert "cancelled while building the environment" in att["result"]["message"]
+    assert att["result"]["reason"] in ("cancelled", "env_failed")
+    assert "[env] stopping" in att["log"]
+    envs = os.path.join(root, "envs")
+    assert [n for n in os.listdir(envs) if not n.startswith(".")] == []
