@@ -13,6 +13,8 @@ void fence_init(struct fence *f)
 	f->timeout_deadline_ms = -1;
 	f->cancel_reason[0] = '\0';
 	f->cancel_grace_ms = -1;
+	f->hang_ms = 0;
+	f->last_output_ms = 0;
 }
 
 void fence_reload(struct fence *f, const char *dir)
@@ -56,6 +58,8 @@ const char *fence_check(const struct fence *f, int64_t now_ms)
 		return "lost";
 	if (f->timeout_deadline_ms >= 0 && now_ms >= f->timeout_deadline_ms)
 		return "timed_out";
+	if (f->hang_ms > 0 && now_ms >= f->last_output_ms + f->hang_ms)
+		return "hung";
 	return NULL;
 }
 
@@ -74,5 +78,7 @@ int fence_wait_ms(const struct fence *f, int64_t now_ms)
 
 	w = until(f->lease_deadline_ms, now_ms, w);
 	w = until(f->timeout_deadline_ms, now_ms, w);
+	if (f->hang_ms > 0)
+		w = until(f->last_output_ms + f->hang_ms, now_ms, w);
 	return (int)w;
 }

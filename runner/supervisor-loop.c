@@ -153,6 +153,7 @@ static int loop_run(struct loop *l, struct err *e)
 			                       e)) < 0)
 				return rc;
 			l->out_eof = eof;
+			l->fence.last_output_ms = now_mono_ms();
 		}
 		if (id >= 0 && p[id].revents)
 			l->done = true;
@@ -182,6 +183,8 @@ int supervisor_run_job(struct runner *r, struct launch_exit *ex,
 	if (r->spec->timeout_ms > 0)
 		l.fence.timeout_deadline_ms =
 		    r->run_started_ms + r->spec->timeout_ms;
+	l.fence.hang_ms = r->spec->hang_timeout_ms;
+	l.fence.last_output_ms = r->run_started_ms;
 	json_t *ev = json_pack("{s:s, s:I}", "type", "started", "pid",
 	                       (json_int_t)r->state.job_pid);
 	runner_event(r, ev, e);

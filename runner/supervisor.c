@@ -159,8 +159,12 @@ static int write_final(struct runner *r, struct final *f, struct err *e)
 		goto out;
 	fsync(r->events_fd);
 	res = json_deep_copy(ev);
-	json_object_set(res, "outputs", f->outputs ? f->outputs : json_array());
-	json_object_set(res, "refused", f->refused ? f->refused : json_array());
+	json_object_set_new(res, "outputs",
+	                    f->outputs ? json_incref(f->outputs)
+	                               : json_array());
+	json_object_set_new(res, "refused",
+	                    f->refused ? json_incref(f->refused)
+	                               : json_array());
 	json_object_set_new(res, "job", json_string(r->job_id));
 	json_object_set_new(res, "attempt", json_integer(r->attempt));
 	text = json_dump_canon(res);

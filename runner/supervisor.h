@@ -19,6 +19,8 @@ struct fence {
 	int64_t timeout_deadline_ms; /* CLOCK_MONOTONIC; -1: no timeout */
 	char cancel_reason[32];      /* "" when not cancelled */
 	int64_t cancel_grace_ms;     /* -1: the default grace */
+	int64_t hang_ms;             /* hang_timeout; 0: none */
+	int64_t last_output_ms;      /* CLOCK_MONOTONIC of the last output */
 };
 
 #define FENCE_CHECK_MS 1000 /* the lease is checked at least this often */

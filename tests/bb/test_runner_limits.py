@@ -73,6 +73,8 @@ def test_cpus_half_holds_busy_loop_near_50_percent():
     p = R.start_runner(d)
     R.wait_started(d)
     cg = R.wait_until(lambda: R.state(d).get("cgroup"), what="cgroup in state.json")
+    quota = tuple(int(open(f"/sys/fs/cgroup/cpu/{cg}/cpu.cfs_{k}_us").read())
+                  for k in ("quota", "period"))
     time.sleep(0.3)  # past the start-up
     a, t0, th0 = _cpuacct_ns(cg), time.monotonic(), _throttled(cg)
     time.sleep(2.0)
@@ -82,8 +84,10 @@ def test_cpus_half_holds_busy_loop_near_50_percent():
     res = R.wait_result(d)
     p.stop()
     # The quota caps it near 50 % (the 2-core test machine is shared, so
-    # the lower bound is generous); the CFS throttle shows the quota bites.
+    # the lower bound is generous); when it got near the cap, CFS throttled
+    # it (the quota, not luck, held it there).
     assert 0.2 <= share <= 0.62, share
-    assert th1 - th0 >= 10, (th0, th1)
+    assert th1 - th0 >= 10 or share < 0.45, (share, th0, th1)
+    assert quota == (50000, 100000)
     assert res["reason"] == "cancelled"
     assert res["cpu_seconds"] > 0.5

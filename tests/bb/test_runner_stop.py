@@ -140,3 +140,14 @@ def test_runner_outlives_its_parent():
     assert res["reason"] == "succeeded"
     assert R.log(d).endswith(b"begin\ndone\n")
     R.wait_until(lambda: not R.pids_alive([runner_pid]), what="the runner to exit")
+
+
+def test_hang_timeout_ends_silent_job():
+    d = R.make_attempt(["/bin/sh", "-c", "echo a; sleep 0.5; echo b; exec sleep 100"],
+                       hang_timeout=1.5)
+    t0 = time.monotonic()
+    R.run_runner(d)
+    res = R.result(d)
+    assert res["reason"] == "hung", res
+    assert 1.9 <= time.monotonic() - t0 <= 6
+    assert R.log(d).decode().count("\n") >= 2

@@ -82,12 +82,27 @@ static void test_cancel_wins(void **state)
 	assert_int_equal(rm_rf(dir, &e), 0);
 }
 
+static void test_hang(void **state)
+{
+	struct fence f;
+
+	fence_init(&f);
+	f.hang_ms = 2000;
+	f.last_output_ms = 10000;
+	assert_null(fence_check(&f, 11999));
+	assert_int_equal(fence_wait_ms(&f, 11500), 500);
+	assert_string_equal(fence_check(&f, 12000), "hung");
+	f.last_output_ms = 11900; /* output arrived: the clock restarts */
+	assert_null(fence_check(&f, 12000));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_no_files),
 	    cmocka_unit_test(test_lease),
 	    cmocka_unit_test(test_cancel_wins),
+	    cmocka_unit_test(test_hang),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
