@@ -113,3 +113,10 @@ def test_sigterm_stops_cleanly_with_a_parked_long_poll(workspace):
     assert workspace.stop() == 0
     t.join(10)
     assert got["r"]["jobs"] == []
+
+
+def test_docs_config_table_matches_the_binary():
+    from harness.common import SOURCE_DIR
+    table = run([binary("tether-workspace"), "config-markdown"]).stdout
+    with open(os.path.join(SOURCE_DIR, "docs", "workspace.md")) as f:
+        assert table in f.read(), "docs/workspace.md settings table is stale"

@@ -168,6 +168,10 @@ int main(int argc, char **argv)
 		conf_print_help(ws_conf_table, stdout);
 		return 0;
 	}
+	if (strcmp(o.cmd, "config-markdown") == 0) {
+		conf_print_markdown(ws_conf_table, stdout);
+		return 0;
+	}
 	if (o.dir == NULL)
 		cli_usage_error("tether-workspace", "%s needs --dir DIR",
 		                o.cmd);
