@@ -23,7 +23,7 @@ where the binaries come from (default: the build tree $here/../build):
 where they go:
   --prefix DIR        binaries go to DIR/bin (default /usr/local)
   --root DIR          install into the tree DIR instead of / (images, tests)
-registration (one step; see 'tether-agent register --help'):
+registration (the agent trades the token for its credential on its first start):
   --workspace URL     https://host[:port] or ssh://user@host[:port]
   --token T           registration token (tr_...) from a workspace admin
   --name N            agent name (default: the host name)
@@ -84,11 +84,6 @@ unit=tether-agent.service
 bindir=$prefix/bin
 datadir=$prefix/share/tether
 agent=$bindir/tether-agent
-
-# in_root CMD...: run a command of the installed tree (chrooted with --root).
-in_root() {
-	if [ -n "$root" ]; then chroot "$root" "$@"; else "$@"; fi
-}
 
 # systemd_running: true when systemd is PID 1 of the target system.
 systemd_running() {
@@ -177,11 +172,8 @@ conf_set() {
 	mv -f "$tmp" "$f"
 }
 
-# agent_has CMD: true when the installed agent knows the subcommand CMD.
-agent_has() {
-	in_root "$agent" --help 2>&1 | grep -Eq "^[[:space:]]+$1([[:space:]]|$)"
-}
-
+# register: the workspace settings go into agent.conf; the agent trades the
+# token for its credential on its first start (wait_registered reports it).
 register() {
 	[ -n "$workspace" ] || return 0
 	conf_set workspace "$workspace"
@@ -192,18 +184,22 @@ register() {
 		say "already registered (credentials present); workspace set to $workspace"
 		return 0
 	fi
-	if agent_has register; then
-		local args=(register --config "$conf" --workspace "$workspace" --token "$token")
-		[ -n "$name" ] && args+=(--name "$name")
-		[ -n "$labels" ] && args+=(--labels "$labels")
-		[ -n "$ca" ] && args+=(--ca "$ca")
-		in_root "$agent" "${args[@]}" || die "registration failed (see the message above); fix it and run $prog again"
-		say "registered with $workspace"
-	else
-		# This agent registers on its first start from the token in agent.conf.
-		conf_set token "$token"
-		say "the agent registers with $workspace on its first start"
-	fi
+	conf_set token "$token"
+	say "the agent registers with $workspace on its first start"
+}
+
+# wait_registered: after a start with a new token, wait for the credential.
+wait_registered() {
+	[ -n "$token" ] || return 0
+	local cred=$root$state_dir/credentials
+	for _ in $(seq 150); do
+		[ -s "$cred" ] && {
+			say "registered with $workspace"
+			return 0
+		}
+		sleep 0.2
+	done
+	say "warning: not registered after 30s; see the agent's log (journalctl -u $unit or $logfile) and run: $agent doctor"
 }
 
 install_unit() {
@@ -265,9 +261,11 @@ start_service() {
 			# restart: an upgrade replaces the agent; KillMode=process keeps jobs.
 			systemctl restart "$unit" || die "systemctl restart $unit failed: see journalctl -u $unit"
 			say "$unit (re)started; follow it with: journalctl -fu $unit"
+			wait_registered
 		fi
 	elif [ "$start" = 1 ]; then
 		start_background
+		wait_registered
 	else
 		if agent_pid >/dev/null; then
 			say "note: an agent still runs the old binary (pid $(agent_pid)); restart it with: $prog --start"

@@ -3,6 +3,7 @@
 files, the job user, permissions, the unit, idempotence, registration, and
 an uninstall that leaves nothing behind but what --purge removes."""
 import os
+import shutil
 import stat
 
 import pytest
@@ -27,8 +28,9 @@ def install(root, *args, check=True):
 
 
 def uninstall(root, *args, check=True):
-    return run(["bash", install_script("uninstall.sh"), "--root", root.path,
-                "--no-drain"] + list(args), check=check)
+    drain = [] if "--drain-timeout" in args else ["--no-drain"]
+    return run(["bash", install_script("uninstall.sh"), "--root", root.path]
+               + drain + list(args), check=check)
 
 
 def mode(path):
@@ -152,3 +154,47 @@ def test_install_refuses_bad_usage(root):
     r = run(["bash", install_script(), "--root", root.path, "--build-dir",
              "/nonexistent"], check=False)
     assert r.returncode != 0 and "no tether-agent" in r.stderr
+
+
+def test_install_registers_and_starts_without_systemd(root, workspace):
+    """--workspace/--token/--start in a root without systemd: the agent
+    starts in the background, registers (credential 0600 in the 0700 state
+    dir), and uninstall drains and stops it."""
+    os.makedirs(root.p("etc/tether"), exist_ok=True)
+    shutil.copy(workspace.ca_file, root.p("etc/tether/ca.pem"))
+    run(["mount", "-t", "proc", "proc", root.p("proc")])
+    try:
+        r = install(root, "--workspace", workspace.url, "--token", workspace.token(),
+                    "--name", "fresh-node", "--ca", "/etc/tether/ca.pem", "--start")
+        assert "agent started in the background" in r.stdout, r.stdout
+        assert "registered with " + workspace.url in r.stdout, r.stdout + _log(root)
+        cred = root.p("var/lib/tether/credentials")
+        assert mode(cred) == (0o600, 0, 0)
+        assert mode(root.p("var/lib/tether")) == (0o700, 0, 0)
+        st, _, agents = workspace.api("GET", "/api/v1/agents")
+        assert [a for a in agents["agents"] if a["name"] == "fresh-node"]
+        with open(root.p("run/tether-agent.pid")) as f:
+            pid = int(f.read())
+        assert os.readlink(f"/proc/{pid}/exe") == root.p("usr/local/bin/tether-agent")
+        r = uninstall(root, "--purge", "--drain-timeout", "60")
+        assert not _running(pid), "agent still running after uninstall"
+        assert not os.path.exists(root.p("var/lib/tether"))
+    finally:
+        run(["umount", "-l", root.p("proc")], check=False)
+
+
+def _log(root):
+    try:
+        with open(root.p("var/log/tether-agent.log")) as f:
+            return f.read()[-3000:]
+    except OSError:
+        return ""
+
+
+def _running(pid):
+    """True while pid is a live process (a zombie awaiting init is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
