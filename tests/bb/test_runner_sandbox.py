@@ -206,8 +206,9 @@ def test_events_state_and_result():
     st = R.state(d)
     assert st["phase"] == "done" and st["launcher"] == "sandbox"
     assert st["runner_pid"] > 0 and st["runner_start"] > 0 and st["job_pid"] > 0
-    assert st["cgroup"] == "tether-test/42_1"
-    assert not os.path.exists("/sys/fs/cgroup/pids/tether-test/42_1")
+    assert st["cgroup"] == R.cgroup_parent(os.path.dirname(os.path.dirname(
+        os.path.dirname(d)))) + "/42_1"
+    assert not os.path.exists("/sys/fs/cgroup/pids/" + st["cgroup"])
     # a second run of a finished attempt changes nothing
     R.run_runner(d)
     assert len(R.events(d)) == len(evs)

@@ -5,6 +5,7 @@ agent does (docs/state-dir.md); run_runner() runs `tether-runner run DIR`
 in the foreground; start_runner() starts it as a child; start_detached()
 double-forks it like the agent (its parent becomes init)."""
 import atexit
+import glob
 import json
 import os
 import pwd
@@ -38,8 +39,20 @@ def state_dir():
     return d
 
 
+def cgroup_parent(state):
+    """A cgroup parent per state dir, so that tests running at the same
+    time (other engineers, other suites) never share a job's cgroup."""
+    return "tether-test/" + os.path.basename(state)
+
+
 @atexit.register
 def _cleanup():
+    for d in _state_dirs:
+        for ctl in glob.glob("/sys/fs/cgroup/*/" + cgroup_parent(d)):
+            try:
+                os.rmdir(ctl)  # empty by now: the runner removed its group
+            except OSError:
+                pass
     if os.environ.get("TETHER_KEEP_TMP") == "1":
         return
     for d in _state_dirs:
@@ -56,7 +69,7 @@ def make_attempt(command, job="42", attempt=1, state=None, runner=None, **spec):
     full = {"name": "test", "command": list(command)}
     full.update(spec)
     settings = {"state_dir": state, "job_user": JOB_USER, "kill_grace": 2,
-                "default_pids": 512, "cgroup_parent": "tether-test",
+                "default_pids": 512, "cgroup_parent": cgroup_parent(state),
                 "allowed_mounts": [], "env_dir": os.path.join(state, "envs"),
                 "default_python": "/usr/bin/python3", "conda_tool": None,
                 "max_log_bytes": 1 << 34, "launcher": "sandbox", "gpus": []}
