@@ -38,7 +38,7 @@ def test_runner_kill9_reattaches_same_container(docker_base):
     assert p2.stop() == 0
     assert res["reason"] == "succeeded", res
     assert dockerd.container_of(d) == cid
-    assert dockerd.containers("tether.job=D-re") == []  # removed, one only
+    assert dockerd.containers("tether.dir=" + d) == []  # removed, one only
     log = hr.log(d).decode()
     assert log.count("START ") == 1, "job restarted"
     got = re.findall(r"^line (\d{3}) x*$", log, re.M)

@@ -8,7 +8,7 @@ from harness import runner as hr
 
 STUBBORN = """import signal, sys, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-print("ready", flush=True)
+print("JOB-READY", flush=True)
 time.sleep(300)
 """
 
@@ -24,7 +24,7 @@ def test_memory_overrun_is_oom(docker_base):
 
 
 def wait_ready(d):
-    hr.wait_until(lambda: b"ready\n" in hr.log(d), 60, what="job ready")
+    hr.wait_until(lambda: b"JOB-READY\n" in hr.log(d), 60, what="job ready")
 
 
 def stop_and_measure(d, cid, grace):
@@ -50,11 +50,11 @@ def test_cancel_removes_container_within_grace(docker_base):
     assert res["reason"] == "cancelled"
     assert took <= grace + 1, took
     assert took >= grace - 0.5, "SIGKILL before the grace period: %s" % took
-    assert dockerd.containers("tether.job=D-cancel") == []
+    assert dockerd.containers("tether.dir=" + d) == []
 
 
 def test_cancel_of_a_polite_job_is_quick(docker_base):
-    d = dockerd.docker_attempt(["sh", "-c", "echo ready; exec sleep 300"],
+    d = dockerd.docker_attempt(["sh", "-c", "echo JOB-READY; exec sleep 300"],
                                job="D-polite")
     p = hr.start_runner(d)
     wait_ready(d)

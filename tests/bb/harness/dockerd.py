@@ -162,8 +162,24 @@ def docker_attempt(command, files=None, dockerfile=DOCKERFILE, job="D1",
             "environment": {"kind": "docker", "dockerfile": "Dockerfile"},
             "launcher": "docker"}
     full.update(spec or {})
-    return hr.make_attempt(command, job=job, attempt=attempt, state=root,
-                           runner=settings, **full)
+    d = hr.make_attempt(command, job=job, attempt=attempt, state=root,
+                        runner=settings, **full)
+    _attempts.append(d)
+    return d
+
+
+_attempts = []
+
+
+@atexit.register
+def _remove_test_containers():
+    """Containers a failed test left behind (its runner killed at exit)."""
+    for d in _attempts:
+        try:
+            for c in containers("tether.dir=" + d):
+                api("DELETE", "/containers/%s?force=1" % c["Id"])
+        except Exception:
+            pass
 
 
 def container_of(d):
