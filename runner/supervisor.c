@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -265,11 +267,11 @@ static void run_phases(struct runner *r, struct final *f)
 	} else if ((stop = fenced(r)) != NULL) {
 		f->reason = stop;
 	} else if (phase(r, 0, f, source_fetch, &e) < 0) {
-		f->reason = "source_failed";
+		f->reason = fenced(r) ? fenced(r) : "source_failed";
 	} else if ((stop = fenced(r)) != NULL) {
 		f->reason = stop;
 	} else if (phase(r, 1, f, env_prepare, &e) < 0) {
-		f->reason = "env_failed";
+		f->reason = fenced(r) ? fenced(r) : "env_failed";
 	} else {
 		phase_run(r, f, &e);
 		if (strcmp(f->reason, "launch_failed") != 0 &&
@@ -284,6 +286,24 @@ static void run_phases(struct runner *r, struct final *f)
 	}
 	if (f->reason == NULL)
 		f->reason = "failed";
+}
+
+/* One runner per attempt: an exclusive flock on spec.json, held (fd left
+ * open, close-on-exec) until the runner exits. */
+static int lock_attempt(const char *dir)
+{
+	char *path = attempt_path(dir, ATTEMPT_SPEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		log_error_errno("%s", path);
+	} else if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		log_error("%s: another runner works on this attempt", dir);
+		close(fd);
+		fd = -1;
+	}
+	free(path);
+	return fd;
 }
 
 static void load_failed(struct runner *r, struct final *f, struct err *e)
@@ -323,6 +343,8 @@ int supervisor_main(const char *dir)
 	r.state.runner_pid = getpid();
 	r.state.runner_start = proc_start_time(getpid());
 	snprintf(r.state.phase, sizeof(r.state.phase), "source");
+	if (lock_attempt(dir) < 0)
+		return 1;
 	rc = runner_load(&r, dir, &e);
 	if (r.dir == NULL || runner_save_state(&r, &e) < 0 ||
 	    supervisor_open_files(&r, &e) < 0) {

@@ -151,3 +151,15 @@ def test_hang_timeout_ends_silent_job():
     assert res["reason"] == "hung", res
     assert 1.9 <= time.monotonic() - t0 <= 6
     assert R.log(d).decode().count("\n") >= 2
+
+
+def test_second_runner_on_same_attempt_refused():
+    d = R.make_attempt(["/bin/sh", "-c", "sleep 1; echo once"])
+    p = R.start_runner(d)
+    R.wait_started(d)
+    second = R.run_runner(d)
+    assert second.returncode == 1
+    assert "another runner works on this attempt" in second.stderr
+    R.wait_result(d)
+    p.stop()
+    assert R.log(d).count(b"once") == 1
