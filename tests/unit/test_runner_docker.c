@@ -12,7 +12,9 @@
 #include "common/fileio.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "common/jobspec.h"
 #include "runner/docker.h"
+#include "runner/runner.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +243,108 @@ static void test_refs_and_auth(void **state)
 	free(a);
 }
 
+/* A runner as the supervisor fills it, from a spec and settings. */
+static void fake_runner(struct runner *r, const char *spec,
+                        const char *settings)
+{
+	struct err e = {0};
+	static char *envp[] = {"PATH=/host/bin", "TETHER_OUTPUTS=/host/out",
+	                       "A=1", NULL};
+	static char *argv[] = {"python3", "train.py", NULL};
+
+	memset(r, 0, sizeof(*r));
+	if (jobspec_parse(spec, strlen(spec), &r->spec, &e) < 0)
+		fail_msg("%s", e.msg);
+	r->settings = json_loads(settings, 0, NULL);
+	assert_non_null(r->settings);
+	r->dir = "/var/lib/tether/jobs/42/1";
+	r->job_id = "42";
+	r->attempt = 1;
+	r->state_dir = "/var/lib/tether";
+	r->work_dir = "/var/lib/tether/jobs/42/1/work";
+	r->outputs_dir = "/var/lib/tether/jobs/42/1/outputs";
+	r->checkpoints_dir = "/var/lib/tether/jobs/42/1/checkpoints";
+	r->uid = 999;
+	r->gid = 998;
+	r->default_pids = 4096;
+	r->argv = argv;
+	r->envp = envp;
+}
+
+static void test_container_body(void **state)
+{
+	struct runner r;
+	struct err e = {0};
+	json_t *b = NULL, *hc, *m;
+	char *name;
+
+	fake_runner(&r,
+	            "{\"name\": \"t\", \"command\": [\"x\"], \"resources\": "
+	            "{\"memory\": "
+	            "\"1G\", \"cpus\": 1.5, \"gpus\": 2}, \"network\": "
+	            "\"none\", \"mounts\": [{\"source\": \"/data/set\", "
+	            "\"target\": \"/data\"}], \"workdir\": \"src\"}",
+	            "{\"gpus\": [1, 3], \"docker_readonly_rootfs\": true, "
+	            "\"agent_id\": \"ag\", \"allowed_mounts\": [{\"source\": "
+	            "\"/data\"}]}");
+	assert_int_equal(docker_container_body(&r, "img", &b, &e), 0);
+	hc = json_object_get(b, "HostConfig");
+	assert_string_equal(json_string_value(json_object_get(b, "User")),
+	                    "999:998");
+	assert_string_equal(json_string_value(json_object_get(b, "WorkingDir")),
+	                    "/tether/work/src");
+	assert_int_equal(json_integer_value(json_object_get(hc, "Memory")),
+	                 1 << 30);
+	assert_int_equal(json_integer_value(json_object_get(hc, "NanoCpus")),
+	                 1500000000);
+	assert_int_equal(json_integer_value(json_object_get(hc, "PidsLimit")),
+	                 4096);
+	assert_string_equal(
+	    json_string_value(json_object_get(hc, "NetworkMode")), "none");
+	assert_true(json_is_true(json_object_get(hc, "ReadonlyRootfs")));
+	assert_non_null(json_object_get(json_object_get(hc, "Tmpfs"), "/tmp"));
+	m = json_array_get(json_object_get(hc, "DeviceRequests"), 0);
+	assert_string_equal(json_string_value(json_array_get(
+	                        json_object_get(m, "DeviceIDs"), 1)),
+	                    "3");
+	assert_string_equal(
+	    json_string_value(json_array_get(
+	        json_array_get(json_object_get(m, "Capabilities"), 0), 0)),
+	    "gpu");
+	m = json_array_get(json_object_get(hc, "Mounts"), 3);
+	assert_string_equal(json_string_value(json_object_get(m, "Target")),
+	                    "/data");
+	assert_true(json_is_true(json_object_get(m, "ReadOnly")));
+	assert_string_equal(json_string_value(json_object_get(
+	                        json_object_get(b, "Labels"), "tether.agent")),
+	                    "ag");
+	/* PATH stays the image's; TETHER_* point into the container */
+	m = json_object_get(b, "Env");
+	for (size_t i = 0; i < json_array_size(m); i++) {
+		const char *kv = json_string_value(json_array_get(m, i));
+		assert_true(strncmp(kv, "PATH=", 5) != 0);
+		assert_null(strstr(kv, "/host/"));
+	}
+	assert_int_equal(json_array_size(m), 4);
+	name = docker_container_name(&r);
+	assert_int_equal(strncmp(name, "tether-42-1-", 12), 0);
+	free(name);
+	json_decref(b);
+	json_decref(r.settings);
+	jobspec_free(r.spec);
+
+	/* a mount outside allowed_mounts is refused */
+	fake_runner(
+	    &r,
+	    "{\"name\": \"t\", \"command\": [\"x\"], \"mounts\": [{\"source\": "
+	    "\"/etc\", \"target\": \"/e\"}]}",
+	    "{\"allowed_mounts\": [{\"source\": \"/data\"}]}");
+	assert_int_equal(docker_container_body(&r, "img", &b, &e), TERR_PERM);
+	assert_non_null(strstr(e.msg, "/etc"));
+	json_decref(r.settings);
+	jobspec_free(r.spec);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -250,6 +354,7 @@ int main(void)
 	    cmocka_unit_test(test_ignore),
 	    cmocka_unit_test(test_ignore_load_and_context),
 	    cmocka_unit_test(test_refs_and_auth),
+	    cmocka_unit_test(test_container_body),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
