@@ -85,3 +85,38 @@ def _env_tags():
     st, imgs = dockerd.api("GET", "/images/json")
     return [t for i in imgs for t in (i.get("RepoTags") or [])
             if t.startswith("tether-env:")]
+
+
+FAKE_PIP_DOCKERFILE = """FROM tether-test-base:bookworm
+RUN d=/usr/local/lib/python3.11/dist-packages/pip && mkdir -p $d && \\
+    touch $d/__init__.py && \\
+    echo 'import sys; open("/pip-args", "w").write(" ".join(sys.argv[1:]))' \\
+    > $d/__main__.py
+"""
+
+
+def test_pip_specs_layered_on_dockerfile_image(docker_base):
+    """environment with both a Dockerfile and pip specs: the specs are
+    layered on the built image (a stand-in pip records its arguments, as
+    no package index is reachable here), and the layered image is reused."""
+    state = hr.state_dir()
+    env = {"kind": "docker", "dockerfile": "Dockerfile",
+           "requirements_file": "reqs.txt", "requirements": ["pkg-b==1.0"],
+           "pip_options": ["--no-index"]}
+    logs = []
+    for job in ("D-lay1", "D-lay2"):
+        d = dockerd.docker_attempt(
+            ["sh", "-c", "cat /pip-args; echo; cat /tether-env/requirements.txt"],
+            files={"reqs.txt": "pkg-a>=2\n"}, dockerfile=FAKE_PIP_DOCKERFILE,
+            job=job, state=state, spec={"environment": env})
+        r = hr.run_runner(d, timeout=300)
+        res = hr.result(d)
+        log = hr.log(d).decode(errors="replace")
+        assert res["reason"] == "succeeded", (res, r.stderr, log[-2000:])
+        assert ("install --no-cache-dir --no-index -r "
+                "/tether-env/requirements.txt pkg-b==1.0\n") in log, log
+        assert "pkg-a>=2\n" in log
+        logs.append(log)
+    assert "[env] layering pip requirements on tether-env:" in logs[0]
+    assert "Step 1/" in logs[0] and "Step 1/" not in logs[1]
+    assert "cache hit: docker environment " + env_key(logs[0]) in logs[1]
