@@ -142,7 +142,7 @@ out:
 static bool load_credential(struct doctor *d)
 {
 	char *path = xasprintf("%s/credentials", d->conf.state_dir);
-	const char *fix = "tether-agent register --workspace URL --token T "
+	const char *fix = "tether-agent run --workspace URL --token T "
 	                  "(or install.sh --workspace URL --token T)";
 	json_t *j = NULL;
 	struct stat st;
@@ -202,18 +202,17 @@ static void report_tls_error(struct doctor *d, const struct probe *pr)
 		           probe_error(pr));
 }
 
-static void report_credential(struct doctor *d, const struct probe *pr)
+void doctor_report_credential(struct doctor *d, long status)
 {
-	if (pr->status == 401)
-		doctor_add(
-		    d, "credential", DOC_FAIL,
-		    "the agent was revoked or the secret is stale: "
-		    "register again with tether-agent register --replace",
-		    "rejected by the workspace (HTTP 401)");
-	else if (pr->status >= 500 || pr->status == 426)
+	if (status == 401)
+		doctor_add(d, "credential", DOC_FAIL,
+		           "the agent was revoked or the secret is stale: "
+		           "start it once with --re-register (and a new token)",
+		           "rejected by the workspace (HTTP 401)");
+	else if (status >= 500 || status == 426)
 		doctor_add(d, "credential", DOC_WARN, NULL,
 		           "not checked: the workspace answered HTTP %ld",
-		           pr->status);
+		           status);
 	else
 		doctor_add(d, "credential", DOC_OK, NULL,
 		           "accepted by the workspace");
@@ -254,7 +253,7 @@ static void check_http_workspace(struct doctor *d, bool have_secret)
 		               ? ", TLS certificate verified"
 		               : "");
 	if (have_secret && pr->rc == CURLE_OK)
-		report_credential(d, pr);
+		doctor_report_credential(d, pr->status);
 	free(pr);
 	free(url);
 }
@@ -275,12 +274,7 @@ void doctor_check_workspace(struct doctor *d)
 	if (strncmp(ws, "https://", 8) == 0 || strncmp(ws, "http://", 7) == 0)
 		check_http_workspace(d, have_secret);
 	else if (strncmp(ws, "ssh://", 6) == 0)
-		doctor_add(
-		    d, "workspace", DOC_INFO, NULL,
-		    "%s: the SSH host key and the credential are checked "
-		    "by the agent when it connects (journalctl -u "
-		    "tether-agent)",
-		    ws);
+		doctor_check_ssh_workspace(d, have_secret);
 	else
 		doctor_add(d, "workspace", DOC_FAIL,
 		           "use https://, ssh:// or http://127.0.0.1",

@@ -58,5 +58,10 @@ int doctor_run(const char *const argv[], int timeout_s, char *out, size_t len);
 /* doctor-net.c: docker, the workspace, the credential. */
 void doctor_check_docker(struct doctor *d);
 void doctor_check_workspace(struct doctor *d);
+/* The credential line from the probe's HTTP status (401: rejected). */
+void doctor_report_credential(struct doctor *d, long status);
+
+/* doctor-ssh.c: ssh:// workspaces (host key, key, tunnel, credential). */
+void doctor_check_ssh_workspace(struct doctor *d, bool have_secret);
 
 #endif
