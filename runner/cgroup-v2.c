@@ -24,7 +24,7 @@ static void v2_enable(struct job_cgroup *cg)
 	for (slash = path; slash != NULL; slash = strchr(slash + 1, '/')) {
 		char saved = *slash;
 		*slash = '\0';
-		dir = xasprintf("/sys/fs/cgroup/%s/cgroup.subtree_control",
+		dir = xasprintf("%s/%s/cgroup.subtree_control", cg->v2_root,
 		                slash == path ? "" : path);
 		*slash = saved;
 		if ((f = fopen(dir, "we")) != NULL) {

@@ -48,12 +48,10 @@ char *cgroup_job_dir(struct job_cgroup *cg, const char *controller)
 	char *mp = NULL, *dir;
 
 	if (cg->ops->version == 2)
-		controller = "memory";
+		return xasprintf("%s/%s", cg->v2_root, cg->path);
 	if (cgroup_get_subsys_mount_point(controller, &mp) != 0 || !mp) {
 		free(mp);
-		mp = cg->ops->version == 2
-		         ? xstrdup(CGROUP_ROOT)
-		         : xasprintf("%s/%s", CGROUP_ROOT, controller);
+		mp = xasprintf("%s/%s", CGROUP_ROOT, controller);
 	}
 	dir = xasprintf("%s/%s", mp, cg->path);
 	free(mp);
@@ -138,6 +136,7 @@ int cgroup_job_create(const char *parent, const char *name,
 	int rc;
 
 	cg->ops = cgroup_detect();
+	snprintf(cg->v2_root, sizeof(cg->v2_root), "%s", CGROUP_ROOT);
 	snprintf(cg->path, sizeof(cg->path), "%s/%s", parent, name);
 	if ((rc = cgroup_lib_init(e)) < 0)
 		goto out;

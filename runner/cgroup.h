@@ -68,6 +68,7 @@ struct cgroup_ops {
 struct job_cgroup {
 	const struct cgroup_ops *ops;
 	char path[256];
+	char v2_root[128];  /* v2: the unified mount ("/sys/fs/cgroup") */
 	struct cgroup *lib; /* libcgroup handle */
 };
 
