@@ -157,6 +157,7 @@ static void outbox_reply(void *arg, const struct tp_reply *rep)
 	struct att *t = arg;
 	int64_t acked = json_integer_value(json_object_get(rep->json, "acked"));
 
+	metrics_call_end(t->ev_call, "events", rep->code == 0);
 	t->ev_call = NULL;
 	if (rep->code == TERR_CONFLICT) {
 		log_warn("job=%s attempt=%lld is no longer current at the "
@@ -217,6 +218,7 @@ void outbox_kick(struct att *t)
 		if (a->tp->events(a->t, t->job, t->attempt, body, outbox_reply,
 		                  t, &t->ev_call, &e) < 0)
 			log_error("job=%s events: %s", t->job, e.msg);
+		metrics_call_start(t->ev_call);
 		json_decref(body);
 	} else {
 		json_decref(events);

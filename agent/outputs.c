@@ -3,6 +3,7 @@
  * after a restart the upload resumes with the next file. */
 #include "agent/agent.h"
 #include "agent/db.h"
+#include "agent/metrics.h"
 
 #include "common/attempt.h"
 #include "common/fileio.h"
@@ -71,6 +72,7 @@ static void outputs_reply(void *arg, const struct tp_reply *rep)
 	struct att *t = arg;
 	char *path = t->out_path;
 
+	metrics_call_end(t->out_call, "outputs", rep->code == 0);
 	t->out_call = NULL;
 	t->out_path = NULL;
 	if (rep->code == TERR_CONFLICT) {
@@ -115,6 +117,7 @@ static bool outputs_send(struct att *t, const char *path, const char *sha)
 		t->out_path = NULL;
 		goto out;
 	}
+	metrics_call_start(t->out_call);
 	started = true;
 out:
 	if (fd >= 0)
