@@ -298,3 +298,11 @@ def job_output(attempt_dir, job_id):
     i = data.index(start) + len(start)
     j = data.rindex(end)
     return data[i:j]
+
+
+def jobs_in_dir(cluster, work_dir):
+    """Ids of every Slurm job (any state Slurm still remembers) whose working
+    directory is work_dir: how many times an attempt was submitted."""
+    r = cluster.cmd("squeue", "-h", "-t", "all", "-o", "%i %Z")
+    return [l.split(" ", 1)[0] for l in r.stdout.splitlines()
+            if l.split(" ", 1)[-1] == work_dir]
