@@ -80,7 +80,7 @@ struct agent {
 	struct tp_call *lease_call, *reg_call;
 	int64_t lease_sent_mono, lease_room_sent;
 	struct loop_timer *lease_timer;
-	bool re_register;
+	bool re_register, lease_quick, lease_was_quick;
 
 	/* lifecycle */
 	bool draining, handback_done, quit;

@@ -59,6 +59,7 @@ bool conn_failed(struct agent *a, const struct tp_reply *rep, const char *what)
 	if (a->conn_down && loop_timer_armed(a->conn_timer))
 		return true; /* a probe is already scheduled */
 	a->conn_down = true;
+	a->lease_quick = true;
 	a->conn_failures++;
 	delay = conn_backoff_ms(a->conn_failures, a->conf.backoff_min_ms,
 	                        a->conf.backoff_max_ms, rep->retry_after_ms);

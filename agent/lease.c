@@ -35,6 +35,14 @@ static json_t *lease_job_id(const char *job)
 	return json_string(job);
 }
 
+/* How long the workspace may hold this poll.  The first poll after a
+ * start or an outage is not held, so renewals of the attempts the agent
+ * holds arrive at once. */
+static int64_t lease_wait_s(struct agent *a)
+{
+	return a->lease_quick ? 0 : a->conf.heartbeat_ms / 1000;
+}
+
 static json_t *lease_body(struct agent *a)
 {
 	json_t *running = json_array(), *body;
@@ -59,7 +67,7 @@ static json_t *lease_body(struct agent *a)
 	}
 	body =
 	    json_pack("{s:I, s:I, s:b, s:o, s:{s:f, s:I, s:I}}", "wait",
-	              (json_int_t)(a->conf.heartbeat_ms / 1000), "queue_room",
+	              (json_int_t)lease_wait_s(a), "queue_room",
 	              (json_int_t)lease_queue_room(a), "draining", a->draining,
 	              "running", running, "free", "cpus", cpus < 0 ? 0.0 : cpus,
 	              "memory", (json_int_t)(mem < 0 ? 0 : mem), "gpus",
@@ -141,6 +149,8 @@ static void lease_done(void *arg, const struct tp_reply *rep)
 	int64_t sent = a->lease_sent_mono, took = now_mono_ms() - sent;
 	bool empty;
 
+	bool quick = a->lease_was_quick;
+
 	a->lease_call = NULL;
 	if (rep->code < 0) {
 		if (!conn_failed(a, rep, "lease")) {
@@ -152,13 +162,20 @@ static void lease_done(void *arg, const struct tp_reply *rep)
 		return;
 	}
 	conn_ok(a);
+	log_debug("lease reply after %lld ms: %zu jobs, %zu renewed, %zu "
+	          "cancel, %zu lost",
+	          (long long)took,
+	          json_array_size(json_object_get(rep->json, "jobs")),
+	          json_array_size(json_object_get(rep->json, "renewed")),
+	          json_array_size(json_object_get(rep->json, "cancel")),
+	          json_array_size(json_object_get(rep->json, "lost")));
 	metrics_set(M_LAST_HEARTBEAT, NULL, (double)now_wall_ms() / 1000.0);
 	lease_apply(a, rep->json, sent);
 	agent_kick(a);
 	empty = json_array_size(json_object_get(rep->json, "jobs")) == 0 &&
 	        json_array_size(json_object_get(rep->json, "cancel")) == 0;
 	/* Never spin on a server that answers an idle poll at once. */
-	if (empty && took < a->conf.heartbeat_ms / 2)
+	if (empty && !quick && took < a->conf.heartbeat_ms / 2)
 		lease_poll_soon(a, a->conf.heartbeat_ms - took);
 	else
 		lease_poll_soon(a, 0);
@@ -186,8 +203,10 @@ static void lease_send(void *arg)
 	a->lease_sent_mono = now_mono_ms();
 	a->lease_room_sent =
 	    json_integer_value(json_object_get(body, "queue_room"));
-	r = a->tp->lease(a->t, body, a->conf.heartbeat_ms / 1000, lease_done, a,
+	r = a->tp->lease(a->t, body, lease_wait_s(a), lease_done, a,
 	                 &a->lease_call, &e);
+	a->lease_was_quick = a->lease_quick;
+	a->lease_quick = false;
 	json_decref(body);
 	if (r < 0) {
 		log_error("lease: %s", e.msg);
@@ -197,11 +216,14 @@ static void lease_send(void *arg)
 
 void lease_poll_soon(struct agent *a, int64_t delay_ms)
 {
+	if (a->lease_timer == NULL)
+		return; /* no workspace: local jobs only */
 	loop_timer_set(a->lease_timer, delay_ms);
 }
 
 void lease_start(struct agent *a)
 {
 	a->lease_timer = loop_timer_new(a->loop, lease_send, a);
+	a->lease_quick = true;
 	lease_poll_soon(a, 0);
 }

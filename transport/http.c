@@ -7,6 +7,7 @@
 #include "common/util.h"
 
 #include <curl/curl.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -52,16 +53,30 @@ static void http_global_init(void)
 
 bool http_url_allowed(const char *url)
 {
-	static const char *const loop[] = {
-	    "http://127.", "http://localhost:", "http://localhost/",
-	    "http://[::1]", NULL};
+	struct in_addr a4;
+	char host[256];
+	const char *h, *end;
+	size_t n;
 
 	if (strncasecmp(url, "https://", 8) == 0)
 		return true;
-	for (size_t i = 0; loop[i] != NULL; i++)
-		if (strncasecmp(url, loop[i], strlen(loop[i])) == 0)
-			return true;
-	return strcasecmp(url, "http://localhost") == 0;
+	if (strncasecmp(url, "http://", 7) != 0)
+		return false;
+	h = url + 7;
+	if (*h == '[') {
+		end = strchr(h, ']');
+		return end != NULL && end - h == 4 &&
+		       strncmp(h, "[::1", 4) == 0;
+	}
+	n = strcspn(h, ":/?#");
+	if (n == 0 || n >= sizeof(host))
+		return false;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	if (strcasecmp(host, "localhost") == 0)
+		return true;
+	return inet_pton(AF_INET, host, &a4) == 1 &&
+	       (ntohl(a4.s_addr) >> 24) == 127;
 }
 
 static int http_sock_cb(CURL *easy, curl_socket_t s, int what, void *userp,

@@ -1,0 +1,93 @@
+"""The agent's durable queue: slots, priority order, jobs too big for the
+node, locally submitted jobs."""
+import json
+import os
+
+from harness.agent import Agent
+from harness.common import wait_until
+
+TIMED = "date +%s.%N; sleep 0.6; date +%s.%N"
+
+
+def times(agent, job):
+    lines = agent.ws_log(job).decode().split()
+    stamps = [float(x) for x in lines if x.replace(".", "", 1).isdigit()]
+    return stamps[0], stamps[-1]
+
+
+def test_ten_jobs_two_at_a_time_in_priority_order(workspace, agent_factory):
+    prios = [0, 5, -3, 9, 2, 5, 7, -1, 1, 3]
+    jobs = {workspace.submit(name=f"p{p}-{i}", command=["sh", "-c", TIMED],
+                             priority=p): p for i, p in enumerate(prios)}
+    ag = agent_factory(max_jobs=2, prefetch=2).start()
+    for j in jobs:
+        ag.wait_job(j, "succeeded", timeout=90)
+    spans = {j: times(ag, j) for j in jobs}
+    # Never more than two at once, and two at once at some point.
+    points = sorted([(s, 1) for s, _ in spans.values()] +
+                    [(e, -1) for _, e in spans.values()], key=lambda x: (x[0], x[1]))
+    cur = peak = 0
+    for _, d in points:
+        cur += d
+        peak = max(peak, cur)
+    assert peak == 2, spans
+    # Started in priority order: no job started a slot (0.6 s) before one
+    # of higher priority.  Two that start together (a pair of free slots)
+    # may race to their first `date`, hence the tolerance.
+    for hi in jobs:
+        for lo in jobs:
+            if jobs[hi] > jobs[lo]:
+                assert spans[hi][0] < spans[lo][0] + 0.3, \
+                    (jobs[hi], jobs[lo], spans)
+
+
+def test_local_job_too_big_is_refused_at_submit(tmp_path):
+    ag = Agent(None, memory="1G", cpus=1)
+    spec = tmp_path / "big.json"
+    spec.write_text(json.dumps({"name": "big", "command": ["true"],
+                                "resources": {"memory": "4G"}}))
+    r = ag.cmd("submit", str(spec), check=False)
+    assert r.returncode != 0
+    assert "refused" in r.stderr and "memory" in r.stderr, r.stderr
+    assert "L" not in r.stdout
+    r = ag.cmd("jobs")
+    assert "big" not in r.stdout and len(r.stdout.strip().splitlines()) == 1
+
+
+def test_workspace_job_too_big_for_node_gets_reason(workspace, agent_factory):
+    ag = agent_factory().start()
+    ag.stop()
+    # The node shrank after it registered: the workspace still offers it
+    # a 2 GiB job; the agent must refuse it with a reason, not queue it.
+    ag.settings["memory"] = "1G"
+    ag.write_conf()
+    job = workspace.submit(name="big", command=["true"],
+                           resources={"memory": "2G"})
+    ag.start()
+    j = ag.wait_job(job, "launch_failed", timeout=30)
+    msg = j["attempts"][-1]["message"] or ""
+    assert "memory" in msg and "offers" in msg, j
+    # The agent is still healthy: a small job runs next.
+    small = workspace.submit(name="small", command=["true"])
+    ag.wait_job(small, "succeeded", timeout=60)
+
+
+def test_local_submit_runs_without_workspace(tmp_path):
+    ag = Agent(None, max_jobs=1)
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps({"name": "local", "command": [
+        "sh", "-c", "echo local-out; echo data > $TETHER_OUTPUTS/o.txt"]}))
+    ag.start()
+    r = ag.cmd("submit", str(spec))
+    job = r.stdout.strip()
+    assert job.startswith("L")
+    wait_until(lambda: ag.local_state(job) == "done", 60,
+               what="the local job to finish")
+    assert "local-out" in ag.cmd("logs", job).stdout
+    out = ag.cmd("outputs", job).stdout
+    assert "o.txt" in out
+    path = out.split("\t")[0]
+    with open(path) as f:
+        assert f.read() == "data\n"
+    assert job in ag.cmd("jobs").stdout
+    assert ag.stop() == 0
