@@ -191,8 +191,15 @@ static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
 	sb->cfg.out_fd = outp[1];
 	sb->cfg.status_fd = statp[1];
 	sb->cfg.sync_fd = syncp[0];
-	if ((pid = clone_ns(sb->cfg.net_none)) < 0)
-		return err_sys(e, TERR_PERM, "clone into new namespaces");
+	if ((pid = clone_ns(sb->cfg.net_none)) < 0) {
+		rc = err_sys(e, TERR_PERM, "clone into new namespaces");
+		for (int i = 0; i < 2; i++) {
+			close(outp[i]);
+			close(statp[i]);
+			close(syncp[i]);
+		}
+		return rc;
+	}
 	if (pid == 0) {
 		close(outp[0]);
 		close(statp[0]);

@@ -223,12 +223,12 @@ static int phase_run(struct runner *r, struct final *f, struct err *e)
 		f->reason = "launch_failed";
 	else if (stop != NULL)
 		f->reason = stop;
+	else if (f->ex.exit_code == 0 && f->ex.signal == 0 && !f->ex.reason)
+		f->reason = "succeeded"; /* even if a child was OOM-killed */
 	else if (f->ex.oom)
 		f->reason = "oom";
 	else if (f->ex.reason != NULL)
 		f->reason = f->ex.reason;
-	else if (f->ex.exit_code == 0 && f->ex.signal == 0)
-		f->reason = "succeeded";
 	else
 		f->reason = "failed";
 out:
