@@ -4,9 +4,11 @@
  * by an flock on <mirror>.lock so that concurrent jobs share it.  A pinned
  * commit the mirror already has needs no network at all; otherwise the
  * mirror fetches branches and tags (only what is new).  The commit's tree
- * is then checked out into r->work_dir straight from the mirror: no second
- * clone.  Credentials come from the job's secrets (a token for https, a
- * deploy key for ssh) and are never written to the mirror's config. */
+ * is then written into r->work_dir straight from the mirror (git-tree.c): no
+ * second clone.  Submodules (git-submodule.c) go the same way, each through its
+ * own mirror, when the job asks for them.  Credentials come from the job's
+ * secrets (a token for https, a deploy key for ssh) and are never written to
+ * the mirror's config. */
 #include "runner/source.h"
 
 #include "common/err.h"
@@ -31,7 +33,10 @@ struct gitsrc {
 	int lock_fd;
 	git_repository *repo;
 	int cred_calls;
-	struct err why; /* our reason, when a callback refused */
+	struct err why;           /* our reason, when a callback refused */
+	const char *commit, *ref; /* what to check out (either may be NULL) */
+	const char *dir;          /* where to */
+	char hex[41];             /* the resolved commit */
 	git_indexer_progress stats;
 	int64_t next_fence_ms; /* when to check the cancel and lease files */
 };
@@ -343,79 +348,63 @@ static int resolve_ref(struct gitsrc *g, const char *ref, git_commit **out,
 	               g->safe_url);
 }
 
-/* The commit the job asked for: fetch only when the mirror lacks it. */
+/* The commit asked for: fetch only when the mirror lacks it. */
 static int find_commit(struct gitsrc *g, git_commit **out, struct err *e)
 {
-	const struct jobspec *s = g->r->spec;
 	struct err miss = {0};
 	int rc;
 
-	if (s->source.commit) {
-		if (lookup_commit(g, s->source.commit, out, &miss) == 0) {
+	if (g->commit) {
+		if (lookup_commit(g, g->commit, out, &miss) == 0) {
 			runner_logf(g->r, "source",
 			            "mirror already has commit %s: no fetch",
-			            s->source.commit);
+			            g->commit);
 			return 0;
 		}
 		if (miss.code == TERR_INVAL)
 			return err_set(e, miss.code, "%s", miss.msg);
-		if ((rc = mirror_fetch(g, s->source.ref, e)) < 0)
+		if ((rc = mirror_fetch(g, g->ref, e)) < 0)
 			return rc;
-		if (lookup_commit(g, s->source.commit, out, &miss) == 0)
+		if (lookup_commit(g, g->commit, out, &miss) == 0)
 			return 0;
 		return err_set(e, TERR_NOTFOUND,
 		               "commit %s is not in %s (fetched its branches "
 		               "and tags; is the commit pushed?)",
-		               s->source.commit, g->safe_url);
+		               g->commit, g->safe_url);
 	}
-	if ((rc = mirror_fetch(g, s->source.ref, e)) < 0)
+	if ((rc = mirror_fetch(g, g->ref, e)) < 0)
 		return rc;
-	return resolve_ref(g, s->source.ref, out, e);
+	return resolve_ref(g, g->ref, out, e);
 }
 
-/* Say so when the tree has submodules: they are not checked out. */
-static void note_submodules(struct gitsrc *g, git_tree *tree)
+/* Write the commit's tree into g->dir (files only, no .git); list its
+ * submodules when the job wants them. */
+static int checkout_tree(struct gitsrc *g, git_commit *c,
+                         struct gitsrc_submodule **subs, size_t *nsubs,
+                         struct err *e)
 {
+	git_tree *tree = NULL;
+	int rc = 0;
+
+	if (git_commit_tree(&tree, c) < 0) {
+		rc = err_set(e, TERR_FAIL, "tree of %s: %s", g->hex, git_msg());
+		goto out;
+	}
+	if ((rc = gitsrc_tree_write(g->repo, tree, g->dir, e)) < 0) {
+		err_wrap(e, "checkout %s into %s", g->hex, g->dir);
+		goto out;
+	}
 	if (git_tree_entry_byname(tree, ".gitmodules") == NULL)
-		return;
-	if (g->r->spec->source.submodules)
-		runner_logf(g->r, "source",
-		            "the repository has submodules (.gitmodules); "
-		            "checking out submodules is not supported by this "
-		            "runner yet: they are NOT checked out");
-	else
+		goto out;
+	if (!g->r->spec->source.submodules) {
 		runner_logf(g->r, "source",
 		            "the repository has submodules (.gitmodules) but "
 		            "source.git.submodules is false: they are not "
 		            "checked out");
-}
-
-/* Write the commit's tree into r->work_dir (files only, no .git). */
-static int checkout_tree(struct gitsrc *g, git_commit *c, struct err *e)
-{
-	git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
-	git_tree *tree = NULL;
-	git_index *empty = NULL;
-	int rc = 0;
-
-	if (git_commit_tree(&tree, c) < 0 || git_index_new(&empty) < 0) {
-		rc = err_set(e, TERR_FAIL, "tree of %s: %s", g->r->commit,
-		             git_msg());
 		goto out;
 	}
-	co.checkout_strategy = GIT_CHECKOUT_FORCE |
-	                       GIT_CHECKOUT_DONT_UPDATE_INDEX |
-	                       GIT_CHECKOUT_DISABLE_PATHSPEC_MATCH;
-	co.target_directory = g->r->work_dir;
-	co.baseline_index = empty;
-	if (git_checkout_tree(g->repo, (git_object *)tree, &co) < 0) {
-		rc = err_set(e, TERR_IO, "checkout %s into %s: %s",
-		             g->r->commit, g->r->work_dir, git_msg());
-		goto out;
-	}
-	note_submodules(g, tree);
+	rc = gitsrc_submodule_list(g->repo, tree, g->url, subs, nsubs, e);
 out:
-	git_index_free(empty);
 	git_tree_free(tree);
 	return rc;
 }
@@ -423,11 +412,14 @@ out:
 static void gitsrc_close(struct gitsrc *g)
 {
 	git_repository_free(g->repo);
+	g->repo = NULL;
 	if (g->lock_fd >= 0)
 		close(g->lock_fd);
+	g->lock_fd = -1;
 	free(g->mirror);
 	free(g->lockpath);
 	free(g->safe_url);
+	g->mirror = g->lockpath = g->safe_url = NULL;
 }
 
 /* Trust the CA file the runner settings give for https remotes. */
@@ -440,25 +432,69 @@ static void gitsrc_init(struct runner *r)
 		git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, ca, NULL);
 }
 
+/* Fetch url into its mirror (under its lock) and check the commit out into
+ * g->dir; the submodules to do next are returned. */
+static int gitsrc_one(struct gitsrc *g, struct gitsrc_submodule **subs,
+                      size_t *nsubs, struct err *e)
+{
+	git_commit *c = NULL;
+	int rc;
+
+	g->safe_url = url_redact(g->url);
+	if ((rc = mirror_open(g, e)) < 0 || (rc = find_commit(g, &c, e)) < 0)
+		goto out;
+	git_oid_tostr(g->hex, sizeof(g->hex), git_commit_id(c));
+	runner_logf(g->r, "source", "checking out %s (%s)%s%s", g->hex,
+	            g->ref      ? g->ref
+	            : g->commit ? "pinned"
+	                        : "default branch",
+	            g->dir != g->r->work_dir ? " into " : "",
+	            g->dir != g->r->work_dir ? g->dir : "");
+	rc = checkout_tree(g, c, subs, nsubs, e);
+out:
+	git_commit_free(c);
+	gitsrc_close(g);
+	return rc;
+}
+
+int gitsrc_checkout(struct runner *r, const char *url, const char *commit,
+                    const char *ref, const char *dir, int depth, char hex[41],
+                    struct err *e)
+{
+	struct gitsrc g = {.r = r,
+	                   .url = url,
+	                   .commit = commit,
+	                   .ref = ref,
+	                   .dir = dir,
+	                   .lock_fd = -1};
+	struct gitsrc_submodule *subs = NULL;
+	size_t nsubs = 0;
+	int rc;
+
+	if ((rc = gitsrc_one(&g, &subs, &nsubs, e)) < 0)
+		goto out;
+	if (hex)
+		memcpy(hex, g.hex, sizeof(g.hex));
+	/* the parent's mirror is unlocked now: submodules take their own */
+	for (size_t i = 0; i < nsubs && rc == 0; i++)
+		rc = gitsrc_submodule_checkout(r, &subs[i], dir, depth + 1, e);
+out:
+	gitsrc_submodules_free(subs, nsubs);
+	return rc;
+}
+
 int gitsrc_fetch(struct runner *r, struct err *e)
 {
-	struct gitsrc g = {.r = r, .url = r->spec->source.url, .lock_fd = -1};
-	git_commit *c = NULL;
-	char hex[GIT_OID_HEXSZ + 1];
+	char hex[41];
 	int rc;
 
 	gitsrc_init(r);
-	g.safe_url = url_redact(g.url);
-	if ((rc = mirror_open(&g, e)) < 0 || (rc = find_commit(&g, &c, e)) < 0)
-		goto out;
-	git_oid_tostr(hex, sizeof(hex), git_commit_id(c));
-	free(r->commit);
-	r->commit = xstrdup(hex);
-	runner_logf(r, "source", "checking out %s (%s)", hex,
-	            r->spec->source.ref ? r->spec->source.ref : "pinned");
-	rc = checkout_tree(&g, c, e);
-out:
-	git_commit_free(c);
-	gitsrc_close(&g);
+	rc = gitsrc_checkout(r, r->spec->source.url, r->spec->source.commit,
+	                     r->spec->source.ref, r->work_dir, 0, hex, e);
+	if (rc == 0) {
+		free(r->commit);
+		r->commit = xstrdup(hex);
+	}
+	git_libgit2_shutdown(); /* balances gitsrc_init's git_libgit2_init */
 	return rc;
 }

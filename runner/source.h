@@ -36,6 +36,34 @@ struct snapshot_limits {
 int snapshot_extract(const char *archive, const char *dir,
                      const struct snapshot_limits *lim, struct err *e);
 
+/* git.c: fetch url into its mirror and check out commit (or ref, or the
+ * default branch) into dir, then its submodules when the job asks for them
+ * (depth counts the nesting); hex (may be NULL) gets the commit. */
+int gitsrc_checkout(struct runner *r, const char *url, const char *commit,
+                    const char *ref, const char *dir, int depth, char hex[41],
+                    struct err *e);
+
+/* git-submodule.c: one submodule of a checked-out tree. */
+struct gitsrc_submodule {
+	char *name, *path, *url; /* path relative to the parent's dir */
+	char commit[41];         /* the gitlink in the parent's tree */
+};
+struct git_repository;
+struct git_tree;
+/* Read .gitmodules and the gitlinks of tree; relative URLs are resolved
+ * against parent_url.  Paths are checked (relative, no ".."). */
+int gitsrc_submodule_list(struct git_repository *repo, struct git_tree *tree,
+                          const char *parent_url, struct gitsrc_submodule **out,
+                          size_t *n, struct err *e);
+/* git-tree.c: write tree's files into dir (which exists). */
+int gitsrc_tree_write(struct git_repository *repo, struct git_tree *tree,
+                      const char *dir, struct err *e);
+/* Check one submodule out into <dir>/<path> at its commit. */
+int gitsrc_submodule_checkout(struct runner *r,
+                              const struct gitsrc_submodule *sm,
+                              const char *dir, int depth, struct err *e);
+void gitsrc_submodules_free(struct gitsrc_submodule *v, size_t n);
+
 /* git-hostkey.c: 0 when known_hosts holds exactly this key for host (and
  * port, 0 or 22 meaning the default); TERR_AUTH naming the file when the
  * host is unknown or its key changed. */

@@ -103,6 +103,36 @@ def test_wrong_commit_fails_saying_why():
     assert "nosuchbranch" in att["result"]["message"]
 
 
+def make_super(root):
+    """lib.git, and proj.git whose commit has lib.git as submodule 'lib'."""
+    lib, lib_ids, _ = make_repo(root, name="lib.git",
+                                files={"lib.txt": "lib {i}\n"}, commits=2)
+    bare, ids, work = make_repo(root, name="proj.git")
+    git("-c", "protocol.file.allow=always", "submodule", "add", "-q",
+        "../lib.git", "lib", cwd=work)
+    git("-C", "lib", "checkout", "-q", lib_ids[0], cwd=work)
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "add lib", cwd=work)
+    git("push", "-q", bare, "main", cwd=work)
+    return bare, lib_ids
+
+
+def test_submodules_when_asked():
+    root = root_dir()
+    bare, lib_ids = make_super(root)
+    cat = ("/bin/sh", "-c", "cat hello.txt lib/lib.txt")
+    att = run_attempt(root, spec({"git": {"url": bare, "submodules": True}},
+                                 command=cat))
+    assert att["result"]["reason"] == "succeeded", att["log"]
+    assert "lib 0\n" in att["log"]  # the recorded commit, not lib's head
+    assert f"submodule lib (lib) at {lib_ids[0][:12]}" in att["log"]
+    # without asking: said in the log, not checked out
+    att = run_attempt(root, spec({"git": {"url": bare}}, command=cat), job="2")
+    assert att["result"]["reason"] == "failed"
+    assert "source.git.submodules is false: they are not checked out" \
+        in att["log"]
+
+
 def test_file_url_and_submodules_are_mentioned():
     root = root_dir()
     bare, ids, _ = make_repo(root, files={
@@ -133,6 +163,24 @@ def test_https_with_token(https_git):
     assert phase_end(att, "source")["commit"] == ids[1]
     assert "s3cret-token" not in att["log"]
     assert any("git-upload-pack" in r[1] for r in srv.requests)
+
+
+def test_remote_repo_cannot_name_local_submodules(https_git):
+    root, srv, ids = https_git
+    work = os.path.join(root, "proj.git.work")
+    with open(os.path.join(work, ".gitmodules"), "w") as f:
+        f.write('[submodule "m"]\n\tpath = m\n\turl = /etc\n')
+    git("add", ".gitmodules", cwd=work)
+    # record a gitlink at m (any commit id will do for the refusal)
+    git("update-index", "--add", "--cacheinfo", f"160000,{ids[0]},m", cwd=work)
+    git("commit", "-q", "-m", "evil", cwd=work)
+    git("push", "-q", os.path.join(root, "proj.git"), "main", cwd=work)
+    s = spec({"git": {"url": srv.url("proj.git"), "token_secret": "GIT_TOKEN",
+                      "submodules": True}},
+             secrets={"GIT_TOKEN": "s3cret-token"})
+    att = run_attempt(root, s, settings={"git_ca_file": srv.cert})
+    assert att["result"]["reason"] == "source_failed", att["log"]
+    assert "'/etc' is a local path" in att["result"]["message"]
 
 
 def test_https_wrong_token_or_untrusted_cert(https_git):
