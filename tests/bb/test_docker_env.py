@@ -107,7 +107,8 @@ def test_pip_specs_layered_on_dockerfile_image(docker_base):
     for job in ("D-lay1", "D-lay2"):
         d = dockerd.docker_attempt(
             ["sh", "-c", "cat /pip-args; echo; cat /tether-env/requirements.txt"],
-            files={"reqs.txt": "pkg-a>=2\n"}, dockerfile=FAKE_PIP_DOCKERFILE,
+            files={"reqs.txt": "pkg-a>=2\n"},
+            dockerfile=FAKE_PIP_DOCKERFILE + "# %s\n" % state,
             job=job, state=state, spec={"environment": env})
         r = hr.run_runner(d, timeout=300)
         res = hr.result(d)
