@@ -1,0 +1,101 @@
+"""Credentials over time (rotation, re-registration), snapshots, the log
+cap and housekeeping of finished attempt directories."""
+import io
+import json
+import os
+import tarfile
+
+from harness.agent import Agent
+from harness.common import wait_until
+
+
+def creds(ag):
+    with open(os.path.join(ag.state_dir, "credentials")) as f:
+        return json.load(f)
+
+
+def test_rotate_credential_while_running(workspace, agent):
+    old = creds(agent)["secret"]
+    r = agent.cmd("rotate-credential")
+    assert "rotated" in r.stdout
+    new = creds(agent)["secret"]
+    assert new != old
+    # The old secret is revoked once the new one was used.
+    st, _, _ = workspace.api("POST", "/api/v1/agents/lease",
+                             json={"wait": 0, "queue_room": 0, "running": []},
+                             token=old)
+    assert st == 401
+    # The running daemon picks the new secret up and keeps working.
+    job = workspace.submit(name="after-rotate", command=["true"])
+    agent.wait_job(job, "succeeded", timeout=30)
+    assert "refused" not in agent.cmd("status").stdout
+    assert new not in agent.output() and old not in agent.output()
+
+
+def test_re_register_replaces_agent(workspace, agent_factory):
+    ag = agent_factory().start()
+    first = creds(ag)["agent_id"]
+    ag.stop()
+    ag.token = workspace.token()
+    ag.start("--re-register", "--token", ag.token)
+    wait_until(lambda: creds(ag)["agent_id"] != first, 15,
+               what="a new agent id")
+    st, _, agents = workspace.api("GET", "/api/v1/agents")
+    states = {a["id"]: a["state"] for a in agents["agents"]}
+    assert states[first] == "revoked"
+    assert states[creds(ag)["agent_id"]] == "online"
+
+
+def test_registration_conflict_is_explained(workspace, agent_factory):
+    ag = agent_factory().start()
+    # A second state dir on the same machine (same machine-id) is another
+    # attachment of the same machine: refused unless --re-register.
+    other = agent_factory(name=ag.name + "-b")
+    other.start(wait_registered=False)
+    wait_until(lambda: not other.alive(), 15, what="the second agent to stop")
+    assert "409" in other.output() or "exists" in other.output()
+    assert "refused" in other.cmd("status").stdout or \
+        "registration failed" in other.cmd("status").stdout
+
+
+def snapshot(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_snapshot_downloaded_before_start(workspace, agent):
+    st, _, b = workspace.api("POST", "/api/v1/snapshots",
+                             data=snapshot({"hello.sh": b"echo from-snapshot\n"}),
+                             headers={"Content-Type": "application/octet-stream"})
+    assert st == 201, b
+    job = workspace.submit(name="snap", command=["sh", "hello.sh"],
+                           source={"snapshot": b["id"]})
+    agent.wait_job(job, "succeeded", timeout=60)
+    assert b"from-snapshot\n" in agent.ws_log(job)
+    assert os.path.exists(os.path.join(agent.attempt_dir(job),
+                                       "snapshot.tar.gz"))
+
+
+def test_log_cap_marker_is_shipped(workspace, agent_factory):
+    ag = agent_factory(max_log_bytes="4K").start()
+    job = workspace.submit(name="chatty", command=["sh", "-c", "seq 1 100000"])
+    ag.wait_job(job, timeout=60)
+    log = ag.ws_log(job)
+    assert b"log truncated" in log
+    assert len(log) < 8192
+
+
+def test_finished_attempt_dirs_are_removed_after_retention(workspace,
+                                                           agent_factory):
+    ag = agent_factory(attempt_retention="1s",
+                       housekeeping_interval="1s").start()
+    job = workspace.submit(name="short", command=["true"])
+    ag.wait_job(job, "succeeded", timeout=30)
+    wait_until(lambda: not os.path.exists(ag.attempt_dir(job)), 15,
+               what="the attempt directory to be removed")
+    assert "done" in ag.cmd("jobs").stdout
