@@ -2,6 +2,7 @@
 tether-env:<key> and the second job with the same Dockerfile (and context,
 .dockerignore'd files aside) reuses it without a rebuild; the context
 honours .dockerignore; an image can also be used by name."""
+import os
 import re
 
 from harness import dockerd
@@ -56,15 +57,18 @@ def test_same_dockerfile_reuses_image(docker_base):
         listing = log.split("[env] image", 1)[-1]
         assert "train.py\n" in listing and ".built-" in listing, listing
         assert "secret.txt" not in listing and "logs" not in listing
+    dockerd.remove_env_images(first)
 
 
 def test_context_change_rebuilds(docker_base):
     state = hr.state_dir()
     tag = str(id(state))
     a = env_key(run_job("D-env3", {}, state, tag))
+    first = hr.log(os.path.join(state, "jobs", "D-env3", "1"))
     second = run_job("D-env4", {"train.py": "print('changed')\n"}, state, tag)
     assert env_key(second) != a
     assert "Step 1/" in second
+    dockerd.remove_env_images(first, second)
 
 
 def test_image_by_name(docker_base):
@@ -121,3 +125,4 @@ def test_pip_specs_layered_on_dockerfile_image(docker_base):
     assert "[env] layering pip requirements on tether-env:" in logs[0]
     assert "Step 1/" in logs[0] and "Step 1/" not in logs[1]
     assert "cache hit: docker environment " + env_key(logs[0]) in logs[1]
+    dockerd.remove_env_images(logs[0])

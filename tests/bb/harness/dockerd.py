@@ -237,3 +237,15 @@ class Registry:
 
     def stop(self):
         self.proc.stop()
+
+
+def remove_env_images(*logs):
+    """Remove the tether-env images a job log says were built (tests whose
+    Dockerfiles are unique to the run clean up after themselves)."""
+    import re
+    for log in logs:
+        if isinstance(log, bytes):
+            log = log.decode(errors="replace")
+        for key in set(re.findall(r"tether-env:([0-9a-f]{64})", log)):
+            for tag in (key, key + "-base"):
+                api("DELETE", "/images/tether-env:%s" % tag)
