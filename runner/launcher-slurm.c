@@ -251,13 +251,19 @@ static int slurm_signal(struct runner *r, int sig, struct err *e)
 {
 	struct slurm_job *j = r->launcher_data;
 	const char *name = sigabbrev_np(sig);
+	bool queued;
 
 	if (j == NULL || j->job_id[0] == '\0')
 		return err_set(e, TERR_NOTFOUND, "slurm: no job to signal");
 	if (name == NULL)
 		return err_set(e, TERR_INVAL, "slurm: unknown signal %d", sig);
 	j->we_stopped = true;
-	return slurm_cancel(j->job_id, name, e);
+	pthread_mutex_lock(&j->lock);
+	queued =
+	    j->info.known && slurm_state_phase(j->info.state) == SLURM_QUEUED;
+	pthread_mutex_unlock(&j->lock);
+	/* Nothing runs yet to take a signal: take it out of the queue. */
+	return slurm_cancel(j->job_id, queued ? NULL : name, e);
 }
 
 static int slurm_kill(struct runner *r, struct err *e)
@@ -345,10 +351,19 @@ static int slurm_reattach(struct runner *r, int *out_fd, int *done_fd,
 	if (r->state.launcher_ref[0] != '\0')
 		snprintf(j->job_id, sizeof(j->job_id), "%.63s",
 		         r->state.launcher_ref);
-	if (j->job_id[0] == '\0')
-		return err_set(
-		    e, TERR_UNSUPP,
-		    "slurm: no Slurm job id recorded; cannot reattach");
+	if (j->job_id[0] == '\0') {
+		/* Killed between sbatch and saving the id: find it by name. */
+		char *name = xasprintf("tether-%s-%lld", r->job_id,
+		                       (long long)r->attempt);
+		rc = slurm_find_job(name, j->work, j->job_id, e);
+		free(name);
+		if (rc == TERR_NOTFOUND)
+			return err_set(e, TERR_UNSUPP,
+			               "slurm: no Slurm job was submitted for "
+			               "this attempt; nothing to reattach");
+		if (rc < 0)
+			return rc;
+	}
 	if ((rc = slurm_follow_resume_offset(j, r, e)) < 0)
 		return err_wrap(e, "slurm job %s", j->job_id);
 	j->log_start = -1; /* a new stretch of output begins */

@@ -184,3 +184,35 @@ int slurm_cancel(const char *job_id, const char *signame, struct err *e)
 	free(sigopt);
 	return r;
 }
+
+int slurm_find_job(const char *name, const char *work_dir, char out[64],
+                   struct err *e)
+{
+	char *opt = xasprintf("--name=%s", name);
+	const char *argv[] = {"squeue", "-h", "-t",    "all",
+	                      opt,      "-o", "%i %Z", NULL};
+	struct buf b;
+	int st = 0, r;
+
+	buf_init(&b, 1 << 20);
+	if ((r = cmd_capture(argv, &b, NULL, SLURM_CMD_TIMEOUT_MS, &st, e)) < 0)
+		goto out;
+	r = err_set(e, TERR_NOTFOUND, "no Slurm job %s in %s", name, work_dir);
+	for (char *line = b.data; line != NULL && *line != '\0';) {
+		char *nl = strchr(line, '\n'), *sp;
+		if (nl != NULL)
+			*nl = '\0';
+		sp = strchr(line, ' ');
+		if (sp != NULL && strcmp(sp + 1, work_dir) == 0 &&
+		    (size_t)(sp - line) < 64) {
+			memcpy(out, line, (size_t)(sp - line));
+			out[sp - line] = '\0';
+			r = 0;
+		}
+		line = nl != NULL ? nl + 1 : NULL;
+	}
+out:
+	buf_free(&b);
+	free(opt);
+	return r;
+}

@@ -99,6 +99,10 @@ enum slurm_phase slurm_state_phase(const char *state);
 const char *slurm_state_reason(const char *state, bool we_stopped);
 /* Read the exit code the batch wrapper recorded; TERR_NOTFOUND if none. */
 int slurm_exit_read(const char *path, int *code, struct err *e);
+/* The id of the (last) job called name that runs in work_dir, for a
+ * runner that died between sbatch and saving the id; TERR_NOTFOUND. */
+int slurm_find_job(const char *name, const char *work_dir, char out[64],
+                   struct err *e);
 /* scancel [--full --signal=SIG] job_id. */
 int slurm_cancel(const char *job_id, const char *signame, struct err *e);
 

@@ -70,13 +70,13 @@ def test_failing_job_ends_failed_with_its_code(slurm_cluster):
 
 def test_timeout_maps_to_timed_out(slurm_cluster):
     d = _attempt(slurm_cluster, {
-        "command": ["/bin/sh", "-c", "echo started; sleep 300"],
+        "command": ["/bin/sh", "-c", "echo started; sleep 300; echo never"],
         "timeout": "2s"})
     runner = slurm.start_runner(slurm_cluster, d)
     res = slurm.wait_result(d, 60, runner)
     job_id = slurm.slurm_job_id(d)
     assert res["reason"] == "timed_out", res
-    assert slurm.job_output(d, job_id).startswith(b"started\n")
+    assert b"never" not in slurm.job_output(d, job_id)
     assert job_id not in slurm_cluster.queue()
     # The backstop: Slurm got --time rounded up to a minute.
     assert slurm_cluster.job(job_id).get("TimeLimit") == "00:01:00"
@@ -136,3 +136,43 @@ def test_sbatch_refusal_is_launch_failed(slurm_cluster):
     assert res["reason"] == "launch_failed", res
     log = slurm.read_bytes(os.path.join(d, "log"))
     assert b"no-such-partition" in log or b"invalid partition" in log.lower()
+
+
+def _write_cancel(d, grace):
+    import json
+    tmp = os.path.join(d, "cancel.tmp")
+    with open(tmp, "w") as f:
+        json.dump({"reason": "cancelled", "grace": grace}, f)
+    os.rename(tmp, os.path.join(d, "cancel"))
+
+
+def test_pending_job_is_queued_at_cluster_and_cancel_dequeues_it(
+        slurm_cluster):
+    c = slurm_cluster
+    wait_job = ["/bin/sh", "-c", "while [ ! -e release ]; do sleep 0.05; done"]
+    big = _attempt(c, {"command": wait_job, "resources": {"cpus": c.cpus}})
+    big_runner = slurm.start_runner(c, big)
+    big_id = slurm.slurm_job_id(big)
+    wait_until(lambda: c.job(big_id).get("JobState") == "RUNNING", 30,
+               what="the job holding every CPU to run")
+    small = _attempt(c, {"command": ["/bin/echo", "never runs"],
+                         "resources": {"cpus": 1}}, kill_grace=60)
+    small_runner = slurm.start_runner(c, small)
+    small_id = slurm.slurm_job_id(small)
+    # Queued at the cluster: Slurm says PENDING and the runner records why.
+    state = os.path.join(small, "slurm.json")
+    wait_until(lambda: (slurm.read_json(state)["state"],
+                        slurm.read_json(state)["reason"]) in
+               (("PENDING", "Resources"), ("PENDING", "Priority")), 30,
+               what="slurm.json to show PENDING (Resources)")
+    assert not os.path.exists(os.path.join(small, "result.json"))
+    # Cancel takes it out of the queue at once, not after the 60 s grace.
+    _write_cancel(small, 60)
+    small_runner.signal(signal.SIGUSR1)
+    res = slurm.wait_result(small, 15, small_runner)
+    assert res["reason"] == "cancelled", res
+    assert small_id not in c.queue()
+    assert c.job(small_id)["JobState"] == "CANCELLED"
+    assert b"never runs" not in slurm.read_bytes(os.path.join(small, "log"))
+    open(os.path.join(big, "work", "release"), "w").close()
+    assert slurm.wait_result(big, 60, big_runner)["reason"] == "succeeded"
