@@ -35,6 +35,8 @@ static int load_spec(struct cli *c, const char *file, json_t **out)
 	    (r = json_parse(text, n, 16, out, &e)) < 0 ||
 	    (r = jobspec_parse_json(*out, &s, &e)) < 0) {
 		fprintf(stderr, "%s: %s: %s\n", c->prog, file, e.msg);
+		json_decref(*out);
+		*out = NULL;
 		free(text);
 		return r == TERR_IO || r == TERR_NOTFOUND ? EXIT_FAILED
 		                                          : EXIT_REJECTED;

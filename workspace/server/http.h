@@ -62,6 +62,7 @@ struct req {
 	/* long-poll */
 	int64_t deadline_ms;
 	uint64_t gen;
+	enum wait_kind wait_kind;
 	struct req *wnext;
 	/* reply */
 	struct MHD_Response *resp;

@@ -81,7 +81,7 @@ static int log_append(struct req *r)
 		}
 		len += (int64_t)n;
 		db_unlock(ws);
-		ws_notify(ws);
+		ws_notify_logs(ws);
 	} else {
 		db_unlock(ws);
 	}
@@ -193,6 +193,7 @@ static int log_read(struct req *r)
 			ms = ws->conf.poll_max_wait_ms;
 		r->deadline_ms = now_mono_ms() + ms;
 	}
+	r->wait_kind = WAIT_LOG;
 	for (;;) {
 		wait_mark(r);
 		db_lock(ws);

@@ -18,7 +18,7 @@
 void wait_mark(struct req *r)
 {
 	pthread_mutex_lock(&r->ws->wait_mu);
-	r->gen = r->ws->gen;
+	r->gen = r->ws->gen[r->wait_kind];
 	pthread_mutex_unlock(&r->ws->wait_mu);
 }
 
@@ -28,10 +28,10 @@ bool wait_park(struct req *r)
 	bool parked = false;
 
 	pthread_mutex_lock(&ws->wait_mu);
-	if (ws->gen == r->gen && !ws->stopping &&
+	if (ws->gen[r->wait_kind] == r->gen && !ws->stopping &&
 	    now_mono_ms() < r->deadline_ms) {
-		r->wnext = (struct req *)ws->waiters;
-		ws->waiters = (struct waiter *)r;
+		r->wnext = (struct req *)ws->waiters[r->wait_kind];
+		ws->waiters[r->wait_kind] = (struct waiter *)r;
 		MHD_suspend_connection(r->conn);
 		parked = true;
 	}
@@ -39,10 +39,11 @@ bool wait_park(struct req *r)
 	return parked;
 }
 
-/* Resume every parked request for which pred holds; wait_mu held. */
-static void resume_locked(struct ws *ws, bool all, int64_t now)
+/* Resume the parked requests of one kind (all, or those past their
+ * deadline); wait_mu held. */
+static void resume_kind(struct ws *ws, int kind, bool all, int64_t now)
 {
-	struct req **pp = (struct req **)&ws->waiters, *r;
+	struct req **pp = (struct req **)&ws->waiters[kind], *r;
 
 	while ((r = *pp) != NULL) {
 		if (all || r->deadline_ms <= now) {
@@ -55,11 +56,26 @@ static void resume_locked(struct ws *ws, bool all, int64_t now)
 	}
 }
 
+static void resume_locked(struct ws *ws, bool all, int64_t now)
+{
+	resume_kind(ws, WAIT_LEASE, all, now);
+	resume_kind(ws, WAIT_LOG, all, now);
+}
+
 void ws_notify(struct ws *ws)
 {
 	pthread_mutex_lock(&ws->wait_mu);
-	ws->gen++;
+	ws->gen[WAIT_LEASE]++;
+	ws->gen[WAIT_LOG]++;
 	resume_locked(ws, true, 0);
+	pthread_mutex_unlock(&ws->wait_mu);
+}
+
+void ws_notify_logs(struct ws *ws)
+{
+	pthread_mutex_lock(&ws->wait_mu);
+	ws->gen[WAIT_LOG]++;
+	resume_kind(ws, WAIT_LOG, true, 0);
 	pthread_mutex_unlock(&ws->wait_mu);
 }
 

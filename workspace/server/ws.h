@@ -64,8 +64,8 @@ struct ws {
 	/* long-poll waiters (wait.c) */
 	pthread_mutex_t wait_mu;
 	pthread_cond_t wait_cond;
-	uint64_t gen;
-	struct waiter *waiters;
+	uint64_t gen[2]; /* per enum wait_kind */
+	struct waiter *waiters[2];
 	bool stopping;
 	pthread_t sweeper;
 	struct MHD_Daemon *tls_d, *plain_d;
@@ -123,7 +123,11 @@ int http_start(struct ws *ws, struct err *e);
 void http_stop(struct ws *ws);
 
 /* wait.c */
+enum wait_kind { WAIT_LEASE = 0, WAIT_LOG = 1 };
+/* Wake every parked request (any state change). */
 void ws_notify(struct ws *ws);
+/* Wake only parked log readers (new log bytes). */
+void ws_notify_logs(struct ws *ws);
 int wait_start(struct ws *ws, struct err *e);
 void wait_stop(struct ws *ws);
 

@@ -1,0 +1,541 @@
+/* cmd-attach.c: tether attach ssh://user@host[:port] --key FILE [--name N]
+ * [--replace] ...: the workspace side reaches out to a machine over SSH,
+ * installs the agent there and waits until it has registered.
+ *
+ *  1. SSH in (host key checked against known_hosts before authenticating).
+ *  2. Probe the machine: machine id, host name, an agent credential or a
+ *     running agent.  A machine that is already attached is refused unless
+ *     --replace (two agents on one machine break each other's jobs); with
+ *     --replace the old agent is revoked at the workspace and its
+ *     credential removed, so the new one registers in its place.
+ *  3. Make a one-use registration token (POST /api/v1/tokens, 15 minutes).
+ *  4. Copy tether-agent, tether-runner and install/install.sh (+ the unit
+ *     file and config sample) over SFTP into a private temporary directory,
+ *     run install.sh --from-prefix there with the token, then remove it.
+ *  5. Wait until the workspace lists the agent online. */
+#include "workspace/cli/cli.h"
+#include "workspace/cli/cmd-attach.h"
+
+#include "common/err.h"
+#include "common/util.h"
+
+#include <curl/curl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct attach {
+	struct cli *c;
+	struct ssh_tunnel_opts o;
+	const char *name, *labels, *agent_ws, *from, *installer;
+	bool replace;
+	int64_t timeout_ms;
+	struct remote *r;
+	char *rdir, *hostname, *machine_id, *agent_id, *token, *agent_name;
+	bool running;
+};
+
+/* Exit code for a failed SSH step. */
+static int ssh_exit(const struct err *e)
+{
+	if (e->code == TERR_AUTH)
+		return EXIT_AUTH;
+	if (e->code == TERR_NET || e->code == TERR_TIMEOUT)
+		return EXIT_UNREACHABLE;
+	return EXIT_FAILED;
+}
+
+static int fail(struct attach *a, const struct err *e)
+{
+	fprintf(stderr, "%s attach: %s\n", a->c->prog, e->msg);
+	return ssh_exit(e);
+}
+
+/* Run cmd remotely; non-zero exit is an error showing its output. */
+static int run_remote(struct attach *a, const char *what, const char *cmd,
+                      struct buf *out, struct err *e)
+{
+	int status = 0, r;
+
+	buf_init(out, 1 << 20);
+	if ((r = remote_exec(a->r, cmd, out, &status, e)) < 0)
+		return err_wrap(e, "%s", what);
+	if (status != 0)
+		return err_set(e, TERR_FAIL, "%s on %s failed (exit %d):\n%s",
+		               what, remote_name(a->r), status,
+		               out->data ? out->data : "");
+	return 0;
+}
+
+static char *probe_value(const char *text, const char *key)
+{
+	size_t n = strlen(key);
+
+	for (const char *p = text; p && *p;
+	     p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+		if (strncmp(p, key, n) == 0 && p[n] == '=') {
+			size_t l = strcspn(p + n + 1, "\n");
+			return l ? strndup(p + n + 1, l) : NULL;
+		}
+	}
+	return NULL;
+}
+
+/* What is on the machine already. */
+static int probe(struct attach *a, struct err *e)
+{
+	static const char script[] =
+	    "echo machine_id=$(cat /etc/machine-id 2>/dev/null); "
+	    "echo hostname=$(hostname 2>/dev/null || cat /etc/hostname); "
+	    "c=/var/lib/tether/credentials; if [ -s $c ]; then "
+	    "echo agent_id=$(sed -n 's/.*\"agent_id\"[[:space:]]*:[[:space:]]*"
+	    "\"\\([^\"]*\\)\".*/\\1/p' $c | head -n 1); fi; "
+	    "for f in /proc/[0-9]*/comm; do "
+	    "[ \"$(cat $f 2>/dev/null)\" = tether-agent ] && "
+	    "echo running=1 && break; done; true";
+	struct buf out;
+	int r;
+
+	if ((r = run_remote(a, "probe", script, &out, e)) == 0) {
+		a->machine_id = probe_value(out.data, "machine_id");
+		a->hostname = probe_value(out.data, "hostname");
+		a->agent_id = probe_value(out.data, "agent_id");
+		a->running = probe_value(out.data, "running") != NULL;
+	}
+	buf_free(&out);
+	return r;
+}
+
+/* The workspace's record of agent `key` (id or name), or NULL. */
+static json_t *ws_agent(struct attach *a, const char *key, bool by_name)
+{
+	json_t *list = NULL, *ag, *found = NULL;
+	size_t i;
+
+	if (api_json(a->c, "GET", "/api/v1/agents", NULL, &list) != EXIT_OK)
+		return NULL;
+	json_array_foreach(json_object_get(list, "agents"), i, ag)
+	{
+		const char *v = json_string_value(
+		    json_object_get(ag, by_name ? "name" : "id"));
+		if (v != NULL && key != NULL && strcmp(v, key) == 0)
+			found = json_incref(ag);
+	}
+	json_decref(list);
+	return found;
+}
+
+static const char *agent_state(json_t *ag)
+{
+	const char *s = json_string_value(json_object_get(ag, "state"));
+	return s ? s : "unknown";
+}
+
+/* Refuse a second attachment; with --replace, retire the first. */
+static int check_attached(struct attach *a)
+{
+	json_t *ag;
+
+	if (a->agent_id == NULL && !a->running)
+		return EXIT_OK;
+	ag = a->agent_id ? ws_agent(a, a->agent_id, false) : NULL;
+	if (!a->replace) {
+		fprintf(stderr,
+		        "%s attach: %s (machine id %s) is already attached: "
+		        "%s%s%s%s%s; refusing a second attachment (two agents "
+		        "on one machine break each other's jobs). Pass "
+		        "--replace to take it over.\n",
+		        a->c->prog, remote_name(a->r),
+		        a->machine_id ? a->machine_id : "?",
+		        a->agent_id ? "agent " : "an agent is running",
+		        a->agent_id ? a->agent_id : "",
+		        ag ? " (" : (a->agent_id ? " (not known here)" : ""),
+		        ag ? json_string_value(json_object_get(ag, "name"))
+		           : "",
+		        ag ? ")" : "");
+		json_decref(ag);
+		return EXIT_REJECTED;
+	}
+	if (ag != NULL && strcmp(agent_state(ag), "revoked") != 0) {
+		char *path = xasprintf("/api/v1/agents/%s", a->agent_id);
+		json_t *r = NULL;
+		int rc = api_json(a->c, "DELETE", path, NULL, &r);
+		free(path);
+		json_decref(r);
+		if (rc != EXIT_OK && rc != EXIT_NOTFOUND) {
+			json_decref(ag);
+			return rc;
+		}
+		printf("revoked the machine's previous agent %s\n",
+		       a->agent_id);
+	}
+	json_decref(ag);
+	return EXIT_OK;
+}
+
+/* A one-use registration token valid for 15 minutes. */
+static int make_token(struct attach *a)
+{
+	json_t *body = json_pack("{s:i, s:i}", "uses", 1, "ttl", 900),
+	       *r = NULL;
+	int rc = api_json(a->c, "POST", "/api/v1/tokens", body, &r);
+
+	json_decref(body);
+	if (rc == EXIT_OK) {
+		const char *t = json_string_value(json_object_get(r, "token"));
+		a->token = t ? xstrdup(t) : NULL;
+		if (a->token == NULL)
+			rc = EXIT_FAILED;
+	}
+	json_decref(r);
+	return rc;
+}
+
+static bool is_exec(const char *p)
+{
+	return access(p, X_OK) == 0;
+}
+
+/* Directory of the running `tether`. */
+static char *exe_dir(void)
+{
+	char buf[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+
+	if (n <= 0)
+		return xstrdup(".");
+	buf[n] = '\0';
+	return xstrdup(dirname(buf));
+}
+
+/* A binary in a prefix (FROM/bin/NAME) or a build tree (FROM/SUB/NAME). */
+static char *find_bin(const char *from, const char *name, const char *sub)
+{
+	char *p = xasprintf("%s/bin/%s", from, name);
+
+	if (is_exec(p))
+		return p;
+	free(p);
+	p = xasprintf("%s/%s/%s", from, sub, name);
+	if (is_exec(p))
+		return p;
+	free(p);
+	return NULL;
+}
+
+/* Where install.sh is: --installer, $TETHER_SOURCE_DIR/install, next to
+ * an installed tether (PREFIX/share/tether), or a build tree's source. */
+static char *find_installer(const struct attach *a, const char *exe)
+{
+	const char *src = getenv("TETHER_SOURCE_DIR");
+	char *cand[4] = {a->installer ? xstrdup(a->installer) : NULL,
+	                 src ? xasprintf("%s/install/install.sh", src) : NULL,
+	                 xasprintf("%s/../share/tether/install.sh", exe),
+	                 xasprintf("%s/../../../install/install.sh", exe)};
+	char *found = NULL;
+
+	for (int i = 0; i < 4; i++) {
+		if (found == NULL && cand[i] && access(cand[i], R_OK) == 0)
+			found = cand[i];
+		else
+			free(cand[i]);
+	}
+	return found;
+}
+
+struct local_files {
+	char *agent, *runner, *installer, *dir; /* dir: the installer's */
+};
+
+static void local_files_free(struct local_files *l)
+{
+	free(l->agent);
+	free(l->runner);
+	free(l->installer);
+	free(l->dir);
+}
+
+/* The files to copy: from --from (a build tree or a prefix), else from
+ * around the running tether. */
+static int find_local(const struct attach *a, struct local_files *l,
+                      struct err *e)
+{
+	char *exe = exe_dir(), *from, *tmp;
+
+	from = a->from ? xstrdup(a->from) : xasprintf("%s/../..", exe);
+	l->agent = find_bin(from, "tether-agent", "agent");
+	if (l->agent == NULL && a->from == NULL) {
+		free(from);
+		from = xasprintf("%s/..", exe);
+		l->agent = find_bin(from, "tether-agent", "agent");
+	}
+	l->runner = find_bin(from, "tether-runner", "runner");
+	l->installer = find_installer(a, exe);
+	free(from);
+	free(exe);
+	if (l->agent == NULL || l->runner == NULL || l->installer == NULL)
+		return err_set(
+		    e, TERR_NOTFOUND,
+		    "cannot find %s (use --from DIR, a build tree or "
+		    "an installed prefix, and --installer FILE)",
+		    l->agent == NULL    ? "tether-agent"
+		    : l->runner == NULL ? "tether-runner"
+		                        : "install/install.sh");
+	tmp = xstrdup(l->installer);
+	l->dir = xstrdup(dirname(tmp));
+	free(tmp);
+	return 0;
+}
+
+static int put(struct attach *a, const char *local, const char *name, long mode,
+               struct err *e)
+{
+	char *p = xasprintf("%s/%s", a->rdir, name);
+	int r = remote_put(a->r, local, p, mode, e);
+
+	free(p);
+	return r;
+}
+
+/* Copy the binaries and the installer into a fresh directory there. */
+static int upload(struct attach *a, struct err *e)
+{
+	static const char *const extras[] = {
+	    "tether-agent.service", "agent.conf.sample", "uninstall.sh"};
+	struct local_files l = {0};
+	struct buf out = {0};
+	char *q;
+	int r;
+
+	if ((r = find_local(a, &l, e)) < 0)
+		goto out;
+	if ((r = run_remote(a, "make a temporary directory",
+	                    "d=$(mktemp -d /tmp/tether-attach.XXXXXX) && "
+	                    "mkdir $d/bin && echo $d",
+	                    &out, e)) < 0)
+		goto out;
+	a->rdir = strndup(out.data, strcspn(out.data, "\n"));
+	if ((r = put(a, l.agent, "bin/tether-agent", 0755, e)) < 0 ||
+	    (r = put(a, l.runner, "bin/tether-runner", 0755, e)) < 0 ||
+	    (r = put(a, l.installer, "install.sh", 0755, e)) < 0)
+		goto out;
+	for (size_t i = 0; i < sizeof(extras) / sizeof(extras[0]); i++) {
+		q = xasprintf("%s/%s", l.dir, extras[i]);
+		if (access(q, R_OK) == 0)
+			r = put(a, q, extras[i], 0644, e);
+		free(q);
+		if (r < 0)
+			goto out;
+	}
+	if (a->c->ca != NULL)
+		r = put(a, a->c->ca, "ca.crt", 0644, e);
+out:
+	buf_free(&out);
+	local_files_free(&l);
+	return r;
+}
+
+/* Append " FLAG 'value'" to b when value is set. */
+static void arg(struct buf *b, const char *flag, const char *value)
+{
+	char *q;
+
+	if (value == NULL)
+		return;
+	q = sh_quote(value);
+	buf_printf(b, NULL, " %s %s", flag, q);
+	free(q);
+}
+
+/* Run install.sh there (it starts the agent, which registers with the
+ * token), then remove the temporary directory whatever happened. */
+static int install(struct attach *a, struct err *e)
+{
+	const char *ca = "/etc/tether/workspace-ca.crt";
+	char *d = sh_quote(a->rdir);
+	struct buf cmd, out;
+	int r;
+
+	buf_init(&cmd, 1 << 16);
+	if (a->c->ca != NULL)
+		buf_printf(&cmd, NULL,
+		           "install -d -m 0755 /etc/tether && install -m 0644 "
+		           "%s/ca.crt %s && ",
+		           d, ca);
+	if (a->replace)
+		buf_printf(&cmd, NULL, "rm -f /var/lib/tether/credentials && ");
+	buf_printf(&cmd, NULL, "bash %s/install.sh --from-prefix %s", d, d);
+	arg(&cmd, "--workspace", a->agent_ws);
+	arg(&cmd, "--token", a->token);
+	arg(&cmd, "--name", a->agent_name);
+	arg(&cmd, "--labels", a->labels);
+	arg(&cmd, "--ca", a->c->ca ? ca : NULL);
+	buf_printf(&cmd, NULL, " --start; rc=$?; rm -rf %s; exit $rc", d);
+	r = run_remote(a, "install.sh", cmd.data, &out, e);
+	if (r == 0 && out.data != NULL)
+		fputs(out.data, stdout);
+	buf_free(&out);
+	freezero(cmd.data, cmd.size);
+	free(d);
+	return r;
+}
+
+/* Wait until the workspace lists the agent online; its id into *id. */
+static int wait_online(struct attach *a, char **id)
+{
+	int64_t deadline = now_mono_ms() + a->timeout_ms;
+	json_t *ag;
+
+	while (now_mono_ms() < deadline) {
+		ag = ws_agent(a, a->agent_name, true);
+		if (ag != NULL && strcmp(agent_state(ag), "online") == 0) {
+			*id = xstrdup(
+			    json_string_value(json_object_get(ag, "id")));
+			json_decref(ag);
+			return EXIT_OK;
+		}
+		json_decref(ag);
+		usleep(250 * 1000);
+	}
+	fprintf(stderr,
+	        "%s attach: the agent %s did not come online within %llds; "
+	        "see /var/log/tether-agent.log or journalctl -u tether-agent "
+	        "on %s, and run tether-agent doctor there\n",
+	        a->c->prog, a->agent_name, (long long)(a->timeout_ms / 1000),
+	        remote_name(a->r));
+	return EXIT_FAILED;
+}
+
+static int attach_run(struct attach *a)
+{
+	struct err e = {0};
+	char *id = NULL;
+	int rc;
+
+	if (remote_open(&a->o, (int)a->timeout_ms, &a->r, &e) < 0 ||
+	    probe(a, &e) < 0)
+		return fail(a, &e);
+	a->agent_name = xstrdup(a->name       ? a->name
+	                        : a->hostname ? a->hostname
+	                                      : "node");
+	if ((rc = check_attached(a)) != EXIT_OK ||
+	    (rc = make_token(a)) != EXIT_OK)
+		return rc;
+	if (upload(a, &e) < 0 || install(a, &e) < 0)
+		return fail(a, &e);
+	if ((rc = wait_online(a, &id)) != EXIT_OK)
+		return rc;
+	if (a->c->json)
+		printf("{\"agent\": \"%s\", \"id\": \"%s\", \"machine_id\": "
+		       "\"%s\"}\n",
+		       a->agent_name, id, a->machine_id ? a->machine_id : "");
+	else
+		printf("attached %s as agent %s (%s)\n", remote_name(a->r),
+		       a->agent_name, id);
+	free(id);
+	return EXIT_OK;
+}
+
+static void attach_free(struct attach *a)
+{
+	remote_close(a->r);
+	free(a->rdir);
+	free(a->hostname);
+	free(a->machine_id);
+	free(a->agent_id);
+	freezero_str(a->token);
+	free(a->agent_name);
+}
+
+static char *default_known_hosts(void)
+{
+	const char *home = getenv("HOME");
+
+	return xasprintf("%s/.ssh/known_hosts", home ? home : "/root");
+}
+
+static int cmd_attach(struct cli *c, int argc, char **argv)
+{
+	static const struct option lo[] = {
+	    {"key", required_argument, 0, 'k'},
+	    {"name", required_argument, 0, 'n'},
+	    {"replace", no_argument, 0, 'R'},
+	    {"known-hosts", required_argument, 0, 'K'},
+	    {"fingerprint", required_argument, 0, 'F'},
+	    {"passphrase-file", required_argument, 0, 'P'},
+	    {"labels", required_argument, 0, 'l'},
+	    {"agent-workspace", required_argument, 0, 'W'},
+	    {"from", required_argument, 0, 'f'},
+	    {"installer", required_argument, 0, 'I'},
+	    {"timeout", required_argument, 0, 't'},
+	    {0, 0, 0, 0}};
+	struct attach a = {.c = c, .timeout_ms = 120000};
+	char *kh = NULL;
+	struct err e = {0};
+	int ch, rc;
+
+	while ((ch = getopt_long(argc, argv, "k:n:", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'k':
+			a.o.key_file = optarg;
+			break;
+		case 'n':
+			a.name = optarg;
+			break;
+		case 'R':
+			a.replace = true;
+			break;
+		case 'K':
+			a.o.known_hosts = optarg;
+			break;
+		case 'F':
+			a.o.pinned_fingerprint = optarg;
+			break;
+		case 'P':
+			a.o.passphrase_file = optarg;
+			break;
+		case 'l':
+			a.labels = optarg;
+			break;
+		case 'W':
+			a.agent_ws = optarg;
+			break;
+		case 'f':
+			a.from = optarg;
+			break;
+		case 'I':
+			a.installer = optarg;
+			break;
+		case 't':
+			if (parse_duration_ms(optarg, &a.timeout_ms, &e) < 0)
+				cli_usage_error("tether attach",
+				                "--timeout: %s", e.msg);
+			break;
+		default:
+			cli_usage_error("tether attach", "bad option '%s'",
+			                cli_bad_option(argc, argv));
+		}
+	}
+	if (optind + 1 != argc)
+		cli_usage_error("tether attach",
+		                "expected ssh://user@host[:port]");
+	if (a.o.key_file == NULL)
+		cli_usage_error("tether attach", "--key FILE is required");
+	a.o.url = argv[optind];
+	a.o.connect_timeout_ms = 15000;
+	if (a.o.known_hosts == NULL)
+		a.o.known_hosts = kh = default_known_hosts();
+	if (a.agent_ws == NULL)
+		a.agent_ws = c->url;
+	rc = attach_run(&a);
+	attach_free(&a);
+	free(kh);
+	return rc;
+}
+
+const struct cmd_entry cmd_attach_entry = {
+    "attach", "ssh://USER@HOST[:PORT] --key FILE [--name N] [--replace]",
+    "install an agent on a machine over SSH and register it", cmd_attach};
