@@ -176,11 +176,17 @@ static void follow_logs(struct dlaunch *dl)
 	struct docker_req q = {.method = "GET",
 	                       .path = path,
 	                       .on_data = on_stream,
+	                       .on_tick = dlaunch_sample,
 	                       .arg = dl,
 	                       .cancel = &dl->stop};
+	pid_t init = dlaunch_pid(dl);
 	struct err e;
 	int rc;
 
+	if (init > 0 && dl->mem_dir == NULL) {
+		dl->mem_dir = docker_cgroup_dir(init, dl->id, "memory");
+		dl->cpu_dir = docker_cgroup_dir(init, dl->id, "cpuacct");
+	}
 	for (int tries = 0; tries < FOLLOW_RETRIES && !dl->stop; tries++) {
 		docker_demux_init(&dl->dm);
 		dl->seen = 0;
@@ -211,6 +217,8 @@ static void *follower(void *arg)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	follow_logs(dl);
+	dl->last_sample_ms = 0; /* a last sample, if the cgroup still exists */
+	dlaunch_sample(dl);
 	if (dl->cmp_fd >= 0)
 		close(dl->cmp_fd);
 	dl->cmp_fd = -1;
@@ -268,52 +276,6 @@ fail:
 	return e->code;
 }
 
-/* The cgroup.procs file of the container's pids cgroup (v1) or unified
- * cgroup (v2), read from its init's /proc entry; NULL unless the path
- * names the container (an exiting task shows the root cgroup, and
- * signalling the root cgroup would reach every process of the host). */
-static char *container_procs(pid_t init, const char *id)
-{
-	char *path = xasprintf("/proc/%d/cgroup", (int)init), line[512];
-	char *procs = NULL;
-	FILE *f = fopen(path, "r");
-
-	free(path);
-	if (f == NULL)
-		return NULL;
-	while (procs == NULL && fgets(line, sizeof(line), f)) {
-		char *cg = strchr(line, ':'), *rel;
-		bool v1 = cg && !strncmp(cg, ":pids:", 6);
-		bool v2 = !strncmp(line, "0::", 3);
-
-		line[strcspn(line, "\n")] = '\0';
-		if ((!v1 && !v2) || (rel = strchr(cg + 1, ':') + 1) == NULL)
-			continue;
-		if (strlen(id) < 12 || strstr(rel, id) == NULL)
-			continue;
-		procs = xasprintf("/sys/fs/cgroup/%s%s/cgroup.procs",
-		                  v1 ? "pids" : "unified", rel);
-	}
-	fclose(f);
-	return procs;
-}
-
-/* Signal every process of the container but its init. */
-static void signal_cgroup(pid_t init, const char *id, int sig)
-{
-	char *procs = container_procs(init, id);
-	FILE *f = procs ? fopen(procs, "r") : NULL;
-	int pid;
-
-	if (f != NULL) {
-		while (fscanf(f, "%d", &pid) == 1)
-			if (pid > 1 && pid != init)
-				kill(pid, sig);
-		fclose(f);
-	}
-	free(procs);
-}
-
 int dlaunch_signal(struct dlaunch *dl, int sig, struct err *e)
 {
 	char *path = xasprintf("/containers/%s/kill?signal=%d", dl->id, sig);
@@ -321,7 +283,7 @@ int dlaunch_signal(struct dlaunch *dl, int sig, struct err *e)
 	int rc = docker_call(dl->d, "POST", path, NULL, NULL, e);
 
 	if (init > 0 && sig != SIGKILL)
-		signal_cgroup(init, dl->id, sig);
+		docker_cgroup_signal(init, dl->id, sig);
 	if (rc == TERR_CONFLICT) /* not running: nothing left to signal */
 		rc = 0;
 	free(path);
@@ -347,8 +309,8 @@ int dlaunch_exit(struct dlaunch *dl, struct launch_exit *ex, struct err *e)
 	code = (int)json_integer_value(json_object_get(st, "ExitCode"));
 	memset(ex, 0, sizeof(*ex));
 	ex->oom = json_is_true(json_object_get(st, "OOMKilled"));
-	ex->peak_memory_bytes = -1;
-	ex->cpu_seconds = -1;
+	ex->peak_memory_bytes = dl->peak_bytes > 0 ? dl->peak_bytes : -1;
+	ex->cpu_seconds = dl->cpu_seconds > 0 ? dl->cpu_seconds : -1;
 	ex->exit_code = code;
 	if (code > 128 && code <= 128 + 64) { /* the engine's 128+signal */
 		ex->exit_code = -1;

@@ -101,6 +101,8 @@ static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c,
 {
 	const struct docker_req *q = arg;
 
+	if (q->on_tick != NULL)
+		q->on_tick(q->arg);
 	return q->cancel != NULL && *q->cancel ? 1 : 0;
 }
 

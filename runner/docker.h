@@ -35,6 +35,7 @@ struct docker_req {
 	const char *registry_auth; /* X-Registry-Auth value, or NULL */
 	docker_data_cb on_data;    /* 2xx body goes here; NULL: collected */
 	void *arg;
+	void (*on_tick)(void *arg); /* called often while transferring */
 	const volatile int *cancel; /* non-zero aborts the transfer */
 	long timeout_ms;            /* 0: none */
 };

@@ -220,6 +220,9 @@ static int docker_collect(struct runner *r, struct launch_exit *ex,
 	dlaunch_join(dl);
 	if ((rc = dlaunch_exit(dl, ex, e)) < 0)
 		return rc;
+	/* killed at the limit: it peaked there, whatever the last sample */
+	if (ex->oom && r->spec->resources.memory > ex->peak_memory_bytes)
+		ex->peak_memory_bytes = r->spec->resources.memory;
 	dlaunch_remove(dl);
 	return 0;
 }
@@ -260,6 +263,8 @@ static void docker_cleanup(struct runner *r)
 	dlaunch_join(dl);
 	dlaunch_remove(dl);
 	docker_close(dl->d);
+	free(dl->mem_dir);
+	free(dl->cpu_dir);
 	free(dl);
 	r->launcher_data = NULL;
 }

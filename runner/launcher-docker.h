@@ -28,6 +28,10 @@ struct dlaunch {
 	int cmp_fd;        /* the log, while matching an earlier runner's */
 	int64_t cmp_base;  /* log offset where the job's output began */
 	char cmp_buf[65536];
+	/* usage sampled from the container's cgroup while it runs */
+	char *mem_dir, *cpu_dir;
+	int64_t peak_bytes, last_sample_ms;
+	double cpu_seconds;
 	struct docker_demux dm;
 	bool removed;
 };
@@ -55,5 +59,14 @@ void dlaunch_join(struct dlaunch *dl);
 int dlaunch_exit(struct dlaunch *dl, struct launch_exit *ex, struct err *e);
 /* Remove the container (force); idempotent, errors logged. */
 void dlaunch_remove(struct dlaunch *dl);
+
+/* docker-cgroup.c */
+/* The container's cgroup directory for a v1 controller, else its v2 one;
+ * NULL unless the path names the container id. */
+char *docker_cgroup_dir(pid_t init, const char *id, const char *ctrl);
+/* Signal every process in the container's cgroup but its init. */
+void docker_cgroup_signal(pid_t init, const char *id, int sig);
+/* Sample peak memory and CPU time into dl (rate-limited; arg is dl). */
+void dlaunch_sample(void *arg);
 
 #endif

@@ -48,6 +48,8 @@ def test_dockerfile_job_runs_log_exact_outputs(docker_base):
     assert b"[env]" in log[:start]
     assert [o["path"] for o in res["outputs"]] == ["result.txt"]
     assert res["outputs"][0]["sha256"] == hashlib.sha256(b"done\n").hexdigest()
+    assert res["peak_memory_bytes"] > SIZE // 4  # the job held the data
+    assert res["cpu_seconds"] > 0
     cid = dockerd.container_of(d)
     assert len(cid) == 64
     assert not dockerd.container_exists(cid), "container not removed"

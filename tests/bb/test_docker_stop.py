@@ -20,6 +20,7 @@ def test_memory_overrun_is_oom(docker_base):
     r = hr.run_runner(d, timeout=120)
     res = hr.result(d)
     assert res["reason"] == "oom", (res, r.stderr)
+    assert res["peak_memory_bytes"] >= 60 << 20, res
     assert not dockerd.container_exists(dockerd.container_of(d))
 
 

@@ -165,6 +165,8 @@ static void test_reattach(void **state)
 	dl->stop = 1;
 	dlaunch_join(dl);
 	docker_close(dl->d);
+	free(dl->mem_dir);
+	free(dl->cpu_dir);
 	free(dl);
 	close(out_fd);
 	close(done_fd);
@@ -181,6 +183,8 @@ static void test_reattach(void **state)
 	assert_int_equal(launcher_docker.collect(&r2, &ex, &e), 0);
 	assert_int_equal(ex.exit_code, 0);
 	assert_false(ex.oom);
+	assert_true(ex.peak_memory_bytes > 0);
+	assert_true(ex.cpu_seconds > 0);
 	launcher_docker.cleanup(&r2);
 
 	want = attempt_path(dir, ATTEMPT_LOG);
