@@ -5,6 +5,7 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "runner/runner.h"
+#include "runner/source.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,35 @@ struct progress {
 	const char *image;
 	int layers_done, layers_present;
 	char *error;
-	char *id; /* build: the image id from the aux message */
+	char *id;              /* build: the image id from the aux message */
+	volatile int cancel;   /* set when the attempt must stop */
+	const char *stop;      /* its reason (cancelled, lost, ...) */
+	int64_t last_check_ms; /* of the fence */
 };
+
+/* While pulling or building: stop when the attempt is cancelled or its
+ * lease lapses (checked at most twice a second). */
+static void progress_tick(void *arg)
+{
+	struct docker_lines *l = arg;
+	struct progress *p = l->arg;
+	int64_t now = now_mono_ms();
+
+	if (p->cancel || now - p->last_check_ms < 500)
+		return;
+	p->last_check_ms = now;
+	if ((p->stop = source_fenced(p->r)) != NULL)
+		p->cancel = 1;
+}
+
+/* The error for a transfer the fence stopped. */
+static int progress_stopped(struct progress *p, const char *what, struct err *e)
+{
+	runner_logf(p->r, "env", "stopping %s: %s", what, p->stop);
+	return err_set(e, TERR_TIMEOUT,
+	               "%s while building the environment (%s stopped)",
+	               p->stop, what);
+}
 
 int docker_image_inspect(struct docker *d, const char *ref, json_t **out,
                          struct err *e)
@@ -88,14 +116,18 @@ int docker_image_pull(struct docker *d, struct runner *r, const char *image,
 	docker_lines_init(&lines, pull_line, &p, e);
 	q.path = path;
 	q.on_data = docker_lines_feed;
+	q.on_tick = progress_tick;
+	q.cancel = &p.cancel;
 	q.arg = &lines;
 	runner_logf(r, "env", "pulling %s%s", image,
 	            auth ? " (with registry credentials)" : "");
 	rc = docker_request(d, &q, NULL, NULL, e);
 	docker_lines_free(&lines);
-	if (rc == 0 && p.error != NULL)
+	if (p.stop != NULL)
+		rc = progress_stopped(&p, "docker pull", e);
+	else if (rc == 0 && p.error != NULL)
 		rc = err_set(e, TERR_FAIL, "%s", p.error);
-	if (rc < 0) {
+	if (rc < 0 && p.stop == NULL) {
 		if (rc == TERR_AUTH || strstr(e->msg, "unauthorized") ||
 		    strstr(e->msg, "authentication required") ||
 		    strstr(e->msg, "no basic auth"))
@@ -192,13 +224,17 @@ int docker_image_build(struct docker *d, struct runner *r, FILE *context,
 	q.upload_size = st.st_size;
 	q.path = path;
 	q.on_data = docker_lines_feed;
+	q.on_tick = progress_tick;
+	q.cancel = &p.cancel;
 	q.arg = &lines;
 	docker_lines_init(&lines, build_line, &p, e);
 	rc = docker_request(d, &q, NULL, NULL, e);
 	docker_lines_free(&lines);
-	if (rc == 0 && p.error != NULL)
+	if (p.stop != NULL)
+		rc = progress_stopped(&p, "docker build", e);
+	else if (rc == 0 && p.error != NULL)
 		rc = err_set(e, TERR_FAIL, "%s", p.error);
-	if (rc < 0)
+	else if (rc < 0)
 		err_wrap(e, "docker build %s", dockerfile);
 out:
 	progress_free(&p);

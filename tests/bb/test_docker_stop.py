@@ -84,3 +84,26 @@ def test_timeout_removes_container_within_grace(docker_base):
     assert res["reason"] == "timed_out", res
     assert took <= 3 + grace + 1 + 0.5, took
     assert p.stop() == 0
+
+
+def test_cancel_during_image_build(docker_base):
+    """A cancel while the Dockerfile builds stops the build promptly."""
+    d = dockerd.docker_attempt(
+        ["true"], job="D-bcancel",
+        dockerfile="FROM tether-test-base:bookworm\nRUN echo %s && sleep 60\n"
+        % time.time())
+    p = hr.start_runner(d)
+    hr.wait_until(lambda: b"Step 2/" in hr.log(d), 60, what="build step 2")
+    t0 = time.monotonic()
+    hr.write_cancel(d, "cancelled", grace=1)
+    p.signal(10)
+    res = hr.wait_result(d, 30)
+    took = time.monotonic() - t0
+    assert res["reason"] == "cancelled", res
+    assert took < 5, took
+    assert b"[env] stopping docker build: cancelled" in hr.log(d)
+    assert p.stop() == 0
+    # the build's intermediate container goes away with it
+    hr.wait_until(lambda: not [c for c in dockerd.api(
+        "GET", "/containers/json?all=1")[1] if "sleep 60" in c["Command"]],
+                  30, what="build container removal")
