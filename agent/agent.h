@@ -90,6 +90,8 @@ struct agent {
 
 /* agentd.c */
 int agent_run(struct agent *a, struct err *e);
+/* Release everything the daemon holds (runners keep running). */
+void agent_free(struct agent *a);
 /* Ask for a scheduling pass on the next loop turn. */
 void agent_kick(struct agent *a);
 /* Record a status line for `tether-agent status` (meta table). */

@@ -299,6 +299,32 @@ out:
 	return r;
 }
 
+void agent_free(struct agent *a)
+{
+	while (a->atts != NULL)
+		att_remove(a, a->atts);
+	if (a->tp != NULL && a->t != NULL) {
+		if (a->lease_call != NULL)
+			a->tp->cancel(a->t, a->lease_call);
+		if (a->reg_call != NULL)
+			a->tp->cancel(a->t, a->reg_call);
+		a->tp->close(a->t);
+	}
+	loop_free(a->loop);
+	db_close(a->db);
+	if (a->ino_fd >= 0)
+		close(a->ino_fd);
+	if (a->sig_fd >= 0)
+		close(a->sig_fd);
+	if (a->lock_fd >= 0)
+		close(a->lock_fd);
+	free(a->agent_id);
+	if (a->secret != NULL)
+		freezero_str(a->secret);
+	free(a->runner_path);
+	agent_conf_free(&a->conf);
+}
+
 int agent_run(struct agent *a, struct err *e)
 {
 	int r;

@@ -178,13 +178,14 @@ int att_final_event(struct att *t, const char *reason, const char *message,
 		goto out;
 	if ((r = db_prepare(a->db,
 	                    "INSERT OR IGNORE INTO outbox(job, attempt, seq, "
-	                    "final, body) VALUES(?, ?, ?, 1, ?)",
+	                    "final, body) SELECT ?, ?, ?, 1, ? WHERE ? = 0",
 	                    &st, e)) < 0)
 		goto fail;
 	sqlite3_bind_text(st, 1, t->job, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, t->attempt);
 	sqlite3_bind_int64(st, 3, t->last_seq + 1);
 	sqlite3_bind_text(st, 4, body, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 5, t->local); /* local jobs report nowhere */
 	if ((r = db_step_done(a->db, st, e)) < 0 ||
 	    (r = db_prepare(
 	         a->db,

@@ -13,6 +13,7 @@ static int cmd_run_main(struct cmd_ctx *c, int argc, char **argv)
 	struct agent a;
 	struct err e = {0};
 	enum log_level lvl;
+	int rc = 0;
 
 	memset(&a, 0, sizeof(a));
 	a.conf = c->conf;
@@ -22,9 +23,12 @@ static int cmd_run_main(struct cmd_ctx *c, int argc, char **argv)
 	if (agent_run(&a, &e) < 0) {
 		log_error("%s", e.msg);
 		fprintf(stderr, "tether-agent: %s\n", e.msg);
-		return 1;
+		rc = 1;
 	}
-	return 0;
+	agent_free(&a);
+	/* the conf strings now belong to (and were freed with) the agent */
+	memset(&c->conf, 0, sizeof(c->conf));
+	return rc;
 }
 
 const struct cmd_entry cmd_run = {

@@ -56,9 +56,10 @@ static int cmd_status_main(struct cmd_ctx *c, int argc, char **argv)
 
 	if (db == NULL)
 		return 1;
-	printf("%-12s %s\n", "agent",
-	       pid > 0 ? xasprintf("running (pid %d)", (int)pid)
-	               : "not running");
+	if (pid > 0)
+		printf("%-12s running (pid %d)\n", "agent", (int)pid);
+	else
+		printf("%-12s not running\n", "agent");
 	if (creds_load(c->conf.state_dir, &cr, NULL) == 0)
 		printf("%-12s %s (%s) at %s\n", "registered",
 		       cr.name ? cr.name : "?", cr.agent_id,

@@ -20,6 +20,28 @@
 
 #define OUTBOX_READ (256 * 1024)
 
+/* Keep the final reason on the node for `tether-agent jobs`. */
+static int outbox_note_final(struct att *t, json_t *ev, struct err *e)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	if ((r = db_prepare(t->a->db,
+	                    "UPDATE attempts SET reason = ?, message = ? "
+	                    "WHERE job = ? AND attempt = ?",
+	                    &st, e)) < 0)
+		return r;
+	sqlite3_bind_text(st, 1,
+	                  json_string_value(json_object_get(ev, "reason")), -1,
+	                  SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2,
+	                  json_string_value(json_object_get(ev, "message")), -1,
+	                  SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 3, t->job, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, t->attempt);
+	return db_step_done(t->a->db, st, e);
+}
+
 static int outbox_store(struct att *t, json_t *ev, const char *line,
                         struct err *e)
 {
@@ -33,8 +55,11 @@ static int outbox_store(struct att *t, json_t *ev, const char *line,
 	if (seq > t->last_seq)
 		t->last_seq = seq;
 	metrics_agent_event(t, ev);
-	if (final)
+	if (final) {
 		t->final_seen = true;
+		if ((r = outbox_note_final(t, ev, e)) < 0)
+			return r;
+	}
 	if (t->local || t->not_current)
 		return 0;
 	if ((r = db_prepare(t->a->db,

@@ -271,6 +271,10 @@ void queue_schedule(struct agent *a)
 		for (struct att *t = a->atts; t != NULL; t = t->next) {
 			if (t->state != ATT_QUEUED || t->preparing)
 				continue;
+			/* After a restart, wait for the renewal of a lease
+			 * that may have lapsed meanwhile. */
+			if (!t->local && t->lease_mono_ms <= now_mono_ms())
+				continue;
 			if (best == NULL || t->priority > best->priority ||
 			    (t->priority == best->priority &&
 			     t->fifo < best->fifo))
