@@ -90,6 +90,12 @@ int supervisor_phase_event(struct runner *r, const char *phase,
 	if (strcmp(phase, "source") == 0 && strcmp(state, "end") == 0 &&
 	    r->commit != NULL)
 		json_object_set_new(ev, "commit", json_string(r->commit));
+	if (strcmp(phase, "env") == 0 && strcmp(state, "end") == 0 &&
+	    r->env.key[0] != '\0') {
+		json_object_set_new(ev, "env_key", json_string(r->env.key));
+		json_object_set_new(ev, "cache_hit",
+		                    json_boolean(r->env.cache_hit));
+	}
 	rc = runner_event(r, ev, e);
 	json_decref(ev);
 	return rc;

@@ -108,6 +108,8 @@ def test_exact_argv_and_activation(tool):
     assert "[env] cache hit: conda environment" in again["log"]
     assert not os.path.exists(os.path.join(rec, tool + ".argv"))
     assert phase_end(again, "env")["duration"] < 1.0
+    assert phase_end(again, "env")["cache_hit"] is True
+    assert phase_end(att, "env")["cache_hit"] is False
 
 
 def test_tool_choice_order():

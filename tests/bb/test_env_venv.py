@@ -73,6 +73,9 @@ def test_first_builds_second_is_cache_hit(wheelhouse):
     assert "value 41" in second["log"]
     assert f"[env] cache hit: venv environment {key[0][:12]}" in second["log"]
     assert "building" not in second["log"]
+    assert phase_end(first, "env")["cache_hit"] is False
+    assert phase_end(second, "env")["cache_hit"] is True
+    assert phase_end(second, "env")["env_key"] == key[0]
     t1 = phase_end(first, "env")["duration"]
     t2 = phase_end(second, "env")["duration"]
     assert t2 < t1 / 3 and t2 < 1.0, (t1, t2)
