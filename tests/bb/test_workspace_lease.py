@@ -122,6 +122,7 @@ def test_events_idempotent_by_seq_and_final_fields(workspace):
     assert job["state"] == "failed" and job["reason"] == "failed"
     assert a["exit_code"] == 3 and a["peak_memory_bytes"] == 1234
     assert a["cpu_seconds"] == 1.5 and a["durations"]["run"] == 0.5
+    assert a["durations"]["queued"] >= 0 and a["durations"]["source"] == 0.1
     assert a["commit"] == "0123abcd" and a["message"] == "exit 3"
     # a new event for the ended attempt is refused
     st, _, b = workspace.events(sec, j, 1, [dict(final, seq=5)])

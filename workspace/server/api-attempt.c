@@ -54,7 +54,9 @@ static void set_final(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 {
 	sqlite3_stmt *st = db_prep(
 	    ws, "UPDATE attempts SET exit_code = ?1, signal = ?2, peak_memory "
-	        "= ?3, cpu_seconds = ?4, durations = coalesce(?5, durations), "
+	        "= ?3, cpu_seconds = ?4, durations = "
+	        "json_patch(coalesce(durations, "
+	        "'{}'), coalesce(?5, '{}')), "
 	        "message = ?6, commit_id = coalesce(?7, commit_id) WHERE job "
 	        "= ?8 AND attempt = ?9");
 	json_t *v;

@@ -179,13 +179,17 @@ static int jobs_list(struct req *r)
 
 static json_t *attempt_json(sqlite3_stmt *st)
 {
+	static const char *const phases[] = {"queued", "source",  "env",
+	                                     "run",    "outputs", NULL};
 	json_t *d = db_col_json(st, 14);
 
 	if (!json_is_object(d)) {
 		json_decref(d);
-		d = json_pack("{s:n,s:n,s:n,s:n,s:n}", "queued", "source",
-		              "env", "run", "outputs");
+		d = json_object();
 	}
+	for (int i = 0; phases[i]; i++)
+		if (json_object_get(d, phases[i]) == NULL)
+			json_object_set_new(d, phases[i], json_null());
 	return json_pack(
 	    "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
 	    "attempt", db_col_int(st, 0), "agent", db_col_str(st, 1), "state",

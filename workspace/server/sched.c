@@ -196,8 +196,9 @@ static void new_attempt(struct ws *ws, const char *agent, int64_t job,
 {
 	sqlite3_stmt *st = db_prep(
 	    ws, "INSERT INTO attempts(job, attempt, agent_id, state, "
-	        "started_at, lease_deadline) VALUES (?, ?, ?, 'assigned', ?, "
-	        "?)");
+	        "started_at, lease_deadline, durations) VALUES (?1, ?2, ?3, "
+	        "'assigned', ?4, ?5, json_object('queued', ?4 - (SELECT "
+	        "queued_at FROM jobs WHERE id = ?1)))");
 	double now = ws_now();
 
 	sqlite3_bind_int64(st, 1, job);
