@@ -1,0 +1,32 @@
+"""slurm.shared_dir: on a cluster that does not see the head node's state
+directory, the work directory goes to shared storage before sbatch, the job
+runs there, and its outputs come back into the attempt (docs/slurm.md)."""
+import os
+
+from harness import slurm
+from harness.common import tmpdir
+
+
+def test_shared_dir_holds_the_job_and_outputs_come_back(slurm_cluster):
+    src = tmpdir("tether-slurm-src-")
+    with open(os.path.join(src, "input.txt"), "w") as f:
+        f.write("from the source\n")
+    shared = tmpdir("tether-slurm-shared-")
+    d = slurm.make_attempt(tmpdir("tether-slurm-state-"), "SH1", {
+        "command": ["/bin/sh", "-c",
+                    'pwd; cat input.txt; echo "$TETHER_WORK"; '
+                    'echo result > "$TETHER_OUTPUTS/result.txt"'],
+        "source": {"path": src}}, slurm={"shared_dir": shared})
+    runner = slurm.start_runner(slurm_cluster, d)
+    res = slurm.wait_result(d, 60, runner)
+    job_id = slurm.slurm_job_id(d)
+    assert res["reason"] == "succeeded", res
+    place = os.path.join(shared, "SH1", "1")
+    work = os.path.join(place, "work")
+    assert slurm.job_output(d, job_id) == (
+        "%s\nfrom the source\n%s\n" % (work, work)).encode()
+    assert slurm_cluster.job(job_id)["StdOut"] == os.path.join(place,
+                                                                "slurm.out")
+    with open(os.path.join(d, "outputs", "result.txt")) as f:
+        assert f.read() == "result\n"
+    assert [o["path"] for o in res["outputs"]] == ["result.txt"]
