@@ -93,9 +93,10 @@ static int probe(struct attach *a, struct err *e)
 	    "c=/var/lib/tether/credentials; if [ -s $c ]; then "
 	    "echo agent_id=$(sed -n 's/.*\"agent_id\"[[:space:]]*:[[:space:]]*"
 	    "\"\\([^\"]*\\)\".*/\\1/p' $c | head -n 1); fi; "
-	    "for f in /proc/[0-9]*/comm; do "
-	    "[ \"$(cat $f 2>/dev/null)\" = tether-agent ] && "
-	    "echo running=1 && break; done; true";
+	    "p=$(cat /run/tether-agent.pid 2>/dev/null); "
+	    "if [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null || "
+	    "systemctl is-active --quiet tether-agent 2>/dev/null; then "
+	    "echo running=1; fi; true";
 	struct buf out;
 	int r;
 

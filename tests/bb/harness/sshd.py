@@ -42,13 +42,20 @@ def fingerprint_of(pub_path):
 
 class Sshd:
     def __init__(self, user="root", host_key_type="ed25519", extra_config="",
-                 rsa_sha1=True):
+                 rsa_sha1=True, chroot=None):
         self.dir = tmpdir("tether-sshd-")
         os.chmod(self.dir, 0o755)
         self.port = free_port()
         self.user = user
         self.host_key_type = host_key_type
         self.extra_config = extra_config
+        # chroot: sessions (and SFTP, served in-process) run inside that
+        # directory, which sshd wants root-owned and not group/world
+        # writable along its whole path (so not under /tmp).
+        self.chroot = chroot
+        self.sftp = "internal-sftp" if chroot else SFTP_SERVER
+        if chroot:
+            self.extra_config += f"\nChrootDirectory {chroot}\n"
         # libssh2 1.10 (Debian 12) signs RSA keys with ssh-rsa (SHA-1), which
         # OpenSSH 8.8+ refuses by default: let RSA keys in unless told not to.
         if rsa_sha1:
@@ -98,7 +105,7 @@ X11Forwarding no
 PrintMotd no
 MaxStartups 50
 LogLevel DEBUG1
-Subsystem sftp {SFTP_SERVER}
+Subsystem sftp {self.sftp}
 {self.extra_config}
 """)
 

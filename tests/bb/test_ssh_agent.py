@@ -1,0 +1,93 @@
+"""tether-agent over ssh:// against the real workspace (its loopback plain
+HTTP listener, reached through direct-tcpip channels of a real sshd)."""
+import glob
+import importlib
+import os
+import time
+
+import pytest
+
+from harness.agent import Agent
+from harness.common import wait_until
+
+
+class SshAgent(Agent):
+    """An Agent whose workspace URL is ssh://: the workspace's plain port is
+    reached through `sshd` (harness/sshd.py)."""
+
+    def __init__(self, workspace, sshd, key="ed25519", known_hosts=None,
+                 **kw):
+        self.sshd = sshd
+        self.ssh_key = sshd.keys[key]
+        self.known_hosts = known_hosts or sshd.known_hosts()
+        self.ssh_extra = {}
+        if key == "ed25519_pass":
+            self.ssh_extra["ssh_key_passphrase_file"] = sshd.passfile
+        super().__init__(workspace, **kw)
+
+    def write_conf(self):
+        super().write_conf()
+        with open(self.conf) as f:
+            lines = [ln for ln in f.read().splitlines()
+                     if not ln.startswith(("workspace =", "ca_file ="))]
+        lines += [f"workspace = {self.sshd.url}",
+                  f"ssh_known_hosts = {self.known_hosts}",
+                  f"ssh_key = {self.ssh_key}",
+                  f"ssh_remote_port = {self.ws.plain_port}",
+                  "ssh_keepalive = 1s"]
+        lines += [f"{k} = {v}" for k, v in self.ssh_extra.items()]
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def agent_factory(workspace, sshd):
+    """This module's agents speak ssh:// (overrides fixtures_agent.py's
+    fixture of the same name for every test collected here, including the
+    agent suite imported below)."""
+    made = []
+
+    def make(**kw):
+        ag = SshAgent(workspace, sshd, **kw)
+        made.append(ag)
+        return ag
+    yield make
+    for ag in made:
+        if ag.alive():
+            ag.kill9()
+
+
+@pytest.fixture
+def agent(agent_factory):
+    return agent_factory().start()
+
+
+def _import_agent_suite():
+    """The agent black-box suite (tests/bb/test_agent_*.py), collected again
+    here so that its tests run over ssh:// with the fixtures above."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for path in sorted(glob.glob(os.path.join(here, "test_agent_*.py"))):
+        mod = importlib.import_module(os.path.basename(path)[:-3])
+        for name, obj in vars(mod).items():
+            if name.startswith("test_") and callable(obj):
+                globals()["test_suite_" + name[5:]] = obj
+
+
+_import_agent_suite()
+
+
+def agents(workspace):
+    st, _, body = workspace.api("GET", "/api/v1/agents")
+    assert st == 200
+    return body["agents"]
+
+
+def test_register_and_run_a_job_over_ssh(workspace, sshd, agent_factory):
+    ag = agent_factory().start()
+    job = workspace.submit(name="hello", command=["sh", "-c", "seq 1 1000"])
+    j = ag.wait_job(job, "succeeded", timeout=60)
+    assert j["attempts"][-1]["agent"] == ag.name
+    assert ag.ws_log(job).endswith(b"999\n1000\n")
+    mine = [a for a in agents(workspace) if a["name"] == ag.name]
+    assert mine and mine[0]["state"] == "online"
+    assert len(sshd.accepted()) >= 1
