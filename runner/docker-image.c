@@ -234,7 +234,7 @@ int docker_image_build(struct docker *d, struct runner *r, FILE *context,
 		rc = progress_stopped(&p, "docker build", e);
 	else if (rc == 0 && p.error != NULL)
 		rc = err_set(e, TERR_FAIL, "%s", p.error);
-	else if (rc < 0)
+	if (rc < 0 && p.stop == NULL)
 		err_wrap(e, "docker build %s", dockerfile);
 out:
 	progress_free(&p);

@@ -189,6 +189,7 @@ static int perform(struct docker *d, struct xfer *x, long *status,
 	curl_easy_setopt(x->c, CURLOPT_XFERINFODATA, (void *)q);
 	curl_easy_setopt(x->c, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(x->c, CURLOPT_TIMEOUT_MS, q->timeout_ms);
+	curl_easy_setopt(x->c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
 	setup_body(x->c, q, json);
 	cc = curl_easy_perform(x->c);
 	curl_easy_getinfo(x->c, CURLINFO_RESPONSE_CODE, status);
@@ -239,7 +240,10 @@ int docker_call(struct docker *d, const char *method, const char *path,
                 json_t *body, json_t **reply, struct err *e)
 {
 	struct docker_req q = {
-	    .method = method, .path = path, .body = body, .timeout_ms = 120000};
+	    .method = method,
+	    .path = path,
+	    .body = body,
+	    .timeout_ms = strcmp(path, "/version") == 0 ? 15000 : 120000};
 
 	return docker_request(d, &q, NULL, reply, e);
 }

@@ -1,0 +1,48 @@
+"""Docker failures say what is wrong: a dead engine socket, the docker
+launcher without a docker environment, a Dockerfile missing from the
+source, a failing build step."""
+from harness import dockerd
+from harness import runner as hr
+
+
+def run(d):
+    r = hr.run_runner(d, timeout=120)
+    return hr.result(d), hr.log(d).decode(errors="replace"), r
+
+
+def test_dead_engine_socket(docker_base, tmp_path):
+    dead = str(tmp_path / "no-docker.sock")
+    d = dockerd.docker_attempt(["true"], job="D-dead",
+                               runner={"docker_socket": dead})
+    res, log, r = run(d)
+    assert res["reason"] == "env_failed", res
+    assert "docker engine at %s not reachable" % dead in res["message"]
+
+
+def test_docker_launcher_needs_docker_env(docker_base):
+    d = dockerd.docker_attempt(["true"], job="D-noenv",
+                               spec={"environment": None})
+    res, log, r = run(d)
+    assert res["reason"] == "launch_failed", res
+    assert "environment.kind" in res["message"]
+
+
+def test_missing_dockerfile(docker_base):
+    d = dockerd.docker_attempt(
+        ["true"], job="D-nodf",
+        spec={"environment": {"kind": "docker", "dockerfile": "nope/Dockerfile"}})
+    res, log, r = run(d)
+    assert res["reason"] == "env_failed", res
+    assert "nope/Dockerfile is not a file in the source" in res["message"]
+
+
+def test_failing_build_step(docker_base):
+    d = dockerd.docker_attempt(
+        ["true"], job="D-badrun",
+        dockerfile="FROM tether-test-base:bookworm\nRUN echo boom-%s && false\n"
+        % id(run))
+    res, log, r = run(d)
+    assert res["reason"] == "env_failed", res
+    assert "docker build Dockerfile" in res["message"]
+    assert "returned a non-zero code: 1" in res["message"], res["message"]
+    assert "[env] boom-" in log
