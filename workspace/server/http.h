@@ -5,6 +5,7 @@
 #include "workspace/server/ws.h"
 
 #include <jansson.h>
+#include <microhttpd.h>
 #include <stdint.h>
 
 struct MHD_Connection;
@@ -104,6 +105,14 @@ int req_body_file(struct req *r, char hex[65]);
 
 /* Move the finished upload into blobs/<hex> (content-addressed). */
 int blob_store(struct req *r, const char *hex);
+
+/* http.c: the access and completion callbacks of the daemons. */
+enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn,
+                                const char *url, const char *method,
+                                const char *version, const char *data,
+                                size_t *data_size, void **con_cls);
+void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                       enum MHD_RequestTerminationCode t);
 
 extern const struct route routes_jobs[], routes_logs[], routes_agent[],
     routes_lease[], routes_attempt[], routes_admin[], routes_files[];
