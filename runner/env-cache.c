@@ -154,6 +154,40 @@ static int64_t tree_size(const char *path, int depth)
 	return total;
 }
 
+/* Give a tree to root and drop group/other write, not following links. */
+static void tree_seal(const char *path, int depth)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+
+	if (lstat(path, &st) < 0 || lchown(path, 0, 0) < 0)
+		return;
+	if (S_ISLNK(st.st_mode))
+		return;
+	chmod(path, st.st_mode & 07755 & ~(mode_t)(S_ISUID | S_ISGID));
+	if (!S_ISDIR(st.st_mode) || depth > 64 || (d = opendir(path)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		char *p = xasprintf("%s/%s", path, de->d_name);
+		tree_seal(p, depth + 1);
+		free(p);
+	}
+	closedir(d);
+}
+
+void env_cache_seal(const char *env_dir, const char *key)
+{
+	char *path = xasprintf("%s/%s", env_dir, key);
+
+	if (geteuid() == 0)
+		tree_seal(path, 0);
+	free(path);
+}
+
 static int meta_read(const char *env_dir, const char *key,
                      struct env_entry *ent)
 {

@@ -396,6 +396,7 @@ static int env_build_dir(struct runner *r, const struct env_builder *b,
 		goto out;
 	if (bind && (rc = env_move_into_place(tmp, final, e)) < 0)
 		goto out;
+	env_cache_seal(dir, key);
 	dir_fsync(dir, NULL);
 	rc = env_cache_touch(dir, key, b->name, true, e);
 	runner_logf(r, "env", "built %.12s in %.1f s", key,

@@ -89,6 +89,9 @@ void env_cache_unuse(int fd);
 bool env_cache_complete(const char *env_dir, const char *key);
 /* Remove leftovers of crashed builds of key (call with the lock held). */
 void env_cache_clean_key(const char *env_dir, const char *key);
+/* After a build by the job user: give the environment to root, read-only
+ * for others, so that no job can change what later jobs use. */
+void env_cache_seal(const char *env_dir, const char *key);
 /* Write or refresh the usage record (size measured when measure). */
 int env_cache_touch(const char *env_dir, const char *key, const char *kind,
                     bool measure, struct err *e);

@@ -68,6 +68,12 @@ def test_first_builds_second_is_cache_hit(wheelhouse):
     assert len(key) == 1
     assert f"prefix {root}/envs/{key[0]}" in first["log"]
 
+    # built as the job user, then sealed: root's, not writable by jobs
+    prefix = os.path.join(root, "envs", key[0])
+    for rel in ("", "pyvenv.cfg", "bin", "lib"):
+        st = os.stat(os.path.join(prefix, rel))
+        assert st.st_uid == 0 and not st.st_mode & 0o022, (rel, st)
+
     second = run_attempt(root, venv_spec(wheelhouse), job="2")
     assert second["result"]["reason"] == "succeeded", second["log"]
     assert "value 41" in second["log"]
