@@ -55,26 +55,42 @@ static void drain(int fd)
 		;
 }
 
-/* A fence reason arrived: signal the job, arm the SIGKILL deadline. */
+/* The checkpoint signal of the spec (TERM, INT, USR1, USR2). */
+static int checkpoint_signal(const char *name)
+{
+	static const struct {
+		const char *name;
+		int sig;
+	} sigs[] = {{"INT", SIGINT}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2}};
+
+	for (size_t i = 0; name != NULL && i < sizeof(sigs) / sizeof(sigs[0]);
+	     i++)
+		if (strcmp(name, sigs[i].name) == 0)
+			return sigs[i].sig;
+	return SIGTERM;
+}
+
+/* A fence reason arrived: signal the job, arm the SIGKILL deadline.  The
+ * spec's checkpoint signal and grace apply to every stop but a timeout
+ * without checkpoint.on_timeout (docs/jobspec.md). */
 static void loop_begin_stop(struct loop *l, const char *reason, int64_t now)
 {
 	struct runner *r = l->r;
 	struct err e = {0};
+	bool ckpt =
+	    strcmp(reason, "timed_out") != 0 || r->spec->checkpoint.on_timeout;
 	int64_t grace = r->kill_grace_ms;
-	int sig = SIGTERM;
+	int sig =
+	    ckpt ? checkpoint_signal(r->spec->checkpoint.signal) : SIGTERM;
 
 	if (l->fence.cancel_reason[0] != '\0' && l->fence.cancel_grace_ms >= 0)
 		grace = l->fence.cancel_grace_ms;
-	if (r->spec->checkpoint.grace_ms > grace)
+	if (ckpt && r->spec->checkpoint.grace_ms > 0)
 		grace = r->spec->checkpoint.grace_ms;
-	if (r->spec->checkpoint.signal != NULL &&
-	    strcmp(r->spec->checkpoint.signal, "USR1") == 0)
-		sig = SIGUSR1;
 	l->stop_reason = reason;
 	l->kill_at_ms = now + grace;
-	runner_logf(r, "tether", "stopping job (%s): SIG%s, SIGKILL in %.1fs",
-	            reason, sig == SIGUSR1 ? "USR1" : "TERM",
-	            (double)grace / 1000.0);
+	runner_logf(r, "tether", "stopping job (%s): %s, SIGKILL in %.1fs",
+	            reason, strsignal(sig), (double)grace / 1000.0);
 	if (r->ops->signal(r, sig, &e) < 0)
 		log_warn("job=%s signal: %s", r->job_id, e.msg);
 }
@@ -185,11 +201,13 @@ int supervisor_run_job(struct runner *r, struct launch_exit *ex,
 		    r->run_started_ms + r->spec->timeout_ms;
 	l.fence.hang_ms = r->spec->hang_timeout_ms;
 	l.fence.last_output_ms = r->run_started_ms;
+	/* state.json (job pid, cgroup, launcher_ref) before the event, so a
+	 * reader who saw `started` finds them. */
+	runner_save_state(r, e);
 	json_t *ev = json_pack("{s:s, s:I}", "type", "started", "pid",
 	                       (json_int_t)r->state.job_pid);
 	runner_event(r, ev, e);
 	json_decref(ev);
-	runner_save_state(r, e);
 	err_clear(e);
 	if ((rc = loop_run(&l, e)) < 0) {
 		struct err ke = {0};

@@ -72,7 +72,8 @@ def test_cpus_half_holds_busy_loop_near_50_percent():
                        resources={"cpus": 0.5}, timeout=30)
     p = R.start_runner(d)
     R.wait_started(d)
-    cg = R.wait_until(lambda: R.state(d).get("cgroup"), what="cgroup in state.json")
+    cg = R.state(d)["cgroup"]
+    assert cg.startswith("tether-test/"), cg
     quota = tuple(int(open(f"/sys/fs/cgroup/cpu/{cg}/cpu.cfs_{k}_us").read())
                   for k in ("quota", "period"))
     time.sleep(0.3)  # past the start-up

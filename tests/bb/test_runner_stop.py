@@ -25,6 +25,7 @@ sleep 1000
 
 def cgroup_pids(d):
     cg = R.state(d)["cgroup"]
+    assert cg.startswith("tether-test/"), cg  # never the root cgroup
     try:
         with open(f"/sys/fs/cgroup/pids/{cg}/cgroup.procs") as f:
             return [int(x) for x in f.read().split()]
@@ -53,7 +54,7 @@ def test_cancel_kills_whole_tree_within_grace():
     assert 0.8 <= gone <= 2.0, gone  # SIGKILL at the grace, not before
     assert res["reason"] == "cancelled"
     assert res["signal"] == signal.SIGKILL
-    assert b"stopping job (cancelled)" in R.log(d)
+    assert b"stopping job (cancelled): Terminated, SIGKILL in 1.0s" in R.log(d)
 
 
 def test_sigusr1_and_runner_sigterm_cancel():
@@ -163,3 +164,41 @@ def test_second_runner_on_same_attempt_refused():
     R.wait_result(d)
     p.stop()
     assert R.log(d).count(b"once") == 1
+
+
+CHECKPOINTING = """
+import signal, sys, time
+def save(*a):
+    with open("/tether/checkpoints/ckpt", "w") as f:
+        f.write("step 7")
+    print("checkpoint saved", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGUSR1, save)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_cancel_sends_checkpoint_signal_first():
+    d = R.make_attempt(["/usr/bin/python3", "-c", CHECKPOINTING],
+                       checkpoint={"signal": "USR1", "grace": "3s"})
+    p = R.start_runner(d)
+    R.wait_until(lambda: b"ready" in R.log(d), what="the job to be ready")
+    R.write_cancel(d, grace=1)
+    res = R.wait_result(d)
+    p.stop()
+    assert res["reason"] == "cancelled"
+    assert res["exit_code"] == 0  # it saved and left before the SIGKILL
+    assert b"stopping job (cancelled): User defined signal 1, SIGKILL in 3.0s" in R.log(d)
+    with open(os.path.join(d, "checkpoints", "ckpt")) as f:
+        assert f.read() == "step 7"
+
+
+def test_timeout_without_on_timeout_is_plain_term():
+    d = R.make_attempt(["/bin/sh", "-c", "echo ready; exec sleep 100"], timeout=1,
+                       checkpoint={"signal": "USR1", "grace": "5s"},
+                       runner={"kill_grace": 1})
+    R.run_runner(d)
+    res = R.result(d)
+    assert res["reason"] == "timed_out" and res["signal"] == signal.SIGTERM
+    assert b"stopping job (timed_out): Terminated, SIGKILL in 1.0s" in R.log(d)
