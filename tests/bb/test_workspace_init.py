@@ -102,6 +102,27 @@ def test_migrates_an_empty_old_database():
     assert db.execute("PRAGMA user_version").fetchone()[0] >= 1
 
 
+def test_upgrade_from_schema_1_keeps_data():
+    """A database at schema 1 (before the sweeper indexes) with a job in it
+    is migrated forward; the job is still there."""
+    ws = Workspace().start()
+    jid = ws.submit(name="from-v1")
+    ws.stop()
+    db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
+    db.execute("DROP INDEX attempts_live")
+    db.execute("DROP INDEX jobs_ended")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    ws.start()
+    assert ws.job(jid)["name"] == "from-v1"
+    ws.stop()
+    db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"attempts_live", "jobs_ended"} <= names
+
+
 def test_sigterm_stops_cleanly_with_a_parked_long_poll(workspace):
     import threading
     sec = workspace.register()

@@ -60,7 +60,12 @@ static const char *const migrations[] = {
     " created_at REAL NOT NULL, PRIMARY KEY(job, attempt, path));"
     "CREATE TABLE snapshots(id TEXT PRIMARY KEY, size INTEGER NOT NULL,"
     " created_at REAL NOT NULL);",
+    /* 1 -> 2: indexes for the lease sweeper and retention */
+    "CREATE INDEX attempts_live ON attempts(state, lease_deadline);"
+    "CREATE INDEX jobs_ended ON jobs(ended_at);",
 };
+_Static_assert(sizeof(migrations) / sizeof(*migrations) == WS_SCHEMA_VERSION,
+               "one migration per schema version");
 
 double ws_now(void)
 {

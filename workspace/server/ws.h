@@ -20,7 +20,7 @@
 #include "common/err.h"
 
 #define WS_PROTOCOL       1
-#define WS_SCHEMA_VERSION 1
+#define WS_SCHEMA_VERSION 2
 #define WS_MAX_DEPTH      16
 #define WS_MAX_NAME       128
 #define WS_MAX_LABELS     64
