@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from harness.common import wait_until
 from harness.workspace import Workspace
 
 SPEC = {"name": "digits", "command": ["python3", "train.py"]}
@@ -194,8 +195,10 @@ def test_drain_reaches_the_next_poll_and_stops_new_jobs(workspace):
 def test_agent_lost_after_three_silent_poll_periods():
     ws = Workspace(poll="300ms").start()
     ws.register("n1")
-    time.sleep(1.5)
-    assert ws.api("GET", "/api/v1/agents")[2]["agents"][0]["state"] == "lost"
+    t0 = time.monotonic()
+    wait_until(lambda: ws.api("GET", "/api/v1/agents")[2]["agents"][0]["state"] == "lost",
+               10, what="agent lost")
+    assert time.monotonic() - t0 >= 0.8  # not before 3 poll periods (0.9 s)
     ws.stop()
 
 

@@ -154,3 +154,18 @@ def test_retention_deletes_old_logs_outputs_and_unused_snapshots():
     ws.api("POST", f"/api/v1/jobs/{live}/cancel")
     wait_until(lambda: os.listdir(os.path.join(ws.dir, "blobs")) == [], 10)
     ws.stop()
+
+
+def test_output_limit():
+    from harness.workspace import Workspace
+    ws = Workspace(max_output="64K").start()
+    sec = ws.register()
+    j = ws.submit(SPEC)
+    ws.lease(sec)
+    data = os.urandom(64 * 1024 + 1)
+    st, _, b = put(ws, sec, j, 1, "big.bin", data)
+    assert st == 413 and b["error"]["code"] == "too_large"
+    assert ws.api("GET", f"/api/v1/jobs/{j}/outputs")[2]["outputs"] == []
+    assert os.listdir(os.path.join(ws.dir, "blobs")) == []
+    assert put(ws, sec, j, 1, "ok.bin", data[:1000])[0] == 201
+    ws.stop()
