@@ -327,6 +327,7 @@ int supervisor_main(const char *dir)
 
 	final_init(&f);
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN); /* outlives a closed terminal or session */
 	/* Cancel (SIGUSR1) and stop requests arrive through a signalfd. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);

@@ -69,8 +69,12 @@ static char *read_file(struct job_cgroup *cg, const char *ctl, const char *file)
 static void test_v1_group(void **state)
 {
 	struct statfs sf;
-	struct cgroup_limits lim = {
-	    .memory = 64 << 20, .cpus = 0.25, .pids = 32};
+	static const int gpus[] = {3};
+	struct cgroup_limits lim = {.memory = 64 << 20,
+	                            .cpus = 0.25,
+	                            .pids = 32,
+	                            .gpus = gpus,
+	                            .ngpus = 1};
 	struct job_cgroup *cg = NULL;
 	struct err e = {0};
 	char name[64], *dir;
@@ -88,8 +92,15 @@ static void test_v1_group(void **state)
 	                    "67108864");
 	assert_string_equal(read_file(cg, "cpu", "cpu.cfs_quota_us"), "25000");
 	assert_string_equal(read_file(cg, "pids", "pids.max"), "32");
-	assert_non_null(
-	    strstr(read_file(cg, "devices", "devices.list"), "c 1:3 rwm"));
+	/* Only the basic devices and the assigned GPU (minor 3). */
+	char devices[4096];
+	assert_int_equal(cgroup_job_read(cg, "devices", "devices.list", devices,
+	                                 sizeof(devices)),
+	                 0);
+	assert_non_null(strstr(devices, "c 1:3 rwm"));
+	assert_non_null(strstr(devices, "c 195:3 rwm"));
+	assert_null(strstr(devices, "c 195:0 rwm"));
+	assert_null(strstr(devices, "a *:* rwm"));
 
 	assert_int_equal(pipe(p), 0);
 	child = spawn_tree(p[0]);
