@@ -177,7 +177,8 @@ static int venv_pip(struct runner *r, const char *prefix, char **envp,
 	for (size_t i = 0; s->env.pip_options && s->env.pip_options[i]; i++)
 		argv[n++] = (char *)s->env.pip_options[i];
 	if (s->env.requirements_file) {
-		req = xasprintf("%s/%s", r->work_dir, s->env.requirements_file);
+		/* relative: pip runs in the work directory (env_run) */
+		req = xstrdup(s->env.requirements_file);
 		argv[n++] = "-r";
 		argv[n++] = req;
 	}

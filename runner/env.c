@@ -148,6 +148,11 @@ static void run_child(struct runner *r, int wfd, char *const argv[],
 		        env_bind.final, strerror(errno));
 		_exit(126);
 	}
+	/* In the work directory, entered while still root: the job user
+	 * cannot pass through the 0700 attempt directory, but may use files
+	 * of the source relative to it (requirements.txt). */
+	if (r->work_dir && chdir(r->work_dir) < 0 && chdir("/") < 0)
+		_exit(126);
 	if (geteuid() == 0 && r->uid != 0 &&
 	    (setgroups(0, NULL) < 0 || setgid(r->gid) < 0 ||
 	     setuid(r->uid) < 0))

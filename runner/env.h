@@ -54,7 +54,8 @@ void env_result_free(struct env_result *res);
 
 /* env.c helpers for builders. */
 /* Run argv (execv, no shell) with envp (NULL: the runner's environment),
- * as r->uid/r->gid when the runner is root and the job user is not; each
+ * in r->work_dir, as r->uid/r->gid when the runner is root and the job
+ * user is not, in a process group of its own; each
  * output line goes to the job log as "[env] line".  The last lines of
  * output are kept in tail (may be NULL) for the error message.  Non-zero
  * exit is TERR_FAIL naming argv[0] and the status. */

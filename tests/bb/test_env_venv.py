@@ -120,6 +120,30 @@ def test_simultaneous_jobs_build_once(wheelhouse):
     assert len(envs_json(root)) == 1
 
 
+def test_requirements_file_from_source(wheelhouse):
+    root = root_dir()
+    src = os.path.join(root, "src")
+    os.makedirs(src)
+    open(os.path.join(src, "requirements.txt"), "w").write(
+        "-r more.txt\ntinypkg==1.0\n")
+    open(os.path.join(src, "more.txt"), "w").write("otherpkg\n")
+    spec = venv_spec(wheelhouse, reqs=(), mod="otherpkg",
+                     extra={"requirements_file": "requirements.txt"})
+    del spec["environment"]["requirements"]
+    spec["source"] = {"path": src}
+    att = run_attempt(root, spec)
+    assert att["result"]["reason"] == "succeeded", att["log"]
+    assert "value 7" in att["log"]
+    assert "Successfully installed otherpkg-1.0 tinypkg-1.0" in att["log"]
+    # the file's contents are in the key: a change builds a new env
+    open(os.path.join(src, "more.txt"), "w").write("otherpkg==1.0\n")
+    open(os.path.join(src, "requirements.txt"), "a").write("# changed\n")
+    att = run_attempt(root, spec, job="2")
+    assert att["result"]["reason"] == "succeeded", att["log"]
+    assert "[env] building venv" in att["log"]
+    assert len(envs_json(root)) == 2
+
+
 def test_pip_failure_is_env_failed(wheelhouse):
     root = root_dir()
     att = run_attempt(root, venv_spec(wheelhouse, reqs=("nosuchpkg==9",)))
