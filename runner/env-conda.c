@@ -162,6 +162,8 @@ static int conda_build(struct runner *r, const char *prefix, struct err *e)
 	}
 	if ((rc = conda_write_file(r, prefix, &file, e)) < 0)
 		goto out;
+	env_side_dir(r, prefix, ".home");
+	env_side_dir(r, prefix, ".mamba");
 	argv[n++] = tool;
 	if (strcmp(tool_name(tool), "conda") == 0)
 		argv[n++] = "env";

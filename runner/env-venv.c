@@ -149,18 +149,6 @@ static void strv_free(char **v)
 	free(v);
 }
 
-/* Make the builder's HOME (shared by builds, owned by the job user). */
-static void venv_home(struct runner *r, const char *prefix)
-{
-	char *slash = strrchr(prefix, '/');
-	char *home = xasprintf("%.*s/.home", (int)(slash - prefix), prefix);
-
-	if (mkdir(home, 0755) == 0 && geteuid() == 0 && r->uid != 0 &&
-	    chown(home, r->uid, r->gid) < 0)
-		runner_logf(r, "env", "chown %s: %s", home, strerror(errno));
-	free(home);
-}
-
 static int venv_pip(struct runner *r, const char *prefix, char **envp,
                     struct err *e)
 {
@@ -202,7 +190,7 @@ static int venv_build(struct runner *r, const char *prefix, struct err *e)
 	size_t n = 0;
 	int rc;
 
-	venv_home(r, prefix);
+	env_side_dir(r, prefix, ".home");
 	argv[n++] = (char *)py;
 	argv[n++] = "-m";
 	argv[n++] = "venv";

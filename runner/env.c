@@ -98,6 +98,18 @@ char *env_which(const char *name)
 	return NULL;
 }
 
+void env_side_dir(struct runner *r, const char *prefix, const char *name)
+{
+	const char *slash = strrchr(prefix, '/');
+	char *dir = xasprintf("%.*s/%s", (int)(slash ? slash - prefix : 0),
+	                      prefix, name);
+
+	if (mkdir(dir, 0755) == 0 && geteuid() == 0 && r->uid != 0 &&
+	    chown(dir, r->uid, r->gid) < 0)
+		runner_logf(r, "env", "chown %s: %s", dir, strerror(errno));
+	free(dir);
+}
+
 const char *env_platform(void)
 {
 	static char plat[160];

@@ -61,6 +61,9 @@ void env_result_free(struct env_result *res);
  * exit is TERR_FAIL naming argv[0] and the status. */
 int env_run(struct runner *r, char *const argv[], char *const envp[],
             char *tail, size_t tail_size, struct err *e);
+/* Make <env_dir>/<name> next to prefix (a builder's HOME, micromamba's
+ * root prefix), owned by the job user whom builders run as. */
+void env_side_dir(struct runner *r, const char *prefix, const char *name);
 /* Platform string for cache keys: "<machine>-<os id>-<os version>". */
 const char *env_platform(void);
 /* Hash a canonical JSON object (sorted keys) into out. */

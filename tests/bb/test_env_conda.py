@@ -10,6 +10,7 @@ the activation of the prefix for the job, and a solver failure ending
 env_failed with the tool's message in the log."""
 import json
 import os
+import pwd
 import time
 
 import pytest
@@ -20,6 +21,9 @@ from harness.gitserver import phase_end, read_attempt, run_attempt, var_tmpdir
 STANDIN = r"""#!/bin/sh
 # stand-in for {tool}: record argv, make a prefix with a python
 printf '%s\n' "$0" "$@" > {rec}/{tool}.argv
+id -u > {rec}/{tool}.uid
+# like the real tools: a writable HOME and package cache
+mkdir -p "$MAMBA_ROOT_PREFIX/pkgs" && touch "$HOME/.standin" || exit 3
 prefix=; file=
 while [ $# -gt 0 ]; do
   case "$1" in -p) prefix=$2; shift ;; -f) file=$2; shift ;; esac
@@ -95,6 +99,9 @@ def test_exact_argv_and_activation(tool):
             "mamba": ["create", "-y", "-p", prefix, "-f", yml],
             "conda": ["env", "create", "-p", prefix, "-f", yml]}[tool]
     assert argv_of(rec, tool) == [os.path.join(b, tool)] + want
+    # the builder ran as the job user, not root
+    uid = int(open(os.path.join(rec, tool + ".uid")).read())
+    assert uid == pwd.getpwnam("tether-job").pw_uid
     assert f"P={prefix} D={prefix} S=1\n" in att["log"]
     assert f"{prefix}/bin/python\n42\n" in att["log"]
     assert "[env] Transaction finished" in att["log"]
@@ -117,11 +124,13 @@ def test_tool_choice_order():
     root = var_tmpdir()
     # none asked: micromamba first
     assert run_conda(root, conda_spec(), b)["result"]["reason"] == "succeeded"
-    assert os.listdir(rec) == ["micromamba.argv"]
+    assert [n for n in os.listdir(rec) if n.endswith(".argv")] == \
+        ["micromamba.argv"]
     # the spec's tool wins (a different tool is a different env)
     att = run_conda(root, conda_spec(tool="conda"), b, job="2")
     assert att["result"]["reason"] == "succeeded", att["log"]
-    assert sorted(os.listdir(rec)) == ["conda.argv", "micromamba.argv"]
+    assert sorted(n for n in os.listdir(rec) if n.endswith(".argv")) == \
+        ["conda.argv", "micromamba.argv"]
     # then the runner setting conda_tool
     att = run_conda(root, conda_spec(YML + "  - numpy\n"), b, job="3",
                     settings={"conda_tool": "mamba"})
