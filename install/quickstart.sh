@@ -24,6 +24,7 @@ cli=$bin/workspace/cli/tether
 
 # State lives outside /tmp: jobs get a private /tmp of their own.
 demo=$(mktemp -d /var/tmp/tether-quickstart.XXXXXX)
+chmod 0755 "$demo" # the job user reaches its environment under it
 ws_pid= agent_pid=
 cleanup() {
   local rc=$?

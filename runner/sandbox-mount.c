@@ -8,6 +8,8 @@
  *   - allowed data mounts; the state directory hidden under an empty
  *     read-only tmpfs;
  *   - pivot_root into it, the host root detached. */
+#include "common/err.h"
+#include "common/statedir.h"
 #include "runner/sandbox.h"
 
 #include <dirent.h>
@@ -173,11 +175,18 @@ static int mount_specials(struct mctx *m)
 	    bind_rw(m, c->checkpoints, in_root(c, "/tether/checkpoints", p)) <
 	        0)
 		return -1;
-	/* The state dir (credentials, other jobs) is not the job's. */
+	/* The state dir (credentials, other jobs) is not the job's; only its
+	 * own environment prefix stays visible, read-only, at its path. */
 	if (c->state_dir != NULL && c->state_dir[0] == '/' &&
-	    access(in_root(c, c->state_dir, p), F_OK) == 0 &&
-	    mount_tmpfs(m, p, "mode=0755,size=4k", MS_RDONLY) < 0)
-		return -1;
+	    access(in_root(c, c->state_dir, p), F_OK) == 0) {
+		char keep[PATH_MAX];
+		struct err e = {0};
+		if (statedir_mask(
+		        p,
+		        c->env_prefix ? in_root(c, c->env_prefix, keep) : NULL,
+		        false, &e) < 0)
+			return failf(m, "%s", e.msg);
+	}
 	return 0;
 }
 

@@ -135,6 +135,7 @@ static void fill_cfg(struct runner *r, struct sandbox *sb)
 	c->outputs = r->outputs_dir;
 	c->checkpoints = r->checkpoints_dir;
 	c->state_dir = r->state_dir;
+	c->env_prefix = r->env.prefix;
 	c->cwd = r->spec->workdir
 	             ? xasprintf("/tether/work/%s", r->spec->workdir)
 	             : xstrdup("/tether/work");

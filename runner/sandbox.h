@@ -28,6 +28,7 @@ struct sandbox_cfg {
 	char *root; /* mount point of the new root (empty directory) */
 	const char *work, *outputs, *checkpoints; /* host directories */
 	const char *state_dir;                    /* hidden in the sandbox */
+	const char *env_prefix; /* the job's environment, kept visible */
 	struct sandbox_mount *mounts;
 	size_t nmounts;
 	char *cwd; /* /tether/work[/workdir] */
