@@ -80,6 +80,7 @@ static int job_get(struct runner *r, struct slurm_job **out, struct err *e)
 	pthread_mutex_init(&j->lock, NULL);
 	j->out_w = j->done_w = -1;
 	j->log_start = -1;
+	j->peak_rss = -1;
 	j->log_fd = r->log_fd;
 	j->poll_ms = setting_int(r, "poll_ms", DEFAULT_POLL_MS);
 	j->dir = shared != NULL ? xasprintf("%s/%s/%lld", shared, r->job_id,
@@ -315,7 +316,7 @@ static int slurm_collect(struct runner *r, struct launch_exit *ex,
 	slurm_follow_stop(j);
 	info = j->info;
 	memset(ex, 0, sizeof(*ex));
-	ex->peak_memory_bytes = -1;
+	ex->peak_memory_bytes = j->peak_rss; /* sstat samples; -1 none */
 	ex->cpu_seconds = -1;
 	exit_fill(j, &info, ex);
 	if (info.known) {

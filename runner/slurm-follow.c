@@ -99,6 +99,13 @@ static bool job_over(struct slurm_job *j)
 	pthread_mutex_unlock(&j->lock);
 	if (changed)
 		slurm_json_save(j, NULL);
+	if (info.known && strcmp(info.state, "RUNNING") == 0) {
+		int64_t rss = slurm_sstat_maxrss(j->job_id);
+		if (rss > j->peak_rss) {
+			j->peak_rss = rss;
+			slurm_json_save(j, NULL);
+		}
+	}
 	return !info.known || slurm_state_phase(info.state) == SLURM_ENDED;
 }
 

@@ -24,12 +24,12 @@ int slurm_json_save(struct slurm_job *j, struct err *e)
 	int r;
 
 	pthread_mutex_lock(&j->lock);
-	o = json_pack("{s:s, s:I, s:I, s:s, s:s, s:s, s:b, s:I}", "job_id",
+	o = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:I}", "job_id",
 	              j->job_id, "log_start", (json_int_t)j->log_start,
-	              "out_start", (json_int_t)j->out_start, "state",
-	              j->info.state, "reason", j->info.reason, "node",
-	              j->info.node, "known", j->info.known, "updated_ms",
-	              (json_int_t)now_wall_ms());
+	              "out_start", (json_int_t)j->out_start, "peak_rss",
+	              (json_int_t)j->peak_rss, "state", j->info.state, "reason",
+	              j->info.reason, "node", j->info.node, "known",
+	              j->info.known, "updated_ms", (json_int_t)now_wall_ms());
 	text = json_dump_canon(o);
 	r = file_write_atomic(j->json_file, text, strlen(text), 0600, e);
 	pthread_mutex_unlock(&j->lock);
@@ -43,7 +43,7 @@ int slurm_json_load(struct slurm_job *j, struct err *e)
 	char *text = NULL;
 	const char *id = NULL;
 	json_t *o = NULL;
-	int64_t start = -1, out_start = 0;
+	int64_t start = -1, out_start = 0, peak = -1;
 	size_t len;
 	int r;
 
@@ -54,11 +54,14 @@ int slurm_json_load(struct slurm_job *j, struct err *e)
 	    (r = json_get_int(o, "slurm.json", "log_start", false, -1,
 	                      INT64_MAX, &start, e)) < 0 ||
 	    (r = json_get_int(o, "slurm.json", "out_start", false, 0, INT64_MAX,
-	                      &out_start, e)) < 0)
+	                      &out_start, e)) < 0 ||
+	    (r = json_get_int(o, "slurm.json", "peak_rss", false, -1, INT64_MAX,
+	                      &peak, e)) < 0)
 		goto out;
 	snprintf(j->job_id, sizeof(j->job_id), "%s", id);
 	j->log_start = start;
 	j->out_start = out_start;
+	j->peak_rss = peak;
 out:
 	json_decref(o);
 	free(text);

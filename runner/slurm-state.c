@@ -216,3 +216,57 @@ out:
 	free(opt);
 	return r;
 }
+
+/* "91468K" -> bytes (sstat sizes: K, M, G, T; no suffix: bytes). */
+static int64_t rss_bytes(const char *v)
+{
+	char *end = NULL;
+	double n = strtod(v, &end);
+	int64_t mult = 1;
+
+	if (end == v || n < 0)
+		return -1;
+	switch (*end) {
+	case 'K':
+		mult = 1LL << 10;
+		break;
+	case 'M':
+		mult = 1LL << 20;
+		break;
+	case 'G':
+		mult = 1LL << 30;
+		break;
+	case 'T':
+		mult = 1LL << 40;
+		break;
+	default:
+		break;
+	}
+	return (int64_t)(n * (double)mult);
+}
+
+int64_t slurm_sstat_maxrss(const char *job_id)
+{
+	char *step = xasprintf("%s.batch", job_id);
+	const char *argv[] = {"sstat", "-n", "-P",     "-j",
+	                      step,    "-o", "MaxRSS", NULL};
+	struct buf b;
+	int64_t best = -1;
+	int st = 0;
+
+	buf_init(&b, 65536);
+	if (cmd_capture(argv, &b, NULL, SLURM_CMD_TIMEOUT_MS, &st, NULL) == 0 &&
+	    b.data != NULL) {
+		for (const char *l = b.data; *l != '\0';) {
+			int64_t v = rss_bytes(l);
+			if (v > best)
+				best = v;
+			l += strcspn(l, "\n");
+			if (*l == '\n')
+				l++;
+		}
+	}
+	free(step);
+	buf_free(&b);
+	return best;
+}

@@ -58,6 +58,7 @@ struct slurm_job {
 	int64_t out_offset; /* bytes of out_file already delivered */
 	int64_t log_start;  /* log size when output began; -1 none yet */
 	int64_t out_start;  /* out_file offset delivered at log_start */
+	int64_t peak_rss;   /* highest MaxRSS sstat reported; -1 none */
 	int log_fd;         /* the attempt log (not owned) */
 	bool we_stopped;    /* signal()/kill() was used */
 	pthread_t thread;
@@ -103,6 +104,9 @@ int slurm_exit_read(const char *path, int *code, struct err *e);
  * runner that died between sbatch and saving the id; TERR_NOTFOUND. */
 int slurm_find_job(const char *name, const char *work_dir, char out[64],
                    struct err *e);
+/* The batch step's peak RSS so far from sstat (needs jobacct_gather, not
+ * accounting); -1 when unknown (not running, sstat missing). */
+int64_t slurm_sstat_maxrss(const char *job_id);
 /* scancel [--full --signal=SIG] job_id. */
 int slurm_cancel(const char *job_id, const char *signame, struct err *e);
 

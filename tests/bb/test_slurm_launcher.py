@@ -176,3 +176,23 @@ def test_pending_job_is_queued_at_cluster_and_cancel_dequeues_it(
     assert b"never runs" not in slurm.read_bytes(os.path.join(small, "log"))
     open(os.path.join(big, "work", "release"), "w").close()
     assert slurm.wait_result(big, 60, big_runner)["reason"] == "succeeded"
+
+
+def test_peak_memory_from_sstat(slurm_cluster):
+    """No slurmdbd, but jobacct_gather feeds sstat: the runner samples the
+    batch step's MaxRSS while it runs and reports the peak."""
+    d = _attempt(slurm_cluster, {
+        "command": ["/usr/bin/python3", "-c",
+                    "import os, time\nheld = bytearray(60 << 20)\n"
+                    "for i in range(0, len(held), 4096): held[i] = 1\n"
+                    "while not os.path.exists('release'):\n"
+                    "    time.sleep(0.05)\n"],
+        "resources": {"memory": "256M"}})
+    runner = slurm.start_runner(slurm_cluster, d)
+    state = os.path.join(d, "slurm.json")
+    wait_until(lambda: slurm.read_json(state).get("peak_rss", -1) >= 60 << 20,
+               30, what="the runner to see 60 MiB in sstat")
+    open(os.path.join(d, "work", "release"), "w").close()
+    res = slurm.wait_result(d, 60, runner)
+    assert res["reason"] == "succeeded", res
+    assert 60 << 20 <= res["peak_memory_bytes"] < 256 << 20, res
