@@ -121,17 +121,18 @@ void dlaunch_sample(void *arg)
 }
 
 /* Signal every process of the container but its init. */
-void docker_cgroup_signal(pid_t init, const char *id, int sig)
+int docker_cgroup_signal(pid_t init, const char *id, int sig)
 {
 	char *procs = container_procs(init, id);
 	FILE *f = procs ? fopen(procs, "r") : NULL;
-	int pid;
+	int pid, n = 0;
 
 	if (f != NULL) {
 		while (fscanf(f, "%d", &pid) == 1)
-			if (pid > 1 && pid != init)
-				kill(pid, sig);
+			if (pid > 1 && pid != init && kill(pid, sig) == 0)
+				n++;
 		fclose(f);
 	}
 	free(procs);
+	return n;
 }

@@ -276,14 +276,20 @@ fail:
 	return e->code;
 }
 
+/* Every process of the job gets sig exactly once: directly through the
+ * container's cgroup (docker-init itself is left out, or it would forward
+ * a second copy), else through the engine (to docker-init, which forwards
+ * it to the job).  SIGKILL always goes through the engine. */
 int dlaunch_signal(struct dlaunch *dl, int sig, struct err *e)
 {
-	char *path = xasprintf("/containers/%s/kill?signal=%d", dl->id, sig);
-	pid_t init = dlaunch_pid(dl);
-	int rc = docker_call(dl->d, "POST", path, NULL, NULL, e);
+	pid_t init = sig == SIGKILL ? 0 : dlaunch_pid(dl);
+	char *path;
+	int rc;
 
-	if (init > 0 && sig != SIGKILL)
-		docker_cgroup_signal(init, dl->id, sig);
+	if (init > 0 && docker_cgroup_signal(init, dl->id, sig) > 0)
+		return 0;
+	path = xasprintf("/containers/%s/kill?signal=%d", dl->id, sig);
+	rc = docker_call(dl->d, "POST", path, NULL, NULL, e);
 	if (rc == TERR_CONFLICT) /* not running: nothing left to signal */
 		rc = 0;
 	free(path);

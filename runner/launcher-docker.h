@@ -64,8 +64,9 @@ void dlaunch_remove(struct dlaunch *dl);
 /* The container's cgroup directory for a v1 controller, else its v2 one;
  * NULL unless the path names the container id. */
 char *docker_cgroup_dir(pid_t init, const char *id, const char *ctrl);
-/* Signal every process in the container's cgroup but its init. */
-void docker_cgroup_signal(pid_t init, const char *id, int sig);
+/* Signal every process in the container's cgroup but its init (the
+ * engine's docker-init); returns how many were signalled. */
+int docker_cgroup_signal(pid_t init, const char *id, int sig);
 /* Sample peak memory and CPU time into dl (rate-limited; arg is dl). */
 void dlaunch_sample(void *arg);
 

@@ -107,3 +107,39 @@ def test_cancel_during_image_build(docker_base):
     hr.wait_until(lambda: not [c for c in dockerd.api(
         "GET", "/containers/json?all=1")[1] if "sleep 60" in c["Command"]],
                   30, what="build container removal")
+
+
+SIGNALS = """import os, signal, subprocess, sys, time
+got = []
+signal.signal(signal.SIGUSR1, lambda *a: got.append(1))
+child = subprocess.Popen(["python3", "-c", '''
+import os, signal, sys, time
+os.setsid()
+signal.signal(signal.SIGUSR1, lambda *a: (print("child USR1", flush=True),
+                                          sys.exit(0)))
+print("CHILD-READY", flush=True)
+time.sleep(60)
+'''])
+while not got:
+    time.sleep(0.05)
+time.sleep(0.5)
+print("parent USR1 x%d" % len(got), flush=True)
+child.wait()
+"""
+
+
+def test_checkpoint_signal_reaches_every_process_once(docker_base):
+    """The checkpoint signal reaches the job and a detached grandchild
+    (its own session) once each, then the job ends by itself."""
+    d = dockerd.docker_attempt(
+        ["python3", "/tether/work/signals.py"], files={"signals.py": SIGNALS},
+        job="D-sig", spec={"checkpoint": {"signal": "USR1", "grace": "10s"}})
+    p = hr.start_runner(d)
+    hr.wait_until(lambda: b"CHILD-READY\n" in hr.log(d), 60, what="child")
+    hr.write_cancel(d, "cancelled", grace=10)
+    p.signal(10)
+    res = hr.wait_result(d, 30)
+    log = hr.log(d).decode(errors="replace")
+    assert "parent USR1 x1\n" in log, log
+    assert log.count("child USR1\n") == 1, log
+    assert res["reason"] == "cancelled"
