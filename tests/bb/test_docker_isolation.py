@@ -89,3 +89,23 @@ def test_container_labels_and_limits(docker_base):
         hr.write_cancel(d, grace=1)
         p.signal(10)
         hr.wait_result(d, 30)
+
+
+def test_readonly_rootfs_when_asked(docker_base):
+    """/var/tmp (world-writable in the image) is read-only with the runner
+    setting docker_readonly_rootfs, writable without; /tmp and the job's
+    directories stay writable."""
+    probe = ("def w(p):\n"
+             "    try:\n"
+             "        open(p, 'w').write('x'); return 'rw'\n"
+             "    except OSError:\n"
+             "        return 'ro'\n"
+             "print('RO', w('/var/tmp/x'), w('/tmp/x'), w('/tether/work/x'),"
+             " w('/tether/outputs/x'))\n")
+    for ro, want in ((True, b"RO ro rw rw rw\n"), (False, b"RO rw rw rw rw\n")):
+        d = dockerd.docker_attempt(["python3", "/tether/work/p.py"],
+                                   files={"p.py": probe}, job="D-ro%d" % ro,
+                                   runner={"docker_readonly_rootfs": ro})
+        r = hr.run_runner(d, timeout=120)
+        assert hr.result(d)["reason"] == "succeeded", r.stderr
+        assert want in hr.log(d), hr.log(d)[-500:]
