@@ -98,7 +98,7 @@ def test_flags_and_config_file(workspace):
         f.write(workspace.admin_token + "\n")
     with open(os.path.join(cfg, "tether", "cli.conf"), "w") as f:
         f.write(f"workspace = {workspace.url}\ntoken_file = {tokfile}\n"
-                f"ca = {workspace.ca_file}\n")
+                f"ca_file = {workspace.ca_file}\n")
     tether(workspace, "jobs", use_env=False, env={"XDG_CONFIG_HOME": cfg}, check=0)
     # flags win over the environment
     tether(workspace, "--workspace", workspace.url, "--token", workspace.admin_token,

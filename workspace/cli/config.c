@@ -1,7 +1,7 @@
 /* config.c: where the CLI finds the workspace and its token: flags, then
  * TETHER_WORKSPACE / TETHER_TOKEN / TETHER_CA, then the file
  * $XDG_CONFIG_HOME/tether/cli.conf (default ~/.config/tether/cli.conf)
- * with keys workspace, token, token_file, ca. */
+ * with keys workspace, token, token_file, ca (or ca_file). */
 #include "workspace/cli/cli.h"
 #include "common/conf.h"
 #include "common/fileio.h"
@@ -24,6 +24,8 @@ static const struct conf_key keys[] = {
      "file holding the admin token"},
     {"ca", CONF_STR, NULL, offsetof(struct file_conf, ca), 0, 0,
      "CA file for the workspace's TLS certificate"},
+    {"ca_file", CONF_STR, NULL, offsetof(struct file_conf, ca), 0, 0,
+     "the same as ca (the agent's spelling)"},
     {NULL, 0, NULL, 0, 0, 0, NULL},
 };
 
