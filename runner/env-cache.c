@@ -356,7 +356,10 @@ static void envs_usage(FILE *f)
 	        "list built environments (key, kind, size, last use, in use),"
 	        " or remove\n"
 	        "least-recently-used unused ones until the cache fits SIZE "
-	        "(e.g. 20G)\n");
+	        "(e.g. 20G)\n"
+	        "       tether-runner envs build DIR\n"
+	        "build (or find) the environment of DIR/spec.json ahead of "
+	        "its job\n");
 }
 
 static void envs_print(const struct env_entry *v, size_t n, bool json)
@@ -441,6 +444,8 @@ int env_cache_main(int argc, char **argv)
 	char *dir;
 	int c, rc;
 
+	if (argc > 1 && strcmp(argv[1], "build") == 0)
+		return env_cache_build_main(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "prune") == 0) {
 		prune = true;
 		argc--;

@@ -12,6 +12,7 @@
 #include "common/fileio.h"
 #include "common/json.h"
 #include "common/sha256.h"
+#include "common/statedir.h"
 #include "common/util.h"
 #include "runner/source.h"
 #include "runner/supervisor.h"
@@ -140,6 +141,33 @@ void env_key_json(json_t *canon, char out[65])
 	free(text);
 }
 
+/* Child side, in a private mount namespace: when env_dir lies in the 0700
+ * state dir, hide the state dir but for env_dir so that the job user can
+ * build there (common/statedir.h); then mount the build directory on the
+ * final path (env_build_dir). */
+static int run_child_mounts(struct runner *r)
+{
+	struct err me = {0};
+
+	if (unshare(CLONE_NEWNS) < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+		dprintf(2, "private mount namespace: %s\n", strerror(errno));
+		return -1;
+	}
+	if (r->state_dir && r->env_dir &&
+	    path_is_under(r->env_dir, r->state_dir) &&
+	    statedir_mask(r->state_dir, r->env_dir, true, &me) < 0) {
+		dprintf(2, "%s\n", me.msg);
+		return -1;
+	}
+	if (mount(env_bind.tmp, env_bind.final, NULL, MS_BIND, NULL) < 0) {
+		dprintf(2, "cannot mount %s on %s: %s\n", env_bind.tmp,
+		        env_bind.final, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* Child side of env_run: output to the pipe, drop to the job user, exec. */
 static void run_child(struct runner *r, int wfd, char *const argv[],
                       char *const envp[])
@@ -150,16 +178,10 @@ static void run_child(struct runner *r, int wfd, char *const argv[],
 	    dup2(wfd, 2) < 0)
 		_exit(126);
 	close_range(3, ~0U, 0);
-	setpgid(0,
-	        0); /* its own group, so that a stop reaches pip's children */
-	if (env_bind.tmp &&
-	    (unshare(CLONE_NEWNS) < 0 ||
-	     mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	     mount(env_bind.tmp, env_bind.final, NULL, MS_BIND, NULL) < 0)) {
-		dprintf(2, "cannot mount %s on %s: %s\n", env_bind.tmp,
-		        env_bind.final, strerror(errno));
+	/* its own group, so that a stop reaches pip's children */
+	setpgid(0, 0);
+	if (env_bind.tmp && run_child_mounts(r) < 0)
 		_exit(126);
-	}
 	/* In the work directory, entered while still root: the job user
 	 * cannot pass through the 0700 attempt directory, but may use files
 	 * of the source relative to it (requirements.txt). */

@@ -110,5 +110,7 @@ int env_cache_prune(const char *env_dir, int64_t budget, int64_t *freed,
 /* `tether-runner envs [--state-dir D | --env-dir D] [--json]` and
  * `tether-runner envs prune [--budget SIZE] [--all]`. */
 int env_cache_main(int argc, char **argv);
+/* env-cache-build.c: `tether-runner envs build DIR` (look-ahead builds). */
+int env_cache_build_main(int argc, char **argv);
 
 #endif

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from harness.common import binary, run, tmpdir, wait_until
-from harness.gitserver import phase_end, read_attempt, run_attempt, var_tmpdir
+from harness.gitserver import (phase_end, read_attempt, run_attempt,
+                               var_tmpdir, write_spec)
 
 PY = "/usr/bin/python3"
 
@@ -89,6 +90,20 @@ def test_first_builds_second_is_cache_hit(wheelhouse):
     # no half-built leftovers next to the environment
     assert sorted(os.listdir(os.path.join(root, "envs"))) == \
         sorted([".home", ".locks", key[0]])
+
+
+def test_env_dir_inside_the_0700_state_dir(wheelhouse):
+    """The default layout: envs/ inside the root-only state directory.  The
+    builder (the job user) and the sandboxed job both reach the prefix."""
+    root = root_dir()
+    state = os.path.join(root, "state")
+    os.makedirs(state, mode=0o700)
+    os.chmod(state, 0o700)
+    att = run_attempt(root, venv_spec(wheelhouse),
+                      settings={"env_dir": os.path.join(state, "envs")})
+    assert att["result"]["reason"] == "succeeded", att["log"]
+    assert "value 41" in att["log"]
+    assert f"prefix {state}/envs/" in att["log"]
 
 
 def test_system_python_not_pyenv(wheelhouse):
@@ -193,3 +208,28 @@ def test_eviction_under_budget_never_in_use(wheelhouse):
              os.path.join(root, "envs")])
     assert "removed 1 environment(s)" in r.stdout
     assert envs_json(root) == []
+
+
+def test_look_ahead_build(wheelhouse):
+    """`tether-runner envs build DIR` builds a queued job's environment ahead
+    of time; the job then starts with a cache hit."""
+    root = root_dir()
+    spec = venv_spec(wheelhouse)
+    pre = os.path.join(root, "prebuild", "1")
+    write_spec(root, pre, spec)
+    r = run([binary("tether-runner"), "envs", "build", pre])
+    out = json.loads(r.stdout)
+    assert out["kind"] == "venv" and out["cache_hit"] is False
+    assert "[env] Successfully installed tinypkg-1.0" in \
+        open(os.path.join(pre, "log")).read()
+    att = run_attempt(root, spec)
+    assert att["result"]["reason"] == "succeeded", att["log"]
+    assert phase_end(att, "env")["cache_hit"] is True
+    assert phase_end(att, "env")["env_key"] == out["key"]
+    r = run([binary("tether-runner"), "envs", "build", pre])
+    assert json.loads(r.stdout)["cache_hit"] is True
+    # a bad spec says why
+    bad = os.path.join(root, "prebuild", "2")
+    write_spec(root, bad, venv_spec(wheelhouse, reqs=("nosuchpkg",)))
+    r = run([binary("tether-runner"), "envs", "build", bad], check=False)
+    assert r.returncode == 1 and "pip install failed" in r.stderr

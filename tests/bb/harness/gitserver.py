@@ -239,13 +239,9 @@ def _cleanup_var_tmp():
             shutil.rmtree(d, ignore_errors=True)
 
 
-def run_attempt(root, spec, settings=None, job="1", attempt=1, timeout=120,
-                wait=True, env=None):
-    """Write <root>/state/jobs/<job>/<attempt>/spec.json and run
-    `tether-runner run` on it.  Returns a dict with dir, result, events and
-    log (or the Popen when wait is False)."""
+def write_spec(root, d, spec, settings=None, job="1", attempt=1):
+    """Write d/spec.json (the runner's input) for a job under root/state."""
     state = os.path.join(root, "state")
-    d = os.path.join(state, "jobs", job, str(attempt))
     os.makedirs(d, mode=0o700, exist_ok=True)
     # env_dir outside the state dir: the sandbox hides the state dir from
     # the job, and the runner does not yet bind the env prefix into it
@@ -261,6 +257,15 @@ def run_attempt(root, spec, settings=None, job="1", attempt=1, timeout=120,
         # tests with the same directory name never share a cgroup with ours
         json.dump({"job": f"{job}{next(_job_ids)}", "attempt": attempt,
                    "spec": spec, "runner": s}, f)
+
+
+def run_attempt(root, spec, settings=None, job="1", attempt=1, timeout=120,
+                wait=True, env=None):
+    """Write <root>/state/jobs/<job>/<attempt>/spec.json and run
+    `tether-runner run` on it.  Returns a dict with dir, result, events and
+    log (or the Popen when wait is False)."""
+    d = os.path.join(root, "state", "jobs", job, str(attempt))
+    write_spec(root, d, spec, settings, job, attempt)
     argv = [binary("tether-runner"), "run", d]
     full_env = dict(os.environ)
     full_env.update(env or {})
