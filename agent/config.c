@@ -108,6 +108,9 @@ const struct conf_key agent_conf_table[] = {
      "Disk budget of built environments (least recently used evicted)."},
     {"attempt_retention", CONF_DURATION, "7d", OFF(attempt_retention_ms), 0, 0,
      "How long finished attempt directories are kept."},
+    {"attempt_disk_budget", CONF_SIZE, "0", OFF(attempt_disk_budget), 0, 0,
+     "Disk space finished attempt directories may use; the oldest are "
+     "removed first when over it, before attempt_retention (0: no limit)."},
     {"housekeeping_interval", CONF_DURATION, "10m", OFF(housekeeping_ms), 0, 0,
      "How often finished attempt directories are cleaned up."},
     {"runner_start_timeout", CONF_DURATION, "30s", OFF(runner_start_ms), 0, 0,

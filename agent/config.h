@@ -32,6 +32,7 @@ struct agent_conf {
 	int64_t kill_grace_ms, default_pids, max_log_bytes, env_cache_budget;
 	/* housekeeping */
 	int64_t attempt_retention_ms, housekeeping_ms, runner_start_ms;
+	int64_t attempt_disk_budget;
 	/* operations (agent/metrics.h) */
 	char *metrics_listen;
 };

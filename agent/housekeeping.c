@@ -1,5 +1,6 @@
 /* housekeeping.c: remove finished attempt directories after
- * attempt_retention (never one that is still queued, running or
+ * attempt_retention, or oldest first while they use more than
+ * attempt_disk_budget (never one that is still queued, running or
  * finishing: only rows in state done qualify). */
 #include "agent/agent.h"
 #include "agent/db.h"
@@ -8,8 +9,28 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <ftw.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+static int64_t hk_total;
+
+static int hk_add(const char *path, const struct stat *sb, int flag,
+                  struct FTW *ftw)
+{
+	if (flag == FTW_F)
+		hk_total += (int64_t)sb->st_blocks * 512;
+	return 0;
+}
+
+/* Disk use of a directory tree (blocks, not following symlinks). */
+static int64_t hk_du(const char *dir)
+{
+	hk_total = 0;
+	nftw(dir, hk_add, 16, FTW_PHYS);
+	return hk_total;
+}
 
 static void housekeeping_remove(struct agent *a, const char *job,
                                 int64_t attempt)
@@ -40,6 +61,46 @@ out:
 	free(parent);
 }
 
+/* Over the budget: remove finished attempts, oldest first. */
+static void housekeeping_budget(struct agent *a)
+{
+	int64_t total = 0, n = 0, i = 0, *sizes;
+	char **jobs;
+	int64_t *atts;
+	sqlite3_stmt *st;
+	struct err e = {0};
+
+	if (a->conf.attempt_disk_budget <= 0 ||
+	    db_prepare(a->db,
+	               "SELECT job, attempt FROM attempts WHERE state = 'done' "
+	               "AND dir_removed = 0 ORDER BY ended_at LIMIT 10000",
+	               &st, &e) < 0)
+		return;
+	jobs = xcalloc(10000, sizeof(*jobs));
+	atts = xcalloc(10000, sizeof(*atts));
+	sizes = xcalloc(10000, sizeof(*sizes));
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		char *dir;
+		jobs[n] = xstrdup((const char *)sqlite3_column_text(st, 0));
+		atts[n] = sqlite3_column_int64(st, 1);
+		dir = xasprintf("%s/jobs/%s/%lld", a->conf.state_dir, jobs[n],
+		                (long long)atts[n]);
+		sizes[n] = hk_du(dir);
+		total += sizes[n++];
+		free(dir);
+	}
+	sqlite3_finalize(st);
+	for (i = 0; i < n && total > a->conf.attempt_disk_budget; i++) {
+		housekeeping_remove(a, jobs[i], atts[i]);
+		total -= sizes[i];
+	}
+	for (i = 0; i < n; i++)
+		free(jobs[i]);
+	free(jobs);
+	free(atts);
+	free(sizes);
+}
+
 void housekeeping_run(void *arg)
 {
 	struct agent *a = arg;
@@ -59,5 +120,6 @@ void housekeeping_run(void *arg)
 			    sqlite3_column_int64(st, 1));
 		sqlite3_finalize(st);
 	}
+	housekeeping_budget(a);
 	loop_timer_set(a->hk_timer, a->conf.housekeeping_ms);
 }

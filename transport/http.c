@@ -297,7 +297,9 @@ static int http_setup(struct http_client *c, struct http_req *r,
 	if (c->no_proxy != NULL)
 		curl_easy_setopt(h, CURLOPT_NOPROXY, c->no_proxy);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-	                 (long)c->connect_timeout_ms);
+	                 (long)(rq->connect_timeout_ms > 0
+	                            ? rq->connect_timeout_ms
+	                            : c->connect_timeout_ms));
 	if (rq->timeout_ms > 0)
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)rq->timeout_ms);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, http_write_cb);

@@ -75,6 +75,10 @@ struct http_request {
 	int download_fd;
 	size_t max_reply; /* cap on a memory reply */
 	int64_t timeout_ms;
+	/* 0: the client's connect timeout.  A long-poll sets it to its
+	 * timeout_ms: libcurl 7.88 keeps the connect timer armed on a reused
+	 * connection, which would wake an idle loop once per request. */
+	int64_t connect_timeout_ms;
 	http_done_fn done;
 	void *arg;
 };

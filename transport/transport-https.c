@@ -93,7 +93,7 @@ struct tp_args {
 	const char *content_type;
 	const char *extra_header;
 	int upload_fd, download_fd;
-	int64_t up_off, up_len, timeout_ms;
+	int64_t up_off, up_len, timeout_ms, connect_timeout_ms;
 };
 
 static int tp_call(struct transport *t, const struct tp_args *a,
@@ -127,6 +127,7 @@ static int tp_call(struct transport *t, const struct tp_args *a,
 	rq.download_fd = a->download_fd;
 	rq.max_reply = TP_MAX_REPLY;
 	rq.timeout_ms = a->timeout_ms;
+	rq.connect_timeout_ms = a->connect_timeout_ms;
 	rq.done = tp_http_done;
 	rq.arg = ctx;
 	if (a->json != NULL) {
@@ -179,6 +180,7 @@ static int https_lease(struct transport *t, json_t *body, int64_t wait_s,
 {
 	struct tp_args a = tp_args_json("POST", "/api/v1/agents/lease", body);
 	a.timeout_ms = (wait_s + 30) * 1000;
+	a.connect_timeout_ms = a.timeout_ms; /* one timer per poll */
 	return tp_call(t, &a, done, arg, out, e);
 }
 
