@@ -156,6 +156,18 @@ static json_t *host_config(const struct runner *r, json_t *mounts)
 	    "SecurityOpt", "no-new-privileges", "ReadonlyRootfs", ro,
 	    "DeviceRequests", gpu_requests(r), "LogConfig", "Type", "local",
 	    "Config", "max-size", "1t", "max-file", "1", "compress", "false");
+	char *max;
+
+	/* the engine keeps what the runner may still need to match on
+	 * re-attach: the capped log plus some slack */
+	if (r->max_log_bytes > 0) {
+		max =
+		    xasprintf("%lld", (long long)r->max_log_bytes + (64 << 20));
+		json_object_set_new(
+		    json_object_get(json_object_get(hc, "LogConfig"), "Config"),
+		    "max-size", json_string(max));
+		free(max);
+	}
 
 	if (s->resources.memory > 0) {
 		json_object_set_new(hc, "Memory",
