@@ -243,8 +243,8 @@ def write_spec(root, d, spec, settings=None, job="1", attempt=1):
     """Write d/spec.json (the runner's input) for a job under root/state."""
     state = os.path.join(root, "state")
     os.makedirs(d, mode=0o700, exist_ok=True)
-    # env_dir outside the state dir: the sandbox hides the state dir from
-    # the job, and the runner does not yet bind the env prefix into it
+    # env_dir next to the state dir, so tests can look at it freely; the
+    # default layout (inside the 0700 state dir) has a test of its own
     s = {"state_dir": state, "env_dir": os.path.join(root, "envs"),
          "job_user": "tether-job", "kill_grace": 2, "default_pids": 4096,
          "cgroup_parent": "tether-test", "allowed_mounts": [],
