@@ -8,7 +8,7 @@ import time
 import pytest
 
 from harness.agent import Agent
-from harness.common import wait_until
+from harness.common import Proc, binary, wait_until
 
 
 class SshAgent(Agent):
@@ -91,3 +91,62 @@ def test_register_and_run_a_job_over_ssh(workspace, sshd, agent_factory):
     mine = [a for a in agents(workspace) if a["name"] == ag.name]
     assert mine and mine[0]["state"] == "online"
     assert len(sshd.accepted()) >= 1
+
+
+def token_uses_left(workspace, token_id=None):
+    st, _, body = workspace.api("GET", "/api/v1/tokens")
+    return [t["uses_left"] for t in body["tokens"]]
+
+
+def test_agent_refuses_unknown_host_key_and_sends_nothing(workspace, sshd,
+                                                          agent_factory):
+    empty = os.path.join(sshd.dir, "empty_known_hosts")
+    open(empty, "w").close()
+    ag = agent_factory(known_hosts=empty)
+    ag.token = workspace.token()
+    p = Proc([binary("tether-agent"), "--token", ag.token], ag.log_path,
+             env=ag.env())
+    assert p.p.wait(30) != 0
+    out = ag.output()
+    assert "unknown host key " + sshd.fingerprint() in out, out[-3000:]
+    # Nothing was sent: no authentication attempt, the token is unused,
+    # the workspace knows no agent.
+    assert sshd.auth_attempts() == []
+    assert token_uses_left(workspace) == [1]
+    assert agents(workspace) == []
+    assert ag.token not in out
+
+
+def test_agent_reconnects_when_the_connection_drops(workspace, sshd,
+                                                    agent_factory):
+    ag = agent_factory().start()
+    j1 = workspace.submit(name="one", command=["true"])
+    ag.wait_job(j1, "succeeded", timeout=60)
+    n = len(sshd.accepted())
+    assert sshd.drop_connections() >= 1
+    wait_until(lambda: "SSH connection lost" in ag.output(), 15,
+               what="the agent to notice the dropped connection")
+    j2 = workspace.submit(name="two", command=["sh", "-c", "echo again"])
+    ag.wait_job(j2, "succeeded", timeout=60)
+    assert ag.ws_log(j2).endswith(b"again\n")
+    assert len(sshd.accepted()) > n  # a new SSH connection
+    assert ag.alive()
+
+
+def test_changed_host_key_on_reconnect_is_refused(workspace, sshd,
+                                                  agent_factory):
+    ag = agent_factory().start()
+    old = sshd.fingerprint()
+    n = len(sshd.accepted())
+    sshd.rotate_host_key()  # drops the connection, new key, same port
+    new = sshd.fingerprint()
+    wait_until(lambda: "HOST KEY CHANGED" in ag.output(), 30,
+               what="the agent to refuse the changed host key")
+    line = [ln for ln in ag.output().splitlines()
+            if "HOST KEY CHANGED" in ln][0]
+    assert new in line and old in line
+    job = workspace.submit(name="never", command=["true"])
+    time.sleep(2)
+    assert workspace.job(job)["state"] == "queued"
+    assert len(sshd.accepted()) == n  # never authenticated again
+    assert ag.alive()

@@ -15,6 +15,7 @@ sshd runs as root and logs users in as `user` (default root: the test
 machine runs as root; PermitRootLogin prohibit-password)."""
 import os
 import shutil
+import signal
 import subprocess
 
 from harness.common import Proc, free_port, tmpdir, wait_port
@@ -121,13 +122,47 @@ Subsystem sftp {self.sftp}
         return self
 
     def stop(self):
+        """Stop the listener and drop its connections."""
         if self.proc is not None:
+            self.drop_connections()
             self.proc.stop()
             self.proc = None
 
     def restart(self):
         self.stop()
         return self.start()
+
+    def _children(self, pid):
+        kids = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                kids.append(int(d))
+        return kids
+
+    def drop_connections(self):
+        """SIGKILL the per-connection sshd processes (the clients see their
+        connections die); the listener stays.  Returns how many."""
+        if self.proc is None:
+            return 0
+        kids = self._children(self.proc.pid)
+        for k in kids:
+            for g in self._children(k):
+                try:
+                    os.kill(g, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                os.kill(k, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return len(kids)
 
     def rotate_host_key(self):
         """Replace the host key (a 'reinstalled' server) and restart."""
