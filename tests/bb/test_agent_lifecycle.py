@@ -99,3 +99,17 @@ def test_finished_attempt_dirs_are_removed_after_retention(workspace,
     wait_until(lambda: not os.path.exists(ag.attempt_dir(job)), 15,
                what="the attempt directory to be removed")
     assert "done" in ag.cmd("jobs").stdout
+
+
+def test_disk_budget_removes_oldest_finished_attempts(workspace, agent_factory):
+    ag = agent_factory(attempt_disk_budget="200K", housekeeping_interval="1s",
+                       max_jobs=1).start()
+    jobs = []
+    for i in range(3):
+        jobs.append(workspace.submit(name=f"fill{i}", command=[
+            "sh", "-c", "head -c 120000 /dev/zero | tr '\\0' x"]))
+        ag.wait_job(jobs[-1], "succeeded", timeout=60)
+    # 3 x ~120K > 200K: the oldest go first, the newest stays.
+    wait_until(lambda: not os.path.exists(ag.attempt_dir(jobs[0])), 15,
+               what="the oldest attempt directory to be removed")
+    assert os.path.exists(ag.attempt_dir(jobs[2]))
