@@ -7,10 +7,13 @@
 
 #include "common/attempt.h"
 #include "common/fileio.h"
+#include "common/jobspec.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -92,17 +95,38 @@ static void outputs_reply(void *arg, const struct tp_reply *rep)
 	att_poke(t);
 }
 
+/* Open outputs/<path> for reading, never leaving the outputs directory
+ * (no "..", no symlink anywhere on the way): a job controls that tree. */
+static int outputs_open(struct att *t, const char *path)
+{
+	char *dir = xasprintf("%s/outputs", t->dir);
+	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW,
+	                       .resolve = RESOLVE_BENEATH |
+	                                  RESOLVE_NO_SYMLINKS |
+	                                  RESOLVE_NO_MAGICLINKS};
+	int dfd, fd = -1;
+
+	if (!path_is_safe_relative(path))
+		goto out;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (dfd < 0)
+		goto out;
+	fd = (int)syscall(SYS_openat2, dfd, path, &how, sizeof(how));
+	close(dfd);
+out:
+	free(dir);
+	return fd;
+}
+
 /* Start the upload of one output; false when there was nothing to send. */
 static bool outputs_send(struct att *t, const char *path, const char *sha)
 {
 	struct agent *a = t->a;
-	char *full = xasprintf("%s/outputs/%s", t->dir, path);
 	struct err e = {0};
 	struct stat sb;
-	int fd = open(full, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = outputs_open(t, path);
 	bool started = false;
 
-	free(full);
 	if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
 		log_warn("job=%s output %s: not a regular file; skipped",
 		         t->job, path);

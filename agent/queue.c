@@ -128,6 +128,13 @@ static void queue_fill_att(struct agent *a, struct att *t,
 	                   (long long)t->attempt);
 }
 
+static bool queue_snapshot_id_ok(const char *id)
+{
+	size_t n = strspn(id, "0123456789abcdef");
+
+	return n == 64 && id[n] == '\0';
+}
+
 int queue_add_leased(struct agent *a, json_t *job, int64_t now_mono,
                      struct err *e)
 {
@@ -150,6 +157,8 @@ int queue_add_leased(struct agent *a, json_t *job, int64_t now_mono,
 	spec = json_dumps(spec_j ? spec_j : json_null(), JSON_COMPACT);
 	if (jobspec_parse_json(spec_j, &s, &pe) < 0)
 		why = xasprintf("job spec: %s", pe.msg);
+	else if (snap != NULL && !queue_snapshot_id_ok(snap))
+		why = xasprintf("snapshot id '%.80s' is not a sha256", snap);
 	else
 		why = queue_too_big(a, s->resources.cpus, s->resources.memory,
 		                    s->resources.gpus);

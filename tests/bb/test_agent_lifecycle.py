@@ -3,7 +3,9 @@ cap and housekeeping of finished attempt directories."""
 import io
 import json
 import os
+import shutil
 import tarfile
+import tempfile
 
 from harness.agent import Agent
 from harness.common import wait_until
@@ -113,3 +115,35 @@ def test_disk_budget_removes_oldest_finished_attempts(workspace, agent_factory):
     wait_until(lambda: not os.path.exists(ag.attempt_dir(jobs[0])), 15,
                what="the oldest attempt directory to be removed")
     assert os.path.exists(ag.attempt_dir(jobs[2]))
+
+
+def test_output_swapped_for_symlink_is_not_uploaded(workspace, agent_factory):
+    decoy = tempfile.mkdtemp(prefix="tether-decoy-", dir="/var/tmp")
+    with open(os.path.join(decoy, "a.txt"), "w") as f:
+        f.write("root-only-secret\n")
+    try:
+        ag = agent_factory().start()
+        job = workspace.submit(name="swap", command=["sh", "-c",
+                               "mkdir $TETHER_OUTPUTS/d; "
+                               "echo fine > $TETHER_OUTPUTS/d/a.txt; sleep 1"])
+        ag.wait_job(job, "running", timeout=30)
+        workspace.kill9()
+        res = os.path.join(ag.attempt_dir(job), "result.json")
+        wait_until(lambda: os.path.exists(res), 30, what="the job to end")
+        with open(res) as f:
+            assert [o["path"] for o in json.load(f)["outputs"]] == ["d/a.txt"]
+        # A process of the job user swaps a directory on the listed path
+        # for a symlink before the agent could upload the file.
+        d = os.path.join(ag.attempt_dir(job), "outputs", "d")
+        shutil.rmtree(d)
+        os.symlink(decoy, d)
+        workspace.start()
+        ag.wait_job(job, timeout=30)
+        st, _, body = workspace.api("GET", f"/api/v1/jobs/{job}/outputs/d/a.txt")
+        assert b"root-only-secret" not in (body if isinstance(body, bytes)
+                                           else json.dumps(body).encode())
+        # Not even sent (the workspace's sha256 check would only have
+        # refused to store it): the agent refused to open it.
+        assert "output d/a.txt: not a regular file; skipped" in ag.output()
+    finally:
+        shutil.rmtree(decoy)
