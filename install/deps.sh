@@ -14,6 +14,7 @@ PKGS=(
   slurmctld slurmd slurm-client munge iptables nftables faketime
   python3 python3-venv python3-pip python3-torch python3-numpy python3-pytest
   procps psmisc strace util-linux iproute2 xz-utils
+  chromium  # headless browser for the web page tests (tests/bb/test_web_*.py)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -6,6 +6,7 @@
  * sees the 4xx), unless the body is larger than WS_DISCARD_CAP, in which
  * case the reply goes out at once and the connection is closed. */
 #include "workspace/server/http.h"
+#include "workspace/server/web.h"
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/log.h"
@@ -21,8 +22,8 @@
 #include <unistd.h>
 
 static const struct route *const tables[] = {
-    routes_jobs,    routes_logs,  routes_agent, routes_lease,
-    routes_attempt, routes_admin, routes_files, NULL};
+    routes_jobs,  routes_logs,  routes_agent, routes_lease, routes_attempt,
+    routes_admin, routes_files, routes_web,   NULL};
 
 static bool match_route(struct req *r, const struct route *rt,
                         const char *method)
@@ -147,6 +148,8 @@ static bool check_auth(struct req *r)
 
 	if (r->route->auth == AUTH_NONE)
 		return true;
+	if (h == NULL && web_session_check(r)) /* web page cookie */
+		return true;
 	if (h == NULL || strncmp(h, "Bearer ", 7) != 0) {
 		early_error(r, 401, "unauthorized",
 		            "missing 'Authorization: Bearer <token>'");
@@ -157,6 +160,8 @@ static bool check_auth(struct req *r)
 	    strcmp(hash, r->ws->admin_hash) == 0)
 		r->is_admin = true;
 	else if (r->route->auth != AUTH_ADMIN && auth_agent(r, hash))
+		return true;
+	else if (web_viewer_check(r, hash)) /* read-only viewer token */
 		return true;
 	if (!r->is_admin) {
 		early_error(r, 401, "unauthorized",
@@ -188,6 +193,8 @@ static void route_request(struct req *r, const char *url, const char *method)
 	int64_t len = -1;
 	bool path_seen = false;
 
+	if (strncmp(url, "/api/v1/", 8) != 0 && web_route(r, url, method))
+		goto routed; /* the web page (web.c) */
 	if (strncmp(url, "/api/v1/", 8) != 0) {
 		early_error(r, 404, "not_found",
 		            "no such path (the API is "
@@ -211,6 +218,7 @@ static void route_request(struct req *r, const char *url, const char *method)
 		                      : "no such path");
 		return;
 	}
+routed:
 	if (strstr(r->route->pattern, "**"))
 		set_rest(r);
 	if (proto != NULL && strcmp(proto, "1") != 0) {

@@ -1,0 +1,148 @@
+"""The web page in headless Chromium: agents page, live log of a job that
+prints 100,000 lines (the last line shows within a second), cancel from
+the page, and job names and log lines with markup rendered as text.
+
+The test plays the agent over the API (register, lease, log, events), so
+each step is exact; test_web_agent.py runs the real agent.  Screenshots go
+to harness.browser.ARTIFACTS (printed)."""
+import json
+import time
+
+from harness.browser import ARTIFACTS
+from harness.fixtures_web import web_login, web_running_job
+
+XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
+
+
+def log_state(page):
+    return page.eval("""(() => {
+        const win = document.querySelector('#log .win');
+        return {info: document.querySelector('#log-info').textContent,
+                text: win ? win.textContent : '',
+                nodes: document.querySelectorAll('#log .ln').length,
+                all: document.querySelectorAll('*').length};
+    })()""")
+
+
+def append_lines(ws, secret, job, offset, first, last, per_chunk=5000):
+    """Append "line N" for N in [first, last] as log bytes; new offset."""
+    for start in range(first, last + 1, per_chunk):
+        end = min(last, start + per_chunk - 1)
+        data = "".join(f"line {n} of the training output\n"
+                       for n in range(start, end + 1)).encode()
+        st, _, b = ws.append(secret, job, 1, offset, data)
+        assert st == 200, b
+        offset = b["length"]
+    return offset
+
+
+def test_live_log_100k_lines_and_screenshots(workspace, web_page):
+    ws, page = workspace, web_page
+    secret, job = web_running_job(ws, name="digits-train")
+    web_login(page, ws, path=f"/jobs/{job}")
+    page.wait("document.querySelector('#job-h').textContent.includes('digits-train')")
+
+    # 99,999 lines in 5,000-line chunks while the page follows
+    offset = append_lines(ws, secret, job, 0, 1, 99999)
+    page.wait("document.querySelector('#log .win').textContent"
+              ".includes('line 99999 of')", timeout=10)
+
+    # the last line: shown within a second of its append
+    t0 = time.monotonic()
+    st, _, b = ws.append(secret, job, 1, offset,
+                         b"line 100000 of the training output: LAST\n")
+    assert st == 200, b
+    page.wait("document.querySelector('#log .win').textContent"
+              ".includes('line 100000 of the training output: LAST')",
+              timeout=5, interval=0.01)
+    latency = time.monotonic() - t0
+    print(f"last line shown {latency * 1000:.0f} ms after its append")
+    assert latency < 1.0
+
+    s = log_state(page)
+    assert "100000 lines" in s["info"], s["info"]
+    # virtualised: a screenful of lines in the DOM, not 100,000
+    assert s["nodes"] < 200, s["nodes"]
+    assert s["all"] < 1500, s["all"]
+    # scrolling to the top shows line 1 (the lines are all there)
+    page.eval("document.querySelector('#log').scrollTop = 0")
+    page.wait("document.querySelector('#log .win').textContent"
+              ".includes('line 1 of')")
+    assert page.eval("document.querySelector('#log .win').textContent"
+                     ".includes('line 99999 of')") is False
+    # the page stayed responsive: a frame within 200 ms
+    assert page.eval("new Promise(r => { const t = performance.now(); "
+                     "requestAnimationFrame(() => r(performance.now() - t)); })") < 200
+    page.eval("document.querySelector('#log').scrollTop = 1e9")
+    page.wait("document.querySelector('#log .win').textContent.includes('LAST')")
+    assert "Timeline" in page.text("main")
+    assert "source ended" in page.text(".timeline")
+    page.screenshot("job-page.png")
+
+    # a second agent, draining, for the agents page
+    other = ws.register(name="web-node-2", labels=["cpu"], cpus=16,
+                        memory=64 << 30)
+    ws.lease(other, free={"cpus": 16, "memory": 64 << 30, "gpus": 0})
+    st, _, b = ws.api("POST", "/api/v1/agents/web-node-2/drain", json={})
+    assert st == 200, b
+    page.click("#nav-agents")
+    page.wait("document.querySelector('#agents tbody td') !== null && "
+              "document.querySelector('#agents').textContent.includes('web-node-1')")
+    row = page.text("#agents tbody")
+    for want in ("web-node-1", "gpu", "a100", "online", "2 CPU", "4.0 GiB",
+                 "free: 1 CPU, 3.0 GiB", "0.1.0", "https", f"#{job}",
+                 "web-node-2", "draining", "16 CPU"):
+        assert want in row, (want, row)
+    page.screenshot("agents-page.png")
+    print(f"screenshots in {ARTIFACTS}")
+    assert page.console_errors() == []
+
+
+def test_cancel_from_the_page(workspace, web_page):
+    ws, page = workspace, web_page
+    secret, job = web_running_job(ws, name="long-train")
+    web_login(page, ws, path=f"/jobs/{job}")
+    page.wait("document.querySelector('#cancel') !== null")
+    page.click("#cancel")
+    page.wait("document.querySelector('#cancel-yes') !== null")
+    # the confirmation puts the keyboard focus on "No"
+    assert page.eval("document.activeElement.id") == "cancel-no"
+    page.click("#cancel-yes")
+    page.wait("document.querySelector('.jobhead .state').textContent === 'cancelling'")
+    assert ws.job(job)["state"] == "cancelling"
+
+    # the cancel reaches the agent on its next poll
+    reply = ws.lease(secret, running=[(job, 1)])
+    assert {"job": job, "attempt": 1, "reason": "cancelled"} in reply["cancel"]
+    st, _, b = ws.finish(secret, job, 1, reason="cancelled", seq=4, exit_code=None)
+    assert st == 200, b
+    page.wait("document.querySelector('.jobhead .state').textContent === 'cancelled'",
+              timeout=10)
+    assert page.eval("document.querySelector('#cancel')") is None
+    assert ws.job(job)["state"] == "cancelled"
+
+
+def test_markup_in_job_name_and_log_is_text(workspace, web_page):
+    ws, page = workspace, web_page
+    secret, job = web_running_job(ws, name="evil")
+    # a job named with markup (if the spec allows the name) and a log line
+    st, _, b = ws.api("POST", "/api/v1/jobs",
+                      json={"name": XSS, "command": ["true"]})
+    evil = b["id"] if st == 201 else None
+    line = ("epoch 1 " + XSS + "\n").encode()
+    st, _, b = ws.append(secret, job, 1, 0, line)
+    assert st == 200, b
+
+    web_login(page, ws, path="/jobs")
+    page.wait("document.querySelector('#jobs tbody td') !== null")
+    if evil:
+        page.wait(f"document.querySelector('#jobs tbody').textContent.includes({json.dumps(XSS)})")
+    page.click(f"a[href='/jobs/{job}']")
+    page.wait(f"document.querySelector('#log .win').textContent.includes({json.dumps(XSS)})")
+    if evil:
+        page.goto(ws.url + f"/jobs/{evil}")
+        page.wait(f"document.querySelector('#job-h').textContent.includes({json.dumps(XSS)})")
+    time.sleep(0.3)  # give an injected onerror handler its chance to run
+    assert page.eval("window.__xss === undefined") is True
+    assert page.eval("document.querySelectorAll('main script, main img').length") == 0
+    assert page.console_errors() == []
