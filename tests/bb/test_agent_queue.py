@@ -81,6 +81,10 @@ def test_local_submit_runs_without_workspace(tmp_path):
     r = ag.cmd("submit", str(spec))
     job = r.stdout.strip()
     assert job.startswith("L")
+    # logs -f follows the job to its end.
+    wait_until(lambda: os.path.isdir(ag.attempt_dir(job)), 30,
+               what="the attempt directory")
+    assert "local-out" in ag.cmd("logs", job, "-f", timeout=60).stdout
     wait_until(lambda: ag.local_state(job) == "done", 60,
                what="the local job to finish")
     assert "local-out" in ag.cmd("logs", job).stdout

@@ -1,6 +1,7 @@
 """The agent dies (kill -9) or the workspace goes away while a job runs:
 no byte of the log is lost or duplicated, the job is not restarted, and
 fencing keeps an old attempt from overlapping its successor."""
+import json
 import os
 import random
 import signal
@@ -153,3 +154,49 @@ def test_workspace_outage_longer_than_lease_fences_the_attempt():
         ag.wait_job(job, "cancelled", timeout=30)
     finally:
         ws.stop()
+
+
+def test_acked_offset_ahead_of_workspace_resyncs_on_416(workspace,
+                                                        agent_factory):
+    # As after a workspace restored from an older backup: the agent
+    # believes more is acknowledged than the workspace has.
+    ag = agent_factory()
+    ag.start()
+    job = workspace.submit(name="gap", command=[
+        "sh", "-c", "seq 1 20000; sleep 2; seq 20001 40000"])
+    ag.wait_job(job, "running", timeout=30)
+    wait_until(lambda: len(ag.ws_log(job)) > 1000, 20, what="log bytes")
+    ag.cmd("drain", "--now")
+    assert ag.wait_exit(10) == 0
+    with ag.db() as c:
+        c.execute("UPDATE attempts SET log_acked = log_acked + 5000")
+    ag.start()
+    ag.wait_job(job, "succeeded", timeout=60)
+    log = ag.ws_log(job)
+    with open(os.path.join(ag.attempt_dir(job), "log"), "rb") as f:
+        assert log == f.read()
+    assert "log gap" in ag.output()
+
+
+def test_runner_gone_while_agent_down_is_reported_lost(workspace,
+                                                      agent_factory):
+    ag = agent_factory()
+    ag.start()
+    job = workspace.submit(name="victim", command=["sleep", "30"], retries=1)
+    ag.wait_job(job, "running", timeout=30)
+    with open(os.path.join(ag.attempt_dir(job), "state.json")) as f:
+        st = json.load(f)
+    wait_until(lambda: st["runner_pid"] > 0, 5)
+    ag.cmd("drain", "--now")
+    assert ag.wait_exit(10) == 0
+    os.kill(st["runner_pid"], signal.SIGKILL)
+    wait_until(lambda: not os.path.exists(f"/proc/{st['runner_pid']}"), 10)
+    ag.start()
+    # Reported lost; the workspace retries it as attempt 2 on this agent.
+    j = wait_until(lambda: len(ag.job(job)["attempts"]) >= 2 and ag.job(job),
+                   30, what="a second attempt")
+    assert j["attempts"][0]["reason"] == "lost"
+    assert "without a result" in (j["attempts"][0]["message"] or "")
+    ws_cancel = workspace.api("POST", f"/api/v1/jobs/{job}/cancel")
+    assert ws_cancel[0] == 200
+    ag.wait_job(job, "cancelled", timeout=30)
