@@ -52,7 +52,7 @@ extern const struct env_builder env_builder_docker;
 int env_prepare(struct runner *r, struct err *e);
 void env_result_free(struct env_result *res);
 
-/* env.c helpers for builders. */
+/* env.c and env-run.c: helpers for builders. */
 /* Run argv (execv, no shell) with envp (NULL: the runner's environment),
  * in r->work_dir, as r->uid/r->gid when the runner is root and the job
  * user is not, in a process group of its own; each
@@ -64,6 +64,9 @@ int env_run(struct runner *r, char *const argv[], char *const envp[],
 /* Make <env_dir>/<name> next to prefix (a builder's HOME, micromamba's
  * root prefix), owned by the job user whom builders run as. */
 void env_side_dir(struct runner *r, const char *prefix, const char *name);
+/* For the next env_run calls (env.c's directory builds): mount tmp on
+ * final in the builder's private mount namespace; NULL tmp: no mount. */
+void env_run_bind(const char *tmp, const char *final);
 /* Platform string for cache keys: "<machine>-<os id>-<os version>". */
 const char *env_platform(void);
 /* Hash a canonical JSON object (sorted keys) into out. */

@@ -1,0 +1,224 @@
+/* env-run.c: running a builder process (python -m venv, pip, micromamba)
+ * for an environment build.
+ *
+ * execve with an argv array (never a shell), in the job's work directory,
+ * as the job user when the runner is root, in a process group of its own,
+ * and for directory builds in a private mount namespace where the build
+ * directory is mounted on the environment's final path (env.c) and the
+ * 0700 state directory is hidden but for env_dir.  Its output goes into
+ * the job log line by line as "[env] ..."; the attempt's cancel and lease
+ * files are checked once a second and stop the build. */
+#include "runner/env.h"
+
+#include "common/err.h"
+#include "common/statedir.h"
+#include "common/util.h"
+#include "runner/source.h"
+#include "runner/supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define LINE_MAX_LOG 4096
+
+/* While a directory env is built: the builder sees tmp mounted on final. */
+static struct {
+	const char *tmp, *final;
+} env_bind;
+
+void env_run_bind(const char *tmp, const char *final)
+{
+	env_bind.tmp = tmp;
+	env_bind.final = final;
+}
+
+/* Child side, in a private mount namespace: when env_dir lies in the 0700
+ * state dir, hide the state dir but for env_dir so that the job user can
+ * build there (common/statedir.h); then mount the build directory on the
+ * final path (env_build_dir). */
+static int run_child_mounts(struct runner *r)
+{
+	struct err me = {0};
+
+	if (unshare(CLONE_NEWNS) < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+		dprintf(2, "private mount namespace: %s\n", strerror(errno));
+		return -1;
+	}
+	if (r->state_dir && r->env_dir &&
+	    path_is_under(r->env_dir, r->state_dir) &&
+	    statedir_mask(r->state_dir, r->env_dir, true, &me) < 0) {
+		dprintf(2, "%s\n", me.msg);
+		return -1;
+	}
+	if (mount(env_bind.tmp, env_bind.final, NULL, MS_BIND, NULL) < 0) {
+		dprintf(2, "cannot mount %s on %s: %s\n", env_bind.tmp,
+		        env_bind.final, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Child side of env_run: output to the pipe, drop to the job user, exec. */
+static void run_child(struct runner *r, int wfd, char *const argv[],
+                      char *const envp[])
+{
+	int devnull = open("/dev/null", O_RDONLY);
+
+	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(wfd, 1) < 0 ||
+	    dup2(wfd, 2) < 0)
+		_exit(126);
+	close_range(3, ~0U, 0);
+	/* its own group, so that a stop reaches pip's children */
+	setpgid(0, 0);
+	if (env_bind.tmp && run_child_mounts(r) < 0)
+		_exit(126);
+	/* In the work directory, entered while still root: the job user
+	 * cannot pass through the 0700 attempt directory, but may use files
+	 * of the source relative to it (requirements.txt). */
+	if (r->work_dir && chdir(r->work_dir) < 0 && chdir("/") < 0)
+		_exit(126);
+	if (geteuid() == 0 && r->uid != 0 &&
+	    (setgroups(0, NULL) < 0 || setgid(r->gid) < 0 ||
+	     setuid(r->uid) < 0))
+		_exit(126);
+	execve(argv[0], argv, envp ? envp : environ);
+	dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+/* Keep the last tail_size-1 bytes of output in tail. */
+static void tail_add(char *tail, size_t size, const char *line)
+{
+	size_t have, add = strlen(line) + 1;
+
+	if (tail == NULL || size < 2)
+		return;
+	have = strlen(tail);
+	while (have + add >= size && have > 0) {
+		char *nl = strchr(tail, '\n');
+		size_t cut = nl ? (size_t)(nl - tail) + 1 : have;
+		memmove(tail, tail + cut, have - cut + 1);
+		have -= cut;
+	}
+	if (add >= size)
+		line += add - size + 1;
+	snprintf(tail + have, size - have, "%s\n", line);
+}
+
+/* Log complete lines of buf (all of it at eof); returns what is left. */
+static size_t pump_lines(struct runner *r, char *buf, size_t len, bool eof,
+                         char *tail, size_t tsize)
+{
+	char *nl;
+
+	while ((nl = memchr(buf, '\n', len)) != NULL || len == LINE_MAX_LOG ||
+	       (eof && len > 0)) {
+		size_t l = nl ? (size_t)(nl - buf) : len;
+		buf[l] = '\0';
+		runner_logf(r, "env", "%s", buf);
+		tail_add(tail, tsize, buf);
+		l += nl ? 1 : 0;
+		memmove(buf, buf + l, len - l);
+		len -= l;
+	}
+	return len;
+}
+
+/* Copy the child's output into the job log line by line until EOF, or until
+ * the attempt must stop (cancel file, lease): then return the reason. */
+static const char *run_pump(struct runner *r, int rfd, char *tail, size_t tsize)
+{
+	struct pollfd pfd = {.fd = rfd, .events = POLLIN};
+	int64_t next = now_mono_ms() + FENCE_CHECK_MS;
+	char buf[LINE_MAX_LOG + 1];
+	const char *stop;
+	size_t len = 0;
+	ssize_t n;
+
+	for (;;) {
+		int pr = poll(&pfd, 1, FENCE_CHECK_MS);
+		if (now_mono_ms() >= next) {
+			next = now_mono_ms() + FENCE_CHECK_MS;
+			if ((stop = source_fenced(r)) != NULL)
+				return stop;
+		}
+		if (pr <= 0)
+			continue;
+		n = read(rfd, buf + len, LINE_MAX_LOG - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n > 0)
+			len += (size_t)n;
+		len = pump_lines(r, buf, len, n <= 0, tail, tsize);
+		if (n <= 0)
+			return NULL;
+	}
+}
+
+/* Stop a builder's process group: TERM, a grace period, KILL; reap it. */
+static void run_stop(pid_t pid)
+{
+	int status;
+
+	kill(-pid, SIGTERM);
+	for (int i = 0; i < 100; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			break;
+		usleep(50 * 1000);
+	}
+	kill(-pid, SIGKILL);
+	waitpid(pid, &status, 0);
+}
+
+int env_run(struct runner *r, char *const argv[], char *const envp[],
+            char *tail, size_t tail_size, struct err *e)
+{
+	int fds[2], status;
+	const char *stop;
+	pid_t pid;
+
+	if (tail && tail_size)
+		tail[0] = '\0';
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return err_sys(e, TERR_IO, "pipe");
+	if ((pid = fork()) < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return err_sys(e, TERR_IO, "fork");
+	}
+	if (pid == 0)
+		run_child(r, fds[1], argv, envp);
+	close(fds[1]);
+	stop = run_pump(r, fds[0], tail, tail_size);
+	close(fds[0]);
+	if (stop != NULL) {
+		runner_logf(r, "env", "stopping %s: %s", argv[0], stop);
+		run_stop(pid);
+		return err_set(e, TERR_CONFLICT,
+		               "%s while building the environment (%s stopped)",
+		               stop, argv[0]);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return err_sys(e, TERR_IO, "waitpid");
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (WIFEXITED(status))
+		return err_set(e, TERR_FAIL, "%s exited with status %d",
+		               argv[0], WEXITSTATUS(status));
+	return err_set(e, TERR_FAIL, "%s was killed by signal %d", argv[0],
+	               WTERMSIG(status));
+}
