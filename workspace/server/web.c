@@ -51,23 +51,23 @@ static const char *asset_type(const char *name)
 	return "application/octet-stream";
 }
 
-static void security_headers(struct req *r)
+static void security_headers(struct req *r, const char *cache)
 {
 	reply_header(r, "Content-Security-Policy", WEB_CSP);
 	reply_header(r, "X-Content-Type-Options", "nosniff");
 	reply_header(r, "X-Frame-Options", "DENY");
 	reply_header(r, "Referrer-Policy", "no-referrer");
-	reply_header(r, "Cache-Control", "no-cache");
+	reply_header(r, "Cache-Control", cache);
 }
 
-static int send_asset(struct req *r, const char *name)
+static int send_asset(struct req *r, const char *name, const char *cache)
 {
 	const struct web_asset *a = asset_find(name);
 
 	if (a == NULL)
 		return reply_error(r, 404, "not_found", NULL, "no such path");
 	reply_bytes(r, 200, a->data, a->len, asset_type(name));
-	security_headers(r);
+	security_headers(r, cache);
 	return 200;
 }
 
@@ -75,15 +75,12 @@ static int send_asset(struct req *r, const char *name)
 static int page_get(struct req *r)
 {
 	bool in = web_session_role(r) != WEB_NONE;
-	int st = send_asset(r, in ? "app.html" : "login.html");
-
-	reply_header(r, "Cache-Control", "no-store");
-	return st;
+	return send_asset(r, in ? "app.html" : "login.html", "no-store");
 }
 
 static int static_get(struct req *r)
 {
-	return send_asset(r, r->path + strlen("/static/"));
+	return send_asset(r, r->path + strlen("/static/"), "no-cache");
 }
 
 /* The request came in over TLS (the cookie is then marked Secure). */
