@@ -169,8 +169,13 @@ class SlurmCluster:
         return run(list(argv), check=check, timeout=timeout, env=env)
 
     def node_state(self):
-        r = self.cmd("sinfo", "-h", "-n", self.node, "-o", "%t", check=False)
-        return r.stdout.strip()
+        """The node's state as scontrol has it, lower case with its flags:
+        "idle", "mixed", "allocated", "down+not_responding", ..."""
+        r = self.cmd("scontrol", "show", "node", "-o", self.node, check=False)
+        for tok in r.stdout.split():
+            if tok.startswith("State="):
+                return tok[len("State="):].lower()
+        return ""
 
     def wait_idle(self, timeout=60):
         def idle():
@@ -209,9 +214,29 @@ class SlurmCluster:
                 fields.setdefault(k, v)
         return fields
 
+    def restart_controller(self, down_seconds=0.0):
+        """Stop slurmctld (SIGTERM: it saves its state), wait, start it again
+        on the same state; returns when the node answers again."""
+        ctld = [p for p in self.procs if p.argv[0] == "slurmctld"][0]
+        ctld.stop(timeout=20)
+        time.sleep(down_seconds)  # an outage of a given length, not a sync
+        self.procs[self.procs.index(ctld)] = Proc(
+            ["slurmctld", "-D", "-f", self.conf],
+            self.path("log", "slurmctld.out"), env=dict(self.env))
+        wait_until(lambda: self.node_state() in ("idle", "mixed", "allocated"), 60,
+                   interval=0.2, what="slurmctld back")
+
+    def set_node(self, state, reason="tether test"):
+        """scontrol update of this node's state (down, resume, drain)."""
+        argv = ["scontrol", "update", "nodename=" + self.node, "state=" + state]
+        if state.lower() != "resume":
+            argv.append("reason=" + reason)
+        # "resume" of a node that is already back is refused: not an error.
+        self.cmd(*argv, check=state.lower() != "resume")
+
     def healthy(self):
         return all(p.alive() for p in self.procs) and \
-            self.node_state() in ("idle", "mix", "alloc")
+            self.node_state() in ("idle", "mixed", "allocated")
 
     def stop(self):
         for p in reversed(self.procs):
