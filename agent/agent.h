@@ -66,6 +66,7 @@ struct agent {
 	struct transport *t;
 	struct loop_timer *http_timer;
 	char *agent_id, *secret, *runner_path;
+	char *cap_pending; /* capacity sent in the poll in flight */
 	struct capacity cap;
 	struct att *atts;
 	int ino_fd, sig_fd, lock_fd;

@@ -322,6 +322,7 @@ void agent_free(struct agent *a)
 	if (a->secret != NULL)
 		freezero_str(a->secret);
 	free(a->runner_path);
+	free(a->cap_pending);
 	agent_conf_free(&a->conf);
 }
 

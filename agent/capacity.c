@@ -5,6 +5,7 @@
 #include "agent/config.h"
 #include "common/err.h"
 #include "common/fileio.h"
+#include "common/json.h"
 #include "common/util.h"
 
 #include <curl/curl.h>
@@ -163,4 +164,15 @@ json_t *capacity_facts(const struct capacity *cap)
 	return json_pack("{s:s, s:s?, s:b}", "cgroup", cap->cgroup, "docker",
 	                 cap->docker[0] ? cap->docker : NULL, "slurm",
 	                 cap->slurm);
+}
+
+char *capacity_fingerprint(const struct capacity *cap)
+{
+	json_t *j = capacity_json(cap);
+	char *text;
+
+	json_object_del(j, "disk"); /* free disk moves all the time */
+	text = json_dump_canon(j);
+	json_decref(j);
+	return text;
 }

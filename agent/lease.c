@@ -3,8 +3,10 @@
  * flight while the agent is connected; its reply brings jobs, renewals,
  * cancels, lost attempts and drain. */
 #include "agent/agent.h"
+#include "agent/db.h"
 #include "agent/metrics.h"
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -43,6 +45,24 @@ static int64_t lease_wait_s(struct agent *a)
 	return a->lease_quick ? 0 : a->conf.heartbeat_ms / 1000;
 }
 
+/* Report the node's capacity when it differs from what the workspace was
+ * last told (registration or an earlier poll): settings changed across a
+ * restart.  Remembered once a poll carrying it succeeded. */
+static void lease_add_capacity(struct agent *a, json_t *body)
+{
+	char *now = capacity_fingerprint(&a->cap), *sent = NULL;
+
+	db_meta_get(a->db, "capacity_sent", &sent, NULL);
+	if (sent == NULL || strcmp(sent, now) != 0) {
+		json_object_set_new(body, "capacity", capacity_json(&a->cap));
+		free(a->cap_pending);
+		a->cap_pending = now;
+		now = NULL;
+	}
+	free(sent);
+	free(now);
+}
+
 static json_t *lease_body(struct agent *a)
 {
 	json_t *running = json_array(), *body;
@@ -72,6 +92,7 @@ static json_t *lease_body(struct agent *a)
 	              "running", running, "free", "cpus", cpus < 0 ? 0.0 : cpus,
 	              "memory", (json_int_t)(mem < 0 ? 0 : mem), "gpus",
 	              (json_int_t)(gpus < 0 ? 0 : gpus));
+	lease_add_capacity(a, body);
 	return body;
 }
 
@@ -162,6 +183,11 @@ static void lease_done(void *arg, const struct tp_reply *rep)
 		return;
 	}
 	conn_ok(a);
+	if (a->cap_pending != NULL) {
+		agent_note(a, "capacity_sent", "%s", a->cap_pending);
+		free(a->cap_pending);
+		a->cap_pending = NULL;
+	}
 	log_debug("lease reply after %lld ms: %zu jobs, %zu renewed, %zu "
 	          "cancel, %zu lost",
 	          (long long)took,

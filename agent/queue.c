@@ -272,6 +272,24 @@ static void queue_assign_gpus(struct agent *a, struct att *t)
 	json_decref(ids);
 }
 
+/* A queued job the node can no longer ever run (it shrank: capacity
+ * settings changed across a restart) ends now, with the reason. */
+static bool queue_refuse_if_too_big(struct agent *a, struct att *t)
+{
+	char *why = queue_too_big(a, t->cpus, t->memory, t->gpus);
+	struct err e = {0};
+
+	if (why == NULL)
+		return false;
+	log_warn("job=%s refused: %s", t->job, why);
+	if (att_final_event(t, "launch_failed", why, &e) < 0) {
+		log_error("job=%s: %s", t->job, e.msg);
+		t->state = ATT_DONE; /* never pick it again */
+	}
+	free(why);
+	return true;
+}
+
 void queue_schedule(struct agent *a)
 {
 	for (;;) {
@@ -289,7 +307,11 @@ void queue_schedule(struct agent *a)
 			     t->fifo < best->fifo))
 				best = t;
 		}
-		if (best == NULL || a->draining || !queue_fits(a, best))
+		if (best == NULL || a->draining)
+			return;
+		if (queue_refuse_if_too_big(a, best))
+			continue;
+		if (!queue_fits(a, best))
 			return;
 		queue_assign_gpus(a, best);
 		launch_start(a, best);

@@ -5,6 +5,7 @@
 
 #include "common/err.h"
 #include "common/fileio.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -66,6 +67,15 @@ static int register_token(struct agent *a, char **out, struct err *e)
 	return 0;
 }
 
+/* What the workspace now knows of our capacity (lease.c compares). */
+static void register_note_capacity(struct agent *a)
+{
+	char *text = capacity_fingerprint(&a->cap);
+
+	agent_note(a, "capacity_sent", "%s", text);
+	free(text);
+}
+
 static void register_done(void *arg, const struct tp_reply *rep)
 {
 	struct agent *a = arg;
@@ -105,6 +115,7 @@ static void register_done(void *arg, const struct tp_reply *rep)
 	a->secret = xstrdup(secret);
 	a->tp->set_token(a->t, a->secret);
 	agent_note(a, "agent_id", "%s", id);
+	register_note_capacity(a);
 	agent_note(a, "auth_error", "%s", "");
 	log_info("registered as %s (%s)", register_name(a), id);
 	lease_poll_soon(a, 0);

@@ -55,21 +55,28 @@ def test_local_job_too_big_is_refused_at_submit(tmp_path):
 
 
 def test_workspace_job_too_big_for_node_gets_reason(workspace, agent_factory):
-    ag = agent_factory().start()
-    ag.stop()
-    # The node shrank after it registered: the workspace still offers it
-    # a 2 GiB job; the agent must refuse it with a reason, not queue it.
+    ag = agent_factory(max_jobs=1, prefetch=1).start()
+    busy = workspace.submit(name="busy", command=["sleep", "4"])
+    ag.wait_job(busy, "running", timeout=30)
+    big = workspace.submit(name="big", command=["true"],
+                           resources={"memory": "2G"})
+    wait_until(lambda: ag.local_state(big) == "queued", 15,
+               what="the big job to wait in the agent's queue")
+    # The node shrinks while the job waits (settings changed across a
+    # restart): the agent must refuse it with a reason, not keep it.
+    ag.cmd("drain", "--now")
+    assert ag.wait_exit(10) == 0
     ag.settings["memory"] = "1G"
     ag.write_conf()
-    job = workspace.submit(name="big", command=["true"],
-                           resources={"memory": "2G"})
     ag.start()
-    j = ag.wait_job(job, "launch_failed", timeout=30)
+    j = ag.wait_job(big, "launch_failed", timeout=30)
     msg = j["attempts"][-1]["message"] or ""
     assert "memory" in msg and "offers" in msg, j
-    # The agent is still healthy: a small job runs next.
-    small = workspace.submit(name="small", command=["true"])
-    ag.wait_job(small, "succeeded", timeout=60)
+    ag.wait_job(busy, "succeeded", timeout=30)
+    # The workspace was told the new capacity in the heartbeat.
+    st, _, agents = workspace.api("GET", "/api/v1/agents")
+    mine = [x for x in agents["agents"] if x["name"] == ag.name][0]
+    assert mine["capacity"]["memory"] == 1 << 30, mine
 
 
 def test_local_submit_runs_without_workspace(tmp_path):
