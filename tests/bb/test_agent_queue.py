@@ -6,7 +6,7 @@ import os
 from harness.agent import Agent
 from harness.common import wait_until
 
-TIMED = "date +%s.%N; sleep 0.6; date +%s.%N"
+TIMED = "date +%s.%N; sleep 1; date +%s.%N"
 
 
 def times(agent, job):
@@ -31,13 +31,13 @@ def test_ten_jobs_two_at_a_time_in_priority_order(workspace, agent_factory):
         cur += d
         peak = max(peak, cur)
     assert peak == 2, spans
-    # Started in priority order: no job started a slot (0.6 s) before one
-    # of higher priority.  Two that start together (a pair of free slots)
-    # may race to their first `date`, hence the tolerance.
+    # Started in priority order: no job started a slot (1 s) before one of
+    # higher priority.  Two that start together (a pair of free slots) may
+    # race to their first `date`, hence the tolerance of half a slot.
     for hi in jobs:
         for lo in jobs:
             if jobs[hi] > jobs[lo]:
-                assert spans[hi][0] < spans[lo][0] + 0.3, \
+                assert spans[hi][0] < spans[lo][0] + 0.5, \
                     (jobs[hi], jobs[lo], spans)
 
 
