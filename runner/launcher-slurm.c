@@ -17,6 +17,7 @@
 #include "common/util.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +87,9 @@ static int job_get(struct runner *r, struct slurm_job **out, struct err *e)
 	j->dir = shared != NULL ? xasprintf("%s/%s/%lld", shared, r->job_id,
 	                                    (long long)r->attempt)
 	                        : xstrdup(r->dir);
-	if ((rc = mkdir_p(j->dir, 0700, e)) < 0) {
+	/* The job user must traverse <shared_dir>/<job> to its own dir. */
+	j->as_user = shared != NULL && geteuid() == 0 && r->uid != 0;
+	if ((rc = mkdir_p(j->dir, j->as_user ? 0711 : 0700, e)) < 0) {
 		job_free(j);
 		return err_wrap(e, "slurm.shared_dir");
 	}
@@ -123,6 +126,50 @@ static int copy_tree(const char *src, const char *dst, struct err *e)
 	return rc;
 }
 
+/* Refuse a shared_dir whose parents the job user cannot pass through
+ * (Slurm would only say JobLaunchFailure). */
+static int check_traversable(struct runner *r, const char *dir, struct err *e)
+{
+	char *p = xstrdup(dir), *slash;
+	struct stat st;
+	int rc = 0;
+
+	while ((slash = strrchr(p, '/')) != NULL && slash != p) {
+		*slash = '\0';
+		if (stat(p, &st) < 0) {
+			rc = err_sys(e, TERR_IO, "stat %s", p);
+			break;
+		}
+		if (!(st.st_mode & S_IXOTH) &&
+		    !(st.st_uid == r->uid && (st.st_mode & S_IXUSR)) &&
+		    !(st.st_gid == r->gid && (st.st_mode & S_IXGRP))) {
+			rc = err_set(e, TERR_PERM,
+			             "slurm.shared_dir: the job user (uid %u) "
+			             "cannot enter %s (chmod o+x %s)",
+			             (unsigned)r->uid, p, p);
+			break;
+		}
+	}
+	free(p);
+	return rc;
+}
+
+/* chown -R the job's Slurm directory to the job user. */
+static int give_to_user(struct runner *r, struct slurm_job *j, struct err *e)
+{
+	char *owner = xasprintf("%u:%u", (unsigned)r->uid, (unsigned)r->gid);
+	const char *argv[] = {"chown", "-R", owner, j->dir, NULL};
+	int st = 0, rc;
+
+	if ((rc = cmd_capture(argv, NULL, NULL, 0, &st, e)) == 0 && st != 0)
+		rc =
+		    err_set(e, TERR_IO, "chown -R %s %s failed", owner, j->dir);
+	if (rc == 0 && chmod(j->dir, 0700) < 0)
+		rc = err_sys(e, TERR_IO, "chmod %s", j->dir);
+	free(owner);
+	return rc;
+}
+
 /* Write the env file (0600: it may hold secrets) and the batch script. */
 static int write_files(struct runner *r, struct slurm_job *j, struct err *e)
 {
@@ -141,6 +188,9 @@ static int write_files(struct runner *r, struct slurm_job *j, struct err *e)
 	    (rc = file_write_atomic(j->script, script.data, script.len, 0700,
 	                            e)) < 0)
 		err_wrap(e, "slurm: write the batch script");
+	else if (j->as_user && (chown(j->env_file, r->uid, r->gid) < 0 ||
+	                        chown(j->script, r->uid, r->gid) < 0))
+		rc = err_sys(e, TERR_IO, "slurm: chown %s", j->env_file);
 	if (env.data != NULL)
 		freezero(env.data, env.len);
 	env.data = NULL;
@@ -164,7 +214,10 @@ static int slurm_prepare(struct runner *r, struct err *e)
 	if (setting(r, "shared_dir") != NULL) {
 		if ((rc = copy_tree(r->work_dir, j->work, e)) < 0 ||
 		    (rc = mkdir_p(j->outputs, 0700, e)) < 0 ||
-		    (rc = mkdir_p(j->checkpoints, 0700, e)) < 0)
+		    (rc = mkdir_p(j->checkpoints, 0700, e)) < 0 ||
+		    (j->as_user &&
+		     (rc = check_traversable(r, j->dir, e)) < 0) ||
+		    (j->as_user && (rc = give_to_user(r, j, e)) < 0))
 			return err_wrap(e, "slurm: shared_dir");
 	}
 	if (r->argv != NULL)
@@ -195,6 +248,8 @@ static void submit_fill(struct runner *r, struct slurm_job *j,
 	s->time_min = slurm_time_minutes(sp->timeout_ms);
 	s->nodes = sp->slurm.nodes;
 	s->ntasks = sp->slurm.ntasks;
+	s->uid = j->as_user ? (int64_t)r->uid : -1;
+	s->gid = j->as_user ? (int64_t)r->gid : -1;
 }
 
 /* Run sbatch; j->job_id on success. */

@@ -196,6 +196,10 @@ char **slurm_sbatch_argv(const struct slurm_submit *s)
 	if (s->gpus > 0)
 		argv_add(&a, xasprintf("--gres=gpu:%lld", (long long)s->gpus));
 	argv_opt_int(&a, "time", s->time_min, "");
+	if (s->uid > 0) /* never --uid=0: root jobs are the default */
+		argv_add(&a, xasprintf("--uid=%lld", (long long)s->uid));
+	if (s->uid > 0 && s->gid >= 0)
+		argv_add(&a, xasprintf("--gid=%lld", (long long)s->gid));
 	argv_add(&a, xstrdup(s->script));
 	return a.v;
 }

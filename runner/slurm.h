@@ -29,6 +29,8 @@ struct slurm_submit {
 	const char *job_name, *script, *output, *chdir;
 	const char *partition, *account, *qos;
 	int64_t cpus, mem_mb, gpus, time_min, nodes, ntasks;
+	int64_t uid, gid; /* --uid/--gid (root submitting for the job user);
+	                     -1: the submitter's own */
 };
 
 /* Paths the batch script uses (absolute). */
@@ -61,6 +63,7 @@ struct slurm_job {
 	int64_t peak_rss;   /* highest MaxRSS sstat reported; -1 none */
 	int log_fd;         /* the attempt log (not owned) */
 	bool we_stopped;    /* signal()/kill() was used */
+	bool as_user;       /* run as the job user (shared_dir, root agent) */
 	pthread_t thread;
 	bool thread_on;
 	atomic_bool stop;

@@ -159,6 +159,17 @@ static void test_sbatch_argv(void **state)
 	}
 	assert_null(argv[i]);
 	slurm_argv_free(argv);
+
+	/* Root submitting for the job user. */
+	s.uid = 999;
+	s.gid = 995;
+	argv = slurm_sbatch_argv(&s);
+	for (i = 0; argv[i + 1] != NULL; i++)
+		;
+	assert_string_equal(argv[i], "/a/slurm-batch.sh");
+	assert_string_equal(argv[i - 2], "--uid=999");
+	assert_string_equal(argv[i - 1], "--gid=995");
+	slurm_argv_free(argv);
 }
 
 static void test_time_and_jobid(void **state)
