@@ -77,7 +77,7 @@ def test_live_log_100k_lines_and_screenshots(workspace, web_page):
     page.wait("document.querySelector('#log .win').textContent.includes('LAST')")
     assert "Timeline" in page.text("main")
     assert "source ended" in page.text(".timeline")
-    page.screenshot("job-page.png")
+    page.screenshot("job-page.png", full=True)
 
     # a second agent, draining, for the agents page
     other = ws.register(name="web-node-2", labels=["cpu"], cpus=16,
@@ -137,6 +137,7 @@ def test_markup_in_job_name_and_log_is_text(workspace, web_page):
     page.wait("document.querySelector('#jobs tbody td') !== null")
     if evil:
         page.wait(f"document.querySelector('#jobs tbody').textContent.includes({json.dumps(XSS)})")
+    page.screenshot("jobs-page.png")
     page.click(f"a[href='/jobs/{job}']")
     page.wait(f"document.querySelector('#log .win').textContent.includes({json.dumps(XSS)})")
     if evil:

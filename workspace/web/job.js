@@ -65,8 +65,8 @@
         if (ev.type !== "progress")
           items.push([ev.time, "attempt " + a.attempt + ": " + eventText(ev)]);
       if (a.ended_at)
-        items.push([a.ended_at, "attempt " + a.attempt + " " + a.state +
-          (a.reason ? ": " + a.reason : "")]);
+        items.push([a.ended_at, "attempt " + a.attempt + " " +
+          (a.reason || a.state)]);
     }
     if (job.cancel_requested)
       items.push([null, "cancel requested"]);

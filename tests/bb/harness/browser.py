@@ -232,10 +232,12 @@ class Page:
         return self.eval(f"(document.querySelector({json.dumps(selector)}) || "
                          f"{{}}).textContent || ''")
 
-    def screenshot(self, name):
-        """Save a PNG of the viewport under ARTIFACTS; returns its path."""
+    def screenshot(self, name, full=False):
+        """Save a PNG of the viewport (or the whole page) under ARTIFACTS;
+        returns its path."""
         os.makedirs(ARTIFACTS, exist_ok=True)
-        data = self.send("Page.captureScreenshot", {"format": "png"})["data"]
+        data = self.send("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": full})["data"]
         path = os.path.join(ARTIFACTS, name)
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
