@@ -21,7 +21,8 @@ struct cmd_entry {
 };
 
 extern const struct cmd_entry cmd_run, cmd_submit, cmd_status, cmd_jobs,
-    cmd_logs, cmd_outputs, cmd_drain, cmd_rotate, cmd_config_reference;
+    cmd_logs, cmd_outputs, cmd_drain, cmd_rotate, cmd_config_reference,
+    cmd_config_sample;
 
 /* Open agent.db of the configured state dir for a local command; prints
  * the error and returns NULL on failure. */

@@ -13,10 +13,10 @@
 #include <string.h>
 
 static const struct cmd_entry *const commands[] = {
-    &cmd_run,   &cmd_submit, &cmd_status,
-    &cmd_jobs,  &cmd_logs,   &cmd_outputs,
-    &cmd_drain, &cmd_rotate, &cmd_config_reference,
-    NULL};
+    &cmd_run,           &cmd_submit, &cmd_status,
+    &cmd_jobs,          &cmd_logs,   &cmd_outputs,
+    &cmd_drain,         &cmd_rotate, &cmd_config_reference,
+    &cmd_config_sample, NULL};
 
 static void usage(FILE *f)
 {

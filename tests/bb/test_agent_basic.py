@@ -67,3 +67,28 @@ def test_restart_reuses_credentials(workspace, agent):
     agent.wait_job(job, "succeeded", timeout=60)
     with open(os.path.join(agent.state_dir, "credentials")) as f:
         assert json.load(f) == first
+
+
+def test_configuration_docs_match_the_keyword_table():
+    from harness.common import SOURCE_DIR
+    ag = Agent(None)
+    ref = ag.cmd("config-reference").stdout
+    with open(os.path.join(SOURCE_DIR, "docs", "configuration.md")) as f:
+        assert f.read() == ref, \
+            "regenerate: tether-agent config-reference > docs/configuration.md"
+    # The commented sample is generated from the same table, and parses.
+    sample = os.path.join(SOURCE_DIR, "install", "agent.conf.sample")
+    with open(sample) as f:
+        assert f.read() == ag.cmd("config-sample").stdout, \
+            "regenerate: tether-agent config-sample > install/agent.conf.sample"
+    ag.cmd("--config", sample, "config-reference")
+
+
+def test_config_error_names_file_line_and_nearest_key(tmp_path):
+    conf = tmp_path / "agent.conf"
+    conf.write_text("max_jobs = 2\n# ok\nheartbeat_intervall = 5s\n")
+    ag = Agent(None)
+    r = ag.cmd("--config", str(conf), "status", check=False)
+    assert r.returncode == 2
+    assert f"{conf} line 3" in r.stderr
+    assert "did you mean 'heartbeat_interval'" in r.stderr
