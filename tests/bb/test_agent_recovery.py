@@ -109,7 +109,7 @@ def test_workspace_outage_shorter_than_lease():
         # Retries: one probe at a time, gaps growing, jittered, capped.
         gaps = [b - a for a, b in zip(lst.times, lst.times[1:])]
         assert len(gaps) >= 4, lst.times
-        assert max(gaps) <= 1.5 + 0.5, gaps
+        assert max(gaps) <= 1.5 + 1.0, gaps  # cap + scheduling slack
         assert max(gaps[-3:]) > gaps[0], gaps
         delays = ag.retry_delays()
         assert all(d <= 1500 for d in delays), delays
