@@ -5,6 +5,7 @@ the page, and job names and log lines with markup rendered as text.
 The test plays the agent over the API (register, lease, log, events), so
 each step is exact; test_web_agent.py runs the real agent.  Screenshots go
 to harness.browser.ARTIFACTS (printed)."""
+import hashlib
 import json
 import time
 
@@ -147,3 +148,61 @@ def test_markup_in_job_name_and_log_is_text(workspace, web_page):
     assert page.eval("window.__xss === undefined") is True
     assert page.eval("document.querySelectorAll('main script, main img').length") == 0
     assert page.console_errors() == []
+
+
+def test_jobs_list_filters_and_outputs_download(workspace, web_page):
+    ws, page = workspace, web_page
+    secret, done = web_running_job(ws, name="finished-run")
+    model = b"weights \x00\x01\x02" * 1000
+    st, _, b = ws.api("PUT", f"/api/v1/attempts/{done}/1/outputs/models/model.pt",
+                      data=model, token=secret,
+                      headers={"Tether-Sha256": hashlib.sha256(model).hexdigest()})
+    assert st == 201, b
+    st, _, b = ws.events(secret, done, 1, [
+        {"seq": 4, "time": time.time(), "type": "final", "reason": "succeeded",
+         "exit_code": 0, "signal": None, "peak_memory_bytes": 3 << 30,
+         "cpu_seconds": 12.5, "durations": {"source": 0.25, "env": 1.5,
+                                            "run": 61.0, "outputs": 0.5}}])
+    assert st == 200, b
+    _, running = web_running_job(ws, name="still-running", secret=secret)
+    queued = ws.submit(name="waiting", command=["true"],
+                       placement={"labels": ["no-such-label"]})
+
+    web_login(page, ws, path="/jobs")
+    page.wait("document.querySelectorAll('#jobs tbody tr').length === 3 && "
+              "document.querySelector('#jobs tbody').textContent.includes('3.0 GiB')")
+    rows = page.eval("Array.from(document.querySelectorAll('#jobs tbody tr'), "
+                     "r => r.textContent)")
+    assert "finished-run" in rows[2] and "succeeded" in rows[2]
+    for want in ("source 0.25 s", "env 1.50 s", "run 1 min 1 s", "3.0 GiB", "web-node-1"):
+        assert want in rows[2], (want, rows[2])
+    assert "unschedulable" in rows[0], rows[0]
+
+    # filters, from the form (keyboard: Enter submits)
+    page.eval("document.querySelector('select[name=state]').value = 'running'")
+    page.click(".filters button[type=submit]")
+    page.wait("location.search === '?state=running' && "
+              "document.querySelectorAll('#jobs tbody tr').length === 1 && "
+              "document.querySelector('#jobs tbody').textContent.includes('still-running')")
+    page.eval("document.querySelector('select[name=state]').value = ''")
+    page.fill("input[name=name]", "waiting")
+    page.press("Enter")
+    page.wait("location.search === '?name=waiting' && "
+              "document.querySelectorAll('#jobs tbody tr').length === 1 && "
+              "document.querySelector('#jobs tbody').textContent.includes('waiting')")
+    page.goto(ws.url + "/jobs?agent=web-node-1")
+    page.wait("document.querySelectorAll('#jobs tbody tr').length === 2")
+    page.goto(ws.url + "/jobs?agent=nobody")
+    page.wait("document.querySelector('#jobs tbody').textContent.includes('No job matches')")
+
+    # the job page lists the output; its link downloads the exact bytes
+    page.goto(ws.url + f"/jobs/{done}")
+    href = page.wait("(document.querySelector('a[download]') || {}).href")
+    assert href.endswith(f"/api/v1/jobs/{done}/outputs/models/model.pt?attempt=1")
+    assert "models/model.pt" in page.text("main")
+    got = page.eval(f"fetch({json.dumps(href)}).then(r => r.arrayBuffer())"
+                    ".then(b => Array.from(new Uint8Array(b)))")
+    assert bytes(got) == model
+    assert "Peak memory3.0 GiB" in page.text("dl.facts")
+    assert "ended: succeeded (exit 0)" in page.text(".timeline")
+    assert page.eval("document.querySelector('#cancel')") is None
