@@ -97,6 +97,13 @@ const struct conf_key agent_conf_table[] = {
      "Default Slurm partition for the slurm launcher."},
     {"slurm_shared_dir", CONF_STR, NULL, OFF(slurm_shared_dir), 0, 0,
      "Directory shared with the Slurm compute nodes."},
+    {"git_known_hosts", CONF_STR, NULL, OFF(git_known_hosts), 0, 0,
+     "known_hosts file checked for git sources over ssh (default: "
+     "/etc/ssh/ssh_known_hosts)."},
+    {"git_ca_file", CONF_STR, NULL, OFF(git_ca_file), 0, 0,
+     "CA bundle for git sources over https (default: the system one)."},
+    {"docker_readonly_rootfs", CONF_BOOL, "no", OFF(docker_readonly_rootfs), 0,
+     0, "Docker jobs get a read-only root filesystem (with a tmpfs /tmp)."},
     {"kill_grace", CONF_DURATION, "10s", OFF(kill_grace_ms), 0, 0,
      "Time between SIGTERM and SIGKILL when a job is stopped."},
     {"default_pids", CONF_INT, "4096", OFF(default_pids), 1, 1 << 22,
@@ -105,7 +112,8 @@ const struct conf_key agent_conf_table[] = {
      "Cap of one attempt's log on the node; the runner writes a "
      "truncation marker at the cap."},
     {"env_cache_budget", CONF_SIZE, "50G", OFF(env_cache_budget), 0, 0,
-     "Disk budget of built environments (least recently used evicted)."},
+     "Disk budget of built environments (least recently used evicted; "
+     "0: no limit)."},
     {"attempt_retention", CONF_DURATION, "7d", OFF(attempt_retention_ms), 0, 0,
      "How long finished attempt directories are kept."},
     {"attempt_disk_budget", CONF_SIZE, "0", OFF(attempt_disk_budget), 0, 0,

@@ -28,7 +28,9 @@ struct agent_conf {
 	/* runner settings (spec.json "runner") */
 	char *runner_path, *default_launcher, *job_user, *cgroup_parent;
 	char *default_python, *conda_tool, *docker_socket, *allowed_mounts;
-	char *slurm_partition, *slurm_shared_dir;
+	char *slurm_partition, *slurm_shared_dir, *git_known_hosts,
+	    *git_ca_file;
+	bool docker_readonly_rootfs;
 	int64_t kill_grace_ms, default_pids, max_log_bytes, env_cache_budget;
 	/* housekeeping */
 	int64_t attempt_retention_ms, housekeeping_ms, runner_start_ms;

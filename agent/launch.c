@@ -71,10 +71,10 @@ static json_t *launch_settings(struct agent *a, struct att *t)
 	char *env_dir = xasprintf("%s/envs", c->state_dir);
 	json_t *gpus = json_loads(t->gpu_ids ? t->gpu_ids : "[]", 0, NULL);
 	json_t *s = json_pack(
-	    "{s:s, s:s, s:I, s:I, s:s, s:o, s:s, s:s, s:s?, s:I, s:s, s:s, "
-	    "s:o, s:{s:s?, s:s?}, s:I}",
+	    "{s:s, s:s, s:f, s:I, s:s, s:o, s:s, s:s, s:s?, s:I, s:s, s:s, "
+	    "s:o, s:{s:s?, s:s?}, s:I, s:s?, s:s?, s:b, s:s}",
 	    "state_dir", c->state_dir, "job_user", c->job_user, "kill_grace",
-	    (json_int_t)(c->kill_grace_ms / 1000), "default_pids",
+	    (double)c->kill_grace_ms / 1000.0, "default_pids",
 	    (json_int_t)c->default_pids, "cgroup_parent", c->cgroup_parent,
 	    "allowed_mounts", launch_mounts(c->allowed_mounts), "env_dir",
 	    env_dir, "default_python", c->default_python, "conda_tool",
@@ -82,7 +82,10 @@ static json_t *launch_settings(struct agent *a, struct att *t)
 	    "launcher", c->default_launcher, "docker_socket", c->docker_socket,
 	    "gpus", gpus ? gpus : json_array(), "slurm", "partition",
 	    c->slurm_partition, "shared_dir", c->slurm_shared_dir,
-	    "env_cache_budget", (json_int_t)c->env_cache_budget);
+	    "env_budget_bytes", (json_int_t)c->env_cache_budget, "known_hosts",
+	    c->git_known_hosts, "git_ca_file", c->git_ca_file,
+	    "docker_readonly_rootfs", c->docker_readonly_rootfs, "agent_id",
+	    a->agent_id ? a->agent_id : "");
 
 	free(env_dir);
 	return s;
