@@ -40,6 +40,9 @@ out = {
     "env": dict(os.environ), "cwd": os.getcwd(), "pid1": open("/proc/1/comm").read().strip(),
     "cred": can_read(os.environ["CRED"]), "statedir": os.path.exists(os.environ["ATTEMPT"]),
     "writes": {p: can_write(p) for p in os.environ["WRITES"].split(":")},
+    "procs": sorted(int(x) for x in os.listdir("/proc") if x.isdigit()),
+    "hostname": os.uname().nodename,
+    "ipc": os.readlink("/proc/self/ns/ipc"),
 }
 print("PROBE " + json.dumps(out))
 """
@@ -86,6 +89,10 @@ def test_job_is_confined():
         assert out["writes"][p] is False, p
     assert out["cwd"] == "/tether/work"
     assert out["pid1"] == "tether-runner"
+    # own pid namespace: the reaper (1), the job (2), nothing of the host
+    assert out["procs"] == [1, 2], out["procs"]
+    assert out["hostname"] == "tether-42"
+    assert out["ipc"] != os.readlink("/proc/self/ns/ipc")
 
 
 def d_attempt(state, job="42", attempt=1):
