@@ -7,6 +7,9 @@
 #include "common/buf.h"
 #include "transport/ssh-tunnel.h"
 
+#include <stdbool.h>
+#include <stdint.h>
+
 struct err;
 struct ssh_conn;
 struct remote;
@@ -27,5 +30,25 @@ int remote_put(struct remote *r, const char *local, const char *remote_path,
                long mode, struct err *e);
 /* 'text' quoted for sh, into a fresh string. */
 char *sh_quote(const char *text);
+
+/* One `tether attach` (cmd-attach.c). */
+struct attach {
+	struct cli *c;
+	struct ssh_tunnel_opts o;
+	const char *name, *labels, *agent_ws, *from, *installer;
+	bool replace;
+	int64_t timeout_ms;
+	struct remote *r;
+	char *rdir, *hostname, *machine_id, *agent_id, *token, *agent_name;
+	bool running;
+};
+
+/* Run cmd there; a non-zero exit is an error showing its output (out is
+ * initialised and must be freed by the caller). */
+int attach_run_remote(struct attach *a, const char *what, const char *cmd,
+                      struct buf *out, struct err *e);
+/* Copy the binaries and the installer into a fresh directory there
+ * (a->rdir), cmd-attach-files.c. */
+int attach_upload(struct attach *a, struct err *e);
 
 #endif
