@@ -206,3 +206,23 @@ def test_jobs_list_filters_and_outputs_download(workspace, web_page):
     assert "Peak memory3.0 GiB" in page.text("dl.facts")
     assert "ended: succeeded (exit 0)" in page.text(".timeline")
     assert page.eval("document.querySelector('#cancel')") is None
+
+
+def test_log_moves_to_the_next_attempt(workspace, web_page):
+    ws, page = workspace, web_page
+    secret, job = web_running_job(ws, name="retried", retries=1)
+    web_login(page, ws, path=f"/jobs/{job}")
+    ws.append(secret, job, 1, 0, b"attempt one line\n")
+    page.wait("document.querySelector('#log .win').textContent.includes('attempt one line')")
+    # the node is replaced: attempt 1 is lost, the job queued again
+    other = ws.register(name="web-node-1", labels=["gpu"], replace=True)
+    assert ws.job(job)["state"] == "queued"
+    reply = ws.lease(other)
+    assert [(j["job"], j["attempt"]) for j in reply["jobs"]] == [(job, 2)]
+    ws.append(other, job, 2, 0, b"attempt two line\n")
+    page.wait("document.querySelector('#log .win').textContent.includes('attempt two line')",
+              timeout=10)
+    text = page.eval("document.querySelector('#log .win').textContent")
+    assert text.index("attempt one line") < text.index("--- attempt 2 ---") < \
+        text.index("attempt two line")
+    assert "attempt 1 lost" in page.text(".timeline")

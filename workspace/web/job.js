@@ -210,6 +210,9 @@
           } else if (j && T.TERMINAL.has(j.state)) {
             logInfo.textContent += " (complete)";
             return;
+          } else {
+            /* the attempt ended, the next is not leased yet */
+            await new Promise((r) => setTimeout(r, 1000));
           }
         } else if (!got) {
           /* no attempt yet: the reply came at once; wait for a lease */
