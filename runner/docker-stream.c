@@ -148,9 +148,12 @@ char *docker_registry_auth(const char *image, const char *user_pass)
 	server = docker_image_registry(image);
 	j = json_pack("{s:s, s:s, s:s}", "username", user, "password",
 	              colon + 1, "serveraddress", server);
-	js = json_dumps(j, JSON_COMPACT);
-	out = base64url((const unsigned char *)js, strlen(js));
-	freezero_str(js);
+	/* NULL when a part is not UTF-8 (job specs are, other callers
+	 * may not be): no header rather than a crash. */
+	js = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	out = js ? base64url((const unsigned char *)js, strlen(js)) : NULL;
+	if (js)
+		freezero_str(js);
 	json_decref(j);
 	free(user);
 	free(server);

@@ -21,7 +21,7 @@ static int log_append(struct req *r)
 
 	if (req_seg_id(r, 1, &job) < 0 || req_seg_id(r, 2, &att) < 0)
 		return r->status;
-	if (req_arg(r, "offset") == NULL)
+	if (req_arg(r, "offset") == NULL || *req_arg(r, "offset") == '\0')
 		return reply_error(r, 400, "invalid", "offset",
 		                   "offset: required query argument");
 	if (req_arg_i64(r, "offset", 0, INT64_MAX, 0, &off) < 0)

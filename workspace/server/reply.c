@@ -34,9 +34,14 @@ int reply_bytes(struct req *r, int status, const void *data, size_t len,
 
 int reply_json(struct req *r, int status, json_t *body)
 {
-	char *text = json_dumps(body, JSON_COMPACT);
+	static const char oops[] = "{\"error\":{\"code\":\"internal\","
+	                           "\"message\":\"reply not encodable\"}}";
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 
 	json_decref(body);
+	if (text == NULL) /* a NULL body: json_pack met bytes not UTF-8 */
+		return reply_bytes(r, 500, oops, strlen(oops),
+		                   "application/json");
 	reply_bytes(r, status, text, strlen(text), "application/json");
 	free(text);
 	return status;
@@ -70,6 +75,12 @@ int reply_error(struct req *r, int status, const char *code, const char *field,
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	err = json_pack("{s:s,s:s}", "code", code, "message", msg);
+	if (err == NULL) { /* msg quotes request text that is not UTF-8 */
+		for (char *p = msg; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
+		err = json_pack("{s:s,s:s}", "code", code, "message", msg);
+	}
 	if (field != NULL)
 		json_object_set_new(err, "field", json_string(field));
 	return reply_json(r, status, json_pack("{s:o}", "error", err));
