@@ -226,3 +226,44 @@ def test_log_moves_to_the_next_attempt(workspace, web_page):
     assert text.index("attempt one line") < text.index("--- attempt 2 ---") < \
         text.index("attempt two line")
     assert "attempt 1 lost" in page.text(".timeline")
+
+
+def test_log_view_scales_past_the_browser_height_limit(workspace, web_page):
+    """2.5 million lines (past the 2 million kept, and far past the height a
+    browser can give an element): the view stays small and scrolls to any
+    part; the oldest lines are let go."""
+    ws, page = workspace, web_page
+    web_login(page, ws, path="/agents")
+    took = page.eval("""(() => {
+        const d = document.createElement('div');
+        d.id = 'big'; document.querySelector('main').append(d);
+        const v = window.bigView = new LogView(d);
+        const t = performance.now();
+        for (let c = 0; c < 25; c++) {
+            const lines = [];
+            for (let i = c * 100000; i < (c + 1) * 100000; i++)
+                lines.push('big line ' + i);
+            v.append(new TextEncoder().encode(lines.join('\\n') + '\\n'));
+        }
+        return performance.now() - t;
+    })()""", timeout=60)
+    print(f"2.5M lines appended in {took:.0f} ms")
+    # a tenth (200,000 lines) let go each time the count passes 2,000,000
+    assert page.eval("bigView.count()") == 1900000
+    assert page.eval("bigView.dropped") == 600000
+    page.wait("document.querySelector('#big .win').textContent.includes('big line 2499999')")
+    assert page.eval("document.querySelectorAll('#big .ln').length") < 200
+    assert page.eval("document.querySelector('#big .spacer').offsetHeight") <= 8000000
+    page.eval("bigView.setFollow(false); document.querySelector('#big').scrollTop = 0")
+    page.wait("document.querySelector('#big .win').textContent.includes('big line 600000')")
+    page.eval("const e = document.querySelector('#big'); "
+              "e.scrollTop = (e.scrollHeight - e.clientHeight) / 2")
+    mid = page.wait("(() => { const m = /big line (\\d+)/.exec("
+                    "document.querySelector('#big .win').textContent); "
+                    "return m && Number(m[1]) > 1000000 && Number(m[1]); })()")
+    assert 1500000 < mid < 1600000, mid
+    # the rendered lines cover the whole visible box (no gap, no offset)
+    assert page.eval("(() => { const c = document.querySelector('#big')"
+                     ".getBoundingClientRect(); const w = document.querySelector("
+                     "'#big .win').getBoundingClientRect(); "
+                     "return w.top <= c.top && w.bottom >= c.bottom; })()") is True

@@ -200,7 +200,8 @@
           offset += buf.length;
         }
         logInfo.textContent = "attempt " + (attempt || "none yet") + ", " +
-          T.bytes(view.bytes) + ", " + view.count() + " lines";
+          T.bytes(view.bytes) + ", " + view.count() + " lines" +
+          (view.dropped ? " (" + view.dropped + " earlier lines let go)" : "");
         if (resp.headers.get("Tether-Log-Complete") === "1") {
           const j = await load();
           if (j && j.attempt > attempt) {

@@ -19,6 +19,8 @@ class LogView {
     /* browsers cap element heights near 33M px: scale above this */
     this.maxPx = 8000000;
     this.overscan = 20;
+    /* past this many lines the oldest tenth is let go (memory bound) */
+    this.maxLines = 2000000;
     this.el.classList.add("log");
     this.el.tabIndex = 0;
     this.el.setAttribute("role", "log");
@@ -42,6 +44,7 @@ class LogView {
     this.tail = "";
     this.decoder = new TextDecoder("utf-8");
     this.bytes = 0;
+    this.dropped = 0;
     this.schedule();
   }
 
@@ -61,7 +64,21 @@ class LogView {
     this.tail = parts.pop();
     for (let i = 0; i < parts.length; i++)
       this.lines.push(parts[i]);
+    this.trim();
     this.schedule();
+  }
+
+  trim() {
+    if (this.lines.length <= this.maxLines)
+      return;
+    const drop = Math.ceil(this.maxLines / 10);
+    this.lines.splice(0, drop);
+    this.dropped += drop;
+    const kinds = new Map();
+    for (const [i, k] of this.kinds)
+      if (i >= drop)
+        kinds.set(i - drop, k);
+    this.kinds = kinds;
   }
 
   mark(text) {
