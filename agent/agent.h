@@ -44,14 +44,14 @@ struct att {
 	struct tp_call *snap_call;
 
 	/* log shipping (shipper.c) */
-	int64_t log_acked, log_sending;
+	int64_t log_acked;
 	struct tp_call *log_call;
 	/* events (outbox.c) */
 	int64_t events_off, last_seq;
 	bool final_seen, final_acked, not_current;
 	struct tp_call *ev_call;
 	/* outputs (outputs.c) */
-	bool result_seen, outputs_done;
+	bool outputs_done;
 	struct tp_call *out_call;
 	char *out_path;
 
@@ -84,7 +84,7 @@ struct agent {
 	bool re_register, lease_quick, lease_was_quick;
 
 	/* lifecycle */
-	bool draining, handback_done, quit;
+	bool draining, quit;
 	int sigints;
 	struct loop_timer *sched_timer, *hk_timer;
 };

@@ -204,7 +204,6 @@ int att_final_event(struct att *t, const char *reason, const char *message,
 		goto fail;
 	t->last_seq++;
 	t->final_seen = true;
-	t->result_seen = true;
 	t->outputs_done = true;
 	t->state = ATT_FINISHING;
 	t->preparing = false;
@@ -267,7 +266,6 @@ static void att_check_finished(struct att *t)
 		return;
 	if (outbox_tail(t, &e) < 0)
 		log_warn("job=%s: %s", t->job, e.msg);
-	t->result_seen = have_result;
 	if (!t->final_seen) {
 		log_warn("job=%s attempt=%lld runner ended without a result",
 		         t->job, (long long)t->attempt);

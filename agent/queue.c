@@ -171,7 +171,8 @@ int queue_add_leased(struct agent *a, json_t *job, int64_t now_mono,
 	r = queue_insert(a->db, id, attempt, "workspace", "queued", spec, snap,
 	                 t->priority, t->cpus, t->memory, t->gpus,
 	                 t->lease_ttl_ms, t->lease_mono_ms, t->fifo, e);
-	if (r < 0) {
+	if (r < 0 || sqlite3_changes(a->db) == 0) {
+		/* an error, or an attempt this node already had (re-sent) */
 		att_remove(a, t);
 		goto out;
 	}

@@ -111,7 +111,6 @@ void shipper_kick(struct att *t)
 		log_warn_errno("job=%s: open log", t->job);
 		return;
 	}
-	t->log_sending = len;
 	if (a->tp->log_append(a->t, t->job, t->attempt, fd, t->log_acked, len,
 	                      shipper_reply, t, &t->log_call, &e) < 0)
 		log_error("job=%s log upload: %s", t->job, e.msg);
