@@ -1,0 +1,272 @@
+#!/usr/bin/python3
+"""Tether benchmarks, side by side with Slurm, Docker and bubblewrap on the
+same box in the same run.  Started by bench/run.sh (which builds first).
+
+    bench.py [--quick] [--out FILE] [--only KEY,...]
+
+Prints a markdown table and writes the same as JSON.  Every number comes
+from a measurement made in this run."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "bb"))
+
+import jobs  # noqa: E402
+import launch  # noqa: E402
+import procstat  # noqa: E402
+import stats  # noqa: E402
+from harness import runner as hr  # noqa: E402
+from harness.agent import Agent  # noqa: E402
+from harness.workspace import Workspace  # noqa: E402
+
+FULL = {"idle_hb_s": 5, "hb_s": 1, "idle_windows": 6, "submit_budget_s": 150, "b2b_n": 10,
+        "many_budget_s": 100, "submit_n": 200, "srun_n": 50,
+        "follow_lines": 100, "log_bytes": 1 << 30, "log_runs": 3,
+        "launch_n": 30, "many_n": 1000, "env_miss": 3, "env_hit": 20,
+        "load_agents": 1000, "load_jobs": 200, "load_wait": 10,
+        "load_rate": 20, "ssh_submit_n": 100, "ssh_log_runs": 2}
+QUICK = {"idle_hb_s": 1, "hb_s": 1, "idle_windows": 3, "submit_budget_s": 20, "b2b_n": 2,
+         "many_budget_s": 20, "submit_n": 5, "srun_n": 3,
+         "follow_lines": 5, "log_bytes": 16 << 20, "log_runs": 1,
+         "launch_n": 2, "many_n": 10, "env_miss": 1, "env_hit": 2,
+         "load_agents": 50, "load_jobs": 10, "load_wait": 2,
+         "load_rate": 20, "ssh_submit_n": 3, "ssh_log_runs": 1}
+STEPS = ("idle", "submit", "follow", "log", "many", "ssh", "launch", "env", "load")
+
+
+class Ctx:
+    def __init__(self, counts):
+        self.counts = counts
+        self.ws = None
+        self.slurm = None
+        self.docker_image = None
+        self.why = {}
+
+    def slurm_pid(self, name):
+        if self.slurm is None:
+            return None
+        for p in self.slurm.procs:
+            if p.argv[0] == name:
+                return p.pid
+        return None
+
+    def dockerd_pid(self):
+        pids = procstat.pids_named("dockerd")
+        return pids[0] if pids else None
+
+
+def say(msg):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr,
+          flush=True)
+
+
+def start_peers(ctx, steps):
+    """Slurm and Docker through the test harness; what cannot start is
+    named and its anchors are left out (the table says so)."""
+    if steps & {"idle", "submit", "many", "launch"}:
+        from harness import slurm
+        missing = slurm.missing_binaries()
+        if missing:
+            ctx.why["slurm"] = "Slurm not installed: %s" % ", ".join(missing)
+        else:
+            say("starting Slurm (munged, slurmctld, slurmd)")
+            ctx.slurm = slurm.SlurmCluster().start()
+    if steps & {"idle", "launch"}:
+        try:
+            from harness import baseimage, dockerd
+            say("Docker engine and the test base image")
+            dockerd.ensure_dockerd()
+            ctx.docker_image = baseimage.ensure_base_image()
+        except Exception as exc:  # the table names the missing anchor
+            ctx.why["docker"] = "Docker not usable: %s" % exc
+
+
+class SshAgent(Agent):
+    """An agent whose workspace is ssh:// through a real sshd (as in
+    tests/bb/test_ssh_agent.py)."""
+
+    def __init__(self, workspace, sshd, **kw):
+        self.sshd = sshd
+        super().__init__(workspace, **kw)
+
+    def write_conf(self):
+        super().write_conf()
+        with open(self.conf) as f:
+            lines = [ln for ln in f.read().splitlines()
+                     if not ln.startswith(("workspace =", "ca_file ="))]
+        lines += ["workspace = " + self.sshd.url,
+                  "ssh_known_hosts = " + self.sshd.known_hosts(),
+                  "ssh_key = " + self.sshd.keys["ed25519"],
+                  "ssh_remote_port = %d" % self.ws.plain_port]
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+def agent_settings(ctx, hb=None):
+    hb = hb or ctx.counts["hb_s"]
+    return {"log_level": "info", "heartbeat_interval": "%ds" % hb,
+            "max_jobs": os.cpu_count(), "prefetch": 2, "kill_grace": "2s"}
+
+
+def retire(ctx, ag):
+    """Stop an agent (drain) and revoke it: the next one on this machine
+    registers under the same machine id."""
+    ag.stop()
+    ctx.ws.api("DELETE", "/api/v1/agents/" + ag.name)
+
+
+def step(results, key, title, fn, *args):
+    say(title)
+    t0 = time.monotonic()
+    try:
+        rows = fn(*args)
+        results.extend(rows)
+        for r in rows:
+            say("  %s: %s" % (r.title, stats.cell(r.tether, r.unit)))
+    except Exception as exc:
+        traceback.print_exc()
+        results.append(stats.failed(key, title, "%s: %s" % (type(exc).__name__,
+                                                            str(exc)[:300])))
+    say("  (%.0f s)" % (time.monotonic() - t0))
+
+
+def load(ctx):
+    """Metric 8: a fresh workspace under N simulated agents (bench/loadgen.py,
+    its own process) long-polling and heartbeating; server peak RSS and the
+    dispatch latency of jobs submitted meanwhile."""
+    c = ctx.counts
+    ws = Workspace(lease_ttl="10m", poll="30s", poll_max_wait="60s",
+                   max_connections=str(max(512, 2 * c["load_agents"]))).start()
+    try:
+        cpu0 = procstat.cpu_seconds(ws.proc.pid)
+        t0 = time.time()
+        r = subprocess.run(
+            [sys.executable, os.path.join(HERE, "loadgen.py"), "--port", str(ws.port),
+             "--ca", ws.ca_file, "--admin", ws.admin_token,
+             "--agents", str(c["load_agents"]), "--jobs", str(c["load_jobs"]),
+             "--wait", str(c["load_wait"]), "--rate", str(c["load_rate"])],
+            capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError("loadgen: " + r.stderr[-2000:])
+        out = json.loads(r.stdout)
+        wall = time.time() - t0
+        srv_cpu = procstat.cpu_seconds(ws.proc.pid) - cpu0
+        hwm = procstat.hwm_kib(ws.proc.pid) / 1024.0
+    finally:
+        ws.stop()
+    gen_pct = 100.0 * out["gen_cpu_s"] / out["window_s"]
+    note = ("%d agents registered in %.1f s; during the %.1f s submit window "
+            "%d polls answered, load generator used %.0f %% of a core%s; "
+            "server CPU over the whole run %.1f s in %.1f s; %d of %d jobs "
+            "dispatched; %d generator errors %s"
+            % (out["agents"], out["register_s"], out["window_s"],
+               out["polls_in_window"], gen_pct,
+               " (near a full core: the generator may be the bottleneck)"
+               if gen_pct > 80 else " (not the bottleneck)",
+               srv_cpu, wall, out["dispatched"], out["submitted"],
+               out["error_count"], out["errors"][:2]))
+    n = out["agents"]
+    return [stats.Result("load_rss", "8. workspace peak RSS, %d agents" % n,
+                         "MiB", [hwm], None, "", "≤ 200 MiB",
+                         lambda s: s["median"] <= 200, "/proc VmHWM"),
+            stats.Result("load_dispatch", "8. dispatch under %d agents" % n, "ms",
+                         out["dispatch_ms"], None, "", "p99 ≤ 100 ms",
+                         lambda s: s["p99"] <= 100
+                         and out["dispatched"] == out["submitted"],
+                         note=note)]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
+    p.add_argument("--only", default="", help="comma-separated: " + ",".join(STEPS))
+    a = p.parse_args()
+    steps = set(a.only.split(",")) if a.only else set(STEPS)
+    ctx = Ctx(QUICK if a.quick else FULL)
+    c = ctx.counts
+    t_start = time.time()
+    machine = stats.machine()
+    results = []
+    hr.ensure_job_user()
+    start_peers(ctx, steps)
+    if steps & {"idle", "submit", "follow", "log", "many", "ssh"}:
+        ctx.ws = Workspace(lease_ttl="10m", poll="30s", poll_max_wait="60s").start()
+    if steps & {"idle", "submit", "follow", "log", "many"}:
+        if "idle" in steps:
+            say("starting an agent (https) to watch idle")
+            ag = Agent(ctx.ws, **agent_settings(ctx, c["idle_hb_s"])).start()
+            step(results, "idle", "1. idle agent", jobs.idle, ctx, ag,
+                 c["idle_windows"], c["idle_hb_s"])
+            retire(ctx, ag)
+        say("starting an agent (https, sandbox)")
+        ag = Agent(ctx.ws, **agent_settings(ctx)).start()
+        if "submit" in steps:
+            step(results, "submit_start", "2. submit → started", jobs.submit_to_start,
+                 ctx, ag, c["submit_n"], "", c["submit_budget_s"], c["b2b_n"])
+        if "follow" in steps:
+            step(results, "follow", "3. logs -f latency", jobs.follow_latency,
+                 ctx, ag, c["follow_lines"])
+        if "log" in steps:
+            step(results, "log_rate", "4. log throughput", jobs.log_throughput,
+                 ctx, ag, c["log_bytes"], c["log_runs"])
+        if "many" in steps:
+            step(results, "many_jobs", "6. many trivial jobs", jobs.many_jobs,
+                 ctx, c["many_n"], c["many_budget_s"])
+        retire(ctx, ag)
+    if "ssh" in steps:
+        from harness.sshd import Sshd
+        say("starting sshd and an agent over ssh://")
+        sshd = Sshd().start()
+        sag = SshAgent(ctx.ws, sshd, **agent_settings(ctx)).start()
+        step(results, "submit_start_ssh", "9. submit → started over ssh",
+             jobs.submit_to_start, ctx, sag, c["ssh_submit_n"], " ssh",
+             c["submit_budget_s"] // 2, c["b2b_n"])
+        step(results, "follow_ssh", "9. logs -f latency over ssh",
+             jobs.follow_latency, ctx, sag, c["follow_lines"], " ssh")
+        step(results, "log_rate_ssh", "9. log throughput over ssh",
+             jobs.log_throughput, ctx, sag, c["log_bytes"], c["ssh_log_runs"],
+             " ssh")
+        retire(ctx, sag)
+        sshd.stop()
+    if ctx.ws is not None:
+        ctx.ws.stop()
+    if "launch" in steps:
+        step(results, "launch", "5. launcher overhead", launch.launchers, ctx,
+             c["launch_n"])
+    if "env" in steps:
+        step(results, "env", "7. env cache hit vs miss", launch.env_cache, ctx,
+             c["env_miss"], c["env_hit"])
+    if "load" in steps:
+        step(results, "load", "8. workspace under simulated agents", load, ctx)
+    if ctx.slurm is not None:
+        ctx.slurm.stop()
+    for k, why in ctx.why.items():
+        results.append(stats.failed(k, "anchor: " + k, why))
+    elapsed = time.time() - t_start
+    doc = {"mode": "quick" if a.quick else "full", "counts": c,
+           "command": " ".join(["bench/run.sh"] + sys.argv[1:]),
+           "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t_start)),
+           "elapsed_s": round(elapsed, 1), "machine": machine,
+           "git": stats.git_rev(os.path.join(HERE, "..")),
+           "build_dir": os.environ.get("TETHER_BUILD_DIR", ""),
+           "results": [r.to_json() for r in results]}
+    stats.write_json(a.out, doc)
+    m = machine
+    print("\nTether bench (%s), %s, nproc %d, %s, kernel %s, load %s at start, "
+          "%.0f s\n" % (doc["mode"], doc["started"], m["nproc"], m["cpu"],
+                        m["kernel"], m["loadavg_at_start"], elapsed))
+    print(stats.table(results))
+    print("\nJSON: %s" % a.out)
+    return 1 if any(r.note.startswith("NOT MEASURED") for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
