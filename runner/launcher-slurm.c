@@ -24,7 +24,7 @@
 #include <string.h>
 
 #define SBATCH_TIMEOUT_MS 60000
-#define DEFAULT_POLL_MS   1000
+#define DEFAULT_POLL_MS   5000
 
 /* A string of the runner's "slurm" settings object, or NULL. */
 static const char *setting(struct runner *r, const char *key)
@@ -84,6 +84,8 @@ static int job_get(struct runner *r, struct slurm_job **out, struct err *e)
 	j->peak_rss = -1;
 	j->log_fd = r->log_fd;
 	j->poll_ms = setting_int(r, "poll_ms", DEFAULT_POLL_MS);
+	j->sstat = json_is_true(
+	    json_object_get(json_object_get(r->settings, "slurm"), "sstat"));
 	j->dir = shared != NULL ? xasprintf("%s/%s/%lld", shared, r->job_id,
 	                                    (long long)r->attempt)
 	                        : xstrdup(r->dir);
@@ -314,6 +316,7 @@ static int slurm_signal(struct runner *r, int sig, struct err *e)
 	if (name == NULL)
 		return err_set(e, TERR_INVAL, "slurm: unknown signal %d", sig);
 	j->we_stopped = true;
+	atomic_store(&j->hurry, true);
 	pthread_mutex_lock(&j->lock);
 	queued =
 	    j->info.known && slurm_state_phase(j->info.state) == SLURM_QUEUED;
@@ -330,6 +333,7 @@ static int slurm_kill(struct runner *r, struct err *e)
 	if (j == NULL || j->job_id[0] == '\0')
 		return 0;
 	j->we_stopped = true;
+	atomic_store(&j->hurry, true);
 	slurm_cancel(j->job_id, "KILL", &ignore);
 	return slurm_cancel(j->job_id, NULL, e);
 }

@@ -19,7 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FOLLOW_TICK_MS 100
+#define FOLLOW_TICK_MS  100
+#define FOLLOW_HURRY_MS 250
 
 /* Write all of data to the non-blocking pipe, waiting while it is full;
  * false when the reader went away or we were told to stop. */
@@ -99,7 +100,10 @@ static bool job_over(struct slurm_job *j)
 	pthread_mutex_unlock(&j->lock);
 	if (changed)
 		slurm_json_save(j, NULL);
-	if (info.known && strcmp(info.state, "RUNNING") == 0) {
+	/* Opt-in: an sstat racing the job's end makes slurmstepd write "no
+	 * task list created!" into the job's output (docs/slurm.md). */
+	if (j->sstat && info.known && strcmp(info.state, "RUNNING") == 0 &&
+	    access(j->exit_file, F_OK) != 0) {
 		int64_t rss = slurm_sstat_maxrss(j->job_id);
 		if (rss > j->peak_rss) {
 			j->peak_rss = rss;
@@ -127,12 +131,17 @@ static void *follow_main(void *arg)
 			exit_seen = true;
 			next_query = 0;
 		}
+		if (atomic_load(&j->hurry) &&
+		    next_query > now + FOLLOW_HURRY_MS)
+			next_query = now + FOLLOW_HURRY_MS;
 		if (now >= next_query) {
 			if (job_over(j)) {
 				pump(j, &fd);
 				break;
 			}
-			next_query = now + j->poll_ms;
+			next_query =
+			    now + (atomic_load(&j->hurry) ? FOLLOW_HURRY_MS
+			                                  : j->poll_ms);
 		}
 		poll(NULL, 0, FOLLOW_TICK_MS);
 	}

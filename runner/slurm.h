@@ -61,12 +61,14 @@ struct slurm_job {
 	int64_t log_start;  /* log size when output began; -1 none yet */
 	int64_t out_start;  /* out_file offset delivered at log_start */
 	int64_t peak_rss;   /* highest MaxRSS sstat reported; -1 none */
+	bool sstat;         /* slurm.sstat: sample MaxRSS while running */
 	int log_fd;         /* the attempt log (not owned) */
 	bool we_stopped;    /* signal()/kill() was used */
 	bool as_user;       /* run as the job user (shared_dir, root agent) */
 	pthread_t thread;
 	bool thread_on;
 	atomic_bool stop;
+	atomic_bool hurry; /* stopping: ask Slurm every FOLLOW_HURRY_MS */
 	int out_w, done_w; /* pipe write ends the thread feeds */
 	pthread_mutex_t lock;
 	struct slurm_info info; /* last state seen (under lock) */

@@ -179,15 +179,16 @@ def test_pending_job_is_queued_at_cluster_and_cancel_dequeues_it(
 
 
 def test_peak_memory_from_sstat(slurm_cluster):
-    """No slurmdbd, but jobacct_gather feeds sstat: the runner samples the
-    batch step's MaxRSS while it runs and reports the peak."""
+    """No slurmdbd, but jobacct_gather feeds sstat: with slurm.sstat on, the
+    runner samples the batch step's MaxRSS while it runs and reports the
+    peak."""
     d = _attempt(slurm_cluster, {
         "command": ["/usr/bin/python3", "-c",
                     "import os, time\nheld = bytearray(60 << 20)\n"
                     "for i in range(0, len(held), 4096): held[i] = 1\n"
                     "while not os.path.exists('release'):\n"
                     "    time.sleep(0.05)\n"],
-        "resources": {"memory": "256M"}})
+        "resources": {"memory": "256M"}}, slurm={"sstat": True})
     runner = slurm.start_runner(slurm_cluster, d)
     state = os.path.join(d, "slurm.json")
     wait_until(lambda: slurm.read_json(state).get("peak_rss", -1) >= 60 << 20,
