@@ -20,25 +20,26 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "bb"))
 
 import jobs  # noqa: E402
 import launch  # noqa: E402
+import workspace_latency  # noqa: E402
 import procstat  # noqa: E402
 import stats  # noqa: E402
 from harness import runner as hr  # noqa: E402
 from harness.agent import Agent  # noqa: E402
 from harness.workspace import Workspace  # noqa: E402
 
-FULL = {"idle_hb_s": 5, "hb_s": 1, "idle_windows": 6, "submit_budget_s": 150, "b2b_n": 10,
-        "many_budget_s": 100, "submit_n": 200, "srun_n": 50,
+FULL = {"idle_hb_s": 5, "hb_s": 1, "idle_windows": 6, "submit_budget_s": 120, "b2b_n": 10, "wslat_n": 20,
+        "many_budget_s": 60, "submit_n": 200, "srun_n": 50,
         "follow_lines": 100, "log_bytes": 1 << 30, "log_runs": 3,
         "launch_n": 30, "many_n": 1000, "env_miss": 3, "env_hit": 20,
         "load_agents": 1000, "load_jobs": 200, "load_wait": 10,
-        "load_rate": 20, "ssh_submit_n": 100, "ssh_log_runs": 2}
-QUICK = {"idle_hb_s": 1, "hb_s": 1, "idle_windows": 3, "submit_budget_s": 20, "b2b_n": 2,
+        "load_rate": 20, "ssh_submit_n": 100, "ssh_log_runs": 1}
+QUICK = {"idle_hb_s": 1, "hb_s": 1, "idle_windows": 3, "submit_budget_s": 20, "b2b_n": 2, "wslat_n": 3,
          "many_budget_s": 20, "submit_n": 5, "srun_n": 3,
          "follow_lines": 5, "log_bytes": 16 << 20, "log_runs": 1,
          "launch_n": 2, "many_n": 10, "env_miss": 1, "env_hit": 2,
          "load_agents": 50, "load_jobs": 10, "load_wait": 2,
          "load_rate": 20, "ssh_submit_n": 3, "ssh_log_runs": 1}
-STEPS = ("idle", "submit", "follow", "log", "many", "ssh", "launch", "env", "load")
+STEPS = ("wslat", "idle", "submit", "follow", "log", "many", "ssh", "launch", "env", "load")
 
 
 class Ctx:
@@ -137,6 +138,18 @@ def step(results, key, title, fn, *args):
     say("  (%.0f s)" % (time.monotonic() - t0))
 
 
+def wslat(ctx, rounds):
+    """bench/workspace_latency.py: the workspace's long-polls alone, a raw
+    HTTP client playing the agent (each figure includes that Python
+    client's own request time)."""
+    out = workspace_latency.measure(ctx.ws, rounds)
+    names = {"dispatch": "submit → parked lease poll returns",
+             "cancel": "cancel → parked lease poll returns",
+             "log": "log append → parked `log?wait` reader returns"}
+    return [stats.Result("ws_" + k, "0. workspace alone: " + names[k], "ms",
+                         [x * 1000.0 for x in v]) for k, v in out.items()]
+
+
 def load(ctx):
     """Metric 8: a fresh workspace under N simulated agents (bench/loadgen.py,
     its own process) long-polling and heartbeating; server peak RSS and the
@@ -197,8 +210,11 @@ def main():
     results = []
     hr.ensure_job_user()
     start_peers(ctx, steps)
-    if steps & {"idle", "submit", "follow", "log", "many", "ssh"}:
+    if steps & {"wslat", "idle", "submit", "follow", "log", "many", "ssh"}:
         ctx.ws = Workspace(lease_ttl="10m", poll="30s", poll_max_wait="60s").start()
+    if "wslat" in steps:
+        step(results, "wslat", "0. workspace long-polls alone", wslat, ctx,
+             c["wslat_n"])
     if steps & {"idle", "submit", "follow", "log", "many"}:
         if "idle" in steps:
             say("starting an agent (https) to watch idle")

@@ -9,7 +9,8 @@ over TLS on loopback (the tests only bound these generously):
   log:      a reader is parked on GET .../log?wait; time from the append
             until the reader has the bytes.
 
-Usage: TETHER_BUILD_DIR=build bench/workspace_latency.py [ROUNDS]"""
+Usage: TETHER_BUILD_DIR=build bench/workspace_latency.py [ROUNDS]
+(bench/run.sh runs measure() as rows 0a-0c of its table.)"""
 import os
 import statistics
 import sys
@@ -35,10 +36,9 @@ def parked(fn):
     return th, res
 
 
-def main():
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-    ws = Workspace(lease_ttl="1h").start()
-    sec = ws.register(queue_depth=1000)
+def measure(ws, rounds):
+    """{"dispatch", "cancel", "log"}: lists of seconds, one per round."""
+    sec = ws.register(name="latency-probe", queue_depth=1000)
     out = {"dispatch": [], "cancel": [], "log": []}
     for _ in range(rounds):
         th, res = parked(lambda: ws.lease(sec, wait=30, queue_room=1))
@@ -60,6 +60,14 @@ def main():
         th.join()
         out["log"].append(res["t"] - t0)
         ws.finish(sec, job, 1, reason="cancelled")
+    ws.api("DELETE", "/api/v1/agents/latency-probe")
+    return out
+
+
+def main():
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    ws = Workspace(lease_ttl="1h").start()
+    out = measure(ws, rounds)
     ws.stop()
     for k, v in out.items():
         v = sorted(x * 1000 for x in v)
