@@ -119,6 +119,11 @@ class Agent:
         if self.ws is not None and wait_registered:
             wait_until(lambda: self._registered(), 20,
                        what="the agent to register")
+        elif self.ws is not None:
+            # The caller expects trouble (e.g. a refused registration):
+            # wait until it started, or already stopped.
+            wait_until(lambda: not self.proc.alive() or self.output().count(
+                "started: state") > self.starts, 20, what="the agent to start")
         else:
             wait_until(lambda: self._started(), 20,
                        what="the agent to start")
