@@ -74,7 +74,7 @@ int main(int argc, char **argv)
 	struct cmd_ctx ctx;
 	const struct cmd_entry *cmd = &cmd_run;
 	const char *config = getenv("TETHER_CONFIG");
-	char *sets[64], *kv;
+	char *sets[64];
 	int nsets = 0, c, rc;
 	struct err e = {0};
 
@@ -140,21 +140,20 @@ int main(int argc, char **argv)
 			                argv[optind]);
 		optind++;
 	}
-	if (agent_conf_load(&ctx.conf, config, &e) < 0)
-		goto fail;
+	rc = agent_conf_load(&ctx.conf, config, &e);
 	for (int i = 0; i < nsets; i++) {
-		kv = sets[i];
-		rc = agent_conf_set(&ctx.conf, kv, &e);
-		free(kv);
-		if (rc < 0)
-			goto fail;
+		if (rc == 0)
+			rc = agent_conf_set(&ctx.conf, sets[i], &e);
+		free(sets[i]);
 	}
-	if (agent_conf_check(&ctx.conf, &e) < 0)
-		goto fail;
+	if (rc == 0)
+		rc = agent_conf_check(&ctx.conf, &e);
+	if (rc < 0) {
+		fprintf(stderr, "tether-agent: %s\n", e.msg);
+		agent_conf_free(&ctx.conf);
+		return 2;
+	}
 	rc = cmd->run(&ctx, argc - optind, argv + optind);
 	agent_conf_free(&ctx.conf);
 	return rc;
-fail:
-	fprintf(stderr, "tether-agent: %s\n", e.msg);
-	return 2;
 }
