@@ -67,6 +67,7 @@ struct runner {
 	struct logpipe *job_log; /* job output -> log */
 	struct logpipe *aux_log; /* runner_logf / runner_log_bytes -> log */
 	int64_t run_started_ms;  /* CLOCK_MONOTONIC at job start */
+	bool reattach;           /* an earlier runner started the job */
 };
 
 /* Write a "[prefix] message\n" line into the job's log (unmasked text is

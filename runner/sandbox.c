@@ -278,9 +278,20 @@ static int sandbox_collect(struct runner *r, struct launch_exit *ex,
 	return 0;
 }
 
+/* The job died with the earlier runner (PR_SET_PDEATHSIG); remove what
+ * is left of its cgroup and say so. */
 static int sandbox_reattach(struct runner *r, int *out_fd, int *done_fd,
                             struct err *e)
 {
+	struct cgroup_limits none = {0};
+	struct job_cgroup *cg = NULL;
+	char name[128];
+
+	snprintf(name, sizeof(name), "%s_%lld", r->job_id,
+	         (long long)r->attempt);
+	if (r->state.cgroup[0] != '\0' &&
+	    cgroup_job_create(r->cgroup_parent, name, &none, &cg, NULL) == 0)
+		cgroup_job_destroy(cg); /* kills any process left in it */
 	return err_set(e, TERR_UNSUPP,
 	               "sandbox jobs end with their runner (no re-attach)");
 }

@@ -189,25 +189,35 @@ int supervisor_run_job(struct runner *r, struct launch_exit *ex,
 	*stop_reason = NULL;
 	if ((rc = loop_open(&l, e)) < 0)
 		goto out;
-	if ((*stop_reason = fence_check(&l.fence, now_mono_ms())) != NULL)
-		goto out; /* cancelled or lost before the job started */
-	if ((rc = r->ops->start(r, &l.out_fd, &l.done_fd, e)) < 0) {
-		err_wrap(e, "start");
-		goto out;
+	if (r->reattach) { /* before anything else goes into the log */
+		if ((rc = r->ops->reattach(r, &l.out_fd, &l.done_fd, e)) < 0) {
+			err_wrap(e, "the runner was restarted while the job "
+			            "ran; re-attach");
+			goto out;
+		}
+	} else {
+		if ((*stop_reason = fence_check(&l.fence, now_mono_ms())))
+			goto out; /* cancelled or lost before the job started */
+		if ((rc = r->ops->start(r, &l.out_fd, &l.done_fd, e)) < 0) {
+			err_wrap(e, "start");
+			goto out;
+		}
+		r->run_started_ms = now_mono_ms();
 	}
-	r->run_started_ms = now_mono_ms();
 	if (r->spec->timeout_ms > 0)
 		l.fence.timeout_deadline_ms =
 		    r->run_started_ms + r->spec->timeout_ms;
 	l.fence.hang_ms = r->spec->hang_timeout_ms;
-	l.fence.last_output_ms = r->run_started_ms;
+	l.fence.last_output_ms = now_mono_ms();
 	/* state.json (job pid, cgroup, launcher_ref) before the event, so a
 	 * reader who saw `started` finds them. */
 	runner_save_state(r, e);
-	json_t *ev = json_pack("{s:s, s:I}", "type", "started", "pid",
-	                       (json_int_t)r->state.job_pid);
-	runner_event(r, ev, e);
-	json_decref(ev);
+	if (!r->reattach) { /* else the earlier runner sent it */
+		json_t *ev = json_pack("{s:s, s:I}", "type", "started", "pid",
+		                       (json_int_t)r->state.job_pid);
+		runner_event(r, ev, e);
+		json_decref(ev);
+	}
 	err_clear(e);
 	if ((rc = loop_run(&l, e)) < 0) {
 		struct err ke = {0};

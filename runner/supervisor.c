@@ -208,19 +208,20 @@ static const char *fenced(struct runner *r)
 static int phase_run(struct runner *r, struct final *f, struct err *e)
 {
 	const char *stop = NULL;
-	int64_t t0 = now_mono_ms();
+	int64_t t0 = r->reattach ? r->run_started_ms : now_mono_ms();
 	int rc;
 
 	supervisor_set_phase(r, "run");
-	supervisor_phase_event(r, "run", "start", -1, NULL);
-	if ((rc = runner_build_job(r, e)) < 0 ||
-	    (rc = r->ops->prepare(r, e)) < 0) {
+	if (!r->reattach) /* else the earlier runner sent it */
+		supervisor_phase_event(r, "run", "start", -1, NULL);
+	if (!r->reattach && ((rc = runner_build_job(r, e)) < 0 ||
+	                     (rc = r->ops->prepare(r, e)) < 0)) {
 		f->reason = "launch_failed";
 		goto out;
 	}
 	rc = supervisor_run_job(r, &f->ex, &stop, e);
-	if (rc < 0)
-		f->reason = "launch_failed";
+	if (rc < 0) /* a job we cannot follow again is lost */
+		f->reason = r->reattach ? "lost" : "launch_failed";
 	else if (stop != NULL)
 		f->reason = stop;
 	else if (f->ex.exit_code == 0 && f->ex.signal == 0 && !f->ex.reason)
@@ -256,13 +257,27 @@ static int phase_outputs(struct runner *r, struct final *f, struct err *e)
 	return rc;
 }
 
+/* The run phase, then outputs unless the job could not be run. */
+static void run_and_outputs(struct runner *r, struct final *f, struct err *e)
+{
+	if (phase_run(r, f, e) < 0)
+		return;
+	if (phase_outputs(r, f, e) < 0 && strcmp(f->reason, "succeeded") == 0)
+		f->reason = "outputs_failed";
+}
+
 /* Everything between loading the spec and the final event. */
 static void run_phases(struct runner *r, struct final *f)
 {
 	struct err e = {0};
 	const char *stop;
 
-	if (resolve_user(r, &e) < 0 || make_job_dirs(r, &e) < 0) {
+	if (resolve_user(r, &e) < 0) {
+		f->reason = "launch_failed";
+	} else if (r->reattach) { /* no source/env: the job runs already */
+		supervisor_reattach_times(r, f->durations);
+		run_and_outputs(r, f, &e);
+	} else if (make_job_dirs(r, &e) < 0) {
 		f->reason = "launch_failed";
 	} else if ((stop = fenced(r)) != NULL) {
 		f->reason = stop;
@@ -273,11 +288,7 @@ static void run_phases(struct runner *r, struct final *f)
 	} else if (phase(r, 1, f, env_prepare, &e) < 0) {
 		f->reason = fenced(r) ? fenced(r) : "env_failed";
 	} else {
-		phase_run(r, f, &e);
-		if (strcmp(f->reason, "launch_failed") != 0 &&
-		    phase_outputs(r, f, &e) < 0 &&
-		    strcmp(f->reason, "succeeded") == 0)
-			f->reason = "outputs_failed";
+		run_and_outputs(r, f, &e);
 	}
 	if (e.code < 0) {
 		snprintf(f->message, sizeof(f->message), "%s", e.msg);
@@ -346,6 +357,7 @@ int supervisor_main(const char *dir)
 	snprintf(r.state.phase, sizeof(r.state.phase), "source");
 	if (lock_attempt(dir) < 0)
 		return 1;
+	supervisor_reattach_check(&r, dir); /* before state.json is rewritten */
 	rc = runner_load(&r, dir, &e);
 	if (r.dir == NULL || runner_save_state(&r, &e) < 0 ||
 	    supervisor_open_files(&r, &e) < 0) {

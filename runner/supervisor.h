@@ -49,6 +49,14 @@ void supervisor_set_phase(struct runner *r, const char *phase);
 int supervisor_open_files(struct runner *r, struct err *e);
 void supervisor_close_files(struct runner *r);
 
+/* A runner restarted mid-job (supervisor-reattach.c): when state.json
+ * says an earlier runner of this attempt started the job, keep what it
+ * recorded (launcher_ref, cgroup, job pid) and set r->reattach. */
+void supervisor_reattach_check(struct runner *r, const char *dir);
+/* Durations of the phases the earlier runner ran (from events) and
+ * r->run_started_ms as of the job's start. */
+void supervisor_reattach_times(struct runner *r, double durations[4]);
+
 /* Settings, job argv/env and teardown (supervisor-spec.c). */
 int runner_settings_load(struct runner *r, struct err *e);
 /* Fill r->argv and r->envp (clean environment, see docs/sandbox.md). */
