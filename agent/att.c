@@ -2,6 +2,7 @@
  * pidfd, and the step from running to finishing to done. */
 #include "agent/agent.h"
 #include "agent/db.h"
+#include "agent/lifecycle.h"
 
 #include "common/attempt.h"
 #include "common/fileio.h"
@@ -60,6 +61,7 @@ void att_free(struct att *t)
 		a->tp->cancel(a->t, t->out_call);
 	if (t->snap_call)
 		a->tp->cancel(a->t, t->snap_call);
+	checkpoint_att_free(t);
 	free(t->job);
 	free(t->dir);
 	free(t->gpu_ids);
@@ -101,6 +103,8 @@ void att_on_inotify(struct agent *a, int fd)
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		for (char *p = buf; p < buf + n;) {
 			struct inotify_event *ev = (struct inotify_event *)p;
+			if (ev->mask & IN_Q_OVERFLOW)
+				agent_kick(a); /* events lost: look at all */
 			for (struct att *t = a->atts; t != NULL; t = t->next)
 				if (t->wd == ev->wd) {
 					att_poke(t); /* may free t */
@@ -302,8 +306,10 @@ void att_poke(struct att *t)
 	if (!conn_usable(a))
 		return;
 	shipper_kick(t);
-	if (t->state == ATT_FINISHING)
+	if (t->state == ATT_FINISHING) {
+		checkpoint_kick(t);
 		outputs_kick(t);
+	}
 	outbox_kick(t);
 	if (t->state == ATT_FINISHING &&
 	    (t->final_acked || (t->not_current && shipper_done(t)))) {
