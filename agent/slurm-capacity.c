@@ -1,5 +1,5 @@
 /* slurm-capacity.c: partitions with their total and idle CPUs, memory and
- * GPUs, from `scontrol show partition -o` and `scontrol show node -o`. */
+ * GPUs, from `scontrol show partition -o` and `scontrol show node -o -d`. */
 #include "agent/slurm-capacity.h"
 #include "common/buf.h"
 #include "common/cmdrun.h"
@@ -129,7 +129,8 @@ static void add(json_t *o, const char *key, int64_t v)
 /* Add one node's record to the partition objects it belongs to. */
 static void node_account(json_t *parts, const char *line)
 {
-	char state[128] = "", plist[1024] = "", gres[512] = "", tres[512] = "";
+	char state[128] = "", plist[1024] = "", gres[512] = "", tres[512] = "",
+	     used[512] = "";
 	int64_t cpus = kv_int(line, "CPUTot"), mem = kv_int(line, "RealMemory");
 	int64_t gpus, busy_gpus;
 	bool ok;
@@ -141,7 +142,10 @@ static void node_account(json_t *parts, const char *line)
 	kv(line, "Gres", gres, sizeof(gres));
 	kv(line, "AllocTRES", tres, sizeof(tres));
 	gpus = gres_gpus(gres);
-	busy_gpus = alloc_gpus(tres);
+	/* GresUsed= (scontrol -d) works without accounting; AllocTRES has
+	 * gres/gpu only where AccountingStorageTRES tracks it. */
+	busy_gpus = kv(line, "GresUsed", used, sizeof(used)) ? gres_gpus(used)
+	                                                     : alloc_gpus(tres);
 	ok = node_usable(state);
 	json_array_foreach(parts, i, p)
 	{
@@ -214,10 +218,10 @@ int slurm_capacity_parse(const char *partitions_text, const char *nodes_text,
 	return 0;
 }
 
-/* Run `scontrol show <what> -o` into out. */
+/* Run `scontrol show <what> -o -d` into out. */
 static int scontrol_show(const char *what, struct buf *out, struct err *e)
 {
-	const char *argv[] = {"scontrol", "show", what, "-o", NULL};
+	const char *argv[] = {"scontrol", "show", what, "-o", "-d", NULL};
 	struct buf errb;
 	int st = 0, r;
 

@@ -18,8 +18,8 @@ struct err;
  * it from a worker or at heartbeat pace, not in a tight loop. */
 int slurm_capacity(json_t **partitions, struct err *e);
 
-/* Same, from the text of `scontrol show partition -o` and `scontrol show
- * node -o` (for tests). */
+/* Same, from the text of `scontrol show partition -o -d` and `scontrol show
+ * node -o -d` (for tests). */
 int slurm_capacity_parse(const char *partitions_text, const char *nodes_text,
                          json_t **partitions, struct err *e);
 

@@ -29,13 +29,13 @@ def test_capacity_reports_partitions_and_idle_resources(slurm_cluster):
     assert debug["default"] is True and debug["state"] == "UP"
     assert (debug["nodes"], debug["cpus"]) == (1, c.cpus)
     assert debug["memory"] == c.real_memory << 20
-    assert debug["gpus"] == 0
+    assert debug["gpus"] == debug["idle_gpus"] == len(slurm.GPU_FILES)
 
     # A running job takes its CPUs and memory out of the idle figures.
     d = slurm.make_attempt(slurm.tmpdir("tether-slurm-state-"), "CAP1", {
         "command": ["/bin/sh", "-c",
                     "while [ ! -e release ]; do sleep 0.05; done"],
-        "resources": {"cpus": 2, "memory": "100M"}})
+        "resources": {"cpus": 2, "memory": "100M", "gpus": 1}})
     runner = slurm.start_runner(c, d)
     job_id = slurm.slurm_job_id(d)
     wait_until(lambda: c.job(job_id).get("JobState") == "RUNNING", 30,
@@ -43,5 +43,6 @@ def test_capacity_reports_partitions_and_idle_resources(slurm_cluster):
     busy = _capacity(c)["debug"]
     assert busy["idle_cpus"] <= debug["idle_cpus"] - 2
     assert busy["idle_memory"] <= debug["idle_memory"] - (100 << 20)
+    assert busy["idle_gpus"] == debug["idle_gpus"] - 1
     open(os.path.join(d, "work", "release"), "w").close()
     assert slurm.wait_result(d, 60, runner)["reason"] == "succeeded"

@@ -191,9 +191,33 @@ def test_peak_memory_from_sstat(slurm_cluster):
         "resources": {"memory": "256M"}}, slurm={"sstat": True})
     runner = slurm.start_runner(slurm_cluster, d)
     state = os.path.join(d, "slurm.json")
-    wait_until(lambda: slurm.read_json(state).get("peak_rss", -1) >= 60 << 20,
-               30, what="the runner to see 60 MiB in sstat")
+    try:
+        wait_until(lambda: slurm.read_json(state)["peak_rss"] >= 60 << 20,
+                   30, what="the runner to see 60 MiB in sstat")
+    except TimeoutError as exc:
+        raise AssertionError("%s\nlog: %r\nrunner: %s" % (
+            exc, slurm.read_bytes(os.path.join(d, "log")),
+            runner.output())) from None
     open(os.path.join(d, "work", "release"), "w").close()
     res = slurm.wait_result(d, 60, runner)
     assert res["reason"] == "succeeded", res
     assert 60 << 20 <= res["peak_memory_bytes"] < 256 << 20, res
+
+
+def test_gpus_become_gres(slurm_cluster):
+    """resources.gpus: N -> --gres=gpu:N; Slurm allocates N of the test
+    cluster's stand-in GPUs and the job sees CUDA_VISIBLE_DEVICES."""
+    d = _attempt(slurm_cluster, {
+        "command": ["/bin/sh", "-c",
+                    'echo "gpus=$CUDA_VISIBLE_DEVICES"; '
+                    "while [ ! -e release ]; do sleep 0.05; done"],
+        "resources": {"gpus": 2}})
+    runner = slurm.start_runner(slurm_cluster, d)
+    job_id = slurm.slurm_job_id(d)
+    wait_until(lambda: slurm_cluster.job(job_id).get("JobState") == "RUNNING",
+               30, what="GPU job running")
+    assert slurm_cluster.job(job_id)["TresPerNode"] == "gres:gpu:2"
+    open(os.path.join(d, "work", "release"), "w").close()
+    res = slurm.wait_result(d, 60, runner)
+    assert res["reason"] == "succeeded", res
+    assert slurm.job_output(d, job_id) == b"gpus=0,1\n"

@@ -24,7 +24,9 @@ static const char *const NODES =
     "AllocMem=0 State=DOWN+NOT_RESPONDING Partitions=cpu AllocTRES=\n"
     "NodeName=g1 CPUAlloc=2 CPUTot=16 Gres=gpu:a100:4(S:0-1) "
     "RealMemory=2000 AllocMem=0 State=MIXED Partitions=gpu,cpux "
-    "AllocTRES=cpu=2,gres/gpu=1\n";
+    "AllocTRES=cpu=2,gres/gpu=1\n"
+    "NodeName=g2 CPUAlloc=0 CPUTot=4 Gres=gpu:2 GresUsed=gpu:2(IDX:0-1) "
+    "RealMemory=100 AllocMem=0 State=MIXED Partitions=gpu AllocTRES=\n";
 
 static json_int_t num(json_t *p, const char *key)
 {
@@ -51,9 +53,10 @@ static void test_parse(void **state)
 	assert_int_equal(num(cpu, "idle_memory"), 600LL << 20);
 	assert_int_equal(num(cpu, "gpus"), 0);
 	assert_false(json_is_true(json_object_get(gpu, "default")));
-	assert_int_equal(num(gpu, "cpus"), 16);
-	assert_int_equal(num(gpu, "idle_cpus"), 14);
-	assert_int_equal(num(gpu, "gpus"), 4);
+	assert_int_equal(num(gpu, "cpus"), 20);
+	assert_int_equal(num(gpu, "idle_cpus"), 18);
+	/* g1: 4 - 1 from AllocTRES; g2: 2 - 2 from GresUsed (scontrol -d) */
+	assert_int_equal(num(gpu, "gpus"), 6);
 	assert_int_equal(num(gpu, "idle_gpus"), 3);
 	json_decref(parts);
 }

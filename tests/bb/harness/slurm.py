@@ -23,6 +23,9 @@ from harness.common import Proc, free_port, run, tmpdir, wait_until
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol",
             "scancel", "sinfo")
 MEMCG = "/sys/fs/cgroup/memory"
+# Character devices that stand in for GPUs in gres.conf (Slurm only needs a
+# device node per GPU; ConstrainDevices=no, so the job's access is unchanged).
+GPU_FILES = ("/dev/null", "/dev/zero")
 
 
 def missing_binaries():
@@ -143,13 +146,20 @@ class SlurmCluster:
             "FirstJobId=%d" % self.first_job_id,
             "DefMemPerNode=256", "MaxJobCount=20000",
             "SlurmctldDebug=info", "SlurmdDebug=info",
-            "NodeName=%s NodeAddr=127.0.0.1 CPUs=%d RealMemory=%d State=UNKNOWN"
-            % (self.node, self.cpus, self.real_memory),
+            # Two stand-in GPUs (gres.conf) so that --gres=gpu:N is
+            # scheduled and counted; nothing is bound or isolated.
+            "GresTypes=gpu",
+            "NodeName=%s NodeAddr=127.0.0.1 CPUs=%d RealMemory=%d Gres=gpu:%d "
+            "State=UNKNOWN" % (self.node, self.cpus, self.real_memory,
+                               len(GPU_FILES)),
             "PartitionName=debug Nodes=%s Default=YES MaxTime=INFINITE "
             "State=UP OverSubscribe=NO" % self.node,
         ]
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
+        with open(self.path("gres.conf"), "w") as f:
+            for dev in GPU_FILES:
+                f.write("NodeName=%s Name=gpu File=%s\n" % (self.node, dev))
         with open(self.path("cgroup.conf"), "w") as f:
             f.write("CgroupPlugin=cgroup/v1\nCgroupAutomount=no\n"
                     "ConstrainRAMSpace=yes\nConstrainSwapSpace=no\n"
@@ -233,6 +243,14 @@ class SlurmCluster:
             argv.append("reason=" + reason)
         # "resume" of a node that is already back is refused: not an error.
         self.cmd(*argv, check=state.lower() != "resume")
+
+    def cancel_all(self):
+        """scancel every job this cluster still has queued or running."""
+        ids = sorted(self.queue())
+        if ids:
+            self.cmd("scancel", *ids, check=False)
+            wait_until(lambda: not self.queue(), 30, interval=0.1,
+                       what="the queue to empty")
 
     def healthy(self):
         return all(p.alive() for p in self.procs) and \
