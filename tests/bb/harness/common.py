@@ -12,6 +12,10 @@ SOURCE_DIR = os.environ.get(
     "TETHER_SOURCE_DIR",
     os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
 BUILD_DIR = os.environ.get("TETHER_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
+# Sanitizer builds: third-party leaks only (tests/lsan.supp); every process
+# the harness starts inherits this.
+os.environ.setdefault("LSAN_OPTIONS", "suppressions=" + os.path.join(
+    SOURCE_DIR, "tests", "lsan.supp"))
 
 
 def binary(name):
