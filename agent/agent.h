@@ -54,6 +54,8 @@ struct att {
 	bool outputs_done;
 	struct tp_call *out_call;
 	char *out_path;
+	/* checkpoint upload (checkpoint.c) */
+	struct ckpt *ckpt;
 
 	struct att *next;
 };
@@ -85,6 +87,7 @@ struct agent {
 
 	/* lifecycle */
 	bool draining, quit;
+	struct preempt *preempt; /* preemption notices (preempt.c) */
 	int sigints;
 	struct loop_timer *sched_timer, *hk_timer;
 };

@@ -2,6 +2,7 @@
 #include "agent/agent.h"
 #include "agent/creds.h"
 #include "agent/db.h"
+#include "agent/lifecycle.h"
 #include "agent/metrics.h"
 
 #include "common/err.h"
@@ -285,6 +286,8 @@ static int agent_setup(struct agent *a, struct err *e)
 	a->sched_timer = loop_timer_new(a->loop, agent_tick, a);
 	a->hk_timer = loop_timer_new(a->loop, housekeeping_run, a);
 	loop_timer_set(a->hk_timer, 0);
+	if ((r = preempt_init(a, e)) < 0)
+		goto out;
 	conn_init(a);
 	if ((r = metrics_agent_open(a, e)) < 0)
 		goto out;
@@ -310,6 +313,7 @@ void agent_free(struct agent *a)
 			a->tp->cancel(a->t, a->reg_call);
 		a->tp->close(a->t);
 	}
+	preempt_free(a);
 	loop_free(a->loop);
 	db_close(a->db);
 	if (a->ino_fd >= 0)

@@ -126,6 +126,19 @@ const struct conf_key agent_conf_table[] = {
     {"metrics_listen", CONF_STR, NULL, OFF(metrics_listen), 0, 0,
      "Serve Prometheus metrics at http://HOST:PORT/metrics, e.g. "
      "127.0.0.1:9464 (loopback only; unset: off)."},
+    {"preempt_events_url", CONF_STR, NULL, OFF(preempt_events_url), 0, 0,
+     "Scheduled-events endpoint polled for an eviction notice (Azure: "
+     "http://169.254.169.254/metadata/scheduledevents?api-version="
+     "2020-07-01; a `Preempt` event is a notice; unset: off). See "
+     "docs/checkpointing.md."},
+    {"preempt_file", CONF_STR, NULL, OFF(preempt_file), 0, 0,
+     "A file whose appearance is an eviction notice (unset: off)."},
+    {"preempt_poll", CONF_DURATION, "1s", OFF(preempt_poll_ms), 0, 0,
+     "How often preempt_events_url and preempt_file are checked."},
+    {"preempt_window", CONF_DURATION, "30s", OFF(preempt_window_ms), 0, 0,
+     "Time before the eviction assumed for a notice without a time "
+     "(preempt_file, SIGPWR); jobs get two thirds of the window to "
+     "checkpoint."},
     {NULL, 0, NULL, 0, 0, 0, NULL},
 };
 

@@ -37,6 +37,9 @@ struct agent_conf {
 	int64_t attempt_disk_budget;
 	/* operations (agent/metrics.h) */
 	char *metrics_listen;
+	/* preemption notices (agent/preempt.c) */
+	char *preempt_events_url, *preempt_file;
+	int64_t preempt_poll_ms, preempt_window_ms;
 };
 
 extern const struct conf_key agent_conf_table[];

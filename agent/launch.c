@@ -3,6 +3,7 @@
  * runner's parent is init and it outlives the agent. */
 #include "agent/agent.h"
 #include "agent/db.h"
+#include "agent/lifecycle.h"
 #include "agent/metrics.h"
 
 #include "common/attempt.h"
@@ -328,6 +329,8 @@ void launch_start(struct agent *a, struct att *t)
 		att_final_event(t, "launch_failed", e.msg, &e);
 		return;
 	}
+	if (checkpoint_fetch(a, t))
+		return; /* launch_start again once the checkpoint is here */
 	snap = attempt_path(t->dir, ATTEMPT_SNAPSHOT);
 	need = !t->local && t->snapshot != NULL && access(snap, F_OK) < 0;
 	free(snap);

@@ -4,6 +4,7 @@
  * cancels, lost attempts and drain. */
 #include "agent/agent.h"
 #include "agent/db.h"
+#include "agent/lifecycle.h"
 #include "agent/metrics.h"
 
 #include "common/json.h"
@@ -93,6 +94,8 @@ static json_t *lease_body(struct agent *a)
 	              "memory", (json_int_t)(mem < 0 ? 0 : mem), "gpus",
 	              (json_int_t)(gpus < 0 ? 0 : gpus));
 	lease_add_capacity(a, body);
+	if (preempt_active(a))
+		json_object_set_new(body, "preempting", json_true());
 	return body;
 }
 

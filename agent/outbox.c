@@ -6,6 +6,7 @@
  * terminal job at the workspace always has its complete log. */
 #include "agent/agent.h"
 #include "agent/db.h"
+#include "agent/lifecycle.h"
 #include "agent/metrics.h"
 
 #include "common/attempt.h"
@@ -141,7 +142,8 @@ int outbox_tail(struct att *t, struct err *e)
 
 static bool outbox_final_ready(struct att *t)
 {
-	return t->state == ATT_FINISHING && t->outputs_done && shipper_done(t);
+	return t->state == ATT_FINISHING && t->outputs_done &&
+	       shipper_done(t) && checkpoint_done(t);
 }
 
 static void outbox_ack(struct att *t, int64_t acked, bool all)

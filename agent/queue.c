@@ -4,6 +4,7 @@
  * behind it, so priority order holds. */
 #include "agent/agent.h"
 #include "agent/db.h"
+#include "agent/lifecycle.h"
 
 #include "common/jobspec.h"
 #include "common/log.h"
@@ -181,6 +182,8 @@ int queue_add_leased(struct agent *a, json_t *job, int64_t now_mono,
 	if (why != NULL) {
 		log_warn("job=%s refused: %s", id, why);
 		r = att_final_event(t, "launch_failed", why, e);
+	} else {
+		checkpoint_note_lease(t, job);
 	}
 out:
 	free(why);

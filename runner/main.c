@@ -1,6 +1,8 @@
 /* tether-runner: the per-attempt job supervisor (started by tether-agent).
  *
  *   tether-runner run <attempt-dir>   run one attempt (docs/state-dir.md)
+ *   tether-runner pack-checkpoint <attempt-dir>   pack checkpoints/ for
+ *                                      upload (docs/checkpointing.md)
  */
 #include "common/log.h"
 #include "common/util.h"
@@ -19,10 +21,11 @@ __attribute__((weak)) int env_cache_main(int argc, char **argv);
 static void usage(FILE *f)
 {
 	fprintf(
-	    f,
-	    "usage: tether-runner [--help] [--version] run <attempt-dir>\n"
-	    "the per-attempt job supervisor (started by tether-agent)\n"
-	    "  run DIR   run the attempt in DIR (spec.json) to result.json\n");
+	    f, "usage: tether-runner [--help] [--version] run <attempt-dir>\n"
+	       "the per-attempt job supervisor (started by tether-agent)\n"
+	       "  run DIR   run the attempt in DIR (spec.json) to result.json\n"
+	       "  pack-checkpoint DIR   pack DIR/checkpoints into "
+	       "checkpoint-out.tar.gz\n");
 }
 
 static int cmd_run(int argc, char **argv)
@@ -30,12 +33,16 @@ static int cmd_run(int argc, char **argv)
 	char dir[PATH_MAX];
 
 	if (argc != 2)
-		cli_usage_error("tether-runner", "run needs one attempt "
-		                                 "directory");
+		cli_usage_error("tether-runner",
+		                "%s needs one attempt "
+		                "directory",
+		                argv[0]);
 	if (realpath(argv[1], dir) == NULL) {
 		log_error_errno("attempt directory %s", argv[1]);
 		return 1;
 	}
+	if (strcmp(argv[0], "pack-checkpoint") == 0)
+		return supervisor_pack_main(dir);
 	return supervisor_main(dir);
 }
 
@@ -61,7 +68,8 @@ int main(int argc, char **argv)
 			                cli_bad_option(argc, argv));
 		}
 	}
-	if (optind < argc && strcmp(argv[optind], "run") == 0)
+	if (optind < argc && (strcmp(argv[optind], "run") == 0 ||
+	                      strcmp(argv[optind], "pack-checkpoint") == 0))
 		return cmd_run(argc - optind, argv + optind);
 	if (optind < argc && strcmp(argv[optind], "envs") == 0 &&
 	    env_cache_main != NULL)

@@ -68,6 +68,9 @@ struct runner {
 	struct logpipe *aux_log; /* runner_logf / runner_log_bytes -> log */
 	int64_t run_started_ms;  /* CLOCK_MONOTONIC at job start */
 	bool reattach;           /* an earlier runner started the job */
+	bool resumed;            /* checkpoint.tar.gz restored */
+	bool has_progress;       /* a TETHER_PROGRESS line was seen */
+	double progress;         /* its last value */
 };
 
 /* Write a "[prefix] message\n" line into the job's log (unmasked text is

@@ -22,6 +22,7 @@ struct loop {
 	struct fence fence;
 	int out_fd, done_fd, sig_fd, ino_fd;
 	bool out_eof, done;
+	struct progress progress;
 	const char *stop_reason; /* set once the stop sequence began */
 	int64_t kill_at_ms;      /* -1 until stopping */
 	bool killed;
@@ -70,6 +71,24 @@ static int checkpoint_signal(const char *name)
 	return SIGTERM;
 }
 
+/* Say in the job's log why it is taken for hung. */
+static void loop_log_hang(struct loop *l, int64_t now)
+{
+	struct runner *r = l->r;
+	double idle = (double)(now - l->fence.last_output_ms) / 1000.0;
+
+	if (r->has_progress)
+		runner_logf(r, "tether",
+		            "hung: no new TETHER_PROGRESS value for %.1fs "
+		            "(hang_timeout %.1fs; last step=%g)",
+		            idle, (double)r->spec->hang_timeout_ms / 1000.0,
+		            r->progress);
+	else
+		runner_logf(r, "tether",
+		            "hung: no output for %.1fs (hang_timeout %.1fs)",
+		            idle, (double)r->spec->hang_timeout_ms / 1000.0);
+}
+
 /* A fence reason arrived: signal the job, arm the SIGKILL deadline.  The
  * spec's checkpoint signal and grace apply to every stop but a timeout
  * without checkpoint.on_timeout (docs/jobspec.md). */
@@ -87,8 +106,14 @@ static void loop_begin_stop(struct loop *l, const char *reason, int64_t now)
 		grace = l->fence.cancel_grace_ms;
 	if (ckpt && r->spec->checkpoint.grace_ms > 0)
 		grace = r->spec->checkpoint.grace_ms;
+	/* a preemption notice's window caps the job's own grace */
+	if (strcmp(reason, "preempted") == 0 && l->fence.cancel_grace_ms >= 0 &&
+	    l->fence.cancel_grace_ms < grace)
+		grace = l->fence.cancel_grace_ms;
 	l->stop_reason = reason;
 	l->kill_at_ms = now + grace;
+	if (strcmp(reason, "hung") == 0)
+		loop_log_hang(l, now);
 	runner_logf(r, "tether", "stopping job (%s): %s, SIGKILL in %.1fs",
 	            reason, strsignal(sig), (double)grace / 1000.0);
 	if (r->ops->signal(r, sig, &e) < 0)
@@ -101,6 +126,7 @@ static void loop_tick(struct loop *l)
 	struct err e = {0};
 	const char *why;
 
+	progress_report(&l->progress, l->r, now, false);
 	if (l->stop_reason == NULL && (why = fence_check(&l->fence, now)))
 		loop_begin_stop(l, why, now);
 	if (l->stop_reason != NULL && !l->killed && now >= l->kill_at_ms) {
@@ -114,6 +140,10 @@ static int loop_timeout(const struct loop *l)
 {
 	int64_t now = now_mono_ms();
 	int w = fence_wait_ms(&l->fence, now);
+	int pw = progress_wait_ms(&l->progress, now);
+
+	if (pw < w)
+		w = pw;
 
 	if (l->stop_reason != NULL && !l->killed) {
 		int64_t k = l->kill_at_ms - now;
@@ -138,10 +168,33 @@ static void loop_signal(struct loop *l)
 	}
 }
 
+/* One read of the job's output into the log; the hang clock restarts on
+ * output, or only on a new progress value once the job printed one. */
+static int loop_pump(struct loop *l, struct err *e)
+{
+	struct logpipe *lp = l->r->job_log;
+	bool advanced;
+	ssize_t n;
+
+	n = read(l->out_fd, lp->buf, sizeof(lp->buf));
+	if (n < 0) {
+		if (errno == EINTR || errno == EAGAIN)
+			return 0;
+		return err_sys(e, TERR_IO, "read job output");
+	}
+	if (n == 0) {
+		l->out_eof = true;
+		return logpipe_finish(lp, e);
+	}
+	advanced = progress_feed(&l->progress, l->r, lp->buf, (size_t)n);
+	if (!l->r->has_progress || advanced)
+		l->fence.last_output_ms = now_mono_ms();
+	return logpipe_write(lp, lp->buf, (size_t)n, e);
+}
+
 static int loop_run(struct loop *l, struct err *e)
 {
 	struct pollfd p[4];
-	bool eof;
 	int rc;
 
 	while (!(l->out_eof && l->done)) {
@@ -165,11 +218,8 @@ static int loop_run(struct loop *l, struct err *e)
 			fence_reload(&l->fence, l->r->dir);
 		}
 		if (io >= 0 && p[io].revents) {
-			if ((rc = logpipe_pump(l->r->job_log, l->out_fd, &eof,
-			                       e)) < 0)
+			if ((rc = loop_pump(l, e)) < 0)
 				return rc;
-			l->out_eof = eof;
-			l->fence.last_output_ms = now_mono_ms();
 		}
 		if (id >= 0 && p[id].revents)
 			l->done = true;
@@ -224,6 +274,7 @@ int supervisor_run_job(struct runner *r, struct launch_exit *ex,
 		r->ops->kill(r, &ke); /* never leave a job unsupervised */
 		goto out;
 	}
+	progress_report(&l.progress, r, now_mono_ms(), true);
 	rc = r->ops->collect(r, ex, e);
 	*stop_reason = l.stop_reason;
 out:

@@ -177,6 +177,8 @@ int runner_build_job(struct runner *r, struct err *e)
 	env_set(&b, "TETHER_WORK", "/tether/work");
 	env_set(&b, "TETHER_OUTPUTS", "/tether/outputs");
 	env_set(&b, "TETHER_CHECKPOINTS", "/tether/checkpoints");
+	if (r->resumed)
+		env_set(&b, "TETHER_RESUME", "1");
 	gpu_vars(r, &b);
 	for (i = 0; r->env.vars != NULL && r->env.vars[i] != NULL; i++)
 		env_put(&b, r->env.vars[i]);

@@ -33,6 +33,8 @@ struct final {
 	double durations[4]; /* source, env, run, outputs; -1 not run */
 	char message[ERR_MSG_MAX];
 	json_t *outputs, *refused;
+	bool has_progress;
+	double progress;
 };
 
 static const char *const phase_names[] = {"source", "env", "run", "outputs"};
@@ -146,7 +148,9 @@ static json_t *final_event(const struct final *f)
 	json_object_set_new(ev, "message",
 	                    f->message[0] ? json_string(f->message)
 	                                  : json_null());
-	json_object_set_new(ev, "progress", json_null());
+	json_object_set_new(ev, "progress",
+	                    f->has_progress ? json_real(f->progress)
+	                                    : json_null());
 	return ev;
 }
 
@@ -277,7 +281,7 @@ static void run_phases(struct runner *r, struct final *f)
 	} else if (r->reattach) { /* no source/env: the job runs already */
 		supervisor_reattach_times(r, f->durations);
 		run_and_outputs(r, f, &e);
-	} else if (make_job_dirs(r, &e) < 0) {
+	} else if (make_job_dirs(r, &e) < 0 || supervisor_resume(r, &e) < 0) {
 		f->reason = "launch_failed";
 	} else if ((stop = fenced(r)) != NULL) {
 		f->reason = stop;
@@ -290,6 +294,8 @@ static void run_phases(struct runner *r, struct final *f)
 	} else {
 		run_and_outputs(r, f, &e);
 	}
+	f->has_progress = r->has_progress;
+	f->progress = r->progress;
 	if (e.code < 0) {
 		snprintf(f->message, sizeof(f->message), "%s", e.msg);
 		runner_logf(r, "tether", "%s: %s", f->reason ? f->reason : "",

@@ -36,6 +36,27 @@ const char *fence_check(const struct fence *f, int64_t now_ms);
 /* Milliseconds to wait before the next check (0 .. FENCE_CHECK_MS). */
 int fence_wait_ms(const struct fence *f, int64_t now_ms);
 
+/* TETHER_PROGRESS lines of the job's output (supervisor-progress.c). */
+struct progress {
+	char line[128]; /* the current line, when short enough */
+	size_t len;
+	bool skip;             /* the current line is too long */
+	bool pending;          /* a value not yet reported in an event */
+	int64_t last_event_ms; /* CLOCK_MONOTONIC of the last event */
+};
+
+#define PROGRESS_EVENT_MS 1000 /* at most one progress event a second */
+
+/* Scan job output; true when a progress line brought a new value (kept in
+ * r->progress). */
+bool progress_feed(struct progress *p, struct runner *r, const char *data,
+                   size_t n);
+/* Append a `progress` event for a new value (rate-limited unless force). */
+void progress_report(struct progress *p, struct runner *r, int64_t now_ms,
+                     bool force);
+/* Milliseconds until a pending value may be reported. */
+int progress_wait_ms(const struct progress *p, int64_t now_ms);
+
 /* The run phase: start through r->ops, pump the log, stop on a fence
  * reason (signal, grace, kill), collect.  *stop_reason is the fence
  * reason that ended the job, or NULL. */
@@ -48,6 +69,11 @@ int supervisor_phase_event(struct runner *r, const char *phase,
 void supervisor_set_phase(struct runner *r, const char *phase);
 int supervisor_open_files(struct runner *r, struct err *e);
 void supervisor_close_files(struct runner *r);
+
+/* Restore checkpoint.tar.gz into the checkpoints dir and mark the attempt
+ * resumed (supervisor-resume.c).  A bad archive is logged and skipped (the
+ * job starts from scratch); only an I/O failure of the dir returns < 0. */
+int supervisor_resume(struct runner *r, struct err *e);
 
 /* A runner restarted mid-job (supervisor-reattach.c): when state.json
  * says an earlier runner of this attempt started the job, keep what it
@@ -62,6 +88,9 @@ int runner_settings_load(struct runner *r, struct err *e);
 /* Fill r->argv and r->envp (clean environment, see docs/sandbox.md). */
 int runner_build_job(struct runner *r, struct err *e);
 void runner_free(struct runner *r);
+
+/* `tether-runner pack-checkpoint DIR` (supervisor-pack.c). */
+int supervisor_pack_main(const char *dir);
 
 /* `tether-runner run DIR`: the whole attempt; returns the exit status. */
 int supervisor_main(const char *dir);

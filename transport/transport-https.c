@@ -263,6 +263,28 @@ static int https_output_put(struct transport *t, const char *job,
 	return r;
 }
 
+static int https_checkpoint_put(struct transport *t, const char *job,
+                                int64_t attempt, int fd, int64_t size,
+                                const char *sha256, tp_done_fn done, void *arg,
+                                struct tp_call **out, struct err *e)
+{
+	char *url = xasprintf("/api/v1/attempts/%s/%lld/checkpoint", job,
+	                      (long long)attempt);
+	char *hdr = xasprintf("Tether-Sha256: %s", sha256);
+	struct tp_args a = {.method = "PUT",
+	                    .path = url,
+	                    .content_type = TP_OCTET,
+	                    .extra_header = hdr,
+	                    .upload_fd = fd,
+	                    .download_fd = -1,
+	                    .up_len = size};
+	int r = tp_call(t, &a, done, arg, out, e);
+
+	free(url);
+	free(hdr);
+	return r;
+}
+
 static int https_snapshot_get(struct transport *t, const char *id, int fd,
                               tp_done_fn done, void *arg, struct tp_call **out,
                               struct err *e)
@@ -396,6 +418,7 @@ const struct transport_ops transport_https = {
     .log_append = https_log_append,
     .events = https_events,
     .output_put = https_output_put,
+    .checkpoint_put = https_checkpoint_put,
     .snapshot_get = https_snapshot_get,
     .rotate = https_rotate,
     .handback = https_handback,

@@ -78,6 +78,13 @@ struct transport_ops {
 	                  const char *path, int fd, int64_t size,
 	                  const char *sha256, tp_done_fn done, void *arg,
 	                  struct tp_call **out, struct err *e);
+	/* PUT /attempts/J/A/checkpoint from fd (size bytes, sha256); NULL in
+	 * a transport that does not set it: use transport_https's (the ssh
+	 * transport shares its HTTP client). */
+	int (*checkpoint_put)(struct transport *t, const char *job,
+	                      int64_t attempt, int fd, int64_t size,
+	                      const char *sha256, tp_done_fn done, void *arg,
+	                      struct tp_call **out, struct err *e);
 	/* GET /snapshots/ID into fd. */
 	int (*snapshot_get)(struct transport *t, const char *id, int fd,
 	                    tp_done_fn done, void *arg, struct tp_call **out,

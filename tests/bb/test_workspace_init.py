@@ -118,7 +118,7 @@ def test_upgrade_from_schema_1_keeps_data():
     assert ws.job(jid)["name"] == "from-v1"
     ws.stop()
     db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"attempts_live", "jobs_ended"} <= names
 

@@ -89,9 +89,13 @@ static void set_final(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 	sqlite3_step(st);
 	sqlite3_finalize(st);
 	free(d);
-	sched_end_attempt(ws, job, att,
-	                  json_string_value(json_object_get(ev, "reason")),
-	                  true);
+	checkpoint_note_progress(ws, job, att, ev);
+	/* a preempted attempt is requeued without counting against retries
+	 * (docs/checkpointing.md) */
+	sched_end_attempt(
+	    ws, job, att, json_string_value(json_object_get(ev, "reason")),
+	    strcmp(json_string_value(json_object_get(ev, "reason")),
+	           "preempted") != 0);
 }
 
 static void apply_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
@@ -114,6 +118,8 @@ static void apply_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 		sqlite3_step(st);
 		sqlite3_finalize(st);
 	}
+	if (strcmp(type, "progress") == 0)
+		checkpoint_note_progress(ws, job, att, ev);
 	if (strcmp(type, "started") == 0) {
 		st = db_prep(ws, "UPDATE attempts SET state = 'running' WHERE "
 		                 "job = ? AND attempt = ? AND state = "

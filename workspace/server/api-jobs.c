@@ -218,8 +218,15 @@ static json_t *job_attempts(struct ws *ws, int64_t id)
 	json_t *list = json_array();
 
 	sqlite3_bind_int64(st, 1, id);
-	while (sqlite3_step(st) == SQLITE_ROW)
-		json_array_append_new(list, attempt_json(st));
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		json_t *a = attempt_json(st);
+		int64_t n = sqlite3_column_int64(st, 0);
+		json_object_set_new(a, "progress",
+		                    checkpoint_progress(ws, id, n));
+		json_object_set_new(a, "checkpoint",
+		                    checkpoint_of_attempt(ws, id, n));
+		json_array_append_new(list, a);
+	}
 	sqlite3_finalize(st);
 	return list;
 }
@@ -252,6 +259,8 @@ static int jobs_get(struct req *r)
 		    sqlite3_column_int(st, 10), "queue_reason",
 		    qr ? json_string(qr) : json_null(), "attempts",
 		    job_attempts(ws, id));
+		json_object_set_new(job, "checkpoint",
+		                    checkpoint_of_job(ws, id));
 		free(qr);
 	}
 	sqlite3_finalize(st);

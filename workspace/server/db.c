@@ -63,6 +63,14 @@ static const char *const migrations[] = {
     /* 1 -> 2: indexes for the lease sweeper and retention */
     "CREATE INDEX attempts_live ON attempts(state, lease_deadline);"
     "CREATE INDEX jobs_ended ON jobs(ended_at);",
+    /* 2 -> 3: checkpoints and progress (docs/checkpointing.md) */
+    "CREATE TABLE IF NOT EXISTS checkpoints(job INTEGER NOT NULL,"
+    " attempt INTEGER NOT NULL, sha256 TEXT NOT NULL,"
+    " size INTEGER NOT NULL, created_at REAL NOT NULL,"
+    " PRIMARY KEY(job, attempt));"
+    "CREATE TABLE IF NOT EXISTS progress(job INTEGER NOT NULL,"
+    " attempt INTEGER NOT NULL, value REAL NOT NULL,"
+    " updated_at REAL NOT NULL, PRIMARY KEY(job, attempt));",
 };
 _Static_assert(sizeof(migrations) / sizeof(*migrations) == WS_SCHEMA_VERSION,
                "one migration per schema version");

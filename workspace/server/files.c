@@ -71,12 +71,17 @@ static int snapshots_get(struct req *r)
 		                   "no snapshot '%.80s'", id);
 	db_lock(ws);
 	if (r->is_admin) {
-		st = db_prep(ws, "SELECT 1 FROM snapshots WHERE id = ?");
+		st = db_prep(ws, "SELECT 1 FROM snapshots WHERE id = ?1 UNION "
+		                 "SELECT 1 FROM checkpoints WHERE sha256 = ?1");
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	} else {
+		/* a snapshot, or a checkpoint of the job (the resume
+		 * pointer), of a job given to this agent */
 		st = db_prep(ws, "SELECT 1 FROM jobs j JOIN attempts a ON "
-		                 "a.job = j.id WHERE j.snapshot = ? AND "
-		                 "a.agent_id = ? LIMIT 1");
+		                 "a.job = j.id WHERE (j.snapshot = ?1 OR "
+		                 "EXISTS (SELECT 1 FROM checkpoints c WHERE "
+		                 "c.job = j.id AND c.sha256 = ?1)) AND "
+		                 "a.agent_id = ?2 LIMIT 1");
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, r->agent_id, -1, SQLITE_STATIC);
 	}

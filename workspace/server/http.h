@@ -115,6 +115,7 @@ void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                        enum MHD_RequestTerminationCode t);
 
 extern const struct route routes_jobs[], routes_logs[], routes_agent[],
-    routes_lease[], routes_attempt[], routes_admin[], routes_files[];
+    routes_lease[], routes_attempt[], routes_admin[], routes_files[],
+    routes_checkpoint[];
 
 #endif

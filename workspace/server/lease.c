@@ -17,9 +17,9 @@ struct lease_out {
 
 static int check_lease(json_t *b, struct err *e)
 {
-	static const char *const keys[] = {"wait",    "queue_room", "draining",
-	                                   "running", "free",       "capacity",
-	                                   NULL};
+	static const char *const keys[] = {
+	    "wait", "queue_room", "draining",   "running",
+	    "free", "capacity",   "preempting", NULL};
 	static const char *const rkeys[] = {"job", "attempt", "state", NULL};
 	double d;
 	int64_t i64;
@@ -33,7 +33,8 @@ static int check_lease(json_t *b, struct err *e)
 	    (r = json_get_num(b, "", "wait", false, 0, 3600, &d, e)) < 0 ||
 	    (r = json_get_int(b, "", "queue_room", false, 0, 10000, &i64, e)) <
 	        0 ||
-	    (r = json_get_bool(b, "", "draining", false, &bo, e)) < 0)
+	    (r = json_get_bool(b, "", "draining", false, &bo, e)) < 0 ||
+	    (r = json_get_bool(b, "", "preempting", false, &bo, e)) < 0)
 		return r;
 	if (json_object_get(b, "free") &&
 	    !json_is_object(json_object_get(b, "free")))
@@ -204,7 +205,13 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 			qr = sqlite3_column_int64(st, 0);
 		sqlite3_finalize(st);
 	}
+	/* an agent under a preemption notice takes no new job
+	 * (docs/checkpointing.md) */
+	if (json_is_true(json_object_get(b, "preempting")))
+		log_info("agent %s: preemption notice, no new jobs",
+		         r->agent_id);
 	if (!o->drain && !json_is_true(json_object_get(b, "draining")) &&
+	    !json_is_true(json_object_get(b, "preempting")) &&
 	    sched_assign(ws, r->agent_id, qr, o->jobs) > 0)
 		o->urgent = true;
 }

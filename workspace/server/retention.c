@@ -38,7 +38,8 @@ static void unlink_unused(struct ws *ws, json_t *names)
 {
 	sqlite3_stmt *st = db_prep(
 	    ws, "SELECT (SELECT count(*) FROM outputs WHERE sha256 = ?1) + "
-	        "(SELECT count(*) FROM snapshots WHERE id = ?1)");
+	        "(SELECT count(*) FROM snapshots WHERE id = ?1) + "
+	        "(SELECT count(*) FROM checkpoints WHERE sha256 = ?1)");
 	size_t i;
 	json_t *v;
 

@@ -256,12 +256,13 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
 			continue;
 		json_array_append_new(
 		    jobs,
-		    json_pack("{s:I,s:I,s:o,s:f,s:o,s:n}", "job",
+		    json_pack("{s:I,s:I,s:o,s:f,s:o,s:o}", "job",
 		              (json_int_t)id, "attempt", (json_int_t)n, "spec",
 		              full_spec(ws, id, db_col_json(st, 2)),
 		              "lease_ttl",
 		              (double)ws->conf.lease_ttl_ms / 1000.0,
-		              "snapshot", db_col_str(st, 3), "checkpoint"));
+		              "snapshot", db_col_str(st, 3), "checkpoint",
+		              checkpoint_of_job(ws, id)));
 		given++;
 	}
 	sqlite3_finalize(st);

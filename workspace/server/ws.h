@@ -20,7 +20,7 @@
 #include "common/err.h"
 
 #define WS_PROTOCOL       1
-#define WS_SCHEMA_VERSION 2
+#define WS_SCHEMA_VERSION 3
 #define WS_MAX_DEPTH      16
 #define WS_MAX_NAME       128
 #define WS_MAX_LABELS     64
@@ -117,6 +117,16 @@ int agent_check_capacity(json_t *cap, const char *where, struct err *e);
 /* retention.c: delete logs, outputs and snapshots past retention;
  * returns the number of rows deleted. */
 int retention_sweep(struct ws *ws);
+
+/* checkpoint.c: the job's newest checkpoint as a lease item's
+ * `checkpoint` ({"id","size","attempt","created_at"} or null), an
+ * attempt's own ({"sha256","size"} or null), its last progress value (or
+ * null), and recording a progress or final event's value. */
+json_t *checkpoint_of_job(struct ws *ws, int64_t job);
+json_t *checkpoint_of_attempt(struct ws *ws, int64_t job, int64_t att);
+json_t *checkpoint_progress(struct ws *ws, int64_t job, int64_t att);
+void checkpoint_note_progress(struct ws *ws, int64_t job, int64_t att,
+                              json_t *ev);
 
 /* http.c */
 int http_start(struct ws *ws, struct err *e);

@@ -1,0 +1,181 @@
+/* checkpoint.c: checkpoints and progress (docs/checkpointing.md).
+ *
+ * An agent uploads an attempt's checkpoint (a gzip tar of the job's
+ * $TETHER_CHECKPOINTS) with PUT /attempts/J/A/checkpoint before it sends
+ * the attempt's final event.  The body goes to a temp file; only when its
+ * sha256 matches the Tether-Sha256 header is it moved into blobs/ and
+ * recorded, so a half upload is never a checkpoint.  The job's newest
+ * checkpoint is the resume pointer given with its next attempt (lease
+ * reply `checkpoint`) and downloaded with GET /snapshots/{id}.  Progress
+ * values come from `progress` events and the final event. */
+#include "workspace/server/http.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+json_t *checkpoint_of_job(struct ws *ws, int64_t job)
+{
+	sqlite3_stmt *st = db_prep(
+	    ws, "SELECT sha256, size, attempt, created_at FROM checkpoints "
+	        "WHERE job = ? ORDER BY attempt DESC LIMIT 1");
+	json_t *c = json_null();
+
+	sqlite3_bind_int64(st, 1, job);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		json_decref(c);
+		c = json_pack("{s:o,s:o,s:o,s:o}", "id", db_col_str(st, 0),
+		              "size", db_col_int(st, 1), "attempt",
+		              db_col_int(st, 2), "created_at",
+		              db_col_real(st, 3));
+	}
+	sqlite3_finalize(st);
+	return c;
+}
+
+json_t *checkpoint_of_attempt(struct ws *ws, int64_t job, int64_t att)
+{
+	sqlite3_stmt *st = db_prep(ws, "SELECT sha256, size FROM checkpoints "
+	                               "WHERE job = ? AND attempt = ?");
+	json_t *c = json_null();
+
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, att);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		json_decref(c);
+		c = json_pack("{s:o,s:o}", "sha256", db_col_str(st, 0), "size",
+		              db_col_int(st, 1));
+	}
+	sqlite3_finalize(st);
+	return c;
+}
+
+json_t *checkpoint_progress(struct ws *ws, int64_t job, int64_t att)
+{
+	sqlite3_stmt *st = db_prep(ws, "SELECT value FROM progress WHERE job = "
+	                               "? AND attempt = ?");
+	json_t *v = json_null();
+
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, att);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		json_decref(v);
+		v = db_col_real(st, 0);
+	}
+	sqlite3_finalize(st);
+	return v;
+}
+
+void checkpoint_note_progress(struct ws *ws, int64_t job, int64_t att,
+                              json_t *ev)
+{
+	const char *type = json_string_value(json_object_get(ev, "type"));
+	json_t *v = json_object_get(ev, strcmp(type, "final") == 0 ? "progress"
+	                                                           : "value");
+	sqlite3_stmt *st;
+
+	if (!json_is_number(v))
+		return;
+	st = db_prep(ws, "INSERT OR REPLACE INTO progress(job, attempt, "
+	                 "value, updated_at) VALUES (?, ?, ?, ?)");
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, att);
+	sqlite3_bind_double(st, 3, json_number_value(v));
+	sqlite3_bind_double(st, 4, ws_now());
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+}
+
+/* Before the body: the header and the attempt. */
+static int checkpoint_pre(struct req *r)
+{
+	const char *sha = req_header(r, "Tether-Sha256");
+	int64_t job, att;
+	int rc;
+
+	if (sha == NULL || strlen(sha) != 64 ||
+	    strspn(sha, "0123456789abcdef") != 64)
+		return reply_error(r, 400, "invalid", "sha256",
+		                   "sha256: header Tether-Sha256 must be 64 "
+		                   "lowercase hex digits");
+	if (req_seg_id(r, 1, &job) < 0 || req_seg_id(r, 2, &att) < 0)
+		return r->status;
+	db_lock(r->ws);
+	rc = sched_attempt_check(r->ws, job, att, r->agent_id);
+	db_unlock(r->ws);
+	if (rc == TERR_NOTFOUND)
+		return reply_error(r, 404, "not_found", NULL,
+		                   "attempt %lld/%lld was never given to this "
+		                   "agent",
+		                   (long long)job, (long long)att);
+	if (rc == TERR_CONFLICT)
+		return reply_error(r, 409, "conflict", NULL,
+		                   "attempt %lld/%lld is not current",
+		                   (long long)job, (long long)att);
+	return 0;
+}
+
+static int checkpoint_record(struct ws *ws, int64_t job, int64_t att,
+                             const char *hex, int64_t size, const char *agent)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	db_lock(ws);
+	rc = sched_attempt_check(ws, job, att, agent);
+	if (rc == 0) {
+		st = db_prep(ws, "INSERT OR REPLACE INTO checkpoints(job, "
+		                 "attempt, sha256, size, created_at) VALUES "
+		                 "(?,?,?,?,?)");
+		sqlite3_bind_int64(st, 1, job);
+		sqlite3_bind_int64(st, 2, att);
+		sqlite3_bind_text(st, 3, hex, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, size);
+		sqlite3_bind_double(st, 5, ws_now());
+		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : TERR_IO;
+		sqlite3_finalize(st);
+	}
+	db_unlock(ws);
+	return rc;
+}
+
+static int checkpoint_put(struct req *r)
+{
+	char hex[65];
+	int64_t job, att;
+	int rc;
+
+	if (checkpoint_pre(r) != 0)
+		return r->status;
+	job = strtoll(r->segs[1], NULL, 10);
+	att = strtoll(r->segs[2], NULL, 10);
+	if (req_body_file(r, hex) < 0)
+		return reply_internal(r, "cannot store the upload");
+	if (strcmp(hex, req_header(r, "Tether-Sha256")) != 0)
+		return reply_error(r, 400, "invalid", "sha256",
+		                   "sha256: the body's sha256 is %s, not the "
+		                   "one in Tether-Sha256 (incomplete upload?)",
+		                   hex);
+	if (blob_store(r, hex) < 0)
+		return reply_internal(r, "cannot store the checkpoint");
+	rc = checkpoint_record(r->ws, job, att, hex, r->size, r->agent_id);
+	if (rc == TERR_CONFLICT)
+		return reply_error(r, 409, "conflict", NULL,
+		                   "attempt %lld/%lld is not current",
+		                   (long long)job, (long long)att);
+	if (rc < 0)
+		return reply_internal(r, "cannot record the checkpoint");
+	log_info("job=%lld attempt=%lld checkpoint %.12s (%lld bytes)",
+	         (long long)job, (long long)att, hex, (long long)r->size);
+	return reply_json(r, 201,
+	                  json_pack("{s:I,s:I,s:s,s:I}", "job", (json_int_t)job,
+	                            "attempt", (json_int_t)att, "sha256", hex,
+	                            "size", (json_int_t)r->size));
+}
+
+const struct route routes_checkpoint[] = {
+    {"PUT", "attempts/*/*/checkpoint", AUTH_AGENT, BODY_FILE,
+     offsetof(struct ws_conf, max_output), checkpoint_put, checkpoint_pre},
+    {NULL, NULL, 0, 0, 0, NULL},
+};
