@@ -4,8 +4,6 @@ every byte of the job's output exactly once (issue 10, recovery)."""
 import os
 import re
 
-import pytest
-
 from harness import slurm
 from harness.common import tmpdir, wait_until
 
@@ -17,12 +15,6 @@ def _job_lines(attempt_dir):
     return re.findall(rb"line (\d{4})\n", data)
 
 
-# launcher_slurm.reattach is done (resume offset: tests/unit/
-# test_runner_slurm_state.c); the supervisor does not call ops->reattach for
-# an attempt whose runner died yet, and re-runs the attempt instead.  Remove
-# the marker when it does (then this test must pass).
-@pytest.mark.xfail(reason="tether-runner run does not re-attach to a running "
-                   "attempt yet (supervisor: ops->reattach)", strict=False)
 def test_kill9_runner_then_new_runner_follows_same_job(slurm_cluster):
     d = slurm.make_attempt(tmpdir("tether-slurm-state-"), "R1", {
         "command": ["/bin/sh", "-c",
@@ -51,3 +43,35 @@ def test_kill9_runner_then_new_runner_follows_same_job(slurm_cluster):
         "log lost or repeated output across the restart: %r" % lines
     out = slurm.read_bytes(os.path.join(d, "slurm.out"))
     assert out == b"".join(b"line %04d\n" % i for i in range(1, LINES + 1))
+
+
+def test_two_restarts_and_a_job_that_ends_while_no_runner_runs(slurm_cluster):
+    """Twice killed mid-output (the second follower resumes from the first
+    restart's stretch of log), then the job finishes while no runner is
+    alive: the third runner collects it, and every line is there once."""
+    d = slurm.make_attempt(tmpdir("tether-slurm-state-"), "R2", {
+        "command": ["/bin/sh", "-c",
+                    "i=1; while [ $i -le %d ]; do printf 'line %%04d\\n' $i; "
+                    "i=$((i+1)); sleep 0.05; done; "
+                    "while [ ! -e release ]; do sleep 0.05; done; "
+                    "echo last" % LINES]})
+    runner = slurm.start_runner(slurm_cluster, d)
+    job_id = slurm.slurm_job_id(d)
+    for at in (10, 30):
+        wait_until(lambda: len(_job_lines(d)) >= at, 30,
+                   what="%d lines in the log" % at)
+        runner.kill9()
+        runner = slurm.start_runner(slurm_cluster, d)
+    wait_until(lambda: len(_job_lines(d)) >= LINES, 30, what="all lines")
+    runner.kill9()
+    open(os.path.join(d, "work", "release"), "w").close()
+    wait_until(lambda: job_id not in slurm_cluster.queue(), 30,
+               what="the Slurm job to end with no runner")
+    runner = slurm.start_runner(slurm_cluster, d)
+    res = slurm.wait_result(d, 60, runner)
+    assert (res["reason"], res["exit_code"]) == ("succeeded", 0), res
+    assert slurm.jobs_in_dir(slurm_cluster, os.path.join(d, "work")) == \
+        [job_id]
+    log = slurm.read_bytes(os.path.join(d, "log"))
+    assert [int(x) for x in _job_lines(d)] == list(range(1, LINES + 1))
+    assert log.count(b"last\n") == 1
