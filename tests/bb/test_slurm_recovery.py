@@ -75,3 +75,25 @@ def test_two_restarts_and_a_job_that_ends_while_no_runner_runs(slurm_cluster):
     log = slurm.read_bytes(os.path.join(d, "log"))
     assert [int(x) for x in _job_lines(d)] == list(range(1, LINES + 1))
     assert log.count(b"last\n") == 1
+
+
+def test_restart_with_a_secret_in_the_output(slurm_cluster):
+    """The log holds the job's output masked; resuming matches the output
+    file through the same masking (no repeat of masked lines)."""
+    d = slurm.make_attempt(tmpdir("tether-slurm-state-"), "R3", {
+        "command": ["/bin/sh", "-c",
+                    "i=1; while [ $i -le %d ]; do "
+                    "printf 'line %%04d %%s\\n' $i \"$TOKEN\"; "
+                    "i=$((i+1)); sleep 0.05; done" % LINES],
+        "secrets": {"TOKEN": "hunter2-s3cret"}})
+    runner = slurm.start_runner(slurm_cluster, d)
+    wait_until(lambda: len(re.findall(rb"line \d{4} \*\*\*\n", slurm.read_bytes(
+        os.path.join(d, "log")))) >= 10, 30, what="masked lines in the log")
+    runner.kill9()
+    runner = slurm.start_runner(slurm_cluster, d)
+    res = slurm.wait_result(d, 60, runner)
+    assert res["reason"] == "succeeded", res
+    log = slurm.read_bytes(os.path.join(d, "log"))
+    assert b"hunter2" not in log
+    got = [int(x) for x in re.findall(rb"line (\d{4}) \*\*\*\n", log)]
+    assert got == list(range(1, LINES + 1))
