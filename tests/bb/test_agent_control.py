@@ -22,11 +22,12 @@ def runner_pids(ag):
 
 
 def test_cancel_reaches_job_through_long_poll():
-    # Long poll period, long lease: only the held long-poll can explain a
-    # prompt cancel.
-    ws = Workspace(lease_ttl="60s", poll="10s", poll_max_wait="20s").start()
+    # A 60 s poll period and a longer lease: the poll that went out right
+    # after the job was accepted is held for 60 s, so only the held
+    # long-poll can explain a prompt cancel.
+    ws = Workspace(lease_ttl="120s", poll="60s", poll_max_wait="60s").start()
     try:
-        ag = Agent(ws, heartbeat_interval="20s").start()
+        ag = Agent(ws, heartbeat_interval="60s").start()
         job = ws.submit(name="cancel-me", command=["sh", "-c", TICKS])
         ag.wait_job(job, "running", timeout=30)
         wait_until(lambda: len(ag.ws_log(job)) > 0 or os.path.getsize(
