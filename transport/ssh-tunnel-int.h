@@ -70,7 +70,8 @@ struct ssh_pump *ssh_pump_new(struct ssh_conn *c, const char *remote_host,
                               int remote_port, int keepalive_s);
 /* Take the pump's end of a new stream (opened on the next step). */
 void ssh_pump_add(struct ssh_pump *p, int fd);
-/* One round: poll (at most timeout_ms, also waking when wake_fd or
+/* One round: poll (at most timeout_ms, -1: as long as nothing is due;
+ * also waking when wake_fd or
  * listen_fd is readable; wake_fd is drained), then move what can move.
  * Returns 0, or a negative TERR_* once the SSH connection is dead. */
 int ssh_pump_step(struct ssh_pump *p, int wake_fd, int listen_fd,

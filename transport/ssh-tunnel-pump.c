@@ -29,6 +29,24 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* libssh2's socket reads, counted: a call made for one stream may read
+ * (and queue inside libssh2) packets of another stream, window adjusts or
+ * an open confirmation, which no poll() would then announce; so the pump
+ * keeps going round while libssh2 keeps reading. */
+static LIBSSH2_RECV_FUNC(pump_recv)
+{
+	struct ssh_pump *p = *abstract;
+	ssize_t n = recv(socket, buffer, length, flags);
+
+	if (n < 0)
+		return -errno;
+	if (p != NULL && n > 0) {
+		p->rx_bytes += (uint64_t)n;
+		p->last_rx_ms = now_mono_ms();
+	}
+	return n;
+}
+
 struct ssh_pump *ssh_pump_new(struct ssh_conn *c, const char *remote_host,
                               int remote_port, int keepalive_s)
 {
@@ -39,6 +57,9 @@ struct ssh_pump *ssh_pump_new(struct ssh_conn *c, const char *remote_host,
 	p->rport = remote_port;
 	p->keepalive_s = keepalive_s;
 	p->last_rx_ms = p->last_move_ms = p->last_ka_ms = now_mono_ms();
+	*libssh2_session_abstract(c->session) = p;
+	libssh2_session_callback_set(c->session, LIBSSH2_CALLBACK_RECV,
+	                             (void *)pump_recv);
 	return p;
 }
 
@@ -115,25 +136,33 @@ static bool wants_input(const struct ssh_pump *p)
 	return false;
 }
 
-/* Send a keepalive when the session has been quiet for a second: then the
- * socket's send buffer is empty and the small packet cannot be half-sent
- * (libssh2 would report a half-sent keepalive as sent, and the next call
- * would be fooled: see the top of this file). */
+/* Send a keepalive when nothing came from the server for an interval
+ * (traffic already proves it alive), and only when the session has been
+ * quiet for a second: then the socket's send buffer is empty and the small
+ * packet cannot be half-sent (libssh2 would report a half-sent keepalive as
+ * sent, and the next call would be fooled: see the top of this file).
+ * *next_ms: when to look again (-1: no need; an idle tunnel sleeps). */
 static void keepalive(struct ssh_pump *p, int *next_ms)
 {
 	int64_t now = now_mono_ms(), ka = (int64_t)p->keepalive_s * 1000;
+	int64_t last =
+	    p->last_rx_ms > p->last_ka_ms ? p->last_rx_ms : p->last_ka_ms;
 	struct pollfd pfd = {.fd = p->c->sock, .events = POLLOUT};
 	int next_s = 0;
 
-	*next_ms = 1000;
+	*next_ms = -1;
 	if (p->keepalive_s <= 0 || p->stuck != NULL)
 		return;
-	if (now - p->last_ka_ms < ka) {
-		*next_ms = (int)(ka - (now - p->last_ka_ms));
+	if (now - last < ka) {
+		*next_ms = (int)(ka - (now - last));
 		return;
 	}
-	if (now - p->last_move_ms < 1000 || poll(&pfd, 1, 0) != 1)
+	if (now - p->last_move_ms < 1000 || poll(&pfd, 1, 0) != 1) {
+		*next_ms = 100 + (int)(now - p->last_move_ms < 1000
+		                           ? 1000 - (now - p->last_move_ms)
+		                           : 0);
 		return;
+	}
 	if (libssh2_keepalive_send(p->c->session, &next_s) < 0) {
 		p->fatal = LIBSSH2_ERROR_SOCKET_SEND;
 		snprintf(p->fatal_msg, sizeof(p->fatal_msg), "keepalive: %s",
@@ -145,6 +174,7 @@ static void keepalive(struct ssh_pump *p, int *next_ms)
 		         "keepalive could not be sent whole");
 	}
 	p->last_ka_ms = now;
+	*next_ms = (int)ka;
 }
 
 /* Dead when the server hung up, or when it answered nothing (keepalive
@@ -213,8 +243,10 @@ int ssh_pump_step(struct ssh_pump *p, int wake_fd, int listen_fd,
 	int n, i, next_ms, rounds = 0;
 
 	keepalive(p, &next_ms);
-	if (next_ms < timeout_ms)
+	if (next_ms >= 0 && (timeout_ms < 0 || next_ms < timeout_ms))
 		timeout_ms = next_ms;
+	if (p->more)
+		timeout_ms = 0;
 	n = build_pollset(p, pfd, wake_fd, listen_fd, &listened);
 	if (poll(pfd, (nfds_t)n, timeout_ms) < 0 && errno != EINTR)
 		return err_sys(e, TERR_IO, "ssh tunnel: poll");
@@ -231,8 +263,17 @@ int ssh_pump_step(struct ssh_pump *p, int wake_fd, int listen_fd,
 		    ((rev & POLLHUP) && (!(rev & POLLIN) || ch->local_eof)))
 			ch->local_gone = true;
 	}
-	while (rounds++ < MAX_ROUNDS && !p->fatal && pump_round(p))
-		p->last_move_ms = now_mono_ms();
+	/* Go round until nothing moved and libssh2 read nothing more. */
+	for (;;) {
+		uint64_t rx = p->rx_bytes;
+		bool moved = pump_round(p);
+
+		if (moved)
+			p->last_move_ms = now_mono_ms();
+		p->more = moved || p->rx_bytes != rx;
+		if (!p->more || p->fatal || ++rounds >= MAX_ROUNDS)
+			break;
+	}
 	check_alive(p, pfd[0].revents, listened);
 	reap(p);
 	if (p->fatal)
@@ -247,6 +288,7 @@ void ssh_pump_free(struct ssh_pump *p)
 
 	if (p == NULL)
 		return;
+	*libssh2_session_abstract(p->c->session) = NULL;
 	for (i = 0; i < p->n; i++) {
 		ssh_chan_close_local(p->chans[i]);
 		free(p->chans[i]);

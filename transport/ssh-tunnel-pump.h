@@ -39,7 +39,9 @@ struct ssh_pump {
 	enum op stuck_op;
 	size_t stuck_len;
 	int64_t last_rx_ms, last_move_ms, last_ka_ms;
-	int fatal; /* a session error: the connection is dead */
+	uint64_t rx_bytes; /* read from the socket by libssh2, ever */
+	bool more;         /* work left when the last step stopped */
+	int fatal;         /* a session error: the connection is dead */
 	char fatal_msg[256];
 };
 

@@ -222,7 +222,7 @@ static void idle_wait(struct ssh_tunnel *t)
 	                        {.fd = t->lfd, .events = POLLIN}};
 	char buf[64];
 
-	if (poll(pfd, 2, 1000) > 0)
+	if (poll(pfd, 2, -1) > 0)
 		while (read(t->wake[0], buf, sizeof(buf)) > 0)
 			;
 	accept_streams(t);
@@ -251,8 +251,7 @@ static void *tunnel_main(void *arg)
 			tunnel_connect(t);
 		else if (st == T_DOWN)
 			idle_wait(t);
-		else if (ssh_pump_step(t->pump, t->wake[0], t->lfd, 1000, &e) <
-		         0)
+		else if (ssh_pump_step(t->pump, t->wake[0], t->lfd, -1, &e) < 0)
 			tunnel_down(t, &e);
 		else
 			accept_streams(t);

@@ -99,7 +99,9 @@ class Node:
 @pytest.fixture
 def ws_any():
     """A workspace whose TLS port listens on every address."""
-    ws = Workspace(listen="0.0.0.0").start()
+    # The agent installed there runs with the default heartbeat (30s): give
+    # its leases room (the harness's 3s would lose jobs on a busy machine).
+    ws = Workspace(listen="0.0.0.0", lease_ttl="60s", poll="5s").start()
     yield ws
     ws.stop()
 

@@ -194,7 +194,7 @@ def test_long_poll_and_50mb_upload_at_once_over_one_connection(sshd, recorder):
     assert [ln[0] for ln in lines] == ["poll", "upload"], r.stdout
     poll, upload = json.loads(lines[0][3]), json.loads(lines[1][3])
     # The long-poll was answered while the upload was still in flight ...
-    assert 8 * MB <= poll["upload_bytes_at_reply"] < 50 * MB
+    assert 8 * MB <= poll["upload_bytes_at_reply"] < 50 * MB, r.stdout
     # ... and every byte of the upload arrived intact.
     assert upload["size"] == 50 * MB
     assert upload["sha256"] == expected_sha256(50)
