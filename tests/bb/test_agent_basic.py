@@ -92,3 +92,20 @@ def test_config_error_names_file_line_and_nearest_key(tmp_path):
     assert r.returncode == 2
     assert f"{conf} line 3" in r.stderr
     assert "did you mean 'heartbeat_interval'" in r.stderr
+
+
+def test_concurrent_attempts_ship_their_logs_independently(workspace,
+                                                           agent_factory):
+    ag = agent_factory(max_jobs=4, log_chunk="256K").start()
+    big = [workspace.submit(name=f"big{i}", command=[
+        "sh", "-c", f"seq {i} 3 3000000"]) for i in range(3)]
+    small = workspace.submit(name="small", command=["echo", "small"])
+    for j in big + [small]:
+        ag.wait_job(j, "succeeded", timeout=120)
+    for i, j in enumerate(big):
+        log = ag.ws_log(j)
+        want = ("\n".join(str(n) for n in range(i, 3000001, 3)) + "\n").encode()
+        assert want in log
+        with open(os.path.join(ag.attempt_dir(j), "log"), "rb") as f:
+            assert log == f.read()
+    assert b"small\n" in ag.ws_log(small)
