@@ -4,6 +4,7 @@ import gc
 import glob
 import importlib
 import os
+import signal
 import time
 import types
 
@@ -186,6 +187,36 @@ def test_agent_reconnects_when_the_connection_drops(workspace, sshd,
     assert ag.ws_log(j2).endswith(b"again\n")
     assert len(sshd.accepted()) > n  # a new SSH connection
     assert ag.alive()
+
+
+def test_agent_with_a_key_the_server_refuses_exits_clearly(workspace, sshd,
+                                                          agent_factory):
+    ag = agent_factory(key="stranger")
+    ag.token = workspace.token()
+    p = Proc([binary("tether-agent"), "--token", ag.token], ag.log_path,
+             env=ag.env())
+    assert p.p.wait(30) != 0
+    out = ag.output()
+    assert "authentication refused" in out and ag.ssh_key in out, out[-2000:]
+    assert sshd.accepted() == []
+    assert token_uses_left(workspace) == [1]  # the token never left
+    assert ag.token not in out
+
+
+def test_keepalives_detect_a_silent_server(workspace, sshd, agent_factory):
+    ag = agent_factory()
+    ag.ssh_extra["ssh_keepalive"] = "1s"
+    ag.write_conf()
+    ag.start()
+    assert sshd.signal_connections(signal.SIGSTOP) >= 1
+    try:
+        wait_until(lambda: "no answer from the server" in ag.output(), 20,
+                   what="the tunnel to give up on a silent server")
+    finally:
+        sshd.signal_connections(signal.SIGCONT)
+    sshd.drop_connections()
+    job = workspace.submit(name="after", command=["true"])
+    ag.wait_job(job, "succeeded", timeout=60)
 
 
 def test_changed_host_key_on_reconnect_is_refused(workspace, sshd,

@@ -164,6 +164,19 @@ Subsystem sftp {self.sftp}
                 pass
         return len(kids)
 
+    def signal_connections(self, sig):
+        """Send sig to the per-connection sshd processes (SIGSTOP: a server
+        that has gone silent without closing anything)."""
+        if self.proc is None:
+            return 0
+        kids = self._children(self.proc.pid)
+        for k in kids + [g for k in kids for g in self._children(k)]:
+            try:
+                os.kill(k, sig)
+            except ProcessLookupError:
+                pass
+        return len(kids)
+
     def rotate_host_key(self):
         """Replace the host key (a 'reinstalled' server) and restart."""
         for p in (self.host_key, self.host_key + ".pub"):
