@@ -129,65 +129,6 @@ void env_cache_clean_key(const char *env_dir, const char *key)
 	closedir(d);
 }
 
-/* Disk usage of a tree in bytes (blocks), not following symlinks. */
-static int64_t tree_size(const char *path, int depth)
-{
-	struct stat st;
-	int64_t total;
-	DIR *d;
-	struct dirent *de;
-
-	if (lstat(path, &st) < 0)
-		return 0;
-	total = (int64_t)st.st_blocks * 512;
-	if (!S_ISDIR(st.st_mode) || depth > 64 || (d = opendir(path)) == NULL)
-		return total;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		char *p = xasprintf("%s/%s", path, de->d_name);
-		total += tree_size(p, depth + 1);
-		free(p);
-	}
-	closedir(d);
-	return total;
-}
-
-/* Give a tree to root and drop group/other write, not following links. */
-static void tree_seal(const char *path, int depth)
-{
-	struct stat st;
-	DIR *d;
-	struct dirent *de;
-
-	if (lstat(path, &st) < 0 || lchown(path, 0, 0) < 0)
-		return;
-	if (S_ISLNK(st.st_mode))
-		return;
-	chmod(path, st.st_mode & 07755 & ~(mode_t)(S_ISUID | S_ISGID));
-	if (!S_ISDIR(st.st_mode) || depth > 64 || (d = opendir(path)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		char *p = xasprintf("%s/%s", path, de->d_name);
-		tree_seal(p, depth + 1);
-		free(p);
-	}
-	closedir(d);
-}
-
-void env_cache_seal(const char *env_dir, const char *key)
-{
-	char *path = xasprintf("%s/%s", env_dir, key);
-
-	if (geteuid() == 0)
-		tree_seal(path, 0);
-	free(path);
-}
-
 static int meta_read(const char *env_dir, const char *key,
                      struct env_entry *ent)
 {
@@ -215,8 +156,9 @@ static int meta_read(const char *env_dir, const char *key,
 	return rc;
 }
 
-int env_cache_touch(const char *env_dir, const char *key, const char *kind,
-                    bool measure, struct err *e)
+/* Write the usage record; size < 0: measure the directory. */
+static int meta_write(const char *env_dir, const char *key, const char *kind,
+                      int64_t size, bool measure, struct err *e)
 {
 	char *path = xasprintf("%s/%s" META_NAME, env_dir, key);
 	char *dir = xasprintf("%s/%s", env_dir, key), *text;
@@ -226,8 +168,10 @@ int env_cache_touch(const char *env_dir, const char *key, const char *kind,
 
 	if (meta_read(env_dir, key, &old) < 0)
 		old.created = now;
-	if (measure || old.size_bytes == 0)
-		old.size_bytes = tree_size(dir, 0);
+	if (size >= 0)
+		old.size_bytes = size;
+	else if (measure || old.size_bytes == 0)
+		old.size_bytes = env_cache_tree_size(dir);
 	json_t *j =
 	    json_pack("{s:s, s:s, s:I, s:I, s:I}", "key", key, "kind", kind,
 	              "size_bytes", (json_int_t)old.size_bytes, "created",
@@ -239,6 +183,24 @@ int env_cache_touch(const char *env_dir, const char *key, const char *kind,
 	free(path);
 	free(dir);
 	return rc;
+}
+
+int env_cache_touch(const char *env_dir, const char *key, const char *kind,
+                    bool measure, struct err *e)
+{
+	return meta_write(env_dir, key, kind, -1, measure, e);
+}
+
+int env_cache_record(const char *env_dir, const char *key, const char *kind,
+                     int64_t size, struct err *e)
+{
+	char *dir = xasprintf("%s/%s", env_dir, key);
+	int rc = 0;
+
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		rc = err_sys(e, TERR_IO, "mkdir %s", dir);
+	free(dir);
+	return rc < 0 ? rc : meta_write(env_dir, key, kind, size, false, e);
 }
 
 /* True when someone holds the shared use lock of key. */
@@ -321,6 +283,16 @@ static int evict_one(const char *env_dir, const struct env_entry *ent)
 int env_cache_prune(const char *env_dir, int64_t budget, int64_t *freed,
                     size_t *removed, struct err *e)
 {
+	return env_cache_prune_with(env_dir, budget, NULL, NULL, freed, removed,
+	                            e);
+}
+
+int env_cache_prune_with(const char *env_dir, int64_t budget,
+                         void (*evicted)(void *arg,
+                                         const struct env_entry *ent),
+                         void *arg, int64_t *freed, size_t *removed,
+                         struct err *e)
+{
 	struct env_entry *v;
 	size_t n, gone = 0;
 	int64_t total = 0, fr = 0;
@@ -333,6 +305,8 @@ int env_cache_prune(const char *env_dir, int64_t budget, int64_t *freed,
 	for (size_t i = 0; i < n && (budget < 0 || total > budget); i++) {
 		if (v[i].in_use || !evict_one(env_dir, &v[i]))
 			continue;
+		if (evicted != NULL)
+			evicted(arg, &v[i]);
 		total -= v[i].size_bytes;
 		fr += v[i].size_bytes;
 		gone++;
@@ -418,7 +392,10 @@ static int envs_prune(const char *dir, int64_t budget)
 	int64_t freed;
 	size_t removed;
 
-	if (env_cache_prune(dir, budget, &freed, &removed, &e) < 0) {
+	/* images of docker entries: through the default engine socket */
+	if (env_cache_prune_with(dir, budget, env_images_evicted,
+	                         (void *)"/var/run/docker.sock", &freed,
+	                         &removed, &e) < 0) {
 		fprintf(stderr, "tether-runner envs prune: %s\n", e.msg);
 		return 1;
 	}

@@ -181,6 +181,15 @@ static int env_own_cache(struct runner *r, const struct env_builder *b,
 	if ((rc = env_lock(r, dir, &lock, e)) < 0)
 		return rc;
 	rc = env_own_cache_locked(r, b, e);
+	/* in use from now on; listed and counted in the budget (env-images.c)
+	 */
+	if (rc == 0 &&
+	    (rc = env_cache_use(dir, r->env.key, &env_use_fd, e)) == 0 &&
+	    env_images_record(r, dir, e) < 0) {
+		runner_logf(r, "env", "not counted in env_budget_bytes: %s",
+		            e->msg);
+		err_clear(e);
+	}
 	close(lock);
 	return rc;
 }
@@ -262,13 +271,17 @@ static void env_evict(struct runner *r, const char *dir)
 
 	if (budget <= 0)
 		return;
-	if (env_cache_prune(dir, budget, &freed, &removed, &e) < 0)
+	if (env_cache_prune_with(dir, budget, env_images_evicted,
+	                         (void *)r->docker_socket, &freed, &removed,
+	                         &e) < 0)
 		runner_logf(r, "env", "eviction: %s", e.msg);
 	else if (removed > 0)
 		runner_logf(r, "env",
 		            "evicted %zu unused environment(s), %" PRId64
 		            " bytes, to stay under env_budget_bytes",
 		            removed, freed);
+	if (r->spec->env.kind == ENV_DOCKER)
+		env_images_prune(r);
 }
 
 /* The directory cache around a builder: lock, hit or build, use lock. */
@@ -327,6 +340,8 @@ int env_prepare(struct runner *r, struct err *e)
 		goto out;
 	rc = b->own_cache ? env_own_cache(r, b, dir, e)
 	                  : env_cached(r, b, dir, e);
+	if (rc == 0 && b->own_cache)
+		env_evict(r, dir);
 out:
 	free(dir);
 	return rc;

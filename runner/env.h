@@ -99,6 +99,8 @@ void env_cache_clean_key(const char *env_dir, const char *key);
 /* After a build by the job user: give the environment to root, read-only
  * for others, so that no job can change what later jobs use. */
 void env_cache_seal(const char *env_dir, const char *key);
+/* Disk usage of a tree in bytes (blocks), not following symlinks. */
+int64_t env_cache_tree_size(const char *path);
 /* Write or refresh the usage record (size measured when measure). */
 int env_cache_touch(const char *env_dir, const char *key, const char *kind,
                     bool measure, struct err *e);
@@ -110,6 +112,28 @@ int env_cache_list(const char *env_dir, struct env_entry **out, size_t *n,
  * removed (may be NULL) get the totals. */
 int env_cache_prune(const char *env_dir, int64_t budget, int64_t *freed,
                     size_t *removed, struct err *e);
+/* The same, calling evicted(arg, entry) after each removal (for caches
+ * kept outside env_dir: env_images_evicted removes a docker image). */
+int env_cache_prune_with(const char *env_dir, int64_t budget,
+                         void (*evicted)(void *arg,
+                                         const struct env_entry *ent),
+                         void *arg, int64_t *freed, size_t *removed,
+                         struct err *e);
+/* Make <env_dir>/<key> with a usage record of the given size, for a
+ * builder that caches outside env_dir (docker images), so it is listed,
+ * counted in the budget and evicted like the others. */
+int env_cache_record(const char *env_dir, const char *key, const char *kind,
+                     int64_t size, struct err *e);
+
+/* env-images.c: docker images (tether-env:<key>) under the budget. */
+/* An evicted entry of kind docker: remove its image (arg: the engine's
+ * socket path). */
+void env_images_evicted(void *socket_path, const struct env_entry *ent);
+/* Record the job's image in the cache (its size from the engine). */
+int env_images_record(struct runner *r, const char *env_dir, struct err *e);
+/* Remove dangling tether-env images (labelled tether.env, untagged). */
+void env_images_prune(struct runner *r);
+
 /* `tether-runner envs [--state-dir D | --env-dir D] [--json]` and
  * `tether-runner envs prune [--budget SIZE] [--all]`. */
 int env_cache_main(int argc, char **argv);
