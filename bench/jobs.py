@@ -200,7 +200,7 @@ def _stream_job(api, agent, nbytes, to_file):
     while time.monotonic() < deadline:
         j = api.job(job)
         att = j["attempts"][-1] if j.get("attempts") else None
-        if j["state"] in ("succeeded", "failed") and att:
+        if j["state"] in TERMINAL and att:
             local = os.path.getsize(_job_log(agent, job))
             if att["log_length"] >= local:
                 shipped = time.time()
@@ -256,6 +256,21 @@ def _done_rate(n, t0, t_sub, count, budget_s):
     return done / el, done, el
 
 
+def _cancel_rest(api, name):
+    """Cancel what the budget left queued or running (later steps need an
+    idle agent) and wait until every one has ended."""
+    st, b = api.call("GET", "/api/v1/jobs?name=%s&limit=10000" % name)
+    for j in b["jobs"]:
+        if j["state"] not in TERMINAL:
+            api.call("POST", "/api/v1/jobs/%s/cancel" % j["id"])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        st, b = api.call("GET", "/api/v1/jobs?name=%s&limit=10000" % name)
+        if all(j["state"] in TERMINAL for j in b["jobs"]):
+            return
+        time.sleep(0.2)
+
+
 def many_jobs(ctx, n, budget_s):
     """Metric 6: n trivial jobs submitted at once through workspace -> agent
     -> result (max_jobs = cores), next to n `sbatch --wrap true`; jobs
@@ -274,6 +289,7 @@ def many_jobs(ctx, n, budget_s):
         bad[:] = [j for j in ended if j["state"] != "succeeded"]
         return len(ended)
     rate, done, el = _done_rate(n, t0, t_sub, count, budget_s)
+    _cancel_rest(api, name)
     api.close()
     if bad:
         raise RuntimeError("%d jobs did not succeed: %s" % (len(bad), bad[0]))
@@ -298,6 +314,8 @@ def many_jobs(ctx, n, budget_s):
                                text=True, env=env, timeout=60)
             return submitted - len(ids & set(r.stdout.split()))
         s_rate, s_done, s_el = _done_rate(n, t0, t_sub, s_count, budget_s)
+        if ids:  # over the budget: the next steps need an empty cluster
+            subprocess.run(["scancel"] + sorted(ids), env=env, timeout=60)
         anchor = [s_rate]
         note += "; sbatch: %d of %d finished in %.0f s (submitting took %.1f s)" \
             % (s_done, n, s_el, t_sub)
