@@ -141,7 +141,8 @@ void sandbox_init_main(struct sandbox_cfg *c)
 		sandbox_exec_job(c, errp[1]);
 	}
 	close(errp[1]);
-	close(c->out_fd); /* the job holds the only writer now */
+	close(c->ready_fd); /* the job's copy closes at its exec */
+	close(c->out_fd);   /* the job holds the only writer now */
 	reap_until(c, job, forward_exec_error(c, errp[0]));
 	_exit(1);
 }

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include <unistd.h>
 
 #define SANDBOX_MAX_GPUS 64
+#define READY_WAIT_MS    10000 /* setup that takes longer: go on */
 
 struct sandbox {
 	struct sandbox_cfg cfg;
@@ -179,25 +181,44 @@ static pid_t clone_ns(bool net)
 	return (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
 }
 
+/* Until the job exec'd (or setup failed): EOF on the ready pipe.  So a
+ * stop signal sent after `started` reaches the job, not only pid 1. */
+static void wait_ready(int fd)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	int64_t end = now_mono_ms() + READY_WAIT_MS, left;
+	char c;
+
+	while ((left = end - now_mono_ms()) > 0) {
+		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+			break;
+		if (p.revents != 0 && read(fd, &c, 1) <= 0)
+			break;
+	}
+	close(fd);
+}
+
 static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
                          struct err *e)
 {
 	struct sandbox *sb = r->launcher_data;
-	int outp[2], statp[2], syncp[2], rc;
+	int outp[2], statp[2], syncp[2], readyp[2], rc;
 	pid_t pid;
 
 	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(statp, O_CLOEXEC) < 0 ||
-	    pipe2(syncp, O_CLOEXEC) < 0)
+	    pipe2(syncp, O_CLOEXEC) < 0 || pipe2(readyp, O_CLOEXEC) < 0)
 		return err_sys(e, TERR_IO, "pipe");
 	sb->cfg.out_fd = outp[1];
 	sb->cfg.status_fd = statp[1];
 	sb->cfg.sync_fd = syncp[0];
+	sb->cfg.ready_fd = readyp[1];
 	if ((pid = clone_ns(sb->cfg.net_none)) < 0) {
 		rc = err_sys(e, TERR_PERM, "clone into new namespaces");
 		for (int i = 0; i < 2; i++) {
 			close(outp[i]);
 			close(statp[i]);
 			close(syncp[i]);
+			close(readyp[i]);
 		}
 		return rc;
 	}
@@ -205,11 +226,13 @@ static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
 		close(outp[0]);
 		close(statp[0]);
 		close(syncp[1]);
+		close(readyp[0]);
 		sandbox_init_main(&sb->cfg);
 	}
 	close(outp[1]);
 	close(statp[1]);
 	close(syncp[0]);
+	close(readyp[1]);
 	sb->init_pid = pid;
 	sb->out_fd = outp[0];
 	sb->done_fd = statp[0];
@@ -217,11 +240,13 @@ static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
 	if ((rc = cgroup_job_attach(sb->cg, pid, e)) < 0) {
 		kill(pid, SIGKILL);
 		close(syncp[1]);
+		close(readyp[0]);
 		return rc;
 	}
 	if (write(syncp[1], "g", 1) != 1)
 		rc = err_sys(e, TERR_IO, "start sandbox");
 	close(syncp[1]);
+	wait_ready(readyp[0]);
 	*out_fd = sb->out_fd;
 	*done_fd = sb->done_fd;
 	return rc;

@@ -37,8 +37,10 @@ struct sandbox_cfg {
 	uid_t uid;
 	gid_t gid;
 	char **argv, **envp;
-	/* The child ends of the pipes. */
-	int out_fd, status_fd, sync_fd;
+	/* The child ends of the pipes.  ready_fd (close-on-exec) closes when
+	 * the job process exec'd or died: until the job is forked, a signal
+	 * would reach only pid 1, which drops it. */
+	int out_fd, status_fd, sync_fd, ready_fd;
 };
 
 enum sandbox_status_kind {

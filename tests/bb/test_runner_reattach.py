@@ -106,3 +106,4 @@ def test_runner_killed_before_run_phase_starts_afresh():
     assert r.returncode == 0, r.stderr
     assert hr.result(d)["reason"] == "succeeded"
     assert hr.log(d).count(b"once") == 1
+

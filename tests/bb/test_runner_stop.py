@@ -202,3 +202,19 @@ def test_timeout_without_on_timeout_is_plain_term():
     res = R.result(d)
     assert res["reason"] == "timed_out" and res["signal"] == signal.SIGTERM
     assert b"stopping job (timed_out): Terminated, SIGKILL in 1.0s" in R.log(d)
+
+
+def test_stop_right_after_started_reaches_the_job():
+    """`started` means the job process exists: a cancel at once is a
+    SIGTERM to the job, not one pid 1 drops (then SIGKILL after grace)."""
+    for i in range(4):
+        d = R.make_attempt(["/bin/sleep", "1000"], job="T%d" % i,
+                            runner={"kill_grace": 20})
+        p = R.start_runner(d)
+        R.wait_until(lambda: os.path.exists(R.path(d, "events")) and any(
+            e["type"] == "started" for e in R.events(d)), 30,
+            interval=0.001, what="started")
+        R.write_cancel(d)
+        res = R.wait_result(d, 10)
+        assert p.stop() == 0
+        assert (res["reason"], res["signal"]) == ("cancelled", 15), res
