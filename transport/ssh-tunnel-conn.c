@@ -251,6 +251,16 @@ static int handshake(struct ssh_conn *c, const struct ssh_tunnel_opts *o,
 		if (ssh_conn_wait(c, deadline_ms, e) < 0)
 			return err_wrap(e, "SSH handshake");
 	}
+	if (r == LIBSSH2_ERROR_KEX_FAILURE)
+		return err_set(
+		    e, TERR_NET,
+		    "SSH handshake: %s (no key exchange or host key "
+		    "algorithm in common; this libssh2 %s knows "
+		    "ssh-ed25519, ecdsa-sha2-* and, for RSA, only "
+		    "ssh-rsa, which OpenSSH 8.8+ servers with only an "
+		    "RSA host key no longer offer: give the server an "
+		    "ed25519 host key)",
+		    ssh_conn_errmsg(c->session), LIBSSH2_VERSION);
 	if (r < 0)
 		return err_set(e, TERR_NET, "SSH handshake: %s",
 		               ssh_conn_errmsg(c->session));

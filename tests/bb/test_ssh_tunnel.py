@@ -200,3 +200,19 @@ def test_long_poll_and_50mb_upload_at_once_over_one_connection(sshd, recorder):
     assert upload["sha256"] == expected_sha256(50)
     assert len(sshd.accepted()) == 1  # one SSH connection carried both
     assert time.monotonic() - t0 < 60
+
+
+def test_rsa_only_host_key_gets_a_clear_handshake_error():
+    """Debian 12's libssh2 (1.10) has no rsa-sha2-* host key algorithms and
+    OpenSSH 9 no longer offers ssh-rsa: say so instead of a bare failure."""
+    from harness.sshd import Sshd
+    s = Sshd(host_key_type="rsa").start()
+    try:
+        r = drive(s)
+        if r.returncode == 0:
+            pytest.skip("this libssh2 speaks rsa-sha2 host keys")
+        assert "no key exchange or host key algorithm in common" in r.stdout
+        assert "ed25519 host key" in r.stdout
+        assert s.auth_attempts() == []
+    finally:
+        s.stop()
