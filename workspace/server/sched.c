@@ -122,6 +122,27 @@ int sched_expire(struct ws *ws)
 	return n;
 }
 
+void sched_clock_step(struct ws *ws, double step)
+{
+	sqlite3_stmt *st;
+
+	db_lock(ws);
+	st = db_prep(ws, "UPDATE attempts SET lease_deadline = lease_deadline "
+	                 "+ ?1 WHERE state IN ('assigned','running',"
+	                 "'cancelling')");
+	sqlite3_bind_double(st, 1, step);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		log_error("shift lease deadlines: %s", sqlite3_errmsg(ws->db));
+	sqlite3_finalize(st);
+	st = db_prep(ws, "UPDATE agents SET last_seen = last_seen + ?1 WHERE "
+	                 "last_seen IS NOT NULL");
+	sqlite3_bind_double(st, 1, step);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		log_error("shift last-seen times: %s", sqlite3_errmsg(ws->db));
+	sqlite3_finalize(st);
+	db_unlock(ws);
+}
+
 struct agent_fit {
 	char id[48];
 	const char *name;

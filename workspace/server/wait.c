@@ -79,15 +79,40 @@ void ws_notify_logs(struct ws *ws)
 	pthread_mutex_unlock(&ws->wait_mu);
 }
 
+/* Wall clock minus monotonic clock, in seconds: constant unless the wall
+ * clock is stepped. */
+static double wall_offset(void)
+{
+	return ws_now() - (double)now_mono_ms() / 1000.0;
+}
+
+/* A stepped wall clock would expire every lease at once (a step forward)
+ * or hold them far too long (back): shift the stored deadlines with it. */
+static void check_clock_step(struct ws *ws, double *offset)
+{
+	double now = wall_offset(), step = now - *offset;
+
+	*offset = now;
+	if (step > -1.0 && step < 1.0)
+		return;
+	log_warn("the wall clock stepped %+.1f s: shifting lease deadlines "
+	         "and last-seen times with it",
+	         step);
+	sched_clock_step(ws, step);
+}
+
 static void *sweeper_main(void *arg)
 {
 	struct ws *ws = arg;
 	struct timespec ts;
 	int64_t last_expire = 0, last_retention = 0;
+	double offset = wall_offset();
 
 	pthread_mutex_lock(&ws->wait_mu);
 	while (!ws->stopping) {
-		clock_gettime(CLOCK_REALTIME, &ts);
+		/* The condition variable runs on CLOCK_MONOTONIC (wait_start):
+		 * a wall-clock step must not stall the sweeper. */
+		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_nsec += 50 * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
@@ -101,6 +126,7 @@ static void *sweeper_main(void *arg)
 			if (sweep)
 				last_retention = last_expire;
 			pthread_mutex_unlock(&ws->wait_mu);
+			check_clock_step(ws, &offset);
 			if (sched_expire(ws) > 0)
 				ws_notify(ws);
 			if (sweep)
@@ -114,8 +140,13 @@ static void *sweeper_main(void *arg)
 
 int wait_start(struct ws *ws, struct err *e)
 {
+	pthread_condattr_t ca;
+
 	pthread_mutex_init(&ws->wait_mu, NULL);
-	pthread_cond_init(&ws->wait_cond, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ws->wait_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	if (pthread_create(&ws->sweeper, NULL, sweeper_main, ws) != 0)
 		return err_set(e, TERR_FAIL, "cannot start the sweeper thread");
 	return 0;

@@ -144,6 +144,9 @@ void wait_stop(struct ws *ws);
 /* sched.c */
 /* Mark attempts whose lease lapsed (ttl + grace + margin) lost; requeue. */
 int sched_expire(struct ws *ws);
+/* The wall clock stepped by `step` seconds: move live lease deadlines and
+ * agents' last-seen times by as much (wait.c's sweeper detects steps). */
+void sched_clock_step(struct ws *ws, double step);
 /* End an attempt with reason; requeue or finish the job (inside a txn). */
 int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
                       const char *reason, bool counted);
