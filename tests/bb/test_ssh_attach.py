@@ -150,6 +150,23 @@ def test_attach_installs_registers_refuses_second_and_replace_takes_over(
     assert len(tokens(workspace)) == n_tokens
     assert online(workspace, "far-node") and not online(workspace, "far-node-2")
 
+    # Without a credential or a running agent there, the workspace still
+    # knows the machine by its machine id: still refused.
+    _kill_agents(machine.root)
+    for f in ("var/lib/tether/credentials", "run/tether-agent.pid"):
+        if os.path.exists(os.path.join(machine.root, f)):
+            os.unlink(os.path.join(machine.root, f))
+    r = tether(workspace, *attach_args(machine, "--name", "far-node-2"))
+    assert r.returncode == 6, r.stdout + r.stderr
+    assert "with its machine id" in r.stderr and first[0]["id"] in r.stderr
+
+    # A name another machine's agent has is refused, --replace or not.
+    workspace.register(name="elsewhere", machine_id="not-this-machine")
+    r = tether(workspace, *attach_args(machine, "--name", "elsewhere",
+                                       "--replace"))
+    assert r.returncode == 6, r.stdout + r.stderr
+    assert "the name elsewhere is taken" in r.stderr
+
     # --replace takes over cleanly: the old agent is revoked, one new agent.
     r = tether(workspace, *attach_args(machine, "--name", "far-node-2",
                                        "--replace"))

@@ -83,71 +83,104 @@ static int probe(struct attach *a, struct err *e)
 	return r;
 }
 
-/* The workspace's record of agent `key` (id or name), or NULL. */
-static json_t *ws_agent(struct attach *a, const char *key, bool by_name)
+static const char *agent_str(json_t *ag, const char *field)
+{
+	const char *s = json_string_value(json_object_get(ag, field));
+	return s ? s : "";
+}
+
+/* The workspace's first agent, not revoked, whose field equals value (or
+ * NULL); one reference for the caller. */
+static json_t *ws_agent(struct attach *a, const char *field, const char *value)
 {
 	json_t *list = NULL, *ag, *found = NULL;
 	size_t i;
 
-	if (api_json(a->c, "GET", "/api/v1/agents", NULL, &list) != EXIT_OK)
+	if (value == NULL || value[0] == '\0' ||
+	    api_json(a->c, "GET", "/api/v1/agents", NULL, &list) != EXIT_OK)
 		return NULL;
 	json_array_foreach(json_object_get(list, "agents"), i, ag)
 	{
-		const char *v = json_string_value(
-		    json_object_get(ag, by_name ? "name" : "id"));
-		if (v != NULL && key != NULL && strcmp(v, key) == 0)
+		if (found == NULL && strcmp(agent_str(ag, field), value) == 0 &&
+		    strcmp(agent_str(ag, "state"), "revoked") != 0)
 			found = json_incref(ag);
 	}
 	json_decref(list);
 	return found;
 }
 
-static const char *agent_state(json_t *ag)
+static int revoke_agent(struct attach *a, json_t *ag)
 {
-	const char *s = json_string_value(json_object_get(ag, "state"));
-	return s ? s : "unknown";
+	char *path = xasprintf("/api/v1/agents/%s", agent_str(ag, "id"));
+	json_t *r = NULL;
+	int rc = api_json(a->c, "DELETE", path, NULL, &r);
+
+	free(path);
+	json_decref(r);
+	if (rc == EXIT_OK)
+		printf("revoked the machine's previous agent %s (%s)\n",
+		       agent_str(ag, "name"), agent_str(ag, "id"));
+	return rc == EXIT_NOTFOUND ? EXIT_OK : rc;
 }
 
-/* Refuse a second attachment; with --replace, retire the first. */
+/* Why the machine counts as attached (NULL: it does not): its credential,
+ * a running agent, or an agent of the workspace with its machine id. */
+static char *attached_why(struct attach *a, json_t *cred, json_t *mid)
+{
+	if (a->agent_id != NULL)
+		return xasprintf("agent %s%s%s%s", a->agent_id,
+		                 cred ? " (" : " (not known to this workspace",
+		                 cred ? agent_str(cred, "name") : "", ")");
+	if (mid != NULL)
+		return xasprintf("the workspace has agent %s (%s) with its "
+		                 "machine id",
+		                 agent_str(mid, "name"), agent_str(mid, "id"));
+	if (a->running)
+		return xstrdup("an agent is running there");
+	return NULL;
+}
+
+/* Refuse a second attachment of the machine; with --replace, retire the
+ * first.  A name taken by another machine's agent is refused either way. */
 static int check_attached(struct attach *a)
 {
-	json_t *ag;
+	json_t *cred = ws_agent(a, "id", a->agent_id);
+	json_t *mid = ws_agent(a, "machine_id", a->machine_id);
+	json_t *named = ws_agent(a, "name", a->agent_name);
+	char *why = attached_why(a, cred, mid);
+	int rc = EXIT_OK;
 
-	if (a->agent_id == NULL && !a->running)
-		return EXIT_OK;
-	ag = a->agent_id ? ws_agent(a, a->agent_id, false) : NULL;
-	if (!a->replace) {
+	if (named != NULL &&
+	    (a->machine_id == NULL ||
+	     strcmp(agent_str(named, "machine_id"), a->machine_id) != 0)) {
+		fprintf(
+		    stderr,
+		    "%s attach: the name %s is taken by agent %s of another "
+		    "machine; choose another with --name\n",
+		    a->c->prog, a->agent_name, agent_str(named, "id"));
+		rc = EXIT_REJECTED;
+	} else if (why != NULL && !a->replace) {
 		fprintf(stderr,
 		        "%s attach: %s (machine id %s) is already attached: "
-		        "%s%s%s%s%s; refusing a second attachment (two agents "
-		        "on one machine break each other's jobs). Pass "
-		        "--replace to take it over.\n",
+		        "%s; refusing a second attachment (two agents on one "
+		        "machine break each other's jobs). Pass --replace to "
+		        "take it over.\n",
 		        a->c->prog, remote_name(a->r),
-		        a->machine_id ? a->machine_id : "?",
-		        a->agent_id ? "agent " : "an agent is running",
-		        a->agent_id ? a->agent_id : "",
-		        ag ? " (" : (a->agent_id ? " (not known here)" : ""),
-		        ag ? json_string_value(json_object_get(ag, "name"))
-		           : "",
-		        ag ? ")" : "");
-		json_decref(ag);
-		return EXIT_REJECTED;
+		        a->machine_id ? a->machine_id : "?", why);
+		rc = EXIT_REJECTED;
+	} else if (why != NULL) {
+		if (cred != NULL)
+			rc = revoke_agent(a, cred);
+		if (rc == EXIT_OK && mid != NULL &&
+		    (cred == NULL ||
+		     strcmp(agent_str(mid, "id"), agent_str(cred, "id")) != 0))
+			rc = revoke_agent(a, mid);
 	}
-	if (ag != NULL && strcmp(agent_state(ag), "revoked") != 0) {
-		char *path = xasprintf("/api/v1/agents/%s", a->agent_id);
-		json_t *r = NULL;
-		int rc = api_json(a->c, "DELETE", path, NULL, &r);
-		free(path);
-		json_decref(r);
-		if (rc != EXIT_OK && rc != EXIT_NOTFOUND) {
-			json_decref(ag);
-			return rc;
-		}
-		printf("revoked the machine's previous agent %s\n",
-		       a->agent_id);
-	}
-	json_decref(ag);
-	return EXIT_OK;
+	free(why);
+	json_decref(cred);
+	json_decref(mid);
+	json_decref(named);
+	return rc;
 }
 
 /* A one-use registration token valid for 15 minutes. */
@@ -220,8 +253,9 @@ static int wait_online(struct attach *a, char **id)
 	json_t *ag;
 
 	while (now_mono_ms() < deadline) {
-		ag = ws_agent(a, a->agent_name, true);
-		if (ag != NULL && strcmp(agent_state(ag), "online") == 0) {
+		ag = ws_agent(a, "name", a->agent_name);
+		if (ag != NULL &&
+		    strcmp(agent_str(ag, "state"), "online") == 0) {
 			*id = xstrdup(
 			    json_string_value(json_object_get(ag, "id")));
 			json_decref(ag);
