@@ -64,3 +64,25 @@ def test_lease_refuses_a_bad_preempting_field(workspace):
     st, _, b = workspace.api("POST", "/api/v1/agents/lease",
                              json={"wait": 0, "preempting": "yes"}, token=a1)
     assert st == 400 and b["error"]["field"] == "preempting", b
+
+
+def test_checkpoints_go_with_output_retention():
+    import os
+    from harness.common import wait_until
+    from harness.workspace import Workspace
+    ws = Workspace(output_retention="1s").start()
+    try:
+        sec = ws.register()
+        job = ws.submit(name="hangs", command=["true"])
+        ws.lease(sec)
+        body = snapshot({"s": b"state"})
+        assert put_checkpoint(ws, sec, job, 1, body)[0] == 201
+        blobs = os.path.join(ws.dir, "blobs")
+        assert os.listdir(blobs) == [hashlib.sha256(body).hexdigest()]
+        ws.finish(sec, job, 1, reason="hung", exit_code=None)
+        assert ws.job(job)["checkpoint"] is not None
+        wait_until(lambda: ws.job(job)["checkpoint"] is None, 10,
+                   what="retention")
+        wait_until(lambda: os.listdir(blobs) == [], 10, what="the blob")
+    finally:
+        ws.stop()

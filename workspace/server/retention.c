@@ -1,7 +1,8 @@
 /* retention.c: forget what is old.  Logs of jobs that ended more than
  * log_retention ago are deleted (their attempts' log_length becomes 0);
  * outputs of jobs that ended more than output_retention ago are deleted,
- * and snapshots older than that which no unfinished job uses.  A blob
+ * and snapshots older than that which no unfinished job uses; checkpoints
+ * (and progress values) go with the outputs.  A blob
  * file goes when no output or snapshot names it any more. */
 #include "workspace/server/ws.h"
 #include "common/log.h"
@@ -65,7 +66,7 @@ int retention_sweep(struct ws *ws)
 	double logs_before = now - (double)ws->conf.log_retention_ms / 1000.0;
 	double outs_before =
 	    now - (double)ws->conf.output_retention_ms / 1000.0;
-	json_t *blobs = NULL, *snaps = NULL;
+	json_t *blobs = NULL, *snaps = NULL, *ckpts = NULL;
 	int n = 0;
 
 	db_lock(ws);
@@ -89,6 +90,19 @@ int retention_sweep(struct ws *ws)
 	               "DELETE FROM outputs WHERE job IN (SELECT id FROM jobs "
 	               "WHERE ended_at IS NOT NULL AND ended_at < ?)",
 	               outs_before);
+	ckpts = orphans(ws,
+	                "SELECT DISTINCT sha256 FROM checkpoints WHERE job IN "
+	                "(SELECT id FROM jobs WHERE ended_at IS NOT NULL AND "
+	                "ended_at < ?)",
+	                outs_before);
+	n += run_bound(ws,
+	               "DELETE FROM checkpoints WHERE job IN (SELECT id FROM "
+	               "jobs WHERE ended_at IS NOT NULL AND ended_at < ?)",
+	               outs_before);
+	run_bound(ws,
+	          "DELETE FROM progress WHERE job IN (SELECT id FROM jobs "
+	          "WHERE ended_at IS NOT NULL AND ended_at < ?)",
+	          outs_before);
 	snaps = orphans(ws,
 	                "SELECT id FROM snapshots WHERE created_at < ?1 AND id "
 	                "NOT IN (SELECT snapshot FROM jobs WHERE snapshot IS "
@@ -105,11 +119,13 @@ int retention_sweep(struct ws *ws)
 	}
 	unlink_unused(ws, blobs);
 	unlink_unused(ws, snaps);
+	unlink_unused(ws, ckpts);
 	if (n > 0)
 		log_info("retention: %d rows deleted", n);
 out:
 	db_unlock(ws);
 	json_decref(blobs);
 	json_decref(snaps);
+	json_decref(ckpts);
 	return n;
 }
