@@ -42,6 +42,32 @@ void sandbox_status_send(int fd, int kind, int code, int sig, const char *fmt,
 
 /* Default dispositions and an empty mask (the runner blocks signals for
  * its signalfd and ignores SIGPIPE; the job must not inherit that). */
+/* pid 1 never execs, so close-on-exec does not apply to it: close every
+ * fd of the runner's but the pipes, or pid 1 would hold the runner's (the
+ * attempt lock on spec.json, the log) after the runner died, and a new
+ * runner on the attempt would find it locked. */
+static void close_runner_fds(const struct sandbox_cfg *c)
+{
+	int keep[] = {c->out_fd, c->status_fd, c->sync_fd, c->ready_fd};
+	const int n = (int)(sizeof(keep) / sizeof(keep[0]));
+	unsigned int lo = 3;
+
+	for (int i = 1; i < n; i++) /* ascending */
+		for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			int t = keep[j];
+			keep[j] = keep[j - 1];
+			keep[j - 1] = t;
+		}
+	for (int i = 0; i < n; i++) {
+		if (keep[i] < (int)lo)
+			continue;
+		if ((unsigned int)keep[i] > lo)
+			close_range(lo, (unsigned int)keep[i] - 1, 0);
+		lo = (unsigned int)keep[i] + 1;
+	}
+	close_range(lo, ~0U, 0);
+}
+
 static void reset_signals(void)
 {
 	sigset_t none;
@@ -122,6 +148,7 @@ void sandbox_init_main(struct sandbox_cfg *c)
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	reset_signals();
+	close_runner_fds(c);
 	if (read(c->sync_fd, &go, 1) != 1)
 		_exit(1); /* the runner went away before starting us */
 	close(c->sync_fd);
