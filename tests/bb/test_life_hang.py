@@ -3,6 +3,10 @@ longer than hang_timeout ends `hung` (log says why), one that keeps
 reporting progress is never flagged, one that prints but makes no progress
 is; the last progress value is in the status.  A timeout with
 checkpoint.on_timeout records the checkpoint."""
+import os
+import subprocess
+
+from harness.common import binary
 from harness.life import attempt, events
 
 
@@ -39,6 +43,13 @@ def test_job_printing_progress_is_never_flagged(workspace, agent):
     values = [e["value"] for e in evs if e["type"] == "progress"]
     assert values and values == sorted(values) and values[-1] == 12, values
     assert first(evs, "final")["progress"] == 12
+    # `tether status` shows it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    env.update(TETHER_WORKSPACE=workspace.url, TETHER_CA=workspace.ca_file,
+               TETHER_TOKEN=workspace.admin_token)
+    out = subprocess.run([binary("tether"), "status", str(job)], env=env,
+                         capture_output=True, text=True, timeout=30).stdout
+    assert "progress     12" in out, out
 
 
 def test_output_without_progress_ends_hung(workspace, agent):

@@ -28,6 +28,13 @@ static void print_attempt(json_t *a)
 	          " bytes");
 	print_num("cpu", json_object_get(a, "cpu_seconds"), " s");
 	print_num("log", json_object_get(a, "log_length"), " bytes");
+	print_num("progress", json_object_get(a, "progress"), "");
+	v = json_object_get(a, "checkpoint");
+	if (json_is_object(v))
+		printf(
+		    "  %-12s %.12s (%lld bytes)\n", "checkpoint",
+		    str(v, "sha256", "?"),
+		    (long long)json_integer_value(json_object_get(v, "size")));
 	if (json_is_string(json_object_get(a, "commit")))
 		printf("  %-12s %s\n", "commit", str(a, "commit", ""));
 	if (json_is_string(json_object_get(a, "message")))
