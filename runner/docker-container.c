@@ -1,6 +1,7 @@
 /* docker-container.c: what a job's container looks like: the create body
  * (argv, env, mounts, user, HostConfig limits, labels) and its name. */
 #include "runner/docker.h"
+#include "runner/allowlist.h"
 
 #include "common/err.h"
 #include "common/sha256.h"
@@ -72,28 +73,6 @@ static json_t *bind_mount(const char *src, const char *dst, bool ro)
 	                 "Target", dst, "ReadOnly", ro);
 }
 
-/* The admin's allowed_mounts entry covering source, or NULL. */
-static json_t *allowed_mount(const struct runner *r, const char *source)
-{
-	json_t *allowed = json_object_get(r->settings, "allowed_mounts"), *a;
-	size_t i, n;
-
-	json_array_foreach(allowed, i, a)
-	{
-		const char *s = json_string_value(json_object_get(a, "source"));
-
-		if (s == NULL)
-			continue;
-		n = strlen(s);
-		while (n > 1 && s[n - 1] == '/')
-			n--;
-		if (strncmp(source, s, n) == 0 &&
-		    (source[n] == '\0' || source[n] == '/' || n == 1))
-			return a;
-	}
-	return NULL;
-}
-
 static int container_mounts(const struct runner *r, json_t **out, struct err *e)
 {
 	json_t *m = json_array(), *a;
@@ -105,19 +84,18 @@ static int container_mounts(const struct runner *r, json_t **out, struct err *e)
 	    m, bind_mount(r->checkpoints_dir, DOCKER_CHECKPOINTS, false));
 	for (size_t i = 0; i < r->spec->nmounts; i++) {
 		const struct jobspec_mount *jm = &r->spec->mounts[i];
-		bool ro = jm->readonly;
+		char real[PATH_MAX];
 
-		if ((a = allowed_mount(r, jm->source)) == NULL) {
+		if ((a = allowlist_entry(r, jm->source, real)) == NULL) {
 			json_decref(m);
 			return err_set(e, TERR_PERM,
 			               "mounts[%zu]: %s is not under an "
 			               "allowed_mounts entry of this agent",
 			               i, jm->source);
 		}
-		ro |= json_is_true(json_object_get(a, "readonly")) ||
-		      json_object_get(a, "readonly") == NULL;
-		json_array_append_new(m,
-		                      bind_mount(jm->source, jm->target, ro));
+		json_array_append_new(
+		    m, bind_mount(real, jm->target,
+		                  allowlist_readonly(a, jm->readonly)));
 	}
 	*out = m;
 	return 0;

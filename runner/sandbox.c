@@ -3,6 +3,7 @@
  * namespaces (and net for `network: none`) under a tiny reaper as pid 1,
  * inside its own cgroup. */
 #include "runner/sandbox.h"
+#include "runner/allowlist.h"
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/log.h"
@@ -37,34 +38,6 @@ struct sandbox {
 	size_t ngpus;
 };
 
-/* True when path is dir or below it. */
-static bool path_under(const char *path, const char *dir)
-{
-	size_t n = strlen(dir);
-
-	while (n > 1 && dir[n - 1] == '/')
-		n--;
-	return strncmp(path, dir, n) == 0 &&
-	       (path[n] == '\0' || path[n] == '/' || n == 1);
-}
-
-/* The allowlist entry covering a (resolved) source, or NULL. */
-static json_t *allowed_entry(struct runner *r, const char *src)
-{
-	json_t *list = json_object_get(r->settings, "allowed_mounts"), *m;
-	char real[PATH_MAX];
-	size_t i;
-
-	json_array_foreach(list, i, m)
-	{
-		const char *s = json_string_value(json_object_get(m, "source"));
-		if (s != NULL && realpath(s, real) != NULL &&
-		    path_under(src, real))
-			return m;
-	}
-	return NULL;
-}
-
 static int check_mounts(struct runner *r, struct sandbox *sb, struct err *e)
 {
 	const struct jobspec *s = r->spec;
@@ -74,10 +47,11 @@ static int check_mounts(struct runner *r, struct sandbox *sb, struct err *e)
 	for (size_t i = 0; i < s->nmounts; i++) {
 		struct sandbox_mount *m = &sb->cfg.mounts[i];
 		json_t *allow;
-		if (realpath(s->mounts[i].source, real) == NULL)
+		if (access(s->mounts[i].source, F_OK) < 0)
 			return err_sys(e, TERR_NOTFOUND, "mount %s",
 			               s->mounts[i].source);
-		if ((allow = allowed_entry(r, real)) == NULL)
+		if ((allow = allowlist_entry(r, s->mounts[i].source, real)) ==
+		    NULL)
 			return err_set(e, TERR_PERM,
 			               "mount %s is not allowed on this node "
 			               "(the admin lists data mounts in "
@@ -85,9 +59,7 @@ static int check_mounts(struct runner *r, struct sandbox *sb, struct err *e)
 			               s->mounts[i].source);
 		m->source = xstrdup(real);
 		m->target = s->mounts[i].target;
-		m->readonly =
-		    s->mounts[i].readonly ||
-		    !json_is_false(json_object_get(allow, "readonly"));
+		m->readonly = allowlist_readonly(allow, s->mounts[i].readonly);
 		sb->cfg.nmounts++;
 	}
 	return 0;
