@@ -27,26 +27,11 @@
 /* Load DIR/spec.json into r (as the supervisor does) and its job user. */
 static int build_load(struct runner *r, const char *dir, struct err *e)
 {
-	char *path = attempt_path(dir, ATTEMPT_SPEC), *text = NULL;
-	const char *job = NULL;
-	json_t *root = NULL, *spec;
 	struct passwd *pw;
 	int rc;
 
-	r->dir = xstrdup(dir);
-	if ((rc = file_read_all(path, 4 << 20, &text, NULL, e)) < 0 ||
-	    (rc = json_parse(text, strlen(text), 32, &root, e)) < 0 ||
-	    (rc = json_get_str(root, "", "job", false, 64, &job, e)) < 0)
-		goto out;
-	r->job_id = xstrdup(job ? job : "prebuild");
-	spec = json_object_get(root, "spec");
-	if ((rc = jobspec_parse_json(spec, &r->spec, e)) < 0)
-		goto out;
-	r->settings = json_incref(json_object_get(root, "runner"));
-	if (r->settings == NULL)
-		r->settings = json_object();
-	if ((rc = runner_settings_load(r, e)) < 0)
-		goto out;
+	if ((rc = runner_load(r, dir, false, e)) < 0)
+		return rc;
 	if (r->job_user && (pw = getpwnam(r->job_user)) != NULL) {
 		r->uid = pw->pw_uid;
 		r->gid = pw->pw_gid;
@@ -54,12 +39,6 @@ static int build_load(struct runner *r, const char *dir, struct err *e)
 	if ((rc = mkdir_p(r->work_dir, 0700, e)) == 0 &&
 	    chown(r->work_dir, r->uid, r->gid) < 0)
 		rc = err_sys(e, TERR_IO, "chown %s", r->work_dir);
-out:
-	if (rc < 0)
-		err_wrap(e, "%s", path);
-	json_decref(root);
-	free(text);
-	free(path);
 	return rc;
 }
 

@@ -39,7 +39,7 @@ struct final {
 
 static const char *const phase_names[] = {"source", "env", "run", "outputs"};
 
-static int runner_load(struct runner *r, const char *dir, struct err *e)
+int runner_load(struct runner *r, const char *dir, bool need_job, struct err *e)
 {
 	char *path = attempt_path(dir, ATTEMPT_SPEC), *text = NULL;
 	json_t *root = NULL, *spec;
@@ -50,10 +50,12 @@ static int runner_load(struct runner *r, const char *dir, struct err *e)
 	r->dir = xstrdup(dir);
 	if ((rc = file_read_all(path, SPEC_MAX, &text, &len, e)) < 0 ||
 	    (rc = json_parse(text, len, 32, &root, e)) < 0 ||
-	    (rc = json_get_str(root, "", "job", true, 64, &job, e)) < 0 ||
-	    (rc = json_get_int(root, "", "attempt", true, 1, INT32_MAX,
+	    (rc = json_get_str(root, "", "job", need_job, 64, &job, e)) < 0 ||
+	    (rc = json_get_int(root, "", "attempt", need_job, 1, INT32_MAX,
 	                       &r->attempt, e)) < 0)
 		goto out;
+	if (job == NULL)
+		job = "prebuild"; /* envs build of a queued job */
 	if (!path_is_safe_relative(job) || strchr(job, '/') != NULL) {
 		rc = err_set(e, TERR_INVAL, "job: not a valid job id");
 		goto out;
@@ -364,7 +366,7 @@ int supervisor_main(const char *dir)
 	if (lock_attempt(dir) < 0)
 		return 1;
 	supervisor_reattach_check(&r, dir); /* before state.json is rewritten */
-	rc = runner_load(&r, dir, &e);
+	rc = runner_load(&r, dir, true, &e);
 	if (r.dir == NULL || runner_save_state(&r, &e) < 0 ||
 	    supervisor_open_files(&r, &e) < 0) {
 		log_error("%s: %s", dir, e.msg);

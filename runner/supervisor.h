@@ -83,6 +83,11 @@ void supervisor_reattach_check(struct runner *r, const char *dir);
  * r->run_started_ms as of the job's start. */
 void supervisor_reattach_times(struct runner *r, double durations[4]);
 
+/* Load <dir>/spec.json and its runner settings into r (supervisor.c); job
+ * and attempt may be missing when !need_job (`envs build`: job "prebuild"). */
+int runner_load(struct runner *r, const char *dir, bool need_job,
+                struct err *e);
+
 /* Settings, job argv/env and teardown (supervisor-spec.c). */
 int runner_settings_load(struct runner *r, struct err *e);
 /* Fill r->argv and r->envp (clean environment, see docs/sandbox.md). */
