@@ -22,7 +22,7 @@ if [ "${TETHER_SKIP_ASAN:-0}" != 1 ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTETHER_SANITIZE=ON >/dev/null
   cmake --build build-asan -j"$jobs" -- --no-print-directory >/dev/null
   echo "== unit tests under sanitizers"
-  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0 \
     LSAN_OPTIONS=suppressions=$root/tests/lsan.supp \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure -j"$jobs")

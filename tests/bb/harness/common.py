@@ -16,6 +16,9 @@ BUILD_DIR = os.environ.get("TETHER_BUILD_DIR", os.path.join(SOURCE_DIR, "build")
 # the harness starts inherits this.
 os.environ.setdefault("LSAN_OPTIONS", "suppressions=" + os.path.join(
     SOURCE_DIR, "tests", "lsan.supp"))
+if "fast_unwind_on_malloc" not in os.environ.get("ASAN_OPTIONS", ""):
+    os.environ["ASAN_OPTIONS"] = ":".join(filter(None, [
+        os.environ.get("ASAN_OPTIONS"), "fast_unwind_on_malloc=0"]))
 
 
 def binary(name):
