@@ -70,6 +70,7 @@ static int probe(struct attach *a, struct err *e)
 	    "if [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null || "
 	    "systemctl is-active --quiet tether-agent 2>/dev/null; then "
 	    "echo running=1; fi; true";
+	char *running = NULL;
 	struct buf out;
 	int r;
 
@@ -77,8 +78,10 @@ static int probe(struct attach *a, struct err *e)
 		a->machine_id = probe_value(out.data, "machine_id");
 		a->hostname = probe_value(out.data, "hostname");
 		a->agent_id = probe_value(out.data, "agent_id");
-		a->running = probe_value(out.data, "running") != NULL;
+		running = probe_value(out.data, "running");
+		a->running = running != NULL;
 	}
+	free(running);
 	buf_free(&out);
 	return r;
 }
