@@ -8,21 +8,23 @@
  * arrays, never through a shell. */
 #include "runner/env.h"
 
+#include "common/buf.h"
+#include "common/cmdrun.h"
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/sha256.h"
 #include "common/util.h"
 
-#include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#define VENV_ARGV_MAX 1200
-#define TAIL_SIZE     2048
+#define VENV_ARGV_MAX      1200
+#define TAIL_SIZE          2048
+#define VERSION_TIMEOUT_MS 30000 /* python -c printing its version */
 
 static const char *venv_python(struct runner *r)
 {
@@ -35,37 +37,29 @@ static const char *venv_python(struct runner *r)
 static int venv_version(const char *python, char *out, size_t size,
                         struct err *e)
 {
-	char *argv[] = {(char *)python, "-c",
-	                "import sys, platform; print(sys.version.split()[0],"
-	                " platform.machine())",
-	                NULL};
-	int fds[2], status;
-	ssize_t n;
-	size_t len = 0;
-	pid_t pid;
+	const char *argv[] = {
+	    python, "-c",
+	    "import sys, platform; print(sys.version.split()[0],"
+	    " platform.machine())",
+	    NULL};
+	struct buf b;
+	int status = -1, rc;
 
 	if (access(python, X_OK) < 0)
 		return err_sys(e, TERR_NOTFOUND, "interpreter %s", python);
-	if (pipe2(fds, O_CLOEXEC) < 0 || (pid = fork()) < 0)
-		return err_sys(e, TERR_IO, "run %s", python);
-	if (pid == 0) {
-		dup2(fds[1], 1);
-		execv(python, argv);
-		_exit(127);
+	buf_init(&b, size - 1);
+	if ((rc = cmd_capture(argv, &b, NULL, VERSION_TIMEOUT_MS, &status, e)) <
+	    0) {
+		err_wrap(e, "run %s", python);
+		goto out;
 	}
-	close(fds[1]);
-	while (len + 1 < size &&
-	       ((n = read(fds[0], out + len, size - 1 - len)) > 0 ||
-	        (n < 0 && errno == EINTR)))
-		len += n > 0 ? (size_t)n : 0;
-	close(fds[0]);
-	out[len] = '\0';
-	out[strcspn(out, "\n")] = '\0';
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || len == 0)
-		return err_set(e, TERR_FAIL, "%s does not run", python);
-	return 0;
+	snprintf(out, size, "%.*s", (int)strcspn(b.data ? b.data : "", "\n"),
+	         b.data ? b.data : "");
+	if (status != 0 || out[0] == '\0')
+		rc = err_set(e, TERR_FAIL, "%s does not run", python);
+out:
+	buf_free(&b);
+	return rc;
 }
 
 static json_t *strv_json(const char **v)
