@@ -242,10 +242,13 @@ stop_background() {
 start_background() {
 	stop_background
 	install -d -m 0755 "$root$(dirname "$logfile")"
+	# A clean environment, as systemd gives it: the caller's TETHER_* (the
+	# CLI's TETHER_TOKEN is an admin token) must not override agent.conf.
+	local clean=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8)
 	if [ -n "$root" ]; then
-		setsid chroot "$root" "$agent" run --config "$conf" >>"$root$logfile" 2>&1 </dev/null &
+		setsid "${clean[@]}" chroot "$root" "$agent" run --config "$conf" >>"$root$logfile" 2>&1 </dev/null &
 	else
-		setsid "$agent" run --config "$conf" >>"$logfile" 2>&1 </dev/null &
+		setsid "${clean[@]}" "$agent" run --config "$conf" >>"$logfile" 2>&1 </dev/null &
 	fi
 	echo $! >"$root$pidfile"
 	say "agent started in the background (pid $!, log $logfile)"

@@ -11,3 +11,21 @@ for _path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "harness",
                                            "fixtures_*.py"))):
     _mod = importlib.import_module("harness." + os.path.basename(_path)[:-3])
     globals().update({k: v for k, v in vars(_mod).items() if not k.startswith("_")})
+
+
+import pwd as _pwd
+import subprocess as _subprocess
+
+import pytest as _pytest
+
+
+@_pytest.fixture(autouse=True)
+def _job_user_exists():
+    """Jobs run as tether-job; a test that uninstalls with --purge removes the
+    user, so make sure it exists before every test (cheap when it does)."""
+    try:
+        _pwd.getpwnam("tether-job")
+    except KeyError:
+        _subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                         "/usr/sbin/nologin", "tether-job"], check=True)
+    yield

@@ -65,7 +65,7 @@ def test_getting_started_runs_and_readme_commands_are_covered():
     env["HOME"] = work
     try:
         r = subprocess.run(["bash", script], cwd=SOURCE_DIR, env=env,
-                           capture_output=True, text=True, timeout=600)
+                           capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, f"getting-started failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
         assert "epoch 8/8" in r.stdout and "succeeded" in r.stdout, r.stdout[-3000:]
         assert "cancelled" in r.stdout
