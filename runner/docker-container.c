@@ -104,15 +104,15 @@ static int container_mounts(const struct runner *r, json_t **out, struct err *e)
 /* GPU device requests for the GPUs the agent assigned (settings.gpus). */
 static json_t *gpu_requests(const struct runner *r)
 {
-	json_t *gpus = json_object_get(r->settings, "gpus"), *g, *ids;
-	size_t i;
+	int gpus[64];
+	size_t n = runner_gpus(r, gpus, 64);
+	json_t *ids;
 
-	if (json_array_size(gpus) == 0)
+	if (n == 0)
 		return json_array();
 	ids = json_array();
-	json_array_foreach(gpus, i, g)
-	{
-		char *s = xasprintf("%lld", (long long)json_integer_value(g));
+	for (size_t i = 0; i < n; i++) {
+		char *s = xasprintf("%d", gpus[i]);
 
 		json_array_append_new(ids, json_string(s));
 		free(s);

@@ -50,9 +50,23 @@ static int own_dirs(struct runner *r, struct err *e)
 	return 0;
 }
 
+/* r->launcher_data: the launcher's state with its engine connection. */
+static int dl_open(struct runner *r, struct err *e)
+{
+	struct dlaunch *dl = xcalloc(1, sizeof(*dl));
+	int rc;
+
+	dl->out_w = dl->done_w = -1;
+	if ((rc = docker_open(r->docker_socket, &dl->d, e)) < 0) {
+		free(dl);
+		return rc;
+	}
+	r->launcher_data = dl;
+	return 0;
+}
+
 static int docker_prepare(struct runner *r, struct err *e)
 {
-	struct dlaunch *dl;
 	int rc;
 
 	if (r->env.image == NULL)
@@ -62,14 +76,7 @@ static int docker_prepare(struct runner *r, struct err *e)
 		               " with an image or a dockerfile");
 	if ((rc = own_dirs(r, e)) < 0)
 		return rc;
-	dl = xcalloc(1, sizeof(*dl));
-	dl->out_w = dl->done_w = -1;
-	if ((rc = docker_open(r->docker_socket, &dl->d, e)) < 0) {
-		free(dl);
-		return rc;
-	}
-	r->launcher_data = dl;
-	return 0;
+	return dl_open(r, e);
 }
 
 /* Record the container (state.json and docker.json) before it starts, so
@@ -237,13 +244,9 @@ static int docker_reattach(struct runner *r, int *out_fd, int *done_fd,
 	if (r->state.launcher_ref[0] == '\0')
 		return err_set(e, TERR_NOTFOUND, "no container recorded");
 	if (dl == NULL) {
-		dl = xcalloc(1, sizeof(*dl));
-		dl->out_w = dl->done_w = -1;
-		if ((rc = docker_open(r->docker_socket, &dl->d, e)) < 0) {
-			free(dl);
+		if ((rc = dl_open(r, e)) < 0)
 			return rc;
-		}
-		r->launcher_data = dl;
+		dl = r->launcher_data;
 	}
 	snprintf(dl->id, sizeof(dl->id), "%s", r->state.launcher_ref);
 	if ((rc = dlaunch_check(dl, e)) < 0)

@@ -80,6 +80,9 @@ void runner_logf(struct runner *r, const char *prefix, const char *fmt, ...)
 /* Write bytes produced by a builder or launcher into the job log through
  * the secret masker. */
 void runner_log_bytes(struct runner *r, const char *data, size_t len);
+/* The GPU indices the agent assigned (runner setting `gpus`), in order,
+ * at most max of them into out; returns how many (supervisor-spec.c). */
+size_t runner_gpus(const struct runner *r, int *out, size_t max);
 /* Persist r->state to state.json (e.g. after setting launcher_ref). */
 int runner_save_state(struct runner *r, struct err *e);
 /* Append a status event (seq assigned here) to the events file. */

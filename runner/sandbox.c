@@ -65,18 +65,6 @@ static int check_mounts(struct runner *r, struct sandbox *sb, struct err *e)
 	return 0;
 }
 
-static void read_gpus(struct runner *r, struct sandbox *sb)
-{
-	json_t *gpus = json_object_get(r->settings, "gpus"), *g;
-	size_t i;
-
-	json_array_foreach(gpus, i, g)
-	{
-		if (json_is_integer(g) && sb->ngpus < SANDBOX_MAX_GPUS)
-			sb->gpus[sb->ngpus++] = (int)json_integer_value(g);
-	}
-}
-
 static int make_cgroup(struct runner *r, struct sandbox *sb, struct err *e)
 {
 	struct cgroup_limits lim = {
@@ -130,7 +118,7 @@ static int sandbox_prepare(struct runner *r, struct err *e)
 	sb->out_fd = sb->done_fd = -1;
 	r->launcher_data = sb;
 	fill_cfg(r, sb);
-	read_gpus(r, sb);
+	sb->ngpus = runner_gpus(r, sb->gpus, SANDBOX_MAX_GPUS);
 	if (r->uid == 0)
 		return err_set(e, TERR_PERM,
 		               "job_user '%s' is root: jobs never run as root",

@@ -11,7 +11,8 @@
 
 #define DEFAULT_PATH                                                           \
 	"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define ENV_MAX 4096
+#define ENV_MAX  4096
+#define GPUS_MAX 64
 
 static int get_strs(struct runner *r, struct err *e)
 {
@@ -141,21 +142,30 @@ static char *path_value(struct runner *r)
 	return path;
 }
 
-static void gpu_vars(struct runner *r, struct envb *b)
+size_t runner_gpus(const struct runner *r, int *out, size_t max)
 {
 	json_t *gpus = json_object_get(r->settings, "gpus"), *g;
-	char list[512] = "";
-	size_t i, off = 0;
+	size_t i, n = 0;
 
-	if (!json_is_array(gpus) || json_array_size(gpus) == 0)
-		return;
 	json_array_foreach(gpus, i, g)
 	{
-		if (json_is_integer(g) && off < sizeof(list) - 16)
-			off += (size_t)snprintf(
-			    list + off, sizeof(list) - off, "%s%lld",
-			    off ? "," : "", (long long)json_integer_value(g));
+		if (json_is_integer(g) && n < max)
+			out[n++] = (int)json_integer_value(g);
 	}
+	return n;
+}
+
+static void gpu_vars(struct runner *r, struct envb *b)
+{
+	int gpus[GPUS_MAX];
+	size_t n = runner_gpus(r, gpus, GPUS_MAX), off = 0;
+	char list[GPUS_MAX * 12] = "";
+
+	if (n == 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%d",
+		                        i ? "," : "", gpus[i]);
 	env_set(b, "CUDA_VISIBLE_DEVICES", list);
 	env_set(b, "NVIDIA_VISIBLE_DEVICES", list);
 }
