@@ -9,6 +9,7 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "runner/docker.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -259,6 +260,29 @@ static int agent_transport(struct agent *a, struct err *e)
 	return a->tp->open(&tc, &h, &a->t, e);
 }
 
+static bool agent_att_known(void *arg, const char *job, int64_t attempt)
+{
+	return att_find(arg, job, attempt) != NULL;
+}
+
+/* Containers of this state dir whose attempt agent.db no longer knows (a
+ * crash between removing the attempt and its container): remove them.
+ * Only when the engine answered the capacity probe a moment ago (2 s
+ * bound), so a dead engine costs nothing; never fatal. */
+static void agent_remove_orphans(struct agent *a)
+{
+	struct err e = {0};
+	int n = 0;
+
+	if (a->cap.docker[0] == '\0' || a->conf.docker_socket == NULL)
+		return;
+	if (docker_remove_orphans(a->conf.docker_socket, a->conf.state_dir,
+	                          agent_att_known, a, &n, &e) < 0)
+		log_warn("orphan containers: %s", e.msg);
+	else if (n > 0)
+		log_info("removed %d orphan container%s", n, n == 1 ? "" : "s");
+}
+
 static int agent_setup(struct agent *a, struct err *e)
 {
 	char *dbp = xasprintf("%s/agent.db", a->conf.state_dir);
@@ -296,7 +320,8 @@ static int agent_setup(struct agent *a, struct err *e)
 		goto out;
 	agent_note(a, "auth_error", "%s", "");
 	agent_note(a, "conn_error", "%s", "");
-	r = recovery_load(a, e);
+	if ((r = recovery_load(a, e)) == 0)
+		agent_remove_orphans(a);
 out:
 	free(dbp);
 	return r;
