@@ -180,7 +180,7 @@ static void follow_logs(struct dlaunch *dl)
 	                       .arg = dl,
 	                       .cancel = &dl->stop};
 	pid_t init = dlaunch_pid(dl);
-	struct err e;
+	struct err e = {0};
 	int rc;
 
 	if (init > 0 && dl->mem_dir == NULL) {
@@ -212,7 +212,7 @@ static void *follower(void *arg)
 	struct docker_req q = {
 	    .method = "POST", .path = path, .cancel = &dl->stop};
 	sigset_t all;
-	struct err e;
+	struct err e = {0};
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
