@@ -37,6 +37,7 @@
 
 #define CKPT_JSON   "checkpoint-out.json"
 #define CKPT_RESUME "resume.json"
+#define CKPT_PACKS  3 /* packer runs before the attempt goes without */
 
 enum ckpt_state { CK_UNKNOWN, CK_PACKING, CK_BUILT, CK_UPLOADING, CK_DONE };
 
@@ -45,6 +46,7 @@ struct ckpt {
 	pid_t pid;
 	int pidfd;
 	struct tp_call *call;
+	int packs; /* packer runs started by this agent */
 	char sha[SHA256_HEX_LEN + 1];
 	int64_t size;
 };
@@ -174,6 +176,7 @@ static void ckpt_pack(struct att *t)
 		return;
 	}
 	c->pid = pid;
+	c->packs++;
 	c->state = CK_PACKING;
 	log_info("job=%s attempt=%lld packing the checkpoint", t->job,
 	         (long long)t->attempt);
@@ -187,7 +190,13 @@ static void ckpt_decide(struct att *t)
 	const char *st = json_string_value(json_object_get(j, "state"));
 	const char *sha = json_string_value(json_object_get(j, "sha256"));
 
-	if (st == NULL) {
+	if (st == NULL && c->packs >= CKPT_PACKS) {
+		log_error("job=%s attempt=%lld: no checkpoint after %d packer "
+		          "runs; reported without one",
+		          t->job, (long long)t->attempt, c->packs);
+		ckpt_save_state(t, "failed");
+		c->state = CK_DONE;
+	} else if (st == NULL) {
 		if (ckpt_wanted(t))
 			ckpt_pack(t);
 		else

@@ -8,7 +8,7 @@ import re
 import signal
 import time
 
-from harness.agent import Agent
+from harness.agent import TERMINAL, Agent
 from harness.common import tmpdir, wait_until
 from harness.life import attempt, digits_snapshot, events, upload_snapshot
 from harness.workspace import Workspace
@@ -17,13 +17,30 @@ LIFE = {"preempt_poll": "200ms", "kill_grace": "2s"}
 
 
 def wait_log(ag, job, attempt_no, text, timeout=60):
-    """Wait until the workspace has text in the attempt's log."""
+    """Wait until the workspace has text in the attempt's log (fail at
+    once when the job ended without it)."""
+    def seen():
+        if text in ag.ws_log(job, attempt_no):
+            return True
+        if ag.job(job)["state"] in TERMINAL:
+            return "ended"
+        return False
     try:
-        wait_until(lambda: text in ag.ws_log(job, attempt_no), timeout,
-                   interval=0.1, what=f"{text!r} in the log")
+        r = wait_until(seen, timeout, interval=0.1,
+                       what=f"{text!r} in the log")
     except TimeoutError:
-        raise AssertionError(f"{text!r} not in the log of {job}/{attempt_no}:"
-                             f"\n{ag.job(job)}\n{ag.output()[-3000:]}")
+        r = "timeout"
+    if r is not True:
+        raise AssertionError(f"{text!r} not in the log of {job}/{attempt_no}"
+                             f" ({r}):\n{ag.job(job)}\n"
+                             f"{ag.output()[-3000:]}")
+
+
+def succeeded(ag, job, timeout):
+    """Wait for the job to end; it must have succeeded. Its last attempt."""
+    j = ag.wait_job(job, timeout=timeout)
+    assert j["state"] == "succeeded", (j, ag.output()[-3000:])
+    return j["attempt"]
 
 
 def last_attempts(ws, job):
@@ -61,7 +78,7 @@ def test_digits_preempted_in_epoch_3_resumes(workspace, agent_factory,
 
     scheduled_events.clear()
     ag.start()
-    last = ag.wait_job(job, "succeeded", timeout=120)["attempt"]
+    last = succeeded(ag, job, 120)
     # (a poll in flight at the notice may have brought the requeued job
     # back once: handed back, not run)
     assert all(a["reason"] == "handed_back"
@@ -108,7 +125,7 @@ def test_job_ignoring_signals_is_killed_and_restarts(workspace, agent_factory):
     assert workspace.job(job)["state"] == "queued"
 
     ag.start()
-    last = ag.wait_job(job, "succeeded", timeout=60)["attempt"]
+    last = succeeded(ag, job, 60)
     log2 = ag.ws_log(job, last).decode()
     assert f"start attempt={last} resume=0 files=0" in log2, log2
     assert "finished" in log2
@@ -160,7 +177,7 @@ def test_agent_killed_during_checkpoint_upload():
         assert ws.job(job)["state"] != "queued"
 
         ag.start()
-        last = ag.wait_job(job, "succeeded", timeout=90)["attempt"]
+        last = succeeded(ag, job, 90)
         assert ag.output().count("uploading checkpoint") >= 2
         a1 = attempt(ws, job, 1)
         assert a1["reason"] == "preempted", a1
