@@ -14,38 +14,21 @@
 #include "runner/runner.h"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static uid_t chown_uid;
-static gid_t chown_gid;
-
-static int chown_one(const char *path, const struct stat *st, int flag,
-                     struct FTW *ftw)
-{
-	if (st->st_uid != chown_uid || st->st_gid != chown_gid)
-		if (lchown(path, chown_uid, chown_gid) < 0)
-			return -1;
-	return 0;
-}
-
 /* The job user must own its directories (mounted into the container). */
 static int own_dirs(struct runner *r, struct err *e)
 {
 	const char *dirs[] = {r->work_dir, r->outputs_dir, r->checkpoints_dir};
 
-	chown_uid = r->uid;
-	chown_gid = r->gid;
 	for (size_t i = 0; i < 3; i++) {
-		if (mkdir_p(dirs[i], 0700, e) < 0)
+		if (mkdir_p(dirs[i], 0700, e) < 0 ||
+		    runner_chown_tree(dirs[i], r->uid, r->gid, e) < 0)
 			return err_wrap(e, "docker launcher");
-		if (nftw(dirs[i], chown_one, 16, FTW_PHYS) < 0)
-			return err_sys(e, TERR_IO, "chown %s to %u:%u", dirs[i],
-			               (unsigned)r->uid, (unsigned)r->gid);
 	}
 	return 0;
 }

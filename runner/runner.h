@@ -83,6 +83,9 @@ void runner_log_bytes(struct runner *r, const char *data, size_t len);
 /* The GPU indices the agent assigned (runner setting `gpus`), in order,
  * at most max of them into out; returns how many (supervisor-spec.c). */
 size_t runner_gpus(const struct runner *r, int *out, size_t max);
+/* Hand path and everything below it (symlinks not followed) to uid:gid,
+ * going on past failures; returns the first (chown-tree.c). */
+int runner_chown_tree(const char *path, uid_t uid, gid_t gid, struct err *e);
 /* Persist r->state to state.json (e.g. after setting launcher_ref). */
 int runner_save_state(struct runner *r, struct err *e);
 /* Append a status event (seq assigned here) to the events file. */

@@ -199,31 +199,6 @@ out:
 	return rc;
 }
 
-/* Hand every file under path (not following symlinks) to uid:gid. */
-static int chown_tree(const char *path, uid_t uid, gid_t gid, int depth)
-{
-	DIR *d;
-	struct dirent *de;
-
-	if (lchown(path, uid, gid) < 0 || depth > COPY_MAX_DEPTH)
-		return -1;
-	if ((d = opendir(path)) == NULL)
-		return 0;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		char *p = xasprintf("%s/%s", path, de->d_name);
-		if (de->d_type == DT_DIR)
-			chown_tree(p, uid, gid, depth + 1);
-		else if (lchown(p, uid, gid) < 0)
-			log_warn_errno("lchown %s", p);
-		free(p);
-	}
-	closedir(d);
-	return 0;
-}
-
 int source_fetch(struct runner *r, struct err *e)
 {
 	int rc = 0;
@@ -248,7 +223,10 @@ int source_fetch(struct runner *r, struct err *e)
 	}
 	if (rc < 0)
 		return rc;
-	if (geteuid() == 0 && r->uid != 0)
-		chown_tree(r->work_dir, r->uid, r->gid, 0);
+	if (geteuid() == 0 && r->uid != 0 &&
+	    runner_chown_tree(r->work_dir, r->uid, r->gid, e) < 0) {
+		log_warn("job=%s %s", r->job_id, e->msg); /* the job may cope */
+		err_clear(e);
+	}
 	return 0;
 }
