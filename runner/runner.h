@@ -81,7 +81,7 @@ void runner_logf(struct runner *r, const char *prefix, const char *fmt, ...)
  * the secret masker. */
 void runner_log_bytes(struct runner *r, const char *data, size_t len);
 /* The GPU indices the agent assigned (runner setting `gpus`), in order,
- * at most max of them into out; returns how many (supervisor-spec.c). */
+ * at most max of them into out; returns how many (gpus.c). */
 size_t runner_gpus(const struct runner *r, int *out, size_t max);
 /* Hand path and everything below it (symlinks not followed) to uid:gid,
  * going on past failures; returns the first (chown-tree.c). */

@@ -142,19 +142,6 @@ static char *path_value(struct runner *r)
 	return path;
 }
 
-size_t runner_gpus(const struct runner *r, int *out, size_t max)
-{
-	json_t *gpus = json_object_get(r->settings, "gpus"), *g;
-	size_t i, n = 0;
-
-	json_array_foreach(gpus, i, g)
-	{
-		if (json_is_integer(g) && n < max)
-			out[n++] = (int)json_integer_value(g);
-	}
-	return n;
-}
-
 static void gpu_vars(struct runner *r, struct envb *b)
 {
 	int gpus[GPUS_MAX];
