@@ -316,11 +316,29 @@ out:
 	return rc;
 }
 
+static char *env_dir_of(const struct runner *r)
+{
+	return r->env_dir ? xstrdup(r->env_dir)
+	                  : xasprintf("%s/envs", r->state_dir);
+}
+
+int env_hold(struct runner *r, struct err *e)
+{
+	char *dir;
+	int rc;
+
+	if (r->env.key[0] == '\0' || env_use_fd >= 0)
+		return 0;
+	dir = env_dir_of(r);
+	rc = env_cache_use(dir, r->env.key, &env_use_fd, e);
+	free(dir);
+	return rc;
+}
+
 int env_prepare(struct runner *r, struct err *e)
 {
 	const struct env_builder *b = env_builder_for(r->spec->env.kind);
-	char *dir = r->env_dir ? xstrdup(r->env_dir)
-	                       : xasprintf("%s/envs", r->state_dir);
+	char *dir = env_dir_of(r);
 	int rc;
 
 	memset(&r->env, 0, sizeof(r->env));

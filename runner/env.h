@@ -50,6 +50,9 @@ extern const struct env_builder env_builder_docker;
 /* Build or reuse the job's environment; fills r->env.  Failure means the
  * attempt ends env_failed with the message in the log. */
 int env_prepare(struct runner *r, struct err *e);
+/* A runner re-attached to a running job (no env phase): take the in-use
+ * lock of r->env.key again, so eviction leaves the job's environment. */
+int env_hold(struct runner *r, struct err *e);
 void env_result_free(struct env_result *res);
 
 /* env.c and env-run.c: helpers for builders. */

@@ -12,6 +12,7 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "runner/env.h"
 #include "runner/supervisor.h"
 
 #include <jansson.h>
@@ -53,13 +54,15 @@ static double wall_now(void)
 	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
-/* One event line: phase durations and the time the job started. */
-static void scan_event(json_t *ev, double durations[4], double *started)
+/* One event line: phase durations, the env key, the job's start time. */
+static void scan_event(struct runner *r, json_t *ev, double durations[4],
+                       double *started)
 {
 	static const char *const phases[] = {"source", "env", "run", "outputs"};
 	const char *type = json_string_value(json_object_get(ev, "type"));
 	const char *phase = json_string_value(json_object_get(ev, "phase"));
 	const char *state = json_string_value(json_object_get(ev, "state"));
+	const char *key = json_string_value(json_object_get(ev, "env_key"));
 	json_t *d = json_object_get(ev, "duration");
 
 	if (type != NULL && strcmp(type, "started") == 0 &&
@@ -71,12 +74,15 @@ static void scan_event(json_t *ev, double durations[4], double *started)
 	for (int i = 0; i < 2; i++) /* run and outputs are this runner's */
 		if (strcmp(phase, phases[i]) == 0)
 			durations[i] = json_number_value(d);
+	if (strcmp(phase, "env") == 0 && key != NULL && strlen(key) == 64)
+		memcpy(r->env.key, key, 65);
 }
 
 void supervisor_reattach_times(struct runner *r, double durations[4])
 {
 	char *path = attempt_path(r->dir, ATTEMPT_EVENTS), *text = NULL;
 	double started = -1;
+	struct err e = {0};
 	size_t len;
 
 	r->run_started_ms = now_mono_ms();
@@ -87,13 +93,16 @@ void supervisor_reattach_times(struct runner *r, double durations[4])
 				break; /* a torn last line */
 			ev = json_loadb(line, (size_t)(nl - line), 0, NULL);
 			if (ev != NULL)
-				scan_event(ev, durations, &started);
+				scan_event(r, ev, durations, &started);
 			json_decref(ev);
 		}
 	}
 	/* The run phase (and the timeout) count from the job's start. */
 	if (started > 0 && wall_now() > started)
 		r->run_started_ms -= (int64_t)((wall_now() - started) * 1000);
+	/* The job still uses its environment: keep eviction away from it. */
+	if (env_hold(r, &e) < 0)
+		log_warn("job=%s env %.12s: %s", r->job_id, r->env.key, e.msg);
 	free(text);
 	free(path);
 }

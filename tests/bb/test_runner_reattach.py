@@ -3,6 +3,7 @@ same attempt directory (what the agent does for an attempt whose runner died
 without result.json): it re-attaches (docker: same container, not restarted)
 without a second source or env phase and the log continues byte-exact; a
 sandbox job died with its runner, so the attempt ends `lost`, saying why."""
+import fcntl
 import json
 import os
 import time
@@ -22,6 +23,17 @@ for i in range(40):
 """
 
 
+def _locked(path):
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def _phase_events(d, phase, state):
     return [e for e in hr.events(d) if e["type"] == "phase" and
             e["phase"] == phase and e["state"] == state]
@@ -38,6 +50,14 @@ def test_docker_runner_kill9_reattaches_without_source_env(docker_base):
     seq_before = len(hr.events(d))
     time.sleep(0.5)  # the job prints on with no runner attached
     p2 = hr.start_runner(d)
+    hr.wait_until(lambda: hr.state(d)["runner_pid"] == p2.p.pid, 30,
+                  what="the new runner")
+    # it holds the environment in use again (eviction must leave it)
+    key = [e for e in hr.events(d) if e["type"] == "phase" and
+           e["phase"] == "env" and e["state"] == "end"][0]["env_key"]
+    state = os.path.dirname(os.path.dirname(os.path.dirname(d)))
+    use = os.path.join(state, "envs", ".locks", key + ".use")
+    hr.wait_until(lambda: _locked(use), 10, what="the env's use lock")
     res = hr.wait_result(d, 60)
     assert p2.stop() == 0
     assert res["reason"] == "succeeded", res
