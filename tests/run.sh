@@ -36,3 +36,10 @@ export TETHER_BUILD_DIR=$root/build TETHER_SOURCE_DIR=$root
 pytest_args=(-q -p no:cacheprovider -o junit_family=xunit2 tests/bb)
 [ -n "${TETHER_TEST_FILTER:-}" ] && pytest_args+=(-k "$TETHER_TEST_FILTER")
 /usr/bin/python3 -m pytest "${pytest_args[@]}"
+
+# Reliability suite (issue 13, docs/reliability.md; owned by its engineer):
+# short fuzz runs, a black-box selection under the sanitizer build and the
+# unit tests under valgrind, ~3-4 minutes.  TETHER_SKIP_RELIABILITY=1 skips.
+if [ "${TETHER_SKIP_RELIABILITY:-0}" != 1 ]; then
+  ./tests/fuzz/ci.sh
+fi

@@ -3,7 +3,7 @@
 # (default 3600), new corpus entries kept in build-fuzz/corpus-<target>.
 # Crashes land in build-fuzz/crash-<target>-*: minimise one with
 # `fuzz_<target> -minimize_crash=1 FILE`, fix, then commit it under
-# tests/fuzz/corpus/<target>/ so every short run replays it.
+# tests/fuzz/regress/<target>/ so every short run replays it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${TETHER_FUZZ_BUILD:-$root/build-fuzz}
