@@ -68,7 +68,15 @@ void preempt_notice(struct agent *a, const char *source, int64_t window_ms)
 	if (grace < 1000)
 		grace = 1000;
 	for (struct att *t = a->atts; t != NULL; t = t->next) {
-		if (t->state != ATT_RUNNING || t->local)
+		if (t->local)
+			continue;
+		if (t->state == ATT_QUEUED && t->snap_call != NULL) {
+			/* a download would start it: hand it back instead */
+			a->tp->cancel(a->t, t->snap_call);
+			t->snap_call = NULL;
+			t->preparing = false;
+		}
+		if (t->state != ATT_RUNNING)
 			continue;
 		preempt_stop(t, grace);
 		n++;
