@@ -6,6 +6,7 @@
 #include "common/fileio.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "runner/runner.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -182,13 +183,6 @@ out:
 	free(path);
 	*out = v;
 	return r;
-}
-
-void docker_strv_free(char **v)
-{
-	for (size_t i = 0; v && v[i]; i++)
-		free(v[i]);
-	free(v);
 }
 
 static int ctx_write_data(struct ctx *c, int fd, struct sha256_ctx *h,
@@ -377,7 +371,7 @@ out:
 		archive_write_free(c->a);
 	if (c->root_fd >= 0)
 		close(c->root_fd);
-	docker_strv_free(c->patterns);
+	runner_strv_free(c->patterns);
 	free(c);
 	return r;
 }

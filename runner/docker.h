@@ -123,7 +123,6 @@ int docker_layer_build(struct docker *d, struct runner *r, const char *base,
 bool docker_ignore_match(char *const *patterns, const char *relpath);
 /* Load <dir>/.dockerignore into a NULL-terminated list (empty if absent). */
 int docker_ignore_load(const char *dir, char ***out, struct err *e);
-void docker_strv_free(char **v);
 /* Write the context of dir (honouring .dockerignore, but always sending
  * the Dockerfile and .dockerignore) as a tar into f (when non-NULL) and
  * feed "path, type, mode, sha256" of each entry into the key hash. */

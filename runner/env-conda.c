@@ -118,20 +118,9 @@ static char **conda_envp(const char *prefix)
 	v = env_strv_add(
 	    v, xasprintf("MAMBA_ROOT_PREFIX=%.*s/.mamba", dlen, prefix));
 	v = env_strv_add(v, xstrdup("CONDA_YES=1"));
-	for (const char *const *p =
-	         (const char *const[]){"http_proxy", "https_proxy", "no_proxy",
-	                               "CONDA_PKGS_DIRS", NULL};
-	     *p; p++)
-		if (getenv(*p))
-			v = env_strv_add(v, xasprintf("%s=%s", *p, getenv(*p)));
-	return v;
-}
-
-static void strv_free(char **v)
-{
-	for (size_t i = 0; v && v[i]; i++)
-		free(v[i]);
-	free(v);
+	return env_strv_pass(v, (const char *const[]){"http_proxy",
+	                                              "https_proxy", "no_proxy",
+	                                              "CONDA_PKGS_DIRS", NULL});
 }
 
 /* Write the environment.yml next to the prefix, readable by the builder. */
@@ -188,7 +177,7 @@ out:
 		free(file);
 	}
 	free(tool);
-	strv_free(envp);
+	runner_strv_free(envp);
 	return rc;
 }
 

@@ -128,19 +128,8 @@ static char **venv_envp(struct runner *r, const char *prefix)
 	v = env_strv_add(v, xstrdup("PIP_DISABLE_PIP_VERSION_CHECK=1"));
 	v = env_strv_add(v, xstrdup("PIP_NO_INPUT=1"));
 	v = env_strv_add(v, xstrdup("PYTHONNOUSERSITE=1"));
-	for (size_t i = 0; pass[i]; i++)
-		if (getenv(pass[i]))
-			v = env_strv_add(
-			    v, xasprintf("%s=%s", pass[i], getenv(pass[i])));
 	(void)r;
-	return v;
-}
-
-static void strv_free(char **v)
-{
-	for (size_t i = 0; v && v[i]; i++)
-		free(v[i]);
-	free(v);
+	return env_strv_pass(v, pass);
 }
 
 static int venv_pip(struct runner *r, const char *prefix, char **envp,
@@ -202,7 +191,7 @@ static int venv_build(struct runner *r, const char *prefix, struct err *e)
 	if (r->spec->env.requirements_file || r->spec->env.requirements)
 		rc = venv_pip(r, prefix, envp, e);
 out:
-	strv_free(envp);
+	runner_strv_free(envp);
 	return rc;
 }
 

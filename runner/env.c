@@ -41,11 +41,13 @@ char **env_strv_add(char **v, char *s)
 	return nv;
 }
 
-static void strv_free(char **v)
+char **env_strv_pass(char **v, const char *const *names)
 {
-	for (size_t i = 0; v && v[i]; i++)
-		free(v[i]);
-	free(v);
+	for (size_t i = 0; names[i] != NULL; i++)
+		if (getenv(names[i]) != NULL)
+			v = env_strv_add(
+			    v, xasprintf("%s=%s", names[i], getenv(names[i])));
+	return v;
 }
 
 void env_result_free(struct env_result *res)
@@ -54,8 +56,8 @@ void env_result_free(struct env_result *res)
 		return;
 	free(res->prefix);
 	free(res->image);
-	strv_free(res->path_prepend);
-	strv_free(res->vars);
+	runner_strv_free(res->path_prepend);
+	runner_strv_free(res->vars);
 	memset(res, 0, sizeof(*res));
 	if (env_use_fd >= 0) {
 		env_cache_unuse(env_use_fd);

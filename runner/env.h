@@ -76,6 +76,9 @@ const char *env_platform(void);
 void env_key_json(json_t *canon, char out[65]);
 /* NULL-terminated string vector helpers for res->path_prepend / vars. */
 char **env_strv_add(char **v, char *s);
+/* Add "NAME=value" for each of names set in the runner's environment
+ * (proxy settings for builders). */
+char **env_strv_pass(char **v, const char *const *names);
 /* Find an executable named name on the runner's PATH; heap string. */
 char *env_which(const char *name);
 

@@ -86,6 +86,8 @@ size_t runner_gpus(const struct runner *r, int *out, size_t max);
 /* Hand path and everything below it (symlinks not followed) to uid:gid,
  * going on past failures; returns the first (chown-tree.c). */
 int runner_chown_tree(const char *path, uid_t uid, gid_t gid, struct err *e);
+/* Free a NULL-terminated vector of heap strings and the vector (strv.c). */
+void runner_strv_free(char **v);
 /* Persist r->state to state.json (e.g. after setting launcher_ref). */
 int runner_save_state(struct runner *r, struct err *e);
 /* Append a status event (seq assigned here) to the events file. */

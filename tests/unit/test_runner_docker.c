@@ -175,7 +175,7 @@ static void test_ignore_load_and_context(void **state)
 	assert_string_equal(pats[2], "!out/keep");
 	assert_string_equal(pats[3], "Dockerfile");
 	assert_null(pats[4]);
-	docker_strv_free(pats);
+	runner_strv_free(pats);
 
 	p = xasprintf("%s/Dockerfile", dir);
 	f = fopen(p, "w");
