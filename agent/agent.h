@@ -87,7 +87,8 @@ struct agent {
 
 	/* lifecycle */
 	bool draining, quit;
-	struct preempt *preempt; /* preemption notices (preempt.c) */
+	struct preempt *preempt;  /* preemption notices (preempt.c) */
+	struct slurm_poll *slurm; /* Slurm partitions (slurm-poll.c) */
 	int sigints;
 	struct loop_timer *sched_timer, *hk_timer;
 };
@@ -169,6 +170,15 @@ void outputs_kick(struct att *t);
 
 /* recovery.c */
 int recovery_load(struct agent *a, struct err *e);
+
+/* slurm-poll.c: when Slurm capacity is on, a worker thread asks scontrol
+ * at heartbeat pace; the capacity JSON then carries slurm.partitions. */
+int slurm_poll_start(struct agent *a, struct err *e);
+void slurm_poll_stop(struct agent *a);
+/* capacity_json() plus "slurm": {"partitions": [...]} once known. */
+json_t *slurm_poll_capacity(struct agent *a);
+/* What a capacity change is judged by: the JSON without the free disk. */
+char *slurm_poll_fingerprint(const json_t *cap);
 
 /* housekeeping.c */
 void housekeeping_run(void *arg);

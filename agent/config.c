@@ -97,6 +97,16 @@ const struct conf_key agent_conf_table[] = {
      "Default Slurm partition for the slurm launcher."},
     {"slurm_shared_dir", CONF_STR, NULL, OFF(slurm_shared_dir), 0, 0,
      "Directory shared with the Slurm compute nodes."},
+    {"slurm_account", CONF_STR, NULL, OFF(slurm_account), 0, 0,
+     "Slurm account for jobs whose spec names none."},
+    {"slurm_qos", CONF_STR, NULL, OFF(slurm_qos), 0, 0,
+     "Slurm QOS for jobs whose spec names none."},
+    {"slurm_poll", CONF_DURATION, "5s", OFF(slurm_poll_ms), 0, 0,
+     "How often a runner asks scontrol about its Slurm job."},
+    {"slurm_capacity", CONF_STR, "auto", OFF(slurm_capacity), 0, 0,
+     "Report the Slurm partitions (scontrol) in the heartbeat: on, off, or "
+     "auto (on when default_launcher is slurm or slurm_partition is set, "
+     "and sinfo and sbatch are installed)."},
     {"git_known_hosts", CONF_STR, NULL, OFF(git_known_hosts), 0, 0,
      "known_hosts file checked for git sources over ssh (default: "
      "/etc/ssh/ssh_known_hosts)."},
@@ -186,6 +196,11 @@ int agent_conf_check(const struct agent_conf *c, struct err *e)
 		return err_set(e, TERR_INVAL, "log_chunk: between 4K and 8M");
 	if (c->state_dir == NULL || c->state_dir[0] != '/')
 		return err_set(e, TERR_INVAL, "state_dir: an absolute path");
+	if (c->slurm_capacity != NULL && strcmp(c->slurm_capacity, "auto") &&
+	    strcmp(c->slurm_capacity, "on") && strcmp(c->slurm_capacity, "off"))
+		return err_set(e, TERR_INVAL,
+		               "slurm_capacity: auto, on or off, not '%s'",
+		               c->slurm_capacity);
 	return 0;
 }
 

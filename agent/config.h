@@ -30,6 +30,8 @@ struct agent_conf {
 	char *default_python, *conda_tool, *docker_socket, *allowed_mounts;
 	char *slurm_partition, *slurm_shared_dir, *git_known_hosts,
 	    *git_ca_file;
+	char *slurm_account, *slurm_qos, *slurm_capacity;
+	int64_t slurm_poll_ms;
 	bool docker_readonly_rootfs;
 	int64_t kill_grace_ms, default_pids, max_log_bytes, env_cache_budget;
 	/* housekeeping */

@@ -73,7 +73,7 @@ static json_t *launch_settings(struct agent *a, struct att *t)
 	json_t *gpus = json_loads(t->gpu_ids ? t->gpu_ids : "[]", 0, NULL);
 	json_t *s = json_pack(
 	    "{s:s, s:s, s:f, s:I, s:s, s:o, s:s, s:s, s:s?, s:I, s:s, s:s, "
-	    "s:o, s:{s:s?, s:s?}, s:I, s:s?, s:s?, s:b, s:s}",
+	    "s:o, s:{s:s?, s:s?, s:s?, s:s?, s:I}, s:I, s:s?, s:s?, s:b, s:s}",
 	    "state_dir", c->state_dir, "job_user", c->job_user, "kill_grace",
 	    (double)c->kill_grace_ms / 1000.0, "default_pids",
 	    (json_int_t)c->default_pids, "cgroup_parent", c->cgroup_parent,
@@ -82,10 +82,12 @@ static json_t *launch_settings(struct agent *a, struct att *t)
 	    c->conda_tool, "max_log_bytes", (json_int_t)c->max_log_bytes,
 	    "launcher", c->default_launcher, "docker_socket", c->docker_socket,
 	    "gpus", gpus ? gpus : json_array(), "slurm", "partition",
-	    c->slurm_partition, "shared_dir", c->slurm_shared_dir,
-	    "env_budget_bytes", (json_int_t)c->env_cache_budget, "known_hosts",
-	    c->git_known_hosts, "git_ca_file", c->git_ca_file,
-	    "docker_readonly_rootfs", c->docker_readonly_rootfs, "agent_id",
+	    c->slurm_partition, "shared_dir", c->slurm_shared_dir, "account",
+	    c->slurm_account, "qos", c->slurm_qos, "poll_ms",
+	    (json_int_t)c->slurm_poll_ms, "env_budget_bytes",
+	    (json_int_t)c->env_cache_budget, "known_hosts", c->git_known_hosts,
+	    "git_ca_file", c->git_ca_file, "docker_readonly_rootfs",
+	    c->docker_readonly_rootfs, "agent_id",
 	    a->agent_id ? a->agent_id : "");
 
 	free(env_dir);

@@ -51,15 +51,17 @@ static int64_t lease_wait_s(struct agent *a)
  * restart.  Remembered once a poll carrying it succeeded. */
 static void lease_add_capacity(struct agent *a, json_t *body)
 {
-	char *now = capacity_fingerprint(&a->cap), *sent = NULL;
+	json_t *cap = slurm_poll_capacity(a);
+	char *now = slurm_poll_fingerprint(cap), *sent = NULL;
 
 	db_meta_get(a->db, "capacity_sent", &sent, NULL);
 	if (sent == NULL || strcmp(sent, now) != 0) {
-		json_object_set_new(body, "capacity", capacity_json(&a->cap));
+		json_object_set(body, "capacity", cap);
 		free(a->cap_pending);
 		a->cap_pending = now;
 		now = NULL;
 	}
+	json_decref(cap);
 	free(sent);
 	free(now);
 }

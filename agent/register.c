@@ -42,7 +42,7 @@ json_t *register_body(struct agent *a)
 	    "version", TETHER_VERSION, "protocol", 1, "machine_id",
 	    a->cap.machine_id, "transport", a->tp->name, "replace",
 	    a->re_register, "os", a->cap.os, "kernel", a->cap.kernel,
-	    "capacity", capacity_json(&a->cap), "facts",
+	    "capacity", slurm_poll_capacity(a), "facts",
 	    capacity_facts(&a->cap), "queue_depth", (json_int_t)room);
 }
 
@@ -67,13 +67,15 @@ static int register_token(struct agent *a, char **out, struct err *e)
 	return 0;
 }
 
-/* What the workspace now knows of our capacity (lease.c compares). */
+/* What the workspace now knows of our capacity (lease.c compares): the
+ * fingerprint of the capacity the registration carried. */
 static void register_note_capacity(struct agent *a)
 {
-	char *text = capacity_fingerprint(&a->cap);
-
-	agent_note(a, "capacity_sent", "%s", text);
-	free(text);
+	if (a->cap_pending == NULL)
+		return;
+	agent_note(a, "capacity_sent", "%s", a->cap_pending);
+	free(a->cap_pending);
+	a->cap_pending = NULL;
 }
 
 static void register_done(void *arg, const struct tp_reply *rep)
@@ -134,6 +136,9 @@ int register_start(struct agent *a, struct err *e)
 	a->tp->set_token(a->t, token);
 	freezero_str(token);
 	body = register_body(a);
+	free(a->cap_pending);
+	a->cap_pending =
+	    slurm_poll_fingerprint(json_object_get(body, "capacity"));
 	r = a->tp->register_agent(a->t, body, register_done, a, &a->reg_call,
 	                          e);
 	json_decref(body);

@@ -40,10 +40,55 @@ int agent_check_labels(json_t *labels, const char *field, struct err *e)
 	return 0;
 }
 
+/* capacity.slurm: {"partitions": [{"name", "default", "state", "nodes",
+ * "cpus", "idle_cpus", "memory", "idle_memory", "gpus", "idle_gpus"}]}
+ * (docs/protocol.md); other partition keys are kept as sent. */
+static int check_slurm(json_t *slurm, const char *where, struct err *e)
+{
+	static const char *const keys[] = {"partitions", NULL};
+	static const char *const nums[] = {"nodes",       "cpus", "idle_cpus",
+	                                   "memory",      "gpus", "idle_gpus",
+	                                   "idle_memory", NULL};
+	json_t *parts, *p;
+	const char *s;
+	int64_t i64;
+	size_t i;
+	int r;
+
+	if (json_is_null(slurm))
+		return 0;
+	if ((r = json_check_keys(slurm, where, keys, e)) < 0)
+		return r;
+	parts = json_object_get(slurm, "partitions");
+	if (!json_is_array(parts) || json_array_size(parts) > 256)
+		return err_set(e, TERR_INVAL,
+		               "%s.partitions: expected an array (at most 256)",
+		               where);
+	json_array_foreach(parts, i, p)
+	{
+		char w[64];
+
+		snprintf(w, sizeof(w), "%s.partitions[%zu]", where, i);
+		if (!json_is_object(p))
+			return err_set(e, TERR_INVAL, "%s: expected an object",
+			               w);
+		if ((r = json_get_str(p, w, "name", true, WS_MAX_NAME, &s, e)) <
+		        0 ||
+		    (r = json_get_str(p, w, "state", false, WS_MAX_NAME, &s,
+		                      e)) < 0)
+			return r;
+		for (int k = 0; nums[k] != NULL; k++)
+			if ((r = json_get_int(p, w, nums[k], false, 0,
+			                      INT64_MAX, &i64, e)) < 0)
+				return r;
+	}
+	return 0;
+}
+
 int agent_check_capacity(json_t *cap, const char *where, struct err *e)
 {
-	static const char *const keys[] = {"cpus", "memory", "disk", "gpus",
-	                                   NULL};
+	static const char *const keys[] = {"cpus", "memory", "disk",
+	                                   "gpus", "slurm",  NULL};
 	static const char *const gkeys[] = {"index", "model", "memory", "uuid",
 	                                    NULL};
 	double d;
@@ -59,6 +104,10 @@ int agent_check_capacity(json_t *cap, const char *where, struct err *e)
 	                      e)) < 0 ||
 	    (r = json_get_int(cap, where, "disk", false, 0, INT64_MAX, &i64,
 	                      e)) < 0)
+		return r;
+	if (json_object_get(cap, "slurm") != NULL &&
+	    (r = check_slurm(json_object_get(cap, "slurm"), "capacity.slurm",
+	                     e)) < 0)
 		return r;
 	gpus = json_object_get(cap, "gpus");
 	if (gpus == NULL || json_is_null(gpus))
