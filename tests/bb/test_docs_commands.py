@@ -11,7 +11,7 @@ import shlex
 import shutil
 import subprocess
 
-from harness.common import SOURCE_DIR, run, tmpdir
+from harness.common import BUILD_DIR, SOURCE_DIR, tmpdir
 
 WS_DIR = "/var/lib/tether-workspace"
 
@@ -57,9 +57,13 @@ def test_getting_started_runs_and_readme_commands_are_covered():
     assert len(blocks) >= 6, "getting-started lost its command blocks"
     work = tmpdir()
     script = os.path.join(work, "guide.sh")
+    # The guide speaks of build/ (what tests/run.sh builds); use the build
+    # under test wherever it is.
+    text = "\n".join(blocks).replace("$PWD/build", BUILD_DIR).replace(
+        "--build-dir build", "--build-dir " + BUILD_DIR)
     with open(script, "w") as f:
         f.write("set -euo pipefail\n")
-        f.write("\n".join(blocks))
+        f.write(text)
     cleanup()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     env["HOME"] = work
