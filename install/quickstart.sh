@@ -17,6 +17,9 @@ say "installing Debian packages (install/deps.sh)"
 say "building (cmake, build/)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" -- --no-print-directory >/dev/null
+# Jobs run as an unprivileged user (install/install.sh creates it too).
+id tether-job >/dev/null 2>&1 ||
+  useradd --system --no-create-home --shell /usr/sbin/nologin tether-job
 bin=$root/build
 ws_bin=$bin/workspace/server/tether-workspace
 agent_bin=$bin/agent/tether-agent
