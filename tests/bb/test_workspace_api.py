@@ -309,9 +309,13 @@ def test_queue_room_limits_new_jobs(workspace):
     sec = workspace.register()
     for _ in range(3):
         workspace.submit(SPEC)
-    assert len(workspace.lease(sec, queue_room=1)["jobs"]) == 1
-    assert workspace.lease(sec, queue_room=0)["jobs"] == []
-    assert len(workspace.lease(sec, queue_room=5)["jobs"]) == 2
+    held = [(j["job"], j["attempt"])
+            for j in workspace.lease(sec, queue_room=1)["jobs"]]
+    assert len(held) == 1
+    # A poll lists what the agent holds (an attempt it does not list is
+    # offered again: the reply that handed it went nowhere).
+    assert workspace.lease(sec, queue_room=0, running=held)["jobs"] == []
+    assert len(workspace.lease(sec, queue_room=5, running=held)["jobs"]) == 2
 
 
 def test_placement_labels_and_capacity(workspace):

@@ -210,9 +210,19 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 	if (json_is_true(json_object_get(b, "preempting")))
 		log_info("agent %s: preemption notice, no new jobs",
 		         r->agent_id);
-	if (!o->drain && !json_is_true(json_object_get(b, "draining")) &&
-	    !json_is_true(json_object_get(b, "preempting")) &&
-	    sched_assign(ws, r->agent_id, qr, o->jobs) > 0)
+	if (o->drain || json_is_true(json_object_get(b, "draining")) ||
+	    json_is_true(json_object_get(b, "preempting")))
+		return;
+	/* jobs handed to a poll whose reply never reached the agent (killed
+	 * while its poll was parked) come first; only a poll that lists what
+	 * the agent holds can show they are missing */
+	if (run != NULL && qr > 0) {
+		int n = sched_reoffer(ws, r->agent_id, qr, run, o->jobs);
+		qr -= n;
+		if (n > 0)
+			o->urgent = true;
+	}
+	if (sched_assign(ws, r->agent_id, qr, o->jobs) > 0)
 		o->urgent = true;
 }
 

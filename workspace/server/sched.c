@@ -257,6 +257,62 @@ static int load_agent(struct ws *ws, const char *id, struct agent_fit *a,
 	return 0;
 }
 
+/* The lease item handing attempt n of job id (spec and snapshot are the
+ * columns spec_col and spec_col + 1 of st). */
+static json_t *lease_item(struct ws *ws, int64_t id, int64_t n,
+                          sqlite3_stmt *st, int spec_col)
+{
+	return json_pack("{s:I,s:I,s:o,s:f,s:o,s:o}", "job", (json_int_t)id,
+	                 "attempt", (json_int_t)n, "spec",
+	                 full_spec(ws, id, db_col_json(st, spec_col)),
+	                 "lease_ttl", (double)ws->conf.lease_ttl_ms / 1000.0,
+	                 "snapshot", db_col_str(st, spec_col + 1), "checkpoint",
+	                 checkpoint_of_job(ws, id));
+}
+
+static bool listed(json_t *running, int64_t job, int64_t attempt)
+{
+	json_t *it;
+	size_t i;
+
+	json_array_foreach(running, i, it)
+	{
+		if (json_integer_value(json_object_get(it, "job")) == job &&
+		    json_integer_value(json_object_get(it, "attempt")) ==
+		        attempt)
+			return true;
+	}
+	return false;
+}
+
+int sched_reoffer(struct ws *ws, const char *agent_id, int64_t room,
+                  json_t *running, json_t *jobs)
+{
+	sqlite3_stmt *st = db_prep(
+	    ws, "SELECT j.id, j.attempt, j.spec, j.snapshot FROM attempts a "
+	        "JOIN jobs j ON j.id = a.job AND j.attempt = a.attempt WHERE "
+	        "a.agent_id = ? AND a.state = 'assigned' AND j.state = "
+	        "'assigned' AND j.cancel_requested = 0 ORDER BY j.priority "
+	        "DESC, j.id ASC");
+	int given = 0;
+
+	sqlite3_bind_text(st, 1, agent_id, -1, SQLITE_STATIC);
+	while (given < room && sqlite3_step(st) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(st, 0);
+		int64_t n = sqlite3_column_int64(st, 1);
+
+		if (listed(running, id, n))
+			continue;
+		json_array_append_new(jobs, lease_item(ws, id, n, st, 2));
+		log_info("job=%lld attempt=%lld offered again to %s (the "
+		         "agent's poll did not list it)",
+		         (long long)id, (long long)n, agent_id);
+		given++;
+	}
+	sqlite3_finalize(st);
+	return given;
+}
+
 int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
                  json_t *jobs)
 {
@@ -275,15 +331,7 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
 		int64_t n = sqlite3_column_int64(st, 1) + 1;
 		if (no_fit(&a, st, 4) != NULL)
 			continue;
-		json_array_append_new(
-		    jobs,
-		    json_pack("{s:I,s:I,s:o,s:f,s:o,s:o}", "job",
-		              (json_int_t)id, "attempt", (json_int_t)n, "spec",
-		              full_spec(ws, id, db_col_json(st, 2)),
-		              "lease_ttl",
-		              (double)ws->conf.lease_ttl_ms / 1000.0,
-		              "snapshot", db_col_str(st, 3), "checkpoint",
-		              checkpoint_of_job(ws, id)));
+		json_array_append_new(jobs, lease_item(ws, id, n, st, 2));
 		given++;
 	}
 	sqlite3_finalize(st);

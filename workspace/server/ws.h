@@ -153,6 +153,13 @@ int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
 /* Give up to room queued jobs to agent; appends lease items to jobs. */
 int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
                  json_t *jobs);
+/* Attempts of agent_id still 'assigned' (never reported) that its poll's
+ * running list does not name: the reply that handed them went to a poll
+ * nobody read (a killed agent's parked request).  Appends them to jobs as
+ * the same attempt again (the agent dedups by job and attempt), at most
+ * room; returns how many.  Their lease deadline is not moved. */
+int sched_reoffer(struct ws *ws, const char *agent_id, int64_t room,
+                  json_t *running, json_t *jobs);
 /* "unschedulable: ..." for a queued job, or NULL (caller frees). */
 char *sched_queue_reason(struct ws *ws, int64_t job);
 bool sched_reason_terminal(const char *state);
