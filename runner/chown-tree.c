@@ -1,6 +1,7 @@
-/* chown-tree.c: handing a directory tree (the work directory after the
- * source phase, the job's directories before a container starts) to the
- * job user.  Symlinks are changed themselves, never followed. */
+/* chown-tree.c: walking a directory tree without following symlinks
+ * (runner_tree_walk: the env cache's size and sealing use it too), and
+ * handing a tree (the work directory after the source phase, the job's
+ * directories before a container starts) to the job user. */
 #include "common/err.h"
 #include "common/util.h"
 #include "runner/runner.h"
@@ -13,48 +14,69 @@
 
 #define CHOWN_MAX_DEPTH 256
 
-/* Goes on past failures; the first one stays in first. */
-static void chown_at(const char *path, uid_t uid, gid_t gid, int depth,
-                     struct err *first)
+static int walk(const char *path, int depth, int max_depth,
+                void (*fn)(const char *path, const struct stat *st, void *arg),
+                void *arg)
 {
 	struct stat st;
 	struct dirent *de;
 	DIR *d;
+	int rc = 0;
 
-	if (lstat(path, &st) < 0) {
-		if (first->code == 0)
-			err_sys(first, TERR_IO, "stat %s", path);
-		return;
-	}
-	if ((st.st_uid != uid || st.st_gid != gid) &&
-	    lchown(path, uid, gid) < 0 && first->code == 0)
-		err_sys(first, TERR_IO, "chown %s to %u:%u", path,
-		        (unsigned)uid, (unsigned)gid);
+	if (lstat(path, &st) < 0)
+		return -1;
+	fn(path, &st, arg);
 	if (!S_ISDIR(st.st_mode))
-		return;
-	if (depth >= CHOWN_MAX_DEPTH || (d = opendir(path)) == NULL) {
-		if (first->code == 0)
-			err_set(first, TERR_IO,
-			        "chown %s: too deep or unreadable", path);
-		return;
-	}
+		return 0;
+	if (depth >= max_depth || (d = opendir(path)) == NULL)
+		return -1;
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 ||
 		    strcmp(de->d_name, "..") == 0)
 			continue;
 		char *p = xasprintf("%s/%s", path, de->d_name);
-		chown_at(p, uid, gid, depth + 1, first);
+		if (walk(p, depth + 1, max_depth, fn, arg) < 0)
+			rc = -1;
 		free(p);
 	}
 	closedir(d);
+	return rc;
+}
+
+int runner_tree_walk(const char *path, int max_depth,
+                     void (*fn)(const char *path, const struct stat *st,
+                                void *arg),
+                     void *arg)
+{
+	return walk(path, 0, max_depth, fn, arg);
+}
+
+struct chown_arg {
+	uid_t uid;
+	gid_t gid;
+	struct err first; /* the first failure; the walk goes on */
+};
+
+static void chown_one(const char *path, const struct stat *st, void *arg)
+{
+	struct chown_arg *a = arg;
+
+	if ((st->st_uid != a->uid || st->st_gid != a->gid) &&
+	    lchown(path, a->uid, a->gid) < 0 && a->first.code == 0)
+		err_sys(&a->first, TERR_IO, "chown %s to %u:%u", path,
+		        (unsigned)a->uid, (unsigned)a->gid);
 }
 
 int runner_chown_tree(const char *path, uid_t uid, gid_t gid, struct err *e)
 {
-	struct err first = {0};
+	struct chown_arg a = {.uid = uid, .gid = gid};
 
-	chown_at(path, uid, gid, 0, &first);
-	if (first.code < 0)
-		return err_set(e, first.code, "%s", first.msg);
+	if (runner_tree_walk(path, CHOWN_MAX_DEPTH, chown_one, &a) < 0 &&
+	    a.first.code == 0)
+		err_set(&a.first, TERR_IO,
+		        "chown %s: a directory in it is unreadable or too deep",
+		        path);
+	if (a.first.code < 0)
+		return err_set(e, a.first.code, "%s", a.first.msg);
 	return 0;
 }

@@ -4,61 +4,28 @@
 #include "runner/env.h"
 
 #include "common/util.h"
+#include "runner/runner.h"
 
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Disk usage of a tree in bytes (blocks), not following symlinks. */
-static int64_t tree_size(const char *path, int depth)
-{
-	struct stat st;
-	int64_t total;
-	DIR *d;
-	struct dirent *de;
+#define TREE_MAX_DEPTH 65
 
-	if (lstat(path, &st) < 0)
-		return 0;
-	total = (int64_t)st.st_blocks * 512;
-	if (!S_ISDIR(st.st_mode) || depth > 64 || (d = opendir(path)) == NULL)
-		return total;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		char *p = xasprintf("%s/%s", path, de->d_name);
-		total += tree_size(p, depth + 1);
-		free(p);
-	}
-	closedir(d);
-	return total;
+static void add_size(const char *path, const struct stat *st, void *arg)
+{
+	(void)path;
+	*(int64_t *)arg += (int64_t)st->st_blocks * 512;
 }
 
-/* Give a tree to root and drop group/other write, not following links. */
-static void tree_seal(const char *path, int depth)
+/* Give to root and drop group/other write (links: owner only). */
+static void seal_one(const char *path, const struct stat *st, void *arg)
 {
-	struct stat st;
-	DIR *d;
-	struct dirent *de;
-
-	if (lstat(path, &st) < 0 || lchown(path, 0, 0) < 0)
+	(void)arg;
+	if (lchown(path, 0, 0) < 0 || S_ISLNK(st->st_mode))
 		return;
-	if (S_ISLNK(st.st_mode))
-		return;
-	chmod(path, st.st_mode & 07755 & ~(mode_t)(S_ISUID | S_ISGID));
-	if (!S_ISDIR(st.st_mode) || depth > 64 || (d = opendir(path)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		char *p = xasprintf("%s/%s", path, de->d_name);
-		tree_seal(p, depth + 1);
-		free(p);
-	}
-	closedir(d);
+	chmod(path, st->st_mode & 07755 & ~(mode_t)(S_ISUID | S_ISGID));
 }
 
 void env_cache_seal(const char *env_dir, const char *key)
@@ -66,11 +33,14 @@ void env_cache_seal(const char *env_dir, const char *key)
 	char *path = xasprintf("%s/%s", env_dir, key);
 
 	if (geteuid() == 0)
-		tree_seal(path, 0);
+		runner_tree_walk(path, TREE_MAX_DEPTH, seal_one, NULL);
 	free(path);
 }
 
 int64_t env_cache_tree_size(const char *path)
 {
-	return tree_size(path, 0);
+	int64_t total = 0;
+
+	runner_tree_walk(path, TREE_MAX_DEPTH, add_size, &total);
+	return total;
 }

@@ -83,6 +83,14 @@ void runner_log_bytes(struct runner *r, const char *data, size_t len);
 /* The GPU indices the agent assigned (runner setting `gpus`), in order,
  * at most max of them into out; returns how many (gpus.c). */
 size_t runner_gpus(const struct runner *r, int *out, size_t max);
+/* Call fn on path and everything below it (pre-order, lstat: symlinks not
+ * followed) down to max_depth levels; -1 when a directory in it could not
+ * be read, was too deep or vanished, else 0 (chown-tree.c). */
+struct stat;
+int runner_tree_walk(const char *path, int max_depth,
+                     void (*fn)(const char *path, const struct stat *st,
+                                void *arg),
+                     void *arg);
 /* Hand path and everything below it (symlinks not followed) to uid:gid,
  * going on past failures; returns the first (chown-tree.c). */
 int runner_chown_tree(const char *path, uid_t uid, gid_t gid, struct err *e);
