@@ -62,6 +62,10 @@ struct att {
 
 struct agent {
 	struct agent_conf conf;
+	/* where conf came from, for SIGHUP (reload.c) */
+	const char *conf_path;
+	char **conf_sets;
+	int conf_nsets;
 	struct loop *loop;
 	sqlite3 *db;
 	const struct transport_ops *tp;
@@ -179,6 +183,9 @@ void slurm_poll_stop(struct agent *a);
 json_t *slurm_poll_capacity(struct agent *a);
 /* What a capacity change is judged by: the JSON without the free disk. */
 char *slurm_poll_fingerprint(const json_t *cap);
+
+/* reload.c: SIGHUP: re-read agent.conf, apply what can change live. */
+void reload_config(struct agent *a);
 
 /* housekeeping.c */
 void housekeeping_run(void *arg);

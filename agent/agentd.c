@@ -133,6 +133,9 @@ static void agent_on_signal(void *arg, int fd, uint32_t events)
 			a->quit = true;
 			break;
 		case SIGHUP:
+			reload_config(a);
+			recovery_load(a, NULL);
+			break;
 		case SIGUSR2:
 			recovery_load(a, NULL);
 			break;

@@ -18,6 +18,9 @@ static int cmd_run_main(struct cmd_ctx *c, int argc, char **argv)
 	memset(&a, 0, sizeof(a));
 	a.conf = c->conf;
 	a.re_register = c->re_register;
+	a.conf_path = c->conf_path;
+	a.conf_sets = c->sets;
+	a.conf_nsets = c->nsets;
 	if (log_parse_level(a.conf.log_level, &lvl) == 0)
 		log_set_level(lvl);
 	if (agent_run(&a, &e) < 0) {

@@ -11,6 +11,10 @@
 struct cmd_ctx {
 	struct agent_conf conf;
 	bool re_register, now, follow;
+	/* how conf was made (the daemon re-reads it on SIGHUP) */
+	const char *conf_path;
+	char **sets;
+	int nsets;
 };
 
 struct cmd_entry {

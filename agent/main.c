@@ -141,19 +141,22 @@ int main(int argc, char **argv)
 		optind++;
 	}
 	rc = agent_conf_load(&ctx.conf, config, &e);
-	for (int i = 0; i < nsets; i++) {
-		if (rc == 0)
-			rc = agent_conf_set(&ctx.conf, sets[i], &e);
-		free(sets[i]);
-	}
+	for (int i = 0; i < nsets && rc == 0; i++)
+		rc = agent_conf_set(&ctx.conf, sets[i], &e);
 	if (rc == 0)
 		rc = agent_conf_check(&ctx.conf, &e);
 	if (rc < 0) {
 		fprintf(stderr, "tether-agent: %s\n", e.msg);
-		agent_conf_free(&ctx.conf);
-		return 2;
+		rc = 2;
+		goto out;
 	}
+	ctx.conf_path = config;
+	ctx.sets = sets;
+	ctx.nsets = nsets;
 	rc = cmd->run(&ctx, argc - optind, argv + optind);
+out:
 	agent_conf_free(&ctx.conf);
+	for (int i = 0; i < nsets; i++)
+		free(sets[i]);
 	return rc;
 }

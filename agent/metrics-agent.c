@@ -106,17 +106,22 @@ static void collect(void *arg)
 	collect_env_size(a);
 }
 
-int metrics_agent_open(struct agent *a, struct err *e)
+int metrics_agent_listen(struct agent *a, struct err *e)
 {
 	struct metrics_hooks h = {.ctx = a, .watch = metrics_watch};
 	int r;
 
-	metrics_set(M_AGENT_INFO, TETHER_VERSION, 1);
-	metrics_set(M_START_TIME, NULL, (double)now_wall_ms() / 1000.0);
-	metrics_set_collector(collect, a);
 	if ((r = metrics_open(a->conf.metrics_listen, &h, e)) < 0)
 		return err_wrap(e, "metrics");
 	return 0;
+}
+
+int metrics_agent_open(struct agent *a, struct err *e)
+{
+	metrics_set(M_AGENT_INFO, TETHER_VERSION, 1);
+	metrics_set(M_START_TIME, NULL, (double)now_wall_ms() / 1000.0);
+	metrics_set_collector(collect, a);
+	return metrics_agent_listen(a, e);
 }
 
 void metrics_agent_event(const struct att *t, json_t *ev)

@@ -84,6 +84,8 @@ struct att;
 /* Listen on conf.metrics_listen (off when unset) on the agent's loop and
  * compute the gauges from the agent's state at each scrape. */
 int metrics_agent_open(struct agent *a, struct err *e);
+/* Listen on a->conf.metrics_listen again (after metrics_close: reload). */
+int metrics_agent_listen(struct agent *a, struct err *e);
 /* A status event read from the runner (before t->final_seen is set):
  * counts final reasons and env cache hits/misses. */
 void metrics_agent_event(const struct att *t, json_t *ev);
