@@ -57,14 +57,14 @@ def idle(ctx, agent, windows, hb_s):
            Result("idle_wakeups_hb", "1. agent idle wake-ups per heartbeat",
                   "", wake["agent"], None, "", "≤ 1",
                   lambda s: s["median"] <= 1.0,
-                  "context switches, all threads"),
+                  "voluntary context switches, all threads"),
            Result("idle_wakeups_min", "1. idle wake-ups per minute (vs slurmd)",
                   "/min", per_min["agent"], per_min["slurmd"], "slurmd", "",
-                  None, "context switches, all threads"),
+                  None, "voluntary context switches, all threads"),
            Result("idle_wakeups_min_docker",
                   "1. idle wake-ups per minute (vs dockerd)", "/min",
                   per_min["agent"], per_min["dockerd"], "dockerd", "", None,
-                  "context switches, all threads",
+                  "voluntary context switches, all threads",
                   "dockerd is shared with other users of this machine")]
     return out
 
@@ -290,10 +290,12 @@ def many_jobs(ctx, n, budget_s):
         return len(ended)
     rate, done, el = _done_rate(n, t0, t_sub, count, budget_s)
     _cancel_rest(api, name)
-    api.close()
-    if bad:
-        raise RuntimeError("%d jobs did not succeed: %s" % (len(bad), bad[0]))
     note = "%d of %d finished in %.0f s (submitting took %.1f s)" % (done, n, el, t_sub)
+    if bad:  # counted (they ended), and shown
+        st, j = api.call("GET", "/api/v1/jobs/%s" % bad[0]["id"])
+        note += "; %d did not succeed, e.g. job %s %s: %s" % (
+            len(bad), bad[0]["id"], bad[0]["state"],
+            (j.get("attempts") or [{}])[-1].get("message"))
     anchor = None
     if ctx.slurm is not None:
         env = dict(os.environ, **ctx.slurm.env)
@@ -317,6 +319,7 @@ def many_jobs(ctx, n, budget_s):
         if ids:  # over the budget: the next steps need an empty cluster
             subprocess.run(["scancel"] + sorted(ids), env=env, timeout=60)
         anchor = [s_rate]
+        api.close()
         note += "; sbatch: %d of %d finished in %.0f s (submitting took %.1f s)" \
             % (s_done, n, s_el, t_sub)
     return [Result("many_jobs", "6. %d trivial jobs, workspace → agent → "

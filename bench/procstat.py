@@ -54,8 +54,9 @@ def tree(pid):
 
 
 def wakeups(pid):
-    """Context switches (voluntary + involuntary) summed over all threads:
-    each voluntary one is a sleep that ended in a wake-up."""
+    """Voluntary context switches summed over all threads: each is a sleep
+    that ended in a wake-up.  Involuntary ones (preemption by other load on
+    a busy machine) are not wake-ups and are left out."""
     total = 0
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
@@ -63,7 +64,6 @@ def wakeups(pid):
         except OSError:
             continue
         total += int(st.get("voluntary_ctxt_switches", 0))
-        total += int(st.get("nonvoluntary_ctxt_switches", 0))
     return total
 
 
