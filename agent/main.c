@@ -48,6 +48,70 @@ static void usage(FILE *f)
 	conf_print_help(agent_conf_table, f);
 }
 
+/* Global options that take a separate value ("--config X"). */
+static const char *option_key(const char *arg)
+{
+	static const char *const with_value[][2] = {
+	    {"-c", NULL},
+	    {"--config", NULL},
+	    {"-s", NULL},
+	    {"--set", NULL},
+	    {"--workspace", "workspace"},
+	    {"--token", "token"},
+	    {"--state-dir", "state_dir"},
+	    {"--name", "name"}};
+
+	for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
+		if (strcmp(arg, with_value[i][0]) == 0)
+			return with_value[i][1] ? with_value[i][1] : "";
+	return NULL;
+}
+
+/* `tether-agent [options] doctor [args]`: doctor parses its own options
+ * (doctor.c), so the global ones before it are handed over, --workspace
+ * and friends as --set pairs. */
+static int run_doctor(int argc, char **argv, int at)
+{
+	char **av = xcalloc((size_t)argc * 2 + 1, sizeof(char *));
+	char **owned = xcalloc((size_t)argc + 1, sizeof(char *));
+	int n = 0, k = 0, rc;
+
+	av[n++] = argv[at];
+	for (int i = 1; i < at; i++) {
+		const char *key = option_key(argv[i]);
+		const char *eq = strchr(argv[i], '=');
+		char head[32];
+
+		if (key == NULL && strncmp(argv[i], "--", 2) == 0 && eq &&
+		    (size_t)(eq - argv[i]) < sizeof(head)) {
+			snprintf(head, sizeof(head), "%.*s",
+			         (int)(eq - argv[i]), argv[i]);
+			key = option_key(head);
+			if (key != NULL && key[0] != '\0') {
+				av[n++] = "--set";
+				av[n++] = owned[k++] =
+				    xasprintf("%s=%s", key, eq + 1);
+				continue;
+			}
+		}
+		if (key != NULL && key[0] != '\0' && i + 1 < at) {
+			av[n++] = "--set";
+			av[n++] = owned[k++] =
+			    xasprintf("%s=%s", key, argv[++i]);
+			continue;
+		}
+		av[n++] = argv[i];
+	}
+	for (int i = at + 1; i < argc; i++)
+		av[n++] = argv[i];
+	rc = doctor_main(n, av);
+	while (k > 0)
+		free(owned[--k]);
+	free(owned);
+	free(av);
+	return rc;
+}
+
 static const struct cmd_entry *find_command(const char *name)
 {
 	for (int i = 0; commands[i] != NULL; i++)
@@ -80,10 +144,13 @@ int main(int argc, char **argv)
 
 	/* doctor parses its own options (doctor.c). */
 	for (int i = 1; i < argc && argv[i][0] != '\0'; i++) {
-		if (argv[i][0] == '-')
+		if (argv[i][0] == '-') {
+			if (option_key(argv[i]) != NULL)
+				i++; /* its value */
 			continue;
+		}
 		if (strcmp(argv[i], "doctor") == 0)
-			return doctor_main(argc - i, argv + i);
+			return run_doctor(argc, argv, i);
 		break;
 	}
 	memset(&ctx, 0, sizeof(ctx));
