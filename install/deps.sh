@@ -12,8 +12,9 @@ PKGS=(
   # runtime tools used by the agent and its tests
   sqlite3 openssl openssh-server openssh-client docker.io debootstrap
   slurmctld slurmd slurm-client munge iptables nftables faketime
-  python3 python3-venv python3-pip python3-torch python3-numpy python3-pytest
-  procps psmisc strace util-linux iproute2 xz-utils
+  python3 python3-venv python3-pip python3-torch python3-numpy python3-pytest python3-pytest-timeout python3-sklearn
+  procps psmisc strace util-linux iproute2 xz-utils docker-registry apache2-utils
+  bubblewrap valgrind clang libclang-rt-14-dev dpkg-dev file gzip tar
   chromium  # headless browser for the web page tests (tests/bb/test_web_*.py)
 )
 
