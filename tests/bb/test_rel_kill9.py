@@ -34,6 +34,19 @@ def runners_by_attempt(ag):
     return counts
 
 
+def cgroups_by_job(ag):
+    """{job: number of job cgroups (<job>_<attempt>) under the agent's
+    cgroup parent} in the pids hierarchy (empty when there is none)."""
+    base = os.path.join("/sys/fs/cgroup/pids", ag.settings["cgroup_parent"])
+    counts = {}
+    if os.path.isdir(base):
+        for n in os.listdir(base):
+            if os.path.isdir(os.path.join(base, n)) and "_" in n:
+                job = n.rsplit("_", 1)[0]
+                counts[job] = counts.get(job, 0) + 1
+    return counts
+
+
 def sha(b):
     return hashlib.sha256(b).hexdigest()
 
@@ -74,7 +87,8 @@ def test_kill9_loop_while_five_jobs_run(workspace, agent_factory):
     killed -9 every 1-5 s (random, seeded) and restarted.  Pass: every job
     succeeds exactly once (one attempt, START printed once), every log at
     the workspace is byte for byte the node's log and complete, and never
-    more than one runner works on an attempt."""
+    more than one runner works on an attempt nor more than one cgroup exists
+    for a job."""
     ag = agent_factory(max_jobs=5).start()
     iters = int(LOOP_S * 2) + 4
     jobs = [workspace.submit(name=f"loop{n}", command=["sh", "-c", job_script(n, iters)])
@@ -91,6 +105,8 @@ def test_kill9_loop_while_five_jobs_run(workspace, agent_factory):
         ag.start()
         counts = runners_by_attempt(ag)
         assert all(n == 1 for n in counts.values()), counts
+        cgs = cgroups_by_job(ag)
+        assert all(n == 1 for n in cgs.values()), cgs
     assert kills >= 3
     for n, job in enumerate(jobs):
         j = ag.wait_job(job, "succeeded", timeout=120)
