@@ -41,6 +41,12 @@ struct att {
 	int pidfd, wd;
 	bool runner_gone, preparing;
 	int64_t launched_mono;
+	/* runner restarts (restart.c): how many (agent.db), and the dead
+	 * runner's pid and start time, so its state.json is not taken for
+	 * the new runner's */
+	int runner_restarts;
+	pid_t stale_pid;
+	uint64_t stale_start;
 	struct tp_call *snap_call;
 
 	/* log shipping (shipper.c) */
@@ -145,6 +151,8 @@ char *queue_too_big(const struct agent *a, double cpus, int64_t memory,
 
 /* launch.c */
 void launch_start(struct agent *a, struct att *t);
+/* Start `tether-runner run DIR` for t (the files are in place). */
+int launch_fork(struct agent *a, struct att *t, struct err *e);
 char *launch_find_runner(const struct agent_conf *c);
 
 /* att.c */
@@ -157,6 +165,13 @@ void att_poke(struct att *t);
 void att_on_inotify(struct agent *a, int fd);
 void att_cancel(struct att *t, const char *reason);
 void att_write_lease(struct att *t);
+
+/* restart.c: start the runner of a running attempt again after it died
+ * without a result (it re-attaches to the job, docs/state-dir.md); 1 when
+ * started, 0 when the attempt used its RESTART_MAX restarts, < 0 on error. */
+#define RESTART_MAX 3
+int restart_runner(struct att *t, struct err *e);
+
 /* Append an agent-made final event (refused, lost, cancelled queued). */
 int att_final_event(struct att *t, const char *reason, const char *message,
                     struct err *e);

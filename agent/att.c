@@ -137,6 +137,9 @@ static void att_find_runner(struct att *t)
 
 	if (attempt_state_read(t->dir, &st, &e) < 0)
 		return;
+	if (t->stale_pid > 0 && st.runner_pid == t->stale_pid &&
+	    st.runner_start == t->stale_start)
+		return; /* the dead runner's: the new one has not written yet */
 	t->runner_pid = st.runner_pid;
 	if (!attempt_runner_alive(&st)) {
 		t->runner_gone = true;
@@ -252,6 +255,35 @@ void att_cancel(struct att *t, const char *reason)
 		kill(t->runner_pid, SIGUSR1);
 }
 
+/* The runner ended without a final event: start it again (it re-attaches
+ * to the job) unless it left result.json or used its restarts; else the
+ * attempt is lost. */
+static void att_runner_lost(struct att *t, bool have_result)
+{
+	struct err e = {0};
+	char msg[1400];
+	int r = have_result ? 0 : restart_runner(t, &e);
+
+	if (r > 0)
+		return;
+	if (r < 0)
+		snprintf(msg, sizeof(msg),
+		         "runner exited without a result; starting it again "
+		         "failed: %s",
+		         e.msg);
+	else if (t->runner_restarts > 0)
+		snprintf(msg, sizeof(msg),
+		         "runner exited without a result after %d restarts "
+		         "(the limit)",
+		         t->runner_restarts);
+	else
+		snprintf(msg, sizeof(msg), "runner exited without a result");
+	log_warn("job=%s attempt=%lld lost: %s", t->job, (long long)t->attempt,
+	         msg);
+	if (att_final_event(t, "lost", msg, &e) < 0)
+		log_error("job=%s: %s", t->job, e.msg);
+}
+
 static void att_check_finished(struct att *t)
 {
 	struct agent *a = t->a;
@@ -271,11 +303,7 @@ static void att_check_finished(struct att *t)
 	if (outbox_tail(t, &e) < 0)
 		log_warn("job=%s: %s", t->job, e.msg);
 	if (!t->final_seen) {
-		log_warn("job=%s attempt=%lld runner ended without a result",
-		         t->job, (long long)t->attempt);
-		if (att_final_event(t, "lost", "runner exited without a result",
-		                    &e) < 0)
-			log_error("job=%s: %s", t->job, e.msg);
+		att_runner_lost(t, have_result);
 		return;
 	}
 	if (queue_set_state(a, t, ATT_FINISHING, &e) < 0)

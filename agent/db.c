@@ -42,6 +42,9 @@ static const char *const db_migrations[] = {
     " DEFAULT 0;"
     "ALTER TABLE attempts ADD COLUMN dir_removed INTEGER NOT NULL"
     " DEFAULT 0;",
+    /* 2 -> 3: runners started again after dying without a result */
+    "ALTER TABLE attempts ADD COLUMN runner_restarts INTEGER NOT NULL"
+    " DEFAULT 0;",
 };
 
 int db_exec(sqlite3 *db, const char *sql, struct err *e)

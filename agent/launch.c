@@ -199,7 +199,7 @@ static void launch_child(const char *runner, const char *dir)
 	_exit(0);
 }
 
-static int launch_fork(struct agent *a, struct att *t, struct err *e)
+int launch_fork(struct agent *a, struct att *t, struct err *e)
 {
 	pid_t pid;
 	int status = 0;

@@ -2,7 +2,8 @@
  * pick up locally submitted jobs later).  A running attempt's runner is
  * found again through state.json (pid and start time, so a reused pid is
  * never trusted); one that finished while the agent was down is collected;
- * one whose runner vanished without a result is reported lost.  Log
+ * one whose runner vanished without a result gets a new runner, which
+ * re-attaches to the job (restart.c; lost after RESTART_MAX).  Log
  * shipping resumes from the stored acknowledged offset. */
 #include "agent/agent.h"
 #include "agent/db.h"
@@ -45,6 +46,7 @@ static void recovery_row(struct agent *a, sqlite3_stmt *st)
 	t->outputs_done = sqlite3_column_int(st, 16);
 	t->lease_ttl_ms = sqlite3_column_int64(st, 17);
 	t->lease_mono_ms = sqlite3_column_int64(st, 18);
+	t->runner_restarts = sqlite3_column_int(st, 19);
 	t->dir = xasprintf("%s/jobs/%s/%lld", a->conf.state_dir, job,
 	                   (long long)attempt);
 	if (t->state == ATT_QUEUED)
@@ -72,7 +74,8 @@ int recovery_load(struct agent *a, struct err *e)
 	                    "fifo, cpus, memory, gpus, log_acked, gpu_ids, "
 	                    "snapshot, events_off, last_seq, final_acked, "
 	                    "not_current, outputs_done, lease_ttl_ms, "
-	                    "lease_mono_ms FROM attempts WHERE state != 'done' "
+	                    "lease_mono_ms, runner_restarts FROM attempts "
+	                    "WHERE state != 'done' "
 	                    "ORDER BY fifo",
 	                    &st, e)) < 0)
 		return r;

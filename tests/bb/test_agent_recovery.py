@@ -192,11 +192,15 @@ def test_runner_gone_while_agent_down_is_reported_lost(workspace,
     os.kill(st["runner_pid"], signal.SIGKILL)
     wait_until(lambda: not os.path.exists(f"/proc/{st['runner_pid']}"), 10)
     ag.start()
-    # Reported lost; the workspace retries it as attempt 2 on this agent.
+    # The agent starts the runner again (restart.c); a sandbox job died
+    # with its runner, so the new runner reports it lost; the workspace
+    # retries it as attempt 2 on this agent.
     j = wait_until(lambda: len(ag.job(job)["attempts"]) >= 2 and ag.job(job),
                    30, what="a second attempt")
     assert j["attempts"][0]["reason"] == "lost"
-    assert "without a result" in (j["attempts"][0]["message"] or "")
+    assert "sandbox jobs end with their runner" in (
+        j["attempts"][0]["message"] or "")
+    assert "restart 1 of 3" in ag.output()
     ws_cancel = workspace.api("POST", f"/api/v1/jobs/{job}/cancel")
     assert ws_cancel[0] == 200
     ag.wait_job(job, "cancelled", timeout=30)

@@ -1,0 +1,77 @@
+/* restart.c: a runner that died under a running attempt without
+ * result.json and without a final event is started again: `tether-runner
+ * run DIR` on an attempt whose job already runs re-attaches to it (docker:
+ * the same container; slurm: the same Slurm job) and continues the log and
+ * the event seq; a sandbox job died with its runner, and the new runner
+ * ends the attempt `lost` itself (docs/state-dir.md).  Each attempt gets
+ * RESTART_MAX restarts, counted in agent.db before the fork, so an agent
+ * in a crash loop does not start runners for ever. */
+#include "agent/agent.h"
+#include "agent/db.h"
+
+#include "common/attempt.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <unistd.h>
+
+static int restart_count(struct att *t, struct err *e)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	if ((r = db_prepare(t->a->db,
+	                    "UPDATE attempts SET runner_restarts = ? WHERE "
+	                    "job = ? AND attempt = ?",
+	                    &st, e)) < 0)
+		return r;
+	sqlite3_bind_int(st, 1, t->runner_restarts + 1);
+	sqlite3_bind_text(st, 2, t->job, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, t->attempt);
+	if ((r = db_step_done(t->a->db, st, e)) < 0)
+		return r;
+	t->runner_restarts++;
+	return 0;
+}
+
+/* Forget the dead runner: the new one is found through state.json once it
+ * rewrote it with its own pid and start time. */
+static void restart_reset(struct att *t)
+{
+	struct attempt_state st;
+	struct err e = {0};
+
+	t->stale_pid = 0;
+	t->stale_start = 0;
+	if (attempt_state_read(t->dir, &st, &e) == 0) {
+		t->stale_pid = st.runner_pid;
+		t->stale_start = st.runner_start;
+	}
+	if (t->pidfd >= 0) {
+		loop_unwatch(t->a->loop, t->pidfd);
+		close(t->pidfd);
+		t->pidfd = -1;
+	}
+	t->runner_pid = 0;
+	t->runner_gone = false;
+	t->launched_mono = now_mono_ms();
+}
+
+int restart_runner(struct att *t, struct err *e)
+{
+	int r;
+
+	if (t->runner_restarts >= RESTART_MAX)
+		return 0;
+	if ((r = restart_count(t, e)) < 0)
+		return r;
+	restart_reset(t);
+	log_warn("job=%s attempt=%lld runner ended without a result: starting "
+	         "it again (restart %d of %d)",
+	         t->job, (long long)t->attempt, t->runner_restarts,
+	         RESTART_MAX);
+	if ((r = launch_fork(t->a, t, e)) < 0)
+		return r;
+	return 1;
+}
