@@ -58,6 +58,8 @@ struct att {
 	struct tp_call *ev_call;
 	/* outputs (outputs.c) */
 	bool outputs_done;
+	/* look-ahead environment build tried (lookahead.c) */
+	bool ahead_done;
 	struct tp_call *out_call;
 	char *out_path;
 	/* checkpoint upload (checkpoint.c) */
@@ -99,6 +101,7 @@ struct agent {
 	bool draining, quit;
 	struct preempt *preempt;  /* preemption notices (preempt.c) */
 	struct slurm_poll *slurm; /* Slurm partitions (slurm-poll.c) */
+	struct lookahead *ahead;  /* environment build ahead (lookahead.c) */
 	int sigints;
 	struct loop_timer *sched_timer, *hk_timer;
 };
@@ -153,6 +156,14 @@ char *queue_too_big(const struct agent *a, double cpus, int64_t memory,
 void launch_start(struct agent *a, struct att *t);
 /* Start `tether-runner run DIR` for t (the files are in place). */
 int launch_fork(struct agent *a, struct att *t, struct err *e);
+int launch_load_spec(struct agent *a, struct att *t, json_t **out,
+                     struct err *e);
+/* spec.json of the attempt (job spec + runner settings) into dir. */
+int launch_write_spec(struct agent *a, struct att *t, const char *dir,
+                      struct err *e);
+/* environ without the registration token (a new array; the strings are
+ * environ's). */
+char **launch_env(void);
 char *launch_find_runner(const struct agent_conf *c);
 
 /* att.c */
@@ -198,6 +209,12 @@ void slurm_poll_stop(struct agent *a);
 json_t *slurm_poll_capacity(struct agent *a);
 /* What a capacity change is judged by: the JSON without the free disk. */
 char *slurm_poll_fingerprint(const json_t *cap);
+
+/* lookahead.c: while a job waits in the local queue, build its
+ * environment ahead (`tether-runner envs build DIR`, one at a time, only
+ * with a spare CPU); the loop watches the child through a pidfd. */
+void lookahead_kick(struct agent *a);
+void lookahead_free(struct agent *a);
 
 /* reload.c: SIGHUP: re-read agent.conf, apply what can change live. */
 void reload_config(struct agent *a);

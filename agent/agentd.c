@@ -99,6 +99,7 @@ static void agent_tick(void *arg)
 		att_poke(t);
 	}
 	queue_schedule(a);
+	lookahead_kick(a);
 	if (a->draining && agent_drain_step(a)) {
 		log_info("drained: no job left; exiting");
 		a->quit = true;
@@ -343,6 +344,7 @@ void agent_free(struct agent *a)
 	}
 	preempt_free(a);
 	slurm_poll_stop(a);
+	lookahead_free(a);
 	loop_free(a->loop);
 	db_close(a->db);
 	if (a->ino_fd >= 0)

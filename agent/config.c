@@ -124,6 +124,9 @@ const struct conf_key agent_conf_table[] = {
     {"env_cache_budget", CONF_SIZE, "50G", OFF(env_cache_budget), 0, 0,
      "Disk budget of built environments (least recently used evicted; "
      "0: no limit)."},
+    {"env_lookahead", CONF_BOOL, "yes", OFF(env_lookahead), 0, 0,
+     "Build the environment of a job waiting in the local queue ahead of "
+     "time when a CPU is spare (tether-runner envs build)."},
     {"attempt_retention", CONF_DURATION, "7d", OFF(attempt_retention_ms), 0, 0,
      "How long finished attempt directories are kept."},
     {"attempt_disk_budget", CONF_SIZE, "0", OFF(attempt_disk_budget), 0, 0,

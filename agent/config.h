@@ -32,7 +32,7 @@ struct agent_conf {
 	    *git_ca_file;
 	char *slurm_account, *slurm_qos, *slurm_capacity;
 	int64_t slurm_poll_ms;
-	bool docker_readonly_rootfs;
+	bool docker_readonly_rootfs, env_lookahead;
 	int64_t kill_grace_ms, default_pids, max_log_bytes, env_cache_budget;
 	/* housekeeping */
 	int64_t attempt_retention_ms, housekeeping_ms, runner_start_ms;

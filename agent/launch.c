@@ -94,8 +94,8 @@ static json_t *launch_settings(struct agent *a, struct att *t)
 	return s;
 }
 
-static int launch_load_spec(struct agent *a, struct att *t, json_t **out,
-                            struct err *e)
+int launch_load_spec(struct agent *a, struct att *t, json_t **out,
+                     struct err *e)
 {
 	sqlite3_stmt *st;
 	int r;
@@ -125,7 +125,8 @@ static void launch_fix_launcher(json_t *settings, json_t *spec)
 		json_object_set_new(settings, "launcher", json_string(l));
 }
 
-static int launch_write_spec(struct agent *a, struct att *t, struct err *e)
+int launch_write_spec(struct agent *a, struct att *t, const char *dir,
+                      struct err *e)
 {
 	json_t *spec = NULL, *doc, *settings;
 	char *path, *text;
@@ -139,7 +140,7 @@ static int launch_write_spec(struct agent *a, struct att *t, struct err *e)
 	    json_pack("{s:s, s:I, s:o, s:o}", "job", t->job, "attempt",
 	              (json_int_t)t->attempt, "spec", spec, "runner", settings);
 	text = json_dumps(doc, JSON_INDENT(1));
-	path = attempt_path(t->dir, ATTEMPT_SPEC);
+	path = attempt_path(dir, ATTEMPT_SPEC);
 	r = file_write_atomic(path, text, strlen(text), 0600, e);
 	freezero_str(text);
 	free(path);
@@ -148,7 +149,7 @@ static int launch_write_spec(struct agent *a, struct att *t, struct err *e)
 }
 
 /* The environment a runner gets: ours without the registration token. */
-static char **launch_env(void)
+char **launch_env(void)
 {
 	size_t n = 0, k = 0;
 	char **env;
@@ -248,7 +249,7 @@ static void launch_exec(struct agent *a, struct att *t)
 	int r;
 
 	t->preparing = false;
-	if ((r = launch_write_spec(a, t, &e)) < 0)
+	if ((r = launch_write_spec(a, t, t->dir, &e)) < 0)
 		goto fail;
 	att_write_lease(t);
 	if ((r = att_watch(t, &e)) < 0 ||

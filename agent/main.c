@@ -16,7 +16,7 @@ static const struct cmd_entry *const commands[] = {
     &cmd_run,           &cmd_submit, &cmd_status,
     &cmd_jobs,          &cmd_logs,   &cmd_outputs,
     &cmd_drain,         &cmd_rotate, &cmd_config_reference,
-    &cmd_config_sample, NULL};
+    &cmd_config_sample, &cmd_envs,   NULL};
 
 static void usage(FILE *f)
 {
@@ -139,7 +139,7 @@ int main(int argc, char **argv)
 	const struct cmd_entry *cmd = &cmd_run;
 	const char *config = getenv("TETHER_CONFIG");
 	char *sets[64];
-	int nsets = 0, c, rc;
+	int nsets = 0, c, rc, envs_at = 0;
 	struct err e = {0};
 
 	/* doctor parses its own options (doctor.c). */
@@ -151,12 +151,16 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(argv[i], "doctor") == 0)
 			return run_doctor(argc, argv, i);
+		/* envs passes its own options to the runner */
+		if (strcmp(argv[i], "envs") == 0)
+			envs_at = i;
 		break;
 	}
 	memset(&ctx, 0, sizeof(ctx));
 	opterr = 0;
 	log_set_prog("tether-agent");
-	while ((c = getopt_long(argc, argv, "hVc:s:f", opts, NULL)) != -1) {
+	while ((c = getopt_long(envs_at ? envs_at : argc, argv, "hVc:s:f", opts,
+	                        NULL)) != -1) {
 		const char *key = NULL;
 		switch (c) {
 		case 'h':
@@ -200,7 +204,10 @@ int main(int argc, char **argv)
 		if (key != NULL && nsets < 64)
 			sets[nsets++] = xasprintf("%s=%s", key, optarg);
 	}
-	if (optind < argc) {
+	if (envs_at > 0) {
+		cmd = &cmd_envs;
+		optind = envs_at + 1;
+	} else if (optind < argc) {
 		cmd = find_command(argv[optind]);
 		if (cmd == NULL)
 			cli_usage_error("tether-agent", "unknown command '%s'",
