@@ -229,6 +229,24 @@ size_t str_distance(const char *a, const char *b)
 	return prev[lb];
 }
 
+bool str_kv_field(const char *text, const char *key, char *out, size_t size)
+{
+	size_t klen = strlen(key);
+
+	for (const char *p = text; (p = strstr(p, key)) != NULL; p += klen) {
+		if ((p == text || p[-1] == ' ' || p[-1] == '\n') &&
+		    p[klen] == '=') {
+			size_t n = strcspn(p + klen + 1, " \n");
+			if (n >= size)
+				n = size - 1;
+			memcpy(out, p + klen + 1, n);
+			out[n] = '\0';
+			return true;
+		}
+	}
+	return false;
+}
+
 bool utf8_valid(const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;

@@ -42,6 +42,11 @@ size_t str_distance(const char *a, const char *b);
 /* True when s is valid UTF-8 of length len. */
 bool utf8_valid(const char *s, size_t len);
 
+/* Copy the value of key= in a "Key=value Key=value" record (scontrol -o
+ * style; a key starts the text or follows a space or newline) into out, up
+ * to the next space or newline, truncated to size; false when absent. */
+bool str_kv_field(const char *text, const char *key, char *out, size_t size);
+
 /* One-line usage error on stderr ("prog: msg; see 'prog --help'"), exit 2.
  * Mains set opterr = 0 and call this for getopt's '?'. */
 void cli_usage_error(const char *prog, const char *fmt, ...)

@@ -16,28 +16,6 @@
 
 #define SLURM_CMD_TIMEOUT_MS 30000
 
-/* Copy the value of " key=" in a one-line record into out (up to the next
- * space); false when absent. */
-static bool field(const char *text, const char *key, char *out, size_t size)
-{
-	size_t klen = strlen(key);
-	const char *p = text;
-
-	while ((p = strstr(p, key)) != NULL) {
-		if ((p == text || p[-1] == ' ' || p[-1] == '\n') &&
-		    p[klen] == '=') {
-			size_t n = strcspn(p + klen + 1, " \n");
-			if (n >= size)
-				n = size - 1;
-			memcpy(out, p + klen + 1, n);
-			out[n] = '\0';
-			return true;
-		}
-		p += klen;
-	}
-	return false;
-}
-
 /* "2:0" -> code 2, signal 0. */
 static void parse_exit(const char *v, int *code, int *sig)
 {
@@ -63,17 +41,17 @@ int slurm_info_parse(const char *text, struct slurm_info *info, struct err *e)
 	char state[32], ec[32];
 
 	memset(info, 0, sizeof(*info));
-	if (!field(text, "JobState", state, sizeof(state)))
+	if (!str_kv_field(text, "JobState", state, sizeof(state)))
 		return err_set(e, TERR_PROTO,
 		               "scontrol: no JobState in '%.80s'", text);
 	info->known = true;
 	state[strcspn(state, "+")] = '\0';
 	snprintf(info->state, sizeof(info->state), "%s", state);
-	if (!field(text, "Reason", info->reason, sizeof(info->reason)))
+	if (!str_kv_field(text, "Reason", info->reason, sizeof(info->reason)))
 		info->reason[0] = '\0';
-	if (!field(text, "BatchHost", info->node, sizeof(info->node)))
+	if (!str_kv_field(text, "BatchHost", info->node, sizeof(info->node)))
 		info->node[0] = '\0';
-	if (field(text, "ExitCode", ec, sizeof(ec)))
+	if (str_kv_field(text, "ExitCode", ec, sizeof(ec)))
 		parse_exit(ec, &info->exit_code, &info->exit_signal);
 	return 0;
 }

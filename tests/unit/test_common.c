@@ -91,6 +91,22 @@ static const struct conf_key tkeys[] = {
     {0},
 };
 
+static void test_kv_field(void **state)
+{
+	const char *rec = "AllocState=MIX NodeName=n1 CPUTot=8\nState=IDLE";
+	char v[4];
+
+	(void)state;
+	assert_true(str_kv_field(rec, "NodeName", v, sizeof(v)));
+	assert_string_equal(v, "n1");
+	assert_true(str_kv_field(rec, "State", v, sizeof(v))); /* not Alloc.. */
+	assert_string_equal(v, "IDL");                         /* truncated */
+	assert_true(str_kv_field(rec, "CPUTot", v, sizeof(v)));
+	assert_string_equal(v, "8");
+	assert_false(str_kv_field(rec, "Tot", v, sizeof(v)));
+	assert_false(str_kv_field(rec, "Gres", v, sizeof(v)));
+}
+
 static void test_conf(void **state)
 {
 	char path[] = "/tmp/tconfXXXXXX";
@@ -280,6 +296,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_numbers),
 	    cmocka_unit_test(test_err_wrap),
 	    cmocka_unit_test(test_utf8),
+	    cmocka_unit_test(test_kv_field),
 	    cmocka_unit_test(test_conf),
 	    cmocka_unit_test(test_jobspec),
 	    cmocka_unit_test(test_paths),
