@@ -402,15 +402,8 @@ static int attempts_handback(struct req *r)
 		rc = db_commit(ws);
 	}
 	db_unlock(ws);
-	if (rc == TERR_NOTFOUND)
-		return reply_error(r, 404, "not_found", NULL,
-		                   "attempt %lld/%lld was never given to this "
-		                   "agent",
-		                   (long long)job, (long long)att);
-	if (rc == TERR_CONFLICT)
-		return reply_error(r, 409, "conflict", NULL,
-		                   "attempt %lld/%lld is not current",
-		                   (long long)job, (long long)att);
+	if (rc == TERR_NOTFOUND || rc == TERR_CONFLICT)
+		return reply_attempt_error(r, rc, job, att);
 	if (rc < 0)
 		return reply_internal(r, "cannot hand back");
 	ws_notify(ws);

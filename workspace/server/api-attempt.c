@@ -280,12 +280,56 @@ static bool output_path_ok(const char *p)
 	return strstr(p, "//") == NULL && p[n - 1] != '/';
 }
 
+int reply_attempt_error(struct req *r, int rc, int64_t job, int64_t att)
+{
+	if (rc == TERR_NOTFOUND)
+		return reply_error(r, 404, "not_found", NULL,
+		                   "attempt %lld/%lld was never given to this "
+		                   "agent",
+		                   (long long)job, (long long)att);
+	return reply_error(r, 409, "conflict", NULL,
+	                   "attempt %lld/%lld is not current", (long long)job,
+	                   (long long)att);
+}
+
+int upload_pre(struct req *r, int64_t *job, int64_t *att)
+{
+	const char *sha = req_header(r, "Tether-Sha256");
+	int rc;
+
+	if (sha == NULL || strlen(sha) != 64 ||
+	    strspn(sha, "0123456789abcdef") != 64)
+		return reply_error(r, 400, "invalid", "sha256",
+		                   "sha256: header Tether-Sha256 must be 64 "
+		                   "lowercase hex digits");
+	if (req_seg_id(r, 1, job) < 0 || req_seg_id(r, 2, att) < 0)
+		return r->status;
+	db_lock(r->ws);
+	rc = sched_attempt_check(r->ws, *job, *att, r->agent_id);
+	db_unlock(r->ws);
+	if (rc == TERR_NOTFOUND || rc == TERR_CONFLICT)
+		return reply_attempt_error(r, rc, *job, *att);
+	return 0;
+}
+
+int upload_store(struct req *r, char hex[65], const char *what)
+{
+	if (req_body_file(r, hex) < 0)
+		return reply_internal(r, "cannot store the upload");
+	if (strcmp(hex, req_header(r, "Tether-Sha256")) != 0)
+		return reply_error(r, 400, "invalid", "sha256",
+		                   "sha256: the body's sha256 is %s, not the "
+		                   "one in Tether-Sha256 (incomplete upload?)",
+		                   hex);
+	if (blob_store(r, hex) < 0)
+		return reply_internal(r, what);
+	return 0;
+}
+
 /* Before the body: the path, the header and the attempt. */
 static int output_pre(struct req *r)
 {
-	const char *sha = req_header(r, "Tether-Sha256");
 	int64_t job, att;
-	int rc;
 
 	if (!output_path_ok(r->rest))
 		return reply_error(
@@ -293,24 +337,7 @@ static int output_pre(struct req *r)
 		    "path: must be relative, normalised, without "
 		    "'..' or empty components, at most %d bytes",
 		    WS_MAX_PATH);
-	if (sha == NULL || strlen(sha) != 64 ||
-	    strspn(sha, "0123456789abcdef") != 64)
-		return reply_error(r, 400, "invalid", "sha256",
-		                   "sha256: header Tether-Sha256 must be 64 "
-		                   "lowercase hex digits");
-	if (req_seg_id(r, 1, &job) < 0 || req_seg_id(r, 2, &att) < 0)
-		return r->status;
-	db_lock(r->ws);
-	rc = sched_attempt_check(r->ws, job, att, r->agent_id);
-	db_unlock(r->ws);
-	if (rc == TERR_NOTFOUND)
-		return reply_error(r, 404, "not_found", NULL,
-		                   "attempt never given to this agent");
-	if (rc == TERR_CONFLICT)
-		return reply_error(r, 409, "conflict", NULL,
-		                   "attempt %lld/%lld is not current",
-		                   (long long)job, (long long)att);
-	return 0;
+	return upload_pre(r, &job, &att);
 }
 
 /* Move the uploaded temp file into blobs/<sha256>. */
@@ -338,19 +365,11 @@ static int output_put(struct req *r)
 	sqlite3_stmt *st;
 	int rc;
 
-	if (output_pre(r) != 0)
+	if (output_pre(r) != 0 ||
+	    upload_store(r, hex, "cannot store the output file") != 0)
 		return r->status;
 	job = strtoll(r->segs[1], NULL, 10);
 	att = strtoll(r->segs[2], NULL, 10);
-	if (req_body_file(r, hex) < 0)
-		return reply_internal(r, "cannot store the upload");
-	if (strcmp(hex, req_header(r, "Tether-Sha256")) != 0)
-		return reply_error(r, 400, "invalid", "sha256",
-		                   "sha256: the body's sha256 is %s, not the "
-		                   "one in Tether-Sha256",
-		                   hex);
-	if (blob_store(r, hex) < 0)
-		return reply_internal(r, "cannot store the output file");
 	db_lock(ws);
 	rc = sched_attempt_check(ws, job, att, r->agent_id);
 	if (rc == 0) {
@@ -367,9 +386,8 @@ static int output_put(struct req *r)
 		sqlite3_finalize(st);
 	}
 	db_unlock(ws);
-	if (rc == TERR_CONFLICT)
-		return reply_error(r, 409, "conflict", NULL,
-		                   "attempt is not current");
+	if (rc == TERR_NOTFOUND || rc == TERR_CONFLICT)
+		return reply_attempt_error(r, rc, job, att);
 	if (rc < 0)
 		return reply_internal(r, "cannot record the output");
 	return reply_json(r, 201,

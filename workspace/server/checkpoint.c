@@ -90,30 +90,9 @@ void checkpoint_note_progress(struct ws *ws, int64_t job, int64_t att,
 /* Before the body: the header and the attempt. */
 static int checkpoint_pre(struct req *r)
 {
-	const char *sha = req_header(r, "Tether-Sha256");
 	int64_t job, att;
-	int rc;
 
-	if (sha == NULL || strlen(sha) != 64 ||
-	    strspn(sha, "0123456789abcdef") != 64)
-		return reply_error(r, 400, "invalid", "sha256",
-		                   "sha256: header Tether-Sha256 must be 64 "
-		                   "lowercase hex digits");
-	if (req_seg_id(r, 1, &job) < 0 || req_seg_id(r, 2, &att) < 0)
-		return r->status;
-	db_lock(r->ws);
-	rc = sched_attempt_check(r->ws, job, att, r->agent_id);
-	db_unlock(r->ws);
-	if (rc == TERR_NOTFOUND)
-		return reply_error(r, 404, "not_found", NULL,
-		                   "attempt %lld/%lld was never given to this "
-		                   "agent",
-		                   (long long)job, (long long)att);
-	if (rc == TERR_CONFLICT)
-		return reply_error(r, 409, "conflict", NULL,
-		                   "attempt %lld/%lld is not current",
-		                   (long long)job, (long long)att);
-	return 0;
+	return upload_pre(r, &job, &att);
 }
 
 static int checkpoint_record(struct ws *ws, int64_t job, int64_t att,
@@ -146,24 +125,12 @@ static int checkpoint_put(struct req *r)
 	int64_t job, att;
 	int rc;
 
-	if (checkpoint_pre(r) != 0)
+	if (upload_pre(r, &job, &att) != 0 ||
+	    upload_store(r, hex, "cannot store the checkpoint") != 0)
 		return r->status;
-	job = strtoll(r->segs[1], NULL, 10);
-	att = strtoll(r->segs[2], NULL, 10);
-	if (req_body_file(r, hex) < 0)
-		return reply_internal(r, "cannot store the upload");
-	if (strcmp(hex, req_header(r, "Tether-Sha256")) != 0)
-		return reply_error(r, 400, "invalid", "sha256",
-		                   "sha256: the body's sha256 is %s, not the "
-		                   "one in Tether-Sha256 (incomplete upload?)",
-		                   hex);
-	if (blob_store(r, hex) < 0)
-		return reply_internal(r, "cannot store the checkpoint");
 	rc = checkpoint_record(r->ws, job, att, hex, r->size, r->agent_id);
-	if (rc == TERR_CONFLICT)
-		return reply_error(r, 409, "conflict", NULL,
-		                   "attempt %lld/%lld is not current",
-		                   (long long)job, (long long)att);
+	if (rc == TERR_NOTFOUND || rc == TERR_CONFLICT)
+		return reply_attempt_error(r, rc, job, att);
 	if (rc < 0)
 		return reply_internal(r, "cannot record the checkpoint");
 	log_info("job=%lld attempt=%lld checkpoint %.12s (%lld bytes)",

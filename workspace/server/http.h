@@ -106,6 +106,17 @@ int req_body_file(struct req *r, char hex[65]);
 /* Move the finished upload into blobs/<hex> (content-addressed). */
 int blob_store(struct req *r, const char *hex);
 
+/* The 404 (TERR_NOTFOUND: never given to this agent) or 409
+ * (TERR_CONFLICT: not current) reply for sched_attempt_check's rc. */
+int reply_attempt_error(struct req *r, int rc, int64_t job, int64_t att);
+/* An attempt's upload (PUT .../attempts/J/A/...), before the body: a valid
+ * Tether-Sha256 header and an attempt current for this agent (segs 1, 2).
+ * 0, or the status of the error reply made. */
+int upload_pre(struct req *r, int64_t *job, int64_t *att);
+/* After the body: its sha256 (hex) matches Tether-Sha256 and it is stored
+ * in blobs/ ('what' names it in the 500). 0, or the reply's status. */
+int upload_store(struct req *r, char hex[65], const char *what);
+
 /* http.c: the access and completion callbacks of the daemons. */
 enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn,
                                 const char *url, const char *method,

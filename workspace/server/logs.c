@@ -39,10 +39,7 @@ static int log_append(struct req *r)
 	sqlite3_finalize(st);
 	if (len < 0 || !mine) {
 		db_unlock(ws);
-		return reply_error(r, 404, "not_found", NULL,
-		                   "attempt %lld/%lld was never given to this "
-		                   "agent",
-		                   (long long)job, (long long)att);
+		return reply_attempt_error(r, TERR_NOTFOUND, job, att);
 	}
 	if (off > len) {
 		db_unlock(ws);
