@@ -47,20 +47,26 @@ out:
 	return r;
 }
 
-int attempt_cancel_write(const char *dir, const char *reason, int64_t grace_ms,
-                         struct err *e)
+/* Write o (consumed) canonically and atomically into dir/name, 0600. */
+static int write_json(const char *dir, const char *name, json_t *o,
+                      struct err *e)
 {
-	char *path = attempt_path(dir, ATTEMPT_CANCEL), *text;
-	json_t *o = json_pack("{s:s, s:f}", "reason", reason, "grace",
-	                      (double)grace_ms / 1000.0);
-	int r;
+	char *path = attempt_path(dir, name), *text = json_dump_canon(o);
+	int r = file_write_atomic(path, text, strlen(text), 0600, e);
 
-	text = json_dump_canon(o);
-	r = file_write_atomic(path, text, strlen(text), 0600, e);
 	free(text);
 	json_decref(o);
 	free(path);
 	return r;
+}
+
+int attempt_cancel_write(const char *dir, const char *reason, int64_t grace_ms,
+                         struct err *e)
+{
+	return write_json(dir, ATTEMPT_CANCEL,
+	                  json_pack("{s:s, s:f}", "reason", reason, "grace",
+	                            (double)grace_ms / 1000.0),
+	                  e);
 }
 
 int attempt_cancel_read(const char *dir, char reason[32], int64_t *grace_ms,
@@ -91,21 +97,15 @@ out:
 int attempt_state_write(const char *dir, const struct attempt_state *st,
                         struct err *e)
 {
-	char *path = attempt_path(dir, ATTEMPT_STATE), *text;
-	json_t *o = json_pack(
-	    "{s:I, s:I, s:I, s:s, s:s, s:s, s:s}", "runner_pid",
-	    (json_int_t)st->runner_pid, "runner_start",
-	    (json_int_t)st->runner_start, "job_pid", (json_int_t)st->job_pid,
-	    "phase", st->phase, "launcher", st->launcher, "launcher_ref",
-	    st->launcher_ref, "cgroup", st->cgroup);
-	int r;
-
-	text = json_dump_canon(o);
-	r = file_write_atomic(path, text, strlen(text), 0600, e);
-	free(text);
-	json_decref(o);
-	free(path);
-	return r;
+	return write_json(dir, ATTEMPT_STATE,
+	                  json_pack("{s:I, s:I, s:I, s:s, s:s, s:s, s:s}",
+	                            "runner_pid", (json_int_t)st->runner_pid,
+	                            "runner_start",
+	                            (json_int_t)st->runner_start, "job_pid",
+	                            (json_int_t)st->job_pid, "phase", st->phase,
+	                            "launcher", st->launcher, "launcher_ref",
+	                            st->launcher_ref, "cgroup", st->cgroup),
+	                  e);
 }
 
 static void copy_field(json_t *o, const char *key, char *dst, size_t size)
