@@ -1,4 +1,5 @@
-/* config.c: the agent's keyword table: file, TETHER_* environment, --set,
+/* config.c: the agent's keyword table: file, TETHER_AGENT_* environment,
+ * --set,
  * --help and docs/configuration.md all come from agent_conf_table. */
 #include "agent/config.h"
 
@@ -168,7 +169,9 @@ int agent_conf_load(struct agent_conf *c, const char *path, struct err *e)
 		r = 0;
 	if (r < 0)
 		return r;
-	return conf_load_env(agent_conf_table, c, "TETHER_", e);
+	/* TETHER_AGENT_<KEY>: the CLI's TETHER_TOKEN (an admin token),
+	 * TETHER_WORKSPACE... must not reach the agent's settings. */
+	return conf_load_env(agent_conf_table, c, AGENT_ENV_PREFIX, e);
 }
 
 int agent_conf_set(struct agent_conf *c, const char *kv, struct err *e)

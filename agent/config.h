@@ -10,6 +10,9 @@
 struct err;
 
 #define AGENT_CONF_DEFAULT "/etc/tether/agent.conf"
+/* Environment overrides: TETHER_AGENT_<KEY> (TETHER_CONFIG names the
+ * file); never the CLI's TETHER_TOKEN / TETHER_WORKSPACE / TETHER_CA. */
+#define AGENT_ENV_PREFIX "TETHER_AGENT_"
 
 struct agent_conf {
 	/* workspace */
@@ -47,7 +50,7 @@ struct agent_conf {
 extern const struct conf_key agent_conf_table[];
 
 /* Defaults, then the file (path NULL: the default path, missing is fine),
- * then TETHER_* variables.  --set pairs are applied by the caller with
+ * then TETHER_AGENT_* variables.  --set pairs are applied by the caller with
  * agent_conf_set. */
 int agent_conf_load(struct agent_conf *c, const char *path, struct err *e);
 int agent_conf_set(struct agent_conf *c, const char *kv, struct err *e);

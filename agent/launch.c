@@ -158,7 +158,8 @@ char **launch_env(void)
 		n++;
 	env = xcalloc(n + 1, sizeof(char *));
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "TETHER_TOKEN", 12) != 0)
+		if (strncmp(environ[i], "TETHER_TOKEN", 12) != 0 &&
+		    strncmp(environ[i], AGENT_ENV_PREFIX "TOKEN", 18) != 0)
 			env[k++] = environ[i];
 	return env;
 }
