@@ -202,3 +202,19 @@ def test_logs_follow_crosses_to_the_next_attempt():
     assert r.stdout == "first attempt\nsecond attempt\n"
     assert "following attempt 2" in r.stderr
     ws.stop()
+
+
+def test_status_prints_sizes_in_binary_units(workspace):
+    sec = workspace.register()
+    j = workspace.submit({"name": "units", "command": ["true"]})
+    workspace.lease(sec)
+    workspace.append(sec, j, 1, 0, b"x" * 3000)
+    final = {"seq": 1, "time": 2.0, "type": "final", "reason": "succeeded",
+             "exit_code": 0, "signal": None, "peak_memory_bytes": 590148000,
+             "cpu_seconds": 1.23456, "durations": {"run": 0.5}}
+    assert workspace.events(sec, j, 1, [final])[0] == 200
+    out = tether(workspace, "status", str(j), check=0).stdout
+    assert "peak memory  563 MiB\n" in out, out
+    assert "cpu          1.23 s\n" in out, out
+    assert "log          2.93 KiB\n" in out, out
+    assert "e+" not in out, out

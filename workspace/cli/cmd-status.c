@@ -14,6 +14,31 @@ static void print_num(const char *label, json_t *v, const char *unit)
 		printf("  %-12s %g%s\n", label, json_number_value(v), unit);
 }
 
+/* Bytes in binary units: "812 bytes", "563 MiB", "1.50 GiB". */
+static void print_size(const char *label, json_t *v)
+{
+	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+	double n;
+	int u = -1;
+
+	if (!json_is_number(v))
+		return;
+	n = json_number_value(v);
+	if (n < 1024) {
+		printf("  %-12s %.0f bytes\n", label, n);
+		return;
+	}
+	while (n >= 1024 && u < 4) {
+		n /= 1024;
+		u++;
+	}
+	printf("  %-12s %.*f %s\n", label,
+	       n >= 100  ? 0
+	       : n >= 10 ? 1
+	                 : 2,
+	       n, units[u]);
+}
+
 static void print_attempt(json_t *a)
 {
 	json_t *d = json_object_get(a, "durations"), *v;
@@ -24,10 +49,11 @@ static void print_attempt(json_t *a)
 	       str(a, "agent", "?"), str(a, "state", "?"));
 	print_num("exit code", json_object_get(a, "exit_code"), "");
 	print_num("signal", json_object_get(a, "signal"), "");
-	print_num("peak memory", json_object_get(a, "peak_memory_bytes"),
-	          " bytes");
-	print_num("cpu", json_object_get(a, "cpu_seconds"), " s");
-	print_num("log", json_object_get(a, "log_length"), " bytes");
+	print_size("peak memory", json_object_get(a, "peak_memory_bytes"));
+	v = json_object_get(a, "cpu_seconds");
+	if (json_is_number(v))
+		printf("  %-12s %.2f s\n", "cpu", json_number_value(v));
+	print_size("log", json_object_get(a, "log_length"));
 	print_num("progress", json_object_get(a, "progress"), "");
 	v = json_object_get(a, "checkpoint");
 	if (json_is_object(v))
