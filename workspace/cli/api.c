@@ -70,6 +70,27 @@ int api_json(struct cli *c, const char *method, const char *path, json_t *body,
 	return EXIT_OK;
 }
 
+int api_show(struct cli *c, const char *method, const char *path, json_t *body,
+             void (*print)(json_t *reply))
+{
+	json_t *r = NULL;
+	int rc = api_json(c, method, path, body, &r);
+
+	if (rc != EXIT_OK)
+		return rc;
+	if (c->json)
+		cli_print_json(r);
+	else
+		print(r);
+	json_decref(r);
+	return EXIT_OK;
+}
+
+void api_print_token(json_t *reply)
+{
+	printf("%s\n", json_string_value(json_object_get(reply, "token")));
+}
+
 int64_t cli_parse_id(const char *s)
 {
 	int64_t v;

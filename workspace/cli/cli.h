@@ -75,6 +75,12 @@ void http_reply_free(struct http_reply *r);
  * the return is the exit code to use (EXIT_*), never 0. */
 int api_json(struct cli *c, const char *method, const char *path, json_t *body,
              json_t **out);
+/* api_json, then print the reply: as JSON with --json, else with print.
+ * The exit code. */
+int api_show(struct cli *c, const char *method, const char *path, json_t *body,
+             void (*print)(json_t *reply));
+/* A print for api_show: the reply's "token" on a line. */
+void api_print_token(json_t *reply);
 /* Print an error for a failed call and give its exit code. */
 int api_fail(struct cli *c, const struct http_reply *r, const struct err *e,
              int rc);

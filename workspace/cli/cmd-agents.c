@@ -61,9 +61,6 @@ static int act(struct cli *c, const char *verb, const char *name)
 
 static int cmd_agents(struct cli *c, int argc, char **argv)
 {
-	json_t *r = NULL;
-	int rc;
-
 	if (argc == 3 &&
 	    (strcmp(argv[1], "revoke") == 0 || strcmp(argv[1], "drain") == 0))
 		return act(c, argv[1], argv[2]);
@@ -71,14 +68,7 @@ static int cmd_agents(struct cli *c, int argc, char **argv)
 		cli_usage_error("tether agents",
 		                "expected no argument, 'revoke NAME' or 'drain "
 		                "NAME'");
-	if ((rc = api_json(c, "GET", "/api/v1/agents", NULL, &r)) != EXIT_OK)
-		return rc;
-	if (c->json)
-		cli_print_json(r);
-	else
-		print_agents(r);
-	json_decref(r);
-	return EXIT_OK;
+	return api_show(c, "GET", "/api/v1/agents", NULL, print_agents);
 }
 
 const struct cmd_entry cmd_agents_entry = {

@@ -43,7 +43,6 @@ static int cmd_jobs(struct cli *c, int argc, char **argv)
 	                                   {"limit", required_argument, 0, 'n'},
 	                                   {0, 0, 0, 0}};
 	struct buf q;
-	json_t *r = NULL;
 	char *path;
 	int ch, rc;
 
@@ -62,17 +61,10 @@ static int cmd_jobs(struct cli *c, int argc, char **argv)
 		cli_usage_error("tether jobs", "unexpected argument '%s'",
 		                argv[optind]);
 	path = xasprintf("/api/v1/jobs%s", q.data ? q.data : "");
-	rc = api_json(c, "GET", path, NULL, &r);
+	rc = api_show(c, "GET", path, NULL, print_jobs);
 	free(path);
 	buf_free(&q);
-	if (rc != EXIT_OK)
-		return rc;
-	if (c->json)
-		cli_print_json(r);
-	else
-		print_jobs(r);
-	json_decref(r);
-	return EXIT_OK;
+	return rc;
 }
 
 const struct cmd_entry cmd_jobs_entry = {"jobs",

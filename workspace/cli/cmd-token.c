@@ -12,7 +12,7 @@ static int cmd_token(struct cli *c, int argc, char **argv)
 	                                   {"ttl", required_argument, 0, 't'},
 	                                   {"label", required_argument, 0, 'l'},
 	                                   {0, 0, 0, 0}};
-	json_t *body = json_object(), *labels = json_array(), *r = NULL;
+	json_t *body = json_object(), *labels = json_array();
 	struct err e = {0};
 	int64_t uses, ms;
 	int ch, rc;
@@ -33,16 +33,9 @@ static int cmd_token(struct cli *c, int argc, char **argv)
 	if (optind + 1 != argc || strcmp(argv[optind], "create") != 0)
 		cli_usage_error("tether token", "expected 'create'");
 	json_object_set_new(body, "labels", labels);
-	rc = api_json(c, "POST", "/api/v1/tokens", body, &r);
+	rc = api_show(c, "POST", "/api/v1/tokens", body, api_print_token);
 	json_decref(body);
-	if (rc != EXIT_OK)
-		return rc;
-	if (c->json)
-		cli_print_json(r);
-	else
-		printf("%s\n", json_string_value(json_object_get(r, "token")));
-	json_decref(r);
-	return EXIT_OK;
+	return rc;
 }
 
 const struct cmd_entry cmd_token_entry = {

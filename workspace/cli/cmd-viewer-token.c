@@ -18,7 +18,7 @@ static int vt_create(struct cli *c, int argc, char **argv)
 	static const struct option lo[] = {{"name", required_argument, 0, 'n'},
 	                                   {"ttl", required_argument, 0, 't'},
 	                                   {0, 0, 0, 0}};
-	json_t *body = json_object(), *r = NULL;
+	json_t *body = json_object();
 	struct err e = {0};
 	int64_t ms;
 	int ch, rc;
@@ -36,16 +36,10 @@ static int vt_create(struct cli *c, int argc, char **argv)
 	}
 	if (optind != argc)
 		cli_usage_error(PROG, "create takes no argument");
-	rc = api_json(c, "POST", "/api/v1/viewer-tokens", body, &r);
+	rc =
+	    api_show(c, "POST", "/api/v1/viewer-tokens", body, api_print_token);
 	json_decref(body);
-	if (rc != EXIT_OK)
-		return rc;
-	if (c->json)
-		cli_print_json(r);
-	else
-		printf("%s\n", json_string_value(json_object_get(r, "token")));
-	json_decref(r);
-	return EXIT_OK;
+	return rc;
 }
 
 static void print_tokens(json_t *r)
@@ -68,18 +62,7 @@ static void print_tokens(json_t *r)
 
 static int vt_list(struct cli *c)
 {
-	json_t *r = NULL;
-	int rc;
-
-	if ((rc = api_json(c, "GET", "/api/v1/viewer-tokens", NULL, &r)) !=
-	    EXIT_OK)
-		return rc;
-	if (c->json)
-		cli_print_json(r);
-	else
-		print_tokens(r);
-	json_decref(r);
-	return EXIT_OK;
+	return api_show(c, "GET", "/api/v1/viewer-tokens", NULL, print_tokens);
 }
 
 static int vt_revoke(struct cli *c, const char *id)
