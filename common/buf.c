@@ -76,13 +76,6 @@ void buf_consume(struct buf *b, size_t n)
 		b->data[b->len] = '\0';
 }
 
-void buf_reset(struct buf *b)
-{
-	b->len = 0;
-	if (b->data != NULL)
-		b->data[0] = '\0';
-}
-
 void buf_free(struct buf *b)
 {
 	free(b->data);

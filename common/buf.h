@@ -20,7 +20,6 @@ int buf_printf(struct buf *b, struct err *e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Drop the first n bytes. */
 void buf_consume(struct buf *b, size_t n);
-void buf_reset(struct buf *b);
 void buf_free(struct buf *b);
 /* Take ownership of the data (NUL-terminated); the buffer is reset. */
 char *buf_steal(struct buf *b);

@@ -18,11 +18,6 @@ void log_set_level(enum log_level level)
 	log_level = level;
 }
 
-enum log_level log_get_level(void)
-{
-	return log_level;
-}
-
 void log_set_prog(const char *prog)
 {
 	log_prog = prog;

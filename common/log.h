@@ -11,7 +11,6 @@ enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 void log_set_level(enum log_level level);
 /* Parse "error", "warn", "info", "debug"; returns 0 or TERR_INVAL. */
 int log_parse_level(const char *s, enum log_level *out);
-enum log_level log_get_level(void);
 void log_set_prog(const char *prog);
 
 void log_emit(enum log_level level, const char *fn, int with_errno,

@@ -70,11 +70,6 @@ int docker_version_pick(const char *engine, const char *ours,
 	return 0;
 }
 
-const char *docker_version(const struct docker *d)
-{
-	return d->version;
-}
-
 const char *docker_socket(const struct docker *d)
 {
 	return d->socket;

@@ -43,8 +43,6 @@ struct docker_req {
 /* Connect (GET /version) and negotiate min(engine's version, ours). */
 int docker_open(const char *socket_path, struct docker **out, struct err *e);
 void docker_close(struct docker *d);
-/* "1.41": the version used in request paths. */
-const char *docker_version(const struct docker *d);
 const char *docker_socket(const struct docker *d);
 
 /* Pick min(engine, ours) into out; refuse an engine older than min_ok. */

@@ -45,11 +45,6 @@ struct mask *mask_new(const char *const *secrets)
 	return m;
 }
 
-size_t mask_max_len(const struct mask *m)
-{
-	return m->max_len;
-}
-
 void mask_free(struct mask *m)
 {
 	if (m == NULL)

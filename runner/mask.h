@@ -27,8 +27,6 @@ int mask_feed(struct mask *m, const char *data, size_t len, mask_sink sink,
               void *arg, struct err *e);
 /* End of stream: emit what was held back (masking full matches). */
 int mask_finish(struct mask *m, mask_sink sink, void *arg, struct err *e);
-/* Longest secret length (0 without secrets). */
-size_t mask_max_len(const struct mask *m);
 void mask_free(struct mask *m);
 
 #endif
