@@ -38,7 +38,8 @@ static void test_config_file_env_set(void **state)
 	char *path = write_tmp("# comment\nmax_jobs = 3\n"
 	                       "heartbeat_interval = 5s\nstate_dir = /x\n");
 
-	setenv("TETHER_MAX_JOBS", "7", 1);
+	setenv("TETHER_AGENT_MAX_JOBS", "7", 1);
+	setenv("TETHER_HEARTBEAT_INTERVAL", "9s", 1); /* not the agent's */
 	assert_int_equal(agent_conf_load(&c, path, &e), 0);
 	assert_int_equal(c.max_jobs, 7); /* env beats the file */
 	assert_int_equal(c.heartbeat_ms, 5000);
@@ -47,7 +48,8 @@ static void test_config_file_env_set(void **state)
 	assert_int_equal(agent_conf_set(&c, "max_jobs=9", &e), 0);
 	assert_int_equal(c.max_jobs, 9);
 	assert_int_equal(agent_conf_check(&c, &e), 0);
-	unsetenv("TETHER_MAX_JOBS");
+	unsetenv("TETHER_AGENT_MAX_JOBS");
+	unsetenv("TETHER_HEARTBEAT_INTERVAL");
 	agent_conf_free(&c);
 	unlink(path);
 	free(path);
