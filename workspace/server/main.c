@@ -26,7 +26,7 @@ static void usage(FILE *f)
 	           "[--plain-port N]\n"
 	           "       tether-workspace serve --dir DIR [--port N] "
 	           "[--plain-port N] [--set KEY=VALUE]...\n"
-	           "       tether-workspace config-help\n"
+	           "       tether-workspace config-help | config-markdown\n"
 	           "the reference workspace server (docs/workspace.md)\n");
 }
 
