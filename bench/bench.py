@@ -32,13 +32,13 @@ FULL = {"idle_hb_s": 5, "hb_s": 1, "idle_windows": 6, "submit_budget_s": 120, "b
         "follow_lines": 100, "log_bytes": 1 << 30, "log_runs": 2,
         "launch_n": 30, "many_n": 1000, "env_miss": 3, "env_hit": 20,
         "load_agents": 1000, "load_jobs": 200, "load_wait": 10,
-        "load_rate": 20, "ssh_submit_n": 100, "ssh_log_runs": 1}
+        "load_rate": 20, "load_budget_s": 45, "ssh_submit_n": 100, "ssh_log_runs": 1}
 QUICK = {"idle_hb_s": 1, "hb_s": 1, "idle_windows": 3, "submit_budget_s": 20, "b2b_n": 2, "wslat_n": 3,
          "many_budget_s": 20, "submit_n": 5, "srun_n": 3,
          "follow_lines": 5, "log_bytes": 16 << 20, "log_runs": 1,
          "launch_n": 2, "many_n": 10, "env_miss": 1, "env_hit": 2,
          "load_agents": 50, "load_jobs": 10, "load_wait": 2,
-         "load_rate": 20, "ssh_submit_n": 3, "ssh_log_runs": 1}
+         "load_rate": 20, "load_budget_s": 10, "ssh_submit_n": 3, "ssh_log_runs": 1}
 STEPS = ("wslat", "idle", "submit", "follow", "log", "many", "ssh", "launch", "env", "load")
 
 
@@ -165,7 +165,8 @@ def load(ctx):
             [sys.executable, os.path.join(HERE, "loadgen.py"), "--port", str(ws.port),
              "--ca", ws.ca_file, "--admin", ws.admin_token,
              "--agents", str(c["load_agents"]), "--jobs", str(c["load_jobs"]),
-             "--wait", str(c["load_wait"]), "--rate", str(c["load_rate"])],
+             "--wait", str(c["load_wait"]), "--rate", str(c["load_rate"]),
+             "--budget", str(c["load_budget_s"])],
             capture_output=True, text=True, timeout=600)
         if r.returncode != 0:
             raise RuntimeError("loadgen: " + r.stderr[-2000:])
@@ -179,13 +180,13 @@ def load(ctx):
     note = ("%d agents registered in %.1f s; during the %.1f s submit window "
             "%d polls answered, load generator used %.0f %% of a core%s; "
             "server CPU over the whole run %.1f s in %.1f s; %d of %d jobs "
-            "dispatched; %d generator errors %s"
+            "dispatched (submitting stops after %d s); %d generator errors %s"
             % (out["agents"], out["register_s"], out["window_s"],
                out["polls_in_window"], gen_pct,
                " (near a full core: the generator may be the bottleneck)"
                if gen_pct > 80 else " (not the bottleneck)",
                srv_cpu, wall, out["dispatched"], out["submitted"],
-               out["error_count"], out["errors"][:2]))
+               c["load_budget_s"], out["error_count"], out["errors"][:2]))
     n = out["agents"]
     return [stats.Result("load_rss", "8. workspace peak RSS, %d agents" % n,
                          "MiB", [hwm], None, "", "≤ 200 MiB",

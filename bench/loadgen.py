@@ -11,7 +11,7 @@ process's own CPU time, so the caller can tell whether the generator was
 the bottleneck.  asyncio, one thread.
 
 Usage: loadgen.py --port P --ca CA --admin TOKEN --agents N --jobs M
-                  --wait S --rate R"""
+                  --wait S --rate R [--budget S]"""
 import argparse
 import asyncio
 import json
@@ -118,7 +118,10 @@ class Gen:
     async def submitter(self):
         c = Conn(self.a.port, self.ctx)
         spec = {"name": "bench-load", "command": ["true"]}
+        stop = time.monotonic() + (self.a.budget or 1e9)
         for _ in range(self.a.jobs):
+            if time.monotonic() > stop:
+                break  # the server is slower than the rate: say so, stop
             t0 = time.time()
             st, b = await c.call("POST", "/api/v1/jobs", self.a.admin, spec)
             if st != 201:
@@ -170,6 +173,8 @@ def main():
     for k in ("port", "agents", "jobs", "wait"):
         p.add_argument("--" + k, type=int, required=True)
     p.add_argument("--rate", type=float, default=20.0)
+    p.add_argument("--budget", type=float, default=0.0,
+                   help="stop submitting after this many seconds (0: never)")
     p.add_argument("--ca", required=True)
     p.add_argument("--admin", required=True)
     a = p.parse_args()
