@@ -99,6 +99,8 @@ struct agent {
 
 	/* lifecycle */
 	bool draining, quit;
+	int64_t drain_since_mono; /* when draining began (harden.c) */
+	bool disk_low;            /* state dir nearly full (harden.c) */
 	struct preempt *preempt;  /* preemption notices (preempt.c) */
 	struct slurm_poll *slurm; /* Slurm partitions (slurm-poll.c) */
 	struct lookahead *ahead;  /* environment build ahead (lookahead.c) */
@@ -179,7 +181,8 @@ void att_write_lease(struct att *t);
 
 /* restart.c: start the runner of a running attempt again after it died
  * without a result (it re-attaches to the job, docs/state-dir.md); 1 when
- * started, 0 when the attempt used its RESTART_MAX restarts, < 0 on error. */
+ * started (or waiting for a lease renewal first), 0 when the attempt used
+ * its RESTART_MAX restarts, < 0 on error. */
 #define RESTART_MAX 3
 int restart_runner(struct att *t, struct err *e);
 

@@ -2,6 +2,7 @@
 #include "agent/agent.h"
 #include "agent/creds.h"
 #include "agent/db.h"
+#include "agent/harden.h"
 #include "agent/lifecycle.h"
 #include "agent/metrics.h"
 
@@ -58,11 +59,12 @@ static void agent_handback_done(void *arg, const struct tp_reply *rep)
 	agent_kick(a);
 }
 
-/* Draining: hand queued workspace jobs back; true when nothing is left. */
+/* Draining: hand queued workspace jobs back; true when nothing is left.
+ * Past kill_grace only running attempts are waited for (harden.c). */
 static bool agent_drain_step(struct agent *a)
 {
 	struct err e = {0};
-	bool left = false;
+	bool left = false, overdue = harden_drain_overdue(a), gave_up = false;
 
 	for (struct att *t = a->atts; t != NULL; t = t->next) {
 		if (t->local && t->state == ATT_QUEUED)
@@ -76,12 +78,23 @@ static bool agent_drain_step(struct agent *a)
 		}
 		if (a->auth_failed && t->state != ATT_RUNNING)
 			continue;
+		if (overdue && t->state != ATT_RUNNING) {
+			gave_up = true;
+			continue;
+		}
 		left = true;
 	}
 	/* A poll in flight that offered room may still bring a job (the
-	 * workspace hands it to the held request): wait for its reply. */
-	if (a->lease_call != NULL && a->lease_room_sent > 0)
-		left = true;
+	 * workspace hands it to the held request): wait for its reply, for
+	 * kill_grace at most (a hung workspace must not hold the exit). */
+	if (a->lease_call != NULL && a->lease_room_sent > 0) {
+		gave_up = gave_up || overdue;
+		left = left || !overdue;
+	}
+	if (!left && gave_up)
+		log_warn("drain: kill_grace passed without the workspace "
+		         "answering; queued and finishing attempts stay in "
+		         "agent.db for the next start");
 	return !left;
 }
 
@@ -298,7 +311,7 @@ static int agent_setup(struct agent *a, struct err *e)
 	if ((r = loop_new(&a->loop, e)) < 0 || (r = agent_signals(a, e)) < 0 ||
 	    (r = mkdir_p(a->conf.state_dir, 0700, e)) < 0 ||
 	    (r = lock_take(a->conf.state_dir, &a->lock_fd, e)) < 0 ||
-	    (r = db_open(dbp, &a->db, e)) < 0 ||
+	    (r = harden_db_open(dbp, &a->db, e)) < 0 ||
 	    (r = capacity_detect(&a->conf, &a->cap, e)) < 0)
 		goto out;
 	chmod(a->conf.state_dir, 0700);

@@ -3,6 +3,7 @@
 #include "agent/cmd.h"
 #include "agent/creds.h"
 #include "agent/db.h"
+#include "agent/harden.h"
 
 #include "common/err.h"
 #include "common/fileio.h"
@@ -53,6 +54,7 @@ static int cmd_status_main(struct cmd_ctx *c, int argc, char **argv)
 	sqlite3 *db = cmd_open_db(c);
 	pid_t pid = lock_holder(c->conf.state_dir);
 	struct creds cr = {0};
+	char why[512];
 
 	if (db == NULL)
 		return 1;
@@ -69,6 +71,8 @@ static int cmd_status_main(struct cmd_ctx *c, int argc, char **argv)
 	creds_free(&cr);
 	cmd_meta_line(db, "auth_error", "auth");
 	cmd_meta_line(db, "conn_error", "connection");
+	if (harden_disk_check(c->conf.state_dir, why, sizeof(why)))
+		printf("%-12s %s\n", "disk", why);
 	printf("%-12s %lld\n", "running",
 	       (long long)cmd_count(db, "SELECT COUNT(*) FROM attempts WHERE "
 	                                "state = 'running'"));

@@ -4,6 +4,7 @@
  * cancels, lost attempts and drain. */
 #include "agent/agent.h"
 #include "agent/db.h"
+#include "agent/harden.h"
 #include "agent/lifecycle.h"
 #include "agent/metrics.h"
 
@@ -25,7 +26,7 @@ static int64_t lease_queue_room(struct agent *a)
 			running++;
 	}
 	room = a->conf.max_jobs - running + a->conf.prefetch - queued;
-	return room < 0 || a->draining ? 0 : room;
+	return room < 0 || a->draining || harden_disk_low(a) ? 0 : room;
 }
 
 /* Workspace job ids are integers on the wire. */
@@ -120,11 +121,11 @@ static struct att *lease_lookup(struct agent *a, json_t *item)
 static void lease_renew(struct agent *a, json_t *item, int64_t base)
 {
 	struct att *t = lease_lookup(a, item);
-	json_t *ttl = json_object_get(item, "lease_ttl");
+	int64_t ttl_ms = harden_ttl_ms(json_object_get(item, "lease_ttl"));
 
-	if (t == NULL || !json_is_number(ttl))
+	if (t == NULL || ttl_ms < 0)
 		return;
-	t->lease_ttl_ms = (int64_t)(json_number_value(ttl) * 1000);
+	t->lease_ttl_ms = ttl_ms;
 	t->lease_mono_ms = base + t->lease_ttl_ms;
 	if (t->state == ATT_RUNNING)
 		att_write_lease(t);

@@ -4,6 +4,7 @@
  * behind it, so priority order holds. */
 #include "agent/agent.h"
 #include "agent/db.h"
+#include "agent/harden.h"
 #include "agent/lifecycle.h"
 
 #include "common/jobspec.h"
@@ -141,7 +142,7 @@ int queue_add_leased(struct agent *a, json_t *job, int64_t now_mono,
 {
 	json_t *jid = json_object_get(job, "job"), *spec_j;
 	int64_t attempt = json_integer_value(json_object_get(job, "attempt"));
-	double ttl = json_number_value(json_object_get(job, "lease_ttl"));
+	int64_t ttl_ms = harden_ttl_ms(json_object_get(job, "lease_ttl"));
 	const char *snap = json_string_value(json_object_get(job, "snapshot"));
 	struct jobspec *s = NULL;
 	struct err pe = {0};
@@ -151,6 +152,9 @@ int queue_add_leased(struct agent *a, json_t *job, int64_t now_mono,
 
 	if (!json_is_integer(jid) || attempt < 1)
 		return err_set(e, TERR_PROTO, "lease reply: job without id");
+	if (ttl_ms < 0)
+		return err_set(e, TERR_PROTO,
+		               "lease reply: job without a valid lease_ttl");
 	snprintf(id, sizeof(id), "%lld", (long long)json_integer_value(jid));
 	if (att_find(a, id, attempt) != NULL)
 		return 0;
@@ -166,7 +170,7 @@ int queue_add_leased(struct agent *a, json_t *job, int64_t now_mono,
 	t = att_new(a, id, attempt);
 	queue_fill_att(a, t, s);
 	t->snapshot = snap ? xstrdup(snap) : NULL;
-	t->lease_ttl_ms = (int64_t)(ttl * 1000);
+	t->lease_ttl_ms = ttl_ms;
 	t->lease_mono_ms = now_mono + t->lease_ttl_ms;
 	t->fifo = queue_next_fifo(a->db);
 	r = queue_insert(a->db, id, attempt, "workspace", "queued", spec, snap,
@@ -174,6 +178,8 @@ int queue_add_leased(struct agent *a, json_t *job, int64_t now_mono,
 	                 t->lease_ttl_ms, t->lease_mono_ms, t->fifo, e);
 	if (r < 0 || sqlite3_changes(a->db) == 0) {
 		/* an error, or an attempt this node already had (re-sent) */
+		if (r < 0) /* not recorded: give it back, never drop it */
+			harden_handback(a, id, attempt, e->msg);
 		att_remove(a, t);
 		goto out;
 	}
@@ -311,7 +317,7 @@ void queue_schedule(struct agent *a)
 			     t->fifo < best->fifo))
 				best = t;
 		}
-		if (best == NULL || a->draining)
+		if (best == NULL || a->draining || harden_disk_low(a))
 			return;
 		if (queue_refuse_if_too_big(a, best))
 			continue;
