@@ -10,7 +10,7 @@
 
 struct err;
 
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
 
 /* Open (create) state_dir/agent.db and migrate it forward. */
 int db_open(const char *path, sqlite3 **out, struct err *e);

@@ -5,7 +5,8 @@
  * the event seq; a sandbox job died with its runner, and the new runner
  * ends the attempt `lost` itself (docs/state-dir.md).  Each attempt gets
  * RESTART_MAX restarts, counted in agent.db before the fork, so an agent
- * in a crash loop does not start runners for ever. */
+ * in a crash loop does not start runners for ever.  A workspace attempt
+ * whose lease is about to lapse waits for its renewal first. */
 #include "agent/agent.h"
 #include "agent/db.h"
 
@@ -15,6 +16,9 @@
 #include "common/util.h"
 
 #include <unistd.h>
+
+/* A lease with less left than this is renewed before a restart. */
+#define RESTART_LEASE_LEFT_MS 1000
 
 static int restart_count(struct att *t, struct err *e)
 {
@@ -58,12 +62,31 @@ static void restart_reset(struct att *t)
 	t->launched_mono = now_mono_ms();
 }
 
+/* After an agent restart the lease may be about to lapse (nobody renewed
+ * it while the agent was down): a runner started now would end the job at
+ * once.  Wait for the renewal (the first lease poll is answered at once),
+ * for runner_start_timeout after recovery at most. */
+static bool restart_wait_lease(struct att *t)
+{
+	struct agent *a = t->a;
+	int64_t now = now_mono_ms();
+
+	if (t->local || t->lease_mono_ms > now + RESTART_LEASE_LEFT_MS ||
+	    now - t->launched_mono >= a->conf.runner_start_ms)
+		return false;
+	if (!loop_timer_armed(a->sched_timer))
+		loop_timer_set(a->sched_timer, 250);
+	return true;
+}
+
 int restart_runner(struct att *t, struct err *e)
 {
 	int r;
 
 	if (t->runner_restarts >= RESTART_MAX)
 		return 0;
+	if (restart_wait_lease(t))
+		return 1;
 	if ((r = restart_count(t, e)) < 0)
 		return r;
 	restart_reset(t);

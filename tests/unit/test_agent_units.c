@@ -153,7 +153,9 @@ static void test_db_migrates_v1(void **state)
 	assert_int_equal(db_schema_version(db), DB_SCHEMA_VERSION);
 	assert_int_equal(db_exec(db,
 	                         "INSERT INTO uploaded VALUES('42', 1, 'a');"
-	                         "UPDATE attempts SET outputs_done = 1;",
+	                         "UPDATE attempts SET outputs_done = 1;"
+	                         "UPDATE attempts SET runner_restarts = "
+	                         "runner_restarts + 1;",
 	                         &e),
 	                 0);
 	db_close(db);
