@@ -14,7 +14,7 @@ def _cpus(workspace, ag):
 
 def test_sighup_reloads_agent_conf(workspace, agent_factory):
     ag = agent_factory(max_jobs=1, cpus=1.5).start()
-    wait_until(lambda: _cpus(workspace, ag) == 1.5, 10)
+    wait_until(lambda: _cpus(workspace, ag) == 1.5, 30)
     # A broken file: the running settings stay.
     ag.settings["max_jobs"] = "many"
     ag.write_conf()
@@ -35,14 +35,14 @@ def test_sighup_reloads_agent_conf(workspace, agent_factory):
     assert "reload: connect_timeout changed; it takes effect after a " \
         "restart" in out
     # The new capacity reaches the workspace.
-    wait_until(lambda: _cpus(workspace, ag) == 1.25, 10,
+    wait_until(lambda: _cpus(workspace, ag) == 1.25, 30,
                what="the new capacity in the workspace")
     # max_jobs 2: two jobs run side by side.
     jobs = [workspace.submit(name="r%d" % i, resources={"cpus": 0.5},
-                             command=["sh", "-c", "sleep 3"])
+                             command=["sh", "-c", "sleep 5"])
             for i in range(2)]
     wait_until(lambda: all(ag.local_state(j) == "running" for j in jobs),
-               15, what="both jobs running at once")
+               30, what="both jobs running at once")
     for j in jobs:
         ag.wait_job(j, "succeeded", timeout=30)
     # log_level info: no debug line after the reload was applied.
