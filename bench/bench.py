@@ -33,12 +33,12 @@ FULL = {"idle_hb_s": 5, "hb_s": 1, "idle_windows": 6, "submit_budget_s": 120, "b
         "launch_n": 30, "many_n": 1000, "env_miss": 3, "env_hit": 20,
         "load_agents": 1000, "load_jobs": 200, "load_wait": 10,
         "load_rate": 20, "load_budget_s": 45, "ssh_submit_n": 100, "ssh_log_runs": 1}
-QUICK = {"idle_hb_s": 1, "hb_s": 1, "idle_windows": 3, "submit_budget_s": 20, "b2b_n": 2, "wslat_n": 3,
-         "many_budget_s": 20, "submit_n": 5, "srun_n": 3,
+QUICK = {"idle_hb_s": 1, "hb_s": 1, "idle_windows": 3, "submit_budget_s": 20, "b2b_n": 1, "wslat_n": 3,
+         "many_budget_s": 20, "submit_n": 3, "srun_n": 3,
          "follow_lines": 5, "log_bytes": 16 << 20, "log_runs": 1,
          "launch_n": 2, "many_n": 10, "env_miss": 1, "env_hit": 2,
          "load_agents": 50, "load_jobs": 10, "load_wait": 2,
-         "load_rate": 20, "load_budget_s": 10, "ssh_submit_n": 3, "ssh_log_runs": 1}
+         "load_rate": 20, "load_budget_s": 10, "ssh_submit_n": 2, "ssh_log_runs": 1}
 STEPS = ("wslat", "idle", "submit", "follow", "log", "many", "ssh", "launch", "env", "load")
 
 
