@@ -3,9 +3,12 @@
  *   tether-runner run <attempt-dir>   run one attempt (docs/state-dir.md)
  *   tether-runner pack-checkpoint <attempt-dir>   pack checkpoints/ for
  *                                      upload (docs/checkpointing.md)
+ *   tether-runner envs [build|prune] ...   the environment cache
+ *                                      (env-cache.c, docs/environments.md)
  */
 #include "common/log.h"
 #include "common/util.h"
+#include "runner/env.h"
 #include "runner/supervisor.h"
 
 #include <getopt.h>
@@ -14,18 +17,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* `tether-runner envs ...` lives in env-cache.c (source/env engineer);
- * weak so the runner links before that file exists. */
-__attribute__((weak)) int env_cache_main(int argc, char **argv);
-
 static void usage(FILE *f)
 {
 	fprintf(
-	    f, "usage: tether-runner [--help] [--version] run <attempt-dir>\n"
+	    f, "usage: tether-runner [--help] [--version] COMMAND ARGS\n"
 	       "the per-attempt job supervisor (started by tether-agent)\n"
 	       "  run DIR   run the attempt in DIR (spec.json) to result.json\n"
 	       "  pack-checkpoint DIR   pack DIR/checkpoints into "
-	       "checkpoint-out.tar.gz\n");
+	       "checkpoint-out.<sha256>.tar.gz\n"
+	       "  envs [--state-dir D | --env-dir D] [--json]   list the "
+	       "environment cache\n"
+	       "  envs prune (--budget SIZE | --all)   evict from it\n"
+	       "  envs build DIR   build DIR/spec.json's environment ahead\n");
 }
 
 static int cmd_run(int argc, char **argv)
@@ -71,8 +74,7 @@ int main(int argc, char **argv)
 	if (optind < argc && (strcmp(argv[optind], "run") == 0 ||
 	                      strcmp(argv[optind], "pack-checkpoint") == 0))
 		return cmd_run(argc - optind, argv + optind);
-	if (optind < argc && strcmp(argv[optind], "envs") == 0 &&
-	    env_cache_main != NULL)
+	if (optind < argc && strcmp(argv[optind], "envs") == 0)
 		return env_cache_main(argc - optind, argv + optind);
 	if (optind < argc)
 		cli_usage_error("tether-runner", "unknown command '%s'",
