@@ -7,7 +7,7 @@
  * eviction takes both without waiting and skips a key it cannot lock.
  * Lock files are never removed (removing a lock file races with openers).
  * `tether-runner envs [prune]` (env_cache_main, at the end) lists and prunes
- * the cache; it lives here so that main.c's weak reference finds it. */
+ * the cache. */
 #include "runner/env.h"
 
 #include "common/err.h"
