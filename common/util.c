@@ -73,8 +73,8 @@ int parse_duration_ms(const char *s, int64_t *out_ms, struct err *e)
 		double ms;
 	} units[] = {{"", 1000},   {"s", 1000},    {"ms", 1},
 	             {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
-	const char *unit;
-	double num;
+	const char *unit = "";
+	double num = 0;
 	int r;
 
 	if ((r = split_unit(s, &num, &unit, e)) < 0)
@@ -96,8 +96,8 @@ int parse_duration_ms(const char *s, int64_t *out_ms, struct err *e)
 int parse_size(const char *s, int64_t *out, struct err *e)
 {
 	static const char suffixes[] = "KMGTP";
-	const char *unit, *p;
-	double num, mult = 1;
+	const char *unit = "", *p;
+	double num = 0, mult = 1;
 	int r;
 
 	if ((r = split_unit(s, &num, &unit, e)) < 0)
