@@ -15,6 +15,7 @@
 #include "common/sha256.h"
 #include "common/util.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +35,8 @@ static const char *venv_python(struct runner *r)
 }
 
 /* Run python to print its version (no log); out gets the first line. */
-static int venv_version(const char *python, char *out, size_t size,
-                        struct err *e)
+static int venv_version_run(const char *python, char *out, size_t size,
+                            struct err *e)
 {
 	const char *argv[] = {
 	    python, "-c",
@@ -59,6 +60,59 @@ static int venv_version(const char *python, char *out, size_t size,
 		rc = err_set(e, TERR_FAIL, "%s does not run", python);
 out:
 	buf_free(&b);
+	return rc;
+}
+
+/* <env_dir>/.python-versions/<sha256 of the interpreter's path and stat>:
+ * the version line that interpreter printed.  A replaced or upgraded
+ * interpreter has another inode, mtime or size, hence another file. */
+static char *venv_version_path(const char *env_dir, const char *python)
+{
+	struct stat st;
+	char *id, hex[SHA256_HEX_LEN + 1];
+
+	if (env_dir == NULL || stat(python, &st) < 0 || !S_ISREG(st.st_mode))
+		return NULL;
+	id = xasprintf("%s\n%llu %llu %lld.%09ld %lld", python,
+	               (unsigned long long)st.st_dev,
+	               (unsigned long long)st.st_ino,
+	               (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+	               (long long)st.st_size);
+	sha256_hex(id, strlen(id), hex);
+	free(id);
+	return xasprintf("%s/.python-versions/%s", env_dir, hex);
+}
+
+/* The interpreter's version for the cache key: from the stat-keyed file
+ * when there is one, so a cache hit runs no interpreter
+ * (docs/performance.md F4); else run it and remember the answer. */
+static int venv_version(const char *env_dir, const char *python, char *out,
+                        size_t size, struct err *e)
+{
+	char *path = venv_version_path(env_dir, python), *text = NULL;
+	struct err ignored = {0};
+	int rc;
+
+	if (path != NULL &&
+	    file_read_all(path, size - 1, &text, NULL, &ignored) == 0 &&
+	    text[0] != '\0' && strchr(text, '\n') == NULL &&
+	    access(python, X_OK) == 0) {
+		snprintf(out, size, "%s", text);
+		rc = 0;
+		goto out;
+	}
+	if ((rc = venv_version_run(python, out, size, e)) == 0 &&
+	    path != NULL) {
+		*strrchr(path, '/') = '\0';
+		if (mkdir(path, 0755) == 0 || errno == EEXIST) {
+			path[strlen(path)] = '/';
+			file_write_atomic(path, out, strlen(out), 0644,
+			                  &ignored);
+		}
+	}
+out:
+	free(text);
+	free(path);
 	return rc;
 }
 
@@ -91,7 +145,8 @@ static int venv_key(struct runner *r, char out[65], struct err *e)
 	json_t *canon;
 	int rc;
 
-	if ((rc = venv_version(py, version, sizeof(version), e)) < 0)
+	if ((rc = venv_version(r->env_dir, py, version, sizeof(version), e)) <
+	    0)
 		return err_wrap(e, "venv");
 	if (r->spec->env.requirements_file &&
 	    (rc = source_file_hash(r, r->spec->env.requirements_file, fhash,

@@ -8,6 +8,7 @@
  *   <key>.tmp.<pid>/       being built; renamed to <key> when complete
  *   .locks/<key>.lock      flock LOCK_EX while building or evicting
  *   .locks/<key>.use       flock LOCK_SH by every runner using the env
+ *   .python-versions/<h>   a venv interpreter's version, by its stat
  * While building, <key> is an empty placeholder and the builder runs in a
  * private mount namespace with <key>.tmp.<pid> bind-mounted on it, so that
  * tools that write their prefix into files (venv scripts, conda) build for

@@ -89,7 +89,31 @@ def test_first_builds_second_is_cache_hit(wheelhouse):
     assert second["result"]["durations"]["env"] == pytest.approx(t2, abs=0.01)
     # no half-built leftovers next to the environment
     assert sorted(os.listdir(os.path.join(root, "envs"))) == \
-        sorted([".home", ".locks", key[0]])
+        sorted([".home", ".locks", ".python-versions", key[0]])
+
+
+def test_cache_hit_runs_no_interpreter(wheelhouse):
+    """The key's interpreter version is remembered by the interpreter's
+    stat (docs/performance.md F4): a cache hit spawns no python."""
+    root = root_dir()
+    tools = var_tmpdir("tether-pywrap-")
+    count = os.path.join(tools, "count")
+    open(count, "w").close()
+    os.chmod(count, 0o666)
+    wrap = os.path.join(tools, "python3")
+    with open(wrap, "w") as f:
+        f.write(f"#!/bin/sh\necho run >> {count} || true\n"
+                f"exec {PY} \"$@\"\n")
+    os.chmod(wrap, 0o755)
+    spec = venv_spec(wheelhouse, extra={"python": wrap})
+    first = run_attempt(root, spec)
+    assert first["result"]["reason"] == "succeeded", first["log"]
+    before = open(count).read().count("run")
+    assert before >= 1  # the wrapper is the interpreter the runner asked
+    second = run_attempt(root, spec, job="2")
+    assert second["result"]["reason"] == "succeeded", second["log"]
+    assert phase_end(second, "env")["cache_hit"] is True
+    assert open(count).read().count("run") == before, second["log"]
 
 
 def test_env_dir_inside_the_0700_state_dir(wheelhouse):
