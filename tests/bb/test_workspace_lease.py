@@ -181,6 +181,22 @@ def test_long_poll_wakes_on_cancel(workspace):
     assert res["t"] < 0.5 + 3
 
 
+def test_long_poll_wakes_when_a_final_event_requeues(workspace):
+    # events wake only the sending agent's polls, unless they put the job
+    # back in the queue: then every agent may take it (performance.md F2)
+    a = workspace.register("a")
+    b = workspace.register("b")
+    j = workspace.submit(SPEC)
+    assert workspace.lease(a)["jobs"][0]["job"] == j
+    th, res = timed(lambda: workspace.lease(b, wait=20))
+    time.sleep(0.5)
+    assert th.is_alive()
+    assert workspace.finish(a, j, 1, reason="preempted")[0] == 200
+    th.join(15)
+    assert [(x["job"], x["attempt"]) for x in res["r"]["jobs"]] == [(j, 2)]
+    assert res["t"] < 0.5 + 3
+
+
 def test_long_poll_not_woken_by_a_job_it_cannot_take(workspace):
     sec = workspace.register("n1")
     th, res = timed(lambda: workspace.lease(sec, wait=1.5))

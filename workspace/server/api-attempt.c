@@ -192,12 +192,26 @@ static bool all_stored(struct ws *ws, int64_t job, int64_t att, json_t *evs)
 	return all;
 }
 
+/* The job waits in the queue (a final event requeued it); db locked. */
+static bool job_queued(struct ws *ws, int64_t job)
+{
+	sqlite3_stmt *st = db_prep(ws, "SELECT 1 FROM jobs WHERE id = ? AND "
+	                               "state = 'queued'");
+	bool queued;
+
+	sqlite3_bind_int64(st, 1, job);
+	queued = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return queued;
+}
+
 static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 {
 	struct ws *ws = r->ws;
 	json_t *ev;
 	size_t i;
 	int64_t acked;
+	bool requeued;
 	int rc;
 
 	db_lock(ws);
@@ -218,6 +232,7 @@ static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 			db_rollback(ws);
 	}
 	acked = max_seq(ws, job, att);
+	requeued = rc == 0 && job_queued(ws, job);
 	db_unlock(ws);
 	if (rc == TERR_NOTFOUND)
 		return reply_error(r, 404, "not_found", NULL,
@@ -231,7 +246,11 @@ static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 		                   (long long)job, (long long)att);
 	if (rc < 0)
 		return reply_internal(r, "cannot store events");
-	ws_notify(ws);
+	/* only a job back in the queue is news for other agents */
+	if (requeued)
+		ws_notify(ws);
+	else
+		ws_notify_agent(ws, r->agent_id);
 	return reply_json(r, 200, json_pack("{s:I}", "acked", acked));
 }
 

@@ -4,15 +4,18 @@
  * (wait_mark), checks, and parks its connection (wait_park: MHD suspend).
  * Every state change calls ws_notify, which bumps the generation and
  * resumes every parked connection; their handlers run again and check
- * again.  A sweeper thread resumes requests whose deadline passed,
- * every 100 ms expires lapsed leases (sched_expire) and every second
- * applies retention (retention_sweep). */
+ * again.  A change that concerns one agent only (its attempt's events,
+ * unless they put the job back in the queue) calls ws_notify_agent,
+ * which resumes only that agent's lease polls.  A sweeper thread resumes
+ * requests whose deadline passed, every 100 ms expires lapsed leases
+ * (sched_expire) and every second applies retention (retention_sweep). */
 #include "workspace/server/http.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #include <errno.h>
 #include <microhttpd.h>
+#include <string.h>
 #include <time.h>
 
 void wait_mark(struct req *r)
@@ -68,6 +71,36 @@ void ws_notify(struct ws *ws)
 	ws->gen[WAIT_LEASE]++;
 	ws->gen[WAIT_LOG]++;
 	resume_locked(ws, true, 0);
+	pthread_mutex_unlock(&ws->wait_mu);
+}
+
+/* Resume the parked lease polls of one agent; wait_mu held. */
+static void resume_agent(struct ws *ws, const char *agent_id)
+{
+	struct req **pp = (struct req **)&ws->waiters[WAIT_LEASE], *r;
+
+	while ((r = *pp) != NULL) {
+		if (strcmp(r->agent_id, agent_id) == 0) {
+			*pp = r->wnext;
+			r->wnext = NULL;
+			MHD_resume_connection(r->conn);
+		} else {
+			pp = &r->wnext;
+		}
+	}
+}
+
+/* A change that is news only for one agent's polls (and log readers):
+ * the generations still move, so a request between wait_mark and
+ * wait_park of any agent checks again, but only that agent's parked
+ * polls are resumed (docs/performance.md F2). */
+void ws_notify_agent(struct ws *ws, const char *agent_id)
+{
+	pthread_mutex_lock(&ws->wait_mu);
+	ws->gen[WAIT_LEASE]++;
+	ws->gen[WAIT_LOG]++;
+	resume_agent(ws, agent_id);
+	resume_kind(ws, WAIT_LOG, true, 0);
 	pthread_mutex_unlock(&ws->wait_mu);
 }
 

@@ -136,6 +136,8 @@ void http_stop(struct ws *ws);
 enum wait_kind { WAIT_LEASE = 0, WAIT_LOG = 1 };
 /* Wake every parked request (any state change). */
 void ws_notify(struct ws *ws);
+/* Like ws_notify, but resumes only the lease polls of agent_id. */
+void ws_notify_agent(struct ws *ws, const char *agent_id);
 /* Wake only parked log readers (new log bytes). */
 void ws_notify_logs(struct ws *ws);
 int wait_start(struct ws *ws, struct err *e);
