@@ -35,7 +35,7 @@ def commands(block):
 
 def head(cmd):
     """The program and its subcommand: 'tether logs', './install/install.sh'."""
-    words = shlex.split(cmd.replace("$(", "").replace(")", ""))
+    words = shlex.split(cmd.replace("$(", " ").replace(")", " "))
     words = [w for w in words if "=" not in w.split("/")[0] or w.startswith("-")]
     if words and words[0] == "export":
         return None
