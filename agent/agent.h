@@ -133,7 +133,6 @@ void conn_auth_failed(struct agent *a, const struct tp_reply *rep);
 /* lease.c */
 void lease_start(struct agent *a);
 void lease_poll_soon(struct agent *a, int64_t delay_ms);
-void lease_room_check(struct agent *a);
 
 /* register.c */
 const char *register_name(const struct agent *a);

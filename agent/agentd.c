@@ -112,7 +112,6 @@ static void agent_tick(void *arg)
 		att_poke(t);
 	}
 	queue_schedule(a);
-	lease_room_check(a);
 	lookahead_kick(a);
 	if (a->draining && agent_drain_step(a)) {
 		log_info("drained: no job left; exiting");

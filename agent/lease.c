@@ -67,12 +67,6 @@ static void lease_add_capacity(struct agent *a, json_t *body)
 	free(now);
 }
 
-/* The attempt's final event has been sent and its reply is awaited. */
-static bool lease_final_in_flight(const struct att *t)
-{
-	return t->state == ATT_FINISHING && t->final_seen && t->ev_call != NULL;
-}
-
 static json_t *lease_body(struct agent *a)
 {
 	json_t *running = json_array(), *body;
@@ -82,11 +76,7 @@ static json_t *lease_body(struct agent *a)
 	for (struct att *t = a->atts; t != NULL; t = t->next) {
 		if (t->local || t->state == ATT_DONE || t->not_current)
 			continue;
-		/* A finishing attempt whose final event is acked or on its
-		 * way is over at the workspace (or about to be): listing it
-		 * would only earn a `lost` in the reply. */
-		if (t->state == ATT_FINISHING &&
-		    (t->final_acked || lease_final_in_flight(t)))
+		if (t->state == ATT_FINISHING && t->final_acked)
 			continue;
 		json_array_append_new(
 		    running,
@@ -166,12 +156,7 @@ static void lease_apply(struct agent *a, json_t *rep, int64_t sent)
 	json_array_foreach(json_object_get(rep, "lost"), i, item)
 	{
 		struct att *t = lease_lookup(a, item);
-		if (t != NULL && lease_final_in_flight(t)) {
-			/* our own final event ended it: the poll in flight
-			 * listed it before the runner finished */
-			log_debug("job=%s attempt=%lld ended at the workspace",
-			          t->job, (long long)t->attempt);
-		} else if (t != NULL) {
+		if (t != NULL) {
 			log_warn("job=%s attempt=%lld lost at the workspace: "
 			         "stopping it",
 			         t->job, (long long)t->attempt);
@@ -189,7 +174,9 @@ static void lease_done(void *arg, const struct tp_reply *rep)
 {
 	struct agent *a = arg;
 	int64_t sent = a->lease_sent_mono, took = now_mono_ms() - sent;
-	bool empty, quick = a->lease_was_quick;
+	bool empty;
+
+	bool quick = a->lease_was_quick;
 
 	a->lease_call = NULL;
 	if (rep->code < 0) {
@@ -217,11 +204,8 @@ static void lease_done(void *arg, const struct tp_reply *rep)
 	metrics_set(M_LAST_HEARTBEAT, NULL, (double)now_wall_ms() / 1000.0);
 	lease_apply(a, rep->json, sent);
 	agent_kick(a);
-	/* `lost` is news too: the workspace answered early because an
-	 * attempt ended, which usually frees a slot (docs/performance.md F1) */
 	empty = json_array_size(json_object_get(rep->json, "jobs")) == 0 &&
-	        json_array_size(json_object_get(rep->json, "cancel")) == 0 &&
-	        json_array_size(json_object_get(rep->json, "lost")) == 0;
+	        json_array_size(json_object_get(rep->json, "cancel")) == 0;
 	/* Never spin on a server that answers an idle poll at once. */
 	if (empty && !quick && took < a->conf.heartbeat_ms / 2)
 		lease_poll_soon(a, a->conf.heartbeat_ms - took);
@@ -260,25 +244,6 @@ static void lease_send(void *arg)
 		log_error("lease: %s", e.msg);
 		lease_poll_soon(a, a->conf.heartbeat_ms);
 	}
-}
-
-/* Called after every scheduling pass: when the queue has more room than
- * the parked poll offered (a job finished), that poll cannot bring the
- * job the room is for, so replace it now.  A job the workspace handed to
- * the dropped poll comes back in the next reply (protocol: a `running`
- * list that lacks an assigned attempt gets it again). */
-void lease_room_check(struct agent *a)
-{
-	if (a->lease_call == NULL || a->auth_failed || a->quit ||
-	    lease_queue_room(a) <= a->lease_room_sent)
-		return;
-	log_debug("lease: queue room grew to %lld (poll offered %lld): "
-	          "polling again",
-	          (long long)lease_queue_room(a),
-	          (long long)a->lease_room_sent);
-	a->tp->cancel(a->t, a->lease_call);
-	a->lease_call = NULL;
-	lease_poll_soon(a, 0);
 }
 
 void lease_poll_soon(struct agent *a, int64_t delay_ms)
