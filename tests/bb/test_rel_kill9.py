@@ -1,8 +1,7 @@
 """kill -9 of the agent while jobs run (issue 13, items 1 and 2).
 
-Durations: the kill loop runs 20 s by default (TETHER_LONG=1: 10 minutes;
-TETHER_KILL_LOOP_S overrides, e.g. 60), shorter than the issue's minute so the
-default suite stays fast; the criteria are the same."""
+Durations: the kill loop runs a minute by default, as the issue asks
+(TETHER_LONG=1: 10 minutes; TETHER_KILL_LOOP_S overrides)."""
 import hashlib
 import os
 import random
@@ -13,7 +12,7 @@ from harness.common import wait_until
 from test_agent_recovery import BIG_JOB, expected_output
 
 LOOP_S = float(os.environ.get("TETHER_KILL_LOOP_S") or
-               (600 if os.environ.get("TETHER_LONG") == "1" else 20))
+               (600 if os.environ.get("TETHER_LONG") == "1" else 60))
 
 
 def runners_by_attempt(ag):
