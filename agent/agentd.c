@@ -165,15 +165,8 @@ static void agent_on_inotify(void *arg, int fd, uint32_t events)
 static void agent_on_http_fd(void *arg, int fd, uint32_t events)
 {
 	struct agent *a = arg;
-	int what = 0;
 
-	if (events & (EPOLLIN | EPOLLHUP))
-		what |= HTTP_WATCH_IN;
-	if (events & EPOLLOUT)
-		what |= HTTP_WATCH_OUT;
-	if (events & EPOLLERR)
-		what |= 4;
-	a->tp->on_fd(a->t, fd, what);
+	a->tp->on_fd(a->t, fd, http_watch_from_epoll(events));
 }
 
 static int agent_http_watch(void *ctx, int fd, int what)

@@ -180,15 +180,8 @@ static void preempt_on_signal(void *arg, int fd, uint32_t events)
 static void preempt_on_http_fd(void *arg, int fd, uint32_t events)
 {
 	struct preempt *p = arg;
-	int what = 0;
 
-	if (events & (EPOLLIN | EPOLLHUP))
-		what |= HTTP_WATCH_IN;
-	if (events & EPOLLOUT)
-		what |= HTTP_WATCH_OUT;
-	if (events & EPOLLERR)
-		what |= 4;
-	http_on_fd(p->http, fd, what);
+	http_on_fd(p->http, fd, http_watch_from_epoll(events));
 }
 
 static int preempt_http_watch(void *ctx, int fd, int what)

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sys/epoll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -433,6 +434,19 @@ static void http_check_done(struct http_client *c)
 			http_finish(c, m->easy_handle, m->data.result);
 }
 
+int http_watch_from_epoll(uint32_t events)
+{
+	int what = 0;
+
+	if (events & (EPOLLIN | EPOLLHUP))
+		what |= HTTP_WATCH_IN;
+	if (events & EPOLLOUT)
+		what |= HTTP_WATCH_OUT;
+	if (events & EPOLLERR)
+		what |= HTTP_WATCH_ERR;
+	return what;
+}
+
 void http_on_fd(struct http_client *c, int fd, int what)
 {
 	int ev = 0, running;
@@ -441,7 +455,7 @@ void http_on_fd(struct http_client *c, int fd, int what)
 		ev |= CURL_CSELECT_IN;
 	if (what & HTTP_WATCH_OUT)
 		ev |= CURL_CSELECT_OUT;
-	if (what & 4)
+	if (what & HTTP_WATCH_ERR)
 		ev |= CURL_CSELECT_ERR;
 	curl_multi_socket_action(c->multi, fd, ev, &running);
 	http_check_done(c);

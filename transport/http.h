@@ -22,7 +22,10 @@
 struct http_client;
 struct http_req;
 
-enum { HTTP_WATCH_IN = 1, HTTP_WATCH_OUT = 2 };
+enum { HTTP_WATCH_IN = 1, HTTP_WATCH_OUT = 2, HTTP_WATCH_ERR = 4 };
+
+/* HTTP_WATCH_* bits for the events epoll reported on a watched fd. */
+int http_watch_from_epoll(uint32_t events);
 
 struct http_loop_hooks {
 	void *ctx;
