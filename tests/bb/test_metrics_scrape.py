@@ -53,7 +53,8 @@ def test_metrics_follow_a_job(workspace, agent_factory):
         _, v = scrape(port)
         return v.get('tether_attempts_finished_total{reason="succeeded"}') == 1 and \
             v.get('tether_jobs{state="running"}') == 0 and \
-            v.get('tether_jobs{state="finishing"}') == 0 and v
+            v.get('tether_jobs{state="finishing"}') == 0 and \
+            v.get("tether_status_events_pending") == 0 and v
     v = wait_until(finished, 30, interval=0.1, what="the job finished in the metrics")
     log = ag.ws_log(job)
     assert v["tether_log_bytes_shipped_total"] == len(log)
