@@ -23,6 +23,13 @@ if ! docker version >/dev/null 2>&1; then
 fi
 trap '[ -n "$dockerd_pid" ] && kill "$dockerd_pid" 2>/dev/null; true' EXIT
 
+# The docker unit tests run containers from the test base image: build it
+# (debootstrap once, cached in /var/cache/tether-test) before them, so that
+# on a fresh machine they run instead of skipping.
+echo "== test base image (tether-test-base:bookworm)"
+/usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/bb")
+from harness import baseimage; baseimage.ensure_base_image()'
+
 echo "== build (RelWithDebInfo)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs" -- --no-print-directory >/dev/null
