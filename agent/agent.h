@@ -55,6 +55,10 @@ struct att {
 	/* events (outbox.c) */
 	int64_t events_off, last_seq;
 	bool final_seen, final_acked, not_current;
+	/* the workspace answered a lease poll with this finishing attempt in
+	 * `lost`: it has ended it (normally: its final event arrived); no
+	 * longer listed in polls; the final event's reply still decides */
+	bool ws_ended;
 	struct tp_call *ev_call;
 	/* outputs (outputs.c) */
 	bool outputs_done;

@@ -76,7 +76,7 @@ static json_t *lease_body(struct agent *a)
 	for (struct att *t = a->atts; t != NULL; t = t->next) {
 		if (t->local || t->state == ATT_DONE || t->not_current)
 			continue;
-		if (t->state == ATT_FINISHING && t->final_acked)
+		if (t->state == ATT_FINISHING && (t->final_acked || t->ws_ended))
 			continue;
 		json_array_append_new(
 		    running,
@@ -156,7 +156,13 @@ static void lease_apply(struct agent *a, json_t *rep, int64_t sent)
 	json_array_foreach(json_object_get(rep, "lost"), i, item)
 	{
 		struct att *t = lease_lookup(a, item);
-		if (t != NULL) {
+		if (t != NULL && t->state == ATT_FINISHING && t->final_seen) {
+			/* Its final event ended it there (or its lease
+			 * lapsed: then that event's reply is a conflict). */
+			log_debug("job=%s attempt=%lld ended at the workspace",
+			          t->job, (long long)t->attempt);
+			t->ws_ended = true;
+		} else if (t != NULL) {
 			log_warn("job=%s attempt=%lld lost at the workspace: "
 			         "stopping it",
 			         t->job, (long long)t->attempt);
@@ -204,9 +210,13 @@ static void lease_done(void *arg, const struct tp_reply *rep)
 	metrics_set(M_LAST_HEARTBEAT, NULL, (double)now_wall_ms() / 1000.0);
 	lease_apply(a, rep->json, sent);
 	agent_kick(a);
+	/* An attempt in `lost` is listed in no later poll, so it is news
+	 * once: its slot may be free now, and the workspace learns that only
+	 * from the next poll.  Never spin on a server that answers an idle
+	 * poll at once. */
 	empty = json_array_size(json_object_get(rep->json, "jobs")) == 0 &&
-	        json_array_size(json_object_get(rep->json, "cancel")) == 0;
-	/* Never spin on a server that answers an idle poll at once. */
+	        json_array_size(json_object_get(rep->json, "cancel")) == 0 &&
+	        json_array_size(json_object_get(rep->json, "lost")) == 0;
 	if (empty && !quick && took < a->conf.heartbeat_ms / 2)
 		lease_poll_soon(a, a->conf.heartbeat_ms - took);
 	else

@@ -170,3 +170,24 @@ def test_drain_requested_by_workspace(workspace, agent_factory):
     assert ag.wait_exit(timeout=30) == 0
     assert ag.job(job)["state"] == "succeeded"
     assert "drain" in ag.output()
+
+
+def test_job_submitted_right_after_one_ends_starts_without_a_heartbeat():
+    # The poll held when a job ends comes back with that attempt in `lost`
+    # (its final event ended it at the workspace).  That answer is news: the
+    # agent polls again at once, so a job submitted just after starts
+    # promptly instead of a heartbeat (60 s here) later, and the agent does
+    # not mistake its own finished attempt for a lost one.
+    ws = Workspace(lease_ttl="120s", poll="60s", poll_max_wait="60s").start()
+    try:
+        ag = Agent(ws, heartbeat_interval="60s", max_jobs=1).start()
+        for i in range(3):
+            job = ws.submit(name="one-%d" % i, command=["true"])
+            t0 = time.monotonic()
+            ag.wait_job(job, "succeeded", timeout=30)
+            took = time.monotonic() - t0
+            assert took < 20, (i, took)  # generous; latency belongs to bench/
+            time.sleep(0.5)  # the ended attempt's `lost` reply is in
+        assert "lost at the workspace" not in ag.output()
+    finally:
+        ws.stop()
