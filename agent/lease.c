@@ -76,7 +76,8 @@ static json_t *lease_body(struct agent *a)
 	for (struct att *t = a->atts; t != NULL; t = t->next) {
 		if (t->local || t->state == ATT_DONE || t->not_current)
 			continue;
-		if (t->state == ATT_FINISHING && (t->final_acked || t->ws_ended))
+		if (t->state == ATT_FINISHING &&
+		    (t->final_acked || t->ws_ended))
 			continue;
 		json_array_append_new(
 		    running,
