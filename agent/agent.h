@@ -201,6 +201,8 @@ bool shipper_done(struct att *t);
 /* outbox.c */
 int outbox_tail(struct att *t, struct err *e);
 void outbox_kick(struct att *t);
+/* Forget the attempt's undelivered events (it is done and not current). */
+void outbox_drop(struct att *t);
 
 /* outputs.c */
 void outputs_kick(struct att *t);

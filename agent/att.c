@@ -341,6 +341,8 @@ void att_poke(struct att *t)
 	outbox_kick(t);
 	if (t->state == ATT_FINISHING &&
 	    (t->final_acked || (t->not_current && shipper_done(t)))) {
+		if (!t->final_acked)
+			outbox_drop(t); /* nobody will take them any more */
 		if (queue_set_state(a, t, ATT_DONE, &e) < 0)
 			log_error("job=%s: %s", t->job, e.msg);
 		log_info("job=%s attempt=%lld reported", t->job,

@@ -163,6 +163,11 @@ static void outbox_ack(struct att *t, int64_t acked, bool all)
 		log_error("job=%s: %s", t->job, e.msg);
 }
 
+void outbox_drop(struct att *t)
+{
+	outbox_ack(t, 0, true);
+}
+
 static void outbox_mark(struct att *t, const char *column)
 {
 	char *sql = xasprintf("UPDATE attempts SET %s = 1 WHERE job = ? AND "

@@ -3,8 +3,9 @@
 # Debian 12 (debootstrap --variant=minbase bookworm + git + ca-certificates),
 # imported as a Docker image, running a clean clone of this repository in a
 # container with near-root powers (all capabilities but SYS_RESOURCE, seccomp
-# unconfined, cgroupfs read-write, /var/lib/docker on a tmpfs) so that its own
-# dockerd, cgroups and namespaces work.  Not part of tests/run.sh (it takes long).
+# unconfined, /proc unmasked as on a real machine, cgroupfs read-write,
+# /var/lib/docker on a tmpfs) so that its own dockerd, cgroups and namespaces
+# work.  Not part of tests/run.sh (it takes long).
 #
 #   tests/fresh-machine.sh [quickstart|tests|both]    (default: both)
 set -euo pipefail
@@ -49,6 +50,7 @@ echo "== running in a fresh Debian 12 container: $cmd"
 docker run --rm -i --name "tether-fresh-$$" \
   --cap-add ALL --cap-drop SYS_RESOURCE \
   --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+  --security-opt systempaths=unconfined \
   --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
   --tmpfs /var/lib/docker:exec,size=20g --tmpfs /tmp:exec,size=10g \
   -v "$clone/tether:/root/tether" -w /root/tether \

@@ -49,13 +49,21 @@ def test_metrics_follow_a_job(workspace, agent_factory):
         pass
     ag.wait_job(job, "succeeded", timeout=60)
 
+    last = {}
+
     def finished():
         _, v = scrape(port)
+        last.update(v)
         return v.get('tether_attempts_finished_total{reason="succeeded"}') == 1 and \
             v.get('tether_jobs{state="running"}') == 0 and \
             v.get('tether_jobs{state="finishing"}') == 0 and \
             v.get("tether_status_events_pending") == 0 and v
-    v = wait_until(finished, 30, interval=0.1, what="the job finished in the metrics")
+    try:
+        v = wait_until(finished, 30, interval=0.1, what="the job finished in the metrics")
+    except TimeoutError:
+        raise AssertionError({k: x for k, x in last.items()
+                              if k.startswith(("tether_jobs", "tether_attempts",
+                                               "tether_status"))})
     log = ag.ws_log(job)
     assert v["tether_log_bytes_shipped_total"] == len(log)
     assert v["tether_log_bytes_pending"] == 0

@@ -57,7 +57,10 @@ static char *probe_value(const char *text, const char *key)
 	return NULL;
 }
 
-/* What is on the machine already. */
+/* What is on the machine already.  A running agent is a live pid file
+ * whose process is tether-agent (a stale pid may be reused by anything), or
+ * an active unit where systemd runs (in a chroot, systemctl answers 0 to
+ * everything it ignores). */
 static int probe(struct attach *a, struct err *e)
 {
 	static const char script[] =
@@ -67,8 +70,9 @@ static int probe(struct attach *a, struct err *e)
 	    "echo agent_id=$(sed -n 's/.*\"agent_id\"[[:space:]]*:[[:space:]]*"
 	    "\"\\([^\"]*\\)\".*/\\1/p' $c | head -n 1); fi; "
 	    "p=$(cat /run/tether-agent.pid 2>/dev/null); "
-	    "if [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null || "
-	    "systemctl is-active --quiet tether-agent 2>/dev/null; then "
+	    "if [ -n \"$p\" ] && grep -q tether-agent /proc/$p/cmdline "
+	    "2>/dev/null || { [ -d /run/systemd/system ] && "
+	    "systemctl is-active --quiet tether-agent 2>/dev/null; }; then "
 	    "echo running=1; fi; true";
 	char *running = NULL;
 	struct buf out;
