@@ -64,9 +64,10 @@ def wait_port(port, host="127.0.0.1", timeout=10.0):
 _tmpdirs = []
 
 
-def tmpdir(prefix="tether-test-"):
-    """A fresh directory removed at exit (kept when TETHER_KEEP_TMP=1)."""
-    d = tempfile.mkdtemp(prefix=prefix)
+def tmpdir(prefix="tether-test-", base=None):
+    """A fresh directory removed at exit (kept when TETHER_KEEP_TMP=1);
+    under base (default: $TMPDIR or /tmp)."""
+    d = tempfile.mkdtemp(prefix=prefix, dir=base)
     _tmpdirs.append(d)
     return d
 

@@ -40,8 +40,12 @@ def install_script(name="install.sh"):
 class FreshRoot:
     def __init__(self):
         tarball = baseimage.ensure_rootfs_tarball(include=RUNTIME_PACKAGES)
-        # on disk rather than /tmp: a root is some 300 MB unpacked
-        self.path = os.path.join(tmpdir("tether-freshroot-"), "root")
+        # On disk rather than /tmp: a root is some 300 MB unpacked, and a
+        # tmpfs /tmp is often nodev (systemd's tmp.mount, docker --tmpfs),
+        # where the root's /dev/null cannot be opened and every `>/dev/null`
+        # of a maintainer script fails.
+        self.path = os.path.join(tmpdir("tether-freshroot-", base="/var/tmp"),
+                                 "root")
         os.makedirs(self.path)
         run(["tar", "-C", self.path, "--numeric-owner", "-xf", tarball],
             timeout=300)
