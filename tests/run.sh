@@ -51,7 +51,7 @@ echo "== unit tests"
 echo "== black-box tests"
 export TETHER_BUILD_DIR=$root/build TETHER_SOURCE_DIR=$root
 # A hung test fails after 300 s instead of eating the CI budget.
-pytest_args=(-q -p no:cacheprovider -o junit_family=xunit2 --timeout 300
+pytest_args=(-q -rs -p no:cacheprovider -o junit_family=xunit2 --timeout 300
   --durations 15 tests/bb)
 [ -n "${TETHER_TEST_FILTER:-}" ] && pytest_args+=(-k "$TETHER_TEST_FILTER")
 /usr/bin/python3 -m pytest "${pytest_args[@]}"
