@@ -3,6 +3,7 @@ fencing (409 for the old attempt's events and outputs, its log bytes still
 accepted), retries, and the long-poll command channel waking on submit
 and cancel."""
 import hashlib
+import signal
 import threading
 import time
 
@@ -233,3 +234,40 @@ def test_lease_bad_body(workspace):
                         ({"queue_room": -1}, "queue_room"), ({"bogus": 1}, "bogus")]:
         st, _, b = workspace.api("POST", "/api/v1/agents/lease", json=body, token=sec)
         assert st == 400 and b["error"]["field"] == field, b
+
+
+def test_parked_poll_of_a_revoked_or_dead_agent_takes_no_job():
+    # An agent's long-poll is parked when the agent is revoked (stopped, so
+    # its socket stays open) or killed (its socket closed): a job submitted
+    # then must not go to that poll (nobody would run it; it would end
+    # `lost` a lease TTL later) but wait for an agent that can run it.
+    from harness.agent import Agent
+    ws = Workspace(lease_ttl="60s", poll="60s", poll_max_wait="60s").start()
+
+    def stays_queued(job):
+        time.sleep(1.0)
+        j = ws.job(job)
+        assert j["state"] == "queued" and not j["attempts"], j
+
+    try:
+        frozen = Agent(ws, heartbeat_interval="60s").start()
+        time.sleep(1.0)  # its poll is parked at the workspace
+        frozen.signal(signal.SIGSTOP)
+        st, _, b = ws.api("DELETE", f"/api/v1/agents/{frozen.name}")
+        assert st == 200, b
+        job = ws.submit(name="not-for-the-revoked", command=["true"])
+        stays_queued(job)
+
+        ag = Agent(ws, heartbeat_interval="60s").start()
+        j = ag.wait_job(job, "succeeded", timeout=30)
+        assert [a["agent"] for a in j["attempts"]] == [ag.name], j
+        time.sleep(1.0)  # parked again
+        ag.kill9()
+        job = ws.submit(name="not-for-the-dead", command=["true"])
+        stays_queued(job)
+        ag.start()
+        j = ag.wait_job(job, "succeeded", timeout=30)
+        assert [a["attempt"] for a in j["attempts"]] == [1], j
+        frozen.signal(signal.SIGCONT)
+    finally:
+        ws.stop()

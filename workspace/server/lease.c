@@ -7,8 +7,11 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <errno.h>
+#include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 struct lease_out {
 	json_t *jobs, *renewed, *cancel, *lost;
@@ -235,6 +238,34 @@ static int lease_reply(struct req *r, struct lease_out *o)
 	              o->drain, "poll", (double)r->ws->conf.poll_ms / 1000.0));
 }
 
+/* Still someone to give jobs to?  A poll parked before its agent was
+ * revoked, or whose agent died (the peer closed the socket while the
+ * request was suspended), must not take a job: nobody would run it, and
+ * it would come back only as `lost` after the lease TTL.  db_lock held. */
+static bool lease_agent_gone(struct req *r)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	sqlite3_stmt *st;
+	bool gone = false;
+	char c;
+
+	if (ci != NULL) {
+		ssize_t n =
+		    recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN &&
+		               errno != EWOULDBLOCK && errno != EINTR))
+			return true;
+	}
+	st =
+	    db_prep(r->ws, "SELECT state = 'revoked' FROM agents WHERE id = ?");
+	sqlite3_bind_text(st, 1, r->agent_id, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_int(st, 0))
+		gone = true;
+	sqlite3_finalize(st);
+	return gone;
+}
+
 static int agents_lease(struct req *r)
 {
 	struct ws *ws = r->ws;
@@ -268,6 +299,18 @@ static int agents_lease(struct req *r)
 		                       json_array(), false,        false};
 		wait_mark(r);
 		db_lock(ws);
+		if (lease_agent_gone(r)) {
+			db_unlock(ws);
+			json_decref(o.jobs);
+			json_decref(o.renewed);
+			json_decref(o.cancel);
+			json_decref(o.lost);
+			json_decref(b);
+			return reply_error(r, 401, "unauthorized", NULL,
+			                   "this agent was revoked (or its "
+			                   "connection closed) while its poll "
+			                   "waited");
+		}
 		db_begin(ws);
 		lease_check(r, b, &o);
 		if (db_commit(ws) < 0) {
