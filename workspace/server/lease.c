@@ -194,6 +194,7 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 	int64_t qr = 0;
 	size_t i;
 
+	sched_clock_check(ws); /* before writing deadlines (sched.c) */
 	json_array_foreach(run, i, it) renew_one(ws, r->agent_id, it, o);
 	cancels(ws, r->agent_id, o);
 	drain_state(ws, r->agent_id, o);

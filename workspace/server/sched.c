@@ -122,11 +122,19 @@ int sched_expire(struct ws *ws)
 	return n;
 }
 
-void sched_clock_step(struct ws *ws, double step)
+void sched_clock_check(struct ws *ws)
 {
+	double now = ws_now() - (double)now_mono_ms() / 1000.0, step;
 	sqlite3_stmt *st;
 
-	db_lock(ws);
+	step = ws->clock_known ? now - ws->clock_offset : 0;
+	ws->clock_offset = now; /* slow drift (NTP slewing) never adds up */
+	ws->clock_known = true;
+	if (step > -1.0 && step < 1.0)
+		return;
+	log_warn("the wall clock stepped %+.1f s: shifting lease deadlines "
+	         "and last-seen times with it",
+	         step);
 	st = db_prep(ws, "UPDATE attempts SET lease_deadline = lease_deadline "
 	                 "+ ?1 WHERE state IN ('assigned','running',"
 	                 "'cancelling')");
@@ -140,7 +148,6 @@ void sched_clock_step(struct ws *ws, double step)
 	if (sqlite3_step(st) != SQLITE_DONE)
 		log_error("shift last-seen times: %s", sqlite3_errmsg(ws->db));
 	sqlite3_finalize(st);
-	db_unlock(ws);
 }
 
 struct agent_fit {

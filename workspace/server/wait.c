@@ -112,34 +112,11 @@ void ws_notify_logs(struct ws *ws)
 	pthread_mutex_unlock(&ws->wait_mu);
 }
 
-/* Wall clock minus monotonic clock, in seconds: constant unless the wall
- * clock is stepped. */
-static double wall_offset(void)
-{
-	return ws_now() - (double)now_mono_ms() / 1000.0;
-}
-
-/* A stepped wall clock would expire every lease at once (a step forward)
- * or hold them far too long (back): shift the stored deadlines with it. */
-static void check_clock_step(struct ws *ws, double *offset)
-{
-	double now = wall_offset(), step = now - *offset;
-
-	*offset = now;
-	if (step > -1.0 && step < 1.0)
-		return;
-	log_warn("the wall clock stepped %+.1f s: shifting lease deadlines "
-	         "and last-seen times with it",
-	         step);
-	sched_clock_step(ws, step);
-}
-
 static void *sweeper_main(void *arg)
 {
 	struct ws *ws = arg;
 	struct timespec ts;
 	int64_t last_expire = 0, last_retention = 0;
-	double offset = wall_offset();
 
 	pthread_mutex_lock(&ws->wait_mu);
 	while (!ws->stopping) {
@@ -159,7 +136,9 @@ static void *sweeper_main(void *arg)
 			if (sweep)
 				last_retention = last_expire;
 			pthread_mutex_unlock(&ws->wait_mu);
-			check_clock_step(ws, &offset);
+			db_lock(ws);
+			sched_clock_check(ws);
+			db_unlock(ws);
 			if (sched_expire(ws) > 0)
 				ws_notify(ws);
 			if (sweep)

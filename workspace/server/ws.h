@@ -68,6 +68,9 @@ struct ws {
 	struct waiter *waiters[2];
 	bool stopping;
 	pthread_t sweeper;
+	/* wall minus monotonic clock at the last check (sched_clock_check) */
+	double clock_offset;
+	bool clock_known;
 	struct MHD_Daemon *tls_d, *plain_d;
 	int port, plain_port;
 };
@@ -146,9 +149,11 @@ void wait_stop(struct ws *ws);
 /* sched.c */
 /* Mark attempts whose lease lapsed (ttl + grace + margin) lost; requeue. */
 int sched_expire(struct ws *ws);
-/* The wall clock stepped by `step` seconds: move live lease deadlines and
- * agents' last-seen times by as much (wait.c's sweeper detects steps). */
-void sched_clock_step(struct ws *ws, double step);
+/* Has the wall clock stepped since the last check?  Then move live lease
+ * deadlines and agents' last-seen times with it.  db_lock held: called by
+ * the sweeper and before a lease poll writes deadlines, so a deadline
+ * written after a step is never shifted by it again. */
+void sched_clock_check(struct ws *ws);
 /* End an attempt with reason; requeue or finish the job (inside a txn). */
 int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
                       const char *reason, bool counted);
