@@ -197,6 +197,8 @@ int att_final_event(struct att *t, const char *reason, const char *message,
 /* shipper.c */
 void shipper_kick(struct att *t);
 bool shipper_done(struct att *t);
+/* The attempt's log file size: its final length once the runner ended. */
+int64_t shipper_log_size(struct att *t);
 
 /* outbox.c */
 int outbox_tail(struct att *t, struct err *e);

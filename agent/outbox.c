@@ -241,6 +241,11 @@ void outbox_kick(struct att *t)
 			json_decref(ev);
 			break;
 		}
+		if (sqlite3_column_int(st, 1) && json_is_object(ev))
+			/* the whole log is shipped: its final length lets
+			 * the workspace tell a complete log (protocol.md) */
+			json_object_set_new(ev, "log_length",
+			                    json_integer(shipper_log_size(t)));
 		if (ev != NULL)
 			json_array_append_new(events, ev);
 	}

@@ -19,7 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int64_t shipper_log_size(struct att *t)
+int64_t shipper_log_size(struct att *t)
 {
 	char *path = attempt_path(t->dir, ATTEMPT_LOG);
 	struct stat sb;

@@ -53,6 +53,7 @@ struct http_reply {
 	long status;
 	struct buf body;
 	char *log_length; /* Tether-Log-Length */
+	char *final_length; /* Tether-Log-Final-Length (the attempt ended) */
 	char *attempt;    /* Tether-Attempt */
 	bool complete;    /* Tether-Log-Complete: 1 */
 	char *sha256;     /* Tether-Sha256 */

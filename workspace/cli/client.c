@@ -73,6 +73,10 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 	} else if ((v = header_value(p, len, "Tether-Log-Complete")) != NULL) {
 		s->r->complete = strcmp(v, "1") == 0;
 		free(v);
+	} else if ((v = header_value(p, len, "Tether-Log-Final-Length")) !=
+	           NULL) {
+		free(s->r->final_length);
+		s->r->final_length = v;
 	} else if ((v = header_value(p, len, "Tether-Sha256")) != NULL) {
 		free(s->r->sha256);
 		s->r->sha256 = v;
@@ -223,6 +227,7 @@ void http_reply_free(struct http_reply *r)
 {
 	buf_free(&r->body);
 	free(r->log_length);
+	free(r->final_length);
 	free(r->attempt);
 	free(r->sha256);
 	memset(r, 0, sizeof(*r));

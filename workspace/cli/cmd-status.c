@@ -54,6 +54,14 @@ static void print_attempt(json_t *a)
 	if (json_is_number(v))
 		printf("  %-12s %.2f s\n", "cpu", json_number_value(v));
 	print_size("log", json_object_get(a, "log_length"));
+	v = json_object_get(a, "log_final_length");
+	if (json_is_integer(v) &&
+	    json_is_false(json_object_get(a, "log_complete")))
+		printf("  %-12s incomplete: %lld of %lld bytes arrived, the "
+		       "rest is on its way from the agent\n",
+		       "", (long long)json_integer_value(
+		               json_object_get(a, "log_length")),
+		       (long long)json_integer_value(v));
 	print_num("progress", json_object_get(a, "progress"), "");
 	v = json_object_get(a, "checkpoint");
 	if (json_is_object(v))

@@ -49,9 +49,24 @@ static int job_state(struct cli *c, int64_t job, char **state, int64_t *att)
 	return EXIT_OK;
 }
 
-/* One read: bytes go to out; *complete gets the header. */
+/* What one read learnt about the attempt's log. */
+struct log_read {
+	bool complete;      /* Tether-Log-Complete: the whole log is read */
+	int64_t length;     /* Tether-Log-Length: bytes stored */
+	int64_t final_len;  /* Tether-Log-Final-Length, -1: not ended */
+	size_t got;         /* bytes in this reply */
+};
+
+static int64_t header_num(const char *v)
+{
+	int64_t n;
+
+	return v != NULL && parse_i64(v, 0, INT64_MAX, &n, NULL) == 0 ? n : -1;
+}
+
+/* One read from *off: bytes go to out, *lr gets the headers. */
 static int read_once(struct cli *c, int64_t job, int64_t *att, int64_t *off,
-                     bool wait, FILE *out, bool *complete)
+                     bool wait, FILE *out, struct log_read *lr)
 {
 	struct http_reply r;
 	struct err e = {0};
@@ -68,32 +83,88 @@ static int read_once(struct cli *c, int64_t job, int64_t *att, int64_t *off,
 		http_reply_free(&r);
 		return rc;
 	}
-	if (r.body.len > 0) {
-		fwrite(r.body.data, 1, r.body.len, out);
-		fflush(out);
+	if (r.body.len > 0 && fwrite(r.body.data, 1, r.body.len, out) !=
+	                          r.body.len) {
+		http_reply_free(&r);
+		fprintf(stderr, "tether: cannot write the log: output error\n");
+		return EXIT_FAILED;
 	}
+	fflush(out);
 	*off += (int64_t)r.body.len;
 	if (*att == 0 && r.attempt != NULL && cli_parse_id(r.attempt) > 0)
 		*att = cli_parse_id(r.attempt);
-	*complete = r.complete;
+	lr->complete = r.complete;
+	lr->length = header_num(r.log_length);
+	lr->final_len = header_num(r.final_length);
+	lr->got = r.body.len;
 	http_reply_free(&r);
 	return EXIT_OK;
 }
 
+/* The attempt ended but the workspace does not hold its whole log yet. */
+static int incomplete(int64_t job, int64_t att, int64_t off,
+                      const struct log_read *lr, const char *why)
+{
+	fprintf(stderr,
+	        "tether: the log of job %lld attempt %lld is incomplete: "
+	        "%lld of its %lld bytes have reached the workspace (%s)\n",
+	        (long long)job, (long long)att, (long long)off,
+	        (long long)lr->final_len, why);
+	return EXIT_FAILED;
+}
+
+/* Without -f: the whole log as it stands now, in as many reads as it
+ * takes; a failure when the attempt ended with bytes still missing. */
+static int read_whole(struct cli *c, int64_t job, int64_t att, FILE *out,
+                      char **state)
+{
+	struct log_read lr = {0};
+	int64_t off = 0, end = -1, latest = 0;
+	int rc;
+
+	do {
+		if ((rc = read_once(c, job, &att, &off, false, out, &lr)) !=
+		    EXIT_OK)
+			return rc;
+		if (end < 0)
+			end = lr.length;
+	} while (!lr.complete && lr.got > 0 && off < end);
+	if ((rc = job_state(c, job, state, &latest)) != EXIT_OK)
+		return rc;
+	if (!lr.complete && lr.final_len >= 0)
+		return incomplete(job, att, off, &lr,
+		                  "still arriving from the agent; "
+		                  "'tether logs -f' waits for the rest");
+	return EXIT_OK;
+}
+
+/* Give up on an ended attempt whose missing bytes stopped arriving. */
+#define STALL_MS (120 * 1000)
+
 int follow_log(struct cli *c, int64_t job, int64_t attempt, bool follow,
                FILE *out, char **state)
 {
-	int64_t att = attempt, off = 0, latest = 0;
-	bool complete = false;
+	int64_t att = attempt, off = 0, latest = 0, stall_since = 0;
+	struct log_read lr = {0};
 	int rc;
 
+	if (!follow)
+		return read_whole(c, job, att, out, state);
 	for (;;) {
-		rc = read_once(c, job, &att, &off, follow, out, &complete);
+		rc = read_once(c, job, &att, &off, true, out, &lr);
 		if (rc != EXIT_OK)
 			return rc;
-		if (!follow)
-			return job_state(c, job, state, &latest);
-		if (!complete)
+		if (!lr.complete && lr.final_len >= 0 && lr.got == 0) {
+			if (stall_since == 0)
+				stall_since = now_mono_ms();
+			else if (now_mono_ms() - stall_since > STALL_MS)
+				return incomplete(job, att, off, &lr,
+				                  "no more bytes came for "
+				                  "2 minutes");
+		} else {
+			stall_since = 0;
+		}
+		if (!lr.complete)
 			continue;
 		if ((rc = job_state(c, job, state, &latest)) != EXIT_OK)
 			return rc;

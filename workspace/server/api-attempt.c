@@ -40,7 +40,9 @@ static int check_event(json_t *ev, size_t i, struct err *e)
 	                      &n, e)) < 0 ||
 	    (r = json_get_num(ev, w, "cpu_seconds", false, 0, 1e12, &d, e)) <
 	        0 ||
-	    (r = json_get_str(ev, w, "message", false, 4096, &s, e)) < 0)
+	    (r = json_get_str(ev, w, "message", false, 4096, &s, e)) < 0 ||
+	    (r = json_get_int(ev, w, "log_length", false, 0, INT64_MAX, &n,
+	                      e)) < 0)
 		return r;
 	if (json_object_get(ev, "durations") &&
 	    !json_is_object(json_object_get(ev, "durations")) &&

@@ -203,6 +203,24 @@ static json_t *attempt_json(sqlite3_stmt *st)
 	    db_col_int(st, 15));
 }
 
+/* log_final_length (the final event's, or null) and log_complete: the
+ * attempt ended and its whole log is here. */
+static void attempt_log_state(struct ws *ws, int64_t id, sqlite3_stmt *st,
+                              json_t *a)
+{
+	const char *state = (const char *)sqlite3_column_text(st, 2);
+	bool terminal = state && strcmp(state, "assigned") &&
+	                strcmp(state, "running") && strcmp(state, "cancelling");
+	int64_t fin = log_final_length(ws, id, sqlite3_column_int64(st, 0));
+
+	json_object_set_new(a, "log_final_length",
+	                    fin >= 0 ? json_integer(fin) : json_null());
+	json_object_set_new(
+	    a, "log_complete",
+	    json_boolean(log_complete(terminal, sqlite3_column_int64(st, 6),
+	                              fin)));
+}
+
 static json_t *job_attempts(struct ws *ws, int64_t id)
 {
 	sqlite3_stmt *st = db_prep(
@@ -225,6 +243,7 @@ static json_t *job_attempts(struct ws *ws, int64_t id)
 		                    checkpoint_progress(ws, id, n));
 		json_object_set_new(a, "checkpoint",
 		                    checkpoint_of_attempt(ws, id, n));
+		attempt_log_state(ws, id, st, a);
 		json_array_append_new(list, a);
 	}
 	sqlite3_finalize(st);

@@ -2,7 +2,10 @@
  * offset with an optional long-poll (admin).  The bytes live in the
  * log_chunks table; attempts.log_length is updated in the same
  * transaction, so an acknowledged length is never lost and never counts a
- * byte twice. */
+ * byte twice.  A log is complete when its attempt has ended and the
+ * workspace holds as many bytes as the final event's log_length (when the
+ * final event gave one): an ended job whose log is still arriving is never
+ * called complete. */
 #include "workspace/server/http.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -113,8 +116,30 @@ static void read_bytes(struct ws *ws, int64_t job, int64_t att, int64_t off,
 
 struct log_view {
 	bool job_found, att_found, terminal;
-	int64_t att, len;
+	int64_t att, len, final_len;
 };
+
+int64_t log_final_length(struct ws *ws, int64_t job, int64_t att)
+{
+	sqlite3_stmt *st = db_prep(
+	    ws, "SELECT json_extract(body, '$.log_length') FROM events WHERE "
+	        "job = ? AND attempt = ? AND json_extract(body, '$.type') = "
+	        "'final' ORDER BY seq LIMIT 1");
+	int64_t n = -1;
+
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, att);
+	if (sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_type(st, 0) == SQLITE_INTEGER)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+bool log_complete(bool terminal, int64_t len, int64_t final_len)
+{
+	return terminal && (final_len < 0 || len >= final_len);
+}
 
 static void look(struct ws *ws, int64_t job, int64_t want, struct log_view *v)
 {
@@ -122,6 +147,7 @@ static void look(struct ws *ws, int64_t job, int64_t want, struct log_view *v)
 	                               "id = ?");
 
 	memset(v, 0, sizeof(*v));
+	v->final_len = -1;
 	sqlite3_bind_int64(st, 1, job);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		v->job_found = true;
@@ -147,6 +173,8 @@ static void look(struct ws *ws, int64_t job, int64_t want, struct log_view *v)
 		                       "cancelling") == 0);
 	}
 	sqlite3_finalize(st);
+	if (v->att_found && v->terminal)
+		v->final_len = log_final_length(ws, job, v->att);
 }
 
 static int send_log(struct req *r, int64_t job, struct log_view *v, int64_t off)
@@ -167,7 +195,12 @@ static int send_log(struct req *r, int64_t job, struct log_view *v, int64_t off)
 	reply_header(r, "Tether-Log-Length", num);
 	snprintf(num, sizeof(num), "%lld", (long long)v->att);
 	reply_header(r, "Tether-Attempt", num);
-	if (v->terminal && off + (int64_t)b.len >= v->len)
+	if (v->final_len >= 0) {
+		snprintf(num, sizeof(num), "%lld", (long long)v->final_len);
+		reply_header(r, "Tether-Log-Final-Length", num);
+	}
+	if (log_complete(v->terminal, v->len, v->final_len) &&
+	    off + (int64_t)b.len >= v->len)
 		reply_header(r, "Tether-Log-Complete", "1");
 	buf_free(&b);
 	return 200;
@@ -201,7 +234,7 @@ static int log_read(struct req *r)
 			                   "no job %lld%s", (long long)job,
 			                   v.job_found ? " attempt" : "");
 		}
-		if (off < v.len || v.terminal ||
+		if (off < v.len || log_complete(v.terminal, v.len, v.final_len) ||
 		    now_mono_ms() >= r->deadline_ms || ws->stopping)
 			return send_log(r, job, &v, off);
 		db_unlock(ws);

@@ -143,6 +143,12 @@ void ws_notify(struct ws *ws);
 void ws_notify_agent(struct ws *ws, const char *agent_id);
 /* Wake only parked log readers (new log bytes). */
 void ws_notify_logs(struct ws *ws);
+/* logs.c: the log_length of an attempt's final event, -1 when it gave none
+ * (or has none yet); db locked. */
+int64_t log_final_length(struct ws *ws, int64_t job, int64_t att);
+/* An ended attempt's log is complete once it holds final_len bytes (any
+ * length when final_len < 0: the final event did not say). */
+bool log_complete(bool terminal, int64_t len, int64_t final_len);
 int wait_start(struct ws *ws, struct err *e);
 void wait_stop(struct ws *ws);
 

@@ -1,0 +1,143 @@
+"""`tether logs N` without -f prints the whole log as it stands (it used to
+stop at one 8 MiB read), and a log is called complete only when the
+workspace holds as many bytes as the final event says the log has: an
+ended job whose log is still arriving is never shown as complete, and
+`logs` says so on stderr with a non-zero exit instead of ending early."""
+import hashlib
+import json
+import os
+import subprocess
+
+from harness.common import binary, tmpdir
+
+MiB = 1 << 20
+
+
+def tether(ws, *args, stdout=subprocess.PIPE, timeout=120):
+    e = dict(os.environ)
+    e["XDG_CONFIG_HOME"] = os.path.join(tmpdir(), "nocfg")
+    e.update(TETHER_WORKSPACE=ws.url, TETHER_TOKEN=ws.admin_token,
+             TETHER_CA=ws.ca_file)
+    return subprocess.run([binary("tether"), *args], env=e, stdout=stdout,
+                          stderr=subprocess.PIPE, timeout=timeout)
+
+
+def leased_job(ws):
+    sec = ws.register()
+    jid = ws.submit({"name": "big", "command": ["true"]})
+    assert ws.lease(sec)["jobs"][0]["job"] == jid
+    return sec, jid
+
+
+def upload(ws, sec, jid, data, start=0, chunk=8 * MiB):
+    for off in range(start, len(data), chunk):
+        st, _, b = ws.append(sec, jid, 1, off, data[off:off + chunk])
+        assert st == 200, b
+
+
+def final(ws, sec, jid, log_length):
+    st, _, b = ws.events(sec, jid, 1, [
+        {"seq": 1, "time": 1.0, "type": "final", "reason": "succeeded",
+         "exit_code": 0, "log_length": log_length}])
+    assert st == 200, b
+
+
+def logs_to_file(ws, *args):
+    path = os.path.join(tmpdir(), "log.out")
+    with open(path, "wb") as f:
+        r = tether(ws, "logs", *args, stdout=f)
+    with open(path, "rb") as f:
+        return r, f.read()
+
+
+def test_logs_prints_a_40mb_log_whole_and_byte_exact(workspace):
+    # 40 MB of bytes no re-encoding survives: every byte value, no newline
+    # at the end.
+    data = (bytes(range(256)) * (40_000_000 // 256 + 1))[:40_000_000]
+    sec, jid = leased_job(workspace)
+    upload(workspace, sec, jid, data)
+    final(workspace, sec, jid, len(data))
+    for args in ([str(jid)], [str(jid), "--attempt", "1"]):
+        r, got = logs_to_file(workspace, *args)
+        assert r.returncode == 0, r.stderr
+        assert len(got) == len(data)
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+        assert r.stderr == b""
+    a = workspace.job(jid)["attempts"][0]
+    assert a["log_length"] == len(data)
+    assert a["log_final_length"] == len(data) and a["log_complete"] is True
+
+
+def test_an_ended_job_whose_log_is_still_arriving_is_not_complete(workspace):
+    data = os.urandom(9 * MiB + 123)
+    sec, jid = leased_job(workspace)
+    upload(workspace, sec, jid, data[:3 * MiB])
+    final(workspace, sec, jid, len(data))  # the job ended, log on its way
+    assert workspace.job(jid)["state"] == "succeeded"
+
+    # the API does not call the log complete
+    st, h, body = workspace.api("GET", f"/api/v1/jobs/{jid}/log")
+    assert st == 200 and body == data[:3 * MiB]
+    assert "Tether-Log-Complete" not in h
+    assert h["Tether-Log-Final-Length"] == str(len(data))
+    a = workspace.job(jid)["attempts"][0]
+    assert a["log_final_length"] == len(data) and a["log_complete"] is False
+
+    # status and --json say so
+    r = tether(workspace, "status", str(jid))
+    assert r.returncode == 0, r.stderr
+    assert b"incomplete" in r.stdout, r.stdout
+    r = tether(workspace, "status", "--json", str(jid))
+    assert json.loads(r.stdout)["attempts"][0]["log_complete"] is False
+
+    # logs prints what is there, then says the rest is missing
+    r, got = logs_to_file(workspace, str(jid))
+    assert got == data[:3 * MiB]
+    assert r.returncode == 1
+    assert b"incomplete" in r.stderr and str(3 * MiB).encode() in r.stderr
+
+    # a long-poll on the ended, incomplete log waits for bytes instead of
+    # answering at once with nothing new (a follower would spin)
+    import time
+    t0 = time.monotonic()
+    st, h, body = workspace.api(
+        "GET", f"/api/v1/jobs/{jid}/log?offset={3 * MiB}&wait=1")
+    assert st == 200 and body == b"" and time.monotonic() - t0 >= 0.9
+
+    # the rest arrives: complete, and logs exits 0 with every byte
+    upload(workspace, sec, jid, data, start=3 * MiB)
+    st, h, body = workspace.api("GET", f"/api/v1/jobs/{jid}/log?offset={8 * MiB}")
+    assert h["Tether-Log-Complete"] == "1" and body == data[8 * MiB:]
+    assert workspace.job(jid)["attempts"][0]["log_complete"] is True
+    r, got = logs_to_file(workspace, str(jid))
+    assert r.returncode == 0, r.stderr
+    assert got == data
+    r, got = logs_to_file(workspace, "-f", str(jid))
+    assert r.returncode == 0, r.stderr
+    assert got == data
+
+
+def test_final_event_log_length_is_checked(workspace):
+    sec, jid = leased_job(workspace)
+    st, _, b = workspace.events(sec, jid, 1, [
+        {"seq": 1, "type": "final", "reason": "succeeded", "log_length": -1}])
+    assert st == 400 and b["error"]["field"] == "events[0].log_length"
+
+
+def test_agent_reports_the_final_length_of_a_40mb_log(workspace, agent):
+    # The real agent and runner: the final event carries the log's length,
+    # and `tether logs` gives the node's log file byte for byte.
+    script = ("import sys\n"
+              "for i in range(400000):\n"
+              "    sys.stdout.write('%09d ' % i + 'x' * 90 + '\\n')\n")
+    jid = workspace.submit(name="big", command=["python3", "-c", script])
+    agent.wait_job(jid, "succeeded", timeout=180)
+    with open(os.path.join(agent.attempt_dir(jid), "log"), "rb") as f:
+        node_log = f.read()
+    assert len(node_log) >= 40_000_000
+    a = workspace.job(jid)["attempts"][-1]
+    assert a["log_final_length"] == len(node_log)
+    assert a["log_complete"] is True
+    r, got = logs_to_file(workspace, str(jid))
+    assert r.returncode == 0, r.stderr
+    assert got == node_log
