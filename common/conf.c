@@ -23,15 +23,11 @@ static const struct conf_key *conf_find(const struct conf_key *table,
 static const char *conf_nearest(const struct conf_key *table, const char *key)
 {
 	const char *best = NULL;
-	size_t best_d = 4;
+	size_t best_d = SIZE_MAX;
 
-	for (; table->name != NULL; table++) {
-		size_t d = str_distance(key, table->name);
-		if (d < best_d) {
-			best_d = d;
+	for (; table->name != NULL; table++)
+		if (str_near(key, table->name, &best_d))
 			best = table->name;
-		}
-	}
 	return best;
 }
 

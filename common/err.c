@@ -12,6 +12,22 @@ int err_set(struct err *e, int code, const char *fmt, ...)
 	if (e == NULL)
 		return code;
 	e->code = code;
+	e->field[0] = '\0';
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int err_set_field(struct err *e, int code, const char *field, const char *fmt,
+                  ...)
+{
+	va_list ap;
+
+	if (e == NULL)
+		return code;
+	e->code = code;
+	snprintf(e->field, sizeof(e->field), "%s", field);
 	va_start(ap, fmt);
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
@@ -27,6 +43,7 @@ int err_sys(struct err *e, int code, const char *fmt, ...)
 	if (e == NULL)
 		return code;
 	e->code = code;
+	e->field[0] = '\0';
 	va_start(ap, fmt);
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
@@ -62,6 +79,7 @@ void err_clear(struct err *e)
 		return;
 	e->code = 0;
 	e->msg[0] = '\0';
+	e->field[0] = '\0';
 }
 
 const char *err_name(int code)

@@ -29,16 +29,23 @@ enum terr {
 	TERR_TIMEOUT = -16,  /* deadline passed */
 };
 
-#define ERR_MSG_MAX 1024
+#define ERR_MSG_MAX   1024
+#define ERR_FIELD_MAX 256
 
 struct err {
 	int code;
 	char msg[ERR_MSG_MAX];
+	/* the request field at fault, when the message's "field: " prefix
+	 * cannot say it (a key with spaces or control characters); "" */
+	char field[ERR_FIELD_MAX];
 };
 
 /* Set *e (if non-NULL) to code and a formatted message; returns code. */
 int err_set(struct err *e, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* err_set naming the request field at fault (kept by err_wrap). */
+int err_set_field(struct err *e, int code, const char *field, const char *fmt,
+                  ...) __attribute__((format(printf, 4, 5)));
 /* Like err_set, with ": strerror(errno)" appended; returns code. */
 int err_sys(struct err *e, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

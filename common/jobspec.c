@@ -52,12 +52,29 @@ static bool path_is_safe_absolute(const char *p)
 
 static bool env_name_valid(const char *k)
 {
-	if (!(isalpha((unsigned char)k[0]) || k[0] == '_'))
+	if (!(isascii((unsigned char)k[0]) &&
+	      (isalpha((unsigned char)k[0]) || k[0] == '_')))
 		return false;
 	for (const char *p = k; *p; p++)
-		if (!(isalnum((unsigned char)*p) || *p == '_'))
+		if (!isascii((unsigned char)*p) ||
+		    !(isalnum((unsigned char)*p) || *p == '_'))
 			return false;
 	return strlen(k) <= 256;
+}
+
+#define NAME_RULE                                                              \
+	"letters, digits and _, not starting with a digit, at most 256 bytes"
+
+/* A field that names a secret: a variable name, when given. */
+static int check_secret_name(const char *field, const char *v, struct err *e)
+{
+	char shown[128];
+
+	if (v == NULL || env_name_valid(v))
+		return 0;
+	return err_set(e, TERR_INVAL,
+	               "%s: '%s' is not a valid secret name (%s)", field,
+	               str_escape(v, shown, sizeof(shown)), NAME_RULE);
 }
 
 static bool no_control(const char *s)
@@ -66,6 +83,16 @@ static bool no_control(const char *s)
 		if ((unsigned char)*s < 0x20 || *s == 0x7f)
 			return false;
 	return true;
+}
+
+/* A name others see (logs, sbatch scripts, tables): no control
+ * characters, when given. */
+static int check_printable(const char *field, const char *v, struct err *e)
+{
+	if (v == NULL || no_control(v))
+		return 0;
+	return err_set(e, TERR_INVAL, "%s: control characters are not allowed",
+	               field);
 }
 
 /* Read a NULL-terminated array of strings. */
@@ -112,10 +139,14 @@ static int get_strv(json_t *obj, const char *where, const char *key, size_t min,
 }
 
 /* Duration as a number of seconds or a string like "90m". */
-static int get_duration(json_t *obj, const char *key, int64_t *out,
-                        struct err *e)
+static int get_duration(json_t *obj, const char *where, const char *key,
+                        int64_t *out, struct err *e)
 {
 	json_t *v = json_object_get(obj, key);
+	char field[64];
+
+	snprintf(field, sizeof(field), "%s%s%s", where, *where ? "." : "", key);
+	key = field;
 
 	if (v == NULL || json_is_null(v))
 		return 0;
@@ -157,11 +188,14 @@ static int parse_kv(json_t *root, const char *key, bool secret,
 	*out = xcalloc(json_object_size(obj) + 1, sizeof(**out));
 	json_object_foreach(obj, k, v)
 	{
-		if (!env_name_valid(k))
-			return err_set(e, TERR_INVAL,
-			               "%s.%s: not a valid "
-			               "variable name",
-			               key, k);
+		if (!env_name_valid(k)) {
+			char field[ERR_FIELD_MAX], shown[128];
+			snprintf(field, sizeof(field), "%s.%s", key, k);
+			return err_set_field(
+			    e, TERR_INVAL, field,
+			    "%s: '%s' is not a valid variable name (%s)", key,
+			    str_escape(k, shown, sizeof(shown)), NAME_RULE);
+		}
 		if (!secret && strncmp(k, "TETHER_", 7) == 0)
 			return err_set(e, TERR_INVAL,
 			               "%s.%s: TETHER_ names are"
@@ -218,7 +252,11 @@ static int parse_source(json_t *root, struct jobspec *s, struct err *e)
 		                      false, 256, &s->source.ssh_key_secret,
 		                      e)) < 0 ||
 		    (r = json_get_bool(git, "source.git", "submodules", false,
-		                       &s->source.submodules, e)) < 0)
+		                       &s->source.submodules, e)) < 0 ||
+		    (r = check_secret_name("source.git.token_secret",
+		                           s->source.token_secret, e)) < 0 ||
+		    (r = check_secret_name("source.git.ssh_key_secret",
+		                           s->source.ssh_key_secret, e)) < 0)
 			return r;
 		if (s->source.url[0] == '-' || !no_control(s->source.url))
 			return err_set(e, TERR_INVAL,
@@ -338,6 +376,8 @@ static int parse_environment(json_t *root, struct jobspec *s, struct err *e)
 	                      &s->env.dockerfile, e)) < 0 ||
 	    (r = json_get_str(env, w, "registry_secret", false, 256,
 	                      &s->env.registry_secret, e)) < 0 ||
+	    (r = check_secret_name("environment.registry_secret",
+	                           s->env.registry_secret, e)) < 0 ||
 	    (r = check_rel("environment.requirements_file",
 	                   s->env.requirements_file, e)) < 0 ||
 	    (r = check_rel("environment.file", s->env.conda_file, e)) < 0 ||
@@ -496,8 +536,15 @@ static int parse_placement(json_t *root, struct jobspec *s, struct err *e)
 	    (r = json_get_str(p, "placement", "agent", false, MAX_NAME,
 	                      &s->placement_agent, e)) < 0 ||
 	    (r = get_strv(p, "placement", "labels", 0, 64, MAX_NAME,
-	                  &s->placement_labels, NULL, e)) < 0)
+	                  &s->placement_labels, NULL, e)) < 0 ||
+	    (r = check_printable("placement.agent", s->placement_agent, e)) < 0)
 		return r;
+	for (size_t i = 0; s->placement_labels && s->placement_labels[i]; i++) {
+		char w[40];
+		snprintf(w, sizeof(w), "placement.labels[%zu]", i);
+		if ((r = check_printable(w, s->placement_labels[i], e)) < 0)
+			return r;
+	}
 	return 0;
 }
 
@@ -516,11 +563,11 @@ static int parse_checkpoint_slurm(json_t *root, struct jobspec *s,
 		if ((r = json_check_keys(c, "checkpoint", ck, e)) < 0 ||
 		    (r = json_get_str(c, "checkpoint", "signal", false, 8,
 		                      &s->checkpoint.signal, e)) < 0 ||
-		    (r = get_duration(c, "grace", &s->checkpoint.grace_ms, e)) <
-		        0 ||
+		    (r = get_duration(c, "checkpoint", "grace",
+		                      &s->checkpoint.grace_ms, e)) < 0 ||
 		    (r = json_get_bool(c, "checkpoint", "on_timeout", false,
 		                       &s->checkpoint.on_timeout, e)) < 0)
-			return r < 0 ? r : err_wrap(e, "checkpoint");
+			return r;
 		if (strcmp(s->checkpoint.signal, "TERM") &&
 		    strcmp(s->checkpoint.signal, "USR1") &&
 		    strcmp(s->checkpoint.signal, "USR2") &&
@@ -541,7 +588,11 @@ static int parse_checkpoint_slurm(json_t *root, struct jobspec *s,
 	    (r = json_get_int(sl, "slurm", "nodes", false, 1, 100000,
 	                      &s->slurm.nodes, e)) < 0 ||
 	    (r = json_get_int(sl, "slurm", "ntasks", false, 1, 1000000,
-	                      &s->slurm.ntasks, e)) < 0)
+	                      &s->slurm.ntasks, e)) < 0 ||
+	    (r = check_printable("slurm.partition", s->slurm.partition, e)) <
+	        0 ||
+	    (r = check_printable("slurm.account", s->slurm.account, e)) < 0 ||
+	    (r = check_printable("slurm.qos", s->slurm.qos, e)) < 0)
 		return r;
 	return 0;
 }
@@ -564,9 +615,9 @@ static int jobspec_fill(json_t *root, struct jobspec *s, struct err *e)
 	    (r = parse_kv(root, "env", false, &s->env_vars, &s->nenv, e)) < 0 ||
 	    (r = parse_kv(root, "secrets", true, &s->secrets, &s->nsecrets,
 	                  e)) < 0 ||
-	    (r = get_duration(root, "timeout", &s->timeout_ms, e)) < 0 ||
-	    (r = get_duration(root, "hang_timeout", &s->hang_timeout_ms, e)) <
-	        0 ||
+	    (r = get_duration(root, "", "timeout", &s->timeout_ms, e)) < 0 ||
+	    (r = get_duration(root, "", "hang_timeout", &s->hang_timeout_ms,
+	                      e)) < 0 ||
 	    (r = json_get_int(root, "", "retries", false, 0, 100, &s->retries,
 	                      e)) < 0 ||
 	    (r = json_get_int(root, "", "priority", false, -1000000, 1000000,

@@ -68,12 +68,30 @@ static void field_name(char *buf, size_t size, const char *where,
 		snprintf(buf, size, "%s", key);
 }
 
+/* "resources.cpu: unknown field (did you mean resources.cpus?)", the key
+ * escaped in the message and named raw in the error's field. */
+static int unknown_field(const char *where, const char *key,
+                         const char *const *allowed, struct err *e)
+{
+	const char *near = str_nearest(key, allowed);
+	char name[256], shown[256], hint[300] = "";
+
+	field_name(name, sizeof(name), where, key);
+	str_escape(name, shown, sizeof(shown));
+	if (near != NULL) {
+		char full[256];
+		field_name(full, sizeof(full), where, near);
+		snprintf(hint, sizeof(hint), " (did you mean %s?)", full);
+	}
+	return err_set_field(e, TERR_INVAL, name, "%s: unknown field%s", shown,
+	                     hint);
+}
+
 int json_check_keys(json_t *obj, const char *where, const char *const *allowed,
                     struct err *e)
 {
 	const char *key;
 	json_t *v;
-	char name[256];
 
 	if (!json_is_object(obj))
 		return err_set(e, TERR_INVAL, "%s: expected an object",
@@ -84,11 +102,8 @@ int json_check_keys(json_t *obj, const char *where, const char *const *allowed,
 		for (i = 0; allowed[i] != NULL; i++)
 			if (strcmp(key, allowed[i]) == 0)
 				break;
-		if (allowed[i] == NULL) {
-			field_name(name, sizeof(name), where, key);
-			return err_set(e, TERR_INVAL, "%s: unknown field",
-			               name);
-		}
+		if (allowed[i] == NULL)
+			return unknown_field(where, key, allowed, e);
 	}
 	return 0;
 }

@@ -229,6 +229,62 @@ size_t str_distance(const char *a, const char *b)
 	return prev[lb];
 }
 
+bool str_near(const char *word, const char *cand, size_t *best)
+{
+	size_t len = strlen(word), max = len < 6 ? (len + 1) / 2 : 3;
+	size_t d = str_distance(word, cand);
+
+	if (d == 0 || d > max || d >= *best)
+		return false;
+	*best = d;
+	return true;
+}
+
+const char *str_nearest(const char *word, const char *const *names)
+{
+	const char *found = NULL;
+	size_t best = SIZE_MAX;
+
+	for (; *names != NULL; names++)
+		if (str_near(word, *names, &best))
+			found = *names;
+	return found;
+}
+
+const char *str_escape(const char *s, char *out, size_t size)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+
+	for (; *s != '\0' && n + 5 < size; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c >= 0x20 && c != 0x7f && c != '\\') {
+			out[n++] = (char)c;
+			continue;
+		}
+		out[n++] = '\\';
+		if (c == '\\' || c == '\n' || c == '\r' || c == '\t') {
+			out[n++] = c == '\n'   ? 'n'
+			           : c == '\r' ? 'r'
+			           : c == '\t' ? 't'
+			                       : '\\';
+			continue;
+		}
+		out[n++] = 'x';
+		out[n++] = hex[c >> 4];
+		out[n++] = hex[c & 15];
+	}
+	if (*s != '\0' && size >= 4) {
+		while (n + 4 > size)
+			n--;
+		memcpy(out + n, "...", 3);
+		n += 3;
+	}
+	if (size > 0)
+		out[n < size ? n : size - 1] = '\0';
+	return out;
+}
+
 bool str_kv_field(const char *text, const char *key, char *out, size_t size)
 {
 	size_t klen = strlen(key);

@@ -107,6 +107,25 @@ static void test_kv_field(void **state)
 	assert_false(str_kv_field(rec, "Gres", v, sizeof(v)));
 }
 
+/* "did you mean" picks a close name, none for far ones; messages and
+ * logs quote client text escaped. */
+static void test_suggest_and_escape(void **state)
+{
+	static const char *const names[] = {"environment", "env", "resources",
+	                                    "name", NULL};
+	char out[32];
+
+	(void)state;
+	assert_string_equal(str_nearest("enviroment", names), "environment");
+	assert_string_equal(str_nearest("nmae", names), "name");
+	assert_null(str_nearest("zzzzzz", names));
+	assert_null(str_nearest("x", names));
+	assert_string_equal(str_escape("a\nb\x1b[0m\\", out, sizeof(out)),
+	                    "a\\nb\\x1b[0m\\\\");
+	assert_string_equal(str_escape("0123456789abcdef", out, 12),
+	                    "0123456...");
+}
+
 static void test_conf(void **state)
 {
 	char path[] = "/tmp/tconfXXXXXX";
@@ -155,8 +174,9 @@ static void expect_bad(const char *json, const char *field)
 	struct err e = {0};
 
 	assert_int_equal(jobspec_parse(json, strlen(json), &s, &e), TERR_INVAL);
-	if (strstr(e.msg, field) == NULL)
-		fail_msg("error '%s' does not name '%s'", e.msg, field);
+	if (strstr(e.msg, field) == NULL && strcmp(e.field, field) != 0)
+		fail_msg("error '%s' (field '%s') does not name '%s'", e.msg,
+		         e.field, field);
 	assert_null(s);
 }
 
@@ -297,6 +317,7 @@ int main(void)
 	    cmocka_unit_test(test_err_wrap),
 	    cmocka_unit_test(test_utf8),
 	    cmocka_unit_test(test_kv_field),
+	    cmocka_unit_test(test_suggest_and_escape),
 	    cmocka_unit_test(test_conf),
 	    cmocka_unit_test(test_jobspec),
 	    cmocka_unit_test(test_paths),

@@ -151,16 +151,24 @@ static json_t *job_summary(sqlite3_stmt *st)
 static int jobs_list(struct req *r)
 {
 	struct ws *ws = r->ws;
-	const char *state = req_arg(r, "state"), *agent = req_arg(r, "agent"),
-	           *name = req_arg(r, "name");
-	json_t *list = json_array();
+	const char *state = NULL, *agent, *name;
+	json_t *list;
 	sqlite3_stmt *st;
 	int64_t limit;
 
-	if (req_arg_i64(r, "limit", 1, 10000, 100, &limit) < 0) {
-		json_decref(list);
+	if (req_arg_i64(r, "limit", 1, 10000, 100, &limit) < 0 ||
+	    req_arg_name(r, "state", &state) < 0 ||
+	    req_arg_name(r, "agent", &agent) < 0 ||
+	    req_arg_name(r, "name", &name) < 0)
 		return r->status;
-	}
+	/* states and reasons are lowercase words (new ones may come) */
+	if (state != NULL &&
+	    strspn(state, "abcdefghijklmnopqrstuvwxyz_") != strlen(state))
+		return reply_error(r, 400, "invalid", "state",
+		                   "state: '%s' is not a job state "
+		                   "(docs/protocol.md)",
+		                   state);
+	list = json_array();
 	db_lock(ws);
 	st = db_prep(ws, "SELECT " SUMMARY_COLS SUMMARY_FROM
 	                 "WHERE (?1 IS NULL OR j.state = ?1) AND (?2 IS NULL "
@@ -215,10 +223,9 @@ static void attempt_log_state(struct ws *ws, int64_t id, sqlite3_stmt *st,
 
 	json_object_set_new(a, "log_final_length",
 	                    fin >= 0 ? json_integer(fin) : json_null());
-	json_object_set_new(
-	    a, "log_complete",
-	    json_boolean(log_complete(terminal, sqlite3_column_int64(st, 6),
-	                              fin)));
+	json_object_set_new(a, "log_complete",
+	                    json_boolean(log_complete(
+	                        terminal, sqlite3_column_int64(st, 6), fin)));
 }
 
 static json_t *job_attempts(struct ws *ws, int64_t id)

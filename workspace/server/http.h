@@ -90,6 +90,9 @@ const char *req_header(struct req *r, const char *name);
 /* Integer query argument within [min,max]; def when absent. -1: replied. */
 int req_arg_i64(struct req *r, const char *name, int64_t min, int64_t max,
                 int64_t def, int64_t *out);
+/* A name query argument (filter): NULL when absent; -1 after replying 400
+ * for one over WS_MAX_NAME bytes or with control characters. */
+int req_arg_name(struct req *r, const char *name, const char **out);
 /* Parse a path segment as a positive id; -1 after replying 404. */
 int req_seg_id(struct req *r, int i, int64_t *out);
 

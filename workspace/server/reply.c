@@ -136,7 +136,10 @@ int reply_err(struct req *r, const struct err *e)
 	default:
 		break;
 	}
-	field_of(e->msg, field, sizeof(field));
+	if (e->field[0] != '\0')
+		snprintf(field, sizeof(field), "%s", e->field);
+	else
+		field_of(e->msg, field, sizeof(field));
 	return reply_error(r, status, code, field[0] ? field : NULL, "%s",
 	                   e->msg);
 }
@@ -179,9 +182,18 @@ int req_arg_i64(struct req *r, const char *name, int64_t min, int64_t max,
 	const char *v = req_arg(r, name);
 	struct err e = {0};
 
+	char shown[64];
+
 	*out = def;
 	if (v == NULL || *v == '\0')
 		return 0;
+	/* digits only: strtoll would take "+10" and " 10" as 10 */
+	if (strspn(v, "0123456789") != strlen(v)) {
+		reply_error(r, 400, "invalid", name,
+		            "%s: '%s' is not a whole number (digits only)",
+		            name, str_escape(v, shown, sizeof(shown)));
+		return -1;
+	}
 	if (parse_i64(v, min, max, out, &e) < 0) {
 		reply_error(r, 400, "invalid", name, "%s: %s", name, e.msg);
 		return -1;
@@ -191,10 +203,34 @@ int req_arg_i64(struct req *r, const char *name, int64_t min, int64_t max,
 
 int req_seg_id(struct req *r, int i, int64_t *out)
 {
-	if (parse_i64(r->segs[i], 1, INT64_MAX, out, NULL) < 0) {
-		reply_error(r, 404, "not_found", NULL, "no such id '%.64s'",
-		            r->segs[i]);
+	char shown[80];
+
+	if (strspn(r->segs[i], "0123456789") != strlen(r->segs[i]) ||
+	    parse_i64(r->segs[i], 1, INT64_MAX, out, NULL) < 0) {
+		reply_error(r, 404, "not_found", NULL, "no such id '%s'",
+		            str_escape(r->segs[i], shown, sizeof(shown)));
 		return -1;
 	}
+	return 0;
+}
+
+int req_arg_name(struct req *r, const char *name, const char **out)
+{
+	const char *v = req_arg(r, name);
+	char shown[80];
+
+	*out = v != NULL && *v != '\0' ? v : NULL;
+	if (*out == NULL)
+		return 0;
+	for (const char *p = v; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f ||
+		    p - v >= WS_MAX_NAME) {
+			reply_error(r, 400, "invalid", name,
+			            "%s: '%s' is not a name (1 to %d bytes, no "
+			            "control characters)",
+			            name, str_escape(v, shown, sizeof(shown)),
+			            WS_MAX_NAME);
+			return -1;
+		}
 	return 0;
 }
