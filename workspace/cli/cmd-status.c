@@ -59,8 +59,9 @@ static void print_attempt(json_t *a)
 	    json_is_false(json_object_get(a, "log_complete")))
 		printf("  %-12s incomplete: %lld of %lld bytes arrived, the "
 		       "rest is on its way from the agent\n",
-		       "", (long long)json_integer_value(
-		               json_object_get(a, "log_length")),
+		       "",
+		       (long long)json_integer_value(
+		           json_object_get(a, "log_length")),
 		       (long long)json_integer_value(v));
 	print_num("progress", json_object_get(a, "progress"), "");
 	v = json_object_get(a, "checkpoint");

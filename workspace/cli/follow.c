@@ -51,10 +51,10 @@ static int job_state(struct cli *c, int64_t job, char **state, int64_t *att)
 
 /* What one read learnt about the attempt's log. */
 struct log_read {
-	bool complete;      /* Tether-Log-Complete: the whole log is read */
-	int64_t length;     /* Tether-Log-Length: bytes stored */
-	int64_t final_len;  /* Tether-Log-Final-Length, -1: not ended */
-	size_t got;         /* bytes in this reply */
+	bool complete;     /* Tether-Log-Complete: the whole log is read */
+	int64_t length;    /* Tether-Log-Length: bytes stored */
+	int64_t final_len; /* Tether-Log-Final-Length, -1: not ended */
+	size_t got;        /* bytes in this reply */
 };
 
 static int64_t header_num(const char *v)
@@ -83,8 +83,8 @@ static int read_once(struct cli *c, int64_t job, int64_t *att, int64_t *off,
 		http_reply_free(&r);
 		return rc;
 	}
-	if (r.body.len > 0 && fwrite(r.body.data, 1, r.body.len, out) !=
-	                          r.body.len) {
+	if (r.body.len > 0 &&
+	    fwrite(r.body.data, 1, r.body.len, out) != r.body.len) {
 		http_reply_free(&r);
 		fprintf(stderr, "tether: cannot write the log: output error\n");
 		return EXIT_FAILED;

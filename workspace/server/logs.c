@@ -234,7 +234,8 @@ static int log_read(struct req *r)
 			                   "no job %lld%s", (long long)job,
 			                   v.job_found ? " attempt" : "");
 		}
-		if (off < v.len || log_complete(v.terminal, v.len, v.final_len) ||
+		if (off < v.len ||
+		    log_complete(v.terminal, v.len, v.final_len) ||
 		    now_mono_ms() >= r->deadline_ms || ws->stopping)
 			return send_log(r, job, &v, off);
 		db_unlock(ws);
