@@ -52,11 +52,11 @@ void cli_free(struct cli *c);
 struct http_reply {
 	long status;
 	struct buf body;
-	char *log_length; /* Tether-Log-Length */
+	char *log_length;   /* Tether-Log-Length */
 	char *final_length; /* Tether-Log-Final-Length (the attempt ended) */
-	char *attempt;    /* Tether-Attempt */
-	bool complete;    /* Tether-Log-Complete: 1 */
-	char *sha256;     /* Tether-Sha256 */
+	char *attempt;      /* Tether-Attempt */
+	bool complete;      /* Tether-Log-Complete: 1 */
+	char *sha256;       /* Tether-Sha256 */
 };
 
 /* One request; body may be NULL.  Network/TLS failures return TERR_NET. */
