@@ -1,5 +1,6 @@
 #include "common/log.h"
 #include "common/err.h"
+#include "common/util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -37,7 +38,7 @@ int log_parse_level(const char *s, enum log_level *out)
 static void log_vemit(enum log_level level, const char *fn, int with_errno,
                       const char *fmt, va_list ap)
 {
-	char line[4096], stamp[32];
+	char line[4096], msg[4096], stamp[32];
 	struct timespec ts;
 	struct tm tm;
 	int saved = errno;
@@ -49,8 +50,13 @@ static void log_vemit(enum log_level level, const char *fn, int with_errno,
 	n = (size_t)snprintf(line, sizeof(line), "%s.%03ldZ %s level=%s fn=%s ",
 	                     stamp, ts.tv_nsec / 1000000L, log_prog,
 	                     level_names[level], fn);
-	if (n < sizeof(line))
-		n += (size_t)vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	/* one event, one line: text a client set cannot start a line of its
+	 * own (control characters are escaped) */
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (n < sizeof(line)) {
+		str_escape_ctl(msg, line + n, sizeof(line) - n);
+		n += strlen(line + n);
+	}
 	if (with_errno && n < sizeof(line))
 		n += (size_t)snprintf(line + n, sizeof(line) - n,
 		                      " errno=\"%s\"", strerror(saved));

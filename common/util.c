@@ -251,23 +251,24 @@ const char *str_nearest(const char *word, const char *const *names)
 	return found;
 }
 
-const char *str_escape(const char *s, char *out, size_t size)
+static const char *escape(const char *s, char *out, size_t size, bool quotes)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t n = 0;
 
 	for (; *s != '\0' && n + 5 < size; s++) {
 		unsigned char c = (unsigned char)*s;
-		if (c >= 0x20 && c != 0x7f && c != '\\') {
+		bool special = quotes && (c == '\\' || c == '"');
+		if (c >= 0x20 && c != 0x7f && !special) {
 			out[n++] = (char)c;
 			continue;
 		}
 		out[n++] = '\\';
-		if (c == '\\' || c == '\n' || c == '\r' || c == '\t') {
+		if (special || c == '\n' || c == '\r' || c == '\t') {
 			out[n++] = c == '\n'   ? 'n'
 			           : c == '\r' ? 'r'
 			           : c == '\t' ? 't'
-			                       : '\\';
+			                       : (char)c;
 			continue;
 		}
 		out[n++] = 'x';
@@ -283,6 +284,16 @@ const char *str_escape(const char *s, char *out, size_t size)
 	if (size > 0)
 		out[n < size ? n : size - 1] = '\0';
 	return out;
+}
+
+const char *str_escape(const char *s, char *out, size_t size)
+{
+	return escape(s, out, size, true);
+}
+
+const char *str_escape_ctl(const char *s, char *out, size_t size)
+{
+	return escape(s, out, size, false);
 }
 
 bool str_kv_field(const char *text, const char *key, char *out, size_t size)

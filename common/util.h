@@ -43,9 +43,12 @@ size_t str_distance(const char *a, const char *b);
 bool str_near(const char *word, const char *cand, size_t *best);
 /* The "did you mean" of word among the NULL-terminated names, or NULL. */
 const char *str_nearest(const char *word, const char *const *names);
-/* s with backslashes and control characters escaped (\n, \x1b), cut
- * with "..." to fit size: client text quoted in messages and logs. */
+/* s with backslashes, double quotes and control characters escaped (\n,
+ * \x1b, \"), cut with "..." to fit size: client text quoted in messages
+ * and logs. */
 const char *str_escape(const char *s, char *out, size_t size);
+/* The same for control characters only: a message made one line. */
+const char *str_escape_ctl(const char *s, char *out, size_t size);
 
 /* True when s is valid UTF-8 of length len. */
 bool utf8_valid(const char *s, size_t len);

@@ -120,8 +120,10 @@ static void test_suggest_and_escape(void **state)
 	assert_string_equal(str_nearest("nmae", names), "name");
 	assert_null(str_nearest("zzzzzz", names));
 	assert_null(str_nearest("x", names));
-	assert_string_equal(str_escape("a\nb\x1b[0m\\", out, sizeof(out)),
-	                    "a\\nb\\x1b[0m\\\\");
+	assert_string_equal(str_escape("a\nb\x1b[0m\\\"", out, sizeof(out)),
+	                    "a\\nb\\x1b[0m\\\\\\\"");
+	assert_string_equal(str_escape_ctl("\"a\\\r", out, sizeof(out)),
+	                    "\"a\\\\r");
 	assert_string_equal(str_escape("0123456789abcdef", out, 12),
 	                    "0123456...");
 }

@@ -8,6 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+static bool has_control(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
 /* A label: 1..128 printable ASCII bytes without spaces. */
 static bool label_ok(json_t *v)
 {
@@ -157,9 +165,16 @@ static int check_register(json_t *b, struct err *e)
 	for (const char *const *k =
 	         (const char *const[]){"version", "machine_id", "transport",
 	                               "os", "kernel", NULL};
-	     *k; k++)
+	     *k; k++) {
+		s = NULL;
 		if ((r = json_get_str(b, "", *k, false, 256, &s, e)) < 0)
 			return r;
+		if (s != NULL && has_control(s)) /* shown in lists, logs */
+			return err_set(e, TERR_INVAL,
+			               "%s: control characters are not "
+			               "allowed",
+			               *k);
+	}
 	if ((r = json_get_bool(b, "", "replace", false, &rep, e)) < 0 ||
 	    (r = json_get_int(b, "", "queue_depth", false, 0, 10000, &i, e)) <
 	        0 ||

@@ -15,6 +15,15 @@
 
 #define MAX_EVENTS 1000
 
+/* Reasons are lowercase words (docs/protocol.md); new ones may come. */
+static int check_reason(const char *w, const char *s, struct err *e)
+{
+	if (*s != '\0' && strspn(s, "abcdefghijklmnopqrstuvwxyz_") == strlen(s))
+		return 0;
+	return err_set(e, TERR_INVAL,
+	               "%s.reason: a reason is a lowercase word (a-z, _)", w);
+}
+
 static int check_event(json_t *ev, size_t i, struct err *e)
 {
 	char w[32];
@@ -33,6 +42,7 @@ static int check_event(json_t *ev, size_t i, struct err *e)
 	if (strcmp(s, "final") != 0)
 		return 0;
 	if ((r = json_get_str(ev, w, "reason", true, 32, &s, e)) < 0 ||
+	    (r = check_reason(w, s, e)) < 0 ||
 	    (r = json_get_int(ev, w, "exit_code", false, -1000, 1000, &n, e)) <
 	        0 ||
 	    (r = json_get_int(ev, w, "signal", false, 0, 128, &n, e)) < 0 ||

@@ -115,7 +115,9 @@ static int jobs_submit(struct req *r)
 	    db_commit(ws) == 0) {
 		db_unlock(ws);
 		ws_notify(ws);
-		log_info("job=%lld submitted name=%s", (long long)id, s->name);
+		char shown[WS_MAX_NAME * 2];
+		log_info("job=%lld submitted name=\"%s\"", (long long)id,
+		         str_escape(s->name, shown, sizeof(shown)));
 		st = reply_json(r, 201,
 		                json_pack("{s:I,s:s}", "id", (json_int_t)id,
 		                          "state", "queued"));

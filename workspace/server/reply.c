@@ -67,13 +67,14 @@ void reply_header(struct req *r, const char *name, const char *value)
 int reply_error(struct req *r, int status, const char *code, const char *field,
                 const char *fmt, ...)
 {
-	char msg[1024];
+	char raw[1024], msg[1024];
 	va_list ap;
 	json_t *err;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	str_escape_ctl(raw, msg, sizeof(msg)); /* request text: one line */
 	err = json_pack("{s:s,s:s}", "code", code, "message", msg);
 	if (err == NULL) { /* msg quotes request text that is not UTF-8 */
 		for (char *p = msg; *p; p++)

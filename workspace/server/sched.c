@@ -53,6 +53,7 @@ int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
 {
 	sqlite3_stmt *st;
 	int64_t cur = 0, retries = 0, cancel = 0;
+	char shown[80];
 	bool again = strcmp(reason, "lost") == 0 ||
 	             strcmp(reason, "preempted") == 0 || !counted;
 
@@ -84,7 +85,7 @@ int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
 	else
 		set_job(ws, job, reason, true);
 	log_info("job=%lld attempt=%lld ended: %s", (long long)job,
-	         (long long)attempt, reason);
+	         (long long)attempt, str_escape(reason, shown, sizeof(shown)));
 	return 0;
 }
 

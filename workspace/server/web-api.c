@@ -9,6 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* No name a client sets may carry a control character into a log or a
+ * table. */
+static bool printable(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
 /* Create the viewer_tokens table once per database connection.  (Kept out
  * of the numbered migrations: CREATE ... IF NOT EXISTS is idempotent.) */
 void web_tokens_ensure(struct ws *ws)
@@ -73,7 +83,7 @@ static int viewer_create(struct req *r)
 	struct err e = {0};
 	const char *name = "viewer";
 	double ttl = 0, now = ws_now();
-	char tok[80], id[40], hash[65];
+	char tok[80], id[40], hash[65], shown[WS_MAX_NAME * 2];
 	int s;
 
 	if (r->body.len == 0)
@@ -84,7 +94,10 @@ static int viewer_create(struct req *r)
 	                    &e) < 0 ||
 	    json_get_str(b, "", "name", false, WS_MAX_NAME, &name, &e) < 0 ||
 	    json_get_num(b, "", "ttl", false, 1, 10 * 365 * 86400.0, &ttl, &e) <
-	        0) {
+	        0 ||
+	    (!printable(name) &&
+	     err_set(&e, TERR_INVAL,
+	             "name: control characters are not allowed") < 0)) {
 		s = reply_err(r, &e);
 		json_decref(b);
 		return s;
@@ -96,7 +109,8 @@ static int viewer_create(struct req *r)
 		json_decref(b);
 		return reply_internal(r, "cannot store the viewer token");
 	}
-	log_info("viewer token %s created (%s)", id, name);
+	log_info("viewer token %s created name=\"%s\"", id,
+	         str_escape(name, shown, sizeof(shown)));
 	exp = ttl > 0 ? json_real(now + ttl) : json_null();
 	s = reply_json(r, 201,
 	               json_pack("{s:s,s:s,s:s,s:f,s:o}", "token", tok, "id",
@@ -134,6 +148,7 @@ static int viewer_revoke(struct req *r)
 {
 	struct ws *ws = r->ws;
 	sqlite3_stmt *st;
+	char shown[200];
 	int changed;
 
 	db_lock(ws);
@@ -146,8 +161,10 @@ static int viewer_revoke(struct req *r)
 	db_unlock(ws);
 	if (changed == 0)
 		return reply_error(r, 404, "not_found", NULL,
-		                   "no viewer token '%.64s'", r->segs[1]);
-	log_info("viewer token %s revoked", r->segs[1]);
+		                   "no viewer token '%s'",
+		                   str_escape(r->segs[1], shown, 80));
+	log_info("viewer token \"%s\" revoked",
+	         str_escape(r->segs[1], shown, sizeof(shown)));
 	return reply_json(r, 200, json_pack("{s:s}", "revoked", r->segs[1]));
 }
 
