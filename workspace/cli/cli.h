@@ -105,6 +105,14 @@ struct ignore *ignore_load(const char *dir);
 bool ignore_match(const struct ignore *ig, const char *rel, bool is_dir);
 void ignore_free(struct ignore *ig);
 
+/* columns.c: a table sized to its contents, printed with two blanks
+ * between columns; cells are copied (NULL shows as "-"). */
+struct columns;
+struct columns *columns_new(size_t ncol, const char *const *header);
+void columns_add(struct columns *t, const char *const *row);
+void columns_print(const struct columns *t, FILE *out);
+void columns_free(struct columns *t);
+
 /* util */
 int64_t cli_parse_id(const char *s);
 void cli_print_json(json_t *v);

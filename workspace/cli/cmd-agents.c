@@ -8,29 +8,43 @@
 
 static void print_agents(json_t *r)
 {
+	static const char *const head[] = {"NAME",   "STATE",   "CPUS",
+	                                   "MEMORY", "RUNNING", "LABELS"};
+	struct columns *t = columns_new(6, head);
 	json_t *a, *l;
 	size_t i, k;
 
-	printf("%-20s %-9s %-6s %-10s %-8s %s\n", "NAME", "STATE", "CPUS",
-	       "MEMORY", "RUNNING", "LABELS");
 	json_array_foreach(json_object_get(r, "agents"), i, a)
 	{
 		json_t *cap = json_object_get(a, "capacity");
-		printf(
-		    "%-20.20s %-9s %-6g %-10.1f %-8lld ",
-		    json_string_value(json_object_get(a, "name")),
-		    json_string_value(json_object_get(a, "state")),
-		    json_number_value(json_object_get(cap, "cpus")),
+		char cpus[32], mem[32], run[32];
+		const char *row[6];
+		struct buf labels;
+
+		buf_init(&labels, 1 << 16);
+		snprintf(cpus, sizeof(cpus), "%g",
+		         json_number_value(json_object_get(cap, "cpus")));
+		snprintf(
+		    mem, sizeof(mem), "%.1f",
 		    (double)json_integer_value(json_object_get(cap, "memory")) /
-		        (1 << 30),
-		    (long long)json_integer_value(
-		        json_object_get(a, "running")));
+		        (1 << 30));
+		snprintf(run, sizeof(run), "%lld",
+		         (long long)json_integer_value(
+		             json_object_get(a, "running")));
 		json_array_foreach(json_object_get(a, "labels"), k, l)
-		{
-			printf("%s%s", k ? "," : "", json_string_value(l));
-		}
-		printf("\n");
+		    buf_printf(&labels, NULL, "%s%s", k ? "," : "",
+		               json_string_value(l));
+		row[0] = json_string_value(json_object_get(a, "name"));
+		row[1] = json_string_value(json_object_get(a, "state"));
+		row[2] = cpus;
+		row[3] = mem;
+		row[4] = run;
+		row[5] = labels.data ? labels.data : "";
+		columns_add(t, row);
+		buf_free(&labels);
 	}
+	columns_print(t, stdout);
+	columns_free(t);
 }
 
 /* revoke / drain one agent by name or id. */

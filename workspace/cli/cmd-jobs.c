@@ -17,23 +17,31 @@ static void add_arg(struct buf *q, const char *k, const char *v)
 
 static void print_jobs(json_t *r)
 {
+	static const char *const head[] = {"ID", "NAME", "STATE", "ATTEMPT",
+	                                   "AGENT"};
+	struct columns *t = columns_new(5, head);
 	json_t *j;
 	size_t i;
 
-	printf("%-6s %-24s %-12s %-8s %s\n", "ID", "NAME", "STATE", "ATTEMPT",
-	       "AGENT");
 	json_array_foreach(json_object_get(r, "jobs"), i, j)
 	{
-		const char *agent =
-		    json_string_value(json_object_get(j, "agent"));
-		printf("%-6lld %-24.24s %-12s %-8lld %s\n",
-		       (long long)json_integer_value(json_object_get(j, "id")),
-		       json_string_value(json_object_get(j, "name")),
-		       json_string_value(json_object_get(j, "state")),
-		       (long long)json_integer_value(
-		           json_object_get(j, "attempt")),
-		       agent ? agent : "-");
+		char id[24], att[24];
+		const char *row[5];
+		snprintf(
+		    id, sizeof(id), "%lld",
+		    (long long)json_integer_value(json_object_get(j, "id")));
+		snprintf(att, sizeof(att), "%lld",
+		         (long long)json_integer_value(
+		             json_object_get(j, "attempt")));
+		row[0] = id;
+		row[1] = json_string_value(json_object_get(j, "name"));
+		row[2] = json_string_value(json_object_get(j, "state"));
+		row[3] = att;
+		row[4] = json_string_value(json_object_get(j, "agent"));
+		columns_add(t, row);
 	}
+	columns_print(t, stdout);
+	columns_free(t);
 }
 
 static int cmd_jobs(struct cli *c, int argc, char **argv)
