@@ -8,7 +8,10 @@
  *
  * Lines are kept as strings; a frame renders the ~60 lines in view plus a
  * margin.  Every line is set with textContent, so log bytes are text and
- * never markup.  "Follow" keeps the view at the end while lines arrive and
+ * never markup.  Terminal escapes (docker build and pull colour their
+ * output) are rendered, never shown raw: SGR colours and bold become styled
+ * spans (ansiSpans below), every other escape sequence is dropped.  The log
+ * bytes themselves are untouched (the API and the CLI give them as sent).  "Follow" keeps the view at the end while lines arrive and
  * turns off when the reader scrolls up (and on again at the bottom). */
 "use strict";
 
@@ -148,7 +151,7 @@ class LogView {
     for (let i = first; i < last; i++) {
       const div = document.createElement("div");
       div.className = this.kinds.get(i) === "sep" ? "ln sep" : "ln";
-      div.textContent = this.line(i);
+      paintLine(div, this.line(i));
       frag.appendChild(div);
     }
     this.win.replaceChildren(frag);
@@ -160,4 +163,111 @@ class LogView {
   }
 }
 
+/* The 16 terminal colours (normal, then bright), readable on the dark
+ * log background. */
+const ANSI_COLOURS = [
+  "#6e7681", "#ff7b72", "#3fb950", "#d29922", "#58a6ff", "#bc8cff",
+  "#39c5cf", "#b1bac4", "#8b949e", "#ffa198", "#56d364", "#e3b341",
+  "#79c0ff", "#d2a8ff", "#56d4dd", "#ffffff"];
+
+/* Colour n of the 256-colour palette, as CSS. */
+function ansi256(n) {
+  if (n < 16)
+    return ANSI_COLOURS[n];
+  if (n < 232) {
+    const v = [0, 95, 135, 175, 215, 255];
+    n -= 16;
+    return "rgb(" + v[Math.floor(n / 36)] + "," + v[Math.floor(n / 6) % 6] +
+      "," + v[n % 6] + ")";
+  }
+  const g = 8 + (n - 232) * 10;
+  return "rgb(" + g + "," + g + "," + g + ")";
+}
+
+/* Apply one SGR parameter list ("1;31", "38;5;208", "") to style st. */
+function applySgr(st, params) {
+  const p = params === "" ? [0] : params.split(";").map((x) => +x || 0);
+  for (let i = 0; i < p.length; i++) {
+    const c = p[i];
+    if (c === 0) {
+      st.fg = st.bg = null;
+      st.bold = st.dim = st.italic = st.under = false;
+    } else if (c === 1) st.bold = true;
+    else if (c === 2) st.dim = true;
+    else if (c === 3) st.italic = true;
+    else if (c === 4) st.under = true;
+    else if (c === 22) st.bold = st.dim = false;
+    else if (c === 23) st.italic = false;
+    else if (c === 24) st.under = false;
+    else if (c >= 30 && c <= 37) st.fg = ANSI_COLOURS[c - 30];
+    else if (c >= 90 && c <= 97) st.fg = ANSI_COLOURS[c - 90 + 8];
+    else if (c >= 40 && c <= 47) st.bg = ANSI_COLOURS[c - 40];
+    else if (c >= 100 && c <= 107) st.bg = ANSI_COLOURS[c - 100 + 8];
+    else if (c === 39) st.fg = null;
+    else if (c === 49) st.bg = null;
+    else if ((c === 38 || c === 48) && p[i + 1] === 5 && i + 2 < p.length) {
+      const col = ansi256(Math.min(255, p[i + 2]));
+      if (c === 38) st.fg = col; else st.bg = col;
+      i += 2;
+    } else if ((c === 38 || c === 48) && p[i + 1] === 2 && i + 4 < p.length) {
+      const col = "rgb(" + Math.min(255, p[i + 2]) + "," +
+        Math.min(255, p[i + 3]) + "," + Math.min(255, p[i + 4]) + ")";
+      if (c === 38) st.fg = col; else st.bg = col;
+      i += 4;
+    }
+  }
+}
+
+/* Escape sequences: CSI (ESC [ ... final byte), OSC (ESC ] ... BEL or
+ * ESC \), other two-byte escapes, and a lone ESC. */
+const ANSI_RE =
+  /\x1b\[([0-9;?]*)([ -\/]*[@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]?/g;
+
+/* Split a line into [text, style] runs: SGR sets the style, every other
+ * escape is dropped.  Exported for tests. */
+function ansiSpans(line) {
+  const out = [];
+  const st = {fg: null, bg: null, bold: false, dim: false, italic: false,
+              under: false};
+  let last = 0;
+  ANSI_RE.lastIndex = 0;
+  for (let m; (m = ANSI_RE.exec(line)) !== null;) {
+    if (m.index > last)
+      out.push([line.slice(last, m.index), Object.assign({}, st)]);
+    if (m[2] === "m")
+      applySgr(st, m[1]);
+    last = ANSI_RE.lastIndex;
+  }
+  if (last < line.length)
+    out.push([line.slice(last), Object.assign({}, st)]);
+  return out;
+}
+
+/* Set a line into div as text: plain, or styled spans for coloured text. */
+function paintLine(div, line) {
+  if (line.indexOf("\x1b") < 0) {
+    div.textContent = line;
+    return;
+  }
+  div.textContent = "";
+  for (const [text, st] of ansiSpans(line)) {
+    const plain = !st.fg && !st.bg && !st.bold && !st.dim && !st.italic &&
+      !st.under;
+    if (plain) {
+      div.appendChild(document.createTextNode(text));
+      continue;
+    }
+    const span = document.createElement("span");
+    span.textContent = text;
+    if (st.fg) span.style.color = st.fg;
+    if (st.bg) span.style.backgroundColor = st.bg;
+    if (st.bold) span.style.fontWeight = "bold";
+    if (st.dim) span.style.opacity = "0.7";
+    if (st.italic) span.style.fontStyle = "italic";
+    if (st.under) span.style.textDecoration = "underline";
+    div.appendChild(span);
+  }
+}
+
 window.LogView = LogView;
+window.ansiSpans = ansiSpans;
