@@ -27,9 +27,13 @@ static const char *ssh_fix(const struct err *e)
 		       "-p PORT HOST >> FILE) or pin ssh_fingerprint; a "
 		       "changed key means a reinstalled server or an attack";
 	if (e->code == TERR_AUTH || e->code == TERR_INVAL)
-		return "put ssh_key's public key in the SSH user's "
-		       "authorized_keys on the workspace host, and check "
-		       "ssh_key and ssh_key_passphrase_file";
+		return "on the workspace host, check that the SSH user's "
+		       "account is not locked (useradd --system locks it: "
+		       "usermod -p '*' USER), that AllowUsers/AllowGroups "
+		       "admit it, that the key type is accepted and that "
+		       "ssh_key's public key is in its authorized_keys; here, "
+		       "check ssh_key and ssh_key_passphrase_file "
+		       "(docs/ssh.md)";
 	return "check the URL, DNS, the firewall and that sshd runs on the "
 	       "workspace host";
 }

@@ -312,18 +312,27 @@ static int authenticate(struct ssh_conn *c, const struct ssh_tunnel_opts *o,
 		    "passphrase, or a key type this libssh2 cannot read",
 		    o->key_file, ssh_conn_errmsg(c->session));
 	else if (r < 0)
-		r = err_set(e, TERR_AUTH,
-		            "authentication refused: the server did not accept "
-		            "key '%s' for user '%s' (is its public key in the "
-		            "user's authorized_keys?%s): %s",
-		            o->key_file, c->target.user,
-		            RSA_SHA1_ONLY && key_is_rsa(o->key_file)
-		                ? " This libssh2 signs RSA keys with ssh-rsa "
-		                  "(SHA-1), which OpenSSH 8.8+ refuses unless "
-		                  "sshd_config has 'PubkeyAcceptedAlgorithms "
-		                  "+ssh-rsa': prefer an ed25519 key"
-		                : "",
-		            ssh_conn_errmsg(c->session));
+		r = err_set(
+		    e, TERR_AUTH,
+		    "authentication refused: the server did not accept key "
+		    "'%s' for user '%s' (%s). Likely causes, most common "
+		    "first: the account is locked (a user made with 'useradd "
+		    "--system' has a locked password, which sshd with 'UsePAM "
+		    "no' refuses even for keys: 'usermod -p \"*\" %s' unlocks "
+		    "it); sshd_config's AllowUsers, AllowGroups or DenyUsers "
+		    "leave the user out; the key type is not in the server's "
+		    "PubkeyAcceptedAlgorithms%s; the public key is not in the "
+		    "user's authorized_keys (owned by the user, not "
+		    "group-writable). The server's auth log names the reason "
+		    "(docs/ssh.md)",
+		    o->key_file, c->target.user, ssh_conn_errmsg(c->session),
+		    c->target.user,
+		    RSA_SHA1_ONLY && key_is_rsa(o->key_file)
+		        ? " (this libssh2 signs RSA keys with ssh-rsa, SHA-1, "
+		          "which OpenSSH 8.8+ refuses unless sshd_config has "
+		          "'PubkeyAcceptedAlgorithms +ssh-rsa': prefer an "
+		          "ed25519 key)"
+		        : "");
 out:
 	freezero_str(pass);
 	return r;
