@@ -279,11 +279,18 @@ static int mirror_fetch(struct gitsrc *g, const char *ref, struct err *e)
 			             git_msg());
 		goto out;
 	}
-	runner_logf(g->r, "source",
-	            "fetched %s: %u objects received (%zu bytes), %u already "
-	            "in the mirror",
-	            g->safe_url, g->stats.received_objects,
-	            g->stats.received_bytes, g->stats.local_objects);
+	if (g->stats.received_objects == 0)
+		runner_logf(g->r, "source",
+		            "fetched %s: mirror already up to date",
+		            g->safe_url);
+	else
+		runner_logf(g->r, "source",
+		            "fetched %s: %u objects received (%zu bytes)%s",
+		            g->safe_url, g->stats.received_objects,
+		            g->stats.received_bytes,
+		            g->stats.local_objects > 0
+		                ? ", the rest already in the mirror"
+		                : "");
 	if (ref == NULL)
 		rc = mirror_set_head(g, remote, e);
 out:

@@ -244,3 +244,18 @@ def test_ssh_unknown_or_changed_host_key(ssh_git):
     att = run_attempt(root, s, settings={"known_hosts": git_kh}, job="2")
     assert att["result"]["reason"] == "source_failed"
     assert "does not match" in att["result"]["message"]
+
+
+def test_fetch_into_an_up_to_date_mirror_says_so():
+    # a branch fetched again with nothing new: not "0 objects received
+    # (0 bytes), 0 already in the mirror"
+    root = root_dir()
+    bare, ids, _ = make_repo(root, commits=2)
+    first = run_attempt(root, spec({"git": {"url": bare, "ref": "main"}}))
+    assert first["result"]["reason"] == "succeeded", first["log"]
+    again = run_attempt(root, spec({"git": {"url": bare, "ref": "main"}}),
+                        job="2")
+    assert again["result"]["reason"] == "succeeded", again["log"]
+    assert "mirror already up to date" in again["log"], again["log"]
+    assert "0 objects received" not in again["log"]
+    assert "already in the mirror" not in again["log"]
