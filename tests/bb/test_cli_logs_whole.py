@@ -141,3 +141,22 @@ def test_agent_reports_the_final_length_of_a_40mb_log(workspace, agent):
     r, got = logs_to_file(workspace, str(jid))
     assert r.returncode == 0, r.stderr
     assert got == node_log
+
+
+def test_a_log_deleted_by_retention_is_not_called_incomplete():
+    # log_retention="1s": the setting under test (the default is 30 days)
+    from harness.common import wait_until
+    from harness.workspace import Workspace
+    ws = Workspace(log_retention="1s").start()
+    try:
+        sec, jid = leased_job(ws)
+        upload(ws, sec, jid, b"x" * 100)
+        final(ws, sec, jid, 200)  # 100 bytes never came
+        wait_until(lambda: ws.job(jid)["attempts"][0]["log_length"] == 0, 10,
+                   what="retention")
+        a = ws.job(jid)["attempts"][0]
+        assert a["log_complete"] is True and a["log_final_length"] is None
+        r, got = logs_to_file(ws, str(jid))
+        assert r.returncode == 0 and got == b"", r.stderr
+    finally:
+        ws.stop()

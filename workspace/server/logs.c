@@ -121,14 +121,19 @@ struct log_view {
 
 int64_t log_final_length(struct ws *ws, int64_t job, int64_t att)
 {
+	/* a log past log_retention is deleted (retention.c): nothing more
+	 * is coming, so its final length no longer applies */
 	sqlite3_stmt *st = db_prep(
 	    ws, "SELECT json_extract(body, '$.log_length') FROM events WHERE "
-	        "job = ? AND attempt = ? AND json_extract(body, '$.type') = "
-	        "'final' ORDER BY seq LIMIT 1");
+	        "job = ?1 AND attempt = ?2 AND json_extract(body, '$.type') = "
+	        "'final' AND NOT EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND "
+	        "ended_at IS NOT NULL AND ended_at < ?3) ORDER BY seq LIMIT 1");
 	int64_t n = -1;
 
 	sqlite3_bind_int64(st, 1, job);
 	sqlite3_bind_int64(st, 2, att);
+	sqlite3_bind_double(
+	    st, 3, ws_now() - (double)ws->conf.log_retention_ms / 1000.0);
 	if (sqlite3_step(st) == SQLITE_ROW &&
 	    sqlite3_column_type(st, 0) == SQLITE_INTEGER)
 		n = sqlite3_column_int64(st, 0);
