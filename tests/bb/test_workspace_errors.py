@@ -293,3 +293,12 @@ def test_bad_request_framing_gets_the_documented_reply(workspace):
                          b"Host: x\r\n" + auth + b"Connection: close\r\n\r\n")
     assert st == 400 and "application/json" in head
     assert json.loads(body)["error"]["field"] == "limit"
+
+
+def test_path_ids_are_digits_only(workspace):
+    j = workspace.submit(GOOD)
+    assert workspace.api("GET", f"/api/v1/jobs/{j}")[0] == 200
+    for bad in (f"+{j}", f"%20{j}", f"{j}%0A", f"0x{j}"):
+        st, _, b = workspace.api("GET", f"/api/v1/jobs/{bad}")
+        check_error(st, b, 404)
+        assert b["error"]["code"] == "not_found"
