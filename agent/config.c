@@ -122,6 +122,16 @@ const struct conf_key agent_conf_table[] = {
     {"max_log_bytes", CONF_SIZE, "10G", OFF(max_log_bytes), 0, 0,
      "Cap of one attempt's log on the node; the runner writes a "
      "truncation marker at the cap."},
+    {"snapshot_max_bytes", CONF_SIZE, "2G", OFF(snapshot_max_bytes), 0, 0,
+     "Most bytes a source snapshot may unpack to; over it the attempt ends "
+     "source_failed naming this setting and the partial extraction is "
+     "removed."},
+    {"snapshot_max_entries", CONF_INT, "1000000", OFF(snapshot_max_entries),
+     1, I64MAX,
+     "Most entries (files, directories, links) in a source snapshot."},
+    {"source_max_bytes", CONF_SIZE, "2G", OFF(source_max_bytes), 0, 0,
+     "Most bytes a git source may fetch into its mirror and check out "
+     "(submodules included); over it the attempt ends source_failed."},
     {"env_cache_budget", CONF_SIZE, "50G", OFF(env_cache_budget), 0, 0,
      "Disk budget of built environments (least recently used evicted; "
      "0: no limit)."},
@@ -202,6 +212,10 @@ int agent_conf_check(const struct agent_conf *c, struct err *e)
 		return err_set(e, TERR_INVAL, "log_chunk: between 4K and 8M");
 	if (c->state_dir == NULL || c->state_dir[0] != '/')
 		return err_set(e, TERR_INVAL, "state_dir: an absolute path");
+	if (c->snapshot_max_bytes <= 0 || c->source_max_bytes <= 0)
+		return err_set(e, TERR_INVAL,
+		               "snapshot_max_bytes and source_max_bytes: more "
+		               "than 0");
 	if (c->slurm_capacity != NULL && strcmp(c->slurm_capacity, "auto") &&
 	    strcmp(c->slurm_capacity, "on") && strcmp(c->slurm_capacity, "off"))
 		return err_set(e, TERR_INVAL,

@@ -37,6 +37,7 @@ struct agent_conf {
 	int64_t slurm_poll_ms;
 	bool docker_readonly_rootfs, env_lookahead;
 	int64_t kill_grace_ms, default_pids, max_log_bytes, env_cache_budget;
+	int64_t snapshot_max_bytes, snapshot_max_entries, source_max_bytes;
 	/* housekeeping */
 	int64_t attempt_retention_ms, housekeeping_ms, runner_start_ms;
 	int64_t attempt_disk_budget;

@@ -90,6 +90,12 @@ static json_t *launch_settings(struct agent *a, struct att *t)
 	    c->docker_readonly_rootfs, "agent_id",
 	    a->agent_id ? a->agent_id : "");
 
+	json_object_set_new(s, "snapshot_max_bytes",
+	                    json_integer(c->snapshot_max_bytes));
+	json_object_set_new(s, "snapshot_max_entries",
+	                    json_integer(c->snapshot_max_entries));
+	json_object_set_new(s, "source_max_bytes",
+	                    json_integer(c->source_max_bytes));
 	free(env_dir);
 	return s;
 }
