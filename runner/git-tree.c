@@ -43,15 +43,16 @@ static int blob_get(git_repository *repo, const git_tree_entry *te,
 }
 
 /* Count a blob of size bytes into b; TERR_TOOBIG when over the bound. */
-static int budget_take(struct source_budget *b, const char *name,
-                       int64_t size, struct err *e)
+static int budget_take(struct source_budget *b, const char *name, int64_t size,
+                       struct err *e)
 {
 	b->used += size;
 	if (b->used > b->max_bytes)
-		return err_set(e, TERR_TOOBIG,
-		               "'%s': more than %lld bytes checked out (the git "
-		               "source size limit, source_max_bytes)",
-		               name, (long long)b->max_bytes);
+		return err_set(
+		    e, TERR_TOOBIG,
+		    "'%s': more than %lld bytes checked out (the git "
+		    "source size limit, source_max_bytes)",
+		    name, (long long)b->max_bytes);
 	return 0;
 }
 
@@ -162,8 +163,7 @@ static int tree_write_at(git_repository *repo, const git_tree *tree, int dfd,
 }
 
 int gitsrc_tree_write(struct git_repository *repo, struct git_tree *tree,
-                      const char *dir, struct source_budget *b,
-                      struct err *e)
+                      const char *dir, struct source_budget *b, struct err *e)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
 

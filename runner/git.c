@@ -402,7 +402,8 @@ static int checkout_tree(struct gitsrc *g, git_commit *c,
 		rc = err_set(e, TERR_FAIL, "tree of %s: %s", g->hex, git_msg());
 		goto out;
 	}
-	if ((rc = gitsrc_tree_write(g->repo, tree, g->dir, &git_budget, e)) < 0) {
+	if ((rc = gitsrc_tree_write(g->repo, tree, g->dir, &git_budget, e)) <
+	    0) {
 		err_wrap(e, "checkout %s into %s", g->hex, g->dir);
 		goto out;
 	}
@@ -501,8 +502,8 @@ int gitsrc_fetch(struct runner *r, struct err *e)
 	int rc;
 
 	gitsrc_init(r);
-	git_budget.max_bytes = source_setting_int(r, "source_max_bytes",
-	                                          SOURCE_MAX_BYTES_DEFAULT);
+	git_budget.max_bytes =
+	    source_setting_int(r, "source_max_bytes", SOURCE_MAX_BYTES_DEFAULT);
 	git_budget.used = 0;
 	rc = gitsrc_checkout(r, r->spec->source.url, r->spec->source.commit,
 	                     r->spec->source.ref, r->work_dir, 0, hex, e);

@@ -177,9 +177,8 @@ static int source_snapshot(struct runner *r, struct err *e)
 	struct snapshot_limits lim = {
 	    .max_entries =
 	        source_setting_int(r, "snapshot_max_entries", 1000000),
-	    .max_bytes =
-	        source_setting_int(r, "snapshot_max_bytes",
-	                       SOURCE_MAX_BYTES_DEFAULT),
+	    .max_bytes = source_setting_int(r, "snapshot_max_bytes",
+	                                    SOURCE_MAX_BYTES_DEFAULT),
 	};
 	char *path = attempt_path(r->dir, ATTEMPT_SNAPSHOT);
 	int rc;

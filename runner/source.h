@@ -68,8 +68,7 @@ struct source_budget {
 /* git-tree.c: write tree's files into dir (which exists), counting blob
  * bytes into b; TERR_TOOBIG naming source_max_bytes when over it. */
 int gitsrc_tree_write(struct git_repository *repo, struct git_tree *tree,
-                      const char *dir, struct source_budget *b,
-                      struct err *e);
+                      const char *dir, struct source_budget *b, struct err *e);
 /* Check one submodule out into <dir>/<path> at its commit. */
 int gitsrc_submodule_checkout(struct runner *r,
                               const struct gitsrc_submodule *sm,
