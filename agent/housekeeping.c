@@ -64,13 +64,15 @@ out:
 /* Over the budget: remove finished attempts, oldest first. */
 static void housekeeping_budget(struct agent *a)
 {
-	int64_t total = 0, n = 0, i = 0, *sizes;
+	int64_t total = 0, n = 0, i = 0, *sizes, budget = 0;
 	char **jobs;
 	int64_t *atts;
 	sqlite3_stmt *st;
 	struct err e = {0};
 
-	if (a->conf.attempt_disk_budget <= 0 ||
+	agent_conf_disk(a->conf.attempt_disk_budget, a->conf.state_dir,
+	                "attempt_disk_budget", &budget, &e);
+	if (budget <= 0 ||
 	    db_prepare(a->db,
 	               "SELECT job, attempt FROM attempts WHERE state = 'done' "
 	               "AND dir_removed = 0 ORDER BY ended_at LIMIT 10000",
@@ -90,7 +92,7 @@ static void housekeeping_budget(struct agent *a)
 		free(dir);
 	}
 	sqlite3_finalize(st);
-	for (i = 0; i < n && total > a->conf.attempt_disk_budget; i++) {
+	for (i = 0; i < n && total > budget; i++) {
 		housekeeping_remove(a, jobs[i], atts[i]);
 		total -= sizes[i];
 	}

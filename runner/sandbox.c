@@ -96,6 +96,11 @@ static void fill_cfg(struct runner *r, struct sandbox *sb)
 	c->work = r->work_dir;
 	c->outputs = r->outputs_dir;
 	c->checkpoints = r->checkpoints_dir;
+	/* /tmp counts into the disk budget (disk.c); twice the budget, so
+	 * that the measure, not ENOSPC, ends a job that fills it */
+	c->tmp_size = r->disk_limit > 0 && r->disk_limit < INT64_MAX / 2
+	                  ? 2 * r->disk_limit
+	                  : 0;
 	c->state_dir = r->state_dir;
 	c->env_prefix = r->env.prefix;
 	c->cwd = r->spec->workdir
