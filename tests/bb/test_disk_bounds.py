@@ -159,7 +159,7 @@ def used_in_log(log):
 
 
 def ends_disk_limit(agent, job):
-    j = agent.wait_job(job, timeout=120)
+    j = agent.wait_job(job, timeout=60)
     a = j["attempts"][-1]
     assert a["reason"] == "disk_limit", (j, agent.ws_log(job)[-2000:])
     log = agent.ws_log(job)
@@ -220,3 +220,58 @@ def test_bad_resources_disk_names_the_field(workspace):
             "name": "bad", "command": ["true"], "resources": {"disk": bad}})
         assert st == 400, (bad, st, b)
         assert "resources.disk" in b["error"]["message"], b
+
+
+# --- small state dir: a loop-mounted ext4 (items 3 and 4) ------------------
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from harness.agent import Agent
+from harness.common import wait_until
+
+
+@pytest.fixture
+def loop_state_dir():
+    """A 128 MiB ext4 filesystem on a loop device as the state dir."""
+    base = tempfile.mkdtemp(prefix="tether-disk-loop-", dir="/var/tmp")
+    img, d = os.path.join(base, "fs.img"), os.path.join(base, "state")
+    os.mkdir(d)
+    subprocess.run(["truncate", "-s", "128M", img], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", img], check=True)
+    subprocess.run(["mount", "-o", "loop", img, d], check=True)
+    os.chmod(d, 0o700)
+    yield d
+    subprocess.run(["umount", "-l", d], check=False)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def fs_size(d):
+    sv = os.statvfs(d)
+    return sv.f_blocks * sv.f_frsize
+
+
+def test_finished_attempts_kept_within_default_budget(workspace,
+                                                      loop_state_dir):
+    """Default attempt_disk_budget (10% of the state dir's filesystem):
+    finished attempts beyond it are removed, oldest first.
+    housekeeping_interval=1s: the test cannot wait the default 10 min."""
+    ag = Agent(workspace, state_dir=loop_state_dir,
+               housekeeping_interval="1s").start()
+    try:
+        budget = fs_size(loop_state_dir) // 10
+        jobs = []
+        for i in range(5):  # 5 x 5 MiB, twice the budget
+            j = workspace.submit(name=f"leave{i}", command=[
+                "sh", "-c", "head -c 5242880 /dev/zero > /tether/work/junk"])
+            ag.wait_job(j, "succeeded", timeout=60)
+            jobs.append(j)
+        jobs_dir = os.path.join(loop_state_dir, "jobs")
+        wait_until(lambda: du(jobs_dir) <= budget, 30,
+                   what=f"finished attempts to fit in {budget} bytes")
+        assert not os.path.exists(ag.attempt_dir(jobs[0]))  # oldest first
+        assert os.path.exists(ag.attempt_dir(jobs[-1]))
+    finally:
+        ag.kill9()
