@@ -152,6 +152,10 @@ const struct conf_key agent_conf_table[] = {
     {"disk_check_interval", CONF_DURATION, "1s", OFF(disk_check_ms), 0, 0,
      "How often a runner measures its job's disk use (less often when "
      "measuring is slow); what the job writes meanwhile is the overshoot."},
+    {"state_dir_min_free", CONF_STR, "2%", OFF(state_dir_min_free), 0, 0,
+     "Free space in the state dir's filesystem (a size, or a share of "
+     "it) below which the agent takes and starts no jobs, and says why in "
+     "its heartbeat, status and doctor (never less than 4M)."},
     {"housekeeping_interval", CONF_DURATION, "10m", OFF(housekeeping_ms), 0, 0,
      "How often finished attempt directories are cleaned up."},
     {"runner_start_timeout", CONF_DURATION, "30s", OFF(runner_start_ms), 0, 0,
@@ -254,7 +258,9 @@ int agent_conf_check(const struct agent_conf *c, struct err *e)
 	if (agent_conf_disk(c->attempt_disk_budget, NULL, "attempt_disk_budget",
 	                    &n, e) < 0 ||
 	    agent_conf_disk(c->attempt_max_disk, NULL, "attempt_max_disk", &n,
-	                    e) < 0)
+	                    e) < 0 ||
+	    agent_conf_disk(c->state_dir_min_free, NULL, "state_dir_min_free",
+	                    &n, e) < 0)
 		return e->code;
 	if (c->snapshot_max_bytes <= 0 || c->source_max_bytes <= 0)
 		return err_set(e, TERR_INVAL,

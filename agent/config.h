@@ -41,6 +41,7 @@ struct agent_conf {
 	/* housekeeping */
 	int64_t attempt_retention_ms, housekeeping_ms, runner_start_ms;
 	char *attempt_disk_budget, *attempt_max_disk; /* agent_conf_disk */
+	char *state_dir_min_free;
 	int64_t disk_check_ms;
 	/* operations (agent/metrics.h) */
 	char *metrics_listen;

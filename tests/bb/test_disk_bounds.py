@@ -275,3 +275,58 @@ def test_finished_attempts_kept_within_default_budget(workspace,
         assert os.path.exists(ag.attempt_dir(jobs[-1]))
     finally:
         ag.kill9()
+
+
+def agent_row(workspace, name):
+    st, _, b = workspace.api("GET", "/api/v1/agents")
+    assert st == 200, b
+    (row,) = [a for a in b["agents"] if a["name"] == name]
+    return row
+
+
+def integrity(d):
+    import sqlite3
+    c = sqlite3.connect(os.path.join(d, "agent.db"), timeout=10)
+    try:
+        return c.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        c.close()
+
+
+def test_nearly_full_state_dir_refuses_and_resumes(workspace, loop_state_dir):
+    """Default state_dir_min_free (2%, at least 4 MiB): with the state dir's
+    filesystem filled the agent stays up, takes no job and says why in its
+    heartbeat, `status` and `doctor`; freed, it runs the waiting job."""
+    ag = Agent(workspace, state_dir=loop_state_dir).start()
+    filler = os.path.join(loop_state_dir, "filler")
+    try:
+        first = workspace.submit(name="before", command=["echo", "ok"])
+        ag.wait_job(first, "succeeded", timeout=30)
+        subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=1M"],
+                       capture_output=True)
+        subprocess.run(["dd", "if=/dev/zero", "of=" + filler + "2",
+                        "bs=4k"], capture_output=True)
+        refusing = lambda: (agent_row(workspace, ag.name)["free"] or {}) \
+            .get("refusing")
+        why = wait_until(refusing, 15, what="the heartbeat to say why")
+        assert "nearly full" in why and "state_dir_min_free" in why, why
+        job = workspace.submit(name="waits", command=["echo", "RAN"])
+        time.sleep(3)  # 3 heartbeats: a job offered now would be taken
+        j = workspace.job(job)
+        assert j["state"] == "queued" and not j.get("attempts"), j
+        assert ag.alive(), ag.output()[-3000:]
+        st = ag.cmd("status", check=False)
+        assert "nearly full" in st.stdout, st.stdout
+        doc = ag.cmd("doctor", check=False, timeout=120)
+        assert "nearly full" in doc.stdout + doc.stderr, doc.stdout
+        assert doc.returncode != 0
+        assert integrity(loop_state_dir) == "ok"
+        os.unlink(filler)
+        os.unlink(filler + "2")
+        ag.wait_job(job, "succeeded", timeout=60)
+        assert b"RAN" in ag.ws_log(job)
+        wait_until(lambda: not refusing(), 15, what="refusing to clear")
+        assert ag.alive()
+        assert integrity(loop_state_dir) == "ok"
+    finally:
+        ag.kill9()
