@@ -330,3 +330,23 @@ def test_nearly_full_state_dir_refuses_and_resumes(workspace, loop_state_dir):
         assert integrity(loop_state_dir) == "ok"
     finally:
         ag.kill9()
+
+
+def test_docker_job_filling_its_work_dir_ends_disk_limit(docker_base):
+    """The docker launcher binds the same attempt directories: measured the
+    same way (its container layer is not: docs/state-dir.md)."""
+    import re
+
+    from harness import dockerd
+    from harness import runner as hr
+    d = dockerd.docker_attempt(
+        ["sh", "-c", WRITER.format(dir="/tether/work")], job="D-disk",
+        spec={"resources": {"disk": "64M"}})
+    r = hr.run_runner(d, timeout=120)
+    res = hr.result(d)
+    log = hr.log(d)
+    assert res["reason"] == "disk_limit", (res, r.stderr, log[-3000:])
+    used = int(re.search(rb"the job uses (\d+) bytes", log).group(1))
+    assert BUDGET <= used < BUDGET + OVERSHOOT, used
+    cid = dockerd.container_of(d)
+    assert not dockerd.container_exists(cid), "container not removed"
