@@ -230,5 +230,8 @@ void reload_config(struct agent *a);
 
 /* housekeeping.c */
 void housekeeping_run(void *arg);
+/* Run housekeeping within a second (an attempt is done, or space is
+ * short); many calls in that second make one run. */
+void housekeeping_soon(struct agent *a);
 
 #endif

@@ -123,9 +123,10 @@ bool harden_disk_low(struct agent *a)
 	    harden_disk_check(a->conf.state_dir, harden_disk_min_free(&a->conf),
 	                      why, sizeof(why));
 
-	if (low && !a->disk_low)
+	if (low && !a->disk_low) {
 		log_error("%s", why);
-	else if (!low && a->disk_low)
+		housekeeping_soon(a); /* the budget may free some */
+	} else if (!low && a->disk_low)
 		log_info("space in state dir %s again: taking jobs",
 		         a->conf.state_dir);
 	a->disk_low = low;

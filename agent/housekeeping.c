@@ -1,7 +1,9 @@
 /* housekeeping.c: remove finished attempt directories after
  * attempt_retention, or oldest first while they use more than
  * attempt_disk_budget (never one that is still queued, running or
- * finishing: only rows in state done qualify). */
+ * finishing: only rows in state done qualify).  An attempt that is done,
+ * and a state dir that runs short of space, bring the next run forward to
+ * within a second, so that retention cannot fill the disk between runs. */
 #include "agent/agent.h"
 #include "agent/db.h"
 
@@ -101,6 +103,19 @@ static void housekeeping_budget(struct agent *a)
 	free(jobs);
 	free(atts);
 	free(sizes);
+}
+
+/* When the housekeeping brought forward by housekeeping_soon runs. */
+static int64_t hk_soon_due;
+
+void housekeeping_soon(struct agent *a)
+{
+	int64_t now = now_mono_ms();
+
+	if (a->hk_timer == NULL || now < hk_soon_due)
+		return; /* not the daemon, or already due within a second */
+	hk_soon_due = now + 1000;
+	loop_timer_set(a->hk_timer, 1000);
 }
 
 void housekeeping_run(void *arg)

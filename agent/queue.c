@@ -66,6 +66,8 @@ int queue_set_state(struct agent *a, struct att *t, enum att_state s,
 	if ((r = db_step_done(a->db, st, e)) < 0)
 		return r;
 	t->state = s;
+	if (s == ATT_DONE) /* its directory now counts against the budget */
+		housekeeping_soon(a);
 	return 0;
 }
 
