@@ -208,6 +208,12 @@ def test_attempt_max_disk_is_the_default_budget(workspace, agent_factory):
     assert a["reason"] == "launch_failed", j
     assert "resources.disk" in a["message"], j
     assert "attempt_max_disk" in a["message"], j
+    spec = os.path.join(ag.base, "big.json")
+    with open(spec, "w") as f:
+        f.write('{"name": "big", "command": ["true"], '
+                '"resources": {"disk": "1G"}}')
+    r = ag.cmd("submit", spec, check=False)
+    assert r.returncode != 0 and "resources.disk" in r.stderr, r.stderr
     ok = workspace.submit(name="small", resources={"disk": "32M"},
                           command=["sh", "-c", "head -c 1048576 /dev/zero "
                                    "> /tether/work/f; echo done"])
