@@ -65,7 +65,8 @@ def test_gzip_bomb_snapshot_ends_source_failed(workspace, agent):
     a = j["attempts"][-1]
     assert a["reason"] == "source_failed", j
     assert "snapshot_max_bytes" in a["message"], j
-    print(f"gzip bomb ({len(bomb)} bytes) refused in {took:.1f}s")
+    print(f"gzip bomb ({len(bomb)} bytes) refused in {took:.1f}s, "
+          f"phases {a.get('durations')}")
     assert took < 60, took  # goal: seconds (bench/ measures)
     d = agent.attempt_dir(job)
     assert os.listdir(os.path.join(d, "work")) == []
