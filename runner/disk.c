@@ -2,9 +2,9 @@
  *
  * The budget (resources.disk, at most the agent's attempt_max_disk) covers
  * what the job can write on the node: its work, outputs and checkpoints
- * directories, its private /tmp and /dev/shm (sandbox: tmpfs, also capped
- * at the budget by their size= option), and files it deleted but holds
- * open on the state dir's filesystem.  The supervisor loop measures every
+ * directories, its private /tmp and /dev/shm (sandbox: tmpfs whose size=
+ * is twice the budget, sandbox.c), and files it deleted but holds open on
+ * the state dir's filesystem.  The supervisor loop measures every
  * disk_check_ms (more rarely when a walk is slow) and stops the job with
  * `disk_limit` once it is at the budget; docs/state-dir.md states the
  * overshoot.  Measuring was chosen over project quotas (they need a
