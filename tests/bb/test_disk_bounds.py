@@ -356,3 +356,36 @@ def test_docker_job_filling_its_work_dir_ends_disk_limit(docker_base):
     assert BUDGET <= used < BUDGET + OVERSHOOT, used
     cid = dockerd.container_of(d)
     assert not dockerd.container_exists(cid), "container not removed"
+
+
+def test_git_fetch_over_source_max_bytes():
+    """A fetch receiving more than source_max_bytes (512K here, to stay
+    small) of incompressible data over https is aborted naming the bound;
+    the mirror keeps no partial pack."""
+    from harness.gitserver import GitHttps
+    root = git_root()
+    work = os.path.join(root, "big.git.work")
+    bare, _, _ = make_repo(root, name="big.git",
+                           files={"hello.txt": "hi\n"})
+    with open(os.path.join(work, "random.bin"), "wb") as f:
+        f.write(os.urandom(2 << 20))
+    from harness.gitserver import git
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "random", cwd=work)
+    git("push", "-q", bare, "main", cwd=work)
+    srv = GitHttps(root, token="tok-1234")
+    try:
+        spec = {"name": "g", "command": ["true"],
+                "source": {"git": {"url": srv.url("big.git"), "ref": "main",
+                                   "token_secret": "T"}},
+                "secrets": {"T": "tok-1234"}}
+        att = run_attempt(root, spec, settings={
+            "git_ca_file": srv.cert, "source_max_bytes": 512 << 10})
+        assert att["result"]["reason"] == "source_failed", att["log"]
+        msg = att["result"]["message"]
+        assert "bytes received" in msg and "source_max_bytes" in msg, msg
+        assert os.listdir(os.path.join(att["dir"], "work")) == []
+        mirrors = os.path.join(root, "state", "git")
+        assert du(mirrors) < (1 << 20), du(mirrors)
+    finally:
+        srv.stop()
