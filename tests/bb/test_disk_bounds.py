@@ -1,14 +1,25 @@
 """Bounded disk (issue 19): snapshot bombs and git sources over their bound
-end source_failed naming it, with the partial extraction removed."""
+end source_failed naming it, with the partial extraction removed; a job at
+its disk budget ends disk_limit; finished attempts stay within
+attempt_disk_budget; a nearly full state dir makes the agent refuse work,
+say why, and resume when space returns."""
 import gzip
 import io
 import os
+import re
+import shutil
+import sqlite3
+import subprocess
 import tarfile
+import tempfile
 import time
 import zlib
 
-from harness.common import tmpdir
-from harness.gitserver import make_repo, run_attempt
+import pytest
+
+from harness.agent import Agent
+from harness.common import tmpdir, wait_until
+from harness.gitserver import GitHttps, git, make_repo, run_attempt
 from harness.life import upload_snapshot
 
 GiB = 1 << 30
@@ -111,7 +122,6 @@ def test_agent_setting_reaches_the_runner(workspace, agent_factory):
 
 
 def test_agent_refuses_bad_bound():
-    from harness.agent import Agent
     ag = Agent(None, snapshot_max_bytes="0")
     r = ag.cmd("status", check=False)
     assert r.returncode != 0
@@ -153,7 +163,6 @@ WRITER = ("i=0; while :; do dd if=/dev/zero of={dir}/f$i bs=1M count=2 "
 
 
 def used_in_log(log):
-    import re
     m = re.search(rb"the job uses (\d+) bytes of disk", log)
     assert m, log[-2000:]
     return int(m.group(1))
@@ -230,15 +239,6 @@ def test_bad_resources_disk_names_the_field(workspace):
 
 
 # --- small state dir: a loop-mounted ext4 (items 3 and 4) ------------------
-import shutil
-import subprocess
-import tempfile
-
-import pytest
-
-from harness.agent import Agent
-from harness.common import wait_until
-
 
 @pytest.fixture
 def loop_state_dir():
@@ -291,7 +291,6 @@ def agent_row(workspace, name):
 
 
 def integrity(d):
-    import sqlite3
     c = sqlite3.connect(os.path.join(d, "agent.db"), timeout=10)
     try:
         return c.execute("PRAGMA integrity_check").fetchone()[0]
@@ -341,8 +340,6 @@ def test_nearly_full_state_dir_refuses_and_resumes(workspace, loop_state_dir):
 def test_docker_job_filling_its_work_dir_ends_disk_limit(docker_base):
     """The docker launcher binds the same attempt directories: measured the
     same way (its container layer is not: docs/state-dir.md)."""
-    import re
-
     from harness import dockerd
     from harness import runner as hr
     d = dockerd.docker_attempt(
@@ -362,14 +359,12 @@ def test_git_fetch_over_source_max_bytes():
     """A fetch receiving more than source_max_bytes (512K here, to stay
     small) of incompressible data over https is aborted naming the bound;
     the mirror keeps no partial pack."""
-    from harness.gitserver import GitHttps
     root = git_root()
     work = os.path.join(root, "big.git.work")
     bare, _, _ = make_repo(root, name="big.git",
                            files={"hello.txt": "hi\n"})
     with open(os.path.join(work, "random.bin"), "wb") as f:
         f.write(os.urandom(2 << 20))
-    from harness.gitserver import git
     git("add", "-A", cwd=work)
     git("commit", "-q", "-m", "random", cwd=work)
     git("push", "-q", bare, "main", cwd=work)
