@@ -155,6 +155,8 @@ int queue_set_state(struct agent *a, struct att *t, enum att_state s,
 const char *att_state_name(enum att_state s);
 int att_state_parse(const char *s);
 /* Refuse a job that can never fit this node. NULL when it fits. */
+/* Why a job's resources.disk is over attempt_max_disk (heap), or NULL. */
+char *queue_disk_too_big(const struct agent_conf *c, int64_t disk);
 char *queue_too_big(const struct agent *a, double cpus, int64_t memory,
                     int64_t gpus);
 
@@ -232,5 +234,8 @@ void reload_config(struct agent *a);
 
 /* housekeeping.c */
 void housekeeping_run(void *arg);
+/* Run housekeeping within a second (an attempt is done, or space is
+ * short); many calls in that second make one run. */
+void housekeeping_soon(struct agent *a);
 
 #endif

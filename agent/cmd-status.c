@@ -71,7 +71,8 @@ static int cmd_status_main(struct cmd_ctx *c, int argc, char **argv)
 	creds_free(&cr);
 	cmd_meta_line(db, "auth_error", "auth");
 	cmd_meta_line(db, "conn_error", "connection");
-	if (harden_disk_check(c->conf.state_dir, why, sizeof(why)))
+	if (harden_disk_check(c->conf.state_dir, harden_disk_min_free(&c->conf),
+	                      why, sizeof(why)))
 		printf("%-12s %s\n", "disk", why);
 	printf("%-12s %lld\n", "running",
 	       (long long)cmd_count(db, "SELECT COUNT(*) FROM attempts WHERE "

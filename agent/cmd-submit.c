@@ -39,6 +39,8 @@ static int cmd_submit_main(struct cmd_ctx *c, int argc, char **argv)
 	}
 	why = queue_too_big(&a, s->resources.cpus, s->resources.memory,
 	                    s->resources.gpus);
+	if (why == NULL)
+		why = queue_disk_too_big(&c->conf, s->resources.disk);
 	if (why != NULL) {
 		fprintf(stderr, "tether-agent: job refused: %s\n", why);
 		goto out;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #define OFF(f) offsetof(struct agent_conf, f)
 #define I64MAX INT64_MAX
@@ -122,6 +123,15 @@ const struct conf_key agent_conf_table[] = {
     {"max_log_bytes", CONF_SIZE, "10G", OFF(max_log_bytes), 0, 0,
      "Cap of one attempt's log on the node; the runner writes a "
      "truncation marker at the cap."},
+    {"snapshot_max_bytes", CONF_SIZE, "2G", OFF(snapshot_max_bytes), 0, 0,
+     "Most bytes a source snapshot may unpack to; over it the attempt ends "
+     "source_failed naming this setting and the partial extraction is "
+     "removed."},
+    {"snapshot_max_entries", CONF_INT, "1000000", OFF(snapshot_max_entries), 1,
+     I64MAX, "Most entries (files, directories, links) in a source snapshot."},
+    {"source_max_bytes", CONF_SIZE, "2G", OFF(source_max_bytes), 0, 0,
+     "Most bytes a git source may fetch into its mirror and check out "
+     "(submodules included); over it the attempt ends source_failed."},
     {"env_cache_budget", CONF_SIZE, "50G", OFF(env_cache_budget), 0, 0,
      "Disk budget of built environments (least recently used evicted; "
      "0: no limit)."},
@@ -130,9 +140,22 @@ const struct conf_key agent_conf_table[] = {
      "time when a CPU is spare (tether-runner envs build)."},
     {"attempt_retention", CONF_DURATION, "7d", OFF(attempt_retention_ms), 0, 0,
      "How long finished attempt directories are kept."},
-    {"attempt_disk_budget", CONF_SIZE, "0", OFF(attempt_disk_budget), 0, 0,
-     "Disk space finished attempt directories may use; the oldest are "
-     "removed first when over it, before attempt_retention (0: no limit)."},
+    {"attempt_disk_budget", CONF_STR, "10%", OFF(attempt_disk_budget), 0, 0,
+     "Disk space finished attempt directories may use, a size or a share "
+     "of the state dir's filesystem (\"10%\"); the oldest are removed "
+     "first when over it, before attempt_retention (0: no limit)."},
+    {"attempt_max_disk", CONF_STR, "25%", OFF(attempt_max_disk), 0, 0,
+     "Disk one running attempt may use (work, outputs, checkpoints, its "
+     "/tmp), a size or a share of the state dir's filesystem; a job's "
+     "resources.disk may ask for less; a job at its budget is stopped "
+     "and ends disk_limit (0: no limit)."},
+    {"disk_check_interval", CONF_DURATION, "1s", OFF(disk_check_ms), 0, 0,
+     "How often a runner measures its job's disk use (less often when "
+     "measuring is slow); what the job writes meanwhile is the overshoot."},
+    {"state_dir_min_free", CONF_STR, "2%", OFF(state_dir_min_free), 0, 0,
+     "Free space in the state dir's filesystem (a size, or a share of "
+     "it) below which the agent takes and starts no jobs, and says why in "
+     "its heartbeat, status and doctor (never less than 4M)."},
     {"housekeeping_interval", CONF_DURATION, "10m", OFF(housekeeping_ms), 0, 0,
      "How often finished attempt directories are cleaned up."},
     {"runner_start_timeout", CONF_DURATION, "30s", OFF(runner_start_ms), 0, 0,
@@ -189,8 +212,38 @@ int agent_conf_set(struct agent_conf *c, const char *kv, struct err *e)
 	return r;
 }
 
+int agent_conf_disk(const char *v, const char *state_dir, const char *key,
+                    int64_t *out, struct err *e)
+{
+	struct statvfs sv;
+	const char *pct = v ? strchr(v, '%') : NULL;
+	char *num;
+	double share;
+	int r;
+
+	*out = 0;
+	if (v == NULL || pct == NULL)
+		return v == NULL || parse_size(v, out, e) == 0
+		           ? 0
+		           : err_wrap(e, "%s", key);
+	num = xasprintf("%.*s", (int)(pct - v), v);
+	r = pct[1] != '\0' ? -1 : parse_double(num, 0, 100, &share, e);
+	free(num);
+	if (r < 0)
+		return err_set(e, TERR_INVAL,
+		               "%s: '%s': a size (\"50G\") or a share of the "
+		               "state dir's filesystem (\"10%%\")",
+		               key, v);
+	if (state_dir != NULL && statvfs(state_dir, &sv) == 0)
+		*out = (int64_t)((double)sv.f_blocks * (double)sv.f_frsize *
+		                 share / 100.0);
+	return 0;
+}
+
 int agent_conf_check(const struct agent_conf *c, struct err *e)
 {
+	int64_t n;
+
 	if (c->heartbeat_ms < 1000 || c->heartbeat_ms > 60000)
 		return err_set(e, TERR_INVAL,
 		               "heartbeat_interval: between 1s and 60s");
@@ -202,6 +255,17 @@ int agent_conf_check(const struct agent_conf *c, struct err *e)
 		return err_set(e, TERR_INVAL, "log_chunk: between 4K and 8M");
 	if (c->state_dir == NULL || c->state_dir[0] != '/')
 		return err_set(e, TERR_INVAL, "state_dir: an absolute path");
+	if (agent_conf_disk(c->attempt_disk_budget, NULL, "attempt_disk_budget",
+	                    &n, e) < 0 ||
+	    agent_conf_disk(c->attempt_max_disk, NULL, "attempt_max_disk", &n,
+	                    e) < 0 ||
+	    agent_conf_disk(c->state_dir_min_free, NULL, "state_dir_min_free",
+	                    &n, e) < 0)
+		return e->code;
+	if (c->snapshot_max_bytes <= 0 || c->source_max_bytes <= 0)
+		return err_set(e, TERR_INVAL,
+		               "snapshot_max_bytes and source_max_bytes: more "
+		               "than 0");
 	if (c->slurm_capacity != NULL && strcmp(c->slurm_capacity, "auto") &&
 	    strcmp(c->slurm_capacity, "on") && strcmp(c->slurm_capacity, "off"))
 		return err_set(e, TERR_INVAL,

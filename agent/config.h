@@ -37,9 +37,12 @@ struct agent_conf {
 	int64_t slurm_poll_ms;
 	bool docker_readonly_rootfs, env_lookahead;
 	int64_t kill_grace_ms, default_pids, max_log_bytes, env_cache_budget;
+	int64_t snapshot_max_bytes, snapshot_max_entries, source_max_bytes;
 	/* housekeeping */
 	int64_t attempt_retention_ms, housekeeping_ms, runner_start_ms;
-	int64_t attempt_disk_budget;
+	char *attempt_disk_budget, *attempt_max_disk; /* agent_conf_disk */
+	char *state_dir_min_free;
+	int64_t disk_check_ms;
 	/* operations (agent/metrics.h) */
 	char *metrics_listen;
 	/* preemption notices (agent/preempt.c) */
@@ -57,6 +60,10 @@ int agent_conf_set(struct agent_conf *c, const char *kv, struct err *e);
 /* Checks that span keys (URL scheme, durations). */
 int agent_conf_check(const struct agent_conf *c, struct err *e);
 void agent_conf_free(struct agent_conf *c);
+/* A disk amount setting: a size ("50G", "0") or a share of state_dir's
+ * filesystem ("10%"; 0 when state_dir is NULL or cannot be read). */
+int agent_conf_disk(const char *v, const char *state_dir, const char *key,
+                    int64_t *out, struct err *e);
 /* Copy the ssh_* settings into a transport configuration. */
 struct transport_config;
 void agent_conf_ssh(const struct agent_conf *c, struct transport_config *tc);

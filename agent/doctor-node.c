@@ -1,6 +1,7 @@
 /* doctor-node.c: doctor checks of the machine itself: cgroups, namespaces
  * and the job user, the state directory, its disk, the clock. */
 #include "agent/doctor.h"
+#include "agent/harden.h"
 
 #include "common/util.h"
 
@@ -248,12 +249,19 @@ void doctor_check_disk(struct doctor *d)
 {
 	struct statvfs sv;
 	double free_b, total_b;
+	char why[512];
 
 	if (statvfs(d->conf.state_dir, &sv) < 0)
 		return; /* the state-dir check said why */
 	free_b = (double)sv.f_bavail * (double)sv.f_frsize;
 	total_b = (double)sv.f_blocks * (double)sv.f_frsize;
-	if (free_b < 1 * GIB)
+	if (harden_disk_check(d->conf.state_dir, harden_disk_min_free(&d->conf),
+	                      why, sizeof(why)))
+		doctor_add(d, "disk", DOC_FAIL,
+		           "free space (old envs: lower env_cache_budget; "
+		           "attempts: lower attempt_disk_budget)",
+		           "%s", why);
+	else if (free_b < 1 * GIB)
 		doctor_add(
 		    d, "disk", DOC_FAIL,
 		    "free space (old envs: lower env_cache_budget; "

@@ -88,7 +88,16 @@ bool harden_drain_overdue(struct agent *a)
 	return true;
 }
 
-bool harden_disk_check(const char *dir, char *why, size_t n)
+int64_t harden_disk_min_free(const struct agent_conf *c)
+{
+	int64_t n = 0;
+
+	agent_conf_disk(c->state_dir_min_free, c->state_dir,
+	                "state_dir_min_free", &n, NULL);
+	return n > HARDEN_DISK_MIN_FREE ? n : HARDEN_DISK_MIN_FREE;
+}
+
+bool harden_disk_check(const char *dir, int64_t min_free, char *why, size_t n)
 {
 	struct statvfs sv;
 	long long avail;
@@ -96,24 +105,28 @@ bool harden_disk_check(const char *dir, char *why, size_t n)
 	if (dir == NULL || statvfs(dir, &sv) < 0)
 		return false;
 	avail = (long long)sv.f_bavail * (long long)sv.f_frsize;
-	if (avail >= HARDEN_DISK_MIN_FREE)
+	if (avail >= min_free)
 		return false;
 	if (why != NULL)
 		snprintf(why, n,
-		         "disk full in state dir: %s (%lld KiB free, below "
-		         "%lld KiB): not taking or starting jobs",
-		         dir, avail / 1024, HARDEN_DISK_MIN_FREE / 1024);
+		         "state dir nearly full (disk space): %s has %lld KiB "
+		         "free, below state_dir_min_free (%lld KiB): not "
+		         "taking or starting jobs",
+		         dir, avail / 1024, (long long)min_free / 1024);
 	return true;
 }
 
 bool harden_disk_low(struct agent *a)
 {
 	char why[512];
-	bool low = harden_disk_check(a->conf.state_dir, why, sizeof(why));
+	bool low =
+	    harden_disk_check(a->conf.state_dir, harden_disk_min_free(&a->conf),
+	                      why, sizeof(why));
 
-	if (low && !a->disk_low)
+	if (low && !a->disk_low) {
 		log_error("%s", why);
-	else if (!low && a->disk_low)
+		housekeeping_soon(a); /* the budget may free some */
+	} else if (!low && a->disk_low)
 		log_info("space in state dir %s again: taking jobs",
 		         a->conf.state_dir);
 	a->disk_low = low;

@@ -37,13 +37,18 @@ int harden_db_open(const char *path, sqlite3 **out, struct err *e);
 struct agent;
 bool harden_drain_overdue(struct agent *a);
 
-/* Below this many free bytes the state dir is under pressure: the agent
- * offers no queue room and starts no job until space returns. */
+/* Below state_dir_min_free (never below this many bytes) free, the state
+ * dir is under pressure: the agent offers no queue room and starts no job
+ * until space returns. */
 #define HARDEN_DISK_MIN_FREE (4LL << 20)
 
-/* True when dir's filesystem has less than HARDEN_DISK_MIN_FREE bytes
- * free; why (if not NULL) then reads "disk full in state dir: ...". */
-bool harden_disk_check(const char *dir, char *why, size_t n);
+/* The free bytes the state dir must keep (state_dir_min_free). */
+struct agent_conf;
+int64_t harden_disk_min_free(const struct agent_conf *c);
+
+/* True when dir's filesystem has less than min_free bytes free; why (if
+ * not NULL) then reads "state dir nearly full: ...". */
+bool harden_disk_check(const char *dir, int64_t min_free, char *why, size_t n);
 
 /* harden_disk_check on the agent's state dir, logging each change. */
 bool harden_disk_low(struct agent *a);

@@ -1,7 +1,9 @@
 /* housekeeping.c: remove finished attempt directories after
  * attempt_retention, or oldest first while they use more than
  * attempt_disk_budget (never one that is still queued, running or
- * finishing: only rows in state done qualify). */
+ * finishing: only rows in state done qualify).  An attempt that is done,
+ * and a state dir that runs short of space, bring the next run forward to
+ * within a second, so that retention cannot fill the disk between runs. */
 #include "agent/agent.h"
 #include "agent/db.h"
 
@@ -64,13 +66,15 @@ out:
 /* Over the budget: remove finished attempts, oldest first. */
 static void housekeeping_budget(struct agent *a)
 {
-	int64_t total = 0, n = 0, i = 0, *sizes;
+	int64_t total = 0, n = 0, i = 0, *sizes, budget = 0;
 	char **jobs;
 	int64_t *atts;
 	sqlite3_stmt *st;
 	struct err e = {0};
 
-	if (a->conf.attempt_disk_budget <= 0 ||
+	agent_conf_disk(a->conf.attempt_disk_budget, a->conf.state_dir,
+	                "attempt_disk_budget", &budget, &e);
+	if (budget <= 0 ||
 	    db_prepare(a->db,
 	               "SELECT job, attempt FROM attempts WHERE state = 'done' "
 	               "AND dir_removed = 0 ORDER BY ended_at LIMIT 10000",
@@ -90,7 +94,7 @@ static void housekeeping_budget(struct agent *a)
 		free(dir);
 	}
 	sqlite3_finalize(st);
-	for (i = 0; i < n && total > a->conf.attempt_disk_budget; i++) {
+	for (i = 0; i < n && total > budget; i++) {
 		housekeeping_remove(a, jobs[i], atts[i]);
 		total -= sizes[i];
 	}
@@ -99,6 +103,19 @@ static void housekeeping_budget(struct agent *a)
 	free(jobs);
 	free(atts);
 	free(sizes);
+}
+
+/* When the housekeeping brought forward by housekeeping_soon runs. */
+static int64_t hk_soon_due;
+
+void housekeeping_soon(struct agent *a)
+{
+	int64_t now = now_mono_ms();
+
+	if (a->hk_timer == NULL || now < hk_soon_due)
+		return; /* not the daemon, or already due within a second */
+	hk_soon_due = now + 1000;
+	loop_timer_set(a->hk_timer, 1000);
 }
 
 void housekeeping_run(void *arg)

@@ -71,6 +71,7 @@ static json_t *launch_settings(struct agent *a, struct att *t)
 	const struct agent_conf *c = &a->conf;
 	char *env_dir = xasprintf("%s/envs", c->state_dir);
 	json_t *gpus = json_loads(t->gpu_ids ? t->gpu_ids : "[]", 0, NULL);
+	int64_t max_disk = 0;
 	json_t *s = json_pack(
 	    "{s:s, s:s, s:f, s:I, s:s, s:o, s:s, s:s, s:s?, s:I, s:s, s:s, "
 	    "s:o, s:{s:s?, s:s?, s:s?, s:s?, s:I}, s:I, s:s?, s:s?, s:b, s:s}",
@@ -90,6 +91,16 @@ static json_t *launch_settings(struct agent *a, struct att *t)
 	    c->docker_readonly_rootfs, "agent_id",
 	    a->agent_id ? a->agent_id : "");
 
+	json_object_set_new(s, "snapshot_max_bytes",
+	                    json_integer(c->snapshot_max_bytes));
+	json_object_set_new(s, "snapshot_max_entries",
+	                    json_integer(c->snapshot_max_entries));
+	json_object_set_new(s, "source_max_bytes",
+	                    json_integer(c->source_max_bytes));
+	agent_conf_disk(c->attempt_max_disk, c->state_dir, "attempt_max_disk",
+	                &max_disk, NULL);
+	json_object_set_new(s, "attempt_max_disk", json_integer(max_disk));
+	json_object_set_new(s, "disk_check_ms", json_integer(c->disk_check_ms));
 	free(env_dir);
 	return s;
 }

@@ -70,6 +70,7 @@ static void lease_add_capacity(struct agent *a, json_t *body)
 static json_t *lease_body(struct agent *a)
 {
 	json_t *running = json_array(), *body;
+	char why[512];
 	double cpus = a->cap.cpus;
 	int64_t mem = a->cap.memory, gpus = a->cap.ngpus;
 
@@ -98,6 +99,10 @@ static json_t *lease_body(struct agent *a)
 	              "memory", (json_int_t)(mem < 0 ? 0 : mem), "gpus",
 	              (json_int_t)(gpus < 0 ? 0 : gpus));
 	lease_add_capacity(a, body);
+	if (harden_disk_check(a->conf.state_dir, harden_disk_min_free(&a->conf),
+	                      why, sizeof(why)))
+		json_object_set_new(json_object_get(body, "free"), "refusing",
+		                    json_string(why));
 	if (preempt_active(a))
 		json_object_set_new(body, "preempting", json_true());
 	return body;

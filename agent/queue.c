@@ -46,6 +46,19 @@ char *queue_too_big(const struct agent *a, double cpus, int64_t memory,
 	return NULL;
 }
 
+char *queue_disk_too_big(const struct agent_conf *c, int64_t disk)
+{
+	int64_t max = 0;
+
+	agent_conf_disk(c->attempt_max_disk, c->state_dir, "attempt_max_disk",
+	                &max, NULL);
+	if (disk <= 0 || max <= 0 || disk <= max)
+		return NULL;
+	return xasprintf("resources.disk: %lld bytes is more than this agent "
+	                 "allows (attempt_max_disk, %lld bytes)",
+	                 (long long)disk, (long long)max);
+}
+
 int queue_set_state(struct agent *a, struct att *t, enum att_state s,
                     struct err *e)
 {
@@ -66,6 +79,8 @@ int queue_set_state(struct agent *a, struct att *t, enum att_state s,
 	if ((r = db_step_done(a->db, st, e)) < 0)
 		return r;
 	t->state = s;
+	if (s == ATT_DONE) /* its directory now counts against the budget */
+		housekeeping_soon(a);
 	return 0;
 }
 
@@ -164,9 +179,9 @@ int queue_add_leased(struct agent *a, json_t *job, int64_t now_mono,
 		why = xasprintf("job spec: %s", pe.msg);
 	else if (snap != NULL && !queue_snapshot_id_ok(snap))
 		why = xasprintf("snapshot id '%.80s' is not a sha256", snap);
-	else
-		why = queue_too_big(a, s->resources.cpus, s->resources.memory,
-		                    s->resources.gpus);
+	else if ((why = queue_too_big(a, s->resources.cpus, s->resources.memory,
+	                              s->resources.gpus)) == NULL)
+		why = queue_disk_too_big(&a->conf, s->resources.disk);
 	t = att_new(a, id, attempt);
 	queue_fill_att(a, t, s);
 	t->snapshot = snap ? xstrdup(snap) : NULL;

@@ -9,7 +9,7 @@ import time
 
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out", "oom", "lost",
             "preempted", "hung", "source_failed", "env_failed",
-            "launch_failed", "outputs_failed"}
+            "launch_failed", "outputs_failed", "disk_limit"}
 STAMP = re.compile(rb"(?<![\d.])(1\d{9}\.\d{3,9})(?![\d.])")
 
 

@@ -422,8 +422,8 @@ static int parse_environment(json_t *root, struct jobspec *s, struct err *e)
 
 static int parse_resources(json_t *root, struct jobspec *s, struct err *e)
 {
-	static const char *const keys[] = {"cpus", "memory", "gpus", "pids",
-	                                   NULL};
+	static const char *const keys[] = {"cpus", "memory", "gpus",
+	                                   "pids", "disk",   NULL};
 	json_t *res = json_object_get(root, "resources"), *mem;
 	int r;
 
@@ -452,6 +452,25 @@ static int parse_resources(json_t *root, struct jobspec *s, struct err *e)
 		               " or a size such as \"2G\"");
 	if (s->resources.memory != 0 && s->resources.memory < (4 << 20))
 		return err_set(e, TERR_INVAL, "resources.memory: at least 4M");
+	return 0;
+}
+
+/* resources.disk: bytes or a size ("10G"), at least 1M. */
+static int parse_disk(json_t *root, struct jobspec *s, struct err *e)
+{
+	json_t *d = json_object_get(json_object_get(root, "resources"), "disk");
+
+	if (d == NULL || json_is_null(d))
+		return 0;
+	if (json_is_integer(d) && json_integer_value(d) >= 0)
+		s->resources.disk = json_integer_value(d);
+	else if (!json_is_string(d) ||
+	         parse_size(json_string_value(d), &s->resources.disk, e) < 0)
+		return err_set(e, TERR_INVAL,
+		               "resources.disk: expected bytes or a size such "
+		               "as \"10G\"");
+	if (s->resources.disk < (1 << 20))
+		return err_set(e, TERR_INVAL, "resources.disk: at least 1M");
 	return 0;
 }
 
@@ -612,6 +631,7 @@ static int jobspec_fill(json_t *root, struct jobspec *s, struct err *e)
 	    (r = parse_source(root, s, e)) < 0 ||
 	    (r = parse_environment(root, s, e)) < 0 ||
 	    (r = parse_resources(root, s, e)) < 0 ||
+	    (r = parse_disk(root, s, e)) < 0 ||
 	    (r = parse_kv(root, "env", false, &s->env_vars, &s->nenv, e)) < 0 ||
 	    (r = parse_kv(root, "secrets", true, &s->secrets, &s->nsecrets,
 	                  e)) < 0 ||

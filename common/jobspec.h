@@ -72,6 +72,7 @@ struct jobspec {
 		int64_t memory; /* bytes; 0 = no limit */
 		int64_t gpus;   /* count */
 		int64_t pids;   /* 0 = agent default */
+		int64_t disk;   /* bytes; 0 = the agent's attempt_max_disk */
 	} resources;
 
 	struct jobspec_kv *env_vars;

@@ -23,7 +23,7 @@
 #define TREE_MAX_DEPTH 256
 
 static int tree_write_at(git_repository *repo, const git_tree *tree, int dfd,
-                         int depth, struct err *e);
+                         int depth, struct source_budget *b, struct err *e);
 
 static bool name_ok(const char *n)
 {
@@ -42,8 +42,22 @@ static int blob_get(git_repository *repo, const git_tree_entry *te,
 	return 0;
 }
 
+/* Count a blob of size bytes into b; TERR_TOOBIG when over the bound. */
+static int budget_take(struct source_budget *b, const char *name, int64_t size,
+                       struct err *e)
+{
+	b->used += size;
+	if (b->used > b->max_bytes)
+		return err_set(
+		    e, TERR_TOOBIG,
+		    "'%s': more than %lld bytes checked out (the git "
+		    "source size limit, source_max_bytes)",
+		    name, (long long)b->max_bytes);
+	return 0;
+}
+
 static int write_file(git_repository *repo, const git_tree_entry *te, int dfd,
-                      mode_t mode, struct err *e)
+                      mode_t mode, struct source_budget *b, struct err *e)
 {
 	const char *name = git_tree_entry_name(te);
 	git_blob *blob = NULL;
@@ -51,6 +65,11 @@ static int write_file(git_repository *repo, const git_tree_entry *te, int dfd,
 
 	if ((rc = blob_get(repo, te, &blob, e)) < 0)
 		return rc;
+	if ((rc = budget_take(b, name, (int64_t)git_blob_rawsize(blob), e)) <
+	    0) {
+		git_blob_free(blob);
+		return rc;
+	}
 	fd =
 	    openat(dfd, name,
 	           O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
@@ -89,7 +108,7 @@ static int write_link(git_repository *repo, const git_tree_entry *te, int dfd,
 
 /* A directory entry: create it and fill it (a submodule stays empty). */
 static int write_dir(git_repository *repo, const git_tree_entry *te, int dfd,
-                     int depth, struct err *e)
+                     int depth, struct source_budget *b, struct err *e)
 {
 	const char *name = git_tree_entry_name(te);
 	git_tree *sub = NULL;
@@ -104,7 +123,7 @@ static int write_dir(git_repository *repo, const git_tree_entry *te, int dfd,
 		return err_sys(e, TERR_IO, "open '%s'", name);
 	if (git_tree_lookup(&sub, repo, git_tree_entry_id(te)) < 0)
 		rc = err_set(e, TERR_FAIL, "tree '%s' is missing", name);
-	else if ((rc = tree_write_at(repo, sub, fd, depth + 1, e)) < 0)
+	else if ((rc = tree_write_at(repo, sub, fd, depth + 1, b, e)) < 0)
 		err_wrap(e, "%s", name);
 	git_tree_free(sub);
 	close(fd);
@@ -112,7 +131,7 @@ static int write_dir(git_repository *repo, const git_tree_entry *te, int dfd,
 }
 
 static int tree_write_at(git_repository *repo, const git_tree *tree, int dfd,
-                         int depth, struct err *e)
+                         int depth, struct source_budget *b, struct err *e)
 {
 	size_t n = git_tree_entrycount(tree);
 	int rc = 0;
@@ -128,29 +147,29 @@ static int tree_write_at(git_repository *repo, const git_tree *tree, int dfd,
 		switch (git_tree_entry_filemode(te)) {
 		case GIT_FILEMODE_TREE:
 		case GIT_FILEMODE_COMMIT:
-			rc = write_dir(repo, te, dfd, depth, e);
+			rc = write_dir(repo, te, dfd, depth, b, e);
 			break;
 		case GIT_FILEMODE_BLOB_EXECUTABLE:
-			rc = write_file(repo, te, dfd, 0755, e);
+			rc = write_file(repo, te, dfd, 0755, b, e);
 			break;
 		case GIT_FILEMODE_LINK:
 			rc = write_link(repo, te, dfd, e);
 			break;
 		default:
-			rc = write_file(repo, te, dfd, 0644, e);
+			rc = write_file(repo, te, dfd, 0644, b, e);
 		}
 	}
 	return rc;
 }
 
 int gitsrc_tree_write(struct git_repository *repo, struct git_tree *tree,
-                      const char *dir, struct err *e)
+                      const char *dir, struct source_budget *b, struct err *e)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
 
 	if (fd < 0)
 		return err_sys(e, TERR_IO, "open %s", dir);
-	rc = tree_write_at(repo, tree, fd, 0, e);
+	rc = tree_write_at(repo, tree, fd, 0, b, e);
 	close(fd);
 	return rc;
 }

@@ -41,6 +41,11 @@ struct gitsrc {
 	int64_t next_fence_ms; /* when to check the cancel and lease files */
 };
 
+/* What this attempt's git source may write (source_max_bytes): each fetch
+ * may receive that much, and all checkouts together may write that much.
+ * One runner fetches one source, so one budget per process. */
+static struct source_budget git_budget = {SOURCE_MAX_BYTES_DEFAULT, 0};
+
 /* Message of the last libgit2 error. */
 static const char *git_msg(void)
 {
@@ -179,6 +184,13 @@ static int cb_progress(const git_indexer_progress *st, void *payload)
 	struct gitsrc *g = payload;
 
 	g->stats = *st;
+	if ((int64_t)st->received_bytes > git_budget.max_bytes) {
+		err_set(&g->why, TERR_TOOBIG,
+		        "fetch %s: more than %lld bytes received (the git "
+		        "source size limit, source_max_bytes)",
+		        g->safe_url, (long long)git_budget.max_bytes);
+		return -1;
+	}
 	return check_fence(g);
 }
 
@@ -397,7 +409,8 @@ static int checkout_tree(struct gitsrc *g, git_commit *c,
 		rc = err_set(e, TERR_FAIL, "tree of %s: %s", g->hex, git_msg());
 		goto out;
 	}
-	if ((rc = gitsrc_tree_write(g->repo, tree, g->dir, e)) < 0) {
+	if ((rc = gitsrc_tree_write(g->repo, tree, g->dir, &git_budget, e)) <
+	    0) {
 		err_wrap(e, "checkout %s into %s", g->hex, g->dir);
 		goto out;
 	}
@@ -496,6 +509,9 @@ int gitsrc_fetch(struct runner *r, struct err *e)
 	int rc;
 
 	gitsrc_init(r);
+	git_budget.max_bytes =
+	    source_setting_int(r, "source_max_bytes", SOURCE_MAX_BYTES_DEFAULT);
+	git_budget.used = 0;
 	rc = gitsrc_checkout(r, r->spec->source.url, r->spec->source.commit,
 	                     r->spec->source.ref, r->work_dir, 0, hex, e);
 	if (rc == 0) {

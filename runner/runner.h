@@ -41,6 +41,8 @@ struct runner {
 	const char *docker_socket, *cgroup_parent, *conda_tool;
 	enum launcher_kind launcher;
 	int64_t kill_grace_ms, default_pids, max_log_bytes;
+	int64_t disk_limit;    /* bytes the job may use (disk.c); 0: none */
+	int64_t disk_check_ms; /* how often disk.c measures */
 	uid_t uid;
 	gid_t gid;
 
@@ -96,6 +98,14 @@ int runner_tree_walk(const char *path, int max_depth,
 int runner_chown_tree(const char *path, uid_t uid, gid_t gid, struct err *e);
 /* Free a NULL-terminated vector of heap strings and the vector (strv.c). */
 void runner_strv_free(char **v);
+/* disk.c: the attempt's disk budget, resources.disk or the agent's
+ * attempt_max_disk; TERR_INVAL naming resources.disk when the job asks
+ * for more than the agent allows. */
+int runner_disk_budget(struct runner *r, struct err *e);
+/* disk.c: bytes the job uses now: its work, outputs and checkpoints
+ * directories (walked without following symlinks), its private /tmp and
+ * /dev/shm (sandbox), and files it deleted but keeps open. */
+int64_t runner_disk_usage(struct runner *r);
 /* Persist r->state to state.json (e.g. after setting launcher_ref). */
 int runner_save_state(struct runner *r, struct err *e);
 /* Append a status event (seq assigned here) to the events file. */

@@ -156,17 +156,20 @@ static int mount_tmpfs(struct mctx *m, const char *dst, const char *opts,
 
 static int mount_specials(struct mctx *m)
 {
-	char p[PATH_MAX];
+	char p[PATH_MAX], tmpopt[64] = "mode=1777";
 	const struct sandbox_cfg *c = m->c;
 
 	if (mkdir(in_root(c, "/proc", p), 0555) < 0 ||
 	    mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
 	        0)
 		return failf(m, "mount /proc");
-	if (mount_tmpfs(m, in_root(c, "/tmp", p), "mode=1777", 0) < 0)
+	if (c->tmp_size > 0) /* bounded by the disk budget (disk.c) */
+		snprintf(tmpopt, sizeof(tmpopt), "mode=1777,size=%lld",
+		         (long long)c->tmp_size);
+	if (mount_tmpfs(m, in_root(c, "/tmp", p), tmpopt, 0) < 0)
 		return -1;
 	if (access(in_root(c, "/dev/shm", p), F_OK) == 0 &&
-	    mount_tmpfs(m, p, "mode=1777", 0) < 0)
+	    mount_tmpfs(m, p, tmpopt, 0) < 0)
 		return -1;
 	if (mkdir(in_root(c, "/tether", p), 0755) < 0)
 		return failf(m, "mkdir /tether");

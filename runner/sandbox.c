@@ -88,6 +88,14 @@ static int make_cgroup(struct runner *r, struct sandbox *sb, struct err *e)
 	return 0;
 }
 
+/* tmpfs's default size: half the physical memory. */
+static int64_t half_ram(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+
+	return pages > 0 && size > 0 ? (int64_t)pages * size / 2 : INT64_MAX;
+}
+
 static void fill_cfg(struct runner *r, struct sandbox *sb)
 {
 	struct sandbox_cfg *c = &sb->cfg;
@@ -96,6 +104,13 @@ static void fill_cfg(struct runner *r, struct sandbox *sb)
 	c->work = r->work_dir;
 	c->outputs = r->outputs_dir;
 	c->checkpoints = r->checkpoints_dir;
+	/* /tmp counts into the disk budget (disk.c); twice the budget, so
+	 * that the measure, not ENOSPC, ends a job that fills it, and never
+	 * more than tmpfs's default (half the RAM) */
+	c->tmp_size = r->disk_limit > 0 && r->disk_limit < INT64_MAX / 2 &&
+	                      2 * r->disk_limit < half_ram()
+	                  ? 2 * r->disk_limit
+	                  : 0;
 	c->state_dir = r->state_dir;
 	c->env_prefix = r->env.prefix;
 	c->cwd = r->spec->workdir

@@ -29,6 +29,7 @@ struct sandbox_cfg {
 	const char *work, *outputs, *checkpoints; /* host directories */
 	const char *state_dir;                    /* hidden in the sandbox */
 	const char *env_prefix; /* the job's environment, kept visible */
+	int64_t tmp_size;       /* size of /tmp and /dev/shm (0: default) */
 	struct sandbox_mount *mounts;
 	size_t nmounts;
 	char *cwd; /* /tether/work[/workdir] */

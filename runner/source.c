@@ -177,8 +177,8 @@ static int source_snapshot(struct runner *r, struct err *e)
 	struct snapshot_limits lim = {
 	    .max_entries =
 	        source_setting_int(r, "snapshot_max_entries", 1000000),
-	    .max_bytes =
-	        source_setting_int(r, "snapshot_max_bytes", (int64_t)16 << 30),
+	    .max_bytes = source_setting_int(r, "snapshot_max_bytes",
+	                                    SOURCE_MAX_BYTES_DEFAULT),
 	};
 	char *path = attempt_path(r->dir, ATTEMPT_SNAPSHOT);
 	int rc;
@@ -197,6 +197,18 @@ static int source_snapshot(struct runner *r, struct err *e)
 out:
 	free(path);
 	return rc;
+}
+
+/* Remove what a refused git checkout wrote into dir (but keep dir). */
+static void source_empty_dir(const char *dir)
+{
+	char *tmp = xasprintf("%s.refused.%d", dir, (int)getpid());
+
+	if (rename(dir, tmp) == 0) {
+		rm_rf(tmp, NULL);
+		mkdir(dir, 0755);
+	}
+	free(tmp);
 }
 
 int source_fetch(struct runner *r, struct err *e)
@@ -221,8 +233,11 @@ int source_fetch(struct runner *r, struct err *e)
 		rc = source_copy_path(r, e);
 		break;
 	}
-	if (rc < 0)
+	if (rc < 0) {
+		if (r->spec->source.kind == SOURCE_GIT) /* snapshot: done */
+			source_empty_dir(r->work_dir);
 		return rc;
+	}
 	if (geteuid() == 0 && r->uid != 0 &&
 	    runner_chown_tree(r->work_dir, r->uid, r->gid, e) < 0) {
 		log_warn("job=%s %s", r->job_id, e->msg); /* the job may cope */

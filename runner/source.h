@@ -5,7 +5,8 @@
  * mirror cache (<state_dir>/git/<sha256(url)>.git); snapshot.c extracts
  * <attempt dir>/snapshot.tar.gz with libarchive's secure flags and limits.
  * Runner settings read here (all optional, docs/environments.md):
- * known_hosts, git_ca_file, snapshot_max_entries, snapshot_max_bytes. */
+ * known_hosts, git_ca_file, snapshot_max_entries, snapshot_max_bytes,
+ * source_max_bytes. */
 #ifndef TETHER_SOURCE_H
 #define TETHER_SOURCE_H
 
@@ -28,6 +29,10 @@ struct snapshot_limits {
 	int64_t max_entries; /* entries in the archive */
 	int64_t max_bytes;   /* total uncompressed file bytes */
 };
+
+/* Default of snapshot_max_bytes and source_max_bytes (the agent's
+ * defaults too, agent/config.c). */
+#define SOURCE_MAX_BYTES_DEFAULT ((int64_t)2 << 30)
 
 /* snapshot.c: extract a gzip tar into dir (which must exist).  Refuses
  * absolute paths, "..", device nodes and fifos, links leading out of dir,
@@ -55,9 +60,15 @@ struct git_tree;
 int gitsrc_submodule_list(struct git_repository *repo, struct git_tree *tree,
                           const char *parent_url, struct gitsrc_submodule **out,
                           size_t *n, struct err *e);
-/* git-tree.c: write tree's files into dir (which exists). */
+/* Bytes a git source may write into the work directory (all trees,
+ * submodules included): source_max_bytes. */
+struct source_budget {
+	int64_t max_bytes, used;
+};
+/* git-tree.c: write tree's files into dir (which exists), counting blob
+ * bytes into b; TERR_TOOBIG naming source_max_bytes when over it. */
 int gitsrc_tree_write(struct git_repository *repo, struct git_tree *tree,
-                      const char *dir, struct err *e);
+                      const char *dir, struct source_budget *b, struct err *e);
 /* Check one submodule out into <dir>/<path> at its commit. */
 int gitsrc_submodule_checkout(struct runner *r,
                               const struct gitsrc_submodule *sm,

@@ -26,6 +26,7 @@ struct loop {
 	const char *stop_reason; /* set once the stop sequence began */
 	int64_t kill_at_ms;      /* -1 until stopping */
 	bool killed;
+	int64_t disk_next_ms; /* when to measure the disk budget next */
 };
 
 static int loop_open(struct loop *l, struct err *e)
@@ -120,6 +121,41 @@ static void loop_begin_stop(struct loop *l, const char *reason, int64_t now)
 		log_warn("job=%s signal: %s", r->job_id, e.msg);
 }
 
+/* Measure the job's disk use when due; at the budget, stop it at once
+ * (SIGKILL: a grace period would let it write on, and a checkpoint needs
+ * the disk it has no room for). */
+static void loop_disk(struct loop *l, int64_t now)
+{
+	struct runner *r = l->r;
+	int64_t used, took, next;
+
+	if (r->disk_limit <= 0 || l->stop_reason != NULL ||
+	    now < l->disk_next_ms)
+		return;
+	used = runner_disk_usage(r);
+	took = now_mono_ms() - now;
+	/* a slow walk (a huge tree) is repeated less often: at most a fifth
+	 * of the runner's time goes into measuring */
+	next = r->disk_check_ms > 4 * took ? r->disk_check_ms : 4 * took;
+	l->disk_next_ms = now_mono_ms() + next;
+	if (used < r->disk_limit)
+		return;
+	if (used == INT64_MAX)
+		runner_logf(r, "tether",
+		            "disk_limit: directories nested deeper than can be "
+		            "measured: stopping the job");
+	else
+		runner_logf(
+		    r, "tether",
+		    "disk_limit: the job uses %lld bytes of disk (work, "
+		    "outputs, checkpoints, /tmp), its budget is %lld "
+		    "bytes (resources.disk or attempt_max_disk): "
+		    "stopping it",
+		    (long long)used, (long long)r->disk_limit);
+	l->stop_reason = "disk_limit";
+	l->kill_at_ms = now;
+}
+
 static void loop_tick(struct loop *l)
 {
 	int64_t now = now_mono_ms();
@@ -129,6 +165,7 @@ static void loop_tick(struct loop *l)
 	progress_report(&l->progress, l->r, now, false);
 	if (l->stop_reason == NULL && (why = fence_check(&l->fence, now)))
 		loop_begin_stop(l, why, now);
+	loop_disk(l, now);
 	if (l->stop_reason != NULL && !l->killed && now >= l->kill_at_ms) {
 		l->killed = true;
 		if (l->r->ops->kill(l->r, &e) < 0)
@@ -144,6 +181,11 @@ static int loop_timeout(const struct loop *l)
 
 	if (pw < w)
 		w = pw;
+	if (l->r->disk_limit > 0 && l->stop_reason == NULL) {
+		int64_t d = l->disk_next_ms - now;
+		if (d < w)
+			w = d < 0 ? 0 : (int)d;
+	}
 
 	if (l->stop_reason != NULL && !l->killed) {
 		int64_t k = l->kill_at_ms - now;

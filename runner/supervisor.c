@@ -278,7 +278,7 @@ static void run_phases(struct runner *r, struct final *f)
 	struct err e = {0};
 	const char *stop;
 
-	if (resolve_user(r, &e) < 0) {
+	if (resolve_user(r, &e) < 0 || runner_disk_budget(r, &e) < 0) {
 		f->reason = "launch_failed";
 	} else if (r->reattach) { /* no source/env: the job runs already */
 		supervisor_reattach_times(r, f->durations);

@@ -83,6 +83,35 @@ static void test_config_check_rejects_bad_durations(void **state)
 	agent_conf_free(&c);
 }
 
+/* Disk amounts: a size, or a share of the state dir's filesystem. */
+static void test_config_disk_amounts(void **state)
+{
+	struct agent_conf c;
+	struct err e = {0};
+	int64_t n = -1;
+
+	assert_int_equal(agent_conf_disk("5G", "/", "k", &n, &e), 0);
+	assert_int_equal(n, 5LL << 30);
+	assert_int_equal(agent_conf_disk("0", "/", "k", &n, &e), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(agent_conf_disk("10%", "/", "k", &n, &e), 0);
+	assert_true(n > 0);
+	assert_int_equal(agent_conf_disk("10%", NULL, "k", &n, &e), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(agent_conf_disk("150%", "/", "key_x", &n, &e),
+	                 TERR_INVAL);
+	assert_non_null(strstr(e.msg, "key_x"));
+	assert_int_equal(agent_conf_disk("x%y", "/", "key_x", &n, &e),
+	                 TERR_INVAL);
+	assert_int_equal(agent_conf_load(&c, "/dev/null", &e), 0);
+	assert_int_equal(agent_conf_check(&c, &e), 0);
+	assert_int_equal(agent_conf_set(&c, "attempt_max_disk=lots", &e), 0);
+	assert_int_equal(agent_conf_check(&c, &e), TERR_INVAL);
+	assert_non_null(strstr(e.msg, "attempt_max_disk"));
+	agent_conf_free(&c);
+	(void)state;
+}
+
 static void test_backoff_grows_jitters_caps(void **state)
 {
 	int64_t prev_max = 0;
@@ -214,6 +243,7 @@ int main(void)
 	    cmocka_unit_test(test_config_file_env_set),
 	    cmocka_unit_test(test_config_error_names_line_and_key),
 	    cmocka_unit_test(test_config_check_rejects_bad_durations),
+	    cmocka_unit_test(test_config_disk_amounts),
 	    cmocka_unit_test(test_backoff_grows_jitters_caps),
 	    cmocka_unit_test(test_db_migrates_v1),
 	    cmocka_unit_test(test_loop_timer_fires_once),

@@ -189,7 +189,8 @@ static void test_jobspec(void **state)
 	    "\"source\":{\"git\":{\"url\":\"/srv/repo.git\",\"commit\":"
 	    "\"0123abcd\"}},\"environment\":{\"kind\":\"venv\","
 	    "\"system_site_packages\":true,\"requirements\":[\"tiny\"]},"
-	    "\"resources\":{\"cpus\":0.5,\"memory\":\"256M\",\"gpus\":0},"
+	    "\"resources\":{\"cpus\":0.5,\"memory\":\"256M\",\"gpus\":0,"
+	    "\"disk\":\"10G\"},"
 	    "\"env\":{\"A\":\"1\"},\"secrets\":{\"TOKEN\":\"hunter22\"},"
 	    "\"timeout\":\"10m\",\"retries\":2,\"priority\":5,"
 	    "\"launcher\":\"sandbox\",\"network\":\"none\","
@@ -208,6 +209,7 @@ static void test_jobspec(void **state)
 	assert_string_equal(s->env.requirements[0], "tiny");
 	assert_true(s->resources.cpus == 0.5);
 	assert_int_equal(s->resources.memory, 256LL << 20);
+	assert_int_equal(s->resources.disk, 10LL << 30);
 	assert_int_equal(s->timeout_ms, 600000);
 	assert_int_equal(s->launcher, LAUNCHER_SANDBOX);
 	assert_int_equal(s->network, NET_NONE);
@@ -226,6 +228,15 @@ static void test_jobspec(void **state)
 	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"resources\":"
 	           "{\"memory\":\"2Q\"}}",
 	           "resources.memory");
+	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"resources\":"
+	           "{\"disk\":\"lots\"}}",
+	           "resources.disk");
+	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"resources\":"
+	           "{\"disk\":-1}}",
+	           "resources.disk");
+	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"resources\":"
+	           "{\"disk\":4096}}",
+	           "resources.disk: at least 1M");
 	expect_bad("{\"name\":\"x\",\"command\":[\"a\"],\"environment\":"
 	           "{\"kind\":\"nix\"}}",
 	           "environment.kind");

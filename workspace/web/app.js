@@ -108,7 +108,7 @@ const STATE_CLASS = {
 };
 T.TERMINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "oom",
   "lost", "preempted", "hung", "source_failed", "env_failed", "launch_failed",
-  "outputs_failed"]);
+  "outputs_failed", "disk_limit"]);
 T.LIVE_STATES = ["queued", "assigned", "running", "cancelling"];
 
 T.badge = function badge(state) {

@@ -26,7 +26,7 @@ FAST = {"heartbeat_interval": "1s", "backoff_min": "200ms",
         "runner_start_timeout": "10s", "log_level": "debug"}
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out", "oom", "lost",
             "preempted", "hung", "source_failed", "env_failed",
-            "launch_failed", "outputs_failed"}
+            "launch_failed", "outputs_failed", "disk_limit"}
 
 
 _state_dirs = []
