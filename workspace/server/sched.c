@@ -320,6 +320,33 @@ int sched_reoffer(struct ws *ws, const char *agent_id, int64_t room,
 	return given;
 }
 
+int sched_handback_unheld(struct ws *ws, const char *agent_id, json_t *running,
+                          bool all)
+{
+	sqlite3_stmt *st = db_prep(
+	    ws, "SELECT a.job, a.attempt FROM attempts a JOIN jobs j ON j.id "
+	        "= a.job AND j.attempt = a.attempt WHERE a.agent_id = ? AND "
+	        "a.state = 'assigned' LIMIT 1000");
+	int64_t jobs[1000], atts[1000];
+	int n = 0;
+
+	sqlite3_bind_text(st, 1, agent_id, -1, SQLITE_STATIC);
+	while (n < 1000 && sqlite3_step(st) == SQLITE_ROW) {
+		jobs[n] = sqlite3_column_int64(st, 0);
+		atts[n] = sqlite3_column_int64(st, 1);
+		if (all || !listed(running, jobs[n], atts[n]))
+			n++;
+	}
+	sqlite3_finalize(st);
+	for (int i = 0; i < n; i++) {
+		log_info("job=%lld attempt=%lld handed back for %s (it %s)",
+		         (long long)jobs[i], (long long)atts[i], agent_id,
+		         all ? "exits" : "drains and does not hold it");
+		sched_end_attempt(ws, jobs[i], atts[i], "handed_back", false);
+	}
+	return n;
+}
+
 int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
                  json_t *jobs)
 {

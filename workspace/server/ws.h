@@ -165,6 +165,11 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
  * nobody read (a killed agent's parked request).  Appends them to jobs as
  * the same attempt again (the agent dedups by job and attempt), at most
  * room; returns how many.  Their lease deadline is not moved. */
+/* A draining agent's poll: end as handed_back (requeued, not counted)
+ * every attempt still `assigned` to it that its running list does not
+ * name, or every one when it exits.  Returns how many. */
+int sched_handback_unheld(struct ws *ws, const char *agent_id, json_t *running,
+                          bool all);
 int sched_reoffer(struct ws *ws, const char *agent_id, int64_t room,
                   json_t *running, json_t *jobs);
 /* "unschedulable: ..." for a queued job, or NULL (caller frees). */
