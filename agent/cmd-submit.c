@@ -37,6 +37,14 @@ static int cmd_submit_main(struct cmd_ctx *c, int argc, char **argv)
 		fprintf(stderr, "tether-agent: %s: %s\n", argv[0], e.msg);
 		goto out;
 	}
+	if (s->checkpoint.resume_from > 0) {
+		fprintf(stderr,
+		        "tether-agent: %s: checkpoint.resume_from: "
+		        "checkpoints are kept by a workspace; submit "
+		        "there (tether submit --resume-from)\n",
+		        argv[0]);
+		goto out;
+	}
 	why = queue_too_big(&a, s->resources.cpus, s->resources.memory,
 	                    s->resources.gpus);
 	if (why != NULL) {

@@ -83,7 +83,7 @@ static int jobs_submit(struct req *r)
 	struct ws *ws = r->ws;
 	struct jobspec *s = NULL;
 	struct err e = {0};
-	json_t *root = NULL, *masked = NULL;
+	json_t *root = NULL, *masked = NULL, *ck = NULL;
 	int64_t id = -1;
 	int st;
 
@@ -111,7 +111,19 @@ static int jobs_submit(struct req *r)
 		                s->source.snapshot);
 		goto out;
 	}
+	if (s->checkpoint.resume_from > 0 &&
+	    json_is_null(
+	        ck = checkpoint_of_job(ws, s->checkpoint.resume_from))) {
+		db_unlock(ws);
+		st = reply_error(r, 400, "invalid", "checkpoint.resume_from",
+		                 "checkpoint.resume_from: job %lld has no kept "
+		                 "checkpoint (no such job, it kept none, or "
+		                 "retention removed it)",
+		                 (long long)s->checkpoint.resume_from);
+		goto out;
+	}
 	if (db_begin(ws) == 0 && (id = insert_job(ws, s, masked)) > 0 &&
+	    (ck == NULL || checkpoint_give(ws, id, ck) == 0) &&
 	    db_commit(ws) == 0) {
 		db_unlock(ws);
 		ws_notify(ws);
@@ -127,6 +139,7 @@ static int jobs_submit(struct req *r)
 out:
 	json_decref(root);
 	json_decref(masked);
+	json_decref(ck);
 	jobspec_free(s);
 	return st;
 }

@@ -130,6 +130,10 @@ json_t *checkpoint_of_attempt(struct ws *ws, int64_t job, int64_t att);
 json_t *checkpoint_progress(struct ws *ws, int64_t job, int64_t att);
 void checkpoint_note_progress(struct ws *ws, int64_t job, int64_t att,
                               json_t *ev);
+/* Give a new job another job's checkpoint (checkpoint_of_job's object) as
+ * its resume pointer, recorded as attempt 0 (spec checkpoint.resume_from).
+ * Inside the caller's transaction. */
+int checkpoint_give(struct ws *ws, int64_t job, json_t *ck);
 
 /* http.c */
 int http_start(struct ws *ws, struct err *e);
