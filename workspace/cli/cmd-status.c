@@ -2,6 +2,8 @@
 #include "workspace/cli/cli.h"
 #include "common/util.h"
 
+#include <string.h>
+
 static const char *str(json_t *o, const char *k, const char *def)
 {
 	const char *s = json_string_value(json_object_get(o, k));
@@ -39,10 +41,33 @@ static void print_size(const char *label, json_t *v)
 	       n, units[u]);
 }
 
+/* The phase durations in the order the phases run, then any others. */
+static void print_durations(json_t *d)
+{
+	static const char *const order[] = {"queued", "source",  "env",
+	                                    "run",    "outputs", NULL};
+	const char *k;
+	json_t *v;
+	int i;
+
+	for (i = 0; order[i] != NULL; i++) {
+		v = json_object_get(d, order[i]);
+		if (json_is_number(v))
+			printf("  %-12s %.2f s\n", order[i],
+			       json_number_value(v));
+	}
+	json_object_foreach(d, k, v)
+	{
+		for (i = 0; order[i] != NULL && strcmp(order[i], k) != 0; i++)
+			;
+		if (order[i] == NULL && json_is_number(v))
+			printf("  %-12s %.2f s\n", k, json_number_value(v));
+	}
+}
+
 static void print_attempt(json_t *a)
 {
 	json_t *d = json_object_get(a, "durations"), *v;
-	const char *k;
 
 	printf("attempt %lld on %s: %s\n",
 	       (long long)json_integer_value(json_object_get(a, "attempt")),
@@ -65,11 +90,7 @@ static void print_attempt(json_t *a)
 		printf("  %-12s %s\n", "commit", str(a, "commit", ""));
 	if (json_is_string(json_object_get(a, "message")))
 		printf("  %-12s %s\n", "message", str(a, "message", ""));
-	json_object_foreach(d, k, v)
-	{
-		if (json_is_number(v))
-			printf("  %-12s %.2f s\n", k, json_number_value(v));
-	}
+	print_durations(d);
 }
 
 static int cmd_status(struct cli *c, int argc, char **argv)
