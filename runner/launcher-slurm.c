@@ -345,7 +345,12 @@ static void exit_fill(struct slurm_job *j, const struct slurm_info *info,
 	struct err e = {0};
 	int rc;
 
-	if (slurm_exit_read(j->exit_file, &rc, &e) == 0) {
+	if (!j->ran && access(j->exit_file, F_OK) != 0 &&
+	    (!info->known || info->node[0] == '\0' ||
+	     strcmp(info->node, "(null)") == 0)) {
+		ex->exit_code = -1; /* it never ran: no exit code */
+		ex->signal = 0;
+	} else if (slurm_exit_read(j->exit_file, &rc, &e) == 0) {
 		if (rc > 128 && rc < 128 + 65) { /* sh: killed by a signal */
 			ex->exit_code = -1;
 			ex->signal = rc - 128;
@@ -378,12 +383,29 @@ static int slurm_collect(struct runner *r, struct launch_exit *ex,
 	ex->peak_memory_bytes = j->peak_rss; /* sstat samples; -1 none */
 	ex->cpu_seconds = -1;
 	exit_fill(j, &info, ex);
-	if (info.known) {
+	if (j->stuck) {
+		struct err ce = {0};
+		if (slurm_cancel(j->job_id, NULL, &ce) < 0)
+			runner_logf(r, "slurm", "%s", ce.msg);
+		ex->reason = "launch_failed";
+		runner_logf(r, "slurm",
+		            "batch job %s ended: Slurm holds it PENDING (%s), "
+		            "which waiting does not change; taken out of the "
+		            "queue",
+		            j->job_id, info.reason);
+		/* the final event's message (the attempt did not fail here) */
+		err_set(e, TERR_UNSUPP,
+		        "Slurm cannot start batch job %s: PENDING (%s)",
+		        j->job_id, info.reason);
+	} else if (info.known) {
+		bool placed = info.node[0] && strcmp(info.node, "(null)") != 0;
 		ex->reason = slurm_state_reason(info.state, j->we_stopped);
 		ex->oom = ex->reason != NULL && strcmp(ex->reason, "oom") == 0;
-		runner_logf(r, "slurm", "batch job %s ended %s%s%s on %s",
-		            j->job_id, info.state, info.reason[0] ? ": " : "",
-		            info.reason, info.node[0] ? info.node : "?");
+		runner_logf(r, "slurm", "batch job %s ended %s%s%s%s %s%s",
+		            j->job_id, info.state, info.reason[0] ? " (" : "",
+		            info.reason, info.reason[0] ? ")" : "",
+		            placed ? "on" : "before Slurm started it on a node",
+		            placed ? info.node : "");
 	} else if (access(j->exit_file, F_OK) != 0) {
 		ex->reason = "lost";
 		runner_logf(r, "slurm",
