@@ -201,13 +201,39 @@ static int write_files(struct runner *r, struct slurm_job *j, struct err *e)
 	return rc;
 }
 
+/* Fields of the spec a Slurm job cannot be given (docs/launchers.md):
+ * refused, never silently dropped. */
+static int refuse_unhonoured(const struct jobspec *sp, struct err *e)
+{
+	if (sp->network == NET_NONE)
+		return err_set(
+		    e, TERR_UNSUPP,
+		    "network: 'none' cannot be honoured by the slurm "
+		    "launcher (a Slurm job uses its node's network); "
+		    "drop it, or run the job with the sandbox or "
+		    "docker launcher");
+	if (sp->nmounts > 0)
+		return err_set(e, TERR_UNSUPP,
+		               "mounts: the slurm launcher cannot bind-mount "
+		               "into a Slurm job; use the paths the compute "
+		               "nodes see, or another launcher");
+	if (sp->resources.pids > 0)
+		return err_set(
+		    e, TERR_UNSUPP,
+		    "resources.pids: the slurm launcher cannot limit "
+		    "a Slurm job's processes; drop it, or use another "
+		    "launcher");
+	return 0;
+}
+
 static int slurm_prepare(struct runner *r, struct err *e)
 {
 	const char *argv[] = {"sbatch", "--version", NULL};
 	struct slurm_job *j;
 	int st = 0, rc;
 
-	if ((rc = job_get(r, &j, e)) < 0)
+	if ((rc = refuse_unhonoured(r->spec, e)) < 0 ||
+	    (rc = job_get(r, &j, e)) < 0)
 		return rc;
 	if (cmd_capture(argv, NULL, NULL, 10000, &st, e) < 0 || st > 0)
 		return err_set(e, TERR_UNSUPP,
@@ -257,8 +283,7 @@ static void submit_fill(struct runner *r, struct slurm_job *j,
 /* Run sbatch; j->job_id on success. */
 static int submit(struct runner *r, struct slurm_job *j, struct err *e)
 {
-	char *name =
-	    xasprintf("tether-%s-%lld", r->job_id, (long long)r->attempt);
+	char *name = slurm_job_name(r->job_id, r->spec->name);
 	struct slurm_submit s;
 	struct buf out, errb;
 	char **argv;
@@ -435,8 +460,7 @@ static int slurm_reattach(struct runner *r, int *out_fd, int *done_fd,
 		         r->state.launcher_ref);
 	if (j->job_id[0] == '\0') {
 		/* Killed between sbatch and saving the id: find it by name. */
-		char *name = xasprintf("tether-%s-%lld", r->job_id,
-		                       (long long)r->attempt);
+		char *name = slurm_job_name(r->job_id, r->spec->name);
 		rc = slurm_find_job(name, j->work, j->job_id, e);
 		free(name);
 		if (rc == TERR_NOTFOUND)

@@ -91,6 +91,12 @@ int slurm_script_env(const struct slurm_paths *p, char *const *envp,
 /* The sbatch argv (heap, NULL-terminated; free with slurm_argv_free). */
 char **slurm_sbatch_argv(const struct slurm_submit *s);
 void slurm_argv_free(char **argv);
+/* The Slurm job name squeue shows: tether-<job>-<spec name>, the name's
+ * bytes other than [A-Za-z0-9._-] as '_', cut to SLURM_NAME_MAX in all
+ * (heap).  The same for every runner of an attempt (reattach finds the
+ * job by it and its work dir). */
+#define SLURM_NAME_MAX 64
+char *slurm_job_name(const char *job_id, const char *spec_name);
 /* Minutes for --time: timeout rounded up, at least 1; 0 for none. */
 int64_t slurm_time_minutes(int64_t timeout_ms);
 /* Parse sbatch --parsable output ("123" or "123;cluster"). */
