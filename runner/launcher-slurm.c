@@ -480,6 +480,21 @@ static int slurm_reattach(struct runner *r, int *out_fd, int *done_fd,
 	return slurm_follow_start(j, out_fd, done_fd, e);
 }
 
+static bool slurm_pending(struct runner *r, char *reason, size_t size)
+{
+	struct slurm_job *j = r->launcher_data;
+	bool queued;
+
+	if (j == NULL)
+		return false;
+	pthread_mutex_lock(&j->lock);
+	queued =
+	    j->info.known && slurm_state_phase(j->info.state) == SLURM_QUEUED;
+	snprintf(reason, size, "%s", queued ? j->info.reason : "");
+	pthread_mutex_unlock(&j->lock);
+	return queued;
+}
+
 static void slurm_cleanup(struct runner *r)
 {
 	job_free(r->launcher_data);
@@ -495,4 +510,5 @@ const struct launcher_ops launcher_slurm = {
     .collect = slurm_collect,
     .reattach = slurm_reattach,
     .cleanup = slurm_cleanup,
+    .pending = slurm_pending,
 };

@@ -43,3 +43,35 @@ def test_result_json_durations_to_the_millisecond(workspace, agent):
         final = [line for line in f if '"final"' in line][0]
     durs = re.search(r'"durations":\{[^}]*\}', final).group(0)
     assert not re.search(r"\.\d{4,}", durs), final
+
+
+def test_pending_substate_in_status_and_cli(workspace):
+    """Scenario: an agent (played over the API) reports that its launcher
+    queues the attempt (`pending` event, as the slurm launcher sends while
+    Slurm holds the job PENDING), then that it runs, then the end.  Pass:
+    GET /jobs/{id} and `tether status` show `pending` with Slurm's reason
+    while it waits, nothing once it runs or ended."""
+    sec = workspace.register()
+    j = workspace.submit({"name": "queued-at-slurm", "command": ["true"]})
+    workspace.lease(sec)
+    ev = {"seq": 1, "time": 1.0, "type": "started", "pid": 0}
+    assert workspace.events(sec, j, 1, [ev])[0] == 200
+    pend = {"seq": 2, "time": 1.5, "type": "pending", "pending": True,
+            "reason": "Resources"}
+    assert workspace.events(sec, j, 1, [pend])[0] == 200
+    job = workspace.job(j)
+    assert (job["substate"], job["substate_reason"]) == ("pending", "Resources")
+    assert job["attempts"][0]["substate"] == "pending", job
+    out = tether(workspace, "status", str(j), check=0).stdout
+    assert f"job {j} (queued-at-slurm): running (pending: Resources)\n" in out, out
+    assert "attempt 1 on node-1: running (pending: Resources)\n" in out, out
+    ran = {"seq": 3, "time": 2.0, "type": "pending", "pending": False,
+           "reason": None}
+    assert workspace.events(sec, j, 1, [ran])[0] == 200
+    job = workspace.job(j)
+    assert job["substate"] is None and job["substate_reason"] is None, job
+    out = tether(workspace, "status", str(j), check=0).stdout
+    assert f"job {j} (queued-at-slurm): running\n" in out, out
+    assert workspace.events(sec, j, 1, [pend | {"seq": 4}])[0] == 200
+    assert workspace.finish(sec, j, 1, seq=5)[0] == 200
+    assert workspace.job(j)["substate"] is None

@@ -41,6 +41,17 @@ static void print_size(const char *label, json_t *v)
 	       n, units[u]);
 }
 
+/* " (pending: Resources)" while the launcher queues it (Slurm). */
+static void print_substate(json_t *o)
+{
+	if (!json_is_string(json_object_get(o, "substate")))
+		return;
+	printf(" (%s", str(o, "substate", ""));
+	if (json_is_string(json_object_get(o, "substate_reason")))
+		printf(": %s", str(o, "substate_reason", ""));
+	printf(")");
+}
+
 /* The phase durations in the order the phases run, then any others. */
 static void print_durations(json_t *d)
 {
@@ -69,9 +80,11 @@ static void print_attempt(json_t *a)
 {
 	json_t *d = json_object_get(a, "durations"), *v;
 
-	printf("attempt %lld on %s: %s\n",
+	printf("attempt %lld on %s: %s",
 	       (long long)json_integer_value(json_object_get(a, "attempt")),
 	       str(a, "agent", "?"), str(a, "state", "?"));
+	print_substate(a);
+	printf("\n");
 	print_num("exit code", json_object_get(a, "exit_code"), "");
 	print_num("signal", json_object_get(a, "signal"), "");
 	print_size("peak memory", json_object_get(a, "peak_memory_bytes"));
@@ -109,8 +122,10 @@ static int cmd_status(struct cli *c, int argc, char **argv)
 	if (c->json) {
 		cli_print_json(j);
 	} else {
-		printf("job %lld (%s): %s\n", (long long)job,
-		       str(j, "name", "?"), str(j, "state", "?"));
+		printf("job %lld (%s): %s", (long long)job, str(j, "name", "?"),
+		       str(j, "state", "?"));
+		print_substate(j);
+		printf("\n");
 		if (json_is_string(json_object_get(j, "queue_reason")))
 			printf("  %s\n", str(j, "queue_reason", ""));
 		json_array_foreach(json_object_get(j, "attempts"), i, a)
