@@ -18,6 +18,8 @@
 #include "agent/loop.h"
 #include "transport/transport.h"
 
+struct jobspec;
+
 struct err;
 
 enum att_state { ATT_QUEUED, ATT_RUNNING, ATT_FINISHING, ATT_DONE };
@@ -173,6 +175,11 @@ int queue_set_state(struct agent *a, struct att *t, enum att_state s,
 const char *att_state_name(enum att_state s);
 int att_state_parse(const char *s);
 /* Refuse a job that can never fit this node. NULL when it fits. */
+/* True when the spec's job goes to Slurm on this agent (its launcher, or
+ * default_launcher); such a job takes none of the head node's capacity. */
+bool queue_to_slurm(const struct agent *a, const struct jobspec *s);
+/* queue_too_big for a spec: NULL for a Slurm job. */
+char *queue_too_big_spec(const struct agent *a, const struct jobspec *s);
 char *queue_too_big(const struct agent *a, double cpus, int64_t memory,
                     int64_t gpus);
 

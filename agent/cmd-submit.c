@@ -45,8 +45,7 @@ static int cmd_submit_main(struct cmd_ctx *c, int argc, char **argv)
 		        argv[0]);
 		goto out;
 	}
-	why = queue_too_big(&a, s->resources.cpus, s->resources.memory,
-	                    s->resources.gpus);
+	why = queue_too_big_spec(&a, s);
 	if (why != NULL) {
 		fprintf(stderr, "tether-agent: job refused: %s\n", why);
 		goto out;
