@@ -18,6 +18,8 @@
 #include "agent/loop.h"
 #include "transport/transport.h"
 
+struct jobspec;
+
 struct err;
 
 enum att_state { ATT_QUEUED, ATT_RUNNING, ATT_FINISHING, ATT_DONE };
@@ -100,9 +102,15 @@ struct agent {
 	int64_t lease_sent_mono, lease_room_sent;
 	struct loop_timer *lease_timer;
 	bool re_register, lease_quick, lease_was_quick;
+	/* what the workspace was told of this agent's going away: flags
+	 * (LEASE_TOLD_*) of the poll in flight, and of the last one
+	 * answered (lease_tell) */
+	int lease_told_sent, lease_told_acked;
 
 	/* lifecycle */
 	bool draining, quit;
+	bool exiting; /* drained: the last poll says so (agentd.c) */
+	int64_t exit_since_mono;
 	int64_t drain_since_mono; /* when draining began (harden.c) */
 	bool disk_low;            /* state dir nearly full (harden.c) */
 	struct preempt *preempt;  /* preemption notices (preempt.c) */
@@ -137,6 +145,18 @@ void conn_auth_failed(struct agent *a, const struct tp_reply *rep);
 /* lease.c */
 void lease_start(struct agent *a);
 void lease_poll_soon(struct agent *a, int64_t delay_ms);
+/* What a lease poll tells the workspace about this agent going away. */
+#define LEASE_TOLD_DRAIN   1 /* draining: no new jobs */
+#define LEASE_TOLD_PREEMPT 2 /* under a preemption notice */
+#define LEASE_TOLD_EXIT    4 /* drained and exiting */
+int lease_told_now(const struct agent *a);
+/* Tell the workspace at once that this agent drains, is preempted or
+ * exits: a poll held since before it (it offered room) is dropped and a
+ * new one, not held, goes out. */
+void lease_tell(struct agent *a);
+/* True while a poll telling `what` (LEASE_TOLD_*) is yet to be sent or
+ * answered: a preempted attempt's final event waits for it. */
+bool lease_telling(const struct agent *a, int what);
 
 /* register.c */
 const char *register_name(const struct agent *a);
@@ -157,6 +177,11 @@ int att_state_parse(const char *s);
 /* Refuse a job that can never fit this node. NULL when it fits. */
 /* Why a job's resources.disk is over attempt_max_disk (heap), or NULL. */
 char *queue_disk_too_big(const struct agent_conf *c, int64_t disk);
+/* True when the spec's job goes to Slurm on this agent (its launcher, or
+ * default_launcher); such a job takes none of the head node's capacity. */
+bool queue_to_slurm(const struct agent *a, const struct jobspec *s);
+/* queue_too_big for a spec: NULL for a Slurm job. */
+char *queue_too_big_spec(const struct agent *a, const struct jobspec *s);
 char *queue_too_big(const struct agent *a, double cpus, int64_t memory,
                     int64_t gpus);
 

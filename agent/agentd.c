@@ -59,6 +59,31 @@ static void agent_handback_done(void *arg, const struct tp_reply *rep)
 	agent_kick(a);
 }
 
+/* Drained: the last poll tells the workspace that this agent exits (it
+ * shows the agent offline and gives the jobs still assigned to it to
+ * others at once); true once answered, or when it cannot be told. */
+static bool agent_drain_told(struct agent *a, bool gave_up)
+{
+	int64_t now = now_mono_ms();
+
+	if (a->lease_timer == NULL || a->agent_id == NULL || gave_up ||
+	    (a->lease_told_acked & LEASE_TOLD_EXIT))
+		return true;
+	if (!a->exiting) {
+		a->exiting = true;
+		a->exit_since_mono = now;
+		lease_tell(a);
+	}
+	if (!conn_usable(a) ||
+	    now - a->exit_since_mono > a->conf.kill_grace_ms) {
+		log_warn("drain: exiting without telling the workspace (%s)",
+		         conn_usable(a) ? "no answer within kill_grace"
+		                        : "it is unreachable");
+		return true;
+	}
+	return false;
+}
+
 /* Draining: hand queued workspace jobs back; true when nothing is left.
  * Past kill_grace only running attempts are waited for (harden.c). */
 static bool agent_drain_step(struct agent *a)
@@ -95,7 +120,7 @@ static bool agent_drain_step(struct agent *a)
 		log_warn("drain: kill_grace passed without the workspace "
 		         "answering; queued and finishing attempts stay in "
 		         "agent.db for the next start");
-	return !left;
+	return !left && agent_drain_told(a, gave_up);
 }
 
 /* One scheduling pass: move every attempt along, start what fits. */
@@ -139,7 +164,7 @@ static void agent_on_signal(void *arg, int fd, uint32_t events)
 				log_info("draining: no new jobs; waiting for "
 				         "running ones");
 			a->draining = true;
-			lease_poll_soon(a, 0);
+			lease_tell(a);
 			agent_kick(a);
 			break;
 		case SIGQUIT:

@@ -37,8 +37,15 @@ static int cmd_submit_main(struct cmd_ctx *c, int argc, char **argv)
 		fprintf(stderr, "tether-agent: %s: %s\n", argv[0], e.msg);
 		goto out;
 	}
-	why = queue_too_big(&a, s->resources.cpus, s->resources.memory,
-	                    s->resources.gpus);
+	if (s->checkpoint.resume_from > 0) {
+		fprintf(stderr,
+		        "tether-agent: %s: checkpoint.resume_from: "
+		        "checkpoints are kept by a workspace; submit "
+		        "there (tether submit --resume-from)\n",
+		        argv[0]);
+		goto out;
+	}
+	why = queue_too_big_spec(&a, s);
 	if (why == NULL)
 		why = queue_disk_too_big(&c->conf, s->resources.disk);
 	if (why != NULL) {

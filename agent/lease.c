@@ -105,7 +105,42 @@ static json_t *lease_body(struct agent *a)
 		                    json_string(why));
 	if (preempt_active(a))
 		json_object_set_new(body, "preempting", json_true());
+	if (a->exiting)
+		json_object_set_new(body, "exiting", json_true());
 	return body;
+}
+
+int lease_told_now(const struct agent *a)
+{
+	return (a->draining ? LEASE_TOLD_DRAIN : 0) |
+	       (preempt_active(a) ? LEASE_TOLD_PREEMPT : 0) |
+	       (a->exiting ? LEASE_TOLD_EXIT : 0);
+}
+
+bool lease_telling(const struct agent *a, int what)
+{
+	if (a->lease_timer == NULL || !conn_usable((struct agent *)a) ||
+	    (a->lease_told_acked & what) == what)
+		return false;
+	/* not sent yet (it goes out on the next loop turn), or in flight */
+	return (a->lease_told_sent & what) != what || a->lease_call != NULL;
+}
+
+void lease_tell(struct agent *a)
+{
+	int now = lease_told_now(a);
+
+	if (a->lease_timer == NULL)
+		return; /* no workspace */
+	if (a->lease_call != NULL && (a->lease_told_sent & now) != now) {
+		/* held since before the news, and it offered room: a job
+		 * the workspace gave it would come back as a handback at
+		 * best, and a held poll would hide the news for a while */
+		a->tp->cancel(a->t, a->lease_call);
+		a->lease_call = NULL;
+	}
+	a->lease_quick = true;
+	lease_poll_soon(a, 0);
 }
 
 static struct att *lease_lookup(struct agent *a, json_t *item)
@@ -168,6 +203,13 @@ static void lease_apply(struct agent *a, json_t *rep, int64_t sent)
 			log_debug("job=%s attempt=%lld ended at the workspace",
 			          t->job, (long long)t->attempt);
 			t->ws_ended = true;
+		} else if (t != NULL && t->state == ATT_QUEUED && a->draining) {
+			/* never started; this draining agent handed it back
+			 * (or the workspace did for it) */
+			log_info("job=%s attempt=%lld handed back", t->job,
+			         (long long)t->attempt);
+			t->not_current = true;
+			att_cancel(t, "lost");
 		} else if (t != NULL) {
 			log_warn("job=%s attempt=%lld lost at the workspace: "
 			         "stopping it",
@@ -198,9 +240,17 @@ static void lease_done(void *arg, const struct tp_reply *rep)
 				lease_poll_soon(a, a->conf.heartbeat_ms);
 			}
 		}
+		agent_kick(a); /* a final event held for it (lease_telling) */
 		return;
 	}
 	conn_ok(a);
+	if ((a->lease_told_sent & ~a->lease_told_acked) != 0)
+		log_info("the workspace knows this agent %s",
+		         a->lease_told_sent & LEASE_TOLD_EXIT ? "exits"
+		         : a->lease_told_sent & LEASE_TOLD_PREEMPT
+		             ? "is preempted"
+		             : "drains");
+	a->lease_told_acked = a->lease_told_sent;
 	if (a->cap_pending != NULL) {
 		agent_note(a, "capacity_sent", "%s", a->cap_pending);
 		free(a->cap_pending);
@@ -237,7 +287,7 @@ static void lease_send(void *arg)
 	int r;
 
 	if (a->lease_call != NULL || a->reg_call != NULL || a->auth_failed ||
-	    a->quit)
+	    a->quit || (a->lease_told_acked & LEASE_TOLD_EXIT))
 		return;
 	if (a->secret == NULL) {
 		if (register_start(a, &e) < 0) {
@@ -251,6 +301,7 @@ static void lease_send(void *arg)
 	a->lease_sent_mono = now_mono_ms();
 	a->lease_room_sent =
 	    json_integer_value(json_object_get(body, "queue_room"));
+	a->lease_told_sent = lease_told_now(a);
 	r = a->tp->lease(a->t, body, lease_wait_s(a), lease_done, a,
 	                 &a->lease_call, &e);
 	a->lease_was_quick = a->lease_quick;

@@ -237,7 +237,12 @@ void outbox_kick(struct att *t)
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		const char *body = (const char *)sqlite3_column_text(st, 0);
 		json_t *ev = json_loads(body, 0, NULL);
-		if (sqlite3_column_int(st, 1) && !outbox_final_ready(t)) {
+		if (sqlite3_column_int(st, 1) &&
+		    (!outbox_final_ready(t) ||
+		     (preempt_active(a) &&
+		      lease_telling(a, LEASE_TOLD_PREEMPT)))) {
+			/* the workspace hears of the preemption first, so
+			 * that it gives this agent nothing back */
 			json_decref(ev);
 			break;
 		}

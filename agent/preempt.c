@@ -86,7 +86,7 @@ void preempt_notice(struct agent *a, const char *source, int64_t window_ms)
 	         source, (double)window_ms / 1000.0, n, (double)grace / 1000.0);
 	agent_note(a, "preempted", "notice from %s", source);
 	a->draining = true;
-	lease_poll_soon(a, 0);
+	lease_tell(a); /* before the attempts' final events */
 	agent_kick(a);
 }
 

@@ -59,6 +59,23 @@ char *queue_disk_too_big(const struct agent_conf *c, int64_t disk)
 	                 (long long)disk, (long long)max);
 }
 
+bool queue_to_slurm(const struct agent *a, const struct jobspec *s)
+{
+	return s != NULL && (s->launcher == LAUNCHER_SLURM ||
+	                     (s->launcher == LAUNCHER_DEFAULT &&
+	                      a->conf.default_launcher != NULL &&
+	                      strcmp(a->conf.default_launcher, "slurm") == 0));
+}
+
+char *queue_too_big_spec(const struct agent *a, const struct jobspec *s)
+{
+	if (queue_to_slurm(a, s))
+		return NULL; /* Slurm places it (sbatch refuses what never fits)
+		              */
+	return queue_too_big(a, s->resources.cpus, s->resources.memory,
+	                     s->resources.gpus);
+}
+
 int queue_set_state(struct agent *a, struct att *t, enum att_state s,
                     struct err *e)
 {
@@ -137,10 +154,14 @@ static int queue_insert(sqlite3 *db, const char *job, int64_t attempt,
 static void queue_fill_att(struct agent *a, struct att *t,
                            const struct jobspec *s)
 {
+	/* a Slurm job uses none of the head node's own CPUs, memory or
+	 * GPUs: only max_jobs bounds how many the node follows at once */
+	bool here = s != NULL && !queue_to_slurm(a, s);
+
 	t->priority = s ? s->priority : 0;
-	t->cpus = s ? s->resources.cpus : 0;
-	t->memory = s ? s->resources.memory : 0;
-	t->gpus = s ? s->resources.gpus : 0;
+	t->cpus = here ? s->resources.cpus : 0;
+	t->memory = here ? s->resources.memory : 0;
+	t->gpus = here ? s->resources.gpus : 0;
 	t->dir = xasprintf("%s/jobs/%s/%lld", a->conf.state_dir, t->job,
 	                   (long long)t->attempt);
 }
@@ -179,8 +200,7 @@ int queue_add_leased(struct agent *a, json_t *job, int64_t now_mono,
 		why = xasprintf("job spec: %s", pe.msg);
 	else if (snap != NULL && !queue_snapshot_id_ok(snap))
 		why = xasprintf("snapshot id '%.80s' is not a sha256", snap);
-	else if ((why = queue_too_big(a, s->resources.cpus, s->resources.memory,
-	                              s->resources.gpus)) == NULL)
+	else if ((why = queue_too_big_spec(a, s)) == NULL)
 		why = queue_disk_too_big(&a->conf, s->resources.disk);
 	t = att_new(a, id, attempt);
 	queue_fill_att(a, t, s);

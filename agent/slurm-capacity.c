@@ -126,6 +126,12 @@ static void add(json_t *o, const char *key, int64_t v)
 	json_object_set_new(o, key, json_integer(old + v));
 }
 
+static void at_least(json_t *o, const char *key, int64_t v)
+{
+	if (v > json_integer_value(json_object_get(o, key)))
+		json_object_set_new(o, key, json_integer(v));
+}
+
 /* Add one node's record to the partition objects it belongs to. */
 static void node_account(json_t *parts, const char *line)
 {
@@ -156,6 +162,10 @@ static void node_account(json_t *parts, const char *line)
 		add(p, "cpus", cpus);
 		add(p, "memory", mem << 20);
 		add(p, "gpus", gpus);
+		/* the largest node: what one task can get (placement) */
+		at_least(p, "node_cpus", cpus);
+		at_least(p, "node_memory", mem << 20);
+		at_least(p, "node_gpus", gpus);
 		if (!ok)
 			continue;
 		add(p, "idle_cpus", cpus - kv_int(line, "CPUAlloc"));
@@ -180,11 +190,13 @@ static json_t *parse_partitions(const char *text)
 			    parts,
 			    json_pack(
 			        "{s:s, s:b, s:s, s:i, s:i, s:i, s:i, s:i, "
-			        "s:i, s:i}",
+			        "s:i, s:i, s:i, s:i, s:i}",
 			        "name", name, "default",
 			        strcmp(def, "YES") == 0, "state", st, "nodes",
 			        0, "cpus", 0, "idle_cpus", 0, "memory", 0,
-			        "idle_memory", 0, "gpus", 0, "idle_gpus", 0));
+			        "idle_memory", 0, "gpus", 0, "idle_gpus", 0,
+			        "node_cpus", 0, "node_memory", 0, "node_gpus",
+			        0));
 		}
 		free(rec);
 		line += len;

@@ -168,7 +168,11 @@ json_t *slurm_poll_capacity(struct agent *a)
 	pthread_mutex_unlock(&p->mu);
 	if (parts != NULL)
 		json_object_set_new(cap, "slurm",
-		                    json_pack("{s:o}", "partitions", parts));
+		                    json_pack("{s:o, s:s}", "partitions", parts,
+		                              "default_launcher",
+		                              a->conf.default_launcher
+		                                  ? a->conf.default_launcher
+		                                  : "sandbox"));
 	return cap;
 }
 

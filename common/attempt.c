@@ -147,7 +147,7 @@ out:
 
 int attempt_event_append(int fd, json_t *event, struct err *e)
 {
-	char *text = json_dump_canon(event);
+	char *text = json_dump_record(event);
 	size_t len = strlen(text);
 	int r;
 

@@ -570,7 +570,8 @@ static int parse_placement(json_t *root, struct jobspec *s, struct err *e)
 static int parse_checkpoint_slurm(json_t *root, struct jobspec *s,
                                   struct err *e)
 {
-	static const char *const ck[] = {"signal", "grace", "on_timeout", NULL};
+	static const char *const ck[] = {"signal", "grace", "on_timeout",
+	                                 "resume_from", NULL};
 	static const char *const sk[] = {"partition", "account", "qos",
 	                                 "nodes",     "ntasks",  NULL};
 	json_t *c = json_object_get(root, "checkpoint");
@@ -585,7 +586,10 @@ static int parse_checkpoint_slurm(json_t *root, struct jobspec *s,
 		    (r = get_duration(c, "checkpoint", "grace",
 		                      &s->checkpoint.grace_ms, e)) < 0 ||
 		    (r = json_get_bool(c, "checkpoint", "on_timeout", false,
-		                       &s->checkpoint.on_timeout, e)) < 0)
+		                       &s->checkpoint.on_timeout, e)) < 0 ||
+		    (r = json_get_int(c, "checkpoint", "resume_from", false, 1,
+		                      INT64_MAX, &s->checkpoint.resume_from,
+		                      e)) < 0)
 			return r;
 		if (strcmp(s->checkpoint.signal, "TERM") &&
 		    strcmp(s->checkpoint.signal, "USR1") &&

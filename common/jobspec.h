@@ -96,6 +96,8 @@ struct jobspec {
 		const char *signal; /* "TERM" (default) or "USR1" ... */
 		int64_t grace_ms;
 		bool on_timeout;
+		int64_t resume_from; /* a job whose checkpoint starts this
+		                      * one (workspace jobs), or 0 */
 	} checkpoint;
 
 	struct {

@@ -210,6 +210,16 @@ int json_get_bool(json_t *obj, const char *where, const char *key,
 	return 0;
 }
 
+char *json_dump_record(const json_t *v)
+{
+	char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS |
+	                            JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+
+	if (s == NULL)
+		abort();
+	return s;
+}
+
 char *json_dump_canon(const json_t *v)
 {
 	char *s =

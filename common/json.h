@@ -29,5 +29,9 @@ int json_get_bool(json_t *obj, const char *where, const char *key,
                   bool required, bool *out, struct err *e);
 /* Serialise compactly with sorted keys (canonical form); caller frees. */
 char *json_dump_canon(const json_t *v);
+/* json_dump_canon with reals at 15 significant digits: a value computed
+ * as 300348 / 1000.0 is written 300.348, not 300.34800000000001.  For
+ * records people read (events, result.json), never for hashed keys. */
+char *json_dump_record(const json_t *v);
 
 #endif

@@ -201,13 +201,39 @@ static int write_files(struct runner *r, struct slurm_job *j, struct err *e)
 	return rc;
 }
 
+/* Fields of the spec a Slurm job cannot be given (docs/launchers.md):
+ * refused, never silently dropped. */
+static int refuse_unhonoured(const struct jobspec *sp, struct err *e)
+{
+	if (sp->network == NET_NONE)
+		return err_set(
+		    e, TERR_UNSUPP,
+		    "network: 'none' cannot be honoured by the slurm "
+		    "launcher (a Slurm job uses its node's network); "
+		    "drop it, or run the job with the sandbox or "
+		    "docker launcher");
+	if (sp->nmounts > 0)
+		return err_set(e, TERR_UNSUPP,
+		               "mounts: the slurm launcher cannot bind-mount "
+		               "into a Slurm job; use the paths the compute "
+		               "nodes see, or another launcher");
+	if (sp->resources.pids > 0)
+		return err_set(
+		    e, TERR_UNSUPP,
+		    "resources.pids: the slurm launcher cannot limit "
+		    "a Slurm job's processes; drop it, or use another "
+		    "launcher");
+	return 0;
+}
+
 static int slurm_prepare(struct runner *r, struct err *e)
 {
 	const char *argv[] = {"sbatch", "--version", NULL};
 	struct slurm_job *j;
 	int st = 0, rc;
 
-	if ((rc = job_get(r, &j, e)) < 0)
+	if ((rc = refuse_unhonoured(r->spec, e)) < 0 ||
+	    (rc = job_get(r, &j, e)) < 0)
 		return rc;
 	if (cmd_capture(argv, NULL, NULL, 10000, &st, e) < 0 || st > 0)
 		return err_set(e, TERR_UNSUPP,
@@ -257,8 +283,7 @@ static void submit_fill(struct runner *r, struct slurm_job *j,
 /* Run sbatch; j->job_id on success. */
 static int submit(struct runner *r, struct slurm_job *j, struct err *e)
 {
-	char *name =
-	    xasprintf("tether-%s-%lld", r->job_id, (long long)r->attempt);
+	char *name = slurm_job_name(r->job_id, r->spec->name);
 	struct slurm_submit s;
 	struct buf out, errb;
 	char **argv;
@@ -345,7 +370,12 @@ static void exit_fill(struct slurm_job *j, const struct slurm_info *info,
 	struct err e = {0};
 	int rc;
 
-	if (slurm_exit_read(j->exit_file, &rc, &e) == 0) {
+	if (!j->ran && access(j->exit_file, F_OK) != 0 &&
+	    (!info->known || info->node[0] == '\0' ||
+	     strcmp(info->node, "(null)") == 0)) {
+		ex->exit_code = -1; /* it never ran: no exit code */
+		ex->signal = 0;
+	} else if (slurm_exit_read(j->exit_file, &rc, &e) == 0) {
 		if (rc > 128 && rc < 128 + 65) { /* sh: killed by a signal */
 			ex->exit_code = -1;
 			ex->signal = rc - 128;
@@ -378,12 +408,29 @@ static int slurm_collect(struct runner *r, struct launch_exit *ex,
 	ex->peak_memory_bytes = j->peak_rss; /* sstat samples; -1 none */
 	ex->cpu_seconds = -1;
 	exit_fill(j, &info, ex);
-	if (info.known) {
+	if (j->stuck) {
+		struct err ce = {0};
+		if (slurm_cancel(j->job_id, NULL, &ce) < 0)
+			runner_logf(r, "slurm", "%s", ce.msg);
+		ex->reason = "launch_failed";
+		runner_logf(r, "slurm",
+		            "batch job %s ended: Slurm holds it PENDING (%s), "
+		            "which waiting does not change; taken out of the "
+		            "queue",
+		            j->job_id, info.reason);
+		/* the final event's message (the attempt did not fail here) */
+		err_set(e, TERR_UNSUPP,
+		        "Slurm cannot start batch job %s: PENDING (%s)",
+		        j->job_id, info.reason);
+	} else if (info.known) {
+		bool placed = info.node[0] && strcmp(info.node, "(null)") != 0;
 		ex->reason = slurm_state_reason(info.state, j->we_stopped);
 		ex->oom = ex->reason != NULL && strcmp(ex->reason, "oom") == 0;
-		runner_logf(r, "slurm", "batch job %s ended %s%s%s on %s",
-		            j->job_id, info.state, info.reason[0] ? ": " : "",
-		            info.reason, info.node[0] ? info.node : "?");
+		runner_logf(r, "slurm", "batch job %s ended %s%s%s%s %s%s",
+		            j->job_id, info.state, info.reason[0] ? " (" : "",
+		            info.reason, info.reason[0] ? ")" : "",
+		            placed ? "on" : "before Slurm started it on a node",
+		            placed ? info.node : "");
 	} else if (access(j->exit_file, F_OK) != 0) {
 		ex->reason = "lost";
 		runner_logf(r, "slurm",
@@ -413,8 +460,7 @@ static int slurm_reattach(struct runner *r, int *out_fd, int *done_fd,
 		         r->state.launcher_ref);
 	if (j->job_id[0] == '\0') {
 		/* Killed between sbatch and saving the id: find it by name. */
-		char *name = xasprintf("tether-%s-%lld", r->job_id,
-		                       (long long)r->attempt);
+		char *name = slurm_job_name(r->job_id, r->spec->name);
 		rc = slurm_find_job(name, j->work, j->job_id, e);
 		free(name);
 		if (rc == TERR_NOTFOUND)
@@ -434,6 +480,21 @@ static int slurm_reattach(struct runner *r, int *out_fd, int *done_fd,
 	return slurm_follow_start(j, out_fd, done_fd, e);
 }
 
+static bool slurm_pending(struct runner *r, char *reason, size_t size)
+{
+	struct slurm_job *j = r->launcher_data;
+	bool queued;
+
+	if (j == NULL)
+		return false;
+	pthread_mutex_lock(&j->lock);
+	queued =
+	    j->info.known && slurm_state_phase(j->info.state) == SLURM_QUEUED;
+	snprintf(reason, size, "%s", queued ? j->info.reason : "");
+	pthread_mutex_unlock(&j->lock);
+	return queued;
+}
+
 static void slurm_cleanup(struct runner *r)
 {
 	job_free(r->launcher_data);
@@ -449,4 +510,5 @@ const struct launcher_ops launcher_slurm = {
     .collect = slurm_collect,
     .reattach = slurm_reattach,
     .cleanup = slurm_cleanup,
+    .pending = slurm_pending,
 };

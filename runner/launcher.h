@@ -9,6 +9,7 @@
 #define TETHER_LAUNCHER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/jobspec.h"
@@ -47,6 +48,10 @@ struct launcher_ops {
 	                struct err *e);
 	/* Release everything (cgroup, container, files); idempotent. */
 	void (*cleanup)(struct runner *r);
+	/* Optional: true while the job waits in the launcher's own queue
+	 * (Slurm PENDING), with why in reason; the supervisor reports
+	 * changes as `pending` events. */
+	bool (*pending)(struct runner *r, char *reason, size_t size);
 };
 
 extern const struct launcher_ops launcher_sandbox;

@@ -70,6 +70,7 @@ static bool pump(struct slurm_job *j, int *fd)
 	if (*fd < 0)
 		return true; /* not created yet */
 	while ((n = pread(*fd, chunk, sizeof(chunk), j->out_offset)) > 0) {
+		j->ran = true;
 		mark_log_start(j);
 		if (!pipe_put(j, chunk, (size_t)n))
 			return false;
@@ -110,7 +111,18 @@ static bool job_over(struct slurm_job *j)
 			slurm_json_save(j, NULL);
 		}
 	}
-	return !info.known || slurm_state_phase(info.state) == SLURM_ENDED;
+	if (info.known && slurm_state_phase(info.state) == SLURM_RUNNING)
+		j->ran = true;
+	/* held for a reason that never clears: seen twice in a row (a
+	 * poll apart), so a passing state of the cluster is not taken for
+	 * it; the runner then takes it out of the queue (collect) */
+	if (info.known && slurm_state_phase(info.state) == SLURM_QUEUED &&
+	    slurm_reason_hopeless(info.reason))
+		j->stuck = ++j->hopeless_seen >= 2;
+	else
+		j->hopeless_seen = 0;
+	return !info.known || j->stuck ||
+	       slurm_state_phase(info.state) == SLURM_ENDED;
 }
 
 static void *follow_main(void *arg)

@@ -143,6 +143,21 @@ int slurm_script_env(const struct slurm_paths *p, char *const *envp,
 	return r;
 }
 
+char *slurm_job_name(const char *job_id, const char *spec_name)
+{
+	char *name = xasprintf("tether-%s-%s", job_id,
+	                       spec_name != NULL ? spec_name : "job");
+	size_t skip = strlen(job_id) + 8;
+
+	for (char *p = name + skip; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' &&
+		    *p != '-')
+			*p = '_';
+	if (strlen(name) > SLURM_NAME_MAX)
+		name[SLURM_NAME_MAX] = '\0';
+	return name;
+}
+
 int64_t slurm_time_minutes(int64_t timeout_ms)
 {
 	if (timeout_ms <= 0)

@@ -110,6 +110,25 @@ enum slurm_phase slurm_state_phase(const char *state)
 	return SLURM_RUNNING; /* RUNNING, COMPLETING, SUSPENDED, ... */
 }
 
+bool slurm_reason_hopeless(const char *reason)
+{
+	static const char *const never[] = {
+	    "PartitionConfig",    "PartitionNodeLimit",
+	    "PartitionTimeLimit", "PartitionDown",
+	    "PartitionInactive",  "ReqNodeNotAvail",
+	    "BadConstraints",     "InvalidAccount",
+	    "InvalidQOS",         "AccountNotAllowed",
+	    "QOSNotAllowed",      "NodeDown",
+	    "FrontEndDown",       "DependencyNeverSatisfied",
+	    "InvalidReservation", NULL};
+	char word[64];
+
+	/* "ReqNodeNotAvail, UnavailableNodes:n1": the first word */
+	snprintf(word, sizeof(word), "%s", reason);
+	word[strcspn(word, ", ")] = '\0';
+	return in_list(word, never);
+}
+
 const char *slurm_state_reason(const char *state, bool we_stopped)
 {
 	if (strcmp(state, "TIMEOUT") == 0 || strcmp(state, "DEADLINE") == 0)

@@ -65,6 +65,9 @@ struct slurm_job {
 	int log_fd;         /* the attempt log (not owned) */
 	bool we_stopped;    /* signal()/kill() was used */
 	bool as_user;       /* run as the job user (shared_dir, root agent) */
+	bool ran;           /* Slurm was seen running it (or it wrote) */
+	int hopeless_seen;  /* queries in a row: PENDING for good (stuck) */
+	bool stuck;         /* Slurm will never start it: give up */
 	pthread_t thread;
 	bool thread_on;
 	atomic_bool stop;
@@ -88,6 +91,12 @@ int slurm_script_env(const struct slurm_paths *p, char *const *envp,
 /* The sbatch argv (heap, NULL-terminated; free with slurm_argv_free). */
 char **slurm_sbatch_argv(const struct slurm_submit *s);
 void slurm_argv_free(char **argv);
+/* The Slurm job name squeue shows: tether-<job>-<spec name>, the name's
+ * bytes other than [A-Za-z0-9._-] as '_', cut to SLURM_NAME_MAX in all
+ * (heap).  The same for every runner of an attempt (reattach finds the
+ * job by it and its work dir). */
+#define SLURM_NAME_MAX 64
+char *slurm_job_name(const char *job_id, const char *spec_name);
 /* Minutes for --time: timeout rounded up, at least 1; 0 for none. */
 int64_t slurm_time_minutes(int64_t timeout_ms);
 /* Parse sbatch --parsable output ("123" or "123;cluster"). */
@@ -100,6 +109,10 @@ int slurm_info_parse(const char *text, struct slurm_info *info, struct err *e);
 int slurm_info_query(const char *job_id, struct slurm_info *info,
                      struct err *e);
 enum slurm_phase slurm_state_phase(const char *state);
+/* True for a PENDING reason that does not clear by waiting (the request
+ * does not fit the partition, the account or QOS is refused, the nodes
+ * it needs are down): PartitionConfig, ReqNodeNotAvail, ... */
+bool slurm_reason_hopeless(const char *reason);
 /* Tether reason for a final Slurm state that the exit code does not tell
  * (TIMEOUT -> timed_out, OUT_OF_MEMORY -> oom, ...); NULL otherwise. */
 const char *slurm_state_reason(const char *state, bool we_stopped);

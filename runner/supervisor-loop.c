@@ -27,6 +27,8 @@ struct loop {
 	int64_t kill_at_ms;      /* -1 until stopping */
 	bool killed;
 	int64_t disk_next_ms; /* when to measure the disk budget next */
+	bool pending;         /* last `pending` event said so */
+	char pending_reason[64];
 };
 
 static int loop_open(struct loop *l, struct err *e)
@@ -156,6 +158,31 @@ static void loop_disk(struct loop *l, int64_t now)
 	l->kill_at_ms = now;
 }
 
+/* Report the launcher's queue state when it changed: {"type":
+ * "pending", "pending": true, "reason": "Resources"} while the job waits
+ * (Slurm PENDING), "pending": false once it runs. */
+static void loop_pending(struct loop *l)
+{
+	struct runner *r = l->r;
+	char why[64] = "";
+	struct err e = {0};
+	bool p;
+	json_t *ev;
+
+	if (r->ops->pending == NULL)
+		return;
+	p = r->ops->pending(r, why, sizeof(why));
+	if (p == l->pending && (!p || strcmp(why, l->pending_reason) == 0))
+		return;
+	l->pending = p;
+	snprintf(l->pending_reason, sizeof(l->pending_reason), "%s", why);
+	ev = json_pack("{s:s, s:b, s:o}", "type", "pending", "pending", p,
+	               "reason", p && why[0] ? json_string(why) : json_null());
+	if (runner_event(r, ev, &e) < 0)
+		log_warn("job=%s pending event: %s", r->job_id, e.msg);
+	json_decref(ev);
+}
+
 static void loop_tick(struct loop *l)
 {
 	int64_t now = now_mono_ms();
@@ -163,6 +190,7 @@ static void loop_tick(struct loop *l)
 	const char *why;
 
 	progress_report(&l->progress, l->r, now, false);
+	loop_pending(l);
 	if (l->stop_reason == NULL && (why = fence_check(&l->fence, now)))
 		loop_begin_stop(l, why, now);
 	loop_disk(l, now);

@@ -175,7 +175,7 @@ static int write_final(struct runner *r, struct final *f, struct err *e)
 	                               : json_array());
 	json_object_set_new(res, "job", json_string(r->job_id));
 	json_object_set_new(res, "attempt", json_integer(r->attempt));
-	text = json_dump_canon(res);
+	text = json_dump_record(res);
 	path = attempt_path(r->dir, ATTEMPT_RESULT);
 	rc = file_write_atomic(path, text, strlen(text), 0600, e);
 	free(path);

@@ -41,8 +41,9 @@ def test_job_runs_through_slurm_log_exact_and_exit_code(slurm_cluster):
                30, what="Slurm job RUNNING")
     assert job_id in slurm_cluster.queue()
     info = slurm_cluster.job(job_id)
-    assert info["JobName"] == "tether-%s-1" % os.path.basename(
-        os.path.dirname(d))
+    job = os.path.basename(os.path.dirname(d))
+    # tether-<job>-<spec name> (make_attempt names it slurm-test-<job>)
+    assert info["JobName"] == "tether-%s-slurm-test-%s" % (job, job)
     assert info["MinMemoryNode"] == "128M"
     assert info["WorkDir"] == os.path.join(d, "work")
     open(os.path.join(d, "work", "release"), "w").close()

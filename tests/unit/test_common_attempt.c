@@ -67,10 +67,39 @@ static void test_lease_cancel_state(void **state)
 	assert_int_equal(rm_rf(dir, &e), 0);
 }
 
+/* Durations are written as people read them (issue 28): 300.348, not
+ * 300.34800000000001; times keep their milliseconds. */
+static void test_event_reals(void **state)
+{
+	char dir[] = "/tmp/tattemptXXXXXX", *text = NULL, *path;
+	struct err e = {0};
+	json_t *ev;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	path = attempt_path(dir, ATTEMPT_EVENTS);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	ev = json_pack("{s:i, s:{s:f, s:f}, s:f}", "seq", 2, "durations", "run",
+	               300348 / 1000.0, "env", 0.1 + 0.2, "time",
+	               1790000012.345);
+	assert_int_equal(attempt_event_append(fd, ev, &e), 0);
+	json_decref(ev);
+	close(fd);
+	assert_int_equal(file_read_all(path, 4096, &text, NULL, &e), 0);
+	assert_string_equal(text, "{\"durations\":{\"env\":0.3,\"run\":"
+	                          "300.348},\"seq\":2,\"time\":"
+	                          "1790000012.345}\n");
+	free(text);
+	free(path);
+	assert_int_equal(rm_rf(dir, &e), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_lease_cancel_state),
+	    cmocka_unit_test(test_event_reals),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

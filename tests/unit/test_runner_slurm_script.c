@@ -193,9 +193,29 @@ static void test_time_and_jobid(void **state)
 	assert_int_equal(slurm_parse_jobid("12x", id, &e), TERR_PROTO);
 }
 
+/* squeue shows which job it is (issue 28). */
+static void test_job_name(void **state)
+{
+	char *n;
+
+	(void)state;
+	n = slurm_job_name("42", "digits");
+	assert_string_equal(n, "tether-42-digits");
+	free(n);
+	n = slurm_job_name("7", "a b/c;$(x)\xc3\xa9");
+	assert_string_equal(n, "tether-7-a_b_c___x___");
+	free(n);
+	n = slurm_job_name("123", "a-very-long-name-that-goes-on-and-on-and-on-"
+	                          "for-more-than-sixty-four-bytes");
+	assert_int_equal(strlen(n), SLURM_NAME_MAX);
+	assert_memory_equal(n, "tether-123-a-very-long", 22);
+	free(n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_job_name),
 	    cmocka_unit_test(test_quote),
 	    cmocka_unit_test(test_batch_wrapper_runs_argv_exactly),
 	    cmocka_unit_test(test_batch_needs_command),

@@ -90,6 +90,23 @@ static void test_phase_mapping(void **state)
 	assert_string_equal(slurm_state_reason("TIMEOUT", true), "timed_out");
 }
 
+/* Reasons that waiting does not clear end the attempt (issue 28). */
+static void test_hopeless_reasons(void **state)
+{
+	(void)state;
+	assert_true(slurm_reason_hopeless("PartitionConfig"));
+	assert_true(slurm_reason_hopeless("ReqNodeNotAvail"));
+	assert_true(
+	    slurm_reason_hopeless("ReqNodeNotAvail, UnavailableNodes:n1"));
+	assert_true(slurm_reason_hopeless("BadConstraints"));
+	assert_true(slurm_reason_hopeless("PartitionNodeLimit"));
+	assert_false(slurm_reason_hopeless("Resources"));
+	assert_false(slurm_reason_hopeless("Priority"));
+	assert_false(slurm_reason_hopeless("None"));
+	assert_false(slurm_reason_hopeless(""));
+	assert_false(slurm_reason_hopeless("PartitionConfigX"));
+}
+
 static void test_exit_file(void **state)
 {
 	char dir[] = "/tmp/tslurmXXXXXX";
@@ -174,6 +191,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_record),
 	    cmocka_unit_test(test_phase_mapping),
+	    cmocka_unit_test(test_hopeless_reasons),
 	    cmocka_unit_test(test_exit_file),
 	    cmocka_unit_test(test_resume_offset),
 	};

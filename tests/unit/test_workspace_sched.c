@@ -127,6 +127,63 @@ static void test_assign_priority_fifo_fit(void **state)
 	json_decref(jobs);
 }
 
+static void add_job_spec(struct ws *ws, double cpus, const char *spec)
+{
+	char *sql = xasprintf(
+	    "INSERT INTO jobs(name, state, priority, submitted_at, queued_at, "
+	    "spec, retries, cpus, memory, gpus) VALUES ('j', 'queued', 0, 0, "
+	    "0, '%s', 0, %g, 0, 0)",
+	    spec, cpus);
+	exec_ok(ws, sql);
+	free(sql);
+}
+
+/* A Slurm agent's jobs fit its partitions' nodes, not its head node
+ * (issue 28); a job naming another launcher still fits the head node. */
+static void test_slurm_partitions_capacity(void **state)
+{
+	struct fixture *f = *state;
+	struct ws *ws = &f->ws;
+	json_t *jobs = json_array();
+	char *r;
+
+	add_agent(ws, "s1", "[]",
+	          "{\"cpus\": 2, \"memory\": 1000, \"slurm\": "
+	          "{\"default_launcher\": \"slurm\", \"partitions\": ["
+	          "{\"name\": \"debug\", \"default\": true, \"cpus\": 16, "
+	          "\"node_cpus\": 8, \"memory\": 4000, \"node_memory\": "
+	          "2000, \"gpus\": 0, \"node_gpus\": 0}, {\"name\": \"big\", "
+	          "\"cpus\": 64, \"node_cpus\": 64, \"memory\": 9000, "
+	          "\"node_memory\": 9000}]}}");
+	add_job_spec(ws, 6, "{\"name\":\"j\"}"); /* 1 */
+	add_job_spec(ws, 6,
+	             "{\"name\":\"j\",\"launcher\":\"sandbox\"}"); /* 2 */
+	add_job_spec(ws, 12, "{\"name\":\"j\"}");                  /* 3 */
+	add_job_spec(
+	    ws, 32,
+	    "{\"name\":\"j\",\"slurm\":{\"partition\":\"big\"}}"); /* 4 */
+	add_job_spec(
+	    ws, 1,
+	    "{\"name\":\"j\",\"slurm\":{\"partition\":\"nope\"}}"); /* 5 */
+	assert_int_equal(sched_assign(ws, "s1", 10, jobs), 2);
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_array_get(jobs, 0), "job")),
+	    1);
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_array_get(jobs, 1), "job")),
+	    4);
+	r = sched_queue_reason(ws, 2);
+	assert_non_null(strstr(r, "cpus request"));
+	free(r);
+	r = sched_queue_reason(ws, 3); /* more than one debug node has */
+	assert_non_null(strstr(r, "cpus request"));
+	free(r);
+	r = sched_queue_reason(ws, 5);
+	assert_non_null(strstr(r, "the job's slurm.partition"));
+	free(r);
+	json_decref(jobs);
+}
+
 static void test_unschedulable_reason(void **state)
 {
 	struct fixture *f = *state;
@@ -239,6 +296,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_schema_version, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_assign_priority_fifo_fit,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_slurm_partitions_capacity,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unschedulable_reason, setup,
 	                                    teardown),

@@ -2,6 +2,8 @@
 #include "workspace/cli/cli.h"
 #include "common/util.h"
 
+#include <string.h>
+
 static const char *str(json_t *o, const char *k, const char *def)
 {
 	const char *s = json_string_value(json_object_get(o, k));
@@ -39,14 +41,50 @@ static void print_size(const char *label, json_t *v)
 	       n, units[u]);
 }
 
+/* " (pending: Resources)" while the launcher queues it (Slurm). */
+static void print_substate(json_t *o)
+{
+	if (!json_is_string(json_object_get(o, "substate")))
+		return;
+	printf(" (%s", str(o, "substate", ""));
+	if (json_is_string(json_object_get(o, "substate_reason")))
+		printf(": %s", str(o, "substate_reason", ""));
+	printf(")");
+}
+
+/* The phase durations in the order the phases run, then any others. */
+static void print_durations(json_t *d)
+{
+	static const char *const order[] = {"queued", "source",  "env",
+	                                    "run",    "outputs", NULL};
+	const char *k;
+	json_t *v;
+	int i;
+
+	for (i = 0; order[i] != NULL; i++) {
+		v = json_object_get(d, order[i]);
+		if (json_is_number(v))
+			printf("  %-12s %.2f s\n", order[i],
+			       json_number_value(v));
+	}
+	json_object_foreach(d, k, v)
+	{
+		for (i = 0; order[i] != NULL && strcmp(order[i], k) != 0; i++)
+			;
+		if (order[i] == NULL && json_is_number(v))
+			printf("  %-12s %.2f s\n", k, json_number_value(v));
+	}
+}
+
 static void print_attempt(json_t *a)
 {
 	json_t *d = json_object_get(a, "durations"), *v;
-	const char *k;
 
-	printf("attempt %lld on %s: %s\n",
+	printf("attempt %lld on %s: %s",
 	       (long long)json_integer_value(json_object_get(a, "attempt")),
 	       str(a, "agent", "?"), str(a, "state", "?"));
+	print_substate(a);
+	printf("\n");
 	print_num("exit code", json_object_get(a, "exit_code"), "");
 	print_num("signal", json_object_get(a, "signal"), "");
 	print_size("peak memory", json_object_get(a, "peak_memory_bytes"));
@@ -74,11 +112,7 @@ static void print_attempt(json_t *a)
 		printf("  %-12s %s\n", "commit", str(a, "commit", ""));
 	if (json_is_string(json_object_get(a, "message")))
 		printf("  %-12s %s\n", "message", str(a, "message", ""));
-	json_object_foreach(d, k, v)
-	{
-		if (json_is_number(v))
-			printf("  %-12s %.2f s\n", k, json_number_value(v));
-	}
+	print_durations(d);
 }
 
 static int cmd_status(struct cli *c, int argc, char **argv)
@@ -97,8 +131,10 @@ static int cmd_status(struct cli *c, int argc, char **argv)
 	if (c->json) {
 		cli_print_json(j);
 	} else {
-		printf("job %lld (%s): %s\n", (long long)job,
-		       str(j, "name", "?"), str(j, "state", "?"));
+		printf("job %lld (%s): %s", (long long)job, str(j, "name", "?"),
+		       str(j, "state", "?"));
+		print_substate(j);
+		printf("\n");
 		if (json_is_string(json_object_get(j, "queue_reason")))
 			printf("  %s\n", str(j, "queue_reason", ""));
 		json_array_foreach(json_object_get(j, "attempts"), i, a)

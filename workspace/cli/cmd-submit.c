@@ -1,11 +1,12 @@
 /* cmd-submit.c: tether submit job.json [--dir SRC] [--follow]
- *                                     [--max-size SIZE]
+ *                                     [--max-size SIZE] [--resume-from JOB]
  *
  * The spec is checked locally with the same parser the workspace uses, so
  * a mistake is named before anything is uploaded.  --dir packs SRC
  * (honouring .gitignore and .tetherignore), uploads it as a snapshot and
- * sets source.snapshot.  --follow prints the log until the job ends and
- * exits with the job's result. */
+ * sets source.snapshot.  --resume-from JOB sets checkpoint.resume_from:
+ * the job starts from JOB's newest kept checkpoint.  --follow prints the
+ * log until the job ends and exits with the job's result. */
 #include "workspace/cli/cli.h"
 #include "common/fileio.h"
 #include "common/jobspec.h"
@@ -20,7 +21,7 @@
 struct submit_opts {
 	const char *file, *dir;
 	bool follow;
-	int64_t max_size;
+	int64_t max_size, resume_from;
 };
 
 static int load_spec(struct cli *c, const char *file, json_t **out)
@@ -94,17 +95,37 @@ out:
 	return rc;
 }
 
+/* Set spec.checkpoint.resume_from, keeping the other checkpoint keys. */
+static void resume_from(json_t *spec, int64_t job)
+{
+	json_t *ck = json_object_get(spec, "checkpoint");
+
+	if (!json_is_object(ck)) {
+		ck = json_object();
+		json_object_set_new(spec, "checkpoint", ck);
+	}
+	json_object_set_new(ck, "resume_from", json_integer(job));
+}
+
 static void parse(int argc, char **argv, struct submit_opts *o)
 {
 	static const struct option lo[] = {
 	    {"dir", required_argument, 0, 'd'},
 	    {"follow", no_argument, 0, 'f'},
 	    {"max-size", required_argument, 0, 'm'},
+	    {"resume-from", required_argument, 0, 'r'},
 	    {0, 0, 0, 0}};
 	int ch;
 
 	o->max_size = 256LL << 20;
-	while ((ch = getopt_long(argc, argv, "d:fm:", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "d:fm:r:", lo, NULL)) != -1) {
+		if (ch == 'r' &&
+		    parse_i64(optarg, 1, INT64_MAX, &o->resume_from, NULL) == 0)
+			continue;
+		if (ch == 'r')
+			cli_usage_error("tether submit",
+			                "--resume-from '%s': expected a job id",
+			                optarg);
 		if (ch == 'd')
 			o->dir = optarg;
 		else if (ch == 'f')
@@ -132,6 +153,8 @@ static int cmd_submit(struct cli *c, int argc, char **argv)
 	parse(argc, argv, &o);
 	if ((rc = load_spec(c, o.file, &spec)) != EXIT_OK)
 		return rc;
+	if (o.resume_from > 0)
+		resume_from(spec, o.resume_from);
 	if (o.dir != NULL &&
 	    (rc = upload_dir(c, o.dir, o.max_size, spec)) != EXIT_OK)
 		goto out;
@@ -160,7 +183,9 @@ out:
 }
 
 const struct cmd_entry cmd_submit_entry = {
-    "submit", "JOB.json [--dir SRC] [--follow] [--max-size SIZE]",
-    "submit a job; --dir uploads SRC as its source; --follow prints the "
-    "log and exits with the job's result",
+    "submit",
+    "JOB.json [--dir SRC] [--follow] [--max-size SIZE] [--resume-from JOB]",
+    "submit a job; --dir uploads SRC as its source; --resume-from starts "
+    "it from JOB's kept checkpoint; --follow prints the log and exits with "
+    "the job's result",
     cmd_submit};

@@ -1,7 +1,12 @@
 /* pack.c: a directory as a gzip'd tar (libarchive) for `tether submit
  * --dir`: regular files, directories and symlinks (stored as links, never
  * followed), minus what .gitignore / .tetherignore leave out, with a cap
- * on the bytes read. */
+ * on the bytes read.
+ *
+ * The archive depends only on the names, types, permission bits, link
+ * targets and contents: names in byte order, one fixed mtime, owner root,
+ * no gzip timestamp.  So the same tree packs to the same bytes, and the
+ * snapshot id (their sha256) is the same for every upload of it. */
 #include "workspace/cli/cli.h"
 #include "common/util.h"
 
@@ -14,6 +19,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* The mtime of every entry: 2000-01-01T00:00:00Z (not 0: zip and other
+ * formats a job may use refuse dates before 1980). */
+#define PACK_MTIME 946684800
 
 struct pack {
 	struct archive *a;
@@ -60,7 +69,10 @@ static int add_entry(struct pack *p, const char *rel, const char *full,
 	int r = 0;
 
 	archive_entry_copy_pathname(en, rel);
-	archive_entry_copy_stat(en, sb);
+	archive_entry_set_filetype(en, sb->st_mode & S_IFMT);
+	archive_entry_set_perm(en, sb->st_mode & 07777);
+	archive_entry_set_size(en, S_ISREG(sb->st_mode) ? sb->st_size : 0);
+	archive_entry_set_mtime(en, PACK_MTIME, 0);
 	archive_entry_set_uid(en, 0);
 	archive_entry_set_gid(en, 0);
 	archive_entry_set_uname(en, "");
@@ -83,28 +95,34 @@ static int add_entry(struct pack *p, const char *rel, const char *full,
 	return r;
 }
 
+static int name_cmp(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static int no_dots(const struct dirent *de)
+{
+	return strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+}
+
 static int walk(struct pack *p, const char *rel)
 {
 	char *dir =
 	    rel[0] ? xasprintf("%s/%s", p->root, rel) : xstrdup(p->root);
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	int r = 0;
+	struct dirent **names = NULL;
+	int n = scandir(dir, &names, no_dots, name_cmp), r = 0;
 
-	if (d == NULL) {
+	if (n < 0) {
 		r = err_sys(p->e, TERR_IO, "open directory %s", dir);
 		free(dir);
 		return r;
 	}
-	while (r == 0 && (de = readdir(d)) != NULL) {
+	for (int i = 0; r == 0 && i < n; i++) {
+		const char *name = names[i]->d_name;
 		char *crel, *full;
 		struct stat sb;
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		crel = rel[0] ? xasprintf("%s/%s", rel, de->d_name)
-		              : xstrdup(de->d_name);
-		full = xasprintf("%s/%s", dir, de->d_name);
+		crel = rel[0] ? xasprintf("%s/%s", rel, name) : xstrdup(name);
+		full = xasprintf("%s/%s", dir, name);
 		if (lstat(full, &sb) < 0)
 			r = err_sys(p->e, TERR_IO, "stat %s", full);
 		else if (ignore_match(p->ig, crel, S_ISDIR(sb.st_mode)))
@@ -117,7 +135,9 @@ static int walk(struct pack *p, const char *rel)
 		free(crel);
 		free(full);
 	}
-	closedir(d);
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
 	free(dir);
 	return r;
 }
@@ -131,6 +151,8 @@ int pack_dir(const char *dir, const char *out_path, int64_t max_bytes,
 	p.a = archive_write_new();
 	p.ig = ignore_load(dir);
 	if (archive_write_add_filter_gzip(p.a) != ARCHIVE_OK ||
+	    archive_write_set_filter_option(p.a, "gzip", "timestamp", NULL) !=
+	        ARCHIVE_OK ||
 	    archive_write_set_format_pax_restricted(p.a) != ARCHIVE_OK ||
 	    archive_write_open_filename(p.a, out_path) != ARCHIVE_OK) {
 		r = err_set(e, TERR_IO, "create %s: %s", out_path,

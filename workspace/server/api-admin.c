@@ -98,9 +98,11 @@ static const char *agent_state(struct ws *ws, sqlite3_stmt *st)
 		return "revoked";
 	if (sqlite3_column_int(st, 12))
 		return "draining";
+	if (strcmp(s, "offline") == 0)
+		return "offline"; /* it said it exits (drained) */
 	if (ws_now() - seen > 3.0 * (double)ws->conf.poll_ms / 1000.0)
 		return "lost";
-	return "online";
+	return strcmp(s, "draining") == 0 ? "draining" : "online";
 }
 
 static int agents_list(struct req *r)

@@ -53,10 +53,12 @@ int agent_check_labels(json_t *labels, const char *field, struct err *e)
  * (docs/protocol.md); other partition keys are kept as sent. */
 static int check_slurm(json_t *slurm, const char *where, struct err *e)
 {
-	static const char *const keys[] = {"partitions", NULL};
-	static const char *const nums[] = {"nodes",       "cpus", "idle_cpus",
-	                                   "memory",      "gpus", "idle_gpus",
-	                                   "idle_memory", NULL};
+	static const char *const keys[] = {"partitions", "default_launcher",
+	                                   NULL};
+	static const char *const nums[] = {
+	    "nodes",       "cpus",      "idle_cpus",   "memory",
+	    "gpus",        "idle_gpus", "idle_memory", "node_cpus",
+	    "node_memory", "node_gpus", NULL};
 	json_t *parts, *p;
 	const char *s;
 	int64_t i64;
@@ -65,7 +67,9 @@ static int check_slurm(json_t *slurm, const char *where, struct err *e)
 
 	if (json_is_null(slurm))
 		return 0;
-	if ((r = json_check_keys(slurm, where, keys, e)) < 0)
+	if ((r = json_check_keys(slurm, where, keys, e)) < 0 ||
+	    (r = json_get_str(slurm, where, "default_launcher", false, 32, &s,
+	                      e)) < 0)
 		return r;
 	parts = json_object_get(slurm, "partitions");
 	if (!json_is_array(parts) || json_array_size(parts) > 256)

@@ -83,7 +83,7 @@ static int jobs_submit(struct req *r)
 	struct ws *ws = r->ws;
 	struct jobspec *s = NULL;
 	struct err e = {0};
-	json_t *root = NULL, *masked = NULL;
+	json_t *root = NULL, *masked = NULL, *ck = NULL;
 	int64_t id = -1;
 	int st;
 
@@ -111,7 +111,19 @@ static int jobs_submit(struct req *r)
 		                s->source.snapshot);
 		goto out;
 	}
+	if (s->checkpoint.resume_from > 0 &&
+	    json_is_null(
+	        ck = checkpoint_of_job(ws, s->checkpoint.resume_from))) {
+		db_unlock(ws);
+		st = reply_error(r, 400, "invalid", "checkpoint.resume_from",
+		                 "checkpoint.resume_from: job %lld has no kept "
+		                 "checkpoint (no such job, it kept none, or "
+		                 "retention removed it)",
+		                 (long long)s->checkpoint.resume_from);
+		goto out;
+	}
 	if (db_begin(ws) == 0 && (id = insert_job(ws, s, masked)) > 0 &&
+	    (ck == NULL || checkpoint_give(ws, id, ck) == 0) &&
 	    db_commit(ws) == 0) {
 		db_unlock(ws);
 		ws_notify(ws);
@@ -129,6 +141,7 @@ static int jobs_submit(struct req *r)
 out:
 	json_decref(root);
 	json_decref(masked);
+	json_decref(ck);
 	jobspec_free(s);
 	return st;
 }
@@ -230,6 +243,38 @@ static void attempt_log_state(struct ws *ws, int64_t id, sqlite3_stmt *st,
 	                        terminal, sqlite3_column_int64(st, 6), fin)));
 }
 
+/* A live attempt's launcher sub-state from its newest `pending` event
+ * (docs/protocol.md): sets "substate" ("pending" or null) and
+ * "substate_reason" (Slurm's reason, or null) on a. */
+static void attempt_substate(struct ws *ws, int64_t id, int64_t n, json_t *a)
+{
+	const char *state = json_string_value(json_object_get(a, "state"));
+	sqlite3_stmt *st;
+	json_t *ev = NULL;
+
+	if (state != NULL && !sched_reason_terminal(state)) {
+		st = db_prep(ws, "SELECT body FROM events WHERE job = ? AND "
+		                 "attempt = ? AND json_extract(body, '$.type') "
+		                 "= 'pending' ORDER BY seq DESC LIMIT 1");
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_int64(st, 2, n);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			ev = db_col_json(st, 0);
+		sqlite3_finalize(st);
+	}
+	if (json_is_true(json_object_get(ev, "pending"))) {
+		json_t *why = json_object_get(ev, "reason");
+		json_object_set_new(a, "substate", json_string("pending"));
+		json_object_set_new(a, "substate_reason",
+		                    json_is_string(why) ? json_incref(why)
+		                                        : json_null());
+	} else {
+		json_object_set_new(a, "substate", json_null());
+		json_object_set_new(a, "substate_reason", json_null());
+	}
+	json_decref(ev);
+}
+
 static json_t *job_attempts(struct ws *ws, int64_t id)
 {
 	sqlite3_stmt *st = db_prep(
@@ -253,10 +298,27 @@ static json_t *job_attempts(struct ws *ws, int64_t id)
 		json_object_set_new(a, "checkpoint",
 		                    checkpoint_of_attempt(ws, id, n));
 		attempt_log_state(ws, id, st, a);
+		attempt_substate(ws, id, n, a);
 		json_array_append_new(list, a);
 	}
 	sqlite3_finalize(st);
 	return list;
+}
+
+/* The job's substate is its current attempt's. */
+static void job_substate(json_t *job)
+{
+	json_t *atts = json_object_get(job, "attempts"), *a, *cur = NULL;
+	int64_t n = json_integer_value(json_object_get(job, "attempt"));
+	size_t i;
+
+	json_array_foreach(atts, i, a) if (json_integer_value(json_object_get(
+	                                       a, "attempt")) == n) cur = a;
+	json_object_set(job, "substate",
+	                cur ? json_object_get(cur, "substate") : json_null());
+	json_object_set(job, "substate_reason",
+	                cur ? json_object_get(cur, "substate_reason")
+	                    : json_null());
 }
 
 static int jobs_get(struct req *r)
@@ -289,6 +351,7 @@ static int jobs_get(struct req *r)
 		    job_attempts(ws, id));
 		json_object_set_new(job, "checkpoint",
 		                    checkpoint_of_job(ws, id));
+		job_substate(job);
 		free(qr);
 	}
 	sqlite3_finalize(st);

@@ -34,6 +34,25 @@ json_t *checkpoint_of_job(struct ws *ws, int64_t job)
 	return c;
 }
 
+int checkpoint_give(struct ws *ws, int64_t job, json_t *ck)
+{
+	sqlite3_stmt *st =
+	    db_prep(ws, "INSERT INTO checkpoints(job, attempt, sha256, size, "
+	                "created_at) VALUES (?, 0, ?, ?, ?)");
+	int rc;
+
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_text(st, 2, json_string_value(json_object_get(ck, "id")),
+	                  -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3,
+	                   json_integer_value(json_object_get(ck, "size")));
+	sqlite3_bind_double(
+	    st, 4, json_number_value(json_object_get(ck, "created_at")));
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : TERR_IO;
+	sqlite3_finalize(st);
+	return rc;
+}
+
 json_t *checkpoint_of_attempt(struct ws *ws, int64_t job, int64_t att)
 {
 	sqlite3_stmt *st = db_prep(ws, "SELECT sha256, size FROM checkpoints "

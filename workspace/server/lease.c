@@ -16,13 +16,15 @@
 struct lease_out {
 	json_t *jobs, *renewed, *cancel, *lost;
 	bool drain, urgent;
+	bool leaving; /* the agent said it drains, is preempted or exits */
+	int requeued; /* attempts handed back for it */
 };
 
 static int check_lease(json_t *b, struct err *e)
 {
 	static const char *const keys[] = {
-	    "wait", "queue_room", "draining",   "running",
-	    "free", "capacity",   "preempting", NULL};
+	    "wait",     "queue_room", "draining", "running", "free",
+	    "capacity", "preempting", "exiting",  NULL};
 	static const char *const rkeys[] = {"job", "attempt", "state", NULL};
 	double d;
 	int64_t i64;
@@ -37,7 +39,8 @@ static int check_lease(json_t *b, struct err *e)
 	    (r = json_get_int(b, "", "queue_room", false, 0, 10000, &i64, e)) <
 	        0 ||
 	    (r = json_get_bool(b, "", "draining", false, &bo, e)) < 0 ||
-	    (r = json_get_bool(b, "", "preempting", false, &bo, e)) < 0)
+	    (r = json_get_bool(b, "", "preempting", false, &bo, e)) < 0 ||
+	    (r = json_get_bool(b, "", "exiting", false, &bo, e)) < 0)
 		return r;
 	if (json_object_get(b, "free") &&
 	    !json_is_object(json_object_get(b, "free")))
@@ -66,13 +69,17 @@ static int check_lease(json_t *b, struct err *e)
 	return 0;
 }
 
-/* Record the heartbeat: last_seen, free capacity, what runs. */
+/* Record the heartbeat: last_seen, free capacity, what runs, and whether
+ * the agent is going away (state `draining`, or `offline` once it said it
+ * exits; a poll without either makes it `online` again). */
 static void heartbeat(struct ws *ws, const char *agent, json_t *b)
 {
 	sqlite3_stmt *st = db_prep(
 	    ws, "UPDATE agents SET last_seen = ?1, free = coalesce(?2, free), "
 	        "running = ?3, capacity = coalesce(?4, capacity), drain_sent = "
-	        "CASE WHEN ?5 THEN 1 ELSE drain_sent END WHERE id = ?6");
+	        "CASE WHEN ?5 THEN 1 ELSE drain_sent END, state = CASE WHEN "
+	        "state = 'revoked' THEN state WHEN ?7 THEN 'offline' WHEN ?5 "
+	        "THEN 'draining' ELSE 'online' END WHERE id = ?6");
 	char *fr = json_object_get(b, "free")
 	               ? json_dumps(json_object_get(b, "free"), JSON_COMPACT)
 	               : NULL;
@@ -87,8 +94,11 @@ static void heartbeat(struct ws *ws, const char *agent, json_t *b)
 	    st, 3,
 	    (sqlite3_int64)json_array_size(json_object_get(b, "running")));
 	sqlite3_bind_text(st, 4, cap, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 5, json_is_true(json_object_get(b, "draining")));
+	sqlite3_bind_int(st, 5,
+	                 json_is_true(json_object_get(b, "draining")) ||
+	                     json_is_true(json_object_get(b, "preempting")));
 	sqlite3_bind_text(st, 6, agent, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 7, json_is_true(json_object_get(b, "exiting")));
 	sqlite3_step(st);
 	sqlite3_finalize(st);
 	free(fr);
@@ -168,7 +178,8 @@ static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
 
 static void drain_state(struct ws *ws, const char *agent, struct lease_out *o)
 {
-	sqlite3_stmt *st = db_prep(ws, "SELECT drain, drain_sent FROM agents "
+	sqlite3_stmt *st = db_prep(ws, "SELECT drain, drain_sent, state IN "
+	                               "('draining','offline') FROM agents "
 	                               "WHERE id = ?");
 
 	sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
@@ -176,6 +187,8 @@ static void drain_state(struct ws *ws, const char *agent, struct lease_out *o)
 		o->drain = sqlite3_column_int(st, 0) != 0;
 		if (o->drain && sqlite3_column_int(st, 1) == 0)
 			o->urgent = true;
+		/* said by a later poll than this one (parked since before) */
+		o->leaving = sqlite3_column_int(st, 2) != 0;
 	}
 	sqlite3_finalize(st);
 	if (o->urgent && o->drain) {
@@ -214,8 +227,18 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 	if (json_is_true(json_object_get(b, "preempting")))
 		log_info("agent %s: preemption notice, no new jobs",
 		         r->agent_id);
-	if (o->drain || json_is_true(json_object_get(b, "draining")) ||
-	    json_is_true(json_object_get(b, "preempting")))
+	/* a job handed to a poll whose reply the agent dropped when it began
+	 * to drain (docs/protocol.md), or that it will not start (it exits),
+	 * goes back to the queue now, not a lease TTL later */
+	if (json_is_true(json_object_get(b, "draining")) ||
+	    json_is_true(json_object_get(b, "preempting"))) {
+		o->leaving = true;
+		if (run != NULL)
+			o->requeued = sched_handback_unheld(
+			    ws, r->agent_id, run,
+			    json_is_true(json_object_get(b, "exiting")));
+	}
+	if (o->drain || o->leaving)
 		return;
 	/* jobs handed to a poll whose reply never reached the agent (killed
 	 * while its poll was parked) come first; only a poll that lists what
@@ -296,8 +319,10 @@ static int agents_lease(struct req *r)
 		db_unlock(ws);
 	}
 	for (;;) {
-		o = (struct lease_out){json_array(), json_array(), json_array(),
-		                       json_array(), false,        false};
+		o = (struct lease_out){.jobs = json_array(),
+		                       .renewed = json_array(),
+		                       .cancel = json_array(),
+		                       .lost = json_array()};
 		wait_mark(r);
 		db_lock(ws);
 		if (lease_agent_gone(r)) {
@@ -317,9 +342,12 @@ static int agents_lease(struct req *r)
 		if (db_commit(ws) < 0) {
 			db_rollback(ws);
 			o.urgent = false;
+			o.requeued = 0;
 			json_array_clear(o.jobs);
 		}
 		db_unlock(ws);
+		if (o.requeued > 0)
+			ws_notify(ws); /* for the other agents */
 		if (o.urgent || now_mono_ms() >= r->deadline_ms || ws->stopping)
 			break;
 		json_decref(o.jobs);

@@ -168,7 +168,69 @@ static bool has_label(json_t *labels, const char *l)
 	return false;
 }
 
-/* Why the agent could never run the job, or NULL when it could. */
+/* Does the job go to Slurm on this agent (its launcher, or the agent's
+ * default_launcher when it names none)?  Only an agent that reports
+ * partitions can say. */
+static bool to_slurm(const struct agent_fit *a, const char *launcher)
+{
+	json_t *sl = json_object_get(a->cap, "slurm");
+	const char *def =
+	    json_string_value(json_object_get(sl, "default_launcher"));
+
+	if (!json_is_array(json_object_get(sl, "partitions")))
+		return false;
+	if (launcher != NULL && strcmp(launcher, "default") != 0)
+		return strcmp(launcher, "slurm") == 0;
+	return def != NULL && strcmp(def, "slurm") == 0;
+}
+
+/* A partition count: the largest node's (node_*), else the total. */
+static int64_t part_num(json_t *p, const char *node_key, const char *key)
+{
+	json_t *v = json_object_get(p, node_key);
+
+	return json_integer_value(v ? v : json_object_get(p, key));
+}
+
+/* Why no partition the job may go to could ever hold it (one node's
+ * CPUs, memory and GPUs), or NULL.  The partition is the spec's, else a
+ * default one, else any. */
+static const char *no_fit_slurm(const struct agent_fit *a, const char *part,
+                                double cpus, int64_t mem, int64_t gpus)
+{
+	json_t *parts =
+	    json_object_get(json_object_get(a->cap, "slurm"), "partitions");
+	const char *why = part != NULL ? "slurm.partition" : "cpus";
+	bool any_default = false;
+	size_t i;
+	json_t *p;
+
+	json_array_foreach(parts, i, p) any_default =
+	    any_default || json_is_true(json_object_get(p, "default"));
+	json_array_foreach(parts, i, p)
+	{
+		const char *name =
+		    json_string_value(json_object_get(p, "name"));
+		if (part != NULL
+		        ? name == NULL || strcmp(name, part) != 0
+		        : any_default &&
+		              !json_is_true(json_object_get(p, "default")))
+			continue;
+		if (cpus > (double)part_num(p, "node_cpus", "cpus"))
+			why = "cpus";
+		else if (mem > part_num(p, "node_memory", "memory"))
+			why = "memory";
+		else if (gpus > part_num(p, "node_gpus", "gpus"))
+			why = "gpus";
+		else
+			return NULL;
+	}
+	return why;
+}
+
+/* Why the agent could never run the job, or NULL when it could.  Columns
+ * from col: placement agent, labels, cpus, memory, gpus, launcher, Slurm
+ * partition. */
 static const char *no_fit(const struct agent_fit *a, sqlite3_stmt *job, int col)
 {
 	const char *pa = (const char *)sqlite3_column_text(job, col);
@@ -176,6 +238,8 @@ static const char *no_fit(const struct agent_fit *a, sqlite3_stmt *job, int col)
 	double cpus = sqlite3_column_double(job, col + 2);
 	int64_t mem = sqlite3_column_int64(job, col + 3);
 	int64_t gpus = sqlite3_column_int64(job, col + 4);
+	const char *launcher = (const char *)sqlite3_column_text(job, col + 5);
+	const char *part = (const char *)sqlite3_column_text(job, col + 6);
 	const char *why = NULL;
 	size_t i;
 
@@ -188,6 +252,8 @@ static const char *no_fit(const struct agent_fit *a, sqlite3_stmt *job, int col)
 	json_decref(pl);
 	if (why)
 		return why;
+	if (to_slurm(a, launcher))
+		return no_fit_slurm(a, part, cpus, mem, gpus);
 	if (cpus > 0 &&
 	    cpus > json_number_value(json_object_get(a->cap, "cpus")))
 		return "cpus";
@@ -321,6 +387,33 @@ int sched_reoffer(struct ws *ws, const char *agent_id, int64_t room,
 	return given;
 }
 
+int sched_handback_unheld(struct ws *ws, const char *agent_id, json_t *running,
+                          bool all)
+{
+	sqlite3_stmt *st = db_prep(
+	    ws, "SELECT a.job, a.attempt FROM attempts a JOIN jobs j ON j.id "
+	        "= a.job AND j.attempt = a.attempt WHERE a.agent_id = ? AND "
+	        "a.state = 'assigned' LIMIT 1000");
+	int64_t jobs[1000], atts[1000];
+	int n = 0;
+
+	sqlite3_bind_text(st, 1, agent_id, -1, SQLITE_STATIC);
+	while (n < 1000 && sqlite3_step(st) == SQLITE_ROW) {
+		jobs[n] = sqlite3_column_int64(st, 0);
+		atts[n] = sqlite3_column_int64(st, 1);
+		if (all || !listed(running, jobs[n], atts[n]))
+			n++;
+	}
+	sqlite3_finalize(st);
+	for (int i = 0; i < n; i++) {
+		log_info("job=%lld attempt=%lld handed back for %s (it %s)",
+		         (long long)jobs[i], (long long)atts[i], agent_id,
+		         all ? "exits" : "drains and does not hold it");
+		sched_end_attempt(ws, jobs[i], atts[i], "handed_back", false);
+	}
+	return n;
+}
+
 int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
                  json_t *jobs)
 {
@@ -330,10 +423,13 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
 
 	if (room <= 0 || load_agent(ws, agent_id, &a, &ag) < 0)
 		return 0;
-	st = db_prep(ws, "SELECT id, attempt, spec, snapshot, placement_agent,"
-	                 " placement_labels, cpus, memory, gpus FROM jobs "
-	                 "WHERE state = 'queued' AND cancel_requested = 0 "
-	                 "ORDER BY priority DESC, id ASC LIMIT 1000");
+	st =
+	    db_prep(ws, "SELECT id, attempt, spec, snapshot, placement_agent,"
+	                " placement_labels, cpus, memory, gpus, "
+	                "json_extract(spec, '$.launcher'), json_extract(spec, "
+	                "'$.slurm.partition') FROM jobs WHERE state = 'queued' "
+	                "AND cancel_requested = 0 ORDER BY priority DESC, id "
+	                "ASC LIMIT 1000");
 	while (given < room && sqlite3_step(st) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
 		int64_t n = sqlite3_column_int64(st, 1) + 1;
@@ -372,8 +468,9 @@ char *sched_queue_reason(struct ws *ws, int64_t job)
 	int nagents = 0;
 
 	js = db_prep(ws, "SELECT placement_agent, placement_labels, cpus, "
-	                 "memory, gpus FROM jobs WHERE id = ? AND state = "
-	                 "'queued'");
+	                 "memory, gpus, json_extract(spec, '$.launcher'), "
+	                 "json_extract(spec, '$.slurm.partition') FROM jobs "
+	                 "WHERE id = ? AND state = 'queued'");
 	sqlite3_bind_int64(js, 1, job);
 	if (sqlite3_step(js) != SQLITE_ROW)
 		goto out;
@@ -399,13 +496,14 @@ char *sched_queue_reason(struct ws *ws, int64_t job)
 	if (nagents == 0)
 		out = xstrdup("unschedulable: no agent is registered");
 	else if (why != NULL)
-		out =
-		    xasprintf("unschedulable: no registered agent matches "
-		              "the job's %s%s",
-		              why,
-		              strcmp(why, "placement") && strcmp(why, "labels")
-		                  ? " request (too large for every agent)"
-		                  : "");
+		out = xasprintf("unschedulable: no registered agent matches "
+		                "the job's %s%s",
+		                why,
+		                strcmp(why, "placement") &&
+		                        strcmp(why, "labels") &&
+		                        strcmp(why, "slurm.partition")
+		                    ? " request (too large for every agent)"
+		                    : "");
 out:
 	sqlite3_finalize(js);
 	return out;

@@ -130,6 +130,10 @@ json_t *checkpoint_of_attempt(struct ws *ws, int64_t job, int64_t att);
 json_t *checkpoint_progress(struct ws *ws, int64_t job, int64_t att);
 void checkpoint_note_progress(struct ws *ws, int64_t job, int64_t att,
                               json_t *ev);
+/* Give a new job another job's checkpoint (checkpoint_of_job's object) as
+ * its resume pointer, recorded as attempt 0 (spec checkpoint.resume_from).
+ * Inside the caller's transaction. */
+int checkpoint_give(struct ws *ws, int64_t job, json_t *ck);
 
 /* http.c */
 int http_start(struct ws *ws, struct err *e);
@@ -171,6 +175,11 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
  * nobody read (a killed agent's parked request).  Appends them to jobs as
  * the same attempt again (the agent dedups by job and attempt), at most
  * room; returns how many.  Their lease deadline is not moved. */
+/* A draining agent's poll: end as handed_back (requeued, not counted)
+ * every attempt still `assigned` to it that its running list does not
+ * name, or every one when it exits.  Returns how many. */
+int sched_handback_unheld(struct ws *ws, const char *agent_id, json_t *running,
+                          bool all);
 int sched_reoffer(struct ws *ws, const char *agent_id, int64_t room,
                   json_t *running, json_t *jobs);
 /* "unschedulable: ..." for a queued job, or NULL (caller frees). */

@@ -105,6 +105,7 @@ T.secs = function secs(d) {
 const STATE_CLASS = {
   online: "ok", succeeded: "ok", running: "info", assigned: "info",
   queued: "info", draining: "warn", cancelling: "warn", cancelled: "warn",
+  offline: "warn",
 };
 T.TERMINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "oom",
   "lost", "preempted", "hung", "source_failed", "env_failed", "launch_failed",

@@ -23,6 +23,8 @@
     const a = job.attempts.length ? job.attempts[job.attempts.length - 1] : {};
     return facts([
       ["State", T.badge(job.state)],
+      ["Sub-state", job.substate ? job.substate + (job.substate_reason ?
+        " (" + job.substate_reason + ")" : "") : ""],
       ["Reason", job.reason || job.queue_reason || ""],
       ["Agent", a.agent || ""],
       ["Attempt", job.attempt ? job.attempt + " of at most " + (job.retries + 1) : ""],
@@ -48,6 +50,9 @@
       return "job process started" + (ev.pid ? " (pid " + ev.pid + ")" : "");
     case "progress":
       return "progress " + ev.value;
+    case "pending":
+      return ev.pending ? "pending in the launcher's queue" +
+        (ev.reason ? " (" + ev.reason + ")" : "") : "left the launcher's queue";
     case "final":
       return "ended: " + ev.reason + (ev.exit_code !== null &&
         ev.exit_code !== undefined ? " (exit " + ev.exit_code + ")" : "");
