@@ -35,6 +35,7 @@ struct agent_conf {
 	    *git_ca_file;
 	char *slurm_account, *slurm_qos, *slurm_capacity;
 	int64_t slurm_poll_ms;
+	char *env_dir; /* NULL: <state_dir>/envs (agent_conf_env_dir) */
 	bool docker_readonly_rootfs, env_lookahead;
 	int64_t kill_grace_ms, default_pids, max_log_bytes, env_cache_budget;
 	/* housekeeping */
@@ -57,6 +58,8 @@ int agent_conf_set(struct agent_conf *c, const char *kv, struct err *e);
 /* Checks that span keys (URL scheme, durations). */
 int agent_conf_check(const struct agent_conf *c, struct err *e);
 void agent_conf_free(struct agent_conf *c);
+/* The environment cache directory: env_dir, else <state_dir>/envs (heap). */
+char *agent_conf_env_dir(const struct agent_conf *c);
 /* Copy the ssh_* settings into a transport configuration. */
 struct transport_config;
 void agent_conf_ssh(const struct agent_conf *c, struct transport_config *tc);

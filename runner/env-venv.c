@@ -164,7 +164,8 @@ static int venv_key(struct runner *r, char out[65], struct err *e)
 	return 0;
 }
 
-/* The builder's environment: a clean PATH, a HOME of its own, no pip
+/* The builder's environment: a clean PATH, a HOME of its own (the
+ * sandbox's private /tmp; <env_dir>/.home without root), no pip
  * questions; proxy settings pass through. */
 static char **venv_envp(struct runner *r, const char *prefix)
 {
@@ -177,9 +178,11 @@ static char **venv_envp(struct runner *r, const char *prefix)
 	v = env_strv_add(v, xasprintf("PATH=%s/bin:/usr/local/bin:/usr/bin:"
 	                              "/bin",
 	                              prefix));
-	v = env_strv_add(v,
-	                 xasprintf("HOME=%.*s/.home",
-	                           (int)(slash ? slash - prefix : 0), prefix));
+	v = env_strv_add(
+	    v, geteuid() == 0
+	           ? xstrdup("HOME=/tmp")
+	           : xasprintf("HOME=%.*s/.home",
+	                       (int)(slash ? slash - prefix : 0), prefix));
 	v = env_strv_add(v, xstrdup("PIP_DISABLE_PIP_VERSION_CHECK=1"));
 	v = env_strv_add(v, xstrdup("PIP_NO_INPUT=1"));
 	v = env_strv_add(v, xstrdup("PYTHONNOUSERSITE=1"));
@@ -228,7 +231,8 @@ static int venv_build(struct runner *r, const char *prefix, struct err *e)
 	size_t n = 0;
 	int rc;
 
-	env_side_dir(r, prefix, ".home");
+	if (geteuid() != 0)
+		env_side_dir(r, prefix, ".home");
 	argv[n++] = (char *)py;
 	argv[n++] = "-m";
 	argv[n++] = "venv";

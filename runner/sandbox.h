@@ -28,7 +28,11 @@ struct sandbox_cfg {
 	char *root; /* mount point of the new root (empty directory) */
 	const char *work, *outputs, *checkpoints; /* host directories */
 	const char *state_dir;                    /* hidden in the sandbox */
-	const char *env_prefix; /* the job's environment, kept visible */
+	/* The job's environment, visible at its path wherever it lies (the
+	 * hidden state dir, the private /tmp): env_src (NULL: env_prefix) is
+	 * bound there, read-only unless env_rw (an environment build). */
+	const char *env_prefix, *env_src;
+	bool env_rw;
 	struct sandbox_mount *mounts;
 	size_t nmounts;
 	char *cwd; /* /tether/work[/workdir] */
