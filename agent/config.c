@@ -207,7 +207,8 @@ int agent_conf_check(const struct agent_conf *c, struct err *e)
 		return err_set(e, TERR_INVAL, "state_dir: an absolute path");
 	if (c->env_dir != NULL && c->env_dir[0] != '/')
 		return err_set(e, TERR_INVAL,
-		               "env_dir: an absolute path, not '%s'", c->env_dir);
+		               "env_dir: an absolute path, not '%s'",
+		               c->env_dir);
 	if (c->slurm_capacity != NULL && strcmp(c->slurm_capacity, "auto") &&
 	    strcmp(c->slurm_capacity, "on") && strcmp(c->slurm_capacity, "off"))
 		return err_set(e, TERR_INVAL,

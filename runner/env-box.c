@@ -68,8 +68,7 @@ static void box_cfg(struct runner *r, struct env_box *b, const char *tmp,
 	c->env_src = tmp;
 	c->env_rw = true;
 	c->cwd = xstrdup("/tether/work");
-	snprintf(c->hostname, sizeof(c->hostname), "tether-env-%s",
-	         r->job_id);
+	snprintf(c->hostname, sizeof(c->hostname), "tether-env-%s", r->job_id);
 	c->net_none = r->spec->network == NET_NONE;
 	c->uid = r->uid;
 	c->gid = r->gid;
@@ -100,8 +99,8 @@ void env_box_free(struct env_box *b)
 /* clone into the namespaces; the child becomes the sandbox's pid 1. */
 static int box_clone(struct env_box *b, int p[4][2], struct err *e)
 {
-	unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
-	                      CLONE_NEWUTS | SIGCHLD;
+	unsigned long flags =
+	    CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
 
 	if (b->cfg.net_none)
 		flags |= CLONE_NEWNET;
@@ -123,8 +122,8 @@ static int box_clone(struct env_box *b, int p[4][2], struct err *e)
 }
 
 int env_box_start(struct runner *r, const char *tmp, const char *final,
-                  char *const argv[], char *const envp[],
-                  struct env_box **out, int *out_fd, struct err *e)
+                  char *const argv[], char *const envp[], struct env_box **out,
+                  int *out_fd, struct err *e)
 {
 	struct env_box *b = xcalloc(1, sizeof(*b));
 	int p[4][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}}, rc;

@@ -178,11 +178,11 @@ static char **venv_envp(struct runner *r, const char *prefix)
 	v = env_strv_add(v, xasprintf("PATH=%s/bin:/usr/local/bin:/usr/bin:"
 	                              "/bin",
 	                              prefix));
-	v = env_strv_add(
-	    v, geteuid() == 0
-	           ? xstrdup("HOME=/tmp")
-	           : xasprintf("HOME=%.*s/.home",
-	                       (int)(slash ? slash - prefix : 0), prefix));
+	v = env_strv_add(v, geteuid() == 0
+	                        ? xstrdup("HOME=/tmp")
+	                        : xasprintf("HOME=%.*s/.home",
+	                                    (int)(slash ? slash - prefix : 0),
+	                                    prefix));
 	v = env_strv_add(v, xstrdup("PIP_DISABLE_PIP_VERSION_CHECK=1"));
 	v = env_strv_add(v, xstrdup("PIP_NO_INPUT=1"));
 	v = env_strv_add(v, xstrdup("PYTHONNOUSERSITE=1"));

@@ -71,8 +71,8 @@ int env_run(struct runner *r, char *const argv[], char *const envp[],
  * gets the read end of its output. */
 struct env_box;
 int env_box_start(struct runner *r, const char *tmp, const char *final,
-                  char *const argv[], char *const envp[],
-                  struct env_box **out, int *out_fd, struct err *e);
+                  char *const argv[], char *const envp[], struct env_box **out,
+                  int *out_fd, struct err *e);
 /* SIGTERM to every process of the build, grace_ms, then SIGKILL; frees. */
 void env_box_stop(struct env_box *b, int64_t grace_ms);
 /* After EOF on its output: how the builder (name) ended; frees. */
