@@ -6,6 +6,7 @@
 #include "common/fileio.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "runner/jobfile.h"
 #include "runner/runner.h"
 
 #include <archive.h>
@@ -154,13 +155,16 @@ static char *ignore_clean(char *line)
 
 int docker_ignore_load(const char *dir, char ***out, struct err *e)
 {
-	char *path = xasprintf("%s/.dockerignore", dir), *text = NULL, *line;
+	char *text = NULL, *line;
 	char *save = NULL, **v = xcalloc(1, sizeof(*v));
 	size_t n = 0, len;
 	int r;
 
-	r = file_read_all(path, IGNORE_MAX, &text, &len, e);
-	if (r == TERR_NOTFOUND || (r < 0 && access(path, F_OK) != 0)) {
+	/* beneath the context, a regular file (jobfile.h) */
+	r = jobfile_read(NULL, dir, ".dockerignore", IGNORE_MAX, &text, &len,
+	                 e);
+	if (r == TERR_NOTFOUND) {
+		err_clear(e);
 		r = 0;
 		goto out;
 	}
@@ -180,7 +184,6 @@ int docker_ignore_load(const char *dir, char ***out, struct err *e)
 	}
 out:
 	free(text);
-	free(path);
 	*out = v;
 	return r;
 }

@@ -18,6 +18,7 @@
 #include "common/fileio.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "runner/jobfile.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,6 @@ static const char *tool_name(const char *path)
 /* The environment.yml text (inline, or read from the source tree). */
 static int conda_file(struct runner *r, char **out, size_t *len, struct err *e)
 {
-	char *path;
 	int rc;
 
 	if (r->spec->env.conda_inline) {
@@ -71,12 +71,9 @@ static int conda_file(struct runner *r, char **out, size_t *len, struct err *e)
 		*len = strlen(*out);
 		return 0;
 	}
-	path = xasprintf("%s/%s", r->work_dir, r->spec->env.conda_file);
-	rc = file_read_all(path, CONDA_FILE_MAX, out, len, e);
-	free(path);
-	if (rc < 0)
-		return err_wrap(e, "environment file '%s' in the source",
-		                r->spec->env.conda_file);
+	if ((rc = jobfile_read(r, r->work_dir, r->spec->env.conda_file,
+	                       CONDA_FILE_MAX, out, len, e)) < 0)
+		return err_wrap(e, "environment.file");
 	return 0;
 }
 

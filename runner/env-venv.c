@@ -14,6 +14,7 @@
 #include "common/fileio.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "runner/jobfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -125,16 +126,12 @@ static json_t *strv_json(const char **v)
 	return a;
 }
 
-/* sha256 of a file in the source tree, for the key. */
+/* sha256 of a file in the source tree, for the key (runner/jobfile.h). */
 static int source_file_hash(struct runner *r, const char *rel, char out[65],
                             struct err *e)
 {
-	char *path = xasprintf("%s/%s", r->work_dir, rel);
-	int rc = sha256_file(path, out, NULL, e);
-
-	free(path);
-	if (rc < 0)
-		return err_wrap(e, "environment file '%s' in the source", rel);
+	if (jobfile_sha256(r, r->work_dir, rel, JOBFILE_MAX, out, e) < 0)
+		return err_wrap(e, "environment.requirements_file");
 	return 0;
 }
 
