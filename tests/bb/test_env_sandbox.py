@@ -6,6 +6,7 @@ file succeed, also when the state dir lies under /tmp; a requirement whose
 build code probes its surroundings sees the job's sandbox, not the host,
 and leaves nothing behind, in the job's own build and in a look-ahead
 build."""
+import glob
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import uuid
 import pytest
 
 from harness.agent import Agent
-from harness.common import run, tmpdir, wait_until
+from harness.common import binary, run, tmpdir, wait_until
 
 PY = "/usr/bin/python3"
 
@@ -299,21 +300,37 @@ def test_cancel_stops_env_build_within_kill_grace(tmp_path):
     kill_grace (2 s here, write_spec's; the local agent has no cancel
     command, so the test writes the attempt's cancel file itself)."""
     from harness.gitserver import read_attempt, run_attempt, var_tmpdir
-    from harness import runner as R
     root = var_tmpdir("tether-envcancel-")
     token = "tether-slow-" + uuid.uuid4().hex[:10]
+    spec = _slow_spec(root, token)
+    p = run_attempt(root, spec, wait=False)
+    d = os.path.join(root, "state", "jobs", "1", "1")
+    _cancel_slow_build(p, d, token)
+    att = read_attempt(d)
+    assert att["result"]["reason"] == "cancelled", att["log"]
+
+
+def _slow_spec(root, token):
     src = os.path.join(root, "src")
     os.makedirs(os.path.join(src, "slow"))
     with open(os.path.join(src, "slow", "setup.py"), "w") as f:
         f.write("import os\nos.execv('/bin/sh', ['sh', '-c', "
                 "\"trap '' TERM; sleep 1000; : %s\"])\n" % token)
-    spec = {"name": "slow", "source": {"path": src},
+    return {"name": "slow", "source": {"path": src},
             "environment": {"kind": "venv", "requirements": ["./slow"],
                             "pip_options": ["--no-index",
                                             "--no-build-isolation"]},
             "command": ["true"]}
-    p = run_attempt(root, spec, wait=False)
-    d = os.path.join(root, "state", "jobs", "1", "1")
+
+
+def _build_cgroups(d):
+    job = json.load(open(os.path.join(d, "spec.json")))["job"]
+    return glob.glob(f"/sys/fs/cgroup/*/tether-test/*{job}_*_env") + \
+        glob.glob(f"/sys/fs/cgroup/tether-test/*{job}_*_env")
+
+
+def _cancel_slow_build(p, d, token):
+    from harness import runner as R
     try:
         wait_until(lambda: _leftovers(token), 120, interval=0.2,
                    what="setup.py to run")
@@ -321,12 +338,28 @@ def test_cancel_stops_env_build_within_kill_grace(tmp_path):
         R.write_cancel(d)
         p.wait(30)
         took = time.monotonic() - t0
-        att = read_attempt(d)
-        assert att["result"]["reason"] == "cancelled", att["log"]
         assert took < 2 + 1.5, took  # kill_grace + the once-a-second check
         assert _leftovers(token) == []
+        assert _build_cgroups(d) == []
     finally:
         if p.poll() is None:
             p.kill()
         for pid in _leftovers(token):
             subprocess.run(["kill", "-9", pid])
+
+
+def test_cancel_stops_lookahead_build(tmp_path):
+    """`tether-runner envs build DIR` (the agent's look-ahead build) stops
+    when the agent writes DIR/cancel (its job was cancelled): within
+    kill_grace, its cgroup removed, nothing left running."""
+    from harness.gitserver import var_tmpdir, write_spec
+    root = var_tmpdir("tether-aheadcancel-")
+    token = "tether-slow-" + uuid.uuid4().hex[:10]
+    d = os.path.join(root, "state", "ahead", "L1-1")
+    write_spec(root, d, _slow_spec(root, token))
+    p = subprocess.Popen([binary("tether-runner"), "envs", "build", d],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    _cancel_slow_build(p, d, token)
+    assert p.returncode == 1
+    assert "cancelled while building the environment" in p.stderr.read()
