@@ -219,9 +219,8 @@ void lookahead_cancel(struct agent *a, const char *job, int64_t attempt,
 
 	if (l == NULL || strcmp(l->job, job) != 0 || l->attempt != attempt)
 		return;
-	log_info("job=%s attempt=%lld stopping its look-ahead build (%s)",
-	         job, (long long)attempt, reason);
-	if (attempt_cancel_write(l->dir, reason, a->conf.kill_grace_ms, &e) <
-	    0)
+	log_info("job=%s attempt=%lld stopping its look-ahead build (%s)", job,
+	         (long long)attempt, reason);
+	if (attempt_cancel_write(l->dir, reason, a->conf.kill_grace_ms, &e) < 0)
 		log_warn("job=%s look-ahead: %s", job, e.msg);
 }

@@ -39,6 +39,8 @@ static struct {
 	const char *tmp, *final;
 } env_bind;
 
+static bool env_quiet; /* env_run_capture: output to tail only */
+
 void env_run_bind(const char *tmp, const char *final)
 {
 	env_bind.tmp = tmp;
@@ -93,7 +95,8 @@ static size_t pump_lines(struct runner *r, char *buf, size_t len, bool eof,
 	       (eof && len > 0)) {
 		size_t l = nl ? (size_t)(nl - buf) : len;
 		buf[l] = '\0';
-		runner_logf(r, "env", "%s", buf);
+		if (!env_quiet)
+			runner_logf(r, "env", "%s", buf);
 		tail_add(tail, tsize, buf);
 		l += nl ? 1 : 0;
 		memmove(buf, buf + l, len - l);
@@ -211,4 +214,18 @@ int env_run(struct runner *r, char *const argv[], char *const envp[],
 		if (errno != EINTR)
 			return err_sys(e, TERR_IO, "waitpid");
 	return run_status(status, argv[0], e);
+}
+
+int env_run_capture(struct runner *r, char *const argv[], char *out,
+                    size_t size, struct err *e)
+{
+	const char *tmp = env_bind.tmp, *final = env_bind.final;
+	int rc;
+
+	env_quiet = true;
+	env_run_bind(NULL, NULL);
+	rc = env_run(r, argv, NULL, out, size, e);
+	env_run_bind(tmp, final);
+	env_quiet = false;
+	return rc;
 }

@@ -65,6 +65,10 @@ void env_result_free(struct env_result *res);
  * exit is TERR_FAIL naming argv[0] and the status. */
 int env_run(struct runner *r, char *const argv[], char *const envp[],
             char *tail, size_t tail_size, struct err *e);
+/* The same without logging: out gets the last size-1 bytes of output
+ * (an interpreter's version line). */
+int env_run_capture(struct runner *r, char *const argv[], char *out,
+                    size_t size, struct err *e);
 /* env-box.c: a builder process in a sandbox like the job's (env_run as
  * root): tmp bound writable at final (NULL: no environment mount), the
  * work directory writable at /tether/work, the rest read-only.  out_fd

@@ -363,3 +363,33 @@ def test_cancel_stops_lookahead_build(tmp_path):
     _cancel_slow_build(p, d, token)
     assert p.returncode == 1
     assert "cancelled while building the environment" in p.stderr.read()
+
+
+def test_interpreter_from_the_source_never_runs_as_root(tmp_path):
+    """environment.python names a script of the job's own source (its
+    attempt directory's path is predictable): the runner asks it for its
+    version, which must not happen as root on the host."""
+    token = "tether-py-" + uuid.uuid4().hex[:10]
+    src = tmp_path / "src"
+    src.mkdir()
+    evil = src / "py"
+    evil.write_text("#!/bin/sh\nid -u > /var/tmp/%s\necho 3.11.2 x86_64\n"
+                    % token)
+    evil.chmod(0o755)
+    ag = Agent(None)
+    ag.start()
+    try:
+        spec = {"name": "evil", "source": {"path": str(src)},
+                "environment": {"kind": "venv", "python": os.path.join(
+                    ag.state_dir, "jobs", "L1", "1", "work", "py")},
+                "command": ["true"]}
+        job = _submit(ag, spec, str(tmp_path))
+        assert job == "L1"
+        log = _wait_done(ag, job, timeout=60)
+        assert not os.path.exists("/var/tmp/" + token), \
+            open("/var/tmp/" + token).read()
+        assert "env_failed" in log, log
+    finally:
+        if os.path.exists("/var/tmp/" + token):
+            os.unlink("/var/tmp/" + token)
+        ag.stop()
