@@ -113,7 +113,14 @@ static int docker_key(struct runner *r, char out[65], struct err *e)
 	if (s->env.dockerfile != NULL) {
 		/* beneath the work directory, a regular file (jobfile.h) */
 		if ((rc = jobfile_sha256(r, r->work_dir, s->env.dockerfile,
-		                         JOBFILE_MAX, id_hex, e)) < 0) {
+		                         JOBFILE_MAX, id_hex, e)) ==
+		    TERR_NOTFOUND) {
+			err_set(e, rc,
+			        "environment.dockerfile: %s is not a file "
+			        "in the source",
+			        s->env.dockerfile);
+			goto out;
+		} else if (rc < 0) {
 			err_wrap(e, "environment.dockerfile");
 			goto out;
 		}
@@ -191,6 +198,11 @@ static int docker_build(struct runner *r, const char *prefix, struct err *e)
 		rc = write_image_file(prefix, tag, e);
 	if (rc == 0)
 		runner_logf(r, "env", "image %s ready", tag);
+	else if (layered(s)) {
+		/* the -base this build tagged; the next try builds it again */
+		struct err ignored = {0};
+		docker_env_image_remove(r->docker_socket, key, &ignored);
+	}
 out:
 	free(id);
 	free(tag);
