@@ -53,12 +53,21 @@ static int open_by_hand(int dirfd, const char *rel)
 	return fd;
 }
 
+static bool no_openat2;
+
+void jobfile_without_openat2(bool yes)
+{
+	no_openat2 = yes;
+}
+
 static int open_beneath(int dirfd, const char *rel)
 {
 	struct open_how how = {.flags = OPEN_FLAGS,
 	                       .resolve =
 	                           RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
-	int fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+	int fd = no_openat2
+	             ? (errno = ENOSYS, -1)
+	             : (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
 
 	if (fd < 0 && (errno == ENOSYS || errno == EPERM))
 		return open_by_hand(dirfd, rel); /* old kernel or seccomp */

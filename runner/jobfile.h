@@ -12,6 +12,7 @@
 #ifndef TETHER_JOBFILE_H
 #define TETHER_JOBFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,5 +30,8 @@ int jobfile_read(struct runner *r, const char *dir, const char *rel, size_t max,
 /* sha256 hex of dir/rel (at most max bytes), as jobfile_read. */
 int jobfile_sha256(struct runner *r, const char *dir, const char *rel,
                    size_t max, char out[65], struct err *e);
+
+/* Tests: behave as on a kernel without openat2 (the by-hand walk). */
+void jobfile_without_openat2(bool yes);
 
 #endif
