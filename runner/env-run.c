@@ -12,21 +12,17 @@
 #include "runner/env.h"
 
 #include "common/err.h"
-#include "common/statedir.h"
 #include "common/util.h"
 #include "runner/source.h"
 #include "runner/supervisor.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,13 +48,19 @@ static void run_child(struct runner *r, int wfd, char *const argv[],
                       char *const envp[])
 {
 	int devnull = open("/dev/null", O_RDONLY);
+	sigset_t none;
 
 	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(wfd, 1) < 0 ||
 	    dup2(wfd, 2) < 0)
 		_exit(126);
 	close_range(3, ~0U, 0);
-	/* its own group, so that a stop reaches pip's children */
+	/* its own group, so that a stop reaches pip's children; default
+	 * signals (the runner blocks some for its signalfd) */
 	setpgid(0, 0);
+	for (int s = 1; s < NSIG; s++)
+		signal(s, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (r->work_dir && chdir(r->work_dir) < 0)
 		_exit(126);
 	execve(argv[0], argv, envp ? envp : environ);
