@@ -256,8 +256,10 @@ static int bootstrap(struct boot *b, struct err *e)
 	const char *imp[] = {
 	    "docker", "import", "--change", "CMD [\"/bin/sh\"]",
 	    tar,      b->name,  NULL};
-	if ((rc = run_tool(b, imp, e)) < 0)
+	if ((rc = run_tool(b, imp, e)) < 0) {
+		err_wrap(e, "import into the engine at %s", b->host + 19);
 		goto out;
+	}
 	const char *pip[] = {"docker", "run",       "--rm",    "--network",
 	                     "none",   b->name,     "python3", "-m",
 	                     "pip",    "--version", NULL};
