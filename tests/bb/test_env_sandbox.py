@@ -156,6 +156,8 @@ st = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines()
 rep.append("nnp " + st["NoNewPrivs"].strip())
 rep.append("sigblk " + st["SigBlk"].strip())
 rep.append("uid %d" % os.getuid())
+rep.append("ifaces " + ",".join(sorted(
+    l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:])))
 try:
     open("/tmp/" + TOKEN, "w").write("x")
     rep.append("tmpwrite ok")
@@ -393,3 +395,21 @@ def test_interpreter_from_the_source_never_runs_as_root(tmp_path):
         if os.path.exists("/var/tmp/" + token):
             os.unlink("/var/tmp/" + token)
         ag.stop()
+
+
+def test_network_none_build_has_no_network(tmp_path):
+    """`network: none` (the setting under test) applies to the build: only
+    lo in its network namespace; a requirement shipped in the source still
+    installs."""
+    from harness.gitserver import read_attempt, run_attempt, var_tmpdir
+    root = var_tmpdir("tether-netnone-")
+    token = "tether-probe-" + uuid.uuid4().hex[:10]
+    spec = _probe_job(root, token)
+    spec["network"] = "none"
+    att = run_attempt(root, spec)
+    try:
+        assert att["result"]["reason"] == "succeeded", att["log"]
+        assert "\nifaces lo\n" in att["log"], att["log"]
+    finally:
+        for pid in _leftovers(token):
+            subprocess.run(["kill", "-9", pid])
