@@ -413,3 +413,52 @@ def test_network_none_build_has_no_network(tmp_path):
     finally:
         for pid in _leftovers(token):
             subprocess.run(["kill", "-9", pid])
+
+
+def test_cancelled_job_stops_its_lookahead_build(tmp_path):
+    """Through the agent: a job waiting in the queue whose look-ahead build
+    hangs (its build code ignores SIGTERM) is cancelled at the workspace;
+    the agent stops the build: nothing of it is left running."""
+    from harness.gitserver import make_repo
+    from harness.workspace import Workspace
+    token = "tether-slow-" + uuid.uuid4().hex[:10]
+    root = str(tmp_path)
+    bare, _, _ = make_repo(root, files={
+        "slow/setup.py": "import os\nos.execv('/bin/sh', ['sh', '-c', "
+                         "\"trap '' TERM; sleep 1000; : %s\"])\n" % token})
+    ws = Workspace().start()
+    release = None
+    try:
+        ag = Agent(ws, max_jobs=1, cpus=2).start()
+        release = "/var/tmp/" + os.path.basename(ag.state_dir) + ".go"
+        blocker = ws.submit(name="blocker", resources={"cpus": 1},
+                            command=["sh", "-c", "while [ ! -e %s ]; do "
+                                     "sleep 0.1; done" % release])
+        ag.wait_job(blocker, "running", timeout=30)
+        job = ws.submit(name="slow", resources={"cpus": 1},
+                        source={"git": {"url": bare}},
+                        environment={"kind": "venv",
+                                     "requirements": ["./slow"],
+                                     "pip_options": ["--no-index",
+                                                     "--no-build-isolation"]},
+                        command=["true"])
+        wait_until(lambda: _leftovers(token), 120, interval=0.2,
+                   what="the look-ahead build's setup.py")
+        t0 = time.monotonic()
+        st, _, b = ws.api("POST", f"/api/v1/jobs/{job}/cancel")
+        assert st == 200, b
+        wait_until(lambda: not _leftovers(token), 30, interval=0.1,
+                   what="the look-ahead build to stop")
+        took = time.monotonic() - t0
+        # kill_grace (2 s in the test agent) + a fence check + a poll
+        assert took < 10, took
+        assert "stopping its look-ahead build" in ag.output()
+        ag.wait_job(job, "cancelled", timeout=30)
+    finally:
+        if release:
+            open(release, "w").close()
+        for pid in _leftovers(token):
+            subprocess.run(["kill", "-9", pid])
+        ws.stop()
+        if release and os.path.exists(release):
+            os.unlink(release)
