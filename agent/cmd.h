@@ -26,7 +26,7 @@ struct cmd_entry {
 
 extern const struct cmd_entry cmd_run, cmd_submit, cmd_status, cmd_jobs,
     cmd_logs, cmd_outputs, cmd_drain, cmd_rotate, cmd_config_reference,
-    cmd_config_sample, cmd_envs;
+    cmd_config_sample, cmd_envs, cmd_images;
 
 /* Open agent.db of the configured state dir for a local command; prints
  * the error and returns NULL on failure. */

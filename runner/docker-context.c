@@ -6,6 +6,7 @@
 #include "common/fileio.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "runner/jobfile.h"
 #include "runner/runner.h"
 
 #include <archive.h>
@@ -154,13 +155,16 @@ static char *ignore_clean(char *line)
 
 int docker_ignore_load(const char *dir, char ***out, struct err *e)
 {
-	char *path = xasprintf("%s/.dockerignore", dir), *text = NULL, *line;
+	char *text = NULL, *line;
 	char *save = NULL, **v = xcalloc(1, sizeof(*v));
 	size_t n = 0, len;
 	int r;
 
-	r = file_read_all(path, IGNORE_MAX, &text, &len, e);
-	if (r == TERR_NOTFOUND || (r < 0 && access(path, F_OK) != 0)) {
+	/* beneath the context, a regular file (jobfile.h) */
+	r = jobfile_read(NULL, dir, ".dockerignore", IGNORE_MAX, &text, &len,
+	                 e);
+	if (r == TERR_NOTFOUND) {
+		err_clear(e);
 		r = 0;
 		goto out;
 	}
@@ -180,7 +184,6 @@ int docker_ignore_load(const char *dir, char ***out, struct err *e)
 	}
 out:
 	free(text);
-	free(path);
 	*out = v;
 	return r;
 }
@@ -209,6 +212,7 @@ static int ctx_add(struct ctx *c, int dirfd, const char *name, const char *rel,
 	struct sha256_ctx *h = sha256_new();
 	char hex[SHA256_HEX_LEN + 1], link[4096] = "", *line;
 	int fd = -1, r = 0;
+	struct stat now;
 	ssize_t n;
 
 	archive_entry_set_pathname(ae, rel);
@@ -221,9 +225,17 @@ static int ctx_add(struct ctx *c, int dirfd, const char *name, const char *rel,
 		archive_entry_set_symlink(ae, link);
 		sha256_update(h, link, strlen(link));
 	}
+	/* no blocking open of a FIFO swapped in since the lstat, and still
+	 * the regular file of the size the header gives */
 	if (S_ISREG(st->st_mode) &&
-	    (fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+	    (fd = openat(dirfd, name,
+	                 O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) < 0) {
 		r = err_sys(c->e, TERR_IO, "build context: open %s", rel);
+		goto out;
+	}
+	if (fd >= 0 && (fstat(fd, &now) < 0 || !S_ISREG(now.st_mode) ||
+	                now.st_ino != st->st_ino)) {
+		r = err_set(c->e, TERR_IO, "build context: %s changed", rel);
 		goto out;
 	}
 	if (c->a && archive_write_header(c->a, ae) != ARCHIVE_OK) {

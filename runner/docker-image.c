@@ -18,7 +18,10 @@ struct progress {
 	const char *image;
 	int layers_done, layers_present;
 	char *error;
-	char *id;              /* build: the image id from the aux message */
+	char *id;     /* build: the image id from the aux message */
+	char **steps; /* build: images its steps made (" ---> id") */
+	size_t nsteps;
+	bool step_ran;         /* the current step ran (not FROM, not cached) */
 	volatile int cancel;   /* set when the attempt must stop */
 	const char *stop;      /* its reason (cancelled, lost, ...) */
 	int64_t last_check_ms; /* of the fence */
@@ -62,6 +65,9 @@ static void progress_free(struct progress *p)
 {
 	free(p->error);
 	free(p->id);
+	for (size_t i = 0; i < p->nsteps; i++)
+		free(p->steps[i]);
+	free(p->steps);
 }
 
 /* Keep the engine's first error message ({"error": "..."}). */
@@ -161,6 +167,53 @@ int docker_image_tag(struct docker *d, const char *ref, const char *repo,
 	return r;
 }
 
+/* " ---> 0123456789ab" after " ---> Running in …": the image a step of
+ * this build committed (not a FROM image, not a cached step's). */
+static void build_step(struct progress *p, const char *line, size_t n)
+{
+	static const char arrow[] = " ---> ", running[] = " ---> Running in ";
+	size_t a = sizeof(arrow) - 1, h;
+
+	if (strncmp(line, "Step ", 5) == 0)
+		p->step_ran = false;
+	if (strncmp(line, running, sizeof(running) - 1) == 0)
+		p->step_ran = true;
+	if (!p->step_ran || n < a + 12 || strncmp(line, arrow, a) != 0)
+		return;
+	h = strspn(line + a, "0123456789abcdef");
+	if (h < 12 || a + h != n || p->nsteps >= 1000)
+		return;
+	p->steps = realloc(p->steps, (p->nsteps + 1) * sizeof(*p->steps));
+	if (p->steps == NULL)
+		abort();
+	p->steps[p->nsteps++] = xasprintf("%.*s", (int)h, line + a);
+}
+
+/* A failed build leaves no dangling image: remove what its steps
+ * committed, newest first.  The engine refuses (and so keeps) an image
+ * that is tagged or that other images build on: cached steps of earlier
+ * builds stay. */
+static void build_unwind(struct docker *d, struct progress *p)
+{
+	int removed = 0;
+
+	for (size_t i = p->nsteps; i-- > 0;) {
+		char *path = xasprintf("/images/%s", p->steps[i]);
+		char *info = xasprintf("/images/%s/json", p->steps[i]);
+		json_t *img = NULL;
+		if (docker_call(d, "GET", info, NULL, &img, NULL) == 0 &&
+		    json_array_size(json_object_get(img, "RepoTags")) == 0 &&
+		    docker_call(d, "DELETE", path, NULL, NULL, NULL) == 0)
+			removed++;
+		json_decref(img);
+		free(info);
+		free(path);
+	}
+	if (removed > 0)
+		runner_logf(p->r, "env",
+		            "removed %d image(s) of the failed build", removed);
+}
+
 /* Build output: every "stream" line into the log as [env]. */
 static int build_line(void *arg, json_t *obj, struct err *e)
 {
@@ -180,6 +233,7 @@ static int build_line(void *arg, json_t *obj, struct err *e)
 		n = strcspn(s, "\n");
 		if (n > 0 && strspn(s, " \r\t") < n)
 			runner_logf(p->r, "env", "%.*s", (int)n, s);
+		build_step(p, s, n);
 		s += n + (s[n] == '\n');
 	}
 	return 0;
@@ -234,6 +288,8 @@ int docker_image_build(struct docker *d, struct runner *r, FILE *context,
 		rc = progress_stopped(&p, "docker build", e);
 	else if (rc == 0 && p.error != NULL)
 		rc = err_set(e, TERR_FAIL, "%s", p.error);
+	if (rc < 0)
+		build_unwind(d, &p);
 	if (rc < 0 && p.stop == NULL)
 		err_wrap(e, "docker build %s", dockerfile);
 out:

@@ -18,7 +18,9 @@
 #include "common/fileio.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "runner/jobfile.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -63,7 +65,6 @@ static const char *tool_name(const char *path)
 /* The environment.yml text (inline, or read from the source tree). */
 static int conda_file(struct runner *r, char **out, size_t *len, struct err *e)
 {
-	char *path;
 	int rc;
 
 	if (r->spec->env.conda_inline) {
@@ -71,12 +72,9 @@ static int conda_file(struct runner *r, char **out, size_t *len, struct err *e)
 		*len = strlen(*out);
 		return 0;
 	}
-	path = xasprintf("%s/%s", r->work_dir, r->spec->env.conda_file);
-	rc = file_read_all(path, CONDA_FILE_MAX, out, len, e);
-	free(path);
-	if (rc < 0)
-		return err_wrap(e, "environment file '%s' in the source",
-		                r->spec->env.conda_file);
+	if ((rc = jobfile_read(r, r->work_dir, r->spec->env.conda_file,
+	                       CONDA_FILE_MAX, out, len, e)) < 0)
+		return err_wrap(e, "environment.file");
 	return 0;
 }
 
@@ -103,6 +101,8 @@ out:
 	return rc;
 }
 
+/* HOME and the package cache: in the sandbox's private /tmp (a build
+ * writes nowhere else but its prefix); without root next to the prefix. */
 static char **conda_envp(const char *prefix)
 {
 	char *slash = strrchr(prefix, '/');
@@ -114,33 +114,77 @@ static char **conda_envp(const char *prefix)
 	                 xasprintf("PATH=%s", path ? path
 	                                           : "/usr/local/bin:/usr/bin:"
 	                                             "/bin"));
-	v = env_strv_add(v, xasprintf("HOME=%.*s/.home", dlen, prefix));
-	v = env_strv_add(
-	    v, xasprintf("MAMBA_ROOT_PREFIX=%.*s/.mamba", dlen, prefix));
+	if (geteuid() == 0) {
+		v = env_strv_add(v, xstrdup("HOME=/tmp"));
+		v = env_strv_add(v, xstrdup("MAMBA_ROOT_PREFIX=/tmp/.mamba"));
+	} else {
+		v = env_strv_add(v, xasprintf("HOME=%.*s/.home", dlen, prefix));
+		v = env_strv_add(v, xasprintf("MAMBA_ROOT_PREFIX=%.*s/.mamba",
+		                              dlen, prefix));
+	}
 	v = env_strv_add(v, xstrdup("CONDA_YES=1"));
 	return env_strv_pass(v, (const char *const[]){"http_proxy",
 	                                              "https_proxy", "no_proxy",
 	                                              "CONDA_PKGS_DIRS", NULL});
 }
 
-/* Write the environment.yml next to the prefix, readable by the builder. */
+#define CONDA_WORK_FILE ".tether-environment.yml"
+
+/* Write the text at fd's name, owned by the job user. */
+static int conda_write_fd(struct runner *r, int fd, const char *text,
+                          size_t len, struct err *e)
+{
+	if (geteuid() == 0 && fchown(fd, r->uid, r->gid) < 0)
+		return err_sys(e, TERR_IO, "chown " CONDA_WORK_FILE);
+	return fd_write_all(fd, text, len, e);
+}
+
+/* The environment.yml the key was computed from, where the builder reads
+ * it: in the sandbox (root) /tether/work/.tether-environment.yml, created
+ * in the work directory (no symlink followed, an old one replaced);
+ * without root next to the prefix.  *path: the builder's name of it,
+ * *host: the runner's (to remove it afterwards). */
 static int conda_write_file(struct runner *r, const char *prefix, char **path,
-                            struct err *e)
+                            char **host, struct err *e)
 {
 	char *text = NULL;
 	size_t len;
-	int rc;
+	int rc, dfd = -1, fd = -1;
 
-	*path = xasprintf("%s.environment.yml", prefix);
-	if ((rc = conda_file(r, &text, &len, e)) == 0)
+	if ((rc = conda_file(r, &text, &len, e)) < 0)
+		goto out;
+	if (geteuid() != 0) {
+		*path = xasprintf("%s.environment.yml", prefix);
+		*host = xstrdup(*path);
 		rc = file_write_atomic(*path, text, len, 0644, e);
+		goto out;
+	}
+	*path = xstrdup("/tether/work/" CONDA_WORK_FILE);
+	*host = xasprintf("%s/" CONDA_WORK_FILE, r->work_dir);
+	if ((dfd = open(r->work_dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		rc = err_sys(e, TERR_IO, "open %s", r->work_dir);
+		goto out;
+	}
+	unlinkat(dfd, CONDA_WORK_FILE, 0);
+	fd = openat(dfd, CONDA_WORK_FILE,
+	            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		rc = err_sys(e, TERR_IO, "create %s", *host);
+	else
+		rc = conda_write_fd(r, fd, text, len, e);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
 	free(text);
 	return rc;
 }
 
 static int conda_build(struct runner *r, const char *prefix, struct err *e)
 {
-	char *tool = conda_tool(r, e), *file = NULL, tail[TAIL_SIZE];
+	char *tool = conda_tool(r, e), *file = NULL, *host = NULL;
+	char tail[TAIL_SIZE];
 	char *argv[10], **envp = conda_envp(prefix);
 	size_t n = 0;
 	int rc;
@@ -149,10 +193,12 @@ static int conda_build(struct runner *r, const char *prefix, struct err *e)
 		rc = e ? e->code : TERR_NOTFOUND;
 		goto out;
 	}
-	if ((rc = conda_write_file(r, prefix, &file, e)) < 0)
+	if ((rc = conda_write_file(r, prefix, &file, &host, e)) < 0)
 		goto out;
-	env_side_dir(r, prefix, ".home");
-	env_side_dir(r, prefix, ".mamba");
+	if (geteuid() != 0) {
+		env_side_dir(r, prefix, ".home");
+		env_side_dir(r, prefix, ".mamba");
+	}
 	argv[n++] = tool;
 	if (strcmp(tool_name(tool), "conda") == 0)
 		argv[n++] = "env";
@@ -172,10 +218,10 @@ static int conda_build(struct runner *r, const char *prefix, struct err *e)
 		         "output:\n%s",
 		         tool_name(tool), tail);
 out:
-	if (file) {
-		unlink(file);
-		free(file);
-	}
+	if (host)
+		unlink(host);
+	free(host);
+	free(file);
 	free(tool);
 	runner_strv_free(envp);
 	return rc;

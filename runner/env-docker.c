@@ -10,6 +10,7 @@
 #include "common/fileio.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "runner/jobfile.h"
 #include "runner/env.h"
 #include "runner/runner.h"
 
@@ -80,7 +81,7 @@ static void hash_str(struct sha256_ctx *h, const char *tag, const char *s)
 static int hash_layers(struct runner *r, struct sha256_ctx *h, struct err *e)
 {
 	const struct jobspec *s = r->spec;
-	char hex[SHA256_HEX_LEN + 1], *path;
+	char hex[SHA256_HEX_LEN + 1];
 	int rc = 0;
 
 	for (size_t i = 0; s->env.requirements && s->env.requirements[i]; i++)
@@ -93,10 +94,9 @@ static int hash_layers(struct runner *r, struct sha256_ctx *h, struct err *e)
 	for (size_t i = 0; i < 2 && rc == 0; i++) {
 		if (files[i] == NULL)
 			continue;
-		path = xasprintf("%s/%s", r->work_dir, files[i]);
-		if ((rc = sha256_file(path, hex, NULL, e)) == 0)
+		if ((rc = jobfile_sha256(r, r->work_dir, files[i], JOBFILE_MAX,
+		                         hex, e)) == 0)
 			hash_str(h, files[i], hex);
-		free(path);
 	}
 	return rc;
 }
@@ -106,21 +106,22 @@ static int docker_key(struct runner *r, char out[65], struct err *e)
 	const struct jobspec *s = r->spec;
 	struct sha256_ctx *h = sha256_new();
 	struct docker *d = NULL;
-	char *id = NULL, *df;
-	struct stat st;
+	char *id = NULL, id_hex[SHA256_HEX_LEN + 1];
 	int rc;
 
 	hash_str(h, "tether-docker-env", "v1");
 	if (s->env.dockerfile != NULL) {
-		df = xasprintf("%s/%s", r->work_dir, s->env.dockerfile);
-		rc = stat(df, &st) == 0 && S_ISREG(st.st_mode) ? 0
-		                                               : TERR_NOTFOUND;
-		free(df);
-		if (rc < 0) {
+		/* beneath the work directory, a regular file (jobfile.h) */
+		if ((rc = jobfile_sha256(r, r->work_dir, s->env.dockerfile,
+		                         JOBFILE_MAX, id_hex, e)) ==
+		    TERR_NOTFOUND) {
 			err_set(e, rc,
 			        "environment.dockerfile: %s is not a file "
 			        "in the source",
 			        s->env.dockerfile);
+			goto out;
+		} else if (rc < 0) {
+			err_wrap(e, "environment.dockerfile");
 			goto out;
 		}
 		hash_str(h, "dockerfile", s->env.dockerfile);
@@ -197,6 +198,11 @@ static int docker_build(struct runner *r, const char *prefix, struct err *e)
 		rc = write_image_file(prefix, tag, e);
 	if (rc == 0)
 		runner_logf(r, "env", "image %s ready", tag);
+	else if (layered(s)) {
+		/* the -base this build tagged; the next try builds it again */
+		struct err ignored = {0};
+		docker_env_image_remove(r->docker_socket, key, &ignored);
+	}
 out:
 	free(id);
 	free(tag);

@@ -1,31 +1,28 @@
 /* env-run.c: running a builder process (python -m venv, pip, micromamba)
  * for an environment build.
  *
- * execve with an argv array (never a shell), in the job's work directory,
- * as the job user when the runner is root, in a process group of its own,
- * and for directory builds in a private mount namespace where the build
- * directory is mounted on the environment's final path (env.c) and the
- * 0700 state directory is hidden but for env_dir.  Its output goes into
- * the job log line by line as "[env] ..."; the attempt's cancel and lease
- * files are checked once a second and stop the build. */
+ * execve with an argv array (never a shell), in the job's work directory.
+ * When the runner is root (a node), in the build's sandbox (env-box.c):
+ * the job user, the job's namespaces, cgroup and limits, the build
+ * directory writable at the environment's final path (env.c).  Without
+ * root (a developer's runs) only in a process group of its own.  Output
+ * goes into the job log line by line as "[env] ..."; the attempt's cancel
+ * and lease files are checked once a second and stop the build: SIGTERM,
+ * kill_grace, SIGKILL to every process of it. */
 #include "runner/env.h"
 
 #include "common/err.h"
-#include "common/statedir.h"
 #include "common/util.h"
 #include "runner/source.h"
 #include "runner/supervisor.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,37 +35,12 @@ static struct {
 	const char *tmp, *final;
 } env_bind;
 
+static bool env_quiet; /* env_run_capture: output to tail only */
+
 void env_run_bind(const char *tmp, const char *final)
 {
 	env_bind.tmp = tmp;
 	env_bind.final = final;
-}
-
-/* Child side, in a private mount namespace: when env_dir lies in the 0700
- * state dir, hide the state dir but for env_dir so that the job user can
- * build there (common/statedir.h); then mount the build directory on the
- * final path (env_build_dir). */
-static int run_child_mounts(struct runner *r)
-{
-	struct err me = {0};
-
-	if (unshare(CLONE_NEWNS) < 0 ||
-	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
-		dprintf(2, "private mount namespace: %s\n", strerror(errno));
-		return -1;
-	}
-	if (r->state_dir && r->env_dir &&
-	    path_is_under(r->env_dir, r->state_dir) &&
-	    statedir_mask(r->state_dir, r->env_dir, true, &me) < 0) {
-		dprintf(2, "%s\n", me.msg);
-		return -1;
-	}
-	if (mount(env_bind.tmp, env_bind.final, NULL, MS_BIND, NULL) < 0) {
-		dprintf(2, "cannot mount %s on %s: %s\n", env_bind.tmp,
-		        env_bind.final, strerror(errno));
-		return -1;
-	}
-	return 0;
 }
 
 /* Child side of env_run: output to the pipe, drop to the job user, exec. */
@@ -76,23 +48,20 @@ static void run_child(struct runner *r, int wfd, char *const argv[],
                       char *const envp[])
 {
 	int devnull = open("/dev/null", O_RDONLY);
+	sigset_t none;
 
 	if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(wfd, 1) < 0 ||
 	    dup2(wfd, 2) < 0)
 		_exit(126);
 	close_range(3, ~0U, 0);
-	/* its own group, so that a stop reaches pip's children */
+	/* its own group, so that a stop reaches pip's children; default
+	 * signals (the runner blocks some for its signalfd) */
 	setpgid(0, 0);
-	if (env_bind.tmp && run_child_mounts(r) < 0)
-		_exit(126);
-	/* In the work directory, entered while still root: the job user
-	 * cannot pass through the 0700 attempt directory, but may use files
-	 * of the source relative to it (requirements.txt). */
-	if (r->work_dir && chdir(r->work_dir) < 0 && chdir("/") < 0)
-		_exit(126);
-	if (geteuid() == 0 && r->uid != 0 &&
-	    (setgroups(0, NULL) < 0 || setgid(r->gid) < 0 ||
-	     setuid(r->uid) < 0))
+	for (int s = 1; s < NSIG; s++)
+		signal(s, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (r->work_dir && chdir(r->work_dir) < 0)
 		_exit(126);
 	execve(argv[0], argv, envp ? envp : environ);
 	dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
@@ -128,7 +97,8 @@ static size_t pump_lines(struct runner *r, char *buf, size_t len, bool eof,
 	       (eof && len > 0)) {
 		size_t l = nl ? (size_t)(nl - buf) : len;
 		buf[l] = '\0';
-		runner_logf(r, "env", "%s", buf);
+		if (!env_quiet)
+			runner_logf(r, "env", "%s", buf);
 		tail_add(tail, tsize, buf);
 		l += nl ? 1 : 0;
 		memmove(buf, buf + l, len - l);
@@ -169,56 +139,95 @@ static const char *run_pump(struct runner *r, int rfd, char *tail, size_t tsize)
 }
 
 /* Stop a builder's process group: TERM, a grace period, KILL; reap it. */
-static void run_stop(pid_t pid)
+static void run_stop(pid_t pid, int64_t grace_ms)
 {
+	int64_t end = now_mono_ms() + grace_ms;
 	int status;
 
 	kill(-pid, SIGTERM);
-	for (int i = 0; i < 100; i++) {
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			break;
-		usleep(50 * 1000);
-	}
+	while (now_mono_ms() < end && waitpid(pid, &status, WNOHANG) == 0)
+		usleep(20 * 1000);
 	kill(-pid, SIGKILL);
 	waitpid(pid, &status, 0);
+}
+
+/* Without root: fork, exec in the work directory; output on *rfd. */
+static int run_plain(struct runner *r, char *const argv[], char *const envp[],
+                     pid_t *pid, int *rfd, struct err *e)
+{
+	int fds[2];
+
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return err_sys(e, TERR_IO, "pipe");
+	if ((*pid = fork()) < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return err_sys(e, TERR_IO, "fork");
+	}
+	if (*pid == 0)
+		run_child(r, fds[1], argv, envp);
+	close(fds[1]);
+	*rfd = fds[0];
+	return 0;
+}
+
+static int run_status(int status, const char *name, struct err *e)
+{
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (WIFEXITED(status))
+		return err_set(e, TERR_FAIL, "%s exited with status %d", name,
+		               WEXITSTATUS(status));
+	return err_set(e, TERR_FAIL, "%s was killed by signal %d", name,
+	               WTERMSIG(status));
 }
 
 int env_run(struct runner *r, char *const argv[], char *const envp[],
             char *tail, size_t tail_size, struct err *e)
 {
-	int fds[2], status;
+	struct env_box *box = NULL;
 	const char *stop;
-	pid_t pid;
+	pid_t pid = -1;
+	int rfd = -1, status, rc;
 
 	if (tail && tail_size)
 		tail[0] = '\0';
-	if (pipe2(fds, O_CLOEXEC) < 0)
-		return err_sys(e, TERR_IO, "pipe");
-	if ((pid = fork()) < 0) {
-		close(fds[0]);
-		close(fds[1]);
-		return err_sys(e, TERR_IO, "fork");
-	}
-	if (pid == 0)
-		run_child(r, fds[1], argv, envp);
-	close(fds[1]);
-	stop = run_pump(r, fds[0], tail, tail_size);
-	close(fds[0]);
+	rc = geteuid() == 0
+	         ? env_box_start(r, env_bind.tmp, env_bind.final, argv,
+	                         envp ? envp : environ, &box, &rfd, e)
+	         : run_plain(r, argv, envp, &pid, &rfd, e);
+	if (rc < 0)
+		return err_wrap(e, "run %s", argv[0]);
+	stop = run_pump(r, rfd, tail, tail_size);
+	close(rfd);
 	if (stop != NULL) {
 		runner_logf(r, "env", "stopping %s: %s", argv[0], stop);
-		run_stop(pid);
+		if (box != NULL)
+			env_box_stop(box, r->kill_grace_ms);
+		else
+			run_stop(pid, r->kill_grace_ms);
 		return err_set(e, TERR_CONFLICT,
 		               "%s while building the environment (%s stopped)",
 		               stop, argv[0]);
 	}
+	if (box != NULL)
+		return env_box_finish(box, argv[0], e);
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return err_sys(e, TERR_IO, "waitpid");
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 0;
-	if (WIFEXITED(status))
-		return err_set(e, TERR_FAIL, "%s exited with status %d",
-		               argv[0], WEXITSTATUS(status));
-	return err_set(e, TERR_FAIL, "%s was killed by signal %d", argv[0],
-	               WTERMSIG(status));
+	return run_status(status, argv[0], e);
+}
+
+int env_run_capture(struct runner *r, char *const argv[], char *out,
+                    size_t size, struct err *e)
+{
+	const char *tmp = env_bind.tmp, *final = env_bind.final;
+	int rc;
+
+	env_quiet = true;
+	env_run_bind(NULL, NULL);
+	rc = env_run(r, argv, NULL, out, size, e);
+	env_run_bind(tmp, final);
+	env_quiet = false;
+	return rc;
 }

@@ -8,12 +8,11 @@
  * arrays, never through a shell. */
 #include "runner/env.h"
 
-#include "common/buf.h"
-#include "common/cmdrun.h"
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "runner/jobfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,9 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define VENV_ARGV_MAX      1200
-#define TAIL_SIZE          2048
-#define VERSION_TIMEOUT_MS 30000 /* python -c printing its version */
+#define VENV_ARGV_MAX 1200
+#define TAIL_SIZE     2048
 
 static const char *venv_python(struct runner *r)
 {
@@ -34,33 +32,27 @@ static const char *venv_python(struct runner *r)
 	return r->default_python ? r->default_python : "/usr/bin/python3";
 }
 
-/* Run python to print its version (no log); out gets the first line. */
-static int venv_version_run(const char *python, char *out, size_t size,
-                            struct err *e)
+/* Run python to print its version (no log); out gets the first line.  The
+ * interpreter is a path the job names: it runs like a build, in the
+ * build's sandbox as the job user (env_run), never as root. */
+static int venv_version_run(struct runner *r, const char *python, char *out,
+                            size_t size, struct err *e)
 {
-	const char *argv[] = {
-	    python, "-c",
-	    "import sys, platform; print(sys.version.split()[0],"
-	    " platform.machine())",
-	    NULL};
-	struct buf b;
-	int status = -1, rc;
+	char *argv[] = {(char *)python, "-c",
+	                "import sys, platform; print(sys.version.split()[0],"
+	                " platform.machine())",
+	                NULL};
+	char text[256];
+	int rc;
 
 	if (access(python, X_OK) < 0)
 		return err_sys(e, TERR_NOTFOUND, "interpreter %s", python);
-	buf_init(&b, size - 1);
-	if ((rc = cmd_capture(argv, &b, NULL, VERSION_TIMEOUT_MS, &status, e)) <
-	    0) {
-		err_wrap(e, "run %s", python);
-		goto out;
-	}
-	snprintf(out, size, "%.*s", (int)strcspn(b.data ? b.data : "", "\n"),
-	         b.data ? b.data : "");
-	if (status != 0 || out[0] == '\0')
-		rc = err_set(e, TERR_FAIL, "%s does not run", python);
-out:
-	buf_free(&b);
-	return rc;
+	if ((rc = env_run_capture(r, argv, text, sizeof(text), e)) < 0)
+		return err_wrap(e, "run %s", python);
+	snprintf(out, size, "%.*s", (int)strcspn(text, "\n"), text);
+	if (out[0] == '\0')
+		return err_set(e, TERR_FAIL, "%s does not run", python);
+	return 0;
 }
 
 /* <env_dir>/.python-versions/<sha256 of the interpreter's path and stat>:
@@ -86,10 +78,10 @@ static char *venv_version_path(const char *env_dir, const char *python)
 /* The interpreter's version for the cache key: from the stat-keyed file
  * when there is one, so a cache hit runs no interpreter
  * (docs/performance.md F4); else run it and remember the answer. */
-static int venv_version(const char *env_dir, const char *python, char *out,
+static int venv_version(struct runner *r, const char *python, char *out,
                         size_t size, struct err *e)
 {
-	char *path = venv_version_path(env_dir, python), *text = NULL;
+	char *path = venv_version_path(r->env_dir, python), *text = NULL;
 	struct err ignored = {0};
 	int rc;
 
@@ -101,7 +93,7 @@ static int venv_version(const char *env_dir, const char *python, char *out,
 		rc = 0;
 		goto out;
 	}
-	if ((rc = venv_version_run(python, out, size, e)) == 0 &&
+	if ((rc = venv_version_run(r, python, out, size, e)) == 0 &&
 	    path != NULL) {
 		*strrchr(path, '/') = '\0';
 		if (mkdir(path, 0755) == 0 || errno == EEXIST) {
@@ -125,16 +117,12 @@ static json_t *strv_json(const char **v)
 	return a;
 }
 
-/* sha256 of a file in the source tree, for the key. */
+/* sha256 of a file in the source tree, for the key (runner/jobfile.h). */
 static int source_file_hash(struct runner *r, const char *rel, char out[65],
                             struct err *e)
 {
-	char *path = xasprintf("%s/%s", r->work_dir, rel);
-	int rc = sha256_file(path, out, NULL, e);
-
-	free(path);
-	if (rc < 0)
-		return err_wrap(e, "environment file '%s' in the source", rel);
+	if (jobfile_sha256(r, r->work_dir, rel, JOBFILE_MAX, out, e) < 0)
+		return err_wrap(e, "environment.requirements_file");
 	return 0;
 }
 
@@ -145,8 +133,7 @@ static int venv_key(struct runner *r, char out[65], struct err *e)
 	json_t *canon;
 	int rc;
 
-	if ((rc = venv_version(r->env_dir, py, version, sizeof(version), e)) <
-	    0)
+	if ((rc = venv_version(r, py, version, sizeof(version), e)) < 0)
 		return err_wrap(e, "venv");
 	if (r->spec->env.requirements_file &&
 	    (rc = source_file_hash(r, r->spec->env.requirements_file, fhash,
@@ -164,7 +151,8 @@ static int venv_key(struct runner *r, char out[65], struct err *e)
 	return 0;
 }
 
-/* The builder's environment: a clean PATH, a HOME of its own, no pip
+/* The builder's environment: a clean PATH, a HOME of its own (the
+ * sandbox's private /tmp; <env_dir>/.home without root), no pip
  * questions; proxy settings pass through. */
 static char **venv_envp(struct runner *r, const char *prefix)
 {
@@ -177,9 +165,11 @@ static char **venv_envp(struct runner *r, const char *prefix)
 	v = env_strv_add(v, xasprintf("PATH=%s/bin:/usr/local/bin:/usr/bin:"
 	                              "/bin",
 	                              prefix));
-	v = env_strv_add(v,
-	                 xasprintf("HOME=%.*s/.home",
-	                           (int)(slash ? slash - prefix : 0), prefix));
+	v = env_strv_add(v, geteuid() == 0
+	                        ? xstrdup("HOME=/tmp")
+	                        : xasprintf("HOME=%.*s/.home",
+	                                    (int)(slash ? slash - prefix : 0),
+	                                    prefix));
 	v = env_strv_add(v, xstrdup("PIP_DISABLE_PIP_VERSION_CHECK=1"));
 	v = env_strv_add(v, xstrdup("PIP_NO_INPUT=1"));
 	v = env_strv_add(v, xstrdup("PYTHONNOUSERSITE=1"));
@@ -228,7 +218,8 @@ static int venv_build(struct runner *r, const char *prefix, struct err *e)
 	size_t n = 0;
 	int rc;
 
-	env_side_dir(r, prefix, ".home");
+	if (geteuid() != 0)
+		env_side_dir(r, prefix, ".home");
 	argv[n++] = (char *)py;
 	argv[n++] = "-m";
 	argv[n++] = "venv";

@@ -58,13 +58,30 @@ void env_result_free(struct env_result *res);
 
 /* env.c and env-run.c: helpers for builders. */
 /* Run argv (execv, no shell) with envp (NULL: the runner's environment),
- * in r->work_dir, as r->uid/r->gid when the runner is root and the job
- * user is not, in a process group of its own; each
+ * in r->work_dir; when the runner is root, in the build's sandbox
+ * (env-box.c) as the job user, else in a process group of its own; each
  * output line goes to the job log as "[env] line".  The last lines of
  * output are kept in tail (may be NULL) for the error message.  Non-zero
  * exit is TERR_FAIL naming argv[0] and the status. */
 int env_run(struct runner *r, char *const argv[], char *const envp[],
             char *tail, size_t tail_size, struct err *e);
+/* The same without logging: out gets the last size-1 bytes of output
+ * (an interpreter's version line). */
+int env_run_capture(struct runner *r, char *const argv[], char *out,
+                    size_t size, struct err *e);
+/* env-box.c: a builder process in a sandbox like the job's (env_run as
+ * root): tmp bound writable at final (NULL: no environment mount), the
+ * work directory writable at /tether/work, the rest read-only.  out_fd
+ * gets the read end of its output. */
+struct env_box;
+int env_box_start(struct runner *r, const char *tmp, const char *final,
+                  char *const argv[], char *const envp[], struct env_box **out,
+                  int *out_fd, struct err *e);
+/* SIGTERM to every process of the build, grace_ms, then SIGKILL; frees. */
+void env_box_stop(struct env_box *b, int64_t grace_ms);
+/* After EOF on its output: how the builder (name) ended; frees. */
+int env_box_finish(struct env_box *b, const char *name, struct err *e);
+void env_box_free(struct env_box *b);
 /* Make <env_dir>/<name> next to prefix (a builder's HOME, micromamba's
  * root prefix), owned by the job user whom builders run as. */
 void env_side_dir(struct runner *r, const char *prefix, const char *name);

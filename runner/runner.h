@@ -70,6 +70,7 @@ struct runner {
 	struct logpipe *aux_log; /* runner_logf / runner_log_bytes -> log */
 	int64_t run_started_ms;  /* CLOCK_MONOTONIC at job start */
 	bool reattach;           /* an earlier runner started the job */
+	bool lookahead;          /* `envs build`: a build ahead of the job */
 	bool resumed;            /* checkpoint.tar.gz restored */
 	bool has_progress;       /* a TETHER_PROGRESS line was seen */
 	double progress;         /* its last value */

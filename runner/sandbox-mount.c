@@ -6,10 +6,11 @@
  *   - fresh /proc for the new pid namespace, private /tmp and /dev/shm;
  *   - /tether/work, /tether/outputs, /tether/checkpoints writable binds;
  *   - allowed data mounts; the state directory hidden under an empty
- *     read-only tmpfs;
+ *     read-only tmpfs; the environment prefix bound at its own path
+ *     (read-only, or writable for the build of that environment);
  *   - pivot_root into it, the host root detached. */
 #include "common/err.h"
-#include "common/statedir.h"
+#include "common/fileio.h"
 #include "runner/sandbox.h"
 
 #include <dirent.h>
@@ -154,43 +155,116 @@ static int mount_tmpfs(struct mctx *m, const char *dst, const char *opts,
 	return 0;
 }
 
+/* The environment prefix at its own path inside the root, whatever hides
+ * it there (the masked state dir, the private /tmp): src_fd (the host
+ * directory, opened before anything was mounted) is bound on it. */
+static int mount_env(struct mctx *m, int src_fd)
+{
+	const struct sandbox_cfg *c = m->c;
+	char p[PATH_MAX], src[64];
+	struct err e = {0};
+
+	in_root(c, c->env_prefix, p);
+	if (mkdir_p(p, 0755, &e) < 0) {
+		snprintf(m->msg, m->size, "environment %s: %s", c->env_prefix,
+		         e.msg);
+		return -1;
+	}
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", src_fd);
+	if (mount(src, p, NULL, MS_BIND, NULL) < 0)
+		return failf(m, "bind the environment %s", c->env_prefix);
+	if (set_attr(p,
+	             MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+	                 (c->env_rw ? 0 : MOUNT_ATTR_RDONLY),
+	             0) < 0)
+		return failf(m, "protect the environment %s", c->env_prefix);
+	return 0;
+}
+
+/* The state dir (credentials, other jobs) is not the job's: an empty
+ * tmpfs over it, read-only once the environment is bound inside it. */
+static int hide_state_dir(struct mctx *m, bool *hidden)
+{
+	char p[PATH_MAX];
+
+	*hidden = false;
+	if (m->c->state_dir == NULL || m->c->state_dir[0] != '/' ||
+	    access(in_root(m->c, m->c->state_dir, p), F_OK) < 0)
+		return 0; /* not visible (under the private /tmp) */
+	if (mount("tether-statedir", p, "tmpfs",
+	          MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k") < 0)
+		return failf(m, "hide %s", m->c->state_dir);
+	*hidden = true;
+	return 0;
+}
+
+static int seal_state_dir(struct mctx *m)
+{
+	char p[PATH_MAX];
+
+	in_root(m->c, m->c->state_dir, p);
+	if (mount(NULL, p, NULL,
+	          MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+	          "mode=0755,size=64k") < 0)
+		return failf(m, "read-only %s", m->c->state_dir);
+	return 0;
+}
+
+/* /tether/work and, for a job (not an environment build), its outputs
+ * and checkpoints. */
+static int mount_tether(struct mctx *m)
+{
+	char p[PATH_MAX];
+	const struct sandbox_cfg *c = m->c;
+
+	if (mkdir(in_root(c, "/tether", p), 0755) < 0)
+		return failf(m, "mkdir /tether");
+	if (bind_rw(m, c->work, in_root(c, "/tether/work", p)) < 0)
+		return -1;
+	if (c->outputs != NULL &&
+	    bind_rw(m, c->outputs, in_root(c, "/tether/outputs", p)) < 0)
+		return -1;
+	if (c->checkpoints != NULL &&
+	    bind_rw(m, c->checkpoints, in_root(c, "/tether/checkpoints", p)) <
+	        0)
+		return -1;
+	return 0;
+}
+
 static int mount_specials(struct mctx *m)
 {
 	char p[PATH_MAX], tmpopt[64] = "mode=1777";
 	const struct sandbox_cfg *c = m->c;
+	const char *env_src = c->env_src ? c->env_src : c->env_prefix;
+	int env_fd = -1, rc = -1;
+	bool hidden = false;
 
+	if (env_src != NULL &&
+	    (env_fd = open(env_src, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return failf(m, "environment %s", env_src);
 	if (mkdir(in_root(c, "/proc", p), 0555) < 0 ||
 	    mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) <
-	        0)
-		return failf(m, "mount /proc");
+	        0) {
+		failf(m, "mount /proc");
+		goto out;
+	}
 	if (c->tmp_size > 0) /* bounded by the disk budget (disk.c) */
 		snprintf(tmpopt, sizeof(tmpopt), "mode=1777,size=%lld",
 		         (long long)c->tmp_size);
 	if (mount_tmpfs(m, in_root(c, "/tmp", p), tmpopt, 0) < 0)
-		return -1;
+		goto out;
 	if (access(in_root(c, "/dev/shm", p), F_OK) == 0 &&
 	    mount_tmpfs(m, p, tmpopt, 0) < 0)
-		return -1;
-	if (mkdir(in_root(c, "/tether", p), 0755) < 0)
-		return failf(m, "mkdir /tether");
-	if (bind_rw(m, c->work, in_root(c, "/tether/work", p)) < 0 ||
-	    bind_rw(m, c->outputs, in_root(c, "/tether/outputs", p)) < 0 ||
-	    bind_rw(m, c->checkpoints, in_root(c, "/tether/checkpoints", p)) <
-	        0)
-		return -1;
-	/* The state dir (credentials, other jobs) is not the job's; only its
-	 * own environment prefix stays visible, read-only, at its path. */
-	if (c->state_dir != NULL && c->state_dir[0] == '/' &&
-	    access(in_root(c, c->state_dir, p), F_OK) == 0) {
-		char keep[PATH_MAX];
-		struct err e = {0};
-		if (statedir_mask(
-		        p,
-		        c->env_prefix ? in_root(c, c->env_prefix, keep) : NULL,
-		        false, &e) < 0)
-			return failf(m, "%s", e.msg);
-	}
-	return 0;
+		goto out;
+	if (mount_tether(m) < 0 || hide_state_dir(m, &hidden) < 0 ||
+	    (env_fd >= 0 && mount_env(m, env_fd) < 0) ||
+	    (hidden && seal_state_dir(m) < 0))
+		goto out;
+	rc = 0;
+out:
+	if (env_fd >= 0)
+		close(env_fd);
+	return rc;
 }
 
 /* mkdir -p for a mount target inside the new root. */

@@ -28,8 +28,12 @@ struct sandbox_cfg {
 	char *root; /* mount point of the new root (empty directory) */
 	const char *work, *outputs, *checkpoints; /* host directories */
 	const char *state_dir;                    /* hidden in the sandbox */
-	const char *env_prefix; /* the job's environment, kept visible */
-	int64_t tmp_size;       /* size of /tmp and /dev/shm (0: default) */
+	/* The job's environment, visible at its path wherever it lies (the
+	 * hidden state dir, the private /tmp): env_src (NULL: env_prefix) is
+	 * bound there, read-only unless env_rw (an environment build). */
+	const char *env_prefix, *env_src;
+	bool env_rw;
+	int64_t tmp_size; /* size of /tmp and /dev/shm (0: default) */
 	struct sandbox_mount *mounts;
 	size_t nmounts;
 	char *cwd; /* /tether/work[/workdir] */
