@@ -1,6 +1,6 @@
 /* api.c: JSON calls to the workspace and how their failures are shown
  * and turned into exit codes. */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/json.h"
 #include "common/util.h"
 

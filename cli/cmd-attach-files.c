@@ -2,8 +2,8 @@
  * tether-agent, tether-runner and install/install.sh (with the unit file
  * and configuration sample next to it) on this side, and copying them over
  * SFTP into a private temporary directory there. */
-#include "workspace/cli/cli.h"
-#include "workspace/cli/cmd-attach.h"
+#include "cli/cli.h"
+#include "cli/cmd-attach.h"
 
 #include "common/err.h"
 #include "common/util.h"

@@ -2,7 +2,7 @@
  * (host key verified against known_hosts before authentication, by
  * transport/ssh-tunnel-conn.c), switched to blocking mode with a timeout,
  * that runs commands (exec channels) and copies files (SFTP). */
-#include "workspace/cli/cmd-attach.h"
+#include "cli/cmd-attach.h"
 
 #include "common/err.h"
 #include "common/util.h"

@@ -13,8 +13,8 @@
  *     file and config sample) over SFTP into a private temporary directory,
  *     run install.sh --from-prefix there with the token, then remove it.
  *  5. Wait until the workspace lists the agent online. */
-#include "workspace/cli/cli.h"
-#include "workspace/cli/cmd-attach.h"
+#include "cli/cli.h"
+#include "cli/cmd-attach.h"
 
 #include "common/err.h"
 #include "common/util.h"
