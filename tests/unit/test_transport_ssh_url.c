@@ -131,6 +131,37 @@ static void test_hostkey_prefs(void **state)
 	unlink(path);
 }
 
+/* Several entries for the host: their algorithms, comma-separated, in
+ * file order, each once. */
+static void test_hostkey_prefs_list(void **state)
+{
+	char path[] = "/tmp/tether-kh-XXXXXX";
+	struct ssh_target t = {.user = "u", .host = "10.1.2.3", .port = 2222};
+	struct err e = {0};
+	char *prefs = NULL;
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	dprintf(
+	    fd,
+	    "[10.1.2.3]:2222 ssh-ed25519 "
+	    "AAAAC3NzaC1lZDI1NTE5AAAAIDrPafQ4RApTsjqjkdXyPDeX+Ll6nxn/"
+	    "DtP0TBbiNMlD\n"
+	    "[10.1.2.3]:2222 ecdsa-sha2-nistp256 "
+	    "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEe"
+	    "zOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/"
+	    "y6v0mKV0U2w0WZ2YB/++Tpockg=\n"
+	    "[10.1.2.3]:2222 ssh-ed25519 "
+	    "AAAAC3NzaC1lZDI1NTE5AAAAIDrPafQ4RApTsjqjkdXyPDeX+Ll6nxn/"
+	    "DtP0TBbiNMlD\n");
+	close(fd);
+	assert_int_equal(ssh_hostkey_prefs(path, &t, &prefs, &e), 0);
+	assert_non_null(prefs);
+	assert_string_equal(prefs, "ssh-ed25519,ecdsa-sha2-nistp256");
+	free(prefs);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -138,6 +169,7 @@ int main(void)
 	    cmocka_unit_test(test_url_errors),
 	    cmocka_unit_test(test_fingerprint),
 	    cmocka_unit_test(test_hostkey_prefs),
+	    cmocka_unit_test(test_hostkey_prefs_list),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
