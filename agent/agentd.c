@@ -10,7 +10,7 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "runner/docker.h"
+#include "docker/docker.h"
 
 #include <signal.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* table.c: the subcommands, in the order `tether --help` lists them.
  * To add one: write cmd-<name>.c exporting cmd_<name>_entry, add a row. */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 
 extern const struct cmd_entry cmd_submit_entry, cmd_logs_entry,
     cmd_status_entry, cmd_cancel_entry, cmd_jobs_entry, cmd_agents_entry,

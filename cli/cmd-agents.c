@@ -1,5 +1,5 @@
 /* cmd-agents.c: tether agents | agents revoke NAME | agents drain NAME */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/util.h"
 
 #include <curl/curl.h>

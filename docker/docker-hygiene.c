@@ -1,7 +1,7 @@
 /* docker-hygiene.c: removing what crashes and evictions leave behind:
  * orphan job containers (for the agent at start) and tether-env images
  * (for the env cache budget). */
-#include "runner/docker.h"
+#include "docker/docker.h"
 
 #include "common/err.h"
 #include "common/log.h"

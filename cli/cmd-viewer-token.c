@@ -3,7 +3,7 @@
  *                     tether viewer-token revoke ID
  * Viewer tokens log in to the web page (or call the API) read-only: GET
  * calls only, no cancel, no submit (docs/web.md). */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/util.h"
 
 #include <curl/curl.h>

@@ -1,17 +1,22 @@
 /* api.c: JSON calls to the workspace and how their failures are shown
  * and turned into exit codes. */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "transport/proto-error.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+/* The exit code for an error reply: by its protocol error, then by who
+ * is to blame (a 4xx: the request). */
 static int exit_for_status(long st)
 {
-	if (st == 401 || st == 403)
+	int code = proto_error_code(st);
+
+	if (code == TERR_AUTH)
 		return EXIT_AUTH;
-	if (st == 404)
+	if (code == TERR_NOTFOUND)
 		return EXIT_NOTFOUND;
 	if (st >= 400 && st < 500)
 		return EXIT_REJECTED;
@@ -21,19 +26,19 @@ static int exit_for_status(long st)
 int api_fail(struct cli *c, const struct http_reply *r, const struct err *e,
              int rc)
 {
-	json_t *b, *msg;
+	json_t *b;
+	const char *msg;
 
 	if (rc < 0) {
 		fprintf(stderr, "%s: %s\n", c->prog, e->msg);
 		return rc == TERR_NET ? EXIT_UNREACHABLE : EXIT_FAILED;
 	}
 	b = r->body.len ? json_loadb(r->body.data, r->body.len, 0, NULL) : NULL;
-	msg = json_object_get(json_object_get(b, "error"), "message");
+	msg = proto_error_message(b);
 	if (c->json && b != NULL)
 		cli_print_json(b);
-	else if (json_is_string(msg))
-		fprintf(stderr, "%s: %s (HTTP %ld)\n", c->prog,
-		        json_string_value(msg), r->status);
+	else if (msg != NULL)
+		fprintf(stderr, "%s: %s (HTTP %ld)\n", c->prog, msg, r->status);
 	else
 		fprintf(stderr, "%s: the workspace answered HTTP %ld\n",
 		        c->prog, r->status);

@@ -2,7 +2,7 @@
  * (header and every cell), so a long state such as source_failed or a long
  * name never pushes a row out of line.  Cells are copied; control
  * characters in them are shown escaped, never sent to the terminal. */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/util.h"
 
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* client.c: HTTP to the workspace with libcurl's easy API: TLS with an
  * optional CA file, the admin token as a bearer, bounded reply bodies,
  * and the error bodies of docs/protocol.md turned into messages. */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/util.h"
 
 #include <curl/curl.h>

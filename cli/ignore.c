@@ -6,7 +6,7 @@
  *     matched against the relative path; otherwise against each name;
  *   - '*', '?', '[...]' as in fnmatch; "**" matches across '/'.
  * The last matching pattern wins.  .git is always left out. */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/fileio.h"
 #include "common/util.h"
 

@@ -1,5 +1,5 @@
 /* cmd-cancel.c: tether cancel JOB */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/util.h"
 
 static int cmd_cancel(struct cli *c, int argc, char **argv)

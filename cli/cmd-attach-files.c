@@ -2,8 +2,8 @@
  * tether-agent, tether-runner and install/install.sh (with the unit file
  * and configuration sample next to it) on this side, and copying them over
  * SFTP into a private temporary directory there. */
-#include "workspace/cli/cli.h"
-#include "workspace/cli/cmd-attach.h"
+#include "cli/cli.h"
+#include "cli/cmd-attach.h"
 
 #include "common/err.h"
 #include "common/util.h"
@@ -22,11 +22,11 @@ int attach_run_remote(struct attach *a, const char *what, const char *cmd,
 	int status = 0, r;
 
 	buf_init(out, 1 << 20);
-	if ((r = remote_exec(a->r, cmd, out, &status, e)) < 0)
+	if ((r = ssh_remote_exec(a->r, cmd, out, &status, e)) < 0)
 		return err_wrap(e, "%s", what);
 	if (status != 0)
 		return err_set(e, TERR_FAIL, "%s on %s failed (exit %d):\n%s",
-		               what, remote_name(a->r), status,
+		               what, ssh_remote_name(a->r), status,
 		               out->data ? out->data : "");
 	return 0;
 }
@@ -131,7 +131,7 @@ static int put(struct attach *a, const char *local, const char *name, long mode,
                struct err *e)
 {
 	char *p = xasprintf("%s/%s", a->rdir, name);
-	int r = remote_put(a->r, local, p, mode, e);
+	int r = ssh_remote_put(a->r, local, p, mode, e);
 
 	free(p);
 	return r;

@@ -2,7 +2,7 @@
  *
  * Global options (--workspace, --token, --ca, --json) may appear anywhere;
  * they are taken out of argv before the subcommand parses the rest. */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/log.h"
 #include "common/util.h"
 

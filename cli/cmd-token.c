@@ -1,5 +1,5 @@
 /* cmd-token.c: tether token create [--uses N] [--ttl D] [--label L]... */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/util.h"
 
 #include <getopt.h>

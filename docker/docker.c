@@ -1,6 +1,6 @@
 /* docker.c: the Docker Engine API client core: version negotiation and
  * requests over the engine's unix socket with libcurl. */
-#include "runner/docker.h"
+#include "docker/docker.h"
 
 #include "common/buf.h"
 #include "common/err.h"
@@ -23,6 +23,8 @@ struct xfer {
 	const struct docker_req *q;
 	struct buf body; /* collected reply (or error body) */
 	int cb_rc;       /* on_data's failure, if any */
+	CURLcode cc;     /* libcurl's result */
+	char errbuf[CURL_ERROR_SIZE];
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -185,8 +187,9 @@ static int perform(struct docker *d, struct xfer *x, long *status,
 	curl_easy_setopt(x->c, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(x->c, CURLOPT_TIMEOUT_MS, q->timeout_ms);
 	curl_easy_setopt(x->c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	curl_easy_setopt(x->c, CURLOPT_ERRORBUFFER, x->errbuf);
 	setup_body(x->c, q, json);
-	cc = curl_easy_perform(x->c);
+	cc = x->cc = curl_easy_perform(x->c);
 	curl_easy_getinfo(x->c, CURLINFO_RESPONSE_CODE, status);
 	if (x->cb_rc < 0)
 		r = err_wrap(e, "docker %s", q->path);
@@ -243,29 +246,70 @@ int docker_call(struct docker *d, const char *method, const char *path,
 	return docker_request(d, &q, NULL, reply, e);
 }
 
-int docker_open(const char *socket_path, struct docker **out, struct err *e)
+/* Copy a string member of the /version reply into out. */
+static void version_field(json_t *v, const char *key, char *out, size_t n)
 {
-	struct docker *d = xcalloc(1, sizeof(*d));
+	const char *s = json_string_value(json_object_get(v, key));
+
+	snprintf(out, n, "%s", s ? s : "");
+}
+
+int docker_version_probe(const char *socket_path, long timeout_ms,
+                         struct docker_version *out, struct err *e)
+{
+	/* Unversioned GET /version answers whatever the engine speaks. */
+	struct docker d = {
+	    .socket = (char *)(socket_path ? socket_path : DOCKER_SOCKET)};
+	struct docker_req q = {
+	    .method = "GET", .path = "/version", .timeout_ms = timeout_ms};
+	struct xfer x = {.q = &q};
 	json_t *v = NULL;
 	int r;
 
+	memset(out, 0, sizeof(*out));
 	pthread_once(&curl_once, curl_init_once);
-	d->socket = xstrdup(socket_path ? socket_path : "/var/run/docker.sock");
-	/* Unversioned GET /version answers whatever the engine speaks. */
-	d->version[0] = '\0';
-	if ((r = docker_call(d, "GET", "/version", NULL, &v, e)) < 0) {
+	buf_init(&x.body, REPLY_MAX);
+	if ((x.c = curl_easy_init()) == NULL) {
+		r = err_set(e, TERR_NOMEM, "curl_easy_init failed");
+		goto out;
+	}
+	if ((r = perform(&d, &x, &out->status, e)) < 0) {
+		snprintf(out->error, sizeof(out->error), "%s",
+		         x.errbuf[0] ? x.errbuf : curl_easy_strerror(x.cc));
+		goto out;
+	}
+	if (out->status >= 400) {
+		r = status_error(out->status, &x.body, q.path, e);
+		goto out;
+	}
+	v = json_loadb(x.body.data ? x.body.data : "", x.body.len, 0, NULL);
+	version_field(v, "ApiVersion", out->api, sizeof(out->api));
+	version_field(v, "Version", out->engine, sizeof(out->engine));
+out:
+	json_decref(v);
+	curl_easy_cleanup(x.c);
+	buf_free(&x.body);
+	return r;
+}
+
+int docker_open(const char *socket_path, struct docker **out, struct err *e)
+{
+	struct docker *d = xcalloc(1, sizeof(*d));
+	struct docker_version v;
+	int r;
+
+	d->socket = xstrdup(socket_path ? socket_path : DOCKER_SOCKET);
+	if ((r = docker_version_probe(d->socket, 15000, &v, e)) < 0) {
 		err_wrap(e, "docker engine at %s not reachable", d->socket);
 		goto out;
 	}
-	r = docker_version_pick(
-	    json_string_value(json_object_get(v, "ApiVersion")),
-	    DOCKER_API_OURS, DOCKER_API_MIN, d->version, e);
+	r = docker_version_pick(v.api[0] ? v.api : NULL, DOCKER_API_OURS,
+	                        DOCKER_API_MIN, d->version, e);
 	if (r < 0)
 		goto out;
 	*out = d;
 	d = NULL;
 out:
-	json_decref(v);
 	docker_close(d);
 	return r;
 }

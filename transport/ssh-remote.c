@@ -1,9 +1,10 @@
-/* cmd-attach-ssh.c: the SSH side of `tether attach`: one libssh2 session
- * (host key verified against known_hosts before authentication, by
- * transport/ssh-tunnel-conn.c), switched to blocking mode with a timeout,
- * that runs commands (exec channels) and copies files (SFTP). */
-#include "workspace/cli/cmd-attach.h"
+/* ssh-remote.c: a blocking SSH session for `tether attach`: one libssh2
+ * session (host key verified against known_hosts before authentication, by
+ * ssh-tunnel-conn.c), switched to blocking mode with a timeout, that runs
+ * commands (exec channels) and copies files (SFTP). */
+#include "transport/ssh-remote.h"
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "common/util.h"
 #include "transport/ssh-tunnel-int.h"
@@ -18,16 +19,16 @@
 
 #define EXEC_OUT_MAX (1 << 20)
 
-struct remote {
+struct ssh_remote {
 	struct ssh_conn *c;
 	LIBSSH2_SFTP *sftp;
 	char name[300];
 };
 
-int remote_open(const struct ssh_tunnel_opts *o, int timeout_ms,
-                struct remote **out, struct err *e)
+int ssh_remote_open(const struct ssh_tunnel_opts *o, int timeout_ms,
+                    struct ssh_remote **out, struct err *e)
 {
-	struct remote *r = xcalloc(1, sizeof(*r));
+	struct ssh_remote *r = xcalloc(1, sizeof(*r));
 	int rc;
 
 	if ((rc = ssh_conn_open(o, &r->c, e)) < 0) {
@@ -42,7 +43,7 @@ int remote_open(const struct ssh_tunnel_opts *o, int timeout_ms,
 	return 0;
 }
 
-void remote_close(struct remote *r)
+void ssh_remote_close(struct ssh_remote *r)
 {
 	if (r == NULL)
 		return;
@@ -52,28 +53,12 @@ void remote_close(struct remote *r)
 	free(r);
 }
 
-const char *remote_name(const struct remote *r)
+const char *ssh_remote_name(const struct ssh_remote *r)
 {
 	return r->name;
 }
 
-char *sh_quote(const char *text)
-{
-	struct buf b;
-
-	buf_init(&b, 1 << 20);
-	buf_append(&b, "'", 1, NULL);
-	for (const char *p = text; *p; p++) {
-		if (*p == '\'')
-			buf_append(&b, "'\\''", 4, NULL);
-		else
-			buf_append(&b, p, 1, NULL);
-	}
-	buf_append(&b, "'", 1, NULL);
-	return buf_steal(&b);
-}
-
-static int session_err(struct remote *r, int code, const char *what,
+static int session_err(struct ssh_remote *r, int code, const char *what,
                        struct err *e)
 {
 	return err_set(e, code, "%s: %s: %s", r->name, what,
@@ -81,8 +66,8 @@ static int session_err(struct remote *r, int code, const char *what,
 }
 
 /* Read the channel to its end into out (capped; the rest is dropped). */
-static int exec_drain(struct remote *r, LIBSSH2_CHANNEL *ch, struct buf *out,
-                      struct err *e)
+static int exec_drain(struct ssh_remote *r, LIBSSH2_CHANNEL *ch,
+                      struct buf *out, struct err *e)
 {
 	char chunk[16384];
 	ssize_t n;
@@ -99,8 +84,8 @@ static int exec_drain(struct remote *r, LIBSSH2_CHANNEL *ch, struct buf *out,
 	return 0;
 }
 
-int remote_exec(struct remote *r, const char *cmd, struct buf *out, int *status,
-                struct err *e)
+int ssh_remote_exec(struct ssh_remote *r, const char *cmd, struct buf *out,
+                    int *status, struct err *e)
 {
 	LIBSSH2_CHANNEL *ch;
 	char *sig = NULL;
@@ -130,7 +115,7 @@ out:
 	return rc;
 }
 
-static int sftp_ready(struct remote *r, struct err *e)
+static int sftp_ready(struct ssh_remote *r, struct err *e)
 {
 	if (r->sftp == NULL)
 		r->sftp = libssh2_sftp_init(r->c->session);
@@ -143,7 +128,7 @@ static int sftp_ready(struct remote *r, struct err *e)
 }
 
 /* Write all of buf to the SFTP handle. */
-static int sftp_write_all(struct remote *r, LIBSSH2_SFTP_HANDLE *h,
+static int sftp_write_all(struct ssh_remote *r, LIBSSH2_SFTP_HANDLE *h,
                           const char *buf, size_t len, const char *path,
                           struct err *e)
 {
@@ -161,8 +146,8 @@ static int sftp_write_all(struct remote *r, LIBSSH2_SFTP_HANDLE *h,
 	return 0;
 }
 
-int remote_put(struct remote *r, const char *local, const char *remote_path,
-               long mode, struct err *e)
+int ssh_remote_put(struct ssh_remote *r, const char *local,
+                   const char *remote_path, long mode, struct err *e)
 {
 	LIBSSH2_SFTP_HANDLE *h = NULL;
 	char chunk[65536];

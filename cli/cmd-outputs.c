@@ -3,7 +3,7 @@
  * Downloads are checked: each path must be relative and normalised (the
  * workspace's list is not trusted blindly), each file lands through a
  * temporary name and is renamed only when its sha256 matches. */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/fileio.h"
 #include "common/jobspec.h"
 #include "common/sha256.h"

@@ -13,8 +13,8 @@
  *     file and config sample) over SFTP into a private temporary directory,
  *     run install.sh --from-prefix there with the token, then remove it.
  *  5. Wait until the workspace lists the agent online. */
-#include "workspace/cli/cli.h"
-#include "workspace/cli/cmd-attach.h"
+#include "cli/cli.h"
+#include "cli/cmd-attach.h"
 
 #include "common/err.h"
 #include "common/util.h"
@@ -28,6 +28,23 @@
 #include <unistd.h>
 
 /* Exit code for a failed SSH step. */
+/* 'text' quoted for sh, into a fresh string. */
+static char *sh_quote(const char *text)
+{
+	struct buf b;
+
+	buf_init(&b, 1 << 20);
+	buf_append(&b, "'", 1, NULL);
+	for (const char *p = text; *p; p++) {
+		if (*p == '\'')
+			buf_append(&b, "'\\''", 4, NULL);
+		else
+			buf_append(&b, p, 1, NULL);
+	}
+	buf_append(&b, "'", 1, NULL);
+	return buf_steal(&b);
+}
+
 static int ssh_exit(const struct err *e)
 {
 	if (e->code == TERR_AUTH)
@@ -172,7 +189,7 @@ static int check_attached(struct attach *a)
 		        "%s; refusing a second attachment (two agents on one "
 		        "machine break each other's jobs). Pass --replace to "
 		        "take it over.\n",
-		        a->c->prog, remote_name(a->r),
+		        a->c->prog, ssh_remote_name(a->r),
 		        a->machine_id ? a->machine_id : "?", why);
 		rc = EXIT_REJECTED;
 	} else if (why != NULL) {
@@ -276,7 +293,7 @@ static int wait_online(struct attach *a, char **id)
 	        "see /var/log/tether-agent.log or journalctl -u tether-agent "
 	        "on %s, and run tether-agent doctor there\n",
 	        a->c->prog, a->agent_name, (long long)(a->timeout_ms / 1000),
-	        remote_name(a->r));
+	        ssh_remote_name(a->r));
 	return EXIT_FAILED;
 }
 
@@ -286,7 +303,7 @@ static int attach_run(struct attach *a)
 	char *id = NULL;
 	int rc;
 
-	if (remote_open(&a->o, (int)a->timeout_ms, &a->r, &e) < 0 ||
+	if (ssh_remote_open(&a->o, (int)a->timeout_ms, &a->r, &e) < 0 ||
 	    probe(a, &e) < 0)
 		return fail(a, &e);
 	a->agent_name = xstrdup(a->name       ? a->name
@@ -304,7 +321,7 @@ static int attach_run(struct attach *a)
 		       "\"%s\"}\n",
 		       a->agent_name, id, a->machine_id ? a->machine_id : "");
 	else
-		printf("attached %s as agent %s (%s)\n", remote_name(a->r),
+		printf("attached %s as agent %s (%s)\n", ssh_remote_name(a->r),
 		       a->agent_name, id);
 	free(id);
 	return EXIT_OK;
@@ -312,7 +329,7 @@ static int attach_run(struct attach *a)
 
 static void attach_free(struct attach *a)
 {
-	remote_close(a->r);
+	ssh_remote_close(a->r);
 	free(a->rdir);
 	free(a->hostname);
 	free(a->machine_id);

@@ -1,7 +1,7 @@
 /* docker-stream.c: decoding what the engine streams back (multiplexed
  * stdout/stderr frames, JSON-lines progress) and encoding what it wants
  * (registry auth, image references, query strings). */
-#include "runner/docker.h"
+#include "docker/docker.h"
 
 #include "common/err.h"
 #include "common/util.h"

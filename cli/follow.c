@@ -1,7 +1,7 @@
 /* follow.c: read a job's log by offset with the long-poll, across
  * attempts (a lost attempt is followed by the next one), until the job
  * ends.  Used by `tether logs -f` and `tether submit --follow`. */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/util.h"
 
 #include <stdlib.h>

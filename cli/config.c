@@ -2,7 +2,7 @@
  * TETHER_WORKSPACE / TETHER_TOKEN / TETHER_CA, then the file
  * $XDG_CONFIG_HOME/tether/cli.conf (default ~/.config/tether/cli.conf)
  * with keys workspace, token, token_file, ca (or ca_file). */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/conf.h"
 #include "common/fileio.h"
 #include "common/util.h"

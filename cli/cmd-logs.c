@@ -1,5 +1,5 @@
 /* cmd-logs.c: tether logs JOB [-f] [--attempt N] */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/util.h"
 
 #include <getopt.h>

@@ -1,5 +1,5 @@
 /* cmd-jobs.c: tether jobs [--state S] [--agent A] [--limit N] */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/util.h"
 
 #include <curl/curl.h>
