@@ -1,5 +1,5 @@
 /* cmd-status.c: tether status JOB */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/util.h"
 
 #include <string.h>

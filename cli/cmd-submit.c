@@ -7,7 +7,7 @@
  * sets source.snapshot.  --resume-from JOB sets checkpoint.resume_from:
  * the job starts from JOB's newest kept checkpoint.  --follow prints the
  * log until the job ends and exits with the job's result. */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/fileio.h"
 #include "common/jobspec.h"
 #include "common/json.h"

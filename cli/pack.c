@@ -7,7 +7,7 @@
  * targets and contents: names in byte order, one fixed mtime, owner root,
  * no gzip timestamp.  So the same tree packs to the same bytes, and the
  * snapshot id (their sha256) is the same for every upload of it. */
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 #include "common/util.h"
 
 #include <archive.h>

@@ -24,14 +24,7 @@ LIBS = {"tcommon": "common", "ttransport": "transport", "tdocker": "docker",
 # Headers only their own part may include (tests may: they test internals).
 INTERNAL = {"transport/ssh-tunnel-int.h", "transport/ssh-tunnel-pump.h"}
 # Known debt of issue 21: (file, included header) -> why it is still there.
-KNOWN = {
-    ("cli/cmd-status.c", "workspace/cli/cli.h"):
-        "another branch edits this file; the include becomes cli/cli.h after it lands",
-    ("cli/cmd-submit.c", "workspace/cli/cli.h"):
-        "another branch edits this file; the include becomes cli/cli.h after it lands",
-    ("cli/pack.c", "workspace/cli/cli.h"):
-        "another branch edits this file; the include becomes cli/cli.h after it lands",
-}
+KNOWN = {}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 
