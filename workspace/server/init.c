@@ -78,9 +78,9 @@ int init_run(const char *dir, int port, int plain_port, struct err *e)
 	if ((r = tls_write_selfsigned(cert, key, e)) < 0 ||
 	    (r = write_token(dir, e)) < 0)
 		goto out;
-	if ((r = db_open(&ws, db, e)) < 0)
+	if ((r = store_open(&ws, db, e)) < 0)
 		goto out;
-	db_close(&ws);
+	store_close(&ws);
 	r = write_conf(dir, port, plain_port, e);
 out:
 	free(conf);

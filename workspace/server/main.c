@@ -130,8 +130,8 @@ static int serve(struct opts *o, struct err *e)
 	db = config_path(&ws, ws.conf.db);
 	tmp = config_path(&ws, "tmp");
 	rm_rf(tmp, NULL);
-	if ((r = mkdir_p(tmp, 0700, e)) < 0 || (r = db_open(&ws, db, e)) < 0 ||
-	    (r = wait_start(&ws, e)) < 0)
+	if ((r = mkdir_p(tmp, 0700, e)) < 0 ||
+	    (r = store_open(&ws, db, e)) < 0 || (r = wait_start(&ws, e)) < 0)
 		goto out;
 	if ((r = http_start(&ws, e)) < 0 || (r = write_ports(&ws, e)) < 0) {
 		wait_stop(&ws);
@@ -144,7 +144,7 @@ static int serve(struct opts *o, struct err *e)
 	wait_stop(&ws);
 out:
 	http_stop(&ws);
-	db_close(&ws);
+	store_close(&ws);
 	conf_free(ws_conf_table, &ws.conf);
 	free(ws.dir);
 	free(db);
