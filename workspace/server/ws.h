@@ -119,9 +119,9 @@ void checkpoint_note_progress(struct ws *ws, int64_t job, int64_t att,
  * Inside the caller's transaction. */
 int checkpoint_give(struct ws *ws, int64_t job, json_t *ck);
 
-/* http.c */
-int http_start(struct ws *ws, struct err *e);
-void http_stop(struct ws *ws);
+/* httpd.c: start and stop the two libmicrohttpd daemons */
+int httpd_start(struct ws *ws, struct err *e);
+void httpd_stop(struct ws *ws);
 
 /* wait.c */
 enum wait_kind { WAIT_LEASE = 0, WAIT_LOG = 1 };
