@@ -1,6 +1,7 @@
-/* db.c: the workspace database: open (WAL, synchronous=FULL so that every
+/* store.c: the workspace database: open (WAL, synchronous=FULL so that every
  * acknowledged write is on disk before the reply), schema and forward
  * migrations, and small statement helpers.  One connection, one mutex. */
+#include "workspace/server/store.h"
 #include "workspace/server/ws.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -83,17 +84,17 @@ double ws_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void db_lock(struct ws *ws)
+void store_lock(struct ws *ws)
 {
 	pthread_mutex_lock(&ws->db_mu);
 }
 
-void db_unlock(struct ws *ws)
+void store_unlock(struct ws *ws)
 {
 	pthread_mutex_unlock(&ws->db_mu);
 }
 
-sqlite3_stmt *db_prep(struct ws *ws, const char *sql)
+sqlite3_stmt *store_prep(struct ws *ws, const char *sql)
 {
 	sqlite3_stmt *st = NULL;
 
@@ -102,7 +103,7 @@ sqlite3_stmt *db_prep(struct ws *ws, const char *sql)
 	return st;
 }
 
-int db_exec(struct ws *ws, const char *sql)
+int store_exec(struct ws *ws, const char *sql)
 {
 	char *msg = NULL;
 
@@ -114,23 +115,23 @@ int db_exec(struct ws *ws, const char *sql)
 	return 0;
 }
 
-int db_begin(struct ws *ws)
+int store_begin(struct ws *ws)
 {
-	return db_exec(ws, "BEGIN IMMEDIATE");
+	return store_exec(ws, "BEGIN IMMEDIATE");
 }
 
-int db_commit(struct ws *ws)
+int store_commit(struct ws *ws)
 {
-	return db_exec(ws, "COMMIT");
+	return store_exec(ws, "COMMIT");
 }
 
-void db_rollback(struct ws *ws)
+void store_rollback(struct ws *ws)
 {
 	if (!sqlite3_get_autocommit(ws->db))
-		db_exec(ws, "ROLLBACK");
+		store_exec(ws, "ROLLBACK");
 }
 
-json_t *db_col_json(sqlite3_stmt *st, int col)
+json_t *store_col_json(sqlite3_stmt *st, int col)
 {
 	const char *t = (const char *)sqlite3_column_text(st, col);
 	json_t *v;
@@ -141,32 +142,32 @@ json_t *db_col_json(sqlite3_stmt *st, int col)
 	return v ? v : json_null();
 }
 
-json_t *db_col_str(sqlite3_stmt *st, int col)
+json_t *store_col_str(sqlite3_stmt *st, int col)
 {
 	const char *t = (const char *)sqlite3_column_text(st, col);
 	return t ? json_string(t) : json_null();
 }
 
-json_t *db_col_int(sqlite3_stmt *st, int col)
+json_t *store_col_int(sqlite3_stmt *st, int col)
 {
 	if (sqlite3_column_type(st, col) == SQLITE_NULL)
 		return json_null();
 	return json_integer(sqlite3_column_int64(st, col));
 }
 
-json_t *db_col_real(sqlite3_stmt *st, int col)
+json_t *store_col_real(sqlite3_stmt *st, int col)
 {
 	if (sqlite3_column_type(st, col) == SQLITE_NULL)
 		return json_null();
 	return json_real(sqlite3_column_double(st, col));
 }
 
-static int db_migrate(struct ws *ws, struct err *e)
+static int store_migrate(struct ws *ws, struct err *e)
 {
 	int version = 0, n = (int)(sizeof(migrations) / sizeof(*migrations));
 	sqlite3_stmt *st;
 
-	st = db_prep(ws, "PRAGMA user_version");
+	st = store_prep(ws, "PRAGMA user_version");
 	if (sqlite3_step(st) == SQLITE_ROW)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
@@ -179,10 +180,10 @@ static int db_migrate(struct ws *ws, struct err *e)
 		char *sql = xasprintf("BEGIN; %s PRAGMA user_version = %d; "
 		                      "COMMIT;",
 		                      migrations[version], version + 1);
-		int r = db_exec(ws, sql);
+		int r = store_exec(ws, sql);
 		free(sql);
 		if (r < 0) {
-			db_rollback(ws);
+			store_rollback(ws);
 			return err_set(e, TERR_IO,
 			               "migrate the database to schema %d: %s",
 			               version + 1, sqlite3_errmsg(ws->db));
@@ -192,7 +193,7 @@ static int db_migrate(struct ws *ws, struct err *e)
 	return 0;
 }
 
-int db_open(struct ws *ws, const char *path, struct err *e)
+int store_open(struct ws *ws, const char *path, struct err *e)
 {
 	int r;
 
@@ -204,13 +205,14 @@ int db_open(struct ws *ws, const char *path, struct err *e)
 		return err_set(e, TERR_IO, "open database %s: %s", path,
 		               ws->db ? sqlite3_errmsg(ws->db) : "no memory");
 	sqlite3_busy_timeout(ws->db, 5000);
-	if ((r = db_exec(ws, "PRAGMA journal_mode=WAL; PRAGMA "
-	                     "synchronous=FULL; PRAGMA foreign_keys=ON")) < 0)
+	if ((r = store_exec(ws, "PRAGMA journal_mode=WAL; PRAGMA "
+	                        "synchronous=FULL; PRAGMA foreign_keys=ON")) <
+	    0)
 		return err_set(e, r, "database %s: cannot enable WAL", path);
-	return db_migrate(ws, e);
+	return store_migrate(ws, e);
 }
 
-void db_close(struct ws *ws)
+void store_close(struct ws *ws)
 {
 	if (ws->db != NULL)
 		sqlite3_close(ws->db);

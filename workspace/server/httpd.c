@@ -1,4 +1,4 @@
-/* daemon.c: the two libmicrohttpd daemons: TLS on listen:port and plain
+/* httpd.c: the two libmicrohttpd daemons: TLS on listen:port and plain
  * HTTP on 127.0.0.1:plain_port, both epoll with a thread pool and
  * suspend/resume for long-polls; graceful stop. */
 #include "workspace/server/http.h"
@@ -79,7 +79,7 @@ static int bound_port(struct MHD_Daemon *d)
 	return i ? i->port : -1;
 }
 
-int http_start(struct ws *ws, struct err *e)
+int httpd_start(struct ws *ws, struct err *e)
 {
 	char *cert = NULL, *key = NULL, *cp = config_path(ws, ws->conf.cert),
 	     *kp = config_path(ws, ws->conf.key);
@@ -126,7 +126,7 @@ static unsigned open_conns(struct MHD_Daemon *d)
 
 /* Stop accepting, let requests in flight (resumed long-polls) answer for
  * up to two seconds, then stop. */
-void http_stop(struct ws *ws)
+void httpd_stop(struct ws *ws)
 {
 	int64_t until = now_mono_ms() + 2000;
 
