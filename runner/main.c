@@ -8,8 +8,8 @@
  */
 #include "common/log.h"
 #include "common/util.h"
-#include "runner/env.h"
-#include "runner/supervisor.h"
+#include "runner/env/env.h"
+#include "runner/supervisor/supervisor.h"
 
 #include <getopt.h>
 #include <limits.h>

@@ -8,7 +8,7 @@
 #include "common/util.h"
 #include "runner/logpipe.h"
 #include "runner/mask.h"
-#include "runner/supervisor.h"
+#include "runner/supervisor/supervisor.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -3,8 +3,8 @@
 #include "common/err.h"
 #include "common/json.h"
 #include "common/util.h"
-#include "runner/env.h"
-#include "runner/supervisor.h"
+#include "runner/env/env.h"
+#include "runner/supervisor/supervisor.h"
 
 #include <stdlib.h>
 #include <string.h>

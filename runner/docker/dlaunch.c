@@ -1,7 +1,7 @@
 /* docker-run.c: a job container's life after create: the follower thread
  * (output from the engine's log stream into a pipe, then the exit into
  * done_fd), signals, exit status and removal. */
-#include "runner/launcher-docker.h"
+#include "runner/docker/launcher-docker.h"
 
 #include "common/err.h"
 #include "common/log.h"

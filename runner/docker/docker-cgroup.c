@@ -1,7 +1,7 @@
 /* docker-cgroup.c: what the runner reads and signals directly in a job
  * container's cgroup: every process of it (docker's kill reaches only its
  * init), and its peak memory and CPU time. */
-#include "runner/launcher-docker.h"
+#include "runner/docker/launcher-docker.h"
 
 #include "common/util.h"
 

@@ -1,6 +1,6 @@
 /* docker-container.c: what a job's container looks like: the create body
  * (argv, env, mounts, user, HostConfig limits, labels) and its name. */
-#include "runner/docker.h"
+#include "runner/docker/docker.h"
 #include "runner/allowlist.h"
 
 #include "common/err.h"

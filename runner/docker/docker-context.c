@@ -1,6 +1,6 @@
 /* docker-context.c: a build context as a tar stream (libarchive), honouring
  * .dockerignore the way the docker CLI does, and hashed for the env key. */
-#include "runner/docker.h"
+#include "runner/docker/docker.h"
 
 #include "common/err.h"
 #include "common/fileio.h"

@@ -1,11 +1,11 @@
 /* docker-image.c: images through the Engine API: inspect, pull (with
  * registry auth, progress summarised into the job log), tag and build. */
-#include "runner/docker.h"
+#include "runner/docker/docker.h"
 
 #include "common/err.h"
 #include "common/util.h"
 #include "runner/runner.h"
-#include "runner/source.h"
+#include "runner/source/source.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* docker-layer.c: pip or conda specs layered on a docker base image, as a
  * generated Dockerfile (FROM the base) and a small generated context. */
-#include "runner/docker.h"
+#include "runner/docker/docker.h"
 
 #include "common/buf.h"
 #include "common/err.h"

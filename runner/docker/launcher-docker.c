@@ -3,8 +3,8 @@
  * `local` log driver (binary-safe, kept while the container exists) so a
  * new runner can re-attach without loss or duplication.  See
  * docs/docker.md. */
-#include "runner/docker.h"
-#include "runner/launcher-docker.h"
+#include "runner/docker/docker.h"
+#include "runner/docker/launcher-docker.h"
 
 #include "common/err.h"
 #include "common/fileio.h"

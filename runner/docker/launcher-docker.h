@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "runner/docker.h"
+#include "runner/docker/docker.h"
 
 struct launch_exit;
 

@@ -10,12 +10,12 @@
  * at the environment's final path.  When the builder exits, pid 1 of its
  * namespace exits and takes every process left with it, and the cgroup
  * is emptied and removed: nothing outlives a build. */
-#include "runner/env.h"
+#include "runner/env/env.h"
 
 #include "common/err.h"
 #include "common/util.h"
-#include "runner/cgroup.h"
-#include "runner/sandbox.h"
+#include "runner/sandbox/cgroup.h"
+#include "runner/sandbox/sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>

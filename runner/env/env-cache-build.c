@@ -9,14 +9,14 @@
  * found through the cache, exactly as the runner of the job will look for
  * it.  The [source] and [env] lines go to DIR/log; stdout gets one JSON
  * line {"key", "kind", "cache_hit"}.  Exit 0, or 1 with the reason. */
-#include "runner/env.h"
+#include "runner/env/env.h"
 
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/json.h"
 #include "common/util.h"
-#include "runner/source.h"
-#include "runner/supervisor.h"
+#include "runner/source/source.h"
+#include "runner/supervisor/supervisor.h"
 
 #include <pwd.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* env-cache-tree.c: walking an environment's tree for the cache: its
  * size for the usage record, and sealing it (root's, read-only for
  * others) after a build by the job user. */
-#include "runner/env.h"
+#include "runner/env/env.h"
 
 #include "common/util.h"
 #include "runner/runner.h"

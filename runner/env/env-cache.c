@@ -8,7 +8,7 @@
  * Lock files are never removed (removing a lock file races with openers).
  * `tether-runner envs [prune]` (env_cache_main, at the end) lists and prunes
  * the cache. */
-#include "runner/env.h"
+#include "runner/env/env.h"
 
 #include "common/err.h"
 #include "common/fileio.h"

@@ -12,7 +12,7 @@
  * first on PATH and CONDA_PREFIX, CONDA_DEFAULT_ENV and CONDA_SHLVL=1 set.
  * A failed solve exits non-zero: the attempt ends env_failed with the
  * tool's last lines in the message (and all of its output in the log). */
-#include "runner/env.h"
+#include "runner/env/env.h"
 
 #include "common/err.h"
 #include "common/fileio.h"

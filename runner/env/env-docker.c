@@ -4,14 +4,14 @@
  * tagged tether-env:<key> so the env cache covers images too.  The
  * builder caches by itself (own_cache): the engine's image store is the
  * cache, env_prepare only takes the per-key lock around it. */
-#include "runner/docker.h"
+#include "runner/docker/docker.h"
 
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/sha256.h"
 #include "common/util.h"
 #include "runner/jobfile.h"
-#include "runner/env.h"
+#include "runner/env/env.h"
 #include "runner/runner.h"
 
 #include <stdlib.h>

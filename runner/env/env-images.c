@@ -7,8 +7,8 @@
  * every budget pass of a docker job also removes dangling images Tether
  * built (label tether.env, no tag left).  Images a container uses stay.
  * See docs/environments.md and docs/docker.md. */
-#include "runner/docker.h"
-#include "runner/env.h"
+#include "runner/docker/docker.h"
+#include "runner/env/env.h"
 
 #include "common/err.h"
 #include "common/log.h"

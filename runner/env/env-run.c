@@ -9,12 +9,12 @@
  * goes into the job log line by line as "[env] ..."; the attempt's cancel
  * and lease files are checked once a second and stop the build: SIGTERM,
  * kill_grace, SIGKILL to every process of it. */
-#include "runner/env.h"
+#include "runner/env/env.h"
 
 #include "common/err.h"
 #include "common/util.h"
-#include "runner/source.h"
-#include "runner/supervisor.h"
+#include "runner/source/source.h"
+#include "runner/supervisor/supervisor.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -6,7 +6,7 @@
  * the runner setting default_python (/usr/bin/python3: the system's, not
  * whichever python3 is first on PATH).  Builders run with execv argv
  * arrays, never through a shell. */
-#include "runner/env.h"
+#include "runner/env/env.h"
 
 #include "common/err.h"
 #include "common/fileio.h"

@@ -6,14 +6,14 @@
  * It then holds a shared in-use lock for the rest of the runner's life, so
  * eviction never removes an environment a job uses.  Builder processes
  * are run by env-run.c. */
-#include "runner/env.h"
+#include "runner/env/env.h"
 
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/json.h"
 #include "common/sha256.h"
 #include "common/util.h"
-#include "runner/source.h"
+#include "runner/source/source.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* cgroup-v1.c: limits, usage and freezing on cgroup v1 (one hierarchy
  * per controller: memory, cpu, cpuacct, pids, devices, freezer). */
-#include "runner/cgroup.h"
+#include "runner/sandbox/cgroup.h"
 #include "common/err.h"
 #include "common/util.h"
 

@@ -3,7 +3,7 @@
  * Device limits on v2 need an eBPF program (BPF_CGROUP_DEVICE); that is
  * not implemented: on v2 the sandbox relies on its read-only /dev bind and
  * the job user's permissions (docs/sandbox.md). */
-#include "runner/cgroup.h"
+#include "runner/sandbox/cgroup.h"
 #include "common/err.h"
 #include "common/util.h"
 

@@ -1,5 +1,5 @@
 /* cgroup.c: the attempt's cgroup, v1 or v2 (see cgroup.h). */
-#include "runner/cgroup.h"
+#include "runner/sandbox/cgroup.h"
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/util.h"

@@ -2,7 +2,7 @@
  * session, stdin /dev/null, stdout and stderr the log pipe, the job user,
  * no capabilities (bounding set included), no_new_privs, only fds 0-2,
  * the clean environment, then exec. */
-#include "runner/sandbox.h"
+#include "runner/sandbox/sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -3,7 +3,7 @@
  * and reaps every orphan until the job itself exits; then it reports the
  * job's status on the status pipe and exits, which makes the kernel kill
  * whatever is left in the namespace. */
-#include "runner/sandbox.h"
+#include "runner/sandbox/sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -11,7 +11,7 @@
  *   - pivot_root into it, the host root detached. */
 #include "common/err.h"
 #include "common/fileio.h"
-#include "runner/sandbox.h"
+#include "runner/sandbox/sandbox.h"
 
 #include <dirent.h>
 #include <errno.h>

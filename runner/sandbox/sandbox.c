@@ -2,13 +2,13 @@
  * docs/sandbox.md).  The job runs in new mount, pid, ipc and uts
  * namespaces (and net for `network: none`) under a tiny reaper as pid 1,
  * inside its own cgroup. */
-#include "runner/sandbox.h"
+#include "runner/sandbox/sandbox.h"
 #include "runner/allowlist.h"
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "runner/cgroup.h"
+#include "runner/sandbox/cgroup.h"
 #include "runner/launcher.h"
 #include "runner/runner.h"
 

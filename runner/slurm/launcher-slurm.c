@@ -8,7 +8,7 @@
  * final Slurm state (slurm-state.c).  docs/slurm.md has the details. */
 #include "runner/launcher.h"
 #include "runner/runner.h"
-#include "runner/slurm.h"
+#include "runner/slurm/slurm.h"
 #include "common/buf.h"
 #include "common/cmdrun.h"
 #include "common/err.h"

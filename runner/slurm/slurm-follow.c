@@ -5,7 +5,7 @@
  * job is doing every poll_ms.  When Slurm reports a final state (or has
  * forgotten the job), it copies the rest of the file, closes the out pipe
  * and makes done_fd readable. */
-#include "runner/slurm.h"
+#include "runner/slurm/slurm.h"
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/log.h"

@@ -5,7 +5,7 @@
  * file is compared with the log from log_start on (through the same secret
  * masking), so following resumes at the first byte the log lacks: nothing
  * lost, nothing twice. */
-#include "runner/slurm.h"
+#include "runner/slurm/slurm.h"
 #include "runner/runner.h"
 #include "common/attempt.h"
 #include "common/err.h"

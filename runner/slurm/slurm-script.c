@@ -2,7 +2,7 @@
  *
  * Job fields (argv, environment) reach a shell only as single-quoted words
  * in files of the attempt; sbatch itself is exec'd with an argv. */
-#include "runner/slurm.h"
+#include "runner/slurm/slurm.h"
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/util.h"

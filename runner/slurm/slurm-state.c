@@ -3,7 +3,7 @@
  * The mapping (docs/slurm.md): PENDING and friends are queued at the
  * cluster; RUNNING, COMPLETING, SUSPENDED are running; the final states end
  * the attempt, some with a reason the exit code alone does not give. */
-#include "runner/slurm.h"
+#include "runner/slurm/slurm.h"
 #include "common/buf.h"
 #include "common/cmdrun.h"
 #include "common/err.h"

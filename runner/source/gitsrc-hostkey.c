@@ -1,7 +1,7 @@
 /* git-hostkey.c: check an SSH server's host key against a known_hosts file
  * (OpenSSH format: plain or hashed host names, "[host]:port" for ports
  * other than 22).  An unknown host or a changed key is refused. */
-#include "runner/source.h"
+#include "runner/source/source.h"
 
 #include "common/err.h"
 #include "common/fileio.h"

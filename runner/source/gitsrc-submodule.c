@@ -8,7 +8,7 @@
  * the parent's URL.  A remote parent may only name remote submodules: a
  * local path or file:// URL in a fetched .gitmodules could otherwise read
  * repositories on the node (another job's mirror). */
-#include "runner/source.h"
+#include "runner/source/source.h"
 
 #include "common/err.h"
 #include "common/fileio.h"

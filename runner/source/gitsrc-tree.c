@@ -7,7 +7,7 @@
  * (git.c fills it when the job asks for submodules).  Every entry is created
  * with *at() calls below the open target directory, never following a
  * symlink, and names ".", "..", ".git" or containing '/' are refused. */
-#include "runner/source.h"
+#include "runner/source/source.h"
 
 #include "common/err.h"
 #include "common/fileio.h"

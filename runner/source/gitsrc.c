@@ -9,7 +9,7 @@
  * own mirror, when the job asks for them.  Credentials come from the job's
  * secrets (a token for https, a deploy key for ssh) and are never written to
  * the mirror's config. */
-#include "runner/source.h"
+#include "runner/source/source.h"
 
 #include "common/err.h"
 #include "common/fileio.h"

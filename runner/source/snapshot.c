@@ -7,7 +7,7 @@
  * point inside the directory, device nodes and fifos are refused, and the
  * entry count and total size are capped.  On refusal the directory is
  * emptied, so a half-extracted hostile archive is never used. */
-#include "runner/source.h"
+#include "runner/source/source.h"
 
 #include "common/err.h"
 #include "common/fileio.h"

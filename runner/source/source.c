@@ -4,13 +4,13 @@
  * into the attempt directory (snapshot.c), a local directory (copied here;
  * local submits only) or nothing (an empty work directory).  Afterwards the
  * work directory is handed to the job user. */
-#include "runner/source.h"
+#include "runner/source/source.h"
 
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "runner/supervisor.h"
+#include "runner/supervisor/supervisor.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -5,7 +5,7 @@
  * time without output. */
 #include "common/err.h"
 #include "common/log.h"
-#include "runner/supervisor.h"
+#include "runner/supervisor/supervisor.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "runner/logpipe.h"
-#include "runner/supervisor.h"
+#include "runner/supervisor/supervisor.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -15,7 +15,7 @@
 #include "common/log.h"
 #include "common/sha256.h"
 #include "common/util.h"
-#include "runner/supervisor.h"
+#include "runner/supervisor/supervisor.h"
 
 #include <archive.h>
 #include <archive_entry.h>

@@ -12,8 +12,8 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "runner/env.h"
-#include "runner/supervisor.h"
+#include "runner/env/env.h"
+#include "runner/supervisor/supervisor.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -8,8 +8,8 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "runner/source.h"
-#include "runner/supervisor.h"
+#include "runner/source/source.h"
+#include "runner/supervisor/supervisor.h"
 
 #include <ftw.h>
 #include <stdlib.h>

@@ -9,10 +9,10 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "runner/env.h"
+#include "runner/env/env.h"
 #include "runner/outputs.h"
-#include "runner/source.h"
-#include "runner/supervisor.h"
+#include "runner/source/source.h"
+#include "runner/supervisor/supervisor.h"
 
 #include <errno.h>
 #include <pwd.h>

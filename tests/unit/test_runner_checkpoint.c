@@ -10,7 +10,7 @@
 #include "common/fileio.h"
 #include "common/sha256.h"
 #include "common/util.h"
-#include "runner/supervisor.h"
+#include "runner/supervisor/supervisor.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -9,7 +9,7 @@
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/util.h"
-#include "runner/source.h"
+#include "runner/source/source.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
