@@ -1,4 +1,4 @@
-/* env-cache-build.c: `tether-runner envs build DIR`, the look-ahead build.
+/* cmd-envs-build.c: `tether-runner envs build DIR`, the look-ahead build.
  *
  * While a job waits in the agent's local queue, the agent can build its
  * environment ahead of time, so that the job starts with a cache hit.  DIR
@@ -9,12 +9,13 @@
  * found through the cache, exactly as the runner of the job will look for
  * it.  The [source] and [env] lines go to DIR/log; stdout gets one JSON
  * line {"key", "kind", "cache_hit"}.  Exit 0, or 1 with the reason. */
-#include "runner/env/env.h"
+#include "runner/cmd.h"
 
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "runner/env/env.h"
 #include "runner/source/source.h"
 #include "runner/supervisor/supervisor.h"
 
@@ -57,7 +58,7 @@ static int build_run(struct runner *r, const char *dir, struct err *e)
 	return env_prepare(r, e);
 }
 
-int env_cache_build_main(int argc, char **argv)
+int cmd_envs_build(int argc, char **argv)
 {
 	struct runner r = {.log_fd = -1, .events_fd = -1};
 	struct err e = {0};

@@ -18,7 +18,7 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "runner/source/source.h"
-#include "runner/supervisor/supervisor.h"
+#include "runner/runner.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -158,10 +158,4 @@ int env_images_record(struct runner *r, const char *env_dir, struct err *e);
 /* Remove dangling tether-env images (labelled tether.env, untagged). */
 void env_images_prune(struct runner *r);
 
-/* `tether-runner envs [--state-dir D | --env-dir D] [--json]` and
- * `tether-runner envs prune [--budget SIZE] [--all]`. */
-int env_cache_main(int argc, char **argv);
-/* env-cache-build.c: `tether-runner envs build DIR` (look-ahead builds). */
-int env_cache_build_main(int argc, char **argv);
-
 #endif

@@ -130,7 +130,7 @@ static int pack_json(const char *dir, const char *state, const char *sha,
 	return rc;
 }
 
-static int pack_run(const char *dir, struct err *e)
+int supervisor_pack(const char *dir, struct err *e)
 {
 	char *ck = xasprintf("%s/checkpoints", dir);
 	char *part = xasprintf("%s/%s.%d.part", dir, PACK_OUT, (int)getpid());
@@ -182,15 +182,4 @@ out:
 	free(part);
 	free(final);
 	return rc;
-}
-
-int supervisor_pack_main(const char *dir)
-{
-	struct err e = {0};
-
-	if (pack_run(dir, &e) < 0) {
-		log_error("%s: pack checkpoint: %s", dir, e.msg);
-		return 1;
-	}
-	return 0;
 }

@@ -335,7 +335,7 @@ static void load_failed(struct runner *r, struct final *f, struct err *e)
 	err_clear(e);
 }
 
-int supervisor_main(const char *dir)
+int supervisor_run(const char *dir)
 {
 	struct runner r = {.log_fd = -1, .events_fd = -1};
 	struct final f;

@@ -94,10 +94,12 @@ int runner_settings_load(struct runner *r, struct err *e);
 int runner_build_job(struct runner *r, struct err *e);
 void runner_free(struct runner *r);
 
-/* `tether-runner pack-checkpoint DIR` (supervisor-pack.c). */
-int supervisor_pack_main(const char *dir);
+/* Pack the ended attempt DIR's checkpoints/ for upload (supervisor-pack.c,
+ * `tether-runner pack-checkpoint DIR`). */
+int supervisor_pack(const char *dir, struct err *e);
 
-/* `tether-runner run DIR`: the whole attempt; returns the exit status. */
-int supervisor_main(const char *dir);
+/* The whole attempt in DIR (`tether-runner run DIR`); returns the exit
+ * status. */
+int supervisor_run(const char *dir);
 
 #endif
