@@ -31,7 +31,7 @@ static int build_load(struct runner *r, const char *dir, struct err *e)
 	struct passwd *pw;
 	int rc;
 
-	if ((rc = runner_load(r, dir, false, e)) < 0)
+	if ((rc = supervisor_load(r, dir, false, e)) < 0)
 		return rc;
 	r->lookahead = true; /* its build cgroup: ahead_<job>_<attempt> */
 	if (r->job_user && (pw = getpwnam(r->job_user)) != NULL) {
@@ -49,7 +49,7 @@ static int build_run(struct runner *r, const char *dir, struct err *e)
 	int rc;
 
 	if ((rc = build_load(r, dir, e)) < 0 ||
-	    (rc = supervisor_open_files(r, e)) < 0)
+	    (rc = runner_open_files(r, e)) < 0)
 		return rc;
 	if (r->spec->env.kind == ENV_NONE)
 		return 0;
@@ -80,7 +80,7 @@ int cmd_envs_build(int argc, char **argv)
 	} else {
 		fprintf(stderr, "tether-runner envs build: %s\n", e.msg);
 	}
-	supervisor_close_files(&r);
+	runner_close_files(&r);
 	runner_free(&r);
 	return rc == 0 ? 0 : 1;
 }

@@ -1,4 +1,4 @@
-/* supervisor-io.c: what the runner writes into the attempt directory
+/* runner-io.c: what the runner writes into the attempt directory
  * besides result.json: the log (through the masker), the events file and
  * state.json.  Formats: docs/state-dir.md and docs/protocol.md. */
 #include "common/attempt.h"
@@ -8,7 +8,7 @@
 #include "common/util.h"
 #include "runner/logpipe.h"
 #include "runner/mask.h"
-#include "runner/supervisor/supervisor.h"
+#include "runner/runner.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -78,8 +78,8 @@ int runner_event(struct runner *r, json_t *event, struct err *e)
 	return 0;
 }
 
-int supervisor_phase_event(struct runner *r, const char *phase,
-                           const char *state, double duration, struct err *e)
+int runner_phase_event(struct runner *r, const char *phase, const char *state,
+                       double duration, struct err *e)
 {
 	json_t *ev = json_pack("{s:s, s:s, s:s}", "type", "phase", "phase",
 	                       phase, "state", state);
@@ -101,7 +101,7 @@ int supervisor_phase_event(struct runner *r, const char *phase,
 	return rc;
 }
 
-void supervisor_set_phase(struct runner *r, const char *phase)
+void runner_set_phase(struct runner *r, const char *phase)
 {
 	struct err e = {0};
 
@@ -138,7 +138,7 @@ static const char **secret_values(struct runner *r)
 	return v;
 }
 
-int supervisor_open_files(struct runner *r, struct err *e)
+int runner_open_files(struct runner *r, struct err *e)
 {
 	char *log = attempt_path(r->dir, ATTEMPT_LOG);
 	char *events = attempt_path(r->dir, ATTEMPT_EVENTS);
@@ -170,7 +170,7 @@ out:
 	return rc;
 }
 
-void supervisor_close_files(struct runner *r)
+void runner_close_files(struct runner *r)
 {
 	struct err e = {0};
 

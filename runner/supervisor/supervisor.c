@@ -39,7 +39,8 @@ struct final {
 
 static const char *const phase_names[] = {"source", "env", "run", "outputs"};
 
-int runner_load(struct runner *r, const char *dir, bool need_job, struct err *e)
+int supervisor_load(struct runner *r, const char *dir, bool need_job,
+                    struct err *e)
 {
 	char *path = attempt_path(dir, ATTEMPT_SPEC), *text = NULL;
 	json_t *root = NULL, *spec;
@@ -193,12 +194,11 @@ static int phase(struct runner *r, int idx, struct final *f,
 	int64_t t0 = now_mono_ms();
 	int rc;
 
-	supervisor_set_phase(r, phase_names[idx]);
-	supervisor_phase_event(r, phase_names[idx], "start", -1, NULL);
+	runner_set_phase(r, phase_names[idx]);
+	runner_phase_event(r, phase_names[idx], "start", -1, NULL);
 	rc = fn(r, e);
 	f->durations[idx] = (double)(now_mono_ms() - t0) / 1000.0;
-	supervisor_phase_event(r, phase_names[idx], "end", f->durations[idx],
-	                       NULL);
+	runner_phase_event(r, phase_names[idx], "end", f->durations[idx], NULL);
 	return rc;
 }
 
@@ -217,9 +217,9 @@ static int phase_run(struct runner *r, struct final *f, struct err *e)
 	int64_t t0 = r->reattach ? r->run_started_ms : now_mono_ms();
 	int rc;
 
-	supervisor_set_phase(r, "run");
+	runner_set_phase(r, "run");
 	if (!r->reattach) /* else the earlier runner sent it */
-		supervisor_phase_event(r, "run", "start", -1, NULL);
+		runner_phase_event(r, "run", "start", -1, NULL);
 	if (!r->reattach && ((rc = runner_build_job(r, e)) < 0 ||
 	                     (rc = r->ops->prepare(r, e)) < 0)) {
 		f->reason = "launch_failed";
@@ -240,7 +240,7 @@ static int phase_run(struct runner *r, struct final *f, struct err *e)
 		f->reason = "failed";
 out:
 	f->durations[2] = (double)(now_mono_ms() - t0) / 1000.0;
-	supervisor_phase_event(r, "run", "end", f->durations[2], NULL);
+	runner_phase_event(r, "run", "end", f->durations[2], NULL);
 	return rc;
 }
 
@@ -249,8 +249,8 @@ static int phase_outputs(struct runner *r, struct final *f, struct err *e)
 	int64_t t0 = now_mono_ms();
 	int rc;
 
-	supervisor_set_phase(r, "outputs");
-	supervisor_phase_event(r, "outputs", "start", -1, NULL);
+	runner_set_phase(r, "outputs");
+	runner_phase_event(r, "outputs", "start", -1, NULL);
 	rc = outputs_list(r->outputs_dir, &f->outputs, &f->refused, e);
 	for (size_t i = 0; rc == 0 && i < json_array_size(f->refused); i++) {
 		json_t *o = json_array_get(f->refused, i);
@@ -259,7 +259,7 @@ static int phase_outputs(struct runner *r, struct final *f, struct err *e)
 		            json_string_value(json_object_get(o, "why")));
 	}
 	f->durations[3] = (double)(now_mono_ms() - t0) / 1000.0;
-	supervisor_phase_event(r, "outputs", "end", f->durations[3], NULL);
+	runner_phase_event(r, "outputs", "end", f->durations[3], NULL);
 	return rc;
 }
 
@@ -366,9 +366,9 @@ int supervisor_run(const char *dir)
 	if (lock_attempt(dir) < 0)
 		return 1;
 	supervisor_reattach_check(&r, dir); /* before state.json is rewritten */
-	rc = runner_load(&r, dir, true, &e);
+	rc = supervisor_load(&r, dir, true, &e);
 	if (r.dir == NULL || runner_save_state(&r, &e) < 0 ||
-	    supervisor_open_files(&r, &e) < 0) {
+	    runner_open_files(&r, &e) < 0) {
 		log_error("%s: %s", dir, e.msg);
 		runner_free(&r);
 		return 1;
@@ -382,12 +382,12 @@ int supervisor_run(const char *dir)
 	rc = write_final(&r, &f, &e);
 	if (rc < 0)
 		log_error("job=%s result: %s", r.job_id, e.msg);
-	supervisor_set_phase(&r, "done");
+	runner_set_phase(&r, "done");
 	log_info("job=%s attempt=%lld finished: %s", r.job_id,
 	         (long long)r.attempt, f.reason);
 	json_decref(f.outputs);
 	json_decref(f.refused);
-	supervisor_close_files(&r);
+	runner_close_files(&r);
 	runner_free(&r);
 	return rc < 0 ? 1 : 0;
 }

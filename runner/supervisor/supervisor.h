@@ -1,7 +1,7 @@
 /* supervisor.h: internals shared by the supervisor's files
- * (supervisor.c: phases and result; supervisor-io.c: log, events, state;
- * supervisor-loop.c: the run phase's poll loop; supervisor-fence.c:
- * cancel, timeout and lease decisions). */
+ * (supervisor.c: phases and result; supervisor-loop.c: the run phase's poll
+ * loop; fence.c: cancel, timeout and lease decisions; progress.c: progress
+ * lines), and the runner's settings (runner-spec.c). */
 #ifndef TETHER_SUPERVISOR_H
 #define TETHER_SUPERVISOR_H
 
@@ -36,7 +36,7 @@ const char *fence_check(const struct fence *f, int64_t now_ms);
 /* Milliseconds to wait before the next check (0 .. FENCE_CHECK_MS). */
 int fence_wait_ms(const struct fence *f, int64_t now_ms);
 
-/* TETHER_PROGRESS lines of the job's output (supervisor-progress.c). */
+/* TETHER_PROGRESS lines of the job's output (progress.c). */
 struct progress {
 	char line[128]; /* the current line, when short enough */
 	size_t len;
@@ -63,13 +63,6 @@ int progress_wait_ms(const struct progress *p, int64_t now_ms);
 int supervisor_run_job(struct runner *r, struct launch_exit *ex,
                        const char **stop_reason, struct err *e);
 
-/* Event helpers (supervisor-io.c). */
-int supervisor_phase_event(struct runner *r, const char *phase,
-                           const char *state, double duration, struct err *e);
-void supervisor_set_phase(struct runner *r, const char *phase);
-int supervisor_open_files(struct runner *r, struct err *e);
-void supervisor_close_files(struct runner *r);
-
 /* Restore checkpoint.tar.gz into the checkpoints dir and mark the attempt
  * resumed (supervisor-resume.c).  A bad archive is logged and skipped (the
  * job starts from scratch); only an I/O failure of the dir returns < 0. */
@@ -85,10 +78,10 @@ void supervisor_reattach_times(struct runner *r, double durations[4]);
 
 /* Load <dir>/spec.json and its runner settings into r (supervisor.c); job
  * and attempt may be missing when !need_job (`envs build`: job "prebuild"). */
-int runner_load(struct runner *r, const char *dir, bool need_job,
-                struct err *e);
+int supervisor_load(struct runner *r, const char *dir, bool need_job,
+                    struct err *e);
 
-/* Settings, job argv/env and teardown (supervisor-spec.c). */
+/* Settings, job argv/env and teardown (runner-spec.c). */
 int runner_settings_load(struct runner *r, struct err *e);
 /* Fill r->argv and r->envp (clean environment, see docs/sandbox.md). */
 int runner_build_job(struct runner *r, struct err *e);
