@@ -1,4 +1,4 @@
-/* docker-run.c: a job container's life after create: the follower thread
+/* dlaunch.c: a job container's life after create: the follower thread
  * (output from the engine's log stream into a pipe, then the exit into
  * done_fd), signals, exit status and removal. */
 #include "runner/docker/launcher-docker.h"

@@ -1,5 +1,5 @@
 /* launcher-docker.h: the docker launcher's per-attempt state, shared by
- * launcher-docker.c (the ops) and docker-run.c (the container's life:
+ * launcher-docker.c (the ops) and dlaunch.c (the container's life:
  * following its output, waiting, signalling, removing). */
 #ifndef TETHER_LAUNCHER_DOCKER_H
 #define TETHER_LAUNCHER_DOCKER_H

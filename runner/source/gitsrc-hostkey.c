@@ -1,4 +1,4 @@
-/* git-hostkey.c: check an SSH server's host key against a known_hosts file
+/* gitsrc-hostkey.c: check an SSH server's host key against a known_hosts file
  * (OpenSSH format: plain or hashed host names, "[host]:port" for ports
  * other than 22).  An unknown host or a changed key is refused. */
 #include "runner/source/source.h"

@@ -1,10 +1,10 @@
-/* git-submodule.c: submodules of a git source, when the job asks for them
+/* gitsrc-submodule.c: submodules of a git source, when the job asks for them
  * (source.git.submodules: true).
  *
  * .gitmodules is read from the checked-out commit's tree (not from the work
  * directory the job can write), each submodule's commit is the gitlink in
  * that tree, and each is fetched through its own mirror like the parent
- * (git.c), so a second job reuses those too.  Relative URLs resolve against
+ * (gitsrc.c), so a second job reuses those too.  Relative URLs resolve against
  * the parent's URL.  A remote parent may only name remote submodules: a
  * local path or file:// URL in a fetched .gitmodules could otherwise read
  * repositories on the node (another job's mirror). */

@@ -1,10 +1,10 @@
-/* git-tree.c: write a commit's tree into a directory, straight from the
+/* gitsrc-tree.c: write a commit's tree into a directory, straight from the
  * mirror's objects (no index, no .git, no second clone).
  *
  * libgit2's checkout needs a working tree as soon as the tree holds a
  * submodule, so the files are written here: directories, regular and
  * executable files, symlinks, and an empty directory for each submodule
- * (git.c fills it when the job asks for submodules).  Every entry is created
+ * (gitsrc.c fills it when the job asks for submodules).  Every entry is created
  * with *at() calls below the open target directory, never following a
  * symlink, and names ".", "..", ".git" or containing '/' are refused. */
 #include "runner/source/source.h"

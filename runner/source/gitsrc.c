@@ -1,12 +1,12 @@
-/* git.c: fetch a job's git source through a per-node mirror cache.
+/* gitsrc.c: fetch a job's git source through a per-node mirror cache.
  *
  * Each URL has one bare mirror, <state_dir>/git/<sha256(url)>.git, guarded
  * by an flock on <mirror>.lock so that concurrent jobs share it.  A pinned
  * commit the mirror already has needs no network at all; otherwise the
  * mirror fetches branches and tags (only what is new).  The commit's tree
- * is then written into r->work_dir straight from the mirror (git-tree.c): no
- * second clone.  Submodules (git-submodule.c) go the same way, each through its
- * own mirror, when the job asks for them.  Credentials come from the job's
+ * is then written into r->work_dir straight from the mirror (gitsrc-tree.c): no
+ * second clone.  Submodules (gitsrc-submodule.c) go the same way, each through
+ * its own mirror, when the job asks for them.  Credentials come from the job's
  * secrets (a token for https, a deploy key for ssh) and are never written to
  * the mirror's config. */
 #include "runner/source/source.h"

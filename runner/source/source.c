@@ -1,6 +1,6 @@
 /* source.c: fetch a job's code into the attempt's work directory.
  *
- * Dispatches on spec.source: git (git.c), a snapshot the agent downloaded
+ * Dispatches on spec.source: git (gitsrc.c), a snapshot the agent downloaded
  * into the attempt directory (snapshot.c), a local directory (copied here;
  * local submits only) or nothing (an empty work directory).  Afterwards the
  * work directory is handed to the job user. */

@@ -1,7 +1,7 @@
 /* source.h: fetching a job's code into r->work_dir (git via libgit2, a
  * workspace snapshot, or a local directory for local submits).
  *
- * source.c dispatches on spec.source.kind; git.c keeps the per-node
+ * source.c dispatches on spec.source.kind; gitsrc.c keeps the per-node
  * mirror cache (<state_dir>/git/<sha256(url)>.git); snapshot.c extracts
  * <attempt dir>/snapshot.tar.gz with libarchive's secure flags and limits.
  * Runner settings read here (all optional, docs/environments.md):
@@ -21,7 +21,7 @@ struct err;
  * Failure means the attempt ends source_failed with a clear reason. */
 int source_fetch(struct runner *r, struct err *e);
 
-/* git.c: fetch spec.source.git into the mirror and check the resolved
+/* gitsrc.c: fetch spec.source.git into the mirror and check the resolved
  * commit out into r->work_dir; sets r->commit. */
 int gitsrc_fetch(struct runner *r, struct err *e);
 
@@ -41,14 +41,14 @@ struct snapshot_limits {
 int snapshot_extract(const char *archive, const char *dir,
                      const struct snapshot_limits *lim, struct err *e);
 
-/* git.c: fetch url into its mirror and check out commit (or ref, or the
+/* gitsrc.c: fetch url into its mirror and check out commit (or ref, or the
  * default branch) into dir, then its submodules when the job asks for them
  * (depth counts the nesting); hex (may be NULL) gets the commit. */
 int gitsrc_checkout(struct runner *r, const char *url, const char *commit,
                     const char *ref, const char *dir, int depth, char hex[41],
                     struct err *e);
 
-/* git-submodule.c: one submodule of a checked-out tree. */
+/* gitsrc-submodule.c: one submodule of a checked-out tree. */
 struct gitsrc_submodule {
 	char *name, *path, *url; /* path relative to the parent's dir */
 	char commit[41];         /* the gitlink in the parent's tree */
@@ -65,7 +65,7 @@ int gitsrc_submodule_list(struct git_repository *repo, struct git_tree *tree,
 struct source_budget {
 	int64_t max_bytes, used;
 };
-/* git-tree.c: write tree's files into dir (which exists), counting blob
+/* gitsrc-tree.c: write tree's files into dir (which exists), counting blob
  * bytes into b; TERR_TOOBIG naming source_max_bytes when over it. */
 int gitsrc_tree_write(struct git_repository *repo, struct git_tree *tree,
                       const char *dir, struct source_budget *b, struct err *e);
@@ -75,7 +75,7 @@ int gitsrc_submodule_checkout(struct runner *r,
                               const char *dir, int depth, struct err *e);
 void gitsrc_submodules_free(struct gitsrc_submodule *v, size_t n);
 
-/* git-hostkey.c: 0 when known_hosts holds exactly this key for host (and
+/* gitsrc-hostkey.c: 0 when known_hosts holds exactly this key for host (and
  * port, 0 or 22 meaning the default); TERR_AUTH naming the file when the
  * host is unknown or its key changed. */
 int gitsrc_hostkey_check(const char *known_hosts, const char *host, int port,

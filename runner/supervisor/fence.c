@@ -1,4 +1,4 @@
-/* supervisor-fence.c: cancel, timeout and lease decisions (see
+/* fence.c: cancel, timeout and lease decisions (see
  * supervisor.h and docs/state-dir.md "The lease file"). */
 #include "common/attempt.h"
 #include "common/err.h"

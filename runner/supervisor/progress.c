@@ -1,4 +1,4 @@
-/* supervisor-progress.c: `TETHER_PROGRESS step=N` lines in the job's
+/* progress.c: `TETHER_PROGRESS step=N` lines in the job's
  * output (docs/checkpointing.md).  The last value goes into `progress`
  * events (at most one a second) and the final event; once a job has
  * printed one, hang_timeout measures time without a new value instead of

@@ -1,5 +1,5 @@
 /* Unit tests of the runner's lifecycle pieces: TETHER_PROGRESS lines
- * (supervisor-progress.c) and pack-checkpoint (supervisor-pack.c). */
+ * (progress.c) and pack-checkpoint (supervisor-pack.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
-/* Unit tests of runner/git-hostkey.c: known_hosts matching (plain and hashed
- * names, ports, changed keys). */
+/* Unit tests of runner/source/gitsrc-hostkey.c: known_hosts matching (plain and
+ * hashed names, ports, changed keys). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
