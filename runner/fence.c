@@ -2,7 +2,7 @@
  * supervisor.h and docs/state-dir.md "The lease file"). */
 #include "common/attempt.h"
 #include "common/err.h"
-#include "runner/supervisor/supervisor.h"
+#include "runner/fence.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -8,7 +8,7 @@
 #include "common/util.h"
 #include "runner/runner.h"
 #include "runner/source/source.h"
-#include "runner/supervisor/supervisor.h"
+#include "runner/fence.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -14,7 +14,7 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "runner/source/source.h"
-#include "runner/supervisor/supervisor.h"
+#include "runner/fence.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -10,7 +10,7 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "runner/supervisor/supervisor.h"
+#include "runner/fence.h"
 
 #include <dirent.h>
 #include <errno.h>

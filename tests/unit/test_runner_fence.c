@@ -10,7 +10,7 @@
 #include "common/attempt.h"
 #include "common/err.h"
 #include "common/fileio.h"
-#include "runner/supervisor/supervisor.h"
+#include "runner/fence.h"
 
 #include <stdio.h>
 #include <stdlib.h>
