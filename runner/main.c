@@ -4,7 +4,7 @@
  *   tether-runner pack-checkpoint <attempt-dir>   pack checkpoints/ for
  *                                      upload (docs/checkpointing.md)
  *   tether-runner envs [build|prune] ...   the environment cache
- *                                      (env-cache.c, docs/environments.md)
+ *                                      (cmd-envs.c, docs/environments.md)
  *
  * One cmd-*.c per command, listed in commands[] below (shape: common/cmd.h).
  */
