@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 
 #include "agent/config.h"
+#include "common/cmd.h"
 
 struct cmd_ctx {
 	struct agent_conf conf;
@@ -15,13 +16,6 @@ struct cmd_ctx {
 	const char *conf_path;
 	char **sets;
 	int nsets;
-};
-
-struct cmd_entry {
-	const char *name;
-	const char *usage; /* arguments after the name */
-	const char *help;
-	int (*run)(struct cmd_ctx *c, int argc, char **argv);
 };
 
 extern const struct cmd_entry cmd_run, cmd_submit, cmd_status, cmd_jobs,

@@ -120,14 +120,6 @@ static int run_doctor(int argc, char **argv, int at)
 	return rc;
 }
 
-static const struct cmd_entry *find_command(const char *name)
-{
-	for (int i = 0; commands[i] != NULL; i++)
-		if (strcmp(commands[i]->name, name) == 0)
-			return commands[i];
-	return NULL;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -215,10 +207,10 @@ int main(int argc, char **argv)
 			sets[nsets++] = xasprintf("%s=%s", key, optarg);
 	}
 	if (envs_at > 0) {
-		cmd = find_command(argv[envs_at]);
+		cmd = cmd_find(commands, argv[envs_at]);
 		optind = envs_at + 1;
 	} else if (optind < argc) {
-		cmd = find_command(argv[optind]);
+		cmd = cmd_find(commands, argv[optind]);
 		if (cmd == NULL)
 			cli_usage_error("tether-agent", "unknown command '%s'",
 			                argv[optind]);

@@ -23,7 +23,7 @@ static int exit_for_status(long st)
 	return EXIT_FAILED;
 }
 
-int api_fail(struct cli *c, const struct http_reply *r, const struct err *e,
+int api_fail(struct cmd_ctx *c, const struct http_reply *r, const struct err *e,
              int rc)
 {
 	json_t *b;
@@ -46,8 +46,8 @@ int api_fail(struct cli *c, const struct http_reply *r, const struct err *e,
 	return exit_for_status(r->status);
 }
 
-int api_json(struct cli *c, const char *method, const char *path, json_t *body,
-             json_t **out)
+int api_json(struct cmd_ctx *c, const char *method, const char *path,
+             json_t *body, json_t **out)
 {
 	struct http_reply r;
 	struct err e = {0};
@@ -75,8 +75,8 @@ int api_json(struct cli *c, const char *method, const char *path, json_t *body,
 	return EXIT_OK;
 }
 
-int api_show(struct cli *c, const char *method, const char *path, json_t *body,
-             void (*print)(json_t *reply))
+int api_show(struct cmd_ctx *c, const char *method, const char *path,
+             json_t *body, void (*print)(json_t *reply))
 {
 	json_t *r = NULL;
 	int rc = api_json(c, method, path, body, &r);

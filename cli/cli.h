@@ -2,7 +2,8 @@
  * (libcurl easy), and the subcommand table.
  *
  * Each subcommand lives in its own cmd-<name>.c and exports one
- * `const struct cmd_entry cmd_<name>_entry` listed in cmd_table (table.c). */
+ * `const struct cmd_entry cmd_<name>_entry` (common/cmd.h) listed in
+ * cmd_table (table.c); struct cmd_ctx is the client's settings. */
 #ifndef TETHER_CLI_H
 #define TETHER_CLI_H
 
@@ -13,6 +14,7 @@
 #include <stdio.h>
 
 #include "common/buf.h"
+#include "common/cmd.h"
 #include "common/err.h"
 
 /* Exit codes (docs/cli.md). */
@@ -27,7 +29,7 @@ enum cli_exit {
 	EXIT_CANCELLED = 7, /* submit --follow: the job was cancelled */
 };
 
-struct cli {
+struct cmd_ctx {
 	char *url;   /* https://host:port (no trailing slash) */
 	char *token; /* admin token */
 	char *ca;    /* CA file, or NULL for the system store */
@@ -35,18 +37,11 @@ struct cli {
 	const char *prog;
 };
 
-struct cmd_entry {
-	const char *name;
-	const char *usage; /* "JOB [-f]" */
-	const char *help;  /* one line */
-	int (*exec)(struct cli *c, int argc, char **argv);
-};
-
 extern const struct cmd_entry *const cmd_table[];
 
 /* config.c: flags > TETHER_WORKSPACE/TETHER_TOKEN/TETHER_CA > cli.conf */
-int cli_config_load(struct cli *c, struct err *e);
-void cli_free(struct cli *c);
+int cli_config_load(struct cmd_ctx *c, struct err *e);
+void cli_free(struct cmd_ctx *c);
 
 /* client.c */
 struct http_reply {
@@ -60,36 +55,36 @@ struct http_reply {
 };
 
 /* One request; body may be NULL.  Network/TLS failures return TERR_NET. */
-int http_call(struct cli *c, const char *method, const char *path,
+int http_call(struct cmd_ctx *c, const char *method, const char *path,
               const void *body, size_t len, const char *ctype, long timeout_s,
               struct http_reply *r, struct err *e);
 /* Upload a file as the body (POST). */
-int http_upload(struct cli *c, const char *path, const char *file,
+int http_upload(struct cmd_ctx *c, const char *path, const char *file,
                 struct http_reply *r, struct err *e);
 /* Stream a GET into an open file; r->body stays empty on 2xx. */
-int http_download(struct cli *c, const char *path, FILE *out,
+int http_download(struct cmd_ctx *c, const char *path, FILE *out,
                   struct http_reply *r, struct err *e);
 void http_reply_free(struct http_reply *r);
 
 /* JSON call: body (may be NULL) is sent, the 2xx reply parsed into *out.
  * A non-2xx reply becomes an error naming the workspace's message and
  * the return is the exit code to use (EXIT_*), never 0. */
-int api_json(struct cli *c, const char *method, const char *path, json_t *body,
-             json_t **out);
+int api_json(struct cmd_ctx *c, const char *method, const char *path,
+             json_t *body, json_t **out);
 /* api_json, then print the reply: as JSON with --json, else with print.
  * The exit code. */
-int api_show(struct cli *c, const char *method, const char *path, json_t *body,
-             void (*print)(json_t *reply));
+int api_show(struct cmd_ctx *c, const char *method, const char *path,
+             json_t *body, void (*print)(json_t *reply));
 /* A print for api_show: the reply's "token" on a line. */
 void api_print_token(json_t *reply);
 /* Print an error for a failed call and give its exit code. */
-int api_fail(struct cli *c, const struct http_reply *r, const struct err *e,
+int api_fail(struct cmd_ctx *c, const struct http_reply *r, const struct err *e,
              int rc);
 
 /* follow.c: print an attempt's log (from offset 0) to out; with follow,
  * keep reading until the job ends, moving to new attempts.  *state gets
  * the job's final state (heap) when known. */
-int follow_log(struct cli *c, int64_t job, int64_t attempt, bool follow,
+int follow_log(struct cmd_ctx *c, int64_t job, int64_t attempt, bool follow,
                FILE *out, char **state);
 /* Exit code for a job's final state (submit --follow). */
 int exit_for_state(const char *state);

@@ -104,7 +104,7 @@ static int check_url(const char *url, struct err *e)
 	               url);
 }
 
-static CURL *setup(struct cli *c, const char *method, const char *path,
+static CURL *setup(struct cmd_ctx *c, const char *method, const char *path,
                    struct curl_slist **hdrs, struct sink *s, long timeout_s)
 {
 	CURL *h = curl_easy_init();
@@ -151,7 +151,7 @@ static int perform(CURL *h, struct sink *s, struct curl_slist *hdrs,
 	return r;
 }
 
-int http_call(struct cli *c, const char *method, const char *path,
+int http_call(struct cmd_ctx *c, const char *method, const char *path,
               const void *body, size_t len, const char *ctype, long timeout_s,
               struct http_reply *r, struct err *e)
 {
@@ -177,7 +177,7 @@ int http_call(struct cli *c, const char *method, const char *path,
 	return perform(h, &s, hdrs, e);
 }
 
-int http_upload(struct cli *c, const char *path, const char *file,
+int http_upload(struct cmd_ctx *c, const char *path, const char *file,
                 struct http_reply *r, struct err *e)
 {
 	struct curl_slist *hdrs = NULL;
@@ -208,7 +208,7 @@ int http_upload(struct cli *c, const char *path, const char *file,
 	return rc;
 }
 
-int http_download(struct cli *c, const char *path, FILE *out,
+int http_download(struct cmd_ctx *c, const char *path, FILE *out,
                   struct http_reply *r, struct err *e)
 {
 	struct curl_slist *hdrs = NULL;

@@ -48,7 +48,7 @@ static void print_agents(json_t *r)
 }
 
 /* revoke / drain one agent by name or id. */
-static int act(struct cli *c, const char *verb, const char *name)
+static int act(struct cmd_ctx *c, const char *verb, const char *name)
 {
 	char *esc = curl_easy_escape(NULL, name, 0), *path;
 	json_t *r = NULL;
@@ -73,7 +73,7 @@ static int act(struct cli *c, const char *verb, const char *name)
 	return EXIT_OK;
 }
 
-static int cmd_agents(struct cli *c, int argc, char **argv)
+static int cmd_agents(struct cmd_ctx *c, int argc, char **argv)
 {
 	if (argc == 3 &&
 	    (strcmp(argv[1], "revoke") == 0 || strcmp(argv[1], "drain") == 0))

@@ -345,7 +345,7 @@ static char *default_known_hosts(void)
 	return xasprintf("%s/.ssh/known_hosts", home ? home : "/root");
 }
 
-static int cmd_attach(struct cli *c, int argc, char **argv)
+static int cmd_attach(struct cmd_ctx *c, int argc, char **argv)
 {
 	static const struct option lo[] = {
 	    {"key", required_argument, 0, 'k'},

@@ -11,12 +11,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct cli;
+struct cmd_ctx;
 struct err;
 
 /* One `tether attach` (cmd-attach.c). */
 struct attach {
-	struct cli *c;
+	struct cmd_ctx *c;
 	struct ssh_tunnel_opts o;
 	const char *name, *labels, *agent_ws, *from, *installer;
 	bool replace;

@@ -2,7 +2,7 @@
 #include "cli/cli.h"
 #include "common/util.h"
 
-static int cmd_cancel(struct cli *c, int argc, char **argv)
+static int cmd_cancel(struct cmd_ctx *c, int argc, char **argv)
 {
 	char path[64];
 	json_t *r = NULL;

@@ -44,7 +44,7 @@ static void print_jobs(json_t *r)
 	columns_free(t);
 }
 
-static int cmd_jobs(struct cli *c, int argc, char **argv)
+static int cmd_jobs(struct cmd_ctx *c, int argc, char **argv)
 {
 	static const struct option lo[] = {{"state", required_argument, 0, 's'},
 	                                   {"agent", required_argument, 0, 'a'},

@@ -5,7 +5,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 
-static int cmd_logs(struct cli *c, int argc, char **argv)
+static int cmd_logs(struct cmd_ctx *c, int argc, char **argv)
 {
 	static const struct option lo[] = {
 	    {"follow", no_argument, 0, 'f'},

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int fetch_one(struct cli *c, int64_t job, int64_t att, json_t *o,
+static int fetch_one(struct cmd_ctx *c, int64_t job, int64_t att, json_t *o,
                      const char *dir)
 {
 	const char *p = json_string_value(json_object_get(o, "path"));
@@ -88,7 +88,7 @@ static void print_list(json_t *r)
 	}
 }
 
-static int cmd_outputs(struct cli *c, int argc, char **argv)
+static int cmd_outputs(struct cmd_ctx *c, int argc, char **argv)
 {
 	static const struct option lo[] = {
 	    {"download", required_argument, 0, 'd'},

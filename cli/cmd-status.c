@@ -115,7 +115,7 @@ static void print_attempt(json_t *a)
 	print_durations(d);
 }
 
-static int cmd_status(struct cli *c, int argc, char **argv)
+static int cmd_status(struct cmd_ctx *c, int argc, char **argv)
 {
 	char path[64];
 	json_t *j = NULL, *a;

@@ -24,7 +24,7 @@ struct submit_opts {
 	int64_t max_size, resume_from;
 };
 
-static int load_spec(struct cli *c, const char *file, json_t **out)
+static int load_spec(struct cmd_ctx *c, const char *file, json_t **out)
 {
 	struct jobspec *s = NULL;
 	struct err e = {0};
@@ -48,7 +48,8 @@ static int load_spec(struct cli *c, const char *file, json_t **out)
 }
 
 /* Pack and upload dir; sets spec.source = {"snapshot": id}. */
-static int upload_dir(struct cli *c, const char *dir, int64_t max, json_t *spec)
+static int upload_dir(struct cmd_ctx *c, const char *dir, int64_t max,
+                      json_t *spec)
 {
 	const char *td = getenv("TMPDIR");
 	char *tmp = xasprintf("%s/tether-snapshot.XXXXXX", td ? td : "/tmp");
@@ -142,7 +143,7 @@ static void parse(int argc, char **argv, struct submit_opts *o)
 	o->file = argv[optind];
 }
 
-static int cmd_submit(struct cli *c, int argc, char **argv)
+static int cmd_submit(struct cmd_ctx *c, int argc, char **argv)
 {
 	struct submit_opts o = {0};
 	json_t *spec = NULL, *r = NULL;

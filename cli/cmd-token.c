@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmd_token(struct cli *c, int argc, char **argv)
+static int cmd_token(struct cmd_ctx *c, int argc, char **argv)
 {
 	static const struct option lo[] = {{"uses", required_argument, 0, 'u'},
 	                                   {"ttl", required_argument, 0, 't'},

@@ -13,7 +13,7 @@
 
 #define PROG "tether viewer-token"
 
-static int vt_create(struct cli *c, int argc, char **argv)
+static int vt_create(struct cmd_ctx *c, int argc, char **argv)
 {
 	static const struct option lo[] = {{"name", required_argument, 0, 'n'},
 	                                   {"ttl", required_argument, 0, 't'},
@@ -60,12 +60,12 @@ static void print_tokens(json_t *r)
 	}
 }
 
-static int vt_list(struct cli *c)
+static int vt_list(struct cmd_ctx *c)
 {
 	return api_show(c, "GET", "/api/v1/viewer-tokens", NULL, print_tokens);
 }
 
-static int vt_revoke(struct cli *c, const char *id)
+static int vt_revoke(struct cmd_ctx *c, const char *id)
 {
 	char *esc = curl_easy_escape(NULL, id, 0);
 	char *path = xasprintf("/api/v1/viewer-tokens/%s", esc);
@@ -85,7 +85,7 @@ static int vt_revoke(struct cli *c, const char *id)
 	return EXIT_OK;
 }
 
-static int cmd_viewer_token(struct cli *c, int argc, char **argv)
+static int cmd_viewer_token(struct cmd_ctx *c, int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "create") == 0)
 		return vt_create(c, argc - 1, argv + 1);

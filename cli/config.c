@@ -52,7 +52,7 @@ static void take(char **dst, const char *env, char **file_val)
 	}
 }
 
-static int read_token_file(struct cli *c, const char *path, struct err *e)
+static int read_token_file(struct cmd_ctx *c, const char *path, struct err *e)
 {
 	size_t n;
 	int r = file_read_all(path, 4096, &c->token, &n, e);
@@ -63,7 +63,7 @@ static int read_token_file(struct cli *c, const char *path, struct err *e)
 	return r;
 }
 
-int cli_config_load(struct cli *c, struct err *e)
+int cli_config_load(struct cmd_ctx *c, struct err *e)
 {
 	struct file_conf fc = {0};
 	char *path = conf_path();
@@ -96,7 +96,7 @@ int cli_config_load(struct cli *c, struct err *e)
 	return r;
 }
 
-void cli_free(struct cli *c)
+void cli_free(struct cmd_ctx *c)
 {
 	free(c->url);
 	freezero_str(c->token);

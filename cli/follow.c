@@ -31,7 +31,7 @@ int exit_for_state(const char *state)
 }
 
 /* The job's state and latest attempt. */
-static int job_state(struct cli *c, int64_t job, char **state, int64_t *att)
+static int job_state(struct cmd_ctx *c, int64_t job, char **state, int64_t *att)
 {
 	char path[64];
 	json_t *j = NULL;
@@ -65,7 +65,7 @@ static int64_t header_num(const char *v)
 }
 
 /* One read from *off: bytes go to out, *lr gets the headers. */
-static int read_once(struct cli *c, int64_t job, int64_t *att, int64_t *off,
+static int read_once(struct cmd_ctx *c, int64_t job, int64_t *att, int64_t *off,
                      bool wait, FILE *out, struct log_read *lr)
 {
 	struct http_reply r;
@@ -115,7 +115,7 @@ static int incomplete(int64_t job, int64_t att, int64_t off,
 
 /* Without -f: the whole log as it stands now, in as many reads as it
  * takes; a failure when the attempt ended with bytes still missing. */
-static int read_whole(struct cli *c, int64_t job, int64_t att, FILE *out,
+static int read_whole(struct cmd_ctx *c, int64_t job, int64_t att, FILE *out,
                       char **state)
 {
 	struct log_read lr = {0};
@@ -141,7 +141,7 @@ static int read_whole(struct cli *c, int64_t job, int64_t att, FILE *out,
 /* Give up on an ended attempt whose missing bytes stopped arriving. */
 #define STALL_MS (120 * 1000)
 
-int follow_log(struct cli *c, int64_t job, int64_t attempt, bool follow,
+int follow_log(struct cmd_ctx *c, int64_t job, int64_t attempt, bool follow,
                FILE *out, char **state)
 {
 	int64_t att = attempt, off = 0, latest = 0, stall_since = 0;

@@ -42,7 +42,7 @@ static const char *global_value(int argc, char **argv, int *i, const char *name)
 }
 
 /* Take global options out of argv; returns the new argc. */
-static int take_globals(struct cli *c, int argc, char **argv)
+static int take_globals(struct cmd_ctx *c, int argc, char **argv)
 {
 	int out = 1;
 	const char *v;
@@ -68,14 +68,6 @@ static int take_globals(struct cli *c, int argc, char **argv)
 	return out;
 }
 
-static const struct cmd_entry *find_cmd(const char *name)
-{
-	for (int i = 0; cmd_table[i] != NULL; i++)
-		if (strcmp(cmd_table[i]->name, name) == 0)
-			return cmd_table[i];
-	return NULL;
-}
-
 static bool wants_help(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++)
@@ -87,7 +79,7 @@ static bool wants_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	struct cli c = {.prog = "tether"};
+	struct cmd_ctx c = {.prog = "tether"};
 	const struct cmd_entry *ce;
 	struct err e = {0};
 	int rc;
@@ -109,7 +101,7 @@ int main(int argc, char **argv)
 	}
 	if (argv[1][0] == '-')
 		cli_usage_error("tether", "unknown option '%s'", argv[1]);
-	if ((ce = find_cmd(argv[1])) == NULL)
+	if ((ce = cmd_find(cmd_table, argv[1])) == NULL)
 		cli_usage_error("tether", "unknown command '%s'", argv[1]);
 	if (wants_help(argc - 1, argv + 1)) {
 		cli_usage(ce, stdout);
@@ -123,7 +115,7 @@ int main(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	optind = 1;
 	opterr = 0;
-	rc = ce->exec(&c, argc - 1, argv + 1);
+	rc = ce->run(&c, argc - 1, argv + 1);
 	curl_global_cleanup();
 	cli_free(&c);
 	return rc;

@@ -7,8 +7,8 @@
 #include "common/sha256.h"
 #include "common/util.h"
 #include "runner/runner.h"
-#include "runner/source.h"
-#include "runner/supervisor.h"
+#include "runner/source/source.h"
+#include "runner/fence.h"
 
 #include <errno.h>
 #include <fcntl.h>

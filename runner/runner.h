@@ -107,6 +107,13 @@ int runner_disk_budget(struct runner *r, struct err *e);
  * directories (walked without following symlinks), its private /tmp and
  * /dev/shm (sandbox), and files it deleted but keeps open. */
 int64_t runner_disk_usage(struct runner *r);
+/* The attempt's files (runner-io.c): open the log and events files, append
+ * a phase's start/end event, record the phase in state.json, close. */
+int runner_open_files(struct runner *r, struct err *e);
+int runner_phase_event(struct runner *r, const char *phase, const char *state,
+                       double duration, struct err *e);
+void runner_set_phase(struct runner *r, const char *phase);
+void runner_close_files(struct runner *r);
 /* Persist r->state to state.json (e.g. after setting launcher_ref). */
 int runner_save_state(struct runner *r, struct err *e);
 /* Append a status event (seq assigned here) to the events file. */

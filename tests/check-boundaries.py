@@ -23,6 +23,12 @@ LIBS = {"tcommon": "common", "ttransport": "transport", "tdocker": "docker",
         "tworkspace": "workspace/server"}
 # Headers only their own part may include (tests may: they test internals).
 INTERNAL = {"transport/ssh-tunnel-int.h", "transport/ssh-tunnel-pump.h"}
+# Inside runner/ (docs/architecture.md, "Each folder's job"): the families
+# the supervisor uses never include it or the command table, so no include
+# cycle comes back (issue 21 broke env-cache <-> supervisor).
+RUNNER_BELOW = ("runner/env/", "runner/source/", "runner/sandbox/",
+                "runner/docker/", "runner/slurm/")
+RUNNER_ABOVE = ("runner/supervisor/", "runner/cmd.h")
 # Known debt of issue 21: (file, included header) -> why it is still there.
 KNOWN = {}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
@@ -50,6 +56,12 @@ def check_includes(src, seen):
                 with open(os.path.join(src, rel), errors="replace") as fh:
                     text = fh.read()
                 for hdr in INCLUDE.findall(text):
+                    if rel.startswith(RUNNER_BELOW) and \
+                            hdr.startswith(RUNNER_ABOVE):
+                        bad.append('%s: #include "%s": runner families sit '
+                                   'below the supervisor and the commands'
+                                   % (rel, hdr))
+                        continue
                     to = part_of(hdr)
                     ok = to == part or (to in ALLOWED[part] and
                                         hdr not in INTERNAL)
