@@ -21,9 +21,11 @@ struct err;
 #define ATTEMPT_CHECKPOINT "checkpoint.tar.gz"
 
 /* Most bytes read of each file (one cap per file, both sides). */
-#define ATTEMPT_SPEC_MAX   (16 * 1024 * 1024)
-#define ATTEMPT_STATE_MAX  65536
-#define ATTEMPT_RESULT_MAX (16 * 1024 * 1024)
+#define ATTEMPT_SPEC_MAX    (16 * 1024 * 1024)
+#define ATTEMPT_STATE_MAX   65536
+#define ATTEMPT_RESULT_MAX  (16 * 1024 * 1024)
+#define ATTEMPT_EVENTS_MAX  (64 * 1024 * 1024)
+#define ATTEMPT_EVENT_DEPTH 16 /* JSON nesting of one event */
 
 /* Defaults of the runner settings (and of the agent settings they come
  * from, agent/config.c): a runner uses them for keys spec.json lacks. */
@@ -133,6 +135,21 @@ int attempt_state_read(const char *dir, struct attempt_state *st,
 
 /* Append one event as a JSON line to an O_APPEND fd (one write call). */
 int attempt_event_append(int fd, json_t *event, struct err *e);
+
+/* Called for each complete line of events: ev is the parsed event (NULL
+ * for a malformed line; borrowed), line its text (NUL-terminated).  A
+ * negative return stops the walk. */
+typedef int (*attempt_event_fn)(void *arg, json_t *ev, const char *line,
+                                struct err *e);
+/* Walk the complete lines of buf[0, n) (the newlines are overwritten); a
+ * torn last line is left.  Returns the bytes of the lines fn accepted;
+ * *rc gets the negative return of fn that stopped it, else 0. */
+size_t attempt_events_split(char *buf, size_t n, attempt_event_fn fn, void *arg,
+                            int *rc, struct err *e);
+/* attempt_events_split over the whole events file (at most
+ * ATTEMPT_EVENTS_MAX bytes); TERR_NOTFOUND when there is none. */
+int attempt_events_read(const char *dir, attempt_event_fn fn, void *arg,
+                        struct err *e);
 
 /* Start time of a process (field 22 of /proc/<pid>/stat); 0 if gone. */
 uint64_t proc_start_time(pid_t pid);

@@ -374,6 +374,61 @@ static void test_spec_old(void **state)
 	assert_int_equal(rm_rf(dir, &e), 0);
 }
 
+struct lines {
+	int n, bad, stop_at;
+	char seen[8][32];
+};
+
+static int count_line(void *arg, json_t *ev, const char *line, struct err *e)
+{
+	struct lines *l = arg;
+
+	(void)e;
+	if (l->n == l->stop_at)
+		return TERR_IO;
+	if (ev == NULL)
+		l->bad++;
+	snprintf(l->seen[l->n++ % 8], 32, "%s", line);
+	return 0;
+}
+
+/* events: complete lines only, malformed ones reported, fn can stop. */
+static void test_events_split(void **state)
+{
+	char dir[] = "/tmp/tattemptXXXXXX", buf[128];
+	const char *text = "{\"seq\":1}\nnot json\n{\"seq\":3}\n{\"seq\":";
+	struct lines l = {.stop_at = -1};
+	struct err e = {0};
+	size_t used;
+	int rc;
+
+	(void)state;
+	snprintf(buf, sizeof(buf), "%s", text);
+	used = attempt_events_split(buf, strlen(text), count_line, &l, &rc, &e);
+	assert_int_equal(rc, 0);
+	assert_int_equal(l.n, 3);
+	assert_int_equal(l.bad, 1);
+	assert_string_equal(l.seen[2], "{\"seq\":3}");
+	assert_int_equal(used, strlen("{\"seq\":1}\nnot json\n{\"seq\":3}\n"));
+	/* fn fails on the second line: only the first counts as used */
+	memset(&l, 0, sizeof(l));
+	l.stop_at = 1;
+	snprintf(buf, sizeof(buf), "%s", text);
+	used = attempt_events_split(buf, strlen(text), count_line, &l, &rc, &e);
+	assert_int_equal(rc, TERR_IO);
+	assert_int_equal(used, strlen("{\"seq\":1}\n"));
+	/* the file: missing, then read whole */
+	assert_non_null(mkdtemp(dir));
+	memset(&l, 0, sizeof(l));
+	l.stop_at = -1;
+	assert_int_equal(attempt_events_read(dir, count_line, &l, &e),
+	                 TERR_NOTFOUND);
+	put(dir, ATTEMPT_EVENTS, text);
+	assert_int_equal(attempt_events_read(dir, count_line, &l, &e), 0);
+	assert_int_equal(l.n, 3);
+	assert_int_equal(rm_rf(dir, &e), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -385,6 +440,7 @@ int main(void)
 	    cmocka_unit_test(test_settings_malformed),
 	    cmocka_unit_test(test_result),
 	    cmocka_unit_test(test_spec_old),
+	    cmocka_unit_test(test_events_split),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
