@@ -288,11 +288,9 @@ static void att_runner_lost(struct att *t, bool have_result)
 static void att_check_finished(struct att *t)
 {
 	struct agent *a = t->a;
-	char *res = attempt_path(t->dir, ATTEMPT_RESULT);
-	bool have_result = access(res, F_OK) == 0;
+	bool have_result = attempt_result_exists(t->dir);
 	struct err e = {0};
 
-	free(res);
 	if (t->runner_pid == 0 && !have_result && !t->runner_gone) {
 		att_find_runner(t);
 		if (t->runner_pid == 0 && t->launched_mono > 0 &&

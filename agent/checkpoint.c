@@ -76,6 +76,7 @@ void checkpoint_att_free(struct att *t)
 	t->ckpt = NULL;
 }
 
+/* One of this file's own JSON files (checkpoint state), or NULL. */
 static json_t *ckpt_load(const char *dir, const char *name)
 {
 	char *path = xasprintf("%s/%s", dir, name), *text = NULL;
@@ -106,15 +107,17 @@ static void ckpt_save_state(struct att *t, const char *state)
 /* Does the attempt's end ask for a checkpoint upload? */
 static bool ckpt_wanted(struct att *t)
 {
-	json_t *res = ckpt_load(t->dir, ATTEMPT_RESULT), *spec;
-	const char *why = json_string_value(json_object_get(res, "reason"));
+	json_t *res = NULL, *spec = NULL;
+	const char *why;
 	bool want = false;
 
+	attempt_result_read(t->dir, &res, NULL);
+	why = json_string_value(json_object_get(res, "reason"));
 	if (why != NULL &&
 	    (strcmp(why, "preempted") == 0 || strcmp(why, "hung") == 0)) {
 		want = true;
 	} else if (why != NULL && strcmp(why, "timed_out") == 0) {
-		spec = ckpt_load(t->dir, ATTEMPT_SPEC);
+		attempt_spec_read(t->dir, &spec, NULL);
 		want = json_is_true(json_object_get(
 		    json_object_get(json_object_get(spec, "spec"),
 		                    "checkpoint"),

@@ -16,7 +16,7 @@ static int cmd_envs_main(struct cmd_ctx *c, int argc, char **argv)
 {
 	char *runner = launch_find_runner(&c->conf);
 	char *env_dir = agent_conf_env_dir(&c->conf);
-	char **av = xcalloc((size_t)argc + 6, sizeof(char *));
+	char **av = xcalloc((size_t)argc + 8, sizeof(char *));
 	int n = 0, i = 0;
 
 	av[n++] = runner;
@@ -34,6 +34,10 @@ static int cmd_envs_main(struct cmd_ctx *c, int argc, char **argv)
 			return 2;
 		}
 		av[n++] = argv[i++];
+		if (c->conf.docker_socket != NULL) {
+			av[n++] = "--docker-socket";
+			av[n++] = c->conf.docker_socket;
+		}
 	}
 	av[n++] = "--env-dir";
 	av[n++] = env_dir;

@@ -59,7 +59,7 @@ static ssize_t cmd_copy(int fd)
 
 static int cmd_logs_main(struct cmd_ctx *c, int argc, char **argv)
 {
-	char *dir, *log, *res;
+	char *dir, *log;
 	int fd, ino = -1, rc = 0;
 
 	if (argc != 1) {
@@ -69,7 +69,6 @@ static int cmd_logs_main(struct cmd_ctx *c, int argc, char **argv)
 	if ((dir = cmd_attempt_dir(c, argv[0])) == NULL)
 		return 1;
 	log = attempt_path(dir, ATTEMPT_LOG);
-	res = attempt_path(dir, ATTEMPT_RESULT);
 	if (c->follow) {
 		ino = inotify_init1(IN_CLOEXEC);
 		inotify_add_watch(ino, dir,
@@ -83,7 +82,7 @@ static int cmd_logs_main(struct cmd_ctx *c, int argc, char **argv)
 			rc = 1;
 			break;
 		}
-		if (!c->follow || access(res, F_OK) == 0) {
+		if (!c->follow || attempt_result_exists(dir)) {
 			if (fd >= 0 && c->follow)
 				cmd_copy(fd);
 			break;
@@ -99,15 +98,14 @@ static int cmd_logs_main(struct cmd_ctx *c, int argc, char **argv)
 	if (ino >= 0)
 		close(ino);
 	free(log);
-	free(res);
 	free(dir);
 	return rc;
 }
 
 static int cmd_outputs_main(struct cmd_ctx *c, int argc, char **argv)
 {
-	char *dir, *res, *text = NULL;
-	json_t *j, *item;
+	char *dir;
+	json_t *j = NULL, *item;
 	size_t i;
 
 	if (argc != 1) {
@@ -116,13 +114,9 @@ static int cmd_outputs_main(struct cmd_ctx *c, int argc, char **argv)
 	}
 	if ((dir = cmd_attempt_dir(c, argv[0])) == NULL)
 		return 1;
-	res = attempt_path(dir, ATTEMPT_RESULT);
-	if (file_read_all(res, 16 << 20, &text, NULL, NULL) < 0 ||
-	    (j = json_loads(text, 0, NULL)) == NULL) {
+	if (attempt_result_read(dir, &j, NULL) < 0) {
 		fprintf(stderr, "tether-agent: job %s has no result yet\n",
 		        argv[0]);
-		free(text);
-		free(res);
 		free(dir);
 		return 1;
 	}
@@ -132,8 +126,6 @@ static int cmd_outputs_main(struct cmd_ctx *c, int argc, char **argv)
 	           (long long)json_integer_value(json_object_get(item, "size")),
 	           json_string_value(json_object_get(item, "sha256")));
 	json_decref(j);
-	free(text);
-	free(res);
 	free(dir);
 	return 0;
 }

@@ -3,6 +3,7 @@
  * --help and docs/configuration.md all come from agent_conf_table. */
 #include "agent/config.h"
 
+#include "common/attempt.h"
 #include "common/err.h"
 #include "common/util.h"
 #include "transport/transport.h"
@@ -64,7 +65,7 @@ const struct conf_key agent_conf_table[] = {
      "Cap of the exponential retry delay (jittered)."},
     {"log_chunk", CONF_SIZE, "4M", OFF(log_chunk), 0, 0,
      "Largest log upload per request (the protocol allows 8M)."},
-    {"state_dir", CONF_STR, "/var/lib/tether", OFF(state_dir), 0, 0,
+    {"state_dir", CONF_STR, ATTEMPT_DEF_STATE_DIR, OFF(state_dir), 0, 0,
      "State directory: agent.db, credentials, attempt directories."},
     {"log_level", CONF_STR, "info", OFF(log_level), 0, 0,
      "error, warn, info or debug."},
@@ -80,18 +81,18 @@ const struct conf_key agent_conf_table[] = {
      "GPUs offered to jobs (-1: all detected through NVML)."},
     {"runner_path", CONF_STR, NULL, OFF(runner_path), 0, 0,
      "tether-runner binary (default: next to tether-agent)."},
-    {"default_launcher", CONF_STR, "sandbox", OFF(default_launcher), 0, 0,
-     "Launcher for jobs that do not name one: sandbox, docker or slurm."},
-    {"job_user", CONF_STR, "tether-job", OFF(job_user), 0, 0,
+    {"default_launcher", CONF_STR, ATTEMPT_DEF_LAUNCHER, OFF(default_launcher),
+     0, 0, "Launcher for jobs that do not name one: sandbox, docker or slurm."},
+    {"job_user", CONF_STR, ATTEMPT_DEF_JOB_USER, OFF(job_user), 0, 0,
      "User that jobs run as."},
-    {"cgroup_parent", CONF_STR, "tether", OFF(cgroup_parent), 0, 0,
-     "Parent cgroup of the jobs' cgroups."},
-    {"default_python", CONF_STR, "/usr/bin/python3", OFF(default_python), 0, 0,
+    {"cgroup_parent", CONF_STR, ATTEMPT_DEF_CGROUP_PARENT, OFF(cgroup_parent),
+     0, 0, "Parent cgroup of the jobs' cgroups."},
+    {"default_python", CONF_STR, ATTEMPT_DEF_PYTHON, OFF(default_python), 0, 0,
      "Interpreter for venv environments that do not name one."},
     {"conda_tool", CONF_STR, NULL, OFF(conda_tool), 0, 0,
      "micromamba, mamba or conda (default: the first found)."},
-    {"docker_socket", CONF_STR, "/var/run/docker.sock", OFF(docker_socket), 0,
-     0, "Docker Engine API socket."},
+    {"docker_socket", CONF_STR, ATTEMPT_DEF_DOCKER_SOCKET, OFF(docker_socket),
+     0, 0, "Docker Engine API socket."},
     {"allowed_mounts", CONF_STR, NULL, OFF(allowed_mounts), 0, 0,
      "Host directories jobs may mount: comma-separated `path[:rw]` "
      "(read-only unless :rw)."},

@@ -45,13 +45,24 @@ char *launch_find_runner(const struct agent_conf *c)
 	return xasprintf("%s/tether-runner", TETHER_LIBEXECDIR);
 }
 
-static json_t *launch_mounts(const char *list)
+/* *dst = a copy of v (NULL stays NULL), freeing the old value. */
+static void launch_set(char **dst, const char *v)
 {
-	json_t *arr = json_array();
+	free(*dst);
+	*dst = v != NULL ? xstrdup(v) : NULL;
+}
+
+/* allowed_mounts: comma-separated `path[:ro|:rw]`, read-only by default. */
+static void launch_mounts(struct attempt_settings *s, const char *list)
+{
 	char *copy, *item, *save = NULL;
+	size_t n = 1;
 
 	if (list == NULL)
-		return arr;
+		return;
+	for (const char *p = list; *p != '\0'; p++)
+		n += *p == ',';
+	s->mounts = xcalloc(n, sizeof(*s->mounts));
 	copy = xstrdup(list);
 	for (item = strtok_r(copy, ",", &save); item != NULL;
 	     item = strtok_r(NULL, ",", &save)) {
@@ -59,50 +70,65 @@ static json_t *launch_mounts(const char *list)
 		bool rw = colon != NULL && strcmp(colon, ":rw") == 0;
 		if (colon != NULL && (rw || strcmp(colon, ":ro") == 0))
 			*colon = '\0';
-		json_array_append_new(arr, json_pack("{s:s, s:b}", "source",
-		                                     item, "readonly", !rw));
+		s->mounts[s->nmounts].source = xstrdup(item);
+		s->mounts[s->nmounts++].readonly = !rw;
 	}
 	free(copy);
-	return arr;
 }
 
-static json_t *launch_settings(struct agent *a, struct att *t)
+/* The GPU indices assigned (a JSON array of integers in the database). */
+static void launch_gpus(struct attempt_settings *s, const char *ids)
+{
+	json_t *gpus = json_loads(ids ? ids : "[]", 0, NULL), *g;
+	size_t i;
+
+	s->gpus = xcalloc(json_array_size(gpus) + 1, sizeof(*s->gpus));
+	json_array_foreach(gpus, i, g)
+	{
+		if (json_is_integer(g))
+			s->gpus[s->ngpus++] = (int)json_integer_value(g);
+	}
+	json_decref(gpus);
+}
+
+/* The runner settings of attempt t, from the agent's config. */
+static void launch_settings(struct agent *a, struct att *t,
+                            struct attempt_settings *s)
 {
 	const struct agent_conf *c = &a->conf;
-	char *env_dir = agent_conf_env_dir(c);
-	json_t *gpus = json_loads(t->gpu_ids ? t->gpu_ids : "[]", 0, NULL);
-	int64_t max_disk = 0;
-	json_t *s = json_pack(
-	    "{s:s, s:s, s:f, s:I, s:s, s:o, s:s, s:s, s:s?, s:I, s:s, s:s, "
-	    "s:o, s:{s:s?, s:s?, s:s?, s:s?, s:I}, s:I, s:s?, s:s?, s:b, s:s}",
-	    "state_dir", c->state_dir, "job_user", c->job_user, "kill_grace",
-	    (double)c->kill_grace_ms / 1000.0, "default_pids",
-	    (json_int_t)c->default_pids, "cgroup_parent", c->cgroup_parent,
-	    "allowed_mounts", launch_mounts(c->allowed_mounts), "env_dir",
-	    env_dir, "default_python", c->default_python, "conda_tool",
-	    c->conda_tool, "max_log_bytes", (json_int_t)c->max_log_bytes,
-	    "launcher", c->default_launcher, "docker_socket", c->docker_socket,
-	    "gpus", gpus ? gpus : json_array(), "slurm", "partition",
-	    c->slurm_partition, "shared_dir", c->slurm_shared_dir, "account",
-	    c->slurm_account, "qos", c->slurm_qos, "poll_ms",
-	    (json_int_t)c->slurm_poll_ms, "env_budget_bytes",
-	    (json_int_t)c->env_cache_budget, "known_hosts", c->git_known_hosts,
-	    "git_ca_file", c->git_ca_file, "docker_readonly_rootfs",
-	    c->docker_readonly_rootfs, "agent_id",
-	    a->agent_id ? a->agent_id : "");
 
-	json_object_set_new(s, "snapshot_max_bytes",
-	                    json_integer(c->snapshot_max_bytes));
-	json_object_set_new(s, "snapshot_max_entries",
-	                    json_integer(c->snapshot_max_entries));
-	json_object_set_new(s, "source_max_bytes",
-	                    json_integer(c->source_max_bytes));
+	attempt_settings_init(s);
+	launch_set(&s->state_dir, c->state_dir);
+	launch_set(&s->job_user, c->job_user);
+	launch_set(&s->cgroup_parent, c->cgroup_parent);
+	free(s->env_dir);
+	s->env_dir = agent_conf_env_dir(c);
+	launch_set(&s->default_python, c->default_python);
+	launch_set(&s->conda_tool, c->conda_tool);
+	launch_set(&s->launcher, c->default_launcher);
+	launch_set(&s->docker_socket, c->docker_socket);
+	launch_set(&s->agent_id, a->agent_id ? a->agent_id : "");
+	launch_set(&s->known_hosts, c->git_known_hosts);
+	launch_set(&s->git_ca_file, c->git_ca_file);
+	launch_set(&s->slurm.partition, c->slurm_partition);
+	launch_set(&s->slurm.shared_dir, c->slurm_shared_dir);
+	launch_set(&s->slurm.account, c->slurm_account);
+	launch_set(&s->slurm.qos, c->slurm_qos);
+	s->slurm.poll_ms = c->slurm_poll_ms;
+	s->kill_grace_ms = c->kill_grace_ms;
+	s->default_pids = c->default_pids;
+	s->max_log_bytes = c->max_log_bytes;
+	s->env_budget_bytes = c->env_cache_budget;
+	s->docker_readonly_rootfs = c->docker_readonly_rootfs;
+	s->snapshot_max_bytes = c->snapshot_max_bytes;
+	s->snapshot_max_entries = c->snapshot_max_entries;
+	s->source_max_bytes = c->source_max_bytes;
+	s->attempt_max_disk = 0;
 	agent_conf_disk(c->attempt_max_disk, c->state_dir, "attempt_max_disk",
-	                &max_disk, NULL);
-	json_object_set_new(s, "attempt_max_disk", json_integer(max_disk));
-	json_object_set_new(s, "disk_check_ms", json_integer(c->disk_check_ms));
-	free(env_dir);
-	return s;
+	                &s->attempt_max_disk, NULL);
+	s->disk_check_ms = c->disk_check_ms;
+	launch_mounts(s, c->allowed_mounts);
+	launch_gpus(s, t->gpu_ids);
 }
 
 int launch_load_spec(struct agent *a, struct att *t, json_t **out,
@@ -127,35 +153,24 @@ int launch_load_spec(struct agent *a, struct att *t, json_t **out,
 	return 0;
 }
 
-/* The job spec's launcher, or the configured default. */
-static void launch_fix_launcher(json_t *settings, json_t *spec)
-{
-	const char *l = json_string_value(json_object_get(spec, "launcher"));
-
-	if (l != NULL && strcmp(l, "default") != 0)
-		json_object_set_new(settings, "launcher", json_string(l));
-}
-
 int launch_write_spec(struct agent *a, struct att *t, const char *dir,
                       struct err *e)
 {
-	json_t *spec = NULL, *doc, *settings;
-	char *path, *text;
+	struct attempt_settings set;
+	json_t *spec = NULL;
+	const char *l;
 	int r;
 
 	if ((r = launch_load_spec(a, t, &spec, e)) < 0)
 		return r;
-	settings = launch_settings(a, t);
-	launch_fix_launcher(settings, spec);
-	doc =
-	    json_pack("{s:s, s:I, s:o, s:o}", "job", t->job, "attempt",
-	              (json_int_t)t->attempt, "spec", spec, "runner", settings);
-	text = json_dumps(doc, JSON_INDENT(1));
-	path = attempt_path(dir, ATTEMPT_SPEC);
-	r = file_write_atomic(path, text, strlen(text), 0600, e);
-	freezero_str(text);
-	free(path);
-	json_decref(doc);
+	launch_settings(a, t, &set);
+	/* the job spec's launcher, or the configured default */
+	l = json_string_value(json_object_get(spec, "launcher"));
+	if (l != NULL && strcmp(l, "default") != 0)
+		launch_set(&set.launcher, l);
+	r = attempt_spec_write(dir, t->job, t->attempt, spec, &set, e);
+	attempt_settings_free(&set);
+	json_decref(spec);
 	return r;
 }
 

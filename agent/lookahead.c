@@ -69,7 +69,7 @@ static bool ahead_wanted(struct agent *a, struct att *t)
 static void ahead_child(const char *runner, const char *dir)
 {
 	char *argv[] = {(char *)runner, "envs", "build", (char *)dir, NULL};
-	char *out = xasprintf("%s/result.json", dir);
+	char *out = attempt_path(dir, ATTEMPT_RESULT);
 	char *log = xasprintf("%s/runner.log", dir);
 	int fd;
 
@@ -111,19 +111,20 @@ static void ahead_on_exit(void *arg, int fd, uint32_t events)
 	struct agent *a = arg;
 	struct lookahead *l = a->ahead;
 	char *path, *text = NULL, *log = NULL;
+	json_t *res = NULL;
 	int status = 0;
 
 	(void)fd;
 	(void)events;
 	if (waitpid(l->pid, &status, WNOHANG) == 0)
 		return;
-	path = xasprintf("%s/result.json", l->dir);
-	file_read_all(path, 4096, &text, NULL, NULL);
-	free(path);
+	/* `envs build` prints its summary (one JSON object) into result.json */
+	if (attempt_result_read(l->dir, &res, NULL) == 0)
+		text = json_dumps(res, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(res);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		log_info("job=%s attempt=%lld environment ready ahead: %s",
-		         l->job, (long long)l->attempt,
-		         text ? strtok(text, "\n") : "");
+		         l->job, (long long)l->attempt, text ? text : "");
 	} else {
 		path = xasprintf("%s/runner.log", l->dir);
 		file_read_all(path, 2048, &log, NULL, NULL);

@@ -93,6 +93,17 @@ static int outbox_save_offset(struct att *t, struct err *e)
 	return db_step_done(t->a->db, st, e);
 }
 
+/* One line of `events` into the outbox (a malformed one is skipped). */
+static int outbox_line(void *arg, json_t *ev, const char *line, struct err *e)
+{
+	struct att *t = arg;
+
+	if (ev != NULL)
+		return outbox_store(t, ev, line, e);
+	log_warn("job=%s: bad event line skipped", t->job);
+	return 0;
+}
+
 /* Copy the complete lines of `events` past events_off into the outbox. */
 int outbox_tail(struct att *t, struct err *e)
 {
@@ -107,25 +118,12 @@ int outbox_tail(struct att *t, struct err *e)
 		return 0;
 	buf = malloc(OUTBOX_READ + 1);
 	while ((n = pread(fd, buf, OUTBOX_READ, t->events_off)) > 0) {
-		char *p = buf, *nl;
 		int64_t off0 = t->events_off;
 		buf[n] = '\0';
 		if ((r = db_begin(t->a->db, e)) < 0)
 			break;
-		while ((nl = memchr(p, '\n', (size_t)(buf + n - p))) != NULL) {
-			json_t *ev = NULL;
-			*nl = '\0';
-			if (json_parse(p, (size_t)(nl - p), 16, &ev, NULL) == 0)
-				r = outbox_store(t, ev, p, e);
-			else
-				log_warn("job=%s: bad event line skipped",
-				         t->job);
-			json_decref(ev);
-			if (r < 0)
-				break;
-			t->events_off += nl + 1 - p;
-			p = nl + 1;
-		}
+		t->events_off += (int64_t)attempt_events_split(
+		    buf, (size_t)n, outbox_line, t, &r, e);
 		if (r < 0 || (r = outbox_save_offset(t, e)) < 0 ||
 		    (r = db_commit(t->a->db, e)) < 0) {
 			db_rollback(t->a->db);

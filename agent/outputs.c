@@ -151,15 +151,13 @@ out:
 
 void outputs_kick(struct att *t)
 {
-	char *path = attempt_path(t->dir, ATTEMPT_RESULT), *text = NULL;
 	json_t *res = NULL, *item;
 	size_t i;
 
 	if (t->local || t->outputs_done || t->out_call != NULL ||
 	    !conn_usable(t->a))
 		goto out;
-	if (file_read_all(path, 16 << 20, &text, NULL, NULL) < 0 ||
-	    (res = json_loads(text, 0, NULL)) == NULL) {
+	if (attempt_result_read(t->dir, &res, NULL) < 0) {
 		outputs_finish(t); /* no result: nothing to upload */
 		goto out;
 	}
@@ -177,6 +175,4 @@ void outputs_kick(struct att *t)
 	outputs_finish(t);
 out:
 	json_decref(res);
-	free(text);
-	free(path);
 }

@@ -157,6 +157,44 @@ int attempt_event_append(int fd, json_t *event, struct err *e)
 	return r;
 }
 
+size_t attempt_events_split(char *buf, size_t n, attempt_event_fn fn, void *arg,
+                            int *rc, struct err *e)
+{
+	char *p = buf, *nl;
+	size_t used = 0;
+
+	*rc = 0;
+	while ((nl = memchr(p, '\n', (size_t)(buf + n - p))) != NULL) {
+		json_t *ev = NULL;
+
+		*nl = '\0';
+		if (json_parse(p, (size_t)(nl - p), ATTEMPT_EVENT_DEPTH, &ev,
+		               NULL) < 0)
+			ev = NULL;
+		*rc = fn(arg, ev, p, e);
+		json_decref(ev);
+		if (*rc < 0)
+			break;
+		p = nl + 1;
+		used = (size_t)(p - buf);
+	}
+	return used;
+}
+
+int attempt_events_read(const char *dir, attempt_event_fn fn, void *arg,
+                        struct err *e)
+{
+	char *path = attempt_path(dir, ATTEMPT_EVENTS), *text = NULL;
+	size_t len;
+	int r;
+
+	if ((r = file_read_all(path, ATTEMPT_EVENTS_MAX, &text, &len, e)) == 0)
+		attempt_events_split(text, len, fn, arg, &r, e);
+	free(text);
+	free(path);
+	return r;
+}
+
 uint64_t proc_start_time(pid_t pid)
 {
 	char path[64], *text = NULL, *p;

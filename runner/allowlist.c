@@ -25,29 +25,21 @@ static void resolve(const char *path, char out[PATH_MAX])
 		snprintf(out, PATH_MAX, "%s", path);
 }
 
-json_t *allowlist_entry(const struct runner *r, const char *source,
-                        char real[PATH_MAX])
+const struct attempt_mount *
+allowlist_entry(const struct runner *r, const char *source, char real[PATH_MAX])
 {
-	json_t *list = json_object_get(r->settings, "allowed_mounts"), *m;
 	char dir[PATH_MAX];
-	size_t i;
 
 	resolve(source, real);
-	json_array_foreach(list, i, m)
-	{
-		const char *s = json_string_value(json_object_get(m, "source"));
-
-		if (s == NULL)
-			continue;
-		resolve(s, dir);
+	for (size_t i = 0; i < r->set.nmounts; i++) {
+		resolve(r->set.mounts[i].source, dir);
 		if (path_under(real, dir))
-			return m;
+			return &r->set.mounts[i];
 	}
 	return NULL;
 }
 
-bool allowlist_readonly(const json_t *entry, bool job_readonly)
+bool allowlist_readonly(const struct attempt_mount *entry, bool job_readonly)
 {
-	return job_readonly ||
-	       !json_is_false(json_object_get(entry, "readonly"));
+	return job_readonly || entry->readonly;
 }

@@ -4,6 +4,7 @@
  * docs/environments.md. */
 #include "runner/cmd.h"
 
+#include "common/attempt.h"
 #include "common/err.h"
 #include "common/util.h"
 #include "runner/env/env.h"
@@ -23,7 +24,8 @@ static void envs_usage(FILE *f)
 	        " [--json]\n"
 	        "       tether-runner envs prune [--state-dir DIR | --env-dir "
 	        "DIR]\n"
-	        "                  (--budget SIZE | --all)\n"
+	        "                  [--docker-socket PATH] (--budget SIZE | "
+	        "--all)\n"
 	        "list built environments (key, kind, size, last use, in use),"
 	        " or remove\n"
 	        "least-recently-used unused ones until the cache fits SIZE "
@@ -83,16 +85,15 @@ static int envs_list(const char *dir, bool json)
 	return 0;
 }
 
-static int envs_prune(const char *dir, int64_t budget)
+static int envs_prune(const char *dir, int64_t budget, const char *socket)
 {
 	struct err e = {0};
 	int64_t freed;
 	size_t removed;
 
-	/* images of docker entries: through the default engine socket */
+	/* images of docker entries: through the agent's docker_socket */
 	if (env_cache_prune_with(dir, budget, env_images_evicted,
-	                         (void *)"/var/run/docker.sock", &freed,
-	                         &removed, &e) < 0) {
+	                         (void *)socket, &freed, &removed, &e) < 0) {
 		fprintf(stderr, "tether-runner envs prune: %s\n", e.msg);
 		return 1;
 	}
@@ -109,9 +110,11 @@ static int cmd_envs(struct cmd_ctx *ctx, int argc, char **argv)
 	    {"budget", required_argument, 0, 'b'},
 	    {"all", no_argument, 0, 'a'},
 	    {"json", no_argument, 0, 'j'},
+	    {"docker-socket", required_argument, 0, 'd'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0}};
-	const char *state = "/var/lib/tether", *envdir = NULL;
+	const char *state = ATTEMPT_DEF_STATE_DIR, *envdir = NULL;
+	const char *socket = ATTEMPT_DEF_DOCKER_SOCKET;
 	int64_t budget = -2;
 	bool json = false, prune = false;
 	struct err e = {0};
@@ -146,6 +149,9 @@ static int cmd_envs(struct cmd_ctx *ctx, int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'd':
+			socket = optarg;
+			break;
 		case 'h':
 			envs_usage(stdout);
 			return 0;
@@ -162,7 +168,7 @@ static int cmd_envs(struct cmd_ctx *ctx, int argc, char **argv)
 		cli_usage_error("tether-runner envs prune",
 		                "give --budget SIZE or --all");
 	dir = envdir ? xstrdup(envdir) : xasprintf("%s/envs", state);
-	rc = prune ? envs_prune(dir, budget) : envs_list(dir, json);
+	rc = prune ? envs_prune(dir, budget, socket) : envs_list(dir, json);
 	free(dir);
 	return rc;
 }

@@ -32,15 +32,13 @@
 /* Deeper trees cannot be measured (an fd per level): they count as over
  * the budget. */
 #define DISK_MAX_DEPTH 256
-#define DISK_CHECK_MS  1000
 
 int runner_disk_budget(struct runner *r, struct err *e)
 {
-	int64_t max = source_setting_int(r, "attempt_max_disk", 0);
+	int64_t max = r->set.attempt_max_disk;
 	int64_t want = r->spec->resources.disk;
 
-	r->disk_check_ms =
-	    source_setting_int(r, "disk_check_ms", DISK_CHECK_MS);
+	r->disk_check_ms = r->set.disk_check_ms;
 	if (r->disk_check_ms < 100)
 		r->disk_check_ms = 100;
 	if (want > 0 && max > 0 && want > max)

@@ -6,13 +6,9 @@
 
 size_t runner_gpus(const struct runner *r, int *out, size_t max)
 {
-	json_t *gpus = json_object_get(r->settings, "gpus"), *g;
-	size_t i, n = 0;
+	size_t n = 0;
 
-	json_array_foreach(gpus, i, g)
-	{
-		if (json_is_integer(g) && n < max)
-			out[n++] = (int)json_integer_value(g);
-	}
+	for (size_t i = 0; i < r->set.ngpus && n < max; i++)
+		out[n++] = r->set.gpus[i];
 	return n;
 }

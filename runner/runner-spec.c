@@ -1,5 +1,6 @@
-/* supervisor-spec.c: the runner settings of spec.json, the job's argv and
- * its clean environment, and freeing a struct runner. */
+/* runner-spec.c: the runner settings of spec.json (read by
+ * common/attempt-spec.c) as the runner uses them, the job's argv and its
+ * clean environment, and freeing a struct runner. */
 #include "common/err.h"
 #include "common/json.h"
 #include "common/util.h"
@@ -14,75 +15,26 @@
 #define ENV_MAX  4096
 #define GPUS_MAX 64
 
-static int get_strs(struct runner *r, struct err *e)
-{
-	static const struct {
-		const char *key, *def;
-		size_t off;
-	} keys[] = {
-	    {"state_dir", "/var/lib/tether",
-	     offsetof(struct runner, state_dir)},
-	    {"job_user", "tether-job", offsetof(struct runner, job_user)},
-	    {"cgroup_parent", "tether", offsetof(struct runner, cgroup_parent)},
-	    {"env_dir", "/var/lib/tether/envs",
-	     offsetof(struct runner, env_dir)},
-	    {"default_python", "/usr/bin/python3",
-	     offsetof(struct runner, default_python)},
-	    {"docker_socket", "/var/run/docker.sock",
-	     offsetof(struct runner, docker_socket)},
-	    {"conda_tool", NULL, offsetof(struct runner, conda_tool)},
-	};
-	int rc;
-
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		const char **dst = (const char **)((char *)r + keys[i].off);
-		*dst = keys[i].def;
-		if (json_is_null(json_object_get(r->settings, keys[i].key)))
-			continue;
-		if ((rc = json_get_str(r->settings, "runner", keys[i].key,
-		                       false, 4096, dst, e)) < 0)
-			return rc;
-	}
-	return 0;
-}
-
-static int get_launcher(struct runner *r, struct err *e)
-{
-	const char *name = "sandbox";
-	int rc;
-
-	if ((rc = json_get_str(r->settings, "runner", "launcher", false, 32,
-	                       &name, e)) < 0)
-		return rc;
-	for (int k = LAUNCHER_SANDBOX; k <= LAUNCHER_SLURM; k++)
-		if (strcmp(name, jobspec_launcher_name(k)) == 0) {
-			r->launcher = (enum launcher_kind)k;
-			snprintf(r->state.launcher, sizeof(r->state.launcher),
-			         "%s", name);
-			return 0;
-		}
-	return err_set(e, TERR_INVAL,
-	               "runner.launcher: unknown launcher '%s' (sandbox, "
-	               "docker or slurm)",
-	               name);
-}
-
+/* The shorthands of runner.h into r->set, and the job's dirs. */
 int runner_settings_load(struct runner *r, struct err *e)
 {
-	double grace = 10;
-	int rc;
+	const struct attempt_settings *s = &r->set;
 
-	r->default_pids = 4096;
-	r->max_log_bytes = 10737418240LL;
-	if ((rc = get_strs(r, e)) < 0 || (rc = get_launcher(r, e)) < 0 ||
-	    (rc = json_get_num(r->settings, "runner", "kill_grace", false, 0,
-	                       86400, &grace, e)) < 0 ||
-	    (rc = json_get_int(r->settings, "runner", "default_pids", false, 0,
-	                       1 << 22, &r->default_pids, e)) < 0 ||
-	    (rc = json_get_int(r->settings, "runner", "max_log_bytes", false, 0,
-	                       INT64_MAX, &r->max_log_bytes, e)) < 0)
-		return rc;
-	r->kill_grace_ms = (int64_t)(grace * 1000);
+	r->state_dir = s->state_dir;
+	r->job_user = s->job_user;
+	r->cgroup_parent = s->cgroup_parent;
+	r->env_dir = s->env_dir;
+	r->default_python = s->default_python;
+	r->docker_socket = s->docker_socket;
+	r->conda_tool = s->conda_tool;
+	r->kill_grace_ms = s->kill_grace_ms;
+	r->default_pids = s->default_pids;
+	r->max_log_bytes = s->max_log_bytes;
+	for (int k = LAUNCHER_SANDBOX; k <= LAUNCHER_SLURM; k++)
+		if (strcmp(s->launcher, jobspec_launcher_name(k)) == 0)
+			r->launcher = (enum launcher_kind)k;
+	snprintf(r->state.launcher, sizeof(r->state.launcher), "%s",
+	         s->launcher);
 	r->work_dir = xasprintf("%s/work", r->dir);
 	r->outputs_dir = xasprintf("%s/outputs", r->dir);
 	r->checkpoints_dir = xasprintf("%s/checkpoints", r->dir);
@@ -211,7 +163,7 @@ void runner_free(struct runner *r)
 	free(r->outputs_dir);
 	free(r->checkpoints_dir);
 	jobspec_free(r->spec);
-	json_decref(r->settings);
+	attempt_settings_free(&r->set);
 	free(r->job_id);
 	free(r->dir);
 	memset(r, 0, sizeof(*r));

@@ -34,9 +34,9 @@ struct runner {
 	char *job_id; /* "42" or "L7" */
 	int64_t attempt;
 	struct jobspec *spec;
-	json_t *settings; /* the "runner" object of spec.json */
+	struct attempt_settings set; /* the "runner" object of spec.json */
 
-	/* Settings resolved from `settings` (docs/state-dir.md). */
+	/* Shorthands into `set` (docs/state-dir.md), filled with it. */
 	const char *state_dir, *env_dir, *job_user, *default_python;
 	const char *docker_socket, *cgroup_parent, *conda_tool;
 	enum launcher_kind launcher;

@@ -75,7 +75,8 @@ static json_t *bind_mount(const char *src, const char *dst, bool ro)
 
 static int container_mounts(const struct runner *r, json_t **out, struct err *e)
 {
-	json_t *m = json_array(), *a;
+	const struct attempt_mount *a;
+	json_t *m = json_array();
 
 	json_array_append_new(m, bind_mount(r->work_dir, DOCKER_WORK, false));
 	json_array_append_new(
@@ -125,8 +126,7 @@ static json_t *host_config(const struct runner *r, json_t *mounts)
 {
 	const struct jobspec *s = r->spec;
 	int64_t pids = s->resources.pids ? s->resources.pids : r->default_pids;
-	bool ro = json_is_true(
-	    json_object_get(r->settings, "docker_readonly_rootfs"));
+	bool ro = r->set.docker_readonly_rootfs;
 	json_t *hc = json_pack(
 	    "{s:o, s:s, s:[s], s:[s], s:b, s:o, s:{s:s, s:{s:s, s:s, s:s}}}",
 	    "Mounts", mounts, "NetworkMode",
@@ -171,8 +171,7 @@ int docker_container_body(const struct runner *r, const char *image,
                           json_t **out, struct err *e)
 {
 	json_t *argv = json_array(), *mounts = NULL, *labels;
-	const char *agent =
-	    json_string_value(json_object_get(r->settings, "agent_id"));
+	const char *agent = r->set.agent_id;
 	char *wd, *user, *att;
 	int rc;
 

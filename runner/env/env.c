@@ -266,7 +266,7 @@ out:
 /* Evict least-recently-used environments over the configured budget. */
 static void env_evict(struct runner *r, const char *dir)
 {
-	int64_t budget = source_setting_int(r, "env_budget_bytes", 0);
+	int64_t budget = r->set.env_budget_bytes;
 	int64_t freed = 0;
 	size_t removed = 0;
 	struct err e = {0};

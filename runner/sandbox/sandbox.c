@@ -46,7 +46,7 @@ static int check_mounts(struct runner *r, struct sandbox *sb, struct err *e)
 	sb->cfg.mounts = xcalloc(s->nmounts + 1, sizeof(*sb->cfg.mounts));
 	for (size_t i = 0; i < s->nmounts; i++) {
 		struct sandbox_mount *m = &sb->cfg.mounts[i];
-		json_t *allow;
+		const struct attempt_mount *allow;
 		if (access(s->mounts[i].source, F_OK) < 0)
 			return err_sys(e, TERR_NOTFOUND, "mount %s",
 			               s->mounts[i].source);

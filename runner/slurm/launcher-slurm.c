@@ -24,27 +24,15 @@
 #include <string.h>
 
 #define SBATCH_TIMEOUT_MS 60000
-#define DEFAULT_POLL_MS   5000
 
-/* A string of the runner's "slurm" settings object, or NULL. */
+/* A string of the runner's "slurm" settings (r->set.slurm), or NULL. */
 static const char *setting(struct runner *r, const char *key)
 {
-	json_t *s = json_object_get(r->settings, "slurm");
-	json_t *v = json_is_object(s) ? json_object_get(s, key) : NULL;
-
-	return json_is_string(v) && *json_string_value(v) != '\0'
-	           ? json_string_value(v)
-	           : NULL;
-}
-
-static int64_t setting_int(struct runner *r, const char *key, int64_t def)
-{
-	json_t *s = json_object_get(r->settings, "slurm");
-	json_t *v = json_is_object(s) ? json_object_get(s, key) : NULL;
-
-	return json_is_integer(v) && json_integer_value(v) > 0
-	           ? json_integer_value(v)
-	           : def;
+	return strcmp(key, "partition") == 0    ? r->set.slurm.partition
+	       : strcmp(key, "shared_dir") == 0 ? r->set.slurm.shared_dir
+	       : strcmp(key, "account") == 0    ? r->set.slurm.account
+	       : strcmp(key, "qos") == 0        ? r->set.slurm.qos
+	                                        : NULL;
 }
 
 static void job_free(struct slurm_job *j)
@@ -83,9 +71,8 @@ static int job_get(struct runner *r, struct slurm_job **out, struct err *e)
 	j->log_start = -1;
 	j->peak_rss = -1;
 	j->log_fd = r->log_fd;
-	j->poll_ms = setting_int(r, "poll_ms", DEFAULT_POLL_MS);
-	j->sstat = json_is_true(
-	    json_object_get(json_object_get(r->settings, "slurm"), "sstat"));
+	j->poll_ms = r->set.slurm.poll_ms;
+	j->sstat = r->set.slurm.sstat;
 	j->dir = shared != NULL ? xasprintf("%s/%s/%lld", shared, r->job_id,
 	                                    (long long)r->attempt)
 	                        : xstrdup(r->dir);

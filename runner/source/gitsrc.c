@@ -138,7 +138,7 @@ static int cb_certificate(git_cert *cert, int valid, const char *host,
                           void *payload)
 {
 	struct gitsrc *g = payload;
-	const char *kh = source_setting_str(g->r, "known_hosts");
+	const char *kh = g->r->set.known_hosts;
 	git_cert_hostkey *hk = (git_cert_hostkey *)cert;
 
 	if (cert->cert_type == GIT_CERT_X509) {
@@ -445,7 +445,7 @@ static void gitsrc_close(struct gitsrc *g)
 /* Trust the CA file the runner settings give for https remotes. */
 static void gitsrc_init(struct runner *r)
 {
-	const char *ca = source_setting_str(r, "git_ca_file");
+	const char *ca = r->set.git_ca_file;
 
 	git_libgit2_init();
 	if (ca)
@@ -509,8 +509,7 @@ int gitsrc_fetch(struct runner *r, struct err *e)
 	int rc;
 
 	gitsrc_init(r);
-	git_budget.max_bytes =
-	    source_setting_int(r, "source_max_bytes", SOURCE_MAX_BYTES_DEFAULT);
+	git_budget.max_bytes = r->set.source_max_bytes;
 	git_budget.used = 0;
 	rc = gitsrc_checkout(r, r->spec->source.url, r->spec->source.commit,
 	                     r->spec->source.ref, r->work_dir, 0, hex, e);

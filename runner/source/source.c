@@ -22,22 +22,6 @@
 
 #define COPY_MAX_DEPTH 256
 
-const char *source_setting_str(struct runner *r, const char *name)
-{
-	json_t *v = r->settings ? json_object_get(r->settings, name) : NULL;
-
-	return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-int64_t source_setting_int(struct runner *r, const char *name, int64_t def)
-{
-	json_t *v = r->settings ? json_object_get(r->settings, name) : NULL;
-
-	if (json_is_integer(v) && json_integer_value(v) >= 0)
-		return json_integer_value(v);
-	return def;
-}
-
 const char *source_fenced(struct runner *r)
 {
 	struct fence f;
@@ -175,10 +159,8 @@ static int source_copy_path(struct runner *r, struct err *e)
 static int source_snapshot(struct runner *r, struct err *e)
 {
 	struct snapshot_limits lim = {
-	    .max_entries =
-	        source_setting_int(r, "snapshot_max_entries", 1000000),
-	    .max_bytes = source_setting_int(r, "snapshot_max_bytes",
-	                                    SOURCE_MAX_BYTES_DEFAULT),
+	    .max_entries = r->set.snapshot_max_entries,
+	    .max_bytes = r->set.snapshot_max_bytes,
 	};
 	char *path = attempt_path(r->dir, ATTEMPT_SNAPSHOT);
 	int rc;

@@ -30,9 +30,8 @@ struct snapshot_limits {
 	int64_t max_bytes;   /* total uncompressed file bytes */
 };
 
-/* Default of snapshot_max_bytes and source_max_bytes (the agent's
- * defaults too, agent/config.c). */
-#define SOURCE_MAX_BYTES_DEFAULT ((int64_t)2 << 30)
+/* Default of snapshot_max_bytes and source_max_bytes (common/attempt.h). */
+#define SOURCE_MAX_BYTES_DEFAULT ATTEMPT_DEF_SOURCE_MAX
 
 /* snapshot.c: extract a gzip tar into dir (which must exist).  Refuses
  * absolute paths, "..", device nodes and fifos, links leading out of dir,
@@ -85,10 +84,5 @@ int gitsrc_hostkey_check(const char *known_hosts, const char *host, int port,
  * and lease files), or NULL.  Long source and env steps check it at least
  * once a second and abort. */
 const char *source_fenced(struct runner *r);
-
-/* Runner setting `name` as a string, or NULL (helper for source/env). */
-const char *source_setting_str(struct runner *r, const char *name);
-/* Runner setting `name` as a non-negative integer, or def. */
-int64_t source_setting_int(struct runner *r, const char *name, int64_t def);
 
 #endif

@@ -21,8 +21,6 @@
 #include <string.h>
 #include <sys/time.h>
 
-#define EVENTS_MAX (64 * 1024 * 1024)
-
 void supervisor_reattach_check(struct runner *r, const char *dir)
 {
 	struct attempt_state old;
@@ -78,31 +76,35 @@ static void scan_event(struct runner *r, json_t *ev, double durations[4],
 		memcpy(r->env.key, key, 65);
 }
 
+struct scan {
+	struct runner *r;
+	double *durations, started;
+};
+
+static int scan_line(void *arg, json_t *ev, const char *line, struct err *e)
+{
+	struct scan *s = arg;
+
+	(void)line;
+	(void)e;
+	if (ev != NULL)
+		scan_event(s->r, ev, s->durations, &s->started);
+	return 0;
+}
+
 void supervisor_reattach_times(struct runner *r, double durations[4])
 {
-	char *path = attempt_path(r->dir, ATTEMPT_EVENTS), *text = NULL;
-	double started = -1;
+	struct scan s = {r, durations, -1};
+	double started;
 	struct err e = {0};
-	size_t len;
 
 	r->run_started_ms = now_mono_ms();
-	if (file_read_all(path, EVENTS_MAX, &text, &len, NULL) == 0) {
-		for (char *line = text, *nl; *line; line = nl + 1) {
-			json_t *ev;
-			if ((nl = strchr(line, '\n')) == NULL)
-				break; /* a torn last line */
-			ev = json_loadb(line, (size_t)(nl - line), 0, NULL);
-			if (ev != NULL)
-				scan_event(r, ev, durations, &started);
-			json_decref(ev);
-		}
-	}
+	attempt_events_read(r->dir, scan_line, &s, NULL);
+	started = s.started;
 	/* The run phase (and the timeout) count from the job's start. */
 	if (started > 0 && wall_now() > started)
 		r->run_started_ms -= (int64_t)((wall_now() - started) * 1000);
 	/* The job still uses its environment: keep eviction away from it. */
 	if (env_hold(r, &e) < 0)
 		log_warn("job=%s env %.12s: %s", r->job_id, r->env.key, e.msg);
-	free(text);
-	free(path);
 }

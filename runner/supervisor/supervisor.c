@@ -25,8 +25,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SPEC_MAX (16 * 1024 * 1024)
-
 struct final {
 	const char *reason;
 	struct launch_exit ex;
@@ -42,16 +40,16 @@ static const char *const phase_names[] = {"source", "env", "run", "outputs"};
 int supervisor_load(struct runner *r, const char *dir, bool need_job,
                     struct err *e)
 {
-	char *path = attempt_path(dir, ATTEMPT_SPEC), *text = NULL;
+	char *path = attempt_path(dir, ATTEMPT_SPEC);
 	json_t *root = NULL, *spec;
 	const char *job = NULL;
-	size_t len;
 	int rc;
 
 	r->dir = xstrdup(dir);
-	if ((rc = file_read_all(path, SPEC_MAX, &text, &len, e)) < 0 ||
-	    (rc = json_parse(text, len, 32, &root, e)) < 0 ||
-	    (rc = json_get_str(root, "", "job", need_job, 64, &job, e)) < 0 ||
+	attempt_settings_init(&r->set);
+	if ((rc = attempt_spec_read(dir, &root, e)) < 0)
+		goto read_failed;
+	if ((rc = json_get_str(root, "", "job", need_job, 64, &job, e)) < 0 ||
 	    (rc = json_get_int(root, "", "attempt", need_job, 1, INT32_MAX,
 	                       &r->attempt, e)) < 0)
 		goto out;
@@ -71,15 +69,16 @@ int supervisor_load(struct runner *r, const char *dir, bool need_job,
 		err_wrap(e, "spec");
 		goto out;
 	}
-	r->settings = json_incref(json_object_get(root, "runner"));
-	if (r->settings == NULL)
-		r->settings = json_object();
+	attempt_settings_free(&r->set);
+	if ((rc = attempt_settings_parse(json_object_get(root, "runner"),
+	                                 &r->set, e)) < 0)
+		goto out;
 	rc = runner_settings_load(r, e);
 out:
 	if (rc < 0)
 		err_wrap(e, "%s", path);
+read_failed: /* attempt_spec_read named the file */
 	json_decref(root);
-	free(text);
 	free(path);
 	return rc;
 }
@@ -161,7 +160,6 @@ static json_t *final_event(const struct final *f)
 static int write_final(struct runner *r, struct final *f, struct err *e)
 {
 	json_t *ev = final_event(f), *res;
-	char *path, *text;
 	int rc;
 
 	if ((rc = runner_event(r, ev, e)) < 0)
@@ -176,11 +174,7 @@ static int write_final(struct runner *r, struct final *f, struct err *e)
 	                               : json_array());
 	json_object_set_new(res, "job", json_string(r->job_id));
 	json_object_set_new(res, "attempt", json_integer(r->attempt));
-	text = json_dump_record(res);
-	path = attempt_path(r->dir, ATTEMPT_RESULT);
-	rc = file_write_atomic(path, text, strlen(text), 0600, e);
-	free(path);
-	free(text);
+	rc = attempt_result_write(r->dir, res, e);
 	json_decref(res);
 out:
 	json_decref(ev);
@@ -340,7 +334,6 @@ int supervisor_run(const char *dir)
 	struct runner r = {.log_fd = -1, .events_fd = -1};
 	struct final f;
 	struct err e = {0};
-	char *result;
 	sigset_t set;
 	int rc;
 
@@ -353,13 +346,10 @@ int supervisor_run(const char *dir)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigprocmask(SIG_BLOCK, &set, NULL);
-	result = attempt_path(dir, ATTEMPT_RESULT);
-	if (access(result, F_OK) == 0) {
+	if (attempt_result_exists(dir)) {
 		log_info("%s: already finished (result.json exists)", dir);
-		free(result);
 		return 0;
 	}
-	free(result);
 	r.state.runner_pid = getpid();
 	r.state.runner_start = proc_start_time(getpid());
 	snprintf(r.state.phase, sizeof(r.state.phase), "source");

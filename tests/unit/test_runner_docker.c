@@ -248,6 +248,7 @@ static void fake_runner(struct runner *r, const char *spec,
                         const char *settings)
 {
 	struct err e = {0};
+	json_t *json;
 	static char *envp[] = {"PATH=/host/bin", "TETHER_OUTPUTS=/host/out",
 	                       "A=1", NULL};
 	static char *argv[] = {"python3", "train.py", NULL};
@@ -255,8 +256,11 @@ static void fake_runner(struct runner *r, const char *spec,
 	memset(r, 0, sizeof(*r));
 	if (jobspec_parse(spec, strlen(spec), &r->spec, &e) < 0)
 		fail_msg("%s", e.msg);
-	r->settings = json_loads(settings, 0, NULL);
-	assert_non_null(r->settings);
+	json = json_loads(settings, 0, NULL);
+	assert_non_null(json);
+	if (attempt_settings_parse(json, &r->set, &e) < 0)
+		fail_msg("%s", e.msg);
+	json_decref(json);
 	r->dir = "/var/lib/tether/jobs/42/1";
 	r->job_id = "42";
 	r->attempt = 1;
@@ -330,7 +334,7 @@ static void test_container_body(void **state)
 	assert_int_equal(strncmp(name, "tether-42-1-", 12), 0);
 	free(name);
 	json_decref(b);
-	json_decref(r.settings);
+	attempt_settings_free(&r.set);
 	jobspec_free(r.spec);
 
 	/* a mount outside allowed_mounts is refused */
@@ -341,7 +345,7 @@ static void test_container_body(void **state)
 	    "{\"allowed_mounts\": [{\"source\": \"/data\"}]}");
 	assert_int_equal(docker_container_body(&r, "img", &b, &e), TERR_PERM);
 	assert_non_null(strstr(e.msg, "/etc"));
-	json_decref(r.settings);
+	attempt_settings_free(&r.set);
 	jobspec_free(r.spec);
 }
 

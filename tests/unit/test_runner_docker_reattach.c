@@ -60,8 +60,7 @@ int runner_event(struct runner *r, json_t *event, struct err *e)
 	return 0;
 }
 
-static void runner_init(struct runner *r, char *dir, struct jobspec *spec,
-                        json_t *settings)
+static void runner_init(struct runner *r, char *dir, struct jobspec *spec)
 {
 	static char *argv[] = {
 	    "sh", "-c",
@@ -76,7 +75,7 @@ static void runner_init(struct runner *r, char *dir, struct jobspec *spec,
 	r->job_id = "R1";
 	r->attempt = 1;
 	r->spec = spec;
-	r->settings = settings;
+	/* r->set stays zeroed: no allowed mounts, no GPUs */
 	r->state_dir = "/var/tmp";
 	r->docker_socket = sock;
 	r->work_dir = attempt_path(dir, "work");
@@ -141,7 +140,6 @@ static void test_reattach(void **state)
 	char dir[] = "/var/tmp/tdockreXXXXXX", *log = NULL, *want;
 	struct runner r1, r2;
 	struct jobspec *spec = NULL;
-	json_t *settings = json_object();
 	struct launch_exit ex;
 	struct dlaunch *dl;
 	struct docker *d = NULL;
@@ -154,7 +152,7 @@ static void test_reattach(void **state)
 
 	assert_non_null(mkdtemp(dir));
 	assert_int_equal(jobspec_parse(text, strlen(text), &spec, &e), 0);
-	runner_init(&r1, dir, spec, settings);
+	runner_init(&r1, dir, spec);
 	runner_logf(&r1, "tether", "prelude");
 	assert_int_equal(launcher_docker.prepare(&r1, &e), 0);
 	assert_int_equal(launcher_docker.start(&r1, &out_fd, &done_fd, &e), 0);
@@ -173,7 +171,7 @@ static void test_reattach(void **state)
 	runner_fini(&r1);
 	usleep(300000);
 
-	runner_init(&r2, dir, spec, settings);
+	runner_init(&r2, dir, spec);
 	assert_int_equal(attempt_state_read(dir, &r2.state, &e), 0);
 	assert_string_equal(r2.state.launcher_ref, id);
 	runner_logf(&r2, "tether", "runner restarted");
@@ -214,7 +212,6 @@ static void test_reattach(void **state)
 	free(log);
 	runner_fini(&r2);
 	jobspec_free(spec);
-	json_decref(settings);
 	rm_rf(dir, &e);
 }
 
