@@ -1,0 +1,92 @@
+"""A Slurm job runs as the job user, never as root (issue 28).
+
+With no slurm.shared_dir set (the default), the launcher stages each attempt
+in <state_dir>-slurm/<job>/<attempt>/ beside the state directory, which stays
+0700 and root's: the work dir, a restored checkpoint and empty outputs go
+there, owned by the job user, sbatch gets --uid/--gid, and outputs and
+checkpoints come back into the attempt when the job ends; then the staging
+directory is removed (docs/slurm.md, "Staging directory")."""
+import io
+import os
+import pwd
+import stat
+import tarfile
+
+from harness import slurm
+from harness.common import binary, run, tmpdir, wait_until
+from harness.runner import JOB_USER, ensure_job_user
+
+
+def test_slurm_job_id_u_is_the_job_users(slurm_cluster):
+    ensure_job_user()
+    user = pwd.getpwnam(JOB_USER)
+    state = tmpdir("tether-slurm-state-")
+    d = slurm.make_attempt(state, "U1", {
+        "command": ["/bin/sh", "-c",
+                    'id -u; id -g; echo made > "$TETHER_OUTPUTS/made.txt"; '
+                    "while [ ! -e release ]; do sleep 0.05; done"]})
+    runner = slurm.start_runner(slurm_cluster, d)
+    job_id = slurm.slurm_job_id(d)
+    wait_until(lambda: slurm_cluster.job(job_id).get("JobState") == "RUNNING",
+               30, what="Slurm job RUNNING")
+    assert slurm_cluster.job(job_id)["UserId"].startswith(JOB_USER + "(")
+    # The state dir stays 0700 and root's; the job's own dir is the job
+    # user's, its job dir only passable (0711).
+    st = os.stat(state)
+    assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o700, 0)
+    place = slurm.stage_dir(d)
+    st = os.stat(place)
+    assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o700, user.pw_uid)
+    st = os.stat(os.path.dirname(place))
+    assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o711, 0)
+    open(os.path.join(slurm.work_dir(d), "release"), "w").close()
+    res = slurm.wait_result(d, 60, runner)
+    assert res["reason"] == "succeeded", res
+    assert slurm.job_output(d, job_id) == (
+        "%d\n%d\n" % (user.pw_uid, user.pw_gid)).encode()
+    with open(os.path.join(d, "outputs", "made.txt")) as f:
+        assert f.read() == "made\n"
+    assert [o["path"] for o in res["outputs"]] == ["made.txt"]
+    # Cleanup: the attempt's staging dir and its (now empty) job dir.
+    assert not os.path.exists(place)
+    assert not os.path.exists(os.path.dirname(place))
+    assert runner.stop() == 0
+
+
+def _targz(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_slurm_checkpoint_restored_and_copied_back(slurm_cluster):
+    """A requeued attempt's checkpoint reaches the job in its staging dir,
+    and what the job leaves in /tether/checkpoints is what the attempt
+    keeps (a file it removed is gone) for the agent to pack."""
+    ensure_job_user()
+    d = slurm.make_attempt(tmpdir("tether-slurm-state-"), "U2", {
+        "command": ["/bin/sh", "-c",
+                    'cat "$TETHER_CHECKPOINTS/step.txt"; '
+                    'echo "resume=$TETHER_RESUME"; '
+                    'echo 4 > "$TETHER_CHECKPOINTS/step.txt"; '
+                    'rm "$TETHER_CHECKPOINTS/old.txt"']}, attempt=2)
+    with open(os.path.join(d, "checkpoint.tar.gz"), "wb") as f:
+        f.write(_targz({"step.txt": b"3\n", "old.txt": b"stale\n"}))
+    runner = slurm.start_runner(slurm_cluster, d)
+    res = slurm.wait_result(d, 60, runner)
+    assert res["reason"] == "succeeded", res
+    job_id = slurm.slurm_job_id(d)
+    assert slurm.job_output(d, job_id) == b"3\nresume=1\n"
+    ck = os.path.join(d, "checkpoints")
+    assert sorted(os.listdir(ck)) == ["step.txt"]
+    with open(os.path.join(ck, "step.txt")) as f:
+        assert f.read() == "4\n"
+    assert not os.path.exists(slurm.stage_dir(d))
+    # The agent packs it from the attempt dir as for any launcher.
+    run([binary("tether-runner"), "pack-checkpoint", d])
+    assert [n for n in os.listdir(d) if n.startswith("checkpoint-out.")]
+    assert runner.stop() == 0
