@@ -446,7 +446,10 @@ static int stage_out(struct runner *r, struct slurm_job *j, struct err *e)
 {
 	int rc;
 
-	if ((rc = copy_tree(j->outputs, r->outputs_dir, e)) < 0)
+	/* No outputs/: an earlier runner of the attempt brought them back
+	 * and removed the staging directory before it was killed. */
+	if (access(j->outputs, F_OK) == 0 &&
+	    (rc = copy_tree(j->outputs, r->outputs_dir, e)) < 0)
 		return err_wrap(e, "slurm: copy outputs back from %s", j->dir);
 	if (access(j->checkpoints, F_OK) != 0)
 		return 0;

@@ -90,3 +90,42 @@ def test_slurm_checkpoint_restored_and_copied_back(slurm_cluster):
     run([binary("tether-runner"), "pack-checkpoint", d])
     assert [n for n in os.listdir(d) if n.startswith("checkpoint-out.")]
     assert runner.stop() == 0
+
+
+def _venv_attempt(state, job, **settings):
+    return slurm.make_attempt(state, job, {
+        "environment": {"kind": "venv"},
+        "command": ["python", "-c", "import os, sys; "
+                    "print(os.getuid(), sys.prefix)"]}, **settings)
+
+
+def test_slurm_env_the_job_user_cannot_enter_is_launch_failed(slurm_cluster):
+    """The default env_dir is inside the 0700 state dir: a Slurm job (the
+    job user's) could not use its venv there, and Slurm would only say
+    JobLaunchFailure; the attempt ends launch_failed naming the fix."""
+    ensure_job_user()
+    state = tmpdir("tether-slurm-state-")
+    # the agent's default env_dir (<state_dir>/envs; the runner's own
+    # default is a fixed path outside the test's temp dirs)
+    d = _venv_attempt(state, "U3", env_dir=os.path.join(state, "envs"))
+    res = slurm.wait_result(d, 120, slurm.start_runner(slurm_cluster, d))
+    assert res["reason"] == "launch_failed", res
+    assert "the job's environment: the job user (uid %d) cannot enter %s" % (
+        pwd.getpwnam(JOB_USER).pw_uid, state) in res["message"], res
+    assert "env_dir" in res["message"], res
+    assert not os.path.exists(slurm.stage_dir(d))
+
+
+def test_slurm_job_uses_a_venv_in_an_env_dir_it_can_enter(slurm_cluster):
+    """env_dir outside the state dir (as docs/slurm.md says to set it)."""
+    ensure_job_user()
+    envs = tmpdir("tether-slurm-envs-")
+    os.chmod(envs, 0o711)
+    d = _venv_attempt(tmpdir("tether-slurm-state-"), "U4", env_dir=envs)
+    runner = slurm.start_runner(slurm_cluster, d)
+    res = slurm.wait_result(d, 120, runner)
+    assert res["reason"] == "succeeded", (res, slurm.read_bytes(
+        os.path.join(d, "log")))
+    uid, prefix = slurm.job_output(d, slurm.slurm_job_id(d)).split()
+    assert int(uid) == pwd.getpwnam(JOB_USER).pw_uid
+    assert prefix.decode().startswith(envs + "/")
