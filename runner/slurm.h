@@ -117,6 +117,10 @@ bool slurm_reason_hopeless(const char *reason);
 /* Tether reason for a final Slurm state that the exit code does not tell
  * (TIMEOUT -> timed_out, OUT_OF_MEMORY -> oom, ...); NULL otherwise. */
 const char *slurm_state_reason(const char *state, bool we_stopped);
+/* Open a file of the staging directory (the job user's) for reading: a
+ * regular file only, never through a symlink, never blocking on a FIFO;
+ * -1 with errno otherwise. */
+int slurm_open_job_file(const char *path);
 /* Read the exit code the batch wrapper recorded; TERR_NOTFOUND if none. */
 int slurm_exit_read(const char *path, int *code, struct err *e);
 /* The id of the (last) job called name that runs in work_dir, for a

@@ -129,3 +129,38 @@ def test_slurm_job_uses_a_venv_in_an_env_dir_it_can_enter(slurm_cluster):
     uid, prefix = slurm.job_output(d, slurm.slurm_job_id(d)).split()
     assert int(uid) == pwd.getpwnam(JOB_USER).pw_uid
     assert prefix.decode().startswith(envs + "/")
+
+
+def test_slurm_files_the_job_swaps_for_links_are_not_read(slurm_cluster):
+    """The staging directory is the job user's: a job that replaces
+    slurm.out with a symlink to a root-only file while its runner is down
+    gets nothing of that file into the log (the restarted runner reads the
+    staging files without following links)."""
+    ensure_job_user()
+    secret_dir = tmpdir("tether-slurm-secret-")
+    secret = os.path.join(secret_dir, "root-only")
+    with open(secret, "w") as f:
+        f.write("ROOT-ONLY-BYTES 12\n" * 50)
+    os.chmod(secret, 0o600)
+    os.chmod(secret_dir, 0o711)
+    d = slurm.make_attempt(tmpdir("tether-slurm-state-"), "U5", {
+        "command": ["/bin/sh", "-c",
+                    "echo up; while [ ! -e swap ]; do sleep 0.05; done; "
+                    "rm -f ../slurm.out; ln -s %s ../slurm.out; "
+                    "touch swapped; "
+                    "while [ ! -e release ]; do sleep 0.05; done" % secret]})
+    runner = slurm.start_runner(slurm_cluster, d)
+    job_id = slurm.slurm_job_id(d)
+    wait_until(lambda: b"up\n" in slurm.read_bytes(os.path.join(d, "log")),
+               30, what="the job's first line")
+    runner.kill9()
+    work = slurm.work_dir(d)
+    open(os.path.join(work, "swap"), "w").close()
+    wait_until(lambda: os.path.exists(os.path.join(work, "swapped")), 30,
+               what="the job to swap its files for links")
+    runner = slurm.start_runner(slurm_cluster, d)
+    open(os.path.join(work, "release"), "w").close()
+    res = slurm.wait_result(d, 60, runner)
+    assert b"ROOT-ONLY" not in slurm.read_bytes(os.path.join(d, "log"))
+    assert res["reason"] == "succeeded", res
+    assert slurm.jobs_in_dir(slurm_cluster, work) == [job_id]
