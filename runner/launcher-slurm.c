@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -440,6 +441,64 @@ static void exit_fill(struct slurm_job *j, const struct slurm_info *info,
 	}
 }
 
+/* cp src/. dst as the job user, who owns src (the staging dir) and dst:
+ * dst is entered as root first, so its 0700 parents need not let the job
+ * user through, and root never walks a tree where a link swapped in
+ * mid-copy could lead it out (docs/slurm.md). */
+static int copy_as_user(struct runner *r, struct slurm_job *j, const char *src,
+                        const char *dst, struct err *e)
+{
+	char *from = xasprintf("%s/.", src);
+	char *uid = xasprintf("--reuid=%u", (unsigned)r->uid);
+	char *gid = xasprintf("--regid=%u", (unsigned)r->gid);
+	const char *argv[] = {"setpriv",
+	                      uid,
+	                      gid,
+	                      "--clear-groups",
+	                      "--",
+	                      "cp",
+	                      "-R",
+	                      "-P",
+	                      "--preserve=mode,timestamps",
+	                      from,
+	                      ".",
+	                      NULL};
+	int here = -1, there = -1, st = 0, rc;
+	struct buf errb;
+
+	buf_init(&errb, 4096);
+	if (!j->as_user) {
+		rc = copy_tree(src, dst, e);
+		goto out;
+	}
+	if ((rc = mkdir_p(dst, 0700, e)) < 0)
+		goto out;
+	here = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	there = open(dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (here < 0 || there < 0 || fchown(there, r->uid, r->gid) < 0 ||
+	    fchdir(there) < 0) {
+		rc = err_sys(e, TERR_IO, "enter %s", dst);
+		goto out;
+	}
+	rc = cmd_capture(argv, NULL, &errb, 0, &st, e);
+	if (fchdir(here) < 0 && rc == 0)
+		rc = err_sys(e, TERR_IO, "fchdir");
+	if (rc == 0 && st != 0)
+		rc = err_set(e, TERR_IO, "cp %s %s (as uid %u): %s", from, dst,
+		             (unsigned)r->uid,
+		             errb.data != NULL ? errb.data : "failed");
+out:
+	if (here >= 0)
+		close(here);
+	if (there >= 0)
+		close(there);
+	buf_free(&errb);
+	free(from);
+	free(uid);
+	free(gid);
+	return rc;
+}
+
 /* Outputs and checkpoints back into the attempt directory, where the
  * agent uploads and packs them. */
 static int stage_out(struct runner *r, struct slurm_job *j, struct err *e)
@@ -449,12 +508,13 @@ static int stage_out(struct runner *r, struct slurm_job *j, struct err *e)
 	/* No outputs/: an earlier runner of the attempt brought them back
 	 * and removed the staging directory before it was killed. */
 	if (access(j->outputs, F_OK) == 0 &&
-	    (rc = copy_tree(j->outputs, r->outputs_dir, e)) < 0)
+	    (rc = copy_as_user(r, j, j->outputs, r->outputs_dir, e)) < 0)
 		return err_wrap(e, "slurm: copy outputs back from %s", j->dir);
 	if (access(j->checkpoints, F_OK) != 0)
 		return 0;
 	if ((rc = rm_rf(r->checkpoints_dir, e)) < 0 ||
-	    (rc = copy_tree(j->checkpoints, r->checkpoints_dir, e)) < 0)
+	    (rc = copy_as_user(r, j, j->checkpoints, r->checkpoints_dir, e)) <
+	        0)
 		return err_wrap(e, "slurm: copy checkpoints back from %s",
 		                j->dir);
 	return 0;
@@ -465,7 +525,6 @@ static int slurm_collect(struct runner *r, struct launch_exit *ex,
 {
 	struct slurm_job *j = r->launcher_data;
 	struct slurm_info info;
-	int rc = 0;
 
 	if (j == NULL)
 		return err_set(e, TERR_NOTFOUND, "slurm: nothing to collect");
@@ -505,9 +564,13 @@ static int slurm_collect(struct runner *r, struct launch_exit *ex,
 		            "code",
 		            j->job_id);
 	}
-	if ((rc = stage_out(r, j, e)) == 0)
+	/* A failed copy back is the outputs' failure, not the launch's: the
+	 * staging directory stays for the admin (e carries the message). */
+	if (stage_out(r, j, e) == 0)
 		j->collected = true;
-	return rc;
+	else if (ex->reason == NULL && ex->exit_code == 0 && ex->signal == 0)
+		ex->reason = "outputs_failed";
+	return 0;
 }
 
 static int slurm_reattach(struct runner *r, int *out_fd, int *done_fd,

@@ -164,3 +164,20 @@ def test_slurm_files_the_job_swaps_for_links_are_not_read(slurm_cluster):
     assert b"ROOT-ONLY" not in slurm.read_bytes(os.path.join(d, "log"))
     assert res["reason"] == "succeeded", res
     assert slurm.jobs_in_dir(slurm_cluster, work) == [job_id]
+
+
+def test_slurm_outputs_come_back_as_the_job_user(slurm_cluster):
+    """Outputs are copied back by the job user, never read by root on its
+    behalf: a file the job made unreadable (mode 000) is not copied, and the
+    attempt ends outputs_failed naming it, its staging directory kept."""
+    ensure_job_user()
+    d = slurm.make_attempt(tmpdir("tether-slurm-state-"), "U6", {
+        "command": ["/bin/sh", "-c",
+                    'echo fine > "$TETHER_OUTPUTS/ok.txt"; '
+                    'echo hidden > "$TETHER_OUTPUTS/locked.txt"; '
+                    'chmod 000 "$TETHER_OUTPUTS/locked.txt"']})
+    res = slurm.wait_result(d, 60, slurm.start_runner(slurm_cluster, d))
+    assert res["reason"] == "outputs_failed", res
+    assert "locked.txt" in res["message"], res
+    assert not os.path.exists(os.path.join(d, "outputs", "locked.txt"))
+    assert os.path.isdir(slurm.stage_dir(d))
