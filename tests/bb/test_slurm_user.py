@@ -181,3 +181,26 @@ def test_slurm_outputs_come_back_as_the_job_user(slurm_cluster):
     assert "locked.txt" in res["message"], res
     assert not os.path.exists(os.path.join(d, "outputs", "locked.txt"))
     assert os.path.isdir(slurm.stage_dir(d))
+
+
+def test_retention_removes_a_staging_dir_left_behind(workspace, agent_factory,
+                                                     slurm_cluster,
+                                                     monkeypatch):
+    """A staging directory its runner kept (the copy back failed) goes with
+    the attempt directory when the agent's retention removes that."""
+    ensure_job_user()
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster.conf)
+    # retention of seconds instead of 7 days, so that the test sees it
+    ag = agent_factory(default_launcher="slurm", attempt_retention="4s",
+                       housekeeping_interval="1s").start()
+    job = workspace.submit(name="kept", command=[
+        "/bin/sh", "-c", 'echo x > "$TETHER_OUTPUTS/locked"; '
+        'chmod 000 "$TETHER_OUTPUTS/locked"'])
+    j = ag.wait_job(job, timeout=60)
+    assert j["attempts"][-1]["reason"] == "outputs_failed", j
+    place = slurm.stage_dir(ag.attempt_dir(job))
+    assert os.path.isdir(place)
+    wait_until(lambda: not os.path.exists(ag.attempt_dir(job)), 30,
+               what="retention to remove the attempt directory")
+    assert not os.path.exists(place)
+    assert not os.path.exists(os.path.dirname(place))
