@@ -120,6 +120,7 @@ static int job_get(struct runner *r, struct slurm_job **out, struct err *e)
 	j->outputs = xasprintf("%s/outputs", j->dir);
 	j->checkpoints = xasprintf("%s/checkpoints", j->dir);
 	r->launcher_data = j;
+	r->stage_dir = j->dir;
 	*out = j;
 	return 0;
 }
@@ -654,6 +655,7 @@ static void slurm_cleanup(struct runner *r)
 		stage_remove(r, j);
 	job_free(r->launcher_data);
 	r->launcher_data = NULL;
+	r->stage_dir = NULL;
 }
 
 const struct launcher_ops launcher_slurm = {

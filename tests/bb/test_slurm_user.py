@@ -204,3 +204,17 @@ def test_retention_removes_a_staging_dir_left_behind(workspace, agent_factory,
                what="retention to remove the attempt directory")
     assert not os.path.exists(place)
     assert not os.path.exists(os.path.dirname(place))
+
+
+def test_slurm_disk_budget_counts_the_staging_dir(slurm_cluster):
+    """resources.disk covers what the job writes in its staging directory
+    (where it runs), as it covers the attempt's work dir for the sandbox."""
+    ensure_job_user()
+    d = slurm.make_attempt(tmpdir("tether-slurm-state-"), "U7", {
+        "command": ["/bin/sh", "-c",
+                    "head -c 16000000 /dev/zero > fill; echo filled; "
+                    "while :; do sleep 0.05; done"],
+        "resources": {"disk": "4M"}, "timeout": "2m"},
+        disk_check_ms=200)  # measured often, so the test ends in seconds
+    res = slurm.wait_result(d, 60, slurm.start_runner(slurm_cluster, d))
+    assert res["reason"] == "disk_limit", res
