@@ -81,12 +81,31 @@ static char *stage_root(struct runner *r)
 	return xasprintf("%.*s-slurm", (int)n, r->state_dir);
 }
 
+/* Make <stage>/<job>/<attempt>: <stage> (when missing) and <stage>/<job>
+ * 0711 for a job user to pass, whatever the umask. */
+static int stage_mkdir(const char *root, const char *dir, bool as_user,
+                       struct err *e)
+{
+	mode_t mode = as_user ? 0711 : 0700;
+	bool had_root = access(root, F_OK) == 0;
+	char *job = xstrdup(dir), *slash = strrchr(job, '/');
+	int rc;
+
+	*slash = '\0';
+	if ((rc = mkdir_p(dir, mode, e)) == 0 &&
+	    ((!had_root && chmod(root, mode) < 0) || chmod(job, mode) < 0))
+		rc = err_sys(e, TERR_IO, "chmod %s", job);
+	free(job);
+	return rc;
+}
+
 /* The launcher data with its paths: <stage>/<job>/<attempt>/ for the Slurm
  * files and the job's work, outputs and checkpoints. */
 static int job_get(struct runner *r, struct slurm_job **out, struct err *e)
 {
 	struct slurm_job *j = r->launcher_data;
 	char *root;
+	int rc;
 
 	if (j != NULL) {
 		*out = j;
@@ -104,10 +123,11 @@ static int job_get(struct runner *r, struct slurm_job **out, struct err *e)
 	root = stage_root(r);
 	j->dir =
 	    xasprintf("%s/%s/%lld", root, r->job_id, (long long)r->attempt);
-	free(root);
 	/* The job user must traverse <stage>/<job> to its own dir. */
 	j->as_user = geteuid() == 0 && r->uid != 0;
-	if (mkdir_p(j->dir, j->as_user ? 0711 : 0700, e) < 0) {
+	rc = stage_mkdir(root, j->dir, j->as_user, e);
+	free(root);
+	if (rc < 0) {
 		job_free(j);
 		return err_wrap(e, "slurm: staging directory");
 	}

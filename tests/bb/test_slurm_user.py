@@ -13,7 +13,7 @@ import stat
 import tarfile
 
 from harness import slurm
-from harness.common import binary, run, tmpdir, wait_until
+from harness.common import Proc, binary, run, tmpdir, wait_until
 from harness.runner import JOB_USER, ensure_job_user
 
 
@@ -218,3 +218,22 @@ def test_slurm_disk_budget_counts_the_staging_dir(slurm_cluster):
         disk_check_ms=200)  # measured often, so the test ends in seconds
     res = slurm.wait_result(d, 60, slurm.start_runner(slurm_cluster, d))
     assert res["reason"] == "disk_limit", res
+
+
+def test_slurm_staging_dirs_passable_under_umask_077(slurm_cluster):
+    """A runner started with umask 077 (an admin's hardened shell) still
+    makes <stage> and <stage>/<job> 0711: else the job user could not reach
+    its directory and Slurm would say only JobLaunchFailure."""
+    ensure_job_user()
+    d = slurm.make_attempt(tmpdir("tether-slurm-state-"), "U8", {
+        "command": ["/bin/sh", "-c", "id -u"]})
+    runner = Proc(["/bin/sh", "-c", 'umask 077; exec "$0" run "$1"',
+                   binary("tether-runner"), d],
+                  os.path.join(os.path.dirname(d), "runner.out"),
+                  env=slurm_cluster.env)
+    res = slurm.wait_result(d, 60, runner)
+    assert res["reason"] == "succeeded", res
+    assert slurm.job_output(d, slurm.slurm_job_id(d)) == b"%d\n" % (
+        pwd.getpwnam(JOB_USER).pw_uid)
+    root = os.path.dirname(os.path.dirname(slurm.stage_dir(d)))
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o711
