@@ -253,6 +253,10 @@ char *slurm_poll_fingerprint(const json_t *cap);
  * with a spare CPU); the loop watches the child through a pidfd. */
 void lookahead_kick(struct agent *a);
 void lookahead_free(struct agent *a);
+/* The job of a look-ahead build was cancelled: the build stops (its
+ * runner sees the cancel file in its directory, as a job's runner does). */
+void lookahead_cancel(struct agent *a, const char *job, int64_t attempt,
+                      const char *reason);
 
 /* reload.c: SIGHUP: re-read agent.conf, apply what can change live. */
 void reload_config(struct agent *a);

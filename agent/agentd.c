@@ -10,7 +10,7 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "runner/docker.h"
+#include "docker/docker.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -328,7 +328,7 @@ static int agent_setup(struct agent *a, struct err *e)
 	 * ours. */
 	if ((r = loop_new(&a->loop, e)) < 0 || (r = agent_signals(a, e)) < 0 ||
 	    (r = mkdir_p(a->conf.state_dir, 0700, e)) < 0 ||
-	    (r = lock_take(a->conf.state_dir, &a->lock_fd, e)) < 0 ||
+	    (r = creds_lock_take(a->conf.state_dir, &a->lock_fd, e)) < 0 ||
 	    (r = harden_db_open(dbp, &a->db, e)) < 0 ||
 	    (r = capacity_detect(&a->conf, &a->cap, e)) < 0)
 		goto out;

@@ -229,6 +229,7 @@ void att_cancel(struct att *t, const char *reason)
 	struct err e = {0};
 
 	if (t->state == ATT_QUEUED) {
+		lookahead_cancel(t->a, t->job, t->attempt, reason);
 		if (t->snap_call != NULL) {
 			t->a->tp->cancel(t->a->t, t->snap_call);
 			t->snap_call = NULL;

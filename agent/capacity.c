@@ -7,8 +7,8 @@
 #include "common/fileio.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "docker/docker.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,45 +49,15 @@ static void cap_machine_id(struct capacity *cap)
 		snprintf(cap->hostname, sizeof(cap->hostname), "node");
 }
 
-static size_t cap_sink(char *p, size_t s, size_t n, void *arg)
-{
-	char *out = arg;
-	size_t len = s * n, have = strlen(out);
-
-	if (have + len < 4096) {
-		memcpy(out + have, p, len);
-		out[have + len] = '\0';
-	}
-	return len;
-}
-
 /* Docker Engine API version over its socket ("" when not reachable). */
 static void cap_docker(const struct agent_conf *c, struct capacity *cap)
 {
-	char *body = xcalloc(4096, 1);
-	CURL *h;
-	json_t *j;
+	struct docker_version v;
 
 	if (c->docker_socket == NULL || access(c->docker_socket, W_OK) < 0)
-		goto out;
-	if ((h = curl_easy_init()) == NULL)
-		goto out;
-	curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->docker_socket);
-	curl_easy_setopt(h, CURLOPT_URL, "http://localhost/version");
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 2000L);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cap_sink);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
-	if (curl_easy_perform(h) == CURLE_OK &&
-	    (j = json_loads(body, 0, NULL)) != NULL) {
-		const char *v =
-		    json_string_value(json_object_get(j, "ApiVersion"));
-		snprintf(cap->docker, sizeof(cap->docker), "%s", v ? v : "");
-		json_decref(j);
-	}
-	curl_easy_cleanup(h);
-out:
-	free(body);
+		return;
+	if (docker_version_probe(c->docker_socket, 2000, &v, NULL) == 0)
+		snprintf(cap->docker, sizeof(cap->docker), "%s", v.api);
 }
 
 static bool cap_in_path(const char *prog)

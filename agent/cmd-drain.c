@@ -9,7 +9,7 @@
 
 static int cmd_drain_main(struct cmd_ctx *c, int argc, char **argv)
 {
-	pid_t pid = lock_holder(c->conf.state_dir);
+	pid_t pid = creds_lock_holder(c->conf.state_dir);
 
 	if (pid <= 0) {
 		fprintf(stderr, "tether-agent: no agent runs on %s\n",

@@ -15,7 +15,7 @@
 static int cmd_envs_main(struct cmd_ctx *c, int argc, char **argv)
 {
 	char *runner = launch_find_runner(&c->conf);
-	char *env_dir = xasprintf("%s/envs", c->conf.state_dir);
+	char *env_dir = agent_conf_env_dir(&c->conf);
 	char **av = xcalloc((size_t)argc + 6, sizeof(char *));
 	int n = 0, i = 0;
 

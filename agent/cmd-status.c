@@ -52,7 +52,7 @@ static void cmd_meta_line(sqlite3 *db, const char *key, const char *label)
 static int cmd_status_main(struct cmd_ctx *c, int argc, char **argv)
 {
 	sqlite3 *db = cmd_open_db(c);
-	pid_t pid = lock_holder(c->conf.state_dir);
+	pid_t pid = creds_lock_holder(c->conf.state_dir);
 	struct creds cr = {0};
 	char why[512];
 

@@ -60,7 +60,7 @@ static int cmd_submit_main(struct cmd_ctx *c, int argc, char **argv)
 		goto out;
 	}
 	printf("%s\n", id);
-	pid = lock_holder(c->conf.state_dir);
+	pid = creds_lock_holder(c->conf.state_dir);
 	if (pid > 0)
 		kill(pid, SIGUSR2);
 	rc = 0;

@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 
 #include "agent/config.h"
+#include "common/cmd.h"
 
 struct cmd_ctx {
 	struct agent_conf conf;
@@ -17,16 +18,9 @@ struct cmd_ctx {
 	int nsets;
 };
 
-struct cmd_entry {
-	const char *name;
-	const char *usage; /* arguments after the name */
-	const char *help;
-	int (*run)(struct cmd_ctx *c, int argc, char **argv);
-};
-
 extern const struct cmd_entry cmd_run, cmd_submit, cmd_status, cmd_jobs,
     cmd_logs, cmd_outputs, cmd_drain, cmd_rotate, cmd_config_reference,
-    cmd_config_sample, cmd_envs;
+    cmd_config_sample, cmd_envs, cmd_images;
 
 /* Open agent.db of the configured state dir for a local command; prints
  * the error and returns NULL on failure. */

@@ -137,6 +137,9 @@ const struct conf_key agent_conf_table[] = {
     {"env_cache_budget", CONF_SIZE, "50G", OFF(env_cache_budget), 0, 0,
      "Disk budget of built environments (least recently used evicted; "
      "0: no limit)."},
+    {"env_dir", CONF_STR, NULL, OFF(env_dir), 0, 0,
+     "Cache of built environments (default: <state_dir>/envs); any "
+     "absolute path, under /tmp too."},
     {"env_lookahead", CONF_BOOL, "yes", OFF(env_lookahead), 0, 0,
      "Build the environment of a job waiting in the local queue ahead of "
      "time when a CPU is spare (tether-runner envs build)."},
@@ -268,6 +271,10 @@ int agent_conf_check(const struct agent_conf *c, struct err *e)
 		return err_set(e, TERR_INVAL,
 		               "snapshot_max_bytes and source_max_bytes: more "
 		               "than 0");
+	if (c->env_dir != NULL && c->env_dir[0] != '/')
+		return err_set(e, TERR_INVAL,
+		               "env_dir: an absolute path, not '%s'",
+		               c->env_dir);
 	if (c->slurm_capacity != NULL && strcmp(c->slurm_capacity, "auto") &&
 	    strcmp(c->slurm_capacity, "on") && strcmp(c->slurm_capacity, "off"))
 		return err_set(e, TERR_INVAL,
@@ -279,6 +286,12 @@ int agent_conf_check(const struct agent_conf *c, struct err *e)
 void agent_conf_free(struct agent_conf *c)
 {
 	conf_free(agent_conf_table, c);
+}
+
+char *agent_conf_env_dir(const struct agent_conf *c)
+{
+	return c->env_dir ? xstrdup(c->env_dir)
+	                  : xasprintf("%s/envs", c->state_dir);
 }
 
 void agent_conf_ssh(const struct agent_conf *c, struct transport_config *tc)

@@ -35,6 +35,7 @@ struct agent_conf {
 	    *git_ca_file;
 	char *slurm_account, *slurm_qos, *slurm_capacity;
 	int64_t slurm_poll_ms;
+	char *env_dir; /* NULL: <state_dir>/envs (agent_conf_env_dir) */
 	bool docker_readonly_rootfs, env_lookahead;
 	int64_t kill_grace_ms, default_pids, max_log_bytes, env_cache_budget;
 	int64_t snapshot_max_bytes, snapshot_max_entries, source_max_bytes;
@@ -64,6 +65,8 @@ void agent_conf_free(struct agent_conf *c);
  * filesystem ("10%"; 0 when state_dir is NULL or cannot be read). */
 int agent_conf_disk(const char *v, const char *state_dir, const char *key,
                     int64_t *out, struct err *e);
+/* The environment cache directory: env_dir, else <state_dir>/envs (heap). */
+char *agent_conf_env_dir(const struct agent_conf *c);
 /* Copy the ssh_* settings into a transport configuration. */
 struct transport_config;
 void agent_conf_ssh(const struct agent_conf *c, struct transport_config *tc);

@@ -72,7 +72,7 @@ void creds_free(struct creds *c)
 	memset(c, 0, sizeof(*c));
 }
 
-int lock_take(const char *state_dir, int *fd_out, struct err *e)
+int creds_lock_take(const char *state_dir, int *fd_out, struct err *e)
 {
 	char *path = xasprintf("%s/agent.lock", state_dir), pid[32];
 	int fd, r = 0;
@@ -84,7 +84,7 @@ int lock_take(const char *state_dir, int *fd_out, struct err *e)
 		goto out;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		holder = lock_holder(state_dir);
+		holder = creds_lock_holder(state_dir);
 		r = err_set(
 		    e, TERR_CONFLICT,
 		    "another tether-agent (pid %d) uses state directory "
@@ -106,7 +106,7 @@ out:
 	return r;
 }
 
-pid_t lock_holder(const char *state_dir)
+pid_t creds_lock_holder(const char *state_dir)
 {
 	char *path = xasprintf("%s/agent.lock", state_dir), *text = NULL;
 	int64_t pid = 0;

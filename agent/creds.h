@@ -18,8 +18,8 @@ void creds_free(struct creds *c);
 
 /* flock state_dir/agent.lock and write our pid into it; TERR_CONFLICT
  * naming the holder's pid when another agent has it. */
-int lock_take(const char *state_dir, int *fd, struct err *e);
+int creds_lock_take(const char *state_dir, int *fd, struct err *e);
 /* Pid of the agent holding the lock, 0 when none. */
-pid_t lock_holder(const char *state_dir);
+pid_t creds_lock_holder(const char *state_dir);
 
 #endif

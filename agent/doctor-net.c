@@ -5,6 +5,7 @@
 
 #include "common/err.h"
 #include "common/util.h"
+#include "docker/docker.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -100,41 +101,30 @@ static const char *probe_error(const struct probe *pr)
 
 void doctor_check_docker(struct doctor *d)
 {
-	const char *sock = d->conf.docker_socket ? d->conf.docker_socket
-	                                         : "/var/run/docker.sock";
+	const char *sock =
+	    d->conf.docker_socket ? d->conf.docker_socket : DOCKER_SOCKET;
 	bool wanted = d->conf.default_launcher &&
 	              strcmp(d->conf.default_launcher, "docker") == 0;
 	enum doctor_status bad = wanted ? DOC_FAIL : DOC_WARN;
-	struct probe *pr = xcalloc(1, sizeof(*pr));
-	json_t *v = NULL;
-	const char *api;
+	struct docker_version v;
 
-	probe_get(pr, "http://docker/version", sock, NULL, NULL);
-	if (pr->rc != CURLE_OK) {
+	if (docker_version_probe(sock, 15000, &v, NULL) < 0 && v.status == 0)
 		doctor_add(
 		    d, "docker", bad,
 		    "start dockerd (systemctl start docker) or set "
 		    "docker_socket in agent.conf",
 		    "Docker Engine not reachable at %s (%s): docker jobs "
 		    "will fail",
-		    sock, probe_error(pr));
-		goto out;
-	}
-	v = json_loads(pr->body, 0, NULL);
-	api = json_string_value(json_object_get(v, "ApiVersion"));
-	if (pr->status != 200 || api == NULL)
+		    sock, v.error);
+	else if (v.status != 200 || v.api[0] == '\0')
 		doctor_add(d, "docker", bad,
 		           "check that docker_socket is the Docker Engine's",
 		           "%s answered HTTP %ld without an API version", sock,
-		           pr->status);
+		           v.status);
 	else
 		doctor_add(d, "docker", DOC_OK, NULL,
 		           "Docker Engine %s, API %s at %s",
-		           json_string_value(json_object_get(v, "Version")),
-		           api, sock);
-out:
-	json_decref(v);
-	free(pr);
+		           v.engine[0] ? v.engine : NULL, v.api, sock);
 }
 
 /* Read the secret from state_dir/credentials; false (and a line) if absent

@@ -1,10 +1,11 @@
 /* doctor-tools.c: doctor checks of the programs that environments and
  * launchers use: python3 + venv, git, conda, Slurm, the NVIDIA driver. */
 #include "agent/doctor.h"
+#include "agent/gpu-nvml.h"
 
+#include "common/err.h"
 #include "common/util.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -250,20 +251,14 @@ void doctor_check_slurm(struct doctor *d)
 	           out[0] ? out : "(none)");
 }
 
-typedef int (*nvml_fn)(void);
-typedef int (*nvml_count_fn)(unsigned int *);
-typedef int (*nvml_str_fn)(char *, unsigned int);
-
 void doctor_check_gpus(struct doctor *d)
 {
-	void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-	nvml_fn init, shutdown;
-	nvml_count_fn count;
-	nvml_str_fn version;
+	struct nvml *nv;
 	char drv[96] = "?";
-	unsigned int n = 0;
+	unsigned int n;
+	int r;
 
-	if (lib == NULL) {
+	if ((r = gpu_nvml_open(&nv)) == TERR_NOTFOUND) {
 		doctor_add(d, "gpu", DOC_INFO,
 		           access("/proc/driver/nvidia/version", F_OK) == 0
 		               ? "install the driver's NVML library "
@@ -273,25 +268,18 @@ void doctor_check_gpus(struct doctor *d)
 		           "GPUs offered");
 		return;
 	}
-	*(void **)&init = dlsym(lib, "nvmlInit_v2");
-	*(void **)&shutdown = dlsym(lib, "nvmlShutdown");
-	*(void **)&count = dlsym(lib, "nvmlDeviceGetCount_v2");
-	*(void **)&version = dlsym(lib, "nvmlSystemGetDriverVersion");
-	if (!init || !shutdown || !count || !version || init() != 0) {
+	if (r < 0) {
 		doctor_add(
 		    d, "gpu", DOC_WARN,
 		    "check nvidia-smi; reload the driver (modprobe "
 		    "nvidia) or reboot after a driver upgrade",
 		    "libnvidia-ml.so.1 found but NVML does not start: no "
 		    "GPUs offered");
-		dlclose(lib);
 		return;
 	}
-	if (count(&n) != 0)
-		n = 0;
-	version(drv, sizeof(drv));
-	shutdown();
-	dlclose(lib);
+	n = gpu_nvml_count(nv);
+	gpu_nvml_driver(nv, drv, sizeof(drv));
+	gpu_nvml_close(nv);
 	doctor_add(d, "gpu", n ? DOC_OK : DOC_WARN,
 	           n ? NULL
 	             : "check nvidia-smi and the device nodes /dev/nvidia*",

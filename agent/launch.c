@@ -69,7 +69,7 @@ static json_t *launch_mounts(const char *list)
 static json_t *launch_settings(struct agent *a, struct att *t)
 {
 	const struct agent_conf *c = &a->conf;
-	char *env_dir = xasprintf("%s/envs", c->state_dir);
+	char *env_dir = agent_conf_env_dir(c);
 	json_t *gpus = json_loads(t->gpu_ids ? t->gpu_ids : "[]", 0, NULL);
 	int64_t max_disk = 0;
 	json_t *s = json_pack(

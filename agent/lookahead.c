@@ -8,6 +8,7 @@
  * a time; the loop watches the child through a pidfd and never waits. */
 #include "agent/agent.h"
 
+#include "common/attempt.h"
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/log.h"
@@ -208,4 +209,18 @@ void lookahead_free(struct agent *a)
 	free(l->job);
 	free(l);
 	a->ahead = NULL;
+}
+
+void lookahead_cancel(struct agent *a, const char *job, int64_t attempt,
+                      const char *reason)
+{
+	struct lookahead *l = a->ahead;
+	struct err e = {0};
+
+	if (l == NULL || strcmp(l->job, job) != 0 || l->attempt != attempt)
+		return;
+	log_info("job=%s attempt=%lld stopping its look-ahead build (%s)", job,
+	         (long long)attempt, reason);
+	if (attempt_cancel_write(l->dir, reason, a->conf.kill_grace_ms, &e) < 0)
+		log_warn("job=%s look-ahead: %s", job, e.msg);
 }

@@ -12,11 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct cmd_entry *const commands[] = {
-    &cmd_run,           &cmd_submit, &cmd_status,
-    &cmd_jobs,          &cmd_logs,   &cmd_outputs,
-    &cmd_drain,         &cmd_rotate, &cmd_config_reference,
-    &cmd_config_sample, &cmd_envs,   NULL};
+static const struct cmd_entry *const commands[] = {&cmd_run,
+                                                   &cmd_submit,
+                                                   &cmd_status,
+                                                   &cmd_jobs,
+                                                   &cmd_logs,
+                                                   &cmd_outputs,
+                                                   &cmd_drain,
+                                                   &cmd_rotate,
+                                                   &cmd_config_reference,
+                                                   &cmd_config_sample,
+                                                   &cmd_envs,
+                                                   &cmd_images,
+                                                   NULL};
 
 static void usage(FILE *f)
 {
@@ -112,14 +120,6 @@ static int run_doctor(int argc, char **argv, int at)
 	return rc;
 }
 
-static const struct cmd_entry *find_command(const char *name)
-{
-	for (int i = 0; commands[i] != NULL; i++)
-		if (strcmp(commands[i]->name, name) == 0)
-			return commands[i];
-	return NULL;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -151,8 +151,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(argv[i], "doctor") == 0)
 			return run_doctor(argc, argv, i);
-		/* envs passes its own options to the runner */
-		if (strcmp(argv[i], "envs") == 0)
+		/* envs passes its own options to the runner; images parses
+		 * its own */
+		if (strcmp(argv[i], "envs") == 0 ||
+		    strcmp(argv[i], "images") == 0)
 			envs_at = i;
 		break;
 	}
@@ -205,10 +207,10 @@ int main(int argc, char **argv)
 			sets[nsets++] = xasprintf("%s=%s", key, optarg);
 	}
 	if (envs_at > 0) {
-		cmd = &cmd_envs;
+		cmd = cmd_find(commands, argv[envs_at]);
 		optind = envs_at + 1;
 	} else if (optind < argc) {
-		cmd = find_command(argv[optind]);
+		cmd = cmd_find(commands, argv[optind]);
 		if (cmd == NULL)
 			cli_usage_error("tether-agent", "unknown command '%s'",
 			                argv[optind]);

@@ -14,30 +14,12 @@
 #define CAP_CMD_TIMEOUT_MS 10000
 #define CAP_OUT_MAX        (16 << 20)
 
-/* Value of key= in one -o record (up to the next space) into out. */
-static bool kv(const char *line, const char *key, char *out, size_t size)
-{
-	size_t klen = strlen(key);
-
-	for (const char *p = line; (p = strstr(p, key)) != NULL; p += klen) {
-		if ((p == line || p[-1] == ' ') && p[klen] == '=') {
-			size_t n = strcspn(p + klen + 1, " \n");
-			if (n >= size)
-				n = size - 1;
-			memcpy(out, p + klen + 1, n);
-			out[n] = '\0';
-			return true;
-		}
-	}
-	return false;
-}
-
 static int64_t kv_int(const char *line, const char *key)
 {
 	char v[64];
 	int64_t n = 0;
 
-	if (!kv(line, key, v, sizeof(v)) ||
+	if (!str_kv_field(line, key, v, sizeof(v)) ||
 	    parse_i64(v, 0, INT64_MAX, &n, NULL) < 0)
 		return 0;
 	return n;
@@ -143,15 +125,16 @@ static void node_account(json_t *parts, const char *line)
 	size_t i;
 	json_t *p;
 
-	kv(line, "State", state, sizeof(state));
-	kv(line, "Partitions", plist, sizeof(plist));
-	kv(line, "Gres", gres, sizeof(gres));
-	kv(line, "AllocTRES", tres, sizeof(tres));
+	str_kv_field(line, "State", state, sizeof(state));
+	str_kv_field(line, "Partitions", plist, sizeof(plist));
+	str_kv_field(line, "Gres", gres, sizeof(gres));
+	str_kv_field(line, "AllocTRES", tres, sizeof(tres));
 	gpus = gres_gpus(gres);
 	/* GresUsed= (scontrol -d) works without accounting; AllocTRES has
 	 * gres/gpu only where AccountingStorageTRES tracks it. */
-	busy_gpus = kv(line, "GresUsed", used, sizeof(used)) ? gres_gpus(used)
-	                                                     : alloc_gpus(tres);
+	busy_gpus = str_kv_field(line, "GresUsed", used, sizeof(used))
+	                ? gres_gpus(used)
+	                : alloc_gpus(tres);
 	ok = node_usable(state);
 	json_array_foreach(parts, i, p)
 	{
@@ -183,9 +166,9 @@ static json_t *parse_partitions(const char *text)
 		size_t len = strcspn(line, "\n");
 		char *rec = strndup(line, len), name[256], st[32] = "",
 		     def[8] = "";
-		if (kv(rec, "PartitionName", name, sizeof(name))) {
-			kv(rec, "State", st, sizeof(st));
-			kv(rec, "Default", def, sizeof(def));
+		if (str_kv_field(rec, "PartitionName", name, sizeof(name))) {
+			str_kv_field(rec, "State", st, sizeof(st));
+			str_kv_field(rec, "Default", def, sizeof(def));
 			json_array_append_new(
 			    parts,
 			    json_pack(

@@ -106,7 +106,7 @@ install_binaries() {
 	install -d -m 0755 "$root$bindir"
 	# install(1) writes a new inode, so a running agent or runner keeps its
 	# old binary until it restarts (no "text file busy").
-	for b in tether-agent:agent tether-runner:runner tether:workspace/cli; do
+	for b in tether-agent:agent tether-runner:runner tether:cli; do
 		src=$(source_of "${b%%:*}" "${b#*:}")
 		[ -n "$src" ] || continue
 		install -m 0755 "$src" "$root$bindir/${b%%:*}"

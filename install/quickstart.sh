@@ -23,7 +23,7 @@ id tether-job >/dev/null 2>&1 ||
 bin=$root/build
 ws_bin=$bin/workspace/server/tether-workspace
 agent_bin=$bin/agent/tether-agent
-cli=$bin/workspace/cli/tether
+cli=$bin/cli/tether
 
 # State lives outside /tmp: jobs get a private /tmp of their own.
 demo=$(mktemp -d /var/tmp/tether-quickstart.XXXXXX)

@@ -17,8 +17,8 @@
  * directory swapped for one is counted as a link, never followed. */
 #include "common/err.h"
 #include "common/util.h"
-#include "runner/source.h"
-#include "runner/supervisor.h"
+#include "runner/source/source.h"
+#include "runner/runner.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -4,49 +4,31 @@
  *   tether-runner pack-checkpoint <attempt-dir>   pack checkpoints/ for
  *                                      upload (docs/checkpointing.md)
  *   tether-runner envs [build|prune] ...   the environment cache
- *                                      (env-cache.c, docs/environments.md)
+ *                                      (cmd-envs.c, docs/environments.md)
+ *
+ * One cmd-*.c per command, listed in commands[] below (shape: common/cmd.h).
  */
 #include "common/log.h"
 #include "common/util.h"
-#include "runner/env.h"
-#include "runner/supervisor.h"
+#include "runner/cmd.h"
 
 #include <getopt.h>
-#include <limits.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+
+static const struct cmd_entry *const commands[] = {
+    &cmd_run_entry, &cmd_pack_checkpoint_entry, &cmd_envs_entry, NULL};
 
 static void usage(FILE *f)
 {
-	fprintf(
-	    f, "usage: tether-runner [--help] [--version] COMMAND ARGS\n"
-	       "the per-attempt job supervisor (started by tether-agent)\n"
-	       "  run DIR   run the attempt in DIR (spec.json) to result.json\n"
-	       "  pack-checkpoint DIR   pack DIR/checkpoints into "
-	       "checkpoint-out.<sha256>.tar.gz\n"
-	       "  envs [--state-dir D | --env-dir D] [--json]   list the "
-	       "environment cache\n"
-	       "  envs prune (--budget SIZE | --all)   evict from it\n"
-	       "  envs build DIR   build DIR/spec.json's environment ahead\n");
-}
-
-static int cmd_run(int argc, char **argv)
-{
-	char dir[PATH_MAX];
-
-	if (argc != 2)
-		cli_usage_error("tether-runner",
-		                "%s needs one attempt "
-		                "directory",
-		                argv[0]);
-	if (realpath(argv[1], dir) == NULL) {
-		log_error_errno("attempt directory %s", argv[1]);
-		return 1;
-	}
-	if (strcmp(argv[0], "pack-checkpoint") == 0)
-		return supervisor_pack_main(dir);
-	return supervisor_main(dir);
+	fprintf(f,
+	        "usage: tether-runner [--help] [--version] COMMAND ARGS\n"
+	        "the per-attempt job supervisor (started by tether-agent)\n");
+	for (int i = 0; commands[i] != NULL; i++)
+		fprintf(f, "  %s %s   %s\n", commands[i]->name,
+		        commands[i]->usage, commands[i]->help);
+	fprintf(f, "  envs prune (--budget SIZE | --all)   evict from it\n"
+	           "  envs build DIR   build DIR/spec.json's environment "
+	           "ahead\n");
 }
 
 int main(int argc, char **argv)
@@ -71,14 +53,15 @@ int main(int argc, char **argv)
 			                cli_bad_option(argc, argv));
 		}
 	}
-	if (optind < argc && (strcmp(argv[optind], "run") == 0 ||
-	                      strcmp(argv[optind], "pack-checkpoint") == 0))
-		return cmd_run(argc - optind, argv + optind);
-	if (optind < argc && strcmp(argv[optind], "envs") == 0)
-		return env_cache_main(argc - optind, argv + optind);
-	if (optind < argc)
-		cli_usage_error("tether-runner", "unknown command '%s'",
-		                argv[optind]);
+	if (optind < argc) {
+		const struct cmd_entry *cmd = cmd_find(commands, argv[optind]);
+		struct cmd_ctx ctx = {.prog = "tether-runner"};
+
+		if (cmd == NULL)
+			cli_usage_error("tether-runner", "unknown command '%s'",
+			                argv[optind]);
+		return cmd->run(&ctx, argc - optind, argv + optind);
+	}
 	usage(stderr);
 	return 2;
 }

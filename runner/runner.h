@@ -73,6 +73,7 @@ struct runner {
 	struct logpipe *aux_log; /* runner_logf / runner_log_bytes -> log */
 	int64_t run_started_ms;  /* CLOCK_MONOTONIC at job start */
 	bool reattach;           /* an earlier runner started the job */
+	bool lookahead;          /* `envs build`: a build ahead of the job */
 	bool resumed;            /* checkpoint.tar.gz restored */
 	bool has_progress;       /* a TETHER_PROGRESS line was seen */
 	double progress;         /* its last value */
@@ -109,6 +110,13 @@ int runner_disk_budget(struct runner *r, struct err *e);
  * directories (walked without following symlinks), its private /tmp and
  * /dev/shm (sandbox), and files it deleted but keeps open. */
 int64_t runner_disk_usage(struct runner *r);
+/* The attempt's files (runner-io.c): open the log and events files, append
+ * a phase's start/end event, record the phase in state.json, close. */
+int runner_open_files(struct runner *r, struct err *e);
+int runner_phase_event(struct runner *r, const char *phase, const char *state,
+                       double duration, struct err *e);
+void runner_set_phase(struct runner *r, const char *phase);
+void runner_close_files(struct runner *r);
 /* Persist r->state to state.json (e.g. after setting launcher_ref). */
 int runner_save_state(struct runner *r, struct err *e);
 /* Append a status event (seq assigned here) to the events file. */

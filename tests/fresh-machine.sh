@@ -26,8 +26,11 @@ mkdir -p "$cache"
 if [ ! -s "$rootfs_tar" ]; then
   dir=$(mktemp -d /var/tmp/tether-fresh.XXXXXX)
   echo "== debootstrap --variant=minbase bookworm (once, cached in $cache)"
+  # the Debian mirror of this machine's own apt sources
+  mirror=$(cd tests/bb && /usr/bin/python3 -c \
+    'from harness.baseimage import apt_mirror; print(apt_mirror())')
   debootstrap --variant=minbase --include=git,ca-certificates bookworm "$dir" \
-    http://deb.debian.org/debian >"$cache/debootstrap.log" 2>&1
+    "$mirror" >"$cache/debootstrap.log" 2>&1
   tar -C "$dir" -cf "$rootfs_tar.tmp" .
   mv "$rootfs_tar.tmp" "$rootfs_tar"
   rm -rf "$dir"

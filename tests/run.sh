@@ -12,6 +12,8 @@ jobs=$(nproc)
 
 ./install/deps.sh
 ./tests/check-format.sh
+# Parts use only the parts docs/architecture.md allows (#include, CMake).
+/usr/bin/python3 tests/check-boundaries.py
 
 # The unit tests of the docker launcher talk to a real engine: start
 # Debian's dockerd when none answers (stopped again at exit).
@@ -33,6 +35,8 @@ from harness import baseimage; baseimage.ensure_base_image()'
 echo "== build (RelWithDebInfo)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs" -- --no-print-directory >/dev/null
+# Each binary's NEEDED libraries are ones it calls; no runner code in the agent.
+./tests/check-links.sh build
 
 if [ "${TETHER_SKIP_ASAN:-0}" != 1 ]; then
   echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer)"

@@ -164,6 +164,7 @@ int ssh_hostkey_prefs(const char *known_hosts, const struct ssh_target *t,
 	LIBSSH2_KNOWNHOSTS *kh = NULL;
 	struct libssh2_knownhost *k = NULL;
 	char list[512] = "";
+	size_t len = 0;
 	int r;
 
 	*out = NULL;
@@ -176,11 +177,9 @@ int ssh_hostkey_prefs(const char *known_hosts, const struct ssh_target *t,
 		if (a == NULL || k->key == NULL || strstr(list, a) != NULL ||
 		    !entry_matches(kh, k, t))
 			continue;
-		if (strlen(list) + strlen(a) + 2 < sizeof(list)) {
-			if (list[0] != '\0')
-				strcat(list, ",");
-			strcat(list, a);
-		}
+		if (len + strlen(a) + 2 < sizeof(list))
+			len += (size_t)snprintf(list + len, sizeof(list) - len,
+			                        "%s%s", len ? "," : "", a);
 	}
 	if (list[0] != '\0')
 		*out = xstrdup(list);

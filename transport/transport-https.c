@@ -5,6 +5,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "transport/proto-error.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,41 +25,6 @@ struct tp_ctx {
 	void *arg;
 };
 
-static int tp_status_code(long status)
-{
-	switch (status) {
-	case 400:
-		return TERR_INVAL;
-	case 401:
-	case 403:
-		return TERR_AUTH;
-	case 404:
-		return TERR_NOTFOUND;
-	case 409:
-		return TERR_CONFLICT;
-	case 413:
-		return TERR_TOOBIG;
-	case 416:
-		return TERR_GAP;
-	case 426:
-		return TERR_PROTO;
-	case 429:
-	case 503:
-		return TERR_BUSY;
-	default:
-		return status >= 200 && status < 300 ? 0 : TERR_FAIL;
-	}
-}
-
-static void tp_error_message(struct tp_reply *rep)
-{
-	json_t *error = json_object_get(rep->json, "error");
-	const char *msg = json_string_value(json_object_get(error, "message"));
-
-	err_set(&rep->err, rep->code, "HTTP %ld: %s", rep->status,
-	        msg ? msg : err_name(rep->code));
-}
-
 static void tp_http_done(void *arg, const struct http_result *res)
 {
 	struct tp_ctx *ctx = arg;
@@ -70,14 +36,12 @@ static void tp_http_done(void *arg, const struct http_result *res)
 		rep.code = res->code;
 		rep.err = res->err;
 	} else {
-		rep.code = tp_status_code(res->status);
 		if (res->body_len > 0 && json_parse(res->body, res->body_len,
 		                                    32, &rep.json, NULL) < 0)
 			rep.json = NULL;
-		if (rep.code < 0)
-			tp_error_message(&rep);
-		else if (rep.json == NULL && res->body_len > 0 &&
-		         res->body[0] == '{')
+		rep.code = proto_error_set(rep.status, rep.json, &rep.err);
+		if (rep.code == 0 && rep.json == NULL && res->body_len > 0 &&
+		    res->body[0] == '{')
 			rep.code =
 			    err_set(&rep.err, TERR_PROTO,
 			            "HTTP %ld: reply is not JSON", res->status);

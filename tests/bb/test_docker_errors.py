@@ -1,6 +1,8 @@
 """Docker failures say what is wrong: a dead engine socket, the docker
 launcher without a docker environment, a Dockerfile missing from the
 source, a failing build step."""
+import re
+
 from harness import dockerd
 from harness import runner as hr
 
@@ -46,3 +48,23 @@ def test_failing_build_step(docker_base):
     assert "docker build Dockerfile" in res["message"]
     assert "returned a non-zero code: 1" in res["message"], res["message"]
     assert "[env] boom-" in log
+
+
+def test_failed_build_leaves_no_dangling_image(docker_base):
+    """Steps before the failing one committed images; a failed build
+    removes them (none is left untagged in the engine)."""
+    d = dockerd.docker_attempt(
+        ["true"], job="D-dangle",
+        dockerfile="FROM tether-test-base:bookworm\n"
+        "RUN echo one-%s > /one\nRUN echo two > /two\nRUN false\n"
+        % hr.state_dir())
+    res, log, r = run(d)
+    assert res["reason"] == "env_failed", res
+    steps = re.findall(r"---> ([0-9a-f]{12})$", log, re.M)
+    assert len(steps) >= 3, log  # the base, and the two steps that worked
+    for img in steps[1:]:
+        r = dockerd.cli("image", "inspect", img, check=False)
+        assert r.returncode != 0, f"image {img} of the failed build is left"
+    assert "image(s) of the failed build" in log, log
+    assert dockerd.cli("image", "inspect", steps[0],
+                       check=False).returncode == 0  # FROM's image kept

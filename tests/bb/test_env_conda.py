@@ -11,6 +11,7 @@ env_failed with the tool's message in the log."""
 import json
 import os
 import pwd
+import subprocess
 import time
 
 import pytest
@@ -20,8 +21,10 @@ from harness.gitserver import phase_end, read_attempt, run_attempt, var_tmpdir
 
 STANDIN = r"""#!/bin/sh
 # stand-in for {tool}: record argv, make a prefix with a python
-printf '%s\n' "$0" "$@" > {rec}/{tool}.argv
-id -u > {rec}/{tool}.uid
+# (records go to the current directory: the job's work directory, the
+# only writable place of a build's sandbox besides the prefix)
+printf '%s\n' "$0" "$@" > {tool}.argv
+id -u > {tool}.uid
 # like the real tools: a writable HOME and package cache
 mkdir -p "$MAMBA_ROOT_PREFIX/pkgs" && touch "$HOME/.standin" || exit 3
 prefix=; file=
@@ -36,7 +39,6 @@ if grep -q nonexistent-pkg "$file"; then
   exit 1
 fi
 if grep -q slow-pkg "$file"; then
-  echo $$ > {rec}/slow.pid
   echo "Solving environment..."
   sleep 120
 fi
@@ -52,7 +54,7 @@ SHOW = ("/bin/sh", "-c", 'echo "P=$CONDA_PREFIX D=$CONDA_DEFAULT_ENV '
 
 
 def make_tools(tools):
-    """A 0755 dir with stand-ins for tools, and a record dir; (bin, rec)."""
+    """A 0755 dir with stand-ins for tools; (bin, its directory)."""
     d = var_tmpdir("tether-conda-")
     b, rec = os.path.join(d, "bin"), os.path.join(d, "rec")
     os.makedirs(b)
@@ -77,8 +79,17 @@ def run_conda(root, spec, bindir, job="1", settings=None):
                        env={"PATH": bindir + ":/usr/local/bin:/usr/bin:/bin"})
 
 
-def argv_of(rec, tool):
-    return open(os.path.join(rec, tool + ".argv")).read().splitlines()
+def work(att):
+    return os.path.join(att["dir"], "work")
+
+
+def argv_of(att, tool):
+    return open(os.path.join(work(att), tool + ".argv")).read().splitlines()
+
+
+# environment.yml as the builder reads it: written by the runner into the
+# work directory (the sandbox shows it at /tether/work)
+YML_PATH = "/tether/work/.tether-environment.yml"
 
 
 def env_prefix(root):
@@ -94,26 +105,26 @@ def test_exact_argv_and_activation(tool):
     att = run_conda(root, conda_spec(), b)
     assert att["result"]["reason"] == "succeeded", att["log"]
     prefix = env_prefix(root)
-    yml = prefix + ".environment.yml"
+    yml = YML_PATH
     want = {"micromamba": ["create", "-y", "-p", prefix, "-f", yml],
             "mamba": ["create", "-y", "-p", prefix, "-f", yml],
             "conda": ["env", "create", "-p", prefix, "-f", yml]}[tool]
-    assert argv_of(rec, tool) == [os.path.join(b, tool)] + want
+    assert argv_of(att, tool) == [os.path.join(b, tool)] + want
     # the builder ran as the job user, not root
-    uid = int(open(os.path.join(rec, tool + ".uid")).read())
+    uid = int(open(os.path.join(work(att), tool + ".uid")).read())
     assert uid == pwd.getpwnam("tether-job").pw_uid
     assert f"P={prefix} D={prefix} S=1\n" in att["log"]
     assert f"{prefix}/bin/python\n42\n" in att["log"]
     assert "[env] Transaction finished" in att["log"]
     # the environment.yml the tool read is the job's, and was cleaned up
     assert open(os.path.join(prefix, "conda-meta/environment.yml")).read() == YML
-    assert not os.path.exists(yml)
+    assert not os.path.exists(os.path.join(work(att),
+                                           ".tether-environment.yml"))
     # same spec again: cache hit, the tool is not run
-    os.unlink(os.path.join(rec, tool + ".argv"))
     again = run_conda(root, conda_spec(), b, job="2")
     assert again["result"]["reason"] == "succeeded", again["log"]
     assert "[env] cache hit: conda environment" in again["log"]
-    assert not os.path.exists(os.path.join(rec, tool + ".argv"))
+    assert not os.path.exists(os.path.join(work(again), tool + ".argv"))
     assert phase_end(again, "env")["duration"] < 1.0
     assert phase_end(again, "env")["cache_hit"] is True
     assert phase_end(att, "env")["cache_hit"] is False
@@ -123,19 +134,20 @@ def test_tool_choice_order():
     b, rec = make_tools(["micromamba", "mamba", "conda"])
     root = var_tmpdir()
     # none asked: micromamba first
-    assert run_conda(root, conda_spec(), b)["result"]["reason"] == "succeeded"
-    assert [n for n in os.listdir(rec) if n.endswith(".argv")] == \
+    att = run_conda(root, conda_spec(), b)
+    assert att["result"]["reason"] == "succeeded", att["log"]
+    assert [n for n in os.listdir(work(att)) if n.endswith(".argv")] == \
         ["micromamba.argv"]
     # the spec's tool wins (a different tool is a different env)
     att = run_conda(root, conda_spec(tool="conda"), b, job="2")
     assert att["result"]["reason"] == "succeeded", att["log"]
-    assert sorted(n for n in os.listdir(rec) if n.endswith(".argv")) == \
-        ["conda.argv", "micromamba.argv"]
+    assert [n for n in os.listdir(work(att)) if n.endswith(".argv")] == \
+        ["conda.argv"]
     # then the runner setting conda_tool
     att = run_conda(root, conda_spec(YML + "  - numpy\n"), b, job="3",
                     settings={"conda_tool": "mamba"})
     assert att["result"]["reason"] == "succeeded", att["log"]
-    assert "mamba.argv" in os.listdir(rec)
+    assert "mamba.argv" in os.listdir(work(att))
 
 
 def test_no_tool_is_env_failed():
@@ -182,14 +194,16 @@ def test_cancel_stops_a_long_build():
     d = os.path.join(root, "state", "jobs", "1", "1")
     wait_until(lambda: "Solving environment" in open(os.path.join(d, "log")).read(),
                30, what="the build to start")
-    pid = int(open(os.path.join(rec, "slow.pid")).read())
+    pids = subprocess.run(["pgrep", "-f", os.path.join(b, "micromamba")],
+                          capture_output=True, text=True).stdout.split()
+    assert pids
     t0 = time.monotonic()
     with open(os.path.join(d, "cancel.tmp"), "w") as f:
         json.dump({"reason": "cancelled", "grace": 1}, f)
     os.rename(os.path.join(d, "cancel.tmp"), os.path.join(d, "cancel"))
     p.wait(30)
     assert time.monotonic() - t0 < 10
-    assert not os.path.exists(f"/proc/{pid}")
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids)
     att = read_attempt(d)
     assert "cancelled while building the environment" in att["result"]["message"]
     assert att["result"]["reason"] in ("cancelled", "env_failed")

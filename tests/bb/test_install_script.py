@@ -54,7 +54,8 @@ def test_install_then_uninstall_leaves_nothing(root):
     before = root.snapshot()
     r = install(root)
     # binaries
-    for b in ("tether-agent", "tether-runner"):
+    # tether too: install.sh finds it in the build dir (cli/ since issue 21).
+    for b in ("tether-agent", "tether-runner", "tether"):
         path = root.p("usr/local/bin/" + b)
         assert mode(path) == (0o755, 0, 0), b
     # the job user: system, no login, no home

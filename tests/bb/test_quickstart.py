@@ -16,7 +16,10 @@ import pytest
 
 from harness.common import SOURCE_DIR
 
-TORCH_IMAGE = "tether-test-base:bookworm-torch"
+# the base image examples/digits/Dockerfile names, as `tether-agent images
+# bootstrap tether-torch:bookworm --packages python3-torch python3-sklearn`
+# makes it (same packages, same cached tree: python3 and pip included)
+TORCH_IMAGE = "tether-torch:bookworm"
 
 
 def run_quickstart(spec):
@@ -51,7 +54,8 @@ def test_quickstart_trains_digits_end_to_end():
 def test_quickstart_docker_variant(docker_engine):
     from harness import baseimage
     # debootstrap with torch once (cached under /var/cache/tether-test).
-    baseimage.ensure_base_image(include=["python3", "python3-torch",
-                                         "python3-sklearn"], tag=TORCH_IMAGE)
+    baseimage.ensure_base_image(include=["python3", "python3-pip",
+                                         "python3-torch", "python3-sklearn"],
+                                tag=TORCH_IMAGE)
     out = run_quickstart("examples/digits/job-docker.json")
     assert "digits-docker" in out

@@ -58,8 +58,8 @@ def test_no_shell_with_job_data_in_the_sources():
     handles job data (the slurm batch script is a shell script by nature:
     its words are single-quoted, tests/unit/test_runner_slurm_script.c)."""
     bad = []
-    for d in ("agent", "runner", "transport", "common", "workspace/server",
-              "workspace/cli"):
+    for d in ("agent", "runner", "transport", "common", "docker",
+              "workspace/server", "cli"):
         for f in glob.glob(os.path.join(SRC, d, "*.c")):
             text = open(f).read()
             for m in re.finditer(r"\b(system|popen|execl|execlp)\s*\(|\"/bin/sh\"", text):
@@ -132,13 +132,18 @@ def test_conda_file_name(canary):
     for i, v in enumerate(payloads(canary.prefix, newline=False)):
         name = v.replace("/", "_") + ".yml"
         with open(os.path.join(src, name), "w") as f:
-            f.write("name: x\ndependencies:\n  - python=3.11\n")
+            # a different text each: each job builds (no cache hit), so
+            # each leaves its own argv record in its work directory
+            f.write(f"name: x{i}\ndependencies:\n  - python=3.11\n")
         spec = {"name": "c", "command": ["true"], "source": {"path": src},
                 "environment": {"kind": "conda", "file": name}}
         att = run_attempt(root, spec, job=str(200 + i),
                           env={"PATH": b + ":/usr/bin:/bin"})
         assert att["result"]["reason"] == "succeeded", att["log"][-2000:]
-        argv = open(os.path.join(rec, "micromamba.argv")).read().splitlines()
+        # the stand-in records into the work directory: the only writable
+        # place of the build's sandbox besides the prefix
+        argv = open(os.path.join(att["dir"], "work",
+                                 "micromamba.argv")).read().splitlines()
         # create -y -p PREFIX -f FILE: the file (or the builder's copy of
         # it) is one word, and no fragment of the name became a word.
         assert argv[1:5] == ["create", "-y", "-p", argv[4]] and \

@@ -8,7 +8,7 @@
  * the same frames, bytes and stream ids as feeding it whole. */
 #include "common/buf.h"
 #include "common/err.h"
-#include "runner/docker.h"
+#include "docker/docker.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -6,7 +6,7 @@
  * target directory (the directory next to it stays exactly as it was), and
  * no symlink left inside points out of it. */
 #include "common/err.h"
-#include "runner/source.h"
+#include "runner/source/source.h"
 
 #include <dirent.h>
 #include <fcntl.h>

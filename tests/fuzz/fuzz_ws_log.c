@@ -51,14 +51,14 @@ static struct ws *fuzz_ws(void)
 		ref[i] = (unsigned char)(i * 131 + i / 251 + 7);
 	pthread_mutex_init(&ws.wait_mu, NULL);
 	pthread_cond_init(&ws.wait_cond, NULL);
-	if (db_open(&ws, ":memory:", &e) < 0 ||
-	    db_exec(&ws, "INSERT INTO jobs(id, name, state, priority, "
-	                 "submitted_at, queued_at, spec, retries, cpus, "
-	                 "memory, gpus) VALUES (1, 'j', 'running', 0, 0, 0, "
-	                 "'{}', 0, 0, 0, 0); INSERT INTO attempts(job, "
-	                 "attempt, agent_id, state, started_at, "
-	                 "lease_deadline) VALUES (1, 1, 'a1', 'running', 0, "
-	                 "0)") < 0)
+	if (store_open(&ws, ":memory:", &e) < 0 ||
+	    store_exec(&ws, "INSERT INTO jobs(id, name, state, priority, "
+	                    "submitted_at, queued_at, spec, retries, cpus, "
+	                    "memory, gpus) VALUES (1, 'j', 'running', 0, 0, 0, "
+	                    "'{}', 0, 0, 0, 0); INSERT INTO attempts(job, "
+	                    "attempt, agent_id, state, started_at, "
+	                    "lease_deadline) VALUES (1, 1, 'a1', 'running', 0, "
+	                    "0)") < 0)
 		abort();
 	ready = true;
 	return &ws;
@@ -67,7 +67,7 @@ static struct ws *fuzz_ws(void)
 static int64_t stored_length(struct ws *ws)
 {
 	sqlite3_stmt *st =
-	    db_prep(ws, "SELECT log_length FROM attempts WHERE job = 1");
+	    store_prep(ws, "SELECT log_length FROM attempts WHERE job = 1");
 	int64_t n = -1;
 
 	if (sqlite3_step(st) == SQLITE_ROW)
@@ -79,8 +79,8 @@ static int64_t stored_length(struct ws *ws)
 /* The chunks must tile [0, len) and hold the reference bytes. */
 static void check_bytes(struct ws *ws, int64_t len)
 {
-	sqlite3_stmt *st = db_prep(ws, "SELECT offset, data FROM log_chunks "
-	                               "WHERE job = 1 ORDER BY offset");
+	sqlite3_stmt *st = store_prep(ws, "SELECT offset, data FROM log_chunks "
+	                                  "WHERE job = 1 ORDER BY offset");
 	int64_t at = 0;
 
 	while (sqlite3_step(st) == SQLITE_ROW) {
@@ -178,8 +178,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		data += used, size -= used;
 	}
 	check_bytes(ws, model);
-	if (db_exec(ws, "DELETE FROM log_chunks; UPDATE attempts SET "
-	                "log_length = 0") < 0)
+	if (store_exec(ws, "DELETE FROM log_chunks; UPDATE attempts SET "
+	                   "log_length = 0") < 0)
 		abort();
 	return 0;
 }

@@ -7,7 +7,7 @@
 
 #include "common/fileio.h"
 #include "common/util.h"
-#include "workspace/cli/cli.h"
+#include "cli/cli.h"
 
 #include <stdlib.h>
 #include <string.h>

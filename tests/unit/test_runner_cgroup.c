@@ -10,7 +10,7 @@
 
 #include "common/err.h"
 #include "common/util.h"
-#include "runner/cgroup.h"
+#include "runner/sandbox/cgroup.h"
 
 #include <linux/magic.h>
 #include <signal.h>

@@ -1,5 +1,5 @@
 /* Unit tests of the runner's lifecycle pieces: TETHER_PROGRESS lines
- * (supervisor-progress.c) and pack-checkpoint (supervisor-pack.c). */
+ * (progress.c) and pack-checkpoint (supervisor-pack.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +10,7 @@
 #include "common/fileio.h"
 #include "common/sha256.h"
 #include "common/util.h"
-#include "runner/supervisor.h"
+#include "runner/supervisor/supervisor.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -76,13 +76,14 @@ static void test_pack(void **state)
 {
 	char dir[] = "/tmp/tether-pack-XXXXXX", *ck, *path, sha[65];
 	json_t *j;
+	struct err e = {0};
 	const char *want;
 
 	(void)state;
 	assert_non_null(mkdtemp(dir));
 	ck = xasprintf("%s/checkpoints", dir);
 	assert_int_equal(mkdir(ck, 0700), 0);
-	assert_int_equal(supervisor_pack_main(dir), 0);
+	assert_int_equal(supervisor_pack(dir, &e), 0);
 	path = xasprintf("%s/checkpoint-out.json", dir);
 	j = load_json(path);
 	assert_string_equal(json_string_value(json_object_get(j, "state")),
@@ -97,7 +98,7 @@ static void test_pack(void **state)
 	path = xasprintf("%s/link", ck);
 	assert_int_equal(symlink("/etc/passwd", path), 0);
 	free(path);
-	assert_int_equal(supervisor_pack_main(dir), 0);
+	assert_int_equal(supervisor_pack(dir, &e), 0);
 	path = xasprintf("%s/checkpoint-out.json", dir);
 	j = load_json(path);
 	free(path);

@@ -13,7 +13,7 @@
 #include "common/sha256.h"
 #include "common/util.h"
 #include "common/jobspec.h"
-#include "runner/docker.h"
+#include "runner/docker/docker.h"
 #include "runner/runner.h"
 
 #include <stdio.h>

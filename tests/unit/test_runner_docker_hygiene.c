@@ -10,7 +10,7 @@
 
 #include "common/err.h"
 #include "common/util.h"
-#include "runner/docker.h"
+#include "runner/docker/docker.h"
 
 #include <stdio.h>
 #include <stdlib.h>

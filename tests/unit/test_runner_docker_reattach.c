@@ -15,8 +15,8 @@
 #include "common/fileio.h"
 #include "common/jobspec.h"
 #include "common/util.h"
-#include "runner/docker.h"
-#include "runner/launcher-docker.h"
+#include "runner/docker/docker.h"
+#include "runner/docker/launcher-docker.h"
 #include "runner/launcher.h"
 #include "runner/runner.h"
 

@@ -9,7 +9,7 @@
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/util.h"
-#include "runner/env.h"
+#include "runner/env/env.h"
 
 #include <fcntl.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* Unit tests of runner/supervisor-fence.c: when a job must stop (cancel
+/* Unit tests of runner/supervisor/fence.c: when a job must stop (cancel
  * file, lease deadline on CLOCK_MONOTONIC, timeout) and how long the
  * supervisor may sleep. */
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include "common/attempt.h"
 #include "common/err.h"
 #include "common/fileio.h"
-#include "runner/supervisor.h"
+#include "runner/fence.h"
 
 #include <stdio.h>
 #include <stdlib.h>

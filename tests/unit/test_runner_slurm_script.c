@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "runner/slurm.h"
+#include "runner/slurm/slurm.h"
 #include "common/buf.h"
 #include "common/cmdrun.h"
 #include "common/err.h"

@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "runner/runner.h"
-#include "runner/slurm.h"
+#include "runner/slurm/slurm.h"
 #include "common/attempt.h"
 #include "common/err.h"
 #include "common/fileio.h"

@@ -1,5 +1,5 @@
-/* Unit tests of runner/git-hostkey.c: known_hosts matching (plain and hashed
- * names, ports, changed keys). */
+/* Unit tests of runner/source/gitsrc-hostkey.c: known_hosts matching (plain and
+ * hashed names, ports, changed keys). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +9,7 @@
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/util.h"
-#include "runner/source.h"
+#include "runner/source/source.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>

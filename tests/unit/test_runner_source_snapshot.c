@@ -10,7 +10,7 @@
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/util.h"
-#include "runner/source.h"
+#include "runner/source/source.h"
 
 #include <dirent.h>
 #include <stdio.h>

@@ -98,9 +98,17 @@ static void test_fingerprint(void **state)
 	assert_string_equal(fp, want);
 }
 
-/* known_hosts entries for the host put their algorithms first; entries of
- * other hosts (also hashed ones) do not count. */
-static void test_hostkey_prefs(void **state)
+#define KEY_ED25519                                                            \
+	"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDrPafQ4RApTsjqjkdXyPDeX+Ll6nxn/" \
+	"DtP0TBbiNMlD\n"
+#define KEY_ECDSA                                                              \
+	"ecdsa-sha2-nistp256 "                                                 \
+	"AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEe"      \
+	"zOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/"                   \
+	"y6v0mKV0U2w0WZ2YB/++Tpockg=\n"
+
+/* The host key algorithms known_hosts text prefers for 10.1.2.3:2222. */
+static char *prefs_of(const char *text)
 {
 	char path[] = "/tmp/tether-kh-XXXXXX";
 	struct ssh_target t = {.user = "u", .host = "10.1.2.3", .port = 2222};
@@ -109,26 +117,37 @@ static void test_hostkey_prefs(void **state)
 	int fd = mkstemp(path);
 
 	assert_true(fd >= 0);
-	dprintf(
-	    fd,
-	    "[10.1.2.3]:2222 ssh-ed25519 "
-	    "AAAAC3NzaC1lZDI1NTE5AAAAIDrPafQ4RApTsjqjkdXyPDeX+Ll6nxn/"
-	    "DtP0TBbiNMlD\n"
-	    "other.example.com ecdsa-sha2-nistp256 "
-	    "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEe"
-	    "zOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/"
-	    "y6v0mKV0U2w0WZ2YB/++Tpockg=\n");
+	dprintf(fd, "%s", text);
 	close(fd);
 	assert_int_equal(ssh_hostkey_prefs(path, &t, &prefs, &e), 0);
+	unlink(path);
+	return prefs;
+}
+
+/* known_hosts entries for the host put their algorithms first; entries of
+ * other hosts (also hashed ones) do not count; several entries for the
+ * host give their algorithms comma-separated, in file order, each once. */
+static void test_hostkey_prefs(void **state)
+{
+	struct ssh_target t = {.user = "u", .host = "10.1.2.3", .port = 2222};
+	struct err e = {0};
+	char *prefs;
+
+	prefs = prefs_of("[10.1.2.3]:2222 " KEY_ED25519
+	                 "other.example.com " KEY_ECDSA);
 	assert_non_null(prefs);
 	assert_string_equal(prefs, "ssh-ed25519");
 	free(prefs);
-	t.host = "10.9.9.9";
-	assert_int_equal(ssh_hostkey_prefs(path, &t, &prefs, &e), 0);
+	prefs = prefs_of("[10.9.9.9]:2222 " KEY_ED25519);
 	assert_null(prefs);
 	assert_int_equal(ssh_hostkey_prefs("/nonexistent", &t, &prefs, &e), 0);
 	assert_null(prefs);
-	unlink(path);
+	prefs =
+	    prefs_of("[10.1.2.3]:2222 " KEY_ED25519 "[10.1.2.3]:2222 " KEY_ECDSA
+	             "[10.1.2.3]:2222 " KEY_ED25519);
+	assert_non_null(prefs);
+	assert_string_equal(prefs, "ssh-ed25519,ecdsa-sha2-nistp256");
+	free(prefs);
 }
 
 int main(void)

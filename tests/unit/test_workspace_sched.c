@@ -33,7 +33,7 @@ static int setup(void **state)
 	f->ws.dir = f->dir;
 	assert_int_equal(conf_defaults(ws_conf_table, &f->ws.conf, NULL), 0);
 	db = xasprintf("%s/ws.db", f->dir);
-	assert_int_equal(db_open(&f->ws, db, NULL), 0);
+	assert_int_equal(store_open(&f->ws, db, NULL), 0);
 	free(db);
 	*state = f;
 	return 0;
@@ -43,7 +43,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	db_close(&f->ws);
+	store_close(&f->ws);
 	conf_free(ws_conf_table, &f->ws.conf);
 	rm_rf(f->dir, NULL);
 	free(f);
@@ -52,7 +52,7 @@ static int teardown(void **state)
 
 static void exec_ok(struct ws *ws, const char *sql)
 {
-	assert_int_equal(db_exec(ws, sql), 0);
+	assert_int_equal(store_exec(ws, sql), 0);
 }
 
 static void add_agent(struct ws *ws, const char *id, const char *labels,
@@ -81,7 +81,8 @@ static void add_job(struct ws *ws, int prio, double cpus, const char *labels,
 
 static const char *job_state(struct ws *ws, int64_t id, char *buf, size_t size)
 {
-	sqlite3_stmt *st = db_prep(ws, "SELECT state FROM jobs WHERE id = ?");
+	sqlite3_stmt *st =
+	    store_prep(ws, "SELECT state FROM jobs WHERE id = ?");
 
 	sqlite3_bind_int64(st, 1, id);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -93,7 +94,7 @@ static const char *job_state(struct ws *ws, int64_t id, char *buf, size_t size)
 static void test_schema_version(void **state)
 {
 	struct fixture *f = *state;
-	sqlite3_stmt *st = db_prep(&f->ws, "PRAGMA user_version");
+	sqlite3_stmt *st = store_prep(&f->ws, "PRAGMA user_version");
 
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	assert_int_equal(sqlite3_column_int(st, 0), WS_SCHEMA_VERSION);

@@ -38,9 +38,10 @@ static int tokens_create(struct req *r)
 	auth_new_token("tr_", tok, sizeof(tok));
 	auth_new_token("t_", id, 2 + 17);
 	l = json_dumps(labels, JSON_COMPACT);
-	db_lock(ws);
-	st = db_prep(ws, "INSERT INTO tokens(id, hash, uses_left, expires_at,"
-	                 " labels, created_at) VALUES (?, ?, ?, ?, ?, ?)");
+	store_lock(ws);
+	st =
+	    store_prep(ws, "INSERT INTO tokens(id, hash, uses_left, expires_at,"
+	                   " labels, created_at) VALUES (?, ?, ?, ?, ?, ?)");
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	{
 		char hash[65];
@@ -53,7 +54,7 @@ static int tokens_create(struct req *r)
 	sqlite3_bind_double(st, 6, now);
 	s = sqlite3_step(st);
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	free(l);
 	json_decref(b);
 	if (s != SQLITE_DONE) {
@@ -74,18 +75,19 @@ static int tokens_list(struct req *r)
 	json_t *list = json_array();
 	sqlite3_stmt *st;
 
-	db_lock(ws);
-	st = db_prep(ws, "SELECT id, uses_left, expires_at, labels FROM tokens"
-	                 " ORDER BY created_at");
+	store_lock(ws);
+	st = store_prep(ws,
+	                "SELECT id, uses_left, expires_at, labels FROM tokens"
+	                " ORDER BY created_at");
 	while (sqlite3_step(st) == SQLITE_ROW)
-		json_array_append_new(list,
-		                      json_pack("{s:o,s:o,s:o,s:o}", "id",
-		                                db_col_str(st, 0), "uses_left",
-		                                db_col_int(st, 1), "expires_at",
-		                                db_col_real(st, 2), "labels",
-		                                db_col_json(st, 3)));
+		json_array_append_new(
+		    list,
+		    json_pack("{s:o,s:o,s:o,s:o}", "id", store_col_str(st, 0),
+		              "uses_left", store_col_int(st, 1), "expires_at",
+		              store_col_real(st, 2), "labels",
+		              store_col_json(st, 3)));
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	return reply_json(r, 200, json_pack("{s:o}", "tokens", list));
 }
 
@@ -111,35 +113,37 @@ static int agents_list(struct req *r)
 	json_t *list = json_array();
 	sqlite3_stmt *st;
 
-	db_lock(ws);
-	st = db_prep(ws, "SELECT id, name, labels, state, capacity, free, "
-	                 "last_seen, version, transport, os, facts, running, "
-	                 "drain, kernel, machine_id FROM agents ORDER BY "
-	                 "created_at");
+	store_lock(ws);
+	st =
+	    store_prep(ws, "SELECT id, name, labels, state, capacity, free, "
+	                   "last_seen, version, transport, os, facts, running, "
+	                   "drain, kernel, machine_id FROM agents ORDER BY "
+	                   "created_at");
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(
 		    list,
 		    json_pack(
 		        "{s:o,s:o,s:o,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,"
 		        "s:o,s:o}",
-		        "id", db_col_str(st, 0), "name", db_col_str(st, 1),
-		        "labels", db_col_json(st, 2), "state",
-		        agent_state(ws, st), "capacity", db_col_json(st, 4),
-		        "free", db_col_json(st, 5), "last_seen",
-		        db_col_real(st, 6), "version", db_col_str(st, 7),
-		        "transport", db_col_str(st, 8), "os", db_col_str(st, 9),
-		        "facts", db_col_json(st, 10), "running",
-		        db_col_int(st, 11), "kernel", db_col_str(st, 13),
-		        "machine_id", db_col_str(st, 14)));
+		        "id", store_col_str(st, 0), "name",
+		        store_col_str(st, 1), "labels", store_col_json(st, 2),
+		        "state", agent_state(ws, st), "capacity",
+		        store_col_json(st, 4), "free", store_col_json(st, 5),
+		        "last_seen", store_col_real(st, 6), "version",
+		        store_col_str(st, 7), "transport", store_col_str(st, 8),
+		        "os", store_col_str(st, 9), "facts",
+		        store_col_json(st, 10), "running",
+		        store_col_int(st, 11), "kernel", store_col_str(st, 13),
+		        "machine_id", store_col_str(st, 14)));
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	return reply_json(r, 200, json_pack("{s:o}", "agents", list));
 }
 
 void agent_revoke(struct ws *ws, const char *id, bool lost_now)
 {
-	sqlite3_stmt *st = db_prep(ws, "UPDATE agents SET state = 'revoked' "
-	                               "WHERE id = ?");
+	sqlite3_stmt *st = store_prep(ws, "UPDATE agents SET state = 'revoked' "
+	                                  "WHERE id = ?");
 	json_t *live = json_array(), *it;
 	size_t i;
 
@@ -151,8 +155,9 @@ void agent_revoke(struct ws *ws, const char *id, bool lost_now)
 		json_decref(live);
 		return;
 	}
-	st = db_prep(ws, "SELECT job, attempt FROM attempts WHERE agent_id = ? "
-	                 "AND state IN ('assigned','running','cancelling')");
+	st = store_prep(ws,
+	                "SELECT job, attempt FROM attempts WHERE agent_id = ? "
+	                "AND state IN ('assigned','running','cancelling')");
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(
@@ -169,7 +174,7 @@ void agent_revoke(struct ws *ws, const char *id, bool lost_now)
 static bool find_agent(struct req *r, char *id, size_t size, char *name,
                        size_t nsize)
 {
-	sqlite3_stmt *st = db_prep(
+	sqlite3_stmt *st = store_prep(
 	    r->ws, "SELECT id, name FROM agents WHERE id = ?1 OR name = ?1 "
 	           "ORDER BY state = 'revoked', created_at DESC LIMIT 1");
 	bool ok = false;
@@ -190,11 +195,11 @@ static int agents_revoke(struct req *r)
 	char id[48], name[WS_MAX_NAME + 1];
 	bool found;
 
-	db_lock(ws);
+	store_lock(ws);
 	found = find_agent(r, id, sizeof(id), name, sizeof(name));
 	if (found)
 		agent_revoke(ws, id, false);
-	db_unlock(ws);
+	store_unlock(ws);
 	if (!found)
 		return reply_error(r, 404, "not_found", NULL,
 		                   "no agent '%.128s'", r->segs[1]);
@@ -210,16 +215,17 @@ static int agents_drain(struct req *r)
 	sqlite3_stmt *st;
 	bool found;
 
-	db_lock(ws);
+	store_lock(ws);
 	found = find_agent(r, id, sizeof(id), name, sizeof(name));
 	if (found) {
-		st = db_prep(ws, "UPDATE agents SET drain = 1, drain_sent = 0 "
-		                 "WHERE id = ?");
+		st = store_prep(ws,
+		                "UPDATE agents SET drain = 1, drain_sent = 0 "
+		                "WHERE id = ?");
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		sqlite3_step(st);
 		sqlite3_finalize(st);
 	}
-	db_unlock(ws);
+	store_unlock(ws);
 	if (!found)
 		return reply_error(r, 404, "not_found", NULL,
 		                   "no agent '%.128s'", r->segs[1]);

@@ -204,13 +204,13 @@ static int take_token(struct ws *ws, const char *tok, json_t **labels)
 	int r = TERR_AUTH;
 
 	auth_hash(tok, hash);
-	st = db_prep(ws, "UPDATE tokens SET uses_left = uses_left - 1 WHERE "
-	                 "hash = ? AND uses_left > 0 AND expires_at > ? "
-	                 "RETURNING labels");
+	st = store_prep(ws, "UPDATE tokens SET uses_left = uses_left - 1 WHERE "
+	                    "hash = ? AND uses_left > 0 AND expires_at > ? "
+	                    "RETURNING labels");
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_double(st, 2, ws_now());
 	if (sqlite3_step(st) == SQLITE_ROW) {
-		*labels = db_col_json(st, 0);
+		*labels = store_col_json(st, 0);
 		r = 0;
 	}
 	sqlite3_finalize(st);
@@ -222,7 +222,7 @@ static int check_conflict(struct ws *ws, json_t *b, bool replace)
 {
 	const char *name = json_string_value(json_object_get(b, "name"));
 	const char *mid = json_string_value(json_object_get(b, "machine_id"));
-	sqlite3_stmt *st = db_prep(
+	sqlite3_stmt *st = store_prep(
 	    ws, "SELECT id FROM agents WHERE state != 'revoked' AND (name = ? "
 	        "OR (machine_id IS NOT NULL AND machine_id = ?))");
 	json_t *ids = json_array(), *v;
@@ -231,7 +231,7 @@ static int check_conflict(struct ws *ws, json_t *b, bool replace)
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, mid, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW)
-		json_array_append_new(ids, db_col_str(st, 0));
+		json_array_append_new(ids, store_col_str(st, 0));
 	sqlite3_finalize(st);
 	if (json_array_size(ids) > 0 && !replace) {
 		json_decref(ids);
@@ -261,7 +261,7 @@ static void merge_labels(json_t *labels, json_t *more)
 static int insert_agent(struct ws *ws, json_t *b, json_t *labels,
                         const char *id, const char *secret_hash)
 {
-	sqlite3_stmt *st = db_prep(
+	sqlite3_stmt *st = store_prep(
 	    ws, "INSERT INTO agents(id, name, machine_id, secret_hash, labels,"
 	        " state, capacity, version, transport, os, kernel, facts, "
 	        "queue_depth, created_at, last_seen) VALUES (?1, ?2, ?3, ?4, "
@@ -339,8 +339,8 @@ static int agents_register(struct req *r)
 	auth_new_token("a_", id, 2 + 17);
 	auth_new_token("ta_", secret, sizeof(secret));
 	auth_hash(secret, hash);
-	db_lock(ws);
-	db_begin(ws);
+	store_lock(ws);
+	store_begin(ws);
 	if ((rc = take_token(ws, h + 7, &tl)) < 0) {
 		st = reply_error(r, 401, "unauthorized", NULL,
 		                 "registration token unknown, expired or used "
@@ -358,8 +358,8 @@ static int agents_register(struct req *r)
 		rc = insert_agent(ws, b, labels, id, hash);
 		st = rc < 0 ? reply_internal(r, "cannot store the agent") : 0;
 	}
-	if (rc == 0 && db_commit(ws) == 0) {
-		db_unlock(ws);
+	if (rc == 0 && store_commit(ws) == 0) {
+		store_unlock(ws);
 		ws_notify(ws);
 		log_info("agent %s registered as %s",
 		         json_string_value(json_object_get(b, "name")), id);
@@ -371,8 +371,8 @@ static int agents_register(struct req *r)
 		        (double)ws->conf.lease_ttl_ms / 1000.0, "poll",
 		        (double)ws->conf.poll_ms / 1000.0, "labels", labels));
 	} else {
-		db_rollback(ws);
-		db_unlock(ws);
+		store_rollback(ws);
+		store_unlock(ws);
 	}
 out:
 	explicit_bzero(secret, sizeof(secret));
@@ -391,13 +391,14 @@ static int agents_rotate(struct req *r)
 
 	auth_new_token("ta_", secret, sizeof(secret));
 	auth_hash(secret, hash);
-	db_lock(ws);
-	st = db_prep(ws, "UPDATE agents SET new_secret_hash = ? WHERE id = ?");
+	store_lock(ws);
+	st = store_prep(ws,
+	                "UPDATE agents SET new_secret_hash = ? WHERE id = ?");
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, r->agent_id, -1, SQLITE_STATIC);
 	s = sqlite3_step(st);
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	if (s != SQLITE_DONE)
 		return reply_internal(r, "cannot store the new secret");
 	s = reply_json(r, 200, json_pack("{s:s}", "secret", secret));
@@ -413,14 +414,14 @@ static int attempts_handback(struct req *r)
 
 	if (req_seg_id(r, 1, &job) < 0 || req_seg_id(r, 2, &att) < 0)
 		return r->status;
-	db_lock(ws);
+	store_lock(ws);
 	rc = sched_attempt_check(ws, job, att, r->agent_id);
 	if (rc == 0) {
-		db_begin(ws);
+		store_begin(ws);
 		sched_end_attempt(ws, job, att, "handed_back", false);
-		rc = db_commit(ws);
+		rc = store_commit(ws);
 	}
-	db_unlock(ws);
+	store_unlock(ws);
 	if (rc == TERR_NOTFOUND || rc == TERR_CONFLICT)
 		return reply_attempt_error(r, rc, job, att);
 	if (rc < 0)

@@ -64,7 +64,7 @@ static int check_event(json_t *ev, size_t i, struct err *e)
 
 static void set_final(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 {
-	sqlite3_stmt *st = db_prep(
+	sqlite3_stmt *st = store_prep(
 	    ws, "UPDATE attempts SET exit_code = ?1, signal = ?2, peak_memory "
 	        "= ?3, cpu_seconds = ?4, durations = "
 	        "json_patch(coalesce(durations, "
@@ -121,8 +121,8 @@ static void apply_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 		return;
 	}
 	if (commit != NULL && strlen(commit) <= 64) {
-		st =
-		    db_prep(ws, "UPDATE attempts SET commit_id = ? WHERE job = "
+		st = store_prep(ws,
+		                "UPDATE attempts SET commit_id = ? WHERE job = "
 		                "? AND attempt = ?");
 		sqlite3_bind_text(st, 1, commit, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, job);
@@ -133,15 +133,17 @@ static void apply_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 	if (strcmp(type, "progress") == 0)
 		checkpoint_note_progress(ws, job, att, ev);
 	if (strcmp(type, "started") == 0) {
-		st = db_prep(ws, "UPDATE attempts SET state = 'running' WHERE "
-		                 "job = ? AND attempt = ? AND state = "
-		                 "'assigned'");
+		st = store_prep(ws,
+		                "UPDATE attempts SET state = 'running' WHERE "
+		                "job = ? AND attempt = ? AND state = "
+		                "'assigned'");
 		sqlite3_bind_int64(st, 1, job);
 		sqlite3_bind_int64(st, 2, att);
 		sqlite3_step(st);
 		sqlite3_finalize(st);
-		st = db_prep(ws, "UPDATE jobs SET state = 'running' WHERE id = "
-		                 "? AND state = 'assigned'");
+		st = store_prep(ws,
+		                "UPDATE jobs SET state = 'running' WHERE id = "
+		                "? AND state = 'assigned'");
 		sqlite3_bind_int64(st, 1, job);
 		sqlite3_step(st);
 		sqlite3_finalize(st);
@@ -151,8 +153,9 @@ static void apply_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 /* Store one event; true when it was new. */
 static bool store_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 {
-	sqlite3_stmt *st = db_prep(ws, "INSERT OR IGNORE INTO events(job, "
-	                               "attempt, seq, body) VALUES (?,?,?,?)");
+	sqlite3_stmt *st =
+	    store_prep(ws, "INSERT OR IGNORE INTO events(job, "
+	                   "attempt, seq, body) VALUES (?,?,?,?)");
 	char *body = json_dumps(ev, JSON_COMPACT);
 	bool isnew;
 
@@ -169,8 +172,9 @@ static bool store_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 
 static int64_t max_seq(struct ws *ws, int64_t job, int64_t att)
 {
-	sqlite3_stmt *st = db_prep(ws, "SELECT coalesce(max(seq), 0) FROM "
-	                               "events WHERE job = ? AND attempt = ?");
+	sqlite3_stmt *st =
+	    store_prep(ws, "SELECT coalesce(max(seq), 0) FROM "
+	                   "events WHERE job = ? AND attempt = ?");
 	int64_t n = 0;
 
 	sqlite3_bind_int64(st, 1, job);
@@ -184,8 +188,9 @@ static int64_t max_seq(struct ws *ws, int64_t job, int64_t att)
 /* True when every event of the batch is stored already (a retry). */
 static bool all_stored(struct ws *ws, int64_t job, int64_t att, json_t *evs)
 {
-	sqlite3_stmt *st = db_prep(ws, "SELECT 1 FROM events WHERE job = ? AND "
-	                               "attempt = ? AND seq = ?");
+	sqlite3_stmt *st =
+	    store_prep(ws, "SELECT 1 FROM events WHERE job = ? AND "
+	                   "attempt = ? AND seq = ?");
 	size_t i;
 	json_t *ev;
 	bool all = true;
@@ -207,8 +212,8 @@ static bool all_stored(struct ws *ws, int64_t job, int64_t att, json_t *evs)
 /* The job waits in the queue (a final event requeued it); db locked. */
 static bool job_queued(struct ws *ws, int64_t job)
 {
-	sqlite3_stmt *st = db_prep(ws, "SELECT 1 FROM jobs WHERE id = ? AND "
-	                               "state = 'queued'");
+	sqlite3_stmt *st = store_prep(ws, "SELECT 1 FROM jobs WHERE id = ? AND "
+	                                  "state = 'queued'");
 	bool queued;
 
 	sqlite3_bind_int64(st, 1, job);
@@ -226,12 +231,12 @@ static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 	bool requeued;
 	int rc;
 
-	db_lock(ws);
+	store_lock(ws);
 	rc = sched_attempt_check(ws, job, att, r->agent_id);
 	if (rc == TERR_CONFLICT && all_stored(ws, job, att, evs))
 		rc = 0, evs = NULL; /* a retry of what was stored: ack it */
 	if (rc == 0 && evs != NULL) {
-		db_begin(ws);
+		store_begin(ws);
 		json_array_foreach(evs, i, ev)
 		{
 			if (sched_attempt_check(ws, job, att, r->agent_id) != 0)
@@ -239,13 +244,13 @@ static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 			if (store_event(ws, job, att, ev))
 				apply_event(ws, job, att, ev);
 		}
-		rc = db_commit(ws);
+		rc = store_commit(ws);
 		if (rc < 0)
-			db_rollback(ws);
+			store_rollback(ws);
 	}
 	acked = max_seq(ws, job, att);
 	requeued = rc == 0 && job_queued(ws, job);
-	db_unlock(ws);
+	store_unlock(ws);
 	if (rc == TERR_NOTFOUND)
 		return reply_error(r, 404, "not_found", NULL,
 		                   "attempt %lld/%lld was never given to this "
@@ -335,9 +340,9 @@ int upload_pre(struct req *r, int64_t *job, int64_t *att)
 		                   "lowercase hex digits");
 	if (req_seg_id(r, 1, job) < 0 || req_seg_id(r, 2, att) < 0)
 		return r->status;
-	db_lock(r->ws);
+	store_lock(r->ws);
 	rc = sched_attempt_check(r->ws, *job, *att, r->agent_id);
-	db_unlock(r->ws);
+	store_unlock(r->ws);
 	if (rc == TERR_NOTFOUND || rc == TERR_CONFLICT)
 		return reply_attempt_error(r, rc, *job, *att);
 	return 0;
@@ -401,12 +406,13 @@ static int output_put(struct req *r)
 		return r->status;
 	job = strtoll(r->segs[1], NULL, 10);
 	att = strtoll(r->segs[2], NULL, 10);
-	db_lock(ws);
+	store_lock(ws);
 	rc = sched_attempt_check(ws, job, att, r->agent_id);
 	if (rc == 0) {
-		st = db_prep(ws, "INSERT OR REPLACE INTO outputs(job, attempt, "
-		                 "path, size, sha256, created_at) VALUES "
-		                 "(?,?,?,?,?,?)");
+		st = store_prep(ws,
+		                "INSERT OR REPLACE INTO outputs(job, attempt, "
+		                "path, size, sha256, created_at) VALUES "
+		                "(?,?,?,?,?,?)");
 		sqlite3_bind_int64(st, 1, job);
 		sqlite3_bind_int64(st, 2, att);
 		sqlite3_bind_text(st, 3, r->rest, -1, SQLITE_STATIC);
@@ -416,7 +422,7 @@ static int output_put(struct req *r)
 		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : TERR_IO;
 		sqlite3_finalize(st);
 	}
-	db_unlock(ws);
+	store_unlock(ws);
 	if (rc == TERR_NOTFOUND || rc == TERR_CONFLICT)
 		return reply_attempt_error(r, rc, job, att);
 	if (rc < 0)

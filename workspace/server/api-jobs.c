@@ -9,7 +9,8 @@
 
 static bool snapshot_exists(struct ws *ws, const char *id)
 {
-	sqlite3_stmt *st = db_prep(ws, "SELECT 1 FROM snapshots WHERE id = ?");
+	sqlite3_stmt *st =
+	    store_prep(ws, "SELECT 1 FROM snapshots WHERE id = ?");
 	bool ok;
 
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -32,10 +33,10 @@ static int64_t insert_job(struct ws *ws, const struct jobspec *s,
 
 	if (pl != NULL)
 		labels = json_dumps(pl, JSON_COMPACT);
-	st = db_prep(ws, "INSERT INTO jobs(name, state, priority, "
-	                 "submitted_at, queued_at, spec, retries, snapshot, "
-	                 "placement_agent, placement_labels, cpus, memory, "
-	                 "gpus) VALUES (?,'queued',?,?,?,?,?,?,?,?,?,?,?)");
+	st = store_prep(ws, "INSERT INTO jobs(name, state, priority, "
+	                    "submitted_at, queued_at, spec, retries, snapshot, "
+	                    "placement_agent, placement_labels, cpus, memory, "
+	                    "gpus) VALUES (?,'queued',?,?,?,?,?,?,?,?,?,?,?)");
 	sqlite3_bind_text(st, 1, s->name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, s->priority);
 	sqlite3_bind_double(st, 3, now);
@@ -52,8 +53,8 @@ static int64_t insert_job(struct ws *ws, const struct jobspec *s,
 		id = sqlite3_last_insert_rowid(ws->db);
 	sqlite3_finalize(st);
 	for (size_t i = 0; id > 0 && i < s->nsecrets; i++) {
-		st = db_prep(ws, "INSERT INTO job_secrets(job, name, value) "
-		                 "VALUES (?, ?, ?)");
+		st = store_prep(ws, "INSERT INTO job_secrets(job, name, value) "
+		                    "VALUES (?, ?, ?)");
 		sqlite3_bind_int64(st, 1, id);
 		sqlite3_bind_text(st, 2, s->secrets[i].key, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, s->secrets[i].value, -1,
@@ -101,9 +102,9 @@ static int jobs_submit(struct req *r)
 		goto out;
 	}
 	masked = mask_secrets(root);
-	db_lock(ws);
+	store_lock(ws);
 	if (s->source.snapshot && !snapshot_exists(ws, s->source.snapshot)) {
-		db_unlock(ws);
+		store_unlock(ws);
 		st =
 		    reply_error(r, 400, "invalid", "source.snapshot",
 		                "source.snapshot: no uploaded snapshot with id "
@@ -114,7 +115,7 @@ static int jobs_submit(struct req *r)
 	if (s->checkpoint.resume_from > 0 &&
 	    json_is_null(
 	        ck = checkpoint_of_job(ws, s->checkpoint.resume_from))) {
-		db_unlock(ws);
+		store_unlock(ws);
 		st = reply_error(r, 400, "invalid", "checkpoint.resume_from",
 		                 "checkpoint.resume_from: job %lld has no kept "
 		                 "checkpoint (no such job, it kept none, or "
@@ -122,10 +123,10 @@ static int jobs_submit(struct req *r)
 		                 (long long)s->checkpoint.resume_from);
 		goto out;
 	}
-	if (db_begin(ws) == 0 && (id = insert_job(ws, s, masked)) > 0 &&
+	if (store_begin(ws) == 0 && (id = insert_job(ws, s, masked)) > 0 &&
 	    (ck == NULL || checkpoint_give(ws, id, ck) == 0) &&
-	    db_commit(ws) == 0) {
-		db_unlock(ws);
+	    store_commit(ws) == 0) {
+		store_unlock(ws);
 		ws_notify(ws);
 		char shown[WS_MAX_NAME * 2];
 		log_info("job=%lld submitted name=\"%s\"", (long long)id,
@@ -134,8 +135,8 @@ static int jobs_submit(struct req *r)
 		                json_pack("{s:I,s:s}", "id", (json_int_t)id,
 		                          "state", "queued"));
 	} else {
-		db_rollback(ws);
-		db_unlock(ws);
+		store_rollback(ws);
+		store_unlock(ws);
 		st = reply_internal(r, "cannot store the job");
 	}
 out:
@@ -155,12 +156,13 @@ out:
 
 static json_t *job_summary(sqlite3_stmt *st)
 {
-	return json_pack(
-	    "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "id", db_col_int(st, 0),
-	    "name", db_col_str(st, 1), "state", db_col_str(st, 2), "reason",
-	    db_col_str(st, 3), "priority", db_col_int(st, 4), "submitted_at",
-	    db_col_real(st, 5), "ended_at", db_col_real(st, 6), "attempt",
-	    db_col_int(st, 7), "agent", db_col_str(st, 8));
+	return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "id",
+	                 store_col_int(st, 0), "name", store_col_str(st, 1),
+	                 "state", store_col_str(st, 2), "reason",
+	                 store_col_str(st, 3), "priority", store_col_int(st, 4),
+	                 "submitted_at", store_col_real(st, 5), "ended_at",
+	                 store_col_real(st, 6), "attempt", store_col_int(st, 7),
+	                 "agent", store_col_str(st, 8));
 }
 
 static int jobs_list(struct req *r)
@@ -184,11 +186,12 @@ static int jobs_list(struct req *r)
 		                   "(docs/protocol.md)",
 		                   state);
 	list = json_array();
-	db_lock(ws);
-	st = db_prep(ws, "SELECT " SUMMARY_COLS SUMMARY_FROM
-	                 "WHERE (?1 IS NULL OR j.state = ?1) AND (?2 IS NULL "
-	                 "OR ag.name = ?2 OR ag.id = ?2) AND (?3 IS NULL OR "
-	                 "j.name = ?3) ORDER BY j.id DESC LIMIT ?4");
+	store_lock(ws);
+	st =
+	    store_prep(ws, "SELECT " SUMMARY_COLS SUMMARY_FROM
+	                   "WHERE (?1 IS NULL OR j.state = ?1) AND (?2 IS NULL "
+	                   "OR ag.name = ?2 OR ag.id = ?2) AND (?3 IS NULL OR "
+	                   "j.name = ?3) ORDER BY j.id DESC LIMIT ?4");
 	sqlite3_bind_text(st, 1, state, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, agent, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 3, name, -1, SQLITE_TRANSIENT);
@@ -196,7 +199,7 @@ static int jobs_list(struct req *r)
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(list, job_summary(st));
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	return reply_json(r, 200, json_pack("{s:o}", "jobs", list));
 }
 
@@ -204,7 +207,7 @@ static json_t *attempt_json(sqlite3_stmt *st)
 {
 	static const char *const phases[] = {"queued", "source",  "env",
 	                                     "run",    "outputs", NULL};
-	json_t *d = db_col_json(st, 14);
+	json_t *d = store_col_json(st, 14);
 
 	if (!json_is_object(d)) {
 		json_decref(d);
@@ -215,15 +218,15 @@ static json_t *attempt_json(sqlite3_stmt *st)
 			json_object_set_new(d, phases[i], json_null());
 	return json_pack(
 	    "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
-	    "attempt", db_col_int(st, 0), "agent", db_col_str(st, 1), "state",
-	    db_col_str(st, 2), "started_at", db_col_real(st, 3), "ended_at",
-	    db_col_real(st, 4), "lease_deadline", db_col_real(st, 5),
-	    "log_length", db_col_int(st, 6), "exit_code", db_col_int(st, 7),
-	    "signal", db_col_int(st, 8), "reason", db_col_str(st, 9),
-	    "peak_memory_bytes", db_col_int(st, 10), "cpu_seconds",
-	    db_col_real(st, 11), "commit", db_col_str(st, 12), "message",
-	    db_col_str(st, 13), "durations", d, "acked_seq",
-	    db_col_int(st, 15));
+	    "attempt", store_col_int(st, 0), "agent", store_col_str(st, 1),
+	    "state", store_col_str(st, 2), "started_at", store_col_real(st, 3),
+	    "ended_at", store_col_real(st, 4), "lease_deadline",
+	    store_col_real(st, 5), "log_length", store_col_int(st, 6),
+	    "exit_code", store_col_int(st, 7), "signal", store_col_int(st, 8),
+	    "reason", store_col_str(st, 9), "peak_memory_bytes",
+	    store_col_int(st, 10), "cpu_seconds", store_col_real(st, 11),
+	    "commit", store_col_str(st, 12), "message", store_col_str(st, 13),
+	    "durations", d, "acked_seq", store_col_int(st, 15));
 }
 
 /* log_final_length (the final event's, or null) and log_complete: the
@@ -253,13 +256,14 @@ static void attempt_substate(struct ws *ws, int64_t id, int64_t n, json_t *a)
 	json_t *ev = NULL;
 
 	if (state != NULL && !sched_reason_terminal(state)) {
-		st = db_prep(ws, "SELECT body FROM events WHERE job = ? AND "
-		                 "attempt = ? AND json_extract(body, '$.type') "
-		                 "= 'pending' ORDER BY seq DESC LIMIT 1");
+		st = store_prep(ws,
+		                "SELECT body FROM events WHERE job = ? AND "
+		                "attempt = ? AND json_extract(body, '$.type') "
+		                "= 'pending' ORDER BY seq DESC LIMIT 1");
 		sqlite3_bind_int64(st, 1, id);
 		sqlite3_bind_int64(st, 2, n);
 		if (sqlite3_step(st) == SQLITE_ROW)
-			ev = db_col_json(st, 0);
+			ev = store_col_json(st, 0);
 		sqlite3_finalize(st);
 	}
 	if (json_is_true(json_object_get(ev, "pending"))) {
@@ -277,7 +281,7 @@ static void attempt_substate(struct ws *ws, int64_t id, int64_t n, json_t *a)
 
 static json_t *job_attempts(struct ws *ws, int64_t id)
 {
-	sqlite3_stmt *st = db_prep(
+	sqlite3_stmt *st = store_prep(
 	    ws, "SELECT a.attempt, coalesce(ag.name, a.agent_id), a.state, "
 	        "a.started_at, a.ended_at, a.lease_deadline, a.log_length, "
 	        "a.exit_code, a.signal, a.reason, a.peak_memory, "
@@ -331,21 +335,22 @@ static int jobs_get(struct req *r)
 
 	if (req_seg_id(r, 1, &id) < 0)
 		return r->status;
-	db_lock(ws);
-	st = db_prep(ws, "SELECT id, name, state, reason, priority, "
-	                 "submitted_at, ended_at, attempt, spec, retries, "
-	                 "cancel_requested FROM jobs WHERE id = ?");
+	store_lock(ws);
+	st = store_prep(ws, "SELECT id, name, state, reason, priority, "
+	                    "submitted_at, ended_at, attempt, spec, retries, "
+	                    "cancel_requested FROM jobs WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		qr = sched_queue_reason(ws, id);
 		job = json_pack(
 		    "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o,s:o}",
-		    "id", db_col_int(st, 0), "name", db_col_str(st, 1), "state",
-		    db_col_str(st, 2), "reason", db_col_str(st, 3), "priority",
-		    db_col_int(st, 4), "submitted_at", db_col_real(st, 5),
-		    "ended_at", db_col_real(st, 6), "attempt",
-		    db_col_int(st, 7), "spec", db_col_json(st, 8), "retries",
-		    db_col_int(st, 9), "cancel_requested",
+		    "id", store_col_int(st, 0), "name", store_col_str(st, 1),
+		    "state", store_col_str(st, 2), "reason",
+		    store_col_str(st, 3), "priority", store_col_int(st, 4),
+		    "submitted_at", store_col_real(st, 5), "ended_at",
+		    store_col_real(st, 6), "attempt", store_col_int(st, 7),
+		    "spec", store_col_json(st, 8), "retries",
+		    store_col_int(st, 9), "cancel_requested",
 		    sqlite3_column_int(st, 10), "queue_reason",
 		    qr ? json_string(qr) : json_null(), "attempts",
 		    job_attempts(ws, id));
@@ -355,7 +360,7 @@ static int jobs_get(struct req *r)
 		free(qr);
 	}
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	if (job == NULL)
 		return reply_error(r, 404, "not_found", NULL, "no job %lld",
 		                   (long long)id);
@@ -372,15 +377,15 @@ static int jobs_cancel(struct req *r)
 
 	if (req_seg_id(r, 1, &id) < 0)
 		return r->status;
-	db_lock(ws);
-	st = db_prep(ws, "SELECT state FROM jobs WHERE id = ?");
+	store_lock(ws);
+	st = store_prep(ws, "SELECT state FROM jobs WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		snprintf(state, sizeof(state), "%s",
 		         sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	if (state[0] == '\0' || sched_reason_terminal(state)) {
-		db_unlock(ws);
+		store_unlock(ws);
 		if (state[0] == '\0')
 			return reply_error(r, 404, "not_found", NULL,
 			                   "no job %lld", (long long)id);
@@ -389,17 +394,18 @@ static int jobs_cancel(struct req *r)
 		                   state);
 	}
 	next = strcmp(state, "queued") == 0 ? "cancelled" : "cancelling";
-	st = db_prep(ws, strcmp(next, "cancelled") == 0
-	                     ? "UPDATE jobs SET state = 'cancelled', reason = "
-	                       "'cancelled', cancel_requested = 1, ended_at = "
-	                       "?2 WHERE id = ?1"
-	                     : "UPDATE jobs SET state = 'cancelling', "
-	                       "cancel_requested = 1 WHERE id = ?1");
+	st = store_prep(ws,
+	                strcmp(next, "cancelled") == 0
+	                    ? "UPDATE jobs SET state = 'cancelled', reason = "
+	                      "'cancelled', cancel_requested = 1, ended_at = "
+	                      "?2 WHERE id = ?1"
+	                    : "UPDATE jobs SET state = 'cancelling', "
+	                      "cancel_requested = 1 WHERE id = ?1");
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_double(st, 2, ws_now());
 	sqlite3_step(st);
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	ws_notify(ws);
 	log_info("job=%lld cancel: %s", (long long)id, next);
 	return reply_json(

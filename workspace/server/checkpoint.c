@@ -17,7 +17,7 @@
 
 json_t *checkpoint_of_job(struct ws *ws, int64_t job)
 {
-	sqlite3_stmt *st = db_prep(
+	sqlite3_stmt *st = store_prep(
 	    ws, "SELECT sha256, size, attempt, created_at FROM checkpoints "
 	        "WHERE job = ? ORDER BY attempt DESC LIMIT 1");
 	json_t *c = json_null();
@@ -25,10 +25,10 @@ json_t *checkpoint_of_job(struct ws *ws, int64_t job)
 	sqlite3_bind_int64(st, 1, job);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		json_decref(c);
-		c = json_pack("{s:o,s:o,s:o,s:o}", "id", db_col_str(st, 0),
-		              "size", db_col_int(st, 1), "attempt",
-		              db_col_int(st, 2), "created_at",
-		              db_col_real(st, 3));
+		c = json_pack("{s:o,s:o,s:o,s:o}", "id", store_col_str(st, 0),
+		              "size", store_col_int(st, 1), "attempt",
+		              store_col_int(st, 2), "created_at",
+		              store_col_real(st, 3));
 	}
 	sqlite3_finalize(st);
 	return c;
@@ -36,9 +36,9 @@ json_t *checkpoint_of_job(struct ws *ws, int64_t job)
 
 int checkpoint_give(struct ws *ws, int64_t job, json_t *ck)
 {
-	sqlite3_stmt *st =
-	    db_prep(ws, "INSERT INTO checkpoints(job, attempt, sha256, size, "
-	                "created_at) VALUES (?, 0, ?, ?, ?)");
+	sqlite3_stmt *st = store_prep(
+	    ws, "INSERT INTO checkpoints(job, attempt, sha256, size, "
+	        "created_at) VALUES (?, 0, ?, ?, ?)");
 	int rc;
 
 	sqlite3_bind_int64(st, 1, job);
@@ -55,16 +55,17 @@ int checkpoint_give(struct ws *ws, int64_t job, json_t *ck)
 
 json_t *checkpoint_of_attempt(struct ws *ws, int64_t job, int64_t att)
 {
-	sqlite3_stmt *st = db_prep(ws, "SELECT sha256, size FROM checkpoints "
-	                               "WHERE job = ? AND attempt = ?");
+	sqlite3_stmt *st =
+	    store_prep(ws, "SELECT sha256, size FROM checkpoints "
+	                   "WHERE job = ? AND attempt = ?");
 	json_t *c = json_null();
 
 	sqlite3_bind_int64(st, 1, job);
 	sqlite3_bind_int64(st, 2, att);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		json_decref(c);
-		c = json_pack("{s:o,s:o}", "sha256", db_col_str(st, 0), "size",
-		              db_col_int(st, 1));
+		c = json_pack("{s:o,s:o}", "sha256", store_col_str(st, 0),
+		              "size", store_col_int(st, 1));
 	}
 	sqlite3_finalize(st);
 	return c;
@@ -72,15 +73,16 @@ json_t *checkpoint_of_attempt(struct ws *ws, int64_t job, int64_t att)
 
 json_t *checkpoint_progress(struct ws *ws, int64_t job, int64_t att)
 {
-	sqlite3_stmt *st = db_prep(ws, "SELECT value FROM progress WHERE job = "
-	                               "? AND attempt = ?");
+	sqlite3_stmt *st =
+	    store_prep(ws, "SELECT value FROM progress WHERE job = "
+	                   "? AND attempt = ?");
 	json_t *v = json_null();
 
 	sqlite3_bind_int64(st, 1, job);
 	sqlite3_bind_int64(st, 2, att);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		json_decref(v);
-		v = db_col_real(st, 0);
+		v = store_col_real(st, 0);
 	}
 	sqlite3_finalize(st);
 	return v;
@@ -96,8 +98,8 @@ void checkpoint_note_progress(struct ws *ws, int64_t job, int64_t att,
 
 	if (!json_is_number(v))
 		return;
-	st = db_prep(ws, "INSERT OR REPLACE INTO progress(job, attempt, "
-	                 "value, updated_at) VALUES (?, ?, ?, ?)");
+	st = store_prep(ws, "INSERT OR REPLACE INTO progress(job, attempt, "
+	                    "value, updated_at) VALUES (?, ?, ?, ?)");
 	sqlite3_bind_int64(st, 1, job);
 	sqlite3_bind_int64(st, 2, att);
 	sqlite3_bind_double(st, 3, json_number_value(v));
@@ -120,12 +122,12 @@ static int checkpoint_record(struct ws *ws, int64_t job, int64_t att,
 	sqlite3_stmt *st;
 	int rc;
 
-	db_lock(ws);
+	store_lock(ws);
 	rc = sched_attempt_check(ws, job, att, agent);
 	if (rc == 0) {
-		st = db_prep(ws, "INSERT OR REPLACE INTO checkpoints(job, "
-		                 "attempt, sha256, size, created_at) VALUES "
-		                 "(?,?,?,?,?)");
+		st = store_prep(ws, "INSERT OR REPLACE INTO checkpoints(job, "
+		                    "attempt, sha256, size, created_at) VALUES "
+		                    "(?,?,?,?,?)");
 		sqlite3_bind_int64(st, 1, job);
 		sqlite3_bind_int64(st, 2, att);
 		sqlite3_bind_text(st, 3, hex, -1, SQLITE_STATIC);
@@ -134,7 +136,7 @@ static int checkpoint_record(struct ws *ws, int64_t job, int64_t att,
 		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : TERR_IO;
 		sqlite3_finalize(st);
 	}
-	db_unlock(ws);
+	store_unlock(ws);
 	return rc;
 }
 

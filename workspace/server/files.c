@@ -43,15 +43,15 @@ static int snapshots_upload(struct req *r)
 
 	if (req_body_file(r, hex) < 0 || blob_store(r, hex) < 0)
 		return reply_internal(r, "cannot store the snapshot");
-	db_lock(ws);
-	st = db_prep(ws, "INSERT OR IGNORE INTO snapshots(id, size, "
-	                 "created_at) VALUES (?, ?, ?)");
+	store_lock(ws);
+	st = store_prep(ws, "INSERT OR IGNORE INTO snapshots(id, size, "
+	                    "created_at) VALUES (?, ?, ?)");
 	sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, r->size);
 	sqlite3_bind_double(st, 3, ws_now());
 	s = sqlite3_step(st);
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	if (s != SQLITE_DONE)
 		return reply_internal(r, "cannot record the snapshot");
 	return reply_json(
@@ -69,25 +69,26 @@ static int snapshots_get(struct req *r)
 	if (!is_hex64(id))
 		return reply_error(r, 404, "not_found", NULL,
 		                   "no snapshot '%.80s'", id);
-	db_lock(ws);
+	store_lock(ws);
 	if (r->is_admin) {
-		st = db_prep(ws, "SELECT 1 FROM snapshots WHERE id = ?1 UNION "
-		                 "SELECT 1 FROM checkpoints WHERE sha256 = ?1");
+		st = store_prep(ws,
+		                "SELECT 1 FROM snapshots WHERE id = ?1 UNION "
+		                "SELECT 1 FROM checkpoints WHERE sha256 = ?1");
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	} else {
 		/* a snapshot, or a checkpoint of the job (the resume
 		 * pointer), of a job given to this agent */
-		st = db_prep(ws, "SELECT 1 FROM jobs j JOIN attempts a ON "
-		                 "a.job = j.id WHERE (j.snapshot = ?1 OR "
-		                 "EXISTS (SELECT 1 FROM checkpoints c WHERE "
-		                 "c.job = j.id AND c.sha256 = ?1)) AND "
-		                 "a.agent_id = ?2 LIMIT 1");
+		st = store_prep(ws, "SELECT 1 FROM jobs j JOIN attempts a ON "
+		                    "a.job = j.id WHERE (j.snapshot = ?1 OR "
+		                    "EXISTS (SELECT 1 FROM checkpoints c WHERE "
+		                    "c.job = j.id AND c.sha256 = ?1)) AND "
+		                    "a.agent_id = ?2 LIMIT 1");
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, r->agent_id, -1, SQLITE_STATIC);
 	}
 	ok = sqlite3_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	if (!ok)
 		return reply_error(r, 404, "not_found", NULL,
 		                   "no snapshot '%s' for this caller", id);
@@ -103,7 +104,7 @@ static int pick_attempt(struct req *r, int64_t job, int64_t *att)
 
 	if (req_arg_i64(r, "attempt", 1, INT64_MAX, 0, &want) < 0)
 		return -1;
-	st = db_prep(r->ws, "SELECT attempt FROM jobs WHERE id = ?");
+	st = store_prep(r->ws, "SELECT attempt FROM jobs WHERE id = ?");
 	sqlite3_bind_int64(st, 1, job);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		found = true;
@@ -129,23 +130,25 @@ static int outputs_list(struct req *r)
 		json_decref(list);
 		return r->status;
 	}
-	db_lock(ws);
+	store_lock(ws);
 	if (pick_attempt(r, job, &att) < 0) {
-		db_unlock(ws);
+		store_unlock(ws);
 		json_decref(list);
 		return r->status;
 	}
-	st = db_prep(ws, "SELECT path, size, sha256 FROM outputs WHERE job = ?"
-	                 " AND attempt = ? ORDER BY path");
+	st = store_prep(ws,
+	                "SELECT path, size, sha256 FROM outputs WHERE job = ?"
+	                " AND attempt = ? ORDER BY path");
 	sqlite3_bind_int64(st, 1, job);
 	sqlite3_bind_int64(st, 2, att);
 	while (sqlite3_step(st) == SQLITE_ROW)
-		json_array_append_new(
-		    list, json_pack("{s:o,s:o,s:o}", "path", db_col_str(st, 0),
-		                    "size", db_col_int(st, 1), "sha256",
-		                    db_col_str(st, 2)));
+		json_array_append_new(list,
+		                      json_pack("{s:o,s:o,s:o}", "path",
+		                                store_col_str(st, 0), "size",
+		                                store_col_int(st, 1), "sha256",
+		                                store_col_str(st, 2)));
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	return reply_json(r, 200,
 	                  json_pack("{s:o,s:I}", "outputs", list, "attempt",
 	                            (json_int_t)att));
@@ -160,20 +163,20 @@ static int outputs_get(struct req *r)
 
 	if (req_seg_id(r, 1, &job) < 0)
 		return r->status;
-	db_lock(ws);
+	store_lock(ws);
 	if (pick_attempt(r, job, &att) < 0) {
-		db_unlock(ws);
+		store_unlock(ws);
 		return r->status;
 	}
-	st = db_prep(ws, "SELECT sha256 FROM outputs WHERE job = ? AND "
-	                 "attempt = ? AND path = ?");
+	st = store_prep(ws, "SELECT sha256 FROM outputs WHERE job = ? AND "
+	                    "attempt = ? AND path = ?");
 	sqlite3_bind_int64(st, 1, job);
 	sqlite3_bind_int64(st, 2, att);
 	sqlite3_bind_text(st, 3, r->rest, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		snprintf(hex, sizeof(hex), "%s", sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	if (hex[0] == '\0')
 		return reply_error(
 		    r, 404, "not_found", "path",

@@ -115,10 +115,10 @@ static bool auth_agent(struct req *r, const char *hash)
 	sqlite3_stmt *st;
 	bool ok = false;
 
-	db_lock(ws);
-	st = db_prep(ws, "SELECT id, secret_hash = ?1 FROM agents WHERE "
-	                 "(secret_hash = ?1 OR new_secret_hash = ?1) AND "
-	                 "state != 'revoked'");
+	store_lock(ws);
+	st = store_prep(ws, "SELECT id, secret_hash = ?1 FROM agents WHERE "
+	                    "(secret_hash = ?1 OR new_secret_hash = ?1) AND "
+	                    "state != 'revoked'");
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		snprintf(r->agent_id, sizeof(r->agent_id), "%s",
@@ -126,7 +126,7 @@ static bool auth_agent(struct req *r, const char *hash)
 		ok = true;
 		if (sqlite3_column_int(st, 1) == 0) {
 			/* first call with a rotated secret: the old one dies */
-			sqlite3_stmt *u = db_prep(
+			sqlite3_stmt *u = store_prep(
 			    ws, "UPDATE agents SET secret_hash = "
 			        "new_secret_hash, new_secret_hash = NULL "
 			        "WHERE id = ?");
@@ -136,7 +136,7 @@ static bool auth_agent(struct req *r, const char *hash)
 		}
 	}
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	return ok;
 }
 

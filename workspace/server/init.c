@@ -40,11 +40,13 @@ static int write_conf(const char *dir, int port, int plain_port, struct err *e)
 static int write_token(const char *dir, struct err *e)
 {
 	char tok[80], *path = xasprintf("%s/admin.token", dir);
+	size_t n;
 	int r;
 
-	auth_new_token("tw_", tok, sizeof(tok));
-	strcat(tok, "\n");
-	r = file_write_atomic(path, tok, strlen(tok), 0600, e);
+	auth_new_token("tw_", tok, sizeof(tok) - 1); /* room for the '\n' */
+	n = strlen(tok);
+	tok[n++] = '\n';
+	r = file_write_atomic(path, tok, n, 0600, e);
 	explicit_bzero(tok, sizeof(tok));
 	free(path);
 	return r;
@@ -78,9 +80,9 @@ int init_run(const char *dir, int port, int plain_port, struct err *e)
 	if ((r = tls_write_selfsigned(cert, key, e)) < 0 ||
 	    (r = write_token(dir, e)) < 0)
 		goto out;
-	if ((r = db_open(&ws, db, e)) < 0)
+	if ((r = store_open(&ws, db, e)) < 0)
 		goto out;
-	db_close(&ws);
+	store_close(&ws);
 	r = write_conf(dir, port, plain_port, e);
 out:
 	free(conf);

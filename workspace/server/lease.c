@@ -74,7 +74,7 @@ static int check_lease(json_t *b, struct err *e)
  * exits; a poll without either makes it `online` again). */
 static void heartbeat(struct ws *ws, const char *agent, json_t *b)
 {
-	sqlite3_stmt *st = db_prep(
+	sqlite3_stmt *st = store_prep(
 	    ws, "UPDATE agents SET last_seen = ?1, free = coalesce(?2, free), "
 	        "running = ?3, capacity = coalesce(?4, capacity), drain_sent = "
 	        "CASE WHEN ?5 THEN 1 ELSE drain_sent END, state = CASE WHEN "
@@ -121,9 +121,10 @@ static void renew_one(struct ws *ws, const char *agent, json_t *it,
 		o->urgent = true;
 		return;
 	}
-	st = db_prep(ws, "UPDATE attempts SET lease_deadline = ?1, state = "
-	                 "CASE WHEN ?2 AND state = 'assigned' THEN 'running' "
-	                 "ELSE state END WHERE job = ?3 AND attempt = ?4");
+	st =
+	    store_prep(ws, "UPDATE attempts SET lease_deadline = ?1, state = "
+	                   "CASE WHEN ?2 AND state = 'assigned' THEN 'running' "
+	                   "ELSE state END WHERE job = ?3 AND attempt = ?4");
 	sqlite3_bind_double(st, 1, ws_now() + ttl);
 	sqlite3_bind_int(st, 2, state && strcmp(state, "running") == 0);
 	sqlite3_bind_int64(st, 3, job);
@@ -131,8 +132,9 @@ static void renew_one(struct ws *ws, const char *agent, json_t *it,
 	sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (state && strcmp(state, "running") == 0) {
-		st = db_prep(ws, "UPDATE jobs SET state = 'running' WHERE id = "
-		                 "? AND state = 'assigned'");
+		st = store_prep(ws,
+		                "UPDATE jobs SET state = 'running' WHERE id = "
+		                "? AND state = 'assigned'");
 		sqlite3_bind_int64(st, 1, job);
 		sqlite3_step(st);
 		sqlite3_finalize(st);
@@ -145,7 +147,7 @@ static void renew_one(struct ws *ws, const char *agent, json_t *it,
 /* Cancels for this agent's live attempts of cancelled jobs. */
 static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
 {
-	sqlite3_stmt *st = db_prep(
+	sqlite3_stmt *st = store_prep(
 	    ws, "UPDATE attempts SET cancel_sent = 1 WHERE agent_id = ? AND "
 	        "state IN ('assigned','running','cancelling') AND job IN "
 	        "(SELECT id FROM jobs WHERE cancel_requested = 1 AND "
@@ -153,7 +155,7 @@ static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
 	        "cancel_sent");
 
 	/* RETURNING shows the new value; find unsent ones first */
-	sqlite3_stmt *q = db_prep(
+	sqlite3_stmt *q = store_prep(
 	    ws, "SELECT a.job, a.attempt, a.cancel_sent FROM attempts a JOIN "
 	        "jobs j ON j.id = a.job AND j.attempt = a.attempt WHERE "
 	        "a.agent_id = ? AND a.state IN ('assigned','running',"
@@ -178,9 +180,9 @@ static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
 
 static void drain_state(struct ws *ws, const char *agent, struct lease_out *o)
 {
-	sqlite3_stmt *st = db_prep(ws, "SELECT drain, drain_sent, state IN "
-	                               "('draining','offline') FROM agents "
-	                               "WHERE id = ?");
+	sqlite3_stmt *st = store_prep(ws, "SELECT drain, drain_sent, state IN "
+	                                  "('draining','offline') FROM agents "
+	                                  "WHERE id = ?");
 
 	sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW) {
@@ -192,8 +194,8 @@ static void drain_state(struct ws *ws, const char *agent, struct lease_out *o)
 	}
 	sqlite3_finalize(st);
 	if (o->urgent && o->drain) {
-		st = db_prep(ws,
-		             "UPDATE agents SET drain_sent = 1 WHERE id = ?");
+		st = store_prep(
+		    ws, "UPDATE agents SET drain_sent = 1 WHERE id = ?");
 		sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
 		sqlite3_step(st);
 		sqlite3_finalize(st);
@@ -215,8 +217,9 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 	if (room != NULL) {
 		qr = json_integer_value(room);
 	} else {
-		sqlite3_stmt *st = db_prep(ws, "SELECT queue_depth FROM agents "
-		                               "WHERE id = ?");
+		sqlite3_stmt *st =
+		    store_prep(ws, "SELECT queue_depth FROM agents "
+		                   "WHERE id = ?");
 		sqlite3_bind_text(st, 1, r->agent_id, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) == SQLITE_ROW)
 			qr = sqlite3_column_int64(st, 0);
@@ -265,7 +268,7 @@ static int lease_reply(struct req *r, struct lease_out *o)
 /* Still someone to give jobs to?  A poll parked before its agent was
  * revoked, or whose agent died (the peer closed the socket while the
  * request was suspended), must not take a job: nobody would run it, and
- * it would come back only as `lost` after the lease TTL.  db_lock held. */
+ * it would come back only as `lost` after the lease TTL.  store_lock held. */
 static bool lease_agent_gone(struct req *r)
 {
 	const union MHD_ConnectionInfo *ci =
@@ -281,8 +284,8 @@ static bool lease_agent_gone(struct req *r)
 		               errno != EWOULDBLOCK && errno != EINTR))
 			return true;
 	}
-	st =
-	    db_prep(r->ws, "SELECT state = 'revoked' FROM agents WHERE id = ?");
+	st = store_prep(r->ws,
+	                "SELECT state = 'revoked' FROM agents WHERE id = ?");
 	sqlite3_bind_text(st, 1, r->agent_id, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_int(st, 0))
 		gone = true;
@@ -314,9 +317,9 @@ static int agents_lease(struct req *r)
 		if (ms > ws->conf.poll_max_wait_ms)
 			ms = ws->conf.poll_max_wait_ms;
 		r->deadline_ms = now_mono_ms() + ms;
-		db_lock(ws);
+		store_lock(ws);
 		heartbeat(ws, r->agent_id, b);
-		db_unlock(ws);
+		store_unlock(ws);
 	}
 	for (;;) {
 		o = (struct lease_out){.jobs = json_array(),
@@ -324,9 +327,9 @@ static int agents_lease(struct req *r)
 		                       .cancel = json_array(),
 		                       .lost = json_array()};
 		wait_mark(r);
-		db_lock(ws);
+		store_lock(ws);
 		if (lease_agent_gone(r)) {
-			db_unlock(ws);
+			store_unlock(ws);
 			json_decref(o.jobs);
 			json_decref(o.renewed);
 			json_decref(o.cancel);
@@ -337,15 +340,15 @@ static int agents_lease(struct req *r)
 			                   "connection closed) while its poll "
 			                   "waited");
 		}
-		db_begin(ws);
+		store_begin(ws);
 		lease_check(r, b, &o);
-		if (db_commit(ws) < 0) {
-			db_rollback(ws);
+		if (store_commit(ws) < 0) {
+			store_rollback(ws);
 			o.urgent = false;
 			o.requeued = 0;
 			json_array_clear(o.jobs);
 		}
-		db_unlock(ws);
+		store_unlock(ws);
 		if (o.requeued > 0)
 			ws_notify(ws); /* for the other agents */
 		if (o.urgent || now_mono_ms() >= r->deadline_ms || ws->stopping)

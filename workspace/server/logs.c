@@ -29,9 +29,9 @@ static int log_append(struct req *r)
 		                   "offset: required query argument");
 	if (req_arg_i64(r, "offset", 0, INT64_MAX, 0, &off) < 0)
 		return r->status;
-	db_lock(ws);
-	st = db_prep(ws, "SELECT log_length, agent_id = ? FROM attempts "
-	                 "WHERE job = ? AND attempt = ?");
+	store_lock(ws);
+	st = store_prep(ws, "SELECT log_length, agent_id = ? FROM attempts "
+	                    "WHERE job = ? AND attempt = ?");
 	sqlite3_bind_text(st, 1, r->agent_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, job);
 	sqlite3_bind_int64(st, 3, att);
@@ -41,11 +41,11 @@ static int log_append(struct req *r)
 	}
 	sqlite3_finalize(st);
 	if (len < 0 || !mine) {
-		db_unlock(ws);
+		store_unlock(ws);
 		return reply_attempt_error(r, TERR_NOTFOUND, job, att);
 	}
 	if (off > len) {
-		db_unlock(ws);
+		store_unlock(ws);
 		return reply_json(
 		    r, 416,
 		    json_pack("{s:{s:s,s:s},s:I}", "error", "code", "gap",
@@ -57,9 +57,10 @@ static int log_append(struct req *r)
 	skip = len - off;
 	if (skip < (int64_t)r->body.len) {
 		size_t n = r->body.len - (size_t)skip;
-		int ok = db_begin(ws) == 0;
-		st = db_prep(ws, "INSERT INTO log_chunks(job, attempt, offset, "
-		                 "data) VALUES (?, ?, ?, ?)");
+		int ok = store_begin(ws) == 0;
+		st = store_prep(ws,
+		                "INSERT INTO log_chunks(job, attempt, offset, "
+		                "data) VALUES (?, ?, ?, ?)");
 		sqlite3_bind_int64(st, 1, job);
 		sqlite3_bind_int64(st, 2, att);
 		sqlite3_bind_int64(st, 3, len);
@@ -67,23 +68,24 @@ static int log_append(struct req *r)
 		                  SQLITE_STATIC);
 		ok = ok && sqlite3_step(st) == SQLITE_DONE;
 		sqlite3_finalize(st);
-		st = db_prep(ws, "UPDATE attempts SET log_length = ? WHERE job "
-		                 "= ? AND attempt = ?");
+		st = store_prep(ws,
+		                "UPDATE attempts SET log_length = ? WHERE job "
+		                "= ? AND attempt = ?");
 		sqlite3_bind_int64(st, 1, len + (int64_t)n);
 		sqlite3_bind_int64(st, 2, job);
 		sqlite3_bind_int64(st, 3, att);
 		ok = ok && sqlite3_step(st) == SQLITE_DONE;
 		sqlite3_finalize(st);
-		if (!ok || db_commit(ws) < 0) {
-			db_rollback(ws);
-			db_unlock(ws);
+		if (!ok || store_commit(ws) < 0) {
+			store_rollback(ws);
+			store_unlock(ws);
 			return reply_internal(r, "cannot store log bytes");
 		}
 		len += (int64_t)n;
-		db_unlock(ws);
+		store_unlock(ws);
 		ws_notify_logs(ws);
 	} else {
-		db_unlock(ws);
+		store_unlock(ws);
 	}
 	return reply_json(r, 200,
 	                  json_pack("{s:I}", "length", (json_int_t)len));
@@ -93,7 +95,7 @@ static int log_append(struct req *r)
 static void read_bytes(struct ws *ws, int64_t job, int64_t att, int64_t off,
                        int64_t end, struct buf *b)
 {
-	sqlite3_stmt *st = db_prep(
+	sqlite3_stmt *st = store_prep(
 	    ws, "SELECT offset, data FROM log_chunks WHERE job = ?1 AND "
 	        "attempt = ?2 AND offset + length(data) > ?3 AND offset < ?4 "
 	        "ORDER BY offset");
@@ -123,7 +125,7 @@ int64_t log_final_length(struct ws *ws, int64_t job, int64_t att)
 {
 	/* a log past log_retention is deleted (retention.c): nothing more
 	 * is coming, so its final length no longer applies */
-	sqlite3_stmt *st = db_prep(
+	sqlite3_stmt *st = store_prep(
 	    ws, "SELECT json_extract(body, '$.log_length') FROM events WHERE "
 	        "job = ?1 AND attempt = ?2 AND json_extract(body, '$.type') = "
 	        "'final' AND NOT EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND "
@@ -148,8 +150,9 @@ bool log_complete(bool terminal, int64_t len, int64_t final_len)
 
 static void look(struct ws *ws, int64_t job, int64_t want, struct log_view *v)
 {
-	sqlite3_stmt *st = db_prep(ws, "SELECT attempt, state FROM jobs WHERE "
-	                               "id = ?");
+	sqlite3_stmt *st =
+	    store_prep(ws, "SELECT attempt, state FROM jobs WHERE "
+	                   "id = ?");
 
 	memset(v, 0, sizeof(*v));
 	v->final_len = -1;
@@ -163,8 +166,9 @@ static void look(struct ws *ws, int64_t job, int64_t want, struct log_view *v)
 	sqlite3_finalize(st);
 	if (!v->job_found || v->att == 0)
 		return;
-	st = db_prep(ws, "SELECT log_length, state FROM attempts WHERE job = "
-	                 "? AND attempt = ?");
+	st =
+	    store_prep(ws, "SELECT log_length, state FROM attempts WHERE job = "
+	                   "? AND attempt = ?");
 	sqlite3_bind_int64(st, 1, job);
 	sqlite3_bind_int64(st, 2, v->att);
 	if (sqlite3_step(st) == SQLITE_ROW) {
@@ -193,7 +197,7 @@ static int send_log(struct req *r, int64_t job, struct log_view *v, int64_t off)
 		end = off + LOG_READ_MAX;
 	if (off < end)
 		read_bytes(r->ws, job, v->att, off, end, &b);
-	db_unlock(r->ws);
+	store_unlock(r->ws);
 	reply_bytes(r, 200, b.data ? b.data : "", b.len,
 	            "application/octet-stream");
 	snprintf(num, sizeof(num), "%lld", (long long)v->len);
@@ -231,10 +235,10 @@ static int log_read(struct req *r)
 	r->wait_kind = WAIT_LOG;
 	for (;;) {
 		wait_mark(r);
-		db_lock(ws);
+		store_lock(ws);
 		look(ws, job, att, &v);
 		if (!v.job_found || (att > 0 && !v.att_found)) {
-			db_unlock(ws);
+			store_unlock(ws);
 			return reply_error(r, 404, "not_found", NULL,
 			                   "no job %lld%s", (long long)job,
 			                   v.job_found ? " attempt" : "");
@@ -243,7 +247,7 @@ static int log_read(struct req *r)
 		    log_complete(v.terminal, v.len, v.final_len) ||
 		    now_mono_ms() >= r->deadline_ms || ws->stopping)
 			return send_log(r, job, &v, off);
-		db_unlock(ws);
+		store_unlock(ws);
 		if (wait_park(r))
 			return REQ_SUSPENDED;
 	}

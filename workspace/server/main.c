@@ -130,10 +130,10 @@ static int serve(struct opts *o, struct err *e)
 	db = config_path(&ws, ws.conf.db);
 	tmp = config_path(&ws, "tmp");
 	rm_rf(tmp, NULL);
-	if ((r = mkdir_p(tmp, 0700, e)) < 0 || (r = db_open(&ws, db, e)) < 0 ||
-	    (r = wait_start(&ws, e)) < 0)
+	if ((r = mkdir_p(tmp, 0700, e)) < 0 ||
+	    (r = store_open(&ws, db, e)) < 0 || (r = wait_start(&ws, e)) < 0)
 		goto out;
-	if ((r = http_start(&ws, e)) < 0 || (r = write_ports(&ws, e)) < 0) {
+	if ((r = httpd_start(&ws, e)) < 0 || (r = write_ports(&ws, e)) < 0) {
 		wait_stop(&ws);
 		goto out;
 	}
@@ -143,8 +143,8 @@ static int serve(struct opts *o, struct err *e)
 	log_info("signal %d: stopping", sig);
 	wait_stop(&ws);
 out:
-	http_stop(&ws);
-	db_close(&ws);
+	httpd_stop(&ws);
+	store_close(&ws);
 	conf_free(ws_conf_table, &ws.conf);
 	free(ws.dir);
 	free(db);

@@ -13,7 +13,7 @@
 
 static int run_bound(struct ws *ws, const char *sql, double before)
 {
-	sqlite3_stmt *st = db_prep(ws, sql);
+	sqlite3_stmt *st = store_prep(ws, sql);
 	int n;
 
 	sqlite3_bind_double(st, 1, before);
@@ -25,19 +25,19 @@ static int run_bound(struct ws *ws, const char *sql, double before)
 /* Blob names no row refers to any more, collected before they go. */
 static json_t *orphans(struct ws *ws, const char *candidates, double before)
 {
-	sqlite3_stmt *st = db_prep(ws, candidates);
+	sqlite3_stmt *st = store_prep(ws, candidates);
 	json_t *list = json_array();
 
 	sqlite3_bind_double(st, 1, before);
 	while (sqlite3_step(st) == SQLITE_ROW)
-		json_array_append_new(list, db_col_str(st, 0));
+		json_array_append_new(list, store_col_str(st, 0));
 	sqlite3_finalize(st);
 	return list;
 }
 
 static void unlink_unused(struct ws *ws, json_t *names)
 {
-	sqlite3_stmt *st = db_prep(
+	sqlite3_stmt *st = store_prep(
 	    ws, "SELECT (SELECT count(*) FROM outputs WHERE sha256 = ?1) + "
 	        "(SELECT count(*) FROM snapshots WHERE id = ?1) + "
 	        "(SELECT count(*) FROM checkpoints WHERE sha256 = ?1)");
@@ -69,8 +69,8 @@ int retention_sweep(struct ws *ws)
 	json_t *blobs = NULL, *snaps = NULL, *ckpts = NULL;
 	int n = 0;
 
-	db_lock(ws);
-	if (db_begin(ws) < 0)
+	store_lock(ws);
+	if (store_begin(ws) < 0)
 		goto out;
 	n += run_bound(ws,
 	               "DELETE FROM log_chunks WHERE job IN (SELECT id FROM "
@@ -113,8 +113,8 @@ int retention_sweep(struct ws *ws)
 	               "IN (SELECT snapshot FROM jobs WHERE snapshot IS NOT "
 	               "NULL AND (ended_at IS NULL OR ended_at >= ?1))",
 	               outs_before);
-	if (db_commit(ws) < 0) {
-		db_rollback(ws);
+	if (store_commit(ws) < 0) {
+		store_rollback(ws);
 		goto out;
 	}
 	unlink_unused(ws, blobs);
@@ -123,7 +123,7 @@ int retention_sweep(struct ws *ws)
 	if (n > 0)
 		log_info("retention: %d rows deleted", n);
 out:
-	db_unlock(ws);
+	store_unlock(ws);
 	json_decref(blobs);
 	json_decref(snaps);
 	json_decref(ckpts);

@@ -1,7 +1,7 @@
 /* sched.c: the workspace queue: which queued job goes to which agent
  * (placement, total capacity, queue room; priority then FIFO), why a job
  * cannot go anywhere, and attempts that end (final event, lapsed lease,
- * handback) with requeue up to the job's retries.  Callers hold db_lock;
+ * handback) with requeue up to the job's retries.  Callers hold store_lock;
  * the *_assign and *_end functions run inside the caller's transaction. */
 #include "workspace/server/ws.h"
 #include "common/log.h"
@@ -22,8 +22,8 @@ bool sched_reason_terminal(const char *state)
 
 static int64_t count_attempts(struct ws *ws, int64_t job)
 {
-	sqlite3_stmt *st = db_prep(ws, "SELECT count(*) FROM attempts WHERE "
-	                               "job = ? AND counted = 1");
+	sqlite3_stmt *st = store_prep(ws, "SELECT count(*) FROM attempts WHERE "
+	                                  "job = ? AND counted = 1");
 	int64_t n = 0;
 
 	sqlite3_bind_int64(st, 1, job);
@@ -36,11 +36,11 @@ static int64_t count_attempts(struct ws *ws, int64_t job)
 static void set_job(struct ws *ws, int64_t job, const char *state,
                     bool terminal)
 {
-	sqlite3_stmt *st =
-	    db_prep(ws, terminal ? "UPDATE jobs SET state = ?1, reason = ?1, "
-	                           "ended_at = ?2 WHERE id = ?3"
-	                         : "UPDATE jobs SET state = ?1, queued_at = ?2 "
-	                           "WHERE id = ?3");
+	sqlite3_stmt *st = store_prep(
+	    ws, terminal ? "UPDATE jobs SET state = ?1, reason = ?1, "
+	                   "ended_at = ?2 WHERE id = ?3"
+	                 : "UPDATE jobs SET state = ?1, queued_at = ?2 "
+	                   "WHERE id = ?3");
 	sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
 	sqlite3_bind_double(st, 2, ws_now());
 	sqlite3_bind_int64(st, 3, job);
@@ -57,9 +57,9 @@ int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
 	bool again = strcmp(reason, "lost") == 0 ||
 	             strcmp(reason, "preempted") == 0 || !counted;
 
-	st = db_prep(ws, "UPDATE attempts SET state = ?1, reason = ?1, "
-	                 "ended_at = ?2, counted = ?3 WHERE job = ?4 AND "
-	                 "attempt = ?5");
+	st = store_prep(ws, "UPDATE attempts SET state = ?1, reason = ?1, "
+	                    "ended_at = ?2, counted = ?3 WHERE job = ?4 AND "
+	                    "attempt = ?5");
 	sqlite3_bind_text(st, 1, reason, -1, SQLITE_STATIC);
 	sqlite3_bind_double(st, 2, ws_now());
 	sqlite3_bind_int(st, 3, counted);
@@ -67,8 +67,9 @@ int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
 	sqlite3_bind_int64(st, 5, attempt);
 	sqlite3_step(st);
 	sqlite3_finalize(st);
-	st = db_prep(ws, "SELECT attempt, retries, cancel_requested FROM jobs "
-	                 "WHERE id = ?");
+	st = store_prep(ws,
+	                "SELECT attempt, retries, cancel_requested FROM jobs "
+	                "WHERE id = ?");
 	sqlite3_bind_int64(st, 1, job);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		cur = sqlite3_column_int64(st, 0);
@@ -97,10 +98,10 @@ int sched_expire(struct ws *ws)
 	double slack =
 	    (double)(ws->conf.lost_grace_ms + ws->conf.lost_margin_ms) / 1000.0;
 
-	db_lock(ws);
-	st = db_prep(ws, "SELECT job, attempt FROM attempts WHERE state IN "
-	                 "('assigned','running','cancelling') AND "
-	                 "lease_deadline + ? < ? LIMIT 64");
+	store_lock(ws);
+	st = store_prep(ws, "SELECT job, attempt FROM attempts WHERE state IN "
+	                    "('assigned','running','cancelling') AND "
+	                    "lease_deadline + ? < ? LIMIT 64");
 	sqlite3_bind_double(st, 1, slack);
 	sqlite3_bind_double(st, 2, ws_now());
 	while (sqlite3_step(st) == SQLITE_ROW && n < 64) {
@@ -108,18 +109,18 @@ int sched_expire(struct ws *ws)
 		atts[n++] = sqlite3_column_int64(st, 1);
 	}
 	sqlite3_finalize(st);
-	if (n > 0 && db_begin(ws) == 0) {
+	if (n > 0 && store_begin(ws) == 0) {
 		for (int i = 0; i < n; i++) {
 			log_warn("job=%lld attempt=%lld lease lapsed",
 			         (long long)jobs[i], (long long)atts[i]);
 			sched_end_attempt(ws, jobs[i], atts[i], "lost", true);
 		}
-		if (db_commit(ws) < 0) {
-			db_rollback(ws);
+		if (store_commit(ws) < 0) {
+			store_rollback(ws);
 			n = 0;
 		}
 	}
-	db_unlock(ws);
+	store_unlock(ws);
 	return n;
 }
 
@@ -136,15 +137,17 @@ void sched_clock_check(struct ws *ws)
 	log_warn("the wall clock stepped %+.1f s: shifting lease deadlines "
 	         "and last-seen times with it",
 	         step);
-	st = db_prep(ws, "UPDATE attempts SET lease_deadline = lease_deadline "
-	                 "+ ?1 WHERE state IN ('assigned','running',"
-	                 "'cancelling')");
+	st = store_prep(ws,
+	                "UPDATE attempts SET lease_deadline = lease_deadline "
+	                "+ ?1 WHERE state IN ('assigned','running',"
+	                "'cancelling')");
 	sqlite3_bind_double(st, 1, step);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		log_error("shift lease deadlines: %s", sqlite3_errmsg(ws->db));
 	sqlite3_finalize(st);
-	st = db_prep(ws, "UPDATE agents SET last_seen = last_seen + ?1 WHERE "
-	                 "last_seen IS NOT NULL");
+	st =
+	    store_prep(ws, "UPDATE agents SET last_seen = last_seen + ?1 WHERE "
+	                   "last_seen IS NOT NULL");
 	sqlite3_bind_double(st, 1, step);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		log_error("shift last-seen times: %s", sqlite3_errmsg(ws->db));
@@ -234,7 +237,7 @@ static const char *no_fit_slurm(const struct agent_fit *a, const char *part,
 static const char *no_fit(const struct agent_fit *a, sqlite3_stmt *job, int col)
 {
 	const char *pa = (const char *)sqlite3_column_text(job, col);
-	json_t *pl = db_col_json(job, col + 1), *v;
+	json_t *pl = store_col_json(job, col + 1), *v;
 	double cpus = sqlite3_column_double(job, col + 2);
 	int64_t mem = sqlite3_column_int64(job, col + 3);
 	int64_t gpus = sqlite3_column_int64(job, col + 4);
@@ -269,8 +272,8 @@ static const char *no_fit(const struct agent_fit *a, sqlite3_stmt *job, int col)
 /* The full spec of a job with its secrets put back. */
 static json_t *full_spec(struct ws *ws, int64_t job, json_t *masked)
 {
-	sqlite3_stmt *st = db_prep(ws, "SELECT name, value FROM job_secrets "
-	                               "WHERE job = ?");
+	sqlite3_stmt *st = store_prep(ws, "SELECT name, value FROM job_secrets "
+	                                  "WHERE job = ?");
 	json_t *sec = json_object();
 
 	sqlite3_bind_int64(st, 1, job);
@@ -289,7 +292,7 @@ static json_t *full_spec(struct ws *ws, int64_t job, json_t *masked)
 static void new_attempt(struct ws *ws, const char *agent, int64_t job,
                         int64_t n)
 {
-	sqlite3_stmt *st = db_prep(
+	sqlite3_stmt *st = store_prep(
 	    ws, "INSERT INTO attempts(job, attempt, agent_id, state, "
 	        "started_at, lease_deadline, durations) VALUES (?1, ?2, ?3, "
 	        "'assigned', ?4, ?5, json_object('queued', ?4 - (SELECT "
@@ -304,8 +307,8 @@ static void new_attempt(struct ws *ws, const char *agent, int64_t job,
 	                    now + (double)ws->conf.lease_ttl_ms / 1000.0);
 	sqlite3_step(st);
 	sqlite3_finalize(st);
-	st = db_prep(ws, "UPDATE jobs SET state = 'assigned', attempt = ? "
-	                 "WHERE id = ?");
+	st = store_prep(ws, "UPDATE jobs SET state = 'assigned', attempt = ? "
+	                    "WHERE id = ?");
 	sqlite3_bind_int64(st, 1, n);
 	sqlite3_bind_int64(st, 2, job);
 	sqlite3_step(st);
@@ -315,8 +318,8 @@ static void new_attempt(struct ws *ws, const char *agent, int64_t job,
 static int load_agent(struct ws *ws, const char *id, struct agent_fit *a,
                       sqlite3_stmt **keep)
 {
-	sqlite3_stmt *st = db_prep(ws, "SELECT name, labels, capacity FROM "
-	                               "agents WHERE id = ?");
+	sqlite3_stmt *st = store_prep(ws, "SELECT name, labels, capacity FROM "
+	                                  "agents WHERE id = ?");
 
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) != SQLITE_ROW) {
@@ -325,8 +328,8 @@ static int load_agent(struct ws *ws, const char *id, struct agent_fit *a,
 	}
 	snprintf(a->id, sizeof(a->id), "%s", id);
 	a->name = (const char *)sqlite3_column_text(st, 0);
-	a->labels = db_col_json(st, 1);
-	a->cap = db_col_json(st, 2);
+	a->labels = store_col_json(st, 1);
+	a->cap = store_col_json(st, 2);
 	*keep = st;
 	return 0;
 }
@@ -338,10 +341,10 @@ static json_t *lease_item(struct ws *ws, int64_t id, int64_t n,
 {
 	return json_pack("{s:I,s:I,s:o,s:f,s:o,s:o}", "job", (json_int_t)id,
 	                 "attempt", (json_int_t)n, "spec",
-	                 full_spec(ws, id, db_col_json(st, spec_col)),
+	                 full_spec(ws, id, store_col_json(st, spec_col)),
 	                 "lease_ttl", (double)ws->conf.lease_ttl_ms / 1000.0,
-	                 "snapshot", db_col_str(st, spec_col + 1), "checkpoint",
-	                 checkpoint_of_job(ws, id));
+	                 "snapshot", store_col_str(st, spec_col + 1),
+	                 "checkpoint", checkpoint_of_job(ws, id));
 }
 
 static bool listed(json_t *running, int64_t job, int64_t attempt)
@@ -362,7 +365,7 @@ static bool listed(json_t *running, int64_t job, int64_t attempt)
 int sched_reoffer(struct ws *ws, const char *agent_id, int64_t room,
                   json_t *running, json_t *jobs)
 {
-	sqlite3_stmt *st = db_prep(
+	sqlite3_stmt *st = store_prep(
 	    ws, "SELECT j.id, j.attempt, j.spec, j.snapshot FROM attempts a "
 	        "JOIN jobs j ON j.id = a.job AND j.attempt = a.attempt WHERE "
 	        "a.agent_id = ? AND a.state = 'assigned' AND j.state = "
@@ -390,7 +393,7 @@ int sched_reoffer(struct ws *ws, const char *agent_id, int64_t room,
 int sched_handback_unheld(struct ws *ws, const char *agent_id, json_t *running,
                           bool all)
 {
-	sqlite3_stmt *st = db_prep(
+	sqlite3_stmt *st = store_prep(
 	    ws, "SELECT a.job, a.attempt FROM attempts a JOIN jobs j ON j.id "
 	        "= a.job AND j.attempt = a.attempt WHERE a.agent_id = ? AND "
 	        "a.state = 'assigned' LIMIT 1000");
@@ -423,8 +426,8 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
 
 	if (room <= 0 || load_agent(ws, agent_id, &a, &ag) < 0)
 		return 0;
-	st =
-	    db_prep(ws, "SELECT id, attempt, spec, snapshot, placement_agent,"
+	st = store_prep(ws,
+	                "SELECT id, attempt, spec, snapshot, placement_agent,"
 	                " placement_labels, cpus, memory, gpus, "
 	                "json_extract(spec, '$.launcher'), json_extract(spec, "
 	                "'$.slurm.partition') FROM jobs WHERE state = 'queued' "
@@ -467,21 +470,22 @@ char *sched_queue_reason(struct ws *ws, int64_t job)
 	char *out = NULL;
 	int nagents = 0;
 
-	js = db_prep(ws, "SELECT placement_agent, placement_labels, cpus, "
-	                 "memory, gpus, json_extract(spec, '$.launcher'), "
-	                 "json_extract(spec, '$.slurm.partition') FROM jobs "
-	                 "WHERE id = ? AND state = 'queued'");
+	js = store_prep(ws, "SELECT placement_agent, placement_labels, cpus, "
+	                    "memory, gpus, json_extract(spec, '$.launcher'), "
+	                    "json_extract(spec, '$.slurm.partition') FROM jobs "
+	                    "WHERE id = ? AND state = 'queued'");
 	sqlite3_bind_int64(js, 1, job);
 	if (sqlite3_step(js) != SQLITE_ROW)
 		goto out;
-	as = db_prep(ws, "SELECT id, name, labels, capacity FROM agents WHERE "
-	                 "state != 'revoked'");
+	as = store_prep(ws,
+	                "SELECT id, name, labels, capacity FROM agents WHERE "
+	                "state != 'revoked'");
 	while (sqlite3_step(as) == SQLITE_ROW) {
 		const char *w;
 		snprintf(a.id, sizeof(a.id), "%s", sqlite3_column_text(as, 0));
 		a.name = (const char *)sqlite3_column_text(as, 1);
-		a.labels = db_col_json(as, 2);
-		a.cap = db_col_json(as, 3);
+		a.labels = store_col_json(as, 2);
+		a.cap = store_col_json(as, 3);
 		w = no_fit(&a, js, 0);
 		json_decref(a.labels);
 		json_decref(a.cap);
@@ -512,7 +516,7 @@ out:
 int sched_attempt_check(struct ws *ws, int64_t job, int64_t attempt,
                         const char *agent_id)
 {
-	sqlite3_stmt *st = db_prep(
+	sqlite3_stmt *st = store_prep(
 	    ws, "SELECT a.agent_id = ?3, a.state IN ('assigned','running',"
 	        "'cancelling') AND j.attempt = a.attempt FROM attempts a JOIN "
 	        "jobs j ON j.id = a.job WHERE a.job = ?1 AND a.attempt = ?2");

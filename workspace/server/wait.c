@@ -136,9 +136,9 @@ static void *sweeper_main(void *arg)
 			if (sweep)
 				last_retention = last_expire;
 			pthread_mutex_unlock(&ws->wait_mu);
-			db_lock(ws);
+			store_lock(ws);
 			sched_clock_check(ws);
-			db_unlock(ws);
+			store_unlock(ws);
 			if (sched_expire(ws) > 0)
 				ws_notify(ws);
 			if (sweep)

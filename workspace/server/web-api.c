@@ -27,10 +27,11 @@ void web_tokens_ensure(struct ws *ws)
 
 	if (done == ws->db)
 		return;
-	if (db_exec(ws, "CREATE TABLE IF NOT EXISTS viewer_tokens(id TEXT "
-	                "PRIMARY KEY, hash TEXT UNIQUE NOT NULL, name TEXT "
-	                "NOT NULL, created_at REAL NOT NULL, expires_at REAL,"
-	                " revoked INTEGER NOT NULL DEFAULT 0)") == 0)
+	if (store_exec(ws,
+	               "CREATE TABLE IF NOT EXISTS viewer_tokens(id TEXT "
+	               "PRIMARY KEY, hash TEXT UNIQUE NOT NULL, name TEXT "
+	               "NOT NULL, created_at REAL NOT NULL, expires_at REAL,"
+	               " revoked INTEGER NOT NULL DEFAULT 0)") == 0)
 		done = ws->db;
 }
 
@@ -40,16 +41,16 @@ bool web_tokens_live(struct ws *ws, const char *hash)
 	sqlite3_stmt *st;
 	bool ok;
 
-	db_lock(ws);
+	store_lock(ws);
 	web_tokens_ensure(ws);
-	st = db_prep(ws, "SELECT 1 FROM viewer_tokens WHERE hash = ? AND "
-	                 "revoked = 0 AND (expires_at IS NULL OR expires_at "
-	                 "> ?)");
+	st = store_prep(ws, "SELECT 1 FROM viewer_tokens WHERE hash = ? AND "
+	                    "revoked = 0 AND (expires_at IS NULL OR expires_at "
+	                    "> ?)");
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_double(st, 2, ws_now());
 	ok = sqlite3_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	return ok;
 }
 
@@ -59,10 +60,10 @@ static int store_token(struct ws *ws, const char *id, const char *hash,
 	sqlite3_stmt *st;
 	int s;
 
-	db_lock(ws);
+	store_lock(ws);
 	web_tokens_ensure(ws);
-	st = db_prep(ws, "INSERT INTO viewer_tokens(id, hash, name, "
-	                 "created_at, expires_at) VALUES (?, ?, ?, ?, ?)");
+	st = store_prep(ws, "INSERT INTO viewer_tokens(id, hash, name, "
+	                    "created_at, expires_at) VALUES (?, ?, ?, ?, ?)");
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
@@ -73,7 +74,7 @@ static int store_token(struct ws *ws, const char *id, const char *hash,
 		sqlite3_bind_null(st, 5);
 	s = sqlite3_step(st);
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	return s == SQLITE_DONE ? 0 : TERR_IO;
 }
 
@@ -127,20 +128,20 @@ static int viewer_list(struct req *r)
 	json_t *list = json_array();
 	sqlite3_stmt *st;
 
-	db_lock(ws);
+	store_lock(ws);
 	web_tokens_ensure(ws);
-	st = db_prep(ws, "SELECT id, name, created_at, expires_at, revoked "
-	                 "FROM viewer_tokens ORDER BY created_at");
+	st = store_prep(ws, "SELECT id, name, created_at, expires_at, revoked "
+	                    "FROM viewer_tokens ORDER BY created_at");
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(
-		    list,
-		    json_pack("{s:o,s:o,s:o,s:o,s:b}", "id", db_col_str(st, 0),
-		              "name", db_col_str(st, 1), "created_at",
-		              db_col_real(st, 2), "expires_at",
-		              db_col_real(st, 3), "revoked",
-		              sqlite3_column_int(st, 4)));
+		    list, json_pack("{s:o,s:o,s:o,s:o,s:b}", "id",
+		                    store_col_str(st, 0), "name",
+		                    store_col_str(st, 1), "created_at",
+		                    store_col_real(st, 2), "expires_at",
+		                    store_col_real(st, 3), "revoked",
+		                    sqlite3_column_int(st, 4)));
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	return reply_json(r, 200, json_pack("{s:o}", "viewer_tokens", list));
 }
 
@@ -151,14 +152,15 @@ static int viewer_revoke(struct req *r)
 	char shown[200];
 	int changed;
 
-	db_lock(ws);
+	store_lock(ws);
 	web_tokens_ensure(ws);
-	st = db_prep(ws, "UPDATE viewer_tokens SET revoked = 1 WHERE id = ?");
+	st =
+	    store_prep(ws, "UPDATE viewer_tokens SET revoked = 1 WHERE id = ?");
 	sqlite3_bind_text(st, 1, r->segs[1], -1, SQLITE_STATIC);
 	sqlite3_step(st);
 	sqlite3_finalize(st);
 	changed = sqlite3_changes(ws->db);
-	db_unlock(ws);
+	store_unlock(ws);
 	if (changed == 0)
 		return reply_error(r, 404, "not_found", NULL,
 		                   "no viewer token '%s'",
@@ -170,7 +172,7 @@ static int viewer_revoke(struct req *r)
 
 static bool job_exists(struct ws *ws, int64_t id)
 {
-	sqlite3_stmt *st = db_prep(ws, "SELECT 1 FROM jobs WHERE id = ?");
+	sqlite3_stmt *st = store_prep(ws, "SELECT 1 FROM jobs WHERE id = ?");
 	bool ok;
 
 	sqlite3_bind_int64(st, 1, id);
@@ -182,13 +184,13 @@ static bool job_exists(struct ws *ws, int64_t id)
 /* One stored event, with its attempt added. */
 static json_t *event_json(sqlite3_stmt *st)
 {
-	json_t *ev = db_col_json(st, 1);
+	json_t *ev = store_col_json(st, 1);
 
 	if (!json_is_object(ev)) {
 		json_decref(ev);
 		ev = json_object();
 	}
-	json_object_set_new(ev, "attempt", db_col_int(st, 0));
+	json_object_set_new(ev, "attempt", store_col_int(st, 0));
 	return ev;
 }
 
@@ -206,17 +208,18 @@ static int job_events(struct req *r)
 		json_decref(list);
 		return r->status;
 	}
-	db_lock(ws);
+	store_lock(ws);
 	found = job_exists(ws, id);
-	st = db_prep(ws, "SELECT attempt, body FROM events WHERE job = ?1 AND "
-	                 "(?2 = 0 OR attempt = ?2) ORDER BY attempt, seq "
-	                 "LIMIT 10000");
+	st = store_prep(ws,
+	                "SELECT attempt, body FROM events WHERE job = ?1 AND "
+	                "(?2 = 0 OR attempt = ?2) ORDER BY attempt, seq "
+	                "LIMIT 10000");
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_int64(st, 2, att);
 	while (found && sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(list, event_json(st));
 	sqlite3_finalize(st);
-	db_unlock(ws);
+	store_unlock(ws);
 	if (!found) {
 		json_decref(list);
 		return reply_error(r, 404, "not_found", NULL, "no job %lld",

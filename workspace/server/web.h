@@ -49,7 +49,7 @@ void web_session_new(enum web_role role, const char *token, char *sid,
 void web_session_end(struct req *r);
 
 /* web-tokens.c: viewer tokens (table viewer_tokens) */
-void web_tokens_ensure(struct ws *ws); /* with db_lock held */
+void web_tokens_ensure(struct ws *ws); /* with store_lock held */
 bool web_tokens_live(struct ws *ws, const char *hash);
 
 extern const struct route routes_web[];

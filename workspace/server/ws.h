@@ -1,6 +1,6 @@
 /* ws.h: the reference workspace server's shared state and module API.
  *
- * One process, one SQLite connection behind one mutex (db_lock), two
+ * One process, one SQLite connection behind one mutex (store_lock), two
  * libmicrohttpd daemons (TLS, and optionally plain HTTP on loopback for the
  * SSH transport) in epoll + thread-pool mode.  Long-polls suspend their
  * connection (wait.c) and are resumed when any state changes (ws_notify)
@@ -18,6 +18,7 @@
 #include "common/buf.h"
 #include "common/conf.h"
 #include "common/err.h"
+#include "workspace/server/store.h"
 
 #define WS_PROTOCOL       1
 #define WS_SCHEMA_VERSION 3
@@ -86,24 +87,7 @@ int init_run(const char *dir, int port, int plain_port, struct err *e);
 int tls_write_selfsigned(const char *cert_path, const char *key_path,
                          struct err *e);
 
-/* db.c */
-int db_open(struct ws *ws, const char *path, struct err *e);
-void db_close(struct ws *ws);
-void db_lock(struct ws *ws);
-void db_unlock(struct ws *ws);
-int db_begin(struct ws *ws);
-int db_commit(struct ws *ws);
-void db_rollback(struct ws *ws);
-/* Prepare a statement; aborts on a programming error (bad SQL). */
-sqlite3_stmt *db_prep(struct ws *ws, const char *sql);
-/* Run a statement with no result rows; returns 0 or TERR_IO. */
-int db_exec(struct ws *ws, const char *sql);
-/* Column as a fresh JSON value parsed from text (NULL column -> null). */
-json_t *db_col_json(sqlite3_stmt *st, int col);
-/* Column as a JSON string or null. */
-json_t *db_col_str(sqlite3_stmt *st, int col);
-json_t *db_col_int(sqlite3_stmt *st, int col);
-json_t *db_col_real(sqlite3_stmt *st, int col);
+/* store.c: the wall clock, seconds since the epoch */
 double ws_now(void);
 
 /* util: tokens and hashing (auth.c) */
@@ -135,9 +119,9 @@ void checkpoint_note_progress(struct ws *ws, int64_t job, int64_t att,
  * Inside the caller's transaction. */
 int checkpoint_give(struct ws *ws, int64_t job, json_t *ck);
 
-/* http.c */
-int http_start(struct ws *ws, struct err *e);
-void http_stop(struct ws *ws);
+/* httpd.c: start and stop the two libmicrohttpd daemons */
+int httpd_start(struct ws *ws, struct err *e);
+void httpd_stop(struct ws *ws);
 
 /* wait.c */
 enum wait_kind { WAIT_LEASE = 0, WAIT_LOG = 1 };
@@ -160,7 +144,7 @@ void wait_stop(struct ws *ws);
 /* Mark attempts whose lease lapsed (ttl + grace + margin) lost; requeue. */
 int sched_expire(struct ws *ws);
 /* Has the wall clock stepped since the last check?  Then move live lease
- * deadlines and agents' last-seen times with it.  db_lock held: called by
+ * deadlines and agents' last-seen times with it.  store_lock held: called by
  * the sweeper and before a lease poll writes deadlines, so a deadline
  * written after a step is never shifted by it again. */
 void sched_clock_check(struct ws *ws);

@@ -24,7 +24,7 @@ if "fast_unwind_on_malloc" not in os.environ.get("ASAN_OPTIONS", ""):
 def binary(name):
     """Path of a built binary: tether, tether-agent, tether-runner, tether-workspace."""
     sub = {"tether-agent": "agent", "tether-runner": "runner",
-           "tether-workspace": "workspace/server", "tether": "workspace/cli"}[name]
+           "tether-workspace": "workspace/server", "tether": "cli"}[name]
     path = os.path.join(BUILD_DIR, sub, name)
     if not os.access(path, os.X_OK):
         raise RuntimeError(f"{path} is not built: run tests/run.sh or cmake --build build")

@@ -1,0 +1,270 @@
+/* cgroup.c: the attempt's cgroup, v1 or v2 (see cgroup.h). */
+#include "runner/sandbox/cgroup.h"
+#include "common/err.h"
+#include "common/fileio.h"
+#include "common/util.h"
+
+#include <libcgroup.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/magic.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CGROUP_ROOT "/sys/fs/cgroup"
+
+static const struct cgroup_ops *cgroup_detect(void)
+{
+	struct statfs sf;
+
+	if (statfs(CGROUP_ROOT, &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC)
+		return &cgroup_v2_ops;
+	return &cgroup_v1_ops;
+}
+
+static int cgroup_lib_init(struct err *e)
+{
+	static int done, rc;
+
+	if (!done) {
+		rc = cgroup_init();
+		done = 1;
+	}
+	if (rc != 0)
+		return err_set(e, TERR_UNSUPP, "libcgroup init: %s",
+		               cgroup_strerror(rc));
+	return 0;
+}
+
+char *cgroup_job_dir(struct job_cgroup *cg, const char *controller)
+{
+	char *mp = NULL, *dir;
+
+	if (cg->ops->version == 2)
+		return xasprintf("%s/%s", cg->v2_root, cg->path);
+	if (cgroup_get_subsys_mount_point(controller, &mp) != 0 || !mp) {
+		free(mp);
+		mp = xasprintf("%s/%s", CGROUP_ROOT, controller);
+	}
+	dir = xasprintf("%s/%s", mp, cg->path);
+	free(mp);
+	return dir;
+}
+
+int cgroup_job_write(struct job_cgroup *cg, const char *controller,
+                     const char *file, const char *value, struct err *e)
+{
+	char *dir = cgroup_job_dir(cg, controller);
+	char *path = xasprintf("%s/%s", dir, file);
+	int fd = open(path, O_WRONLY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0 || write(fd, value, strlen(value)) < 0)
+		rc = err_sys(e, TERR_IO, "cgroup write %s '%s'", path, value);
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	free(dir);
+	return rc;
+}
+
+int cgroup_job_read(struct job_cgroup *cg, const char *controller,
+                    const char *file, char *buf, size_t size)
+{
+	char *dir = cgroup_job_dir(cg, controller);
+	char *path = xasprintf("%s/%s", dir, file);
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = TERR_IO;
+	ssize_t n = -1;
+
+	if (fd >= 0) {
+		n = read(fd, buf, size - 1);
+		close(fd);
+	}
+	if (n >= 0) {
+		buf[n] = '\0';
+		rc = 0;
+	}
+	free(path);
+	free(dir);
+	return rc;
+}
+
+int64_t cgroup_job_read_i64(struct job_cgroup *cg, const char *controller,
+                            const char *file)
+{
+	char buf[64];
+	long long v;
+
+	if (cgroup_job_read(cg, controller, file, buf, sizeof(buf)) < 0)
+		return -1;
+	if (strncmp(buf, "max", 3) == 0 || sscanf(buf, "%lld", &v) != 1)
+		return -1;
+	return v;
+}
+
+int64_t cgroup_job_read_key(struct job_cgroup *cg, const char *controller,
+                            const char *file, const char *key)
+{
+	char buf[4096], *p = buf;
+	size_t klen = strlen(key);
+	long long v;
+
+	if (cgroup_job_read(cg, controller, file, buf, sizeof(buf)) < 0)
+		return -1;
+	while (p != NULL && *p != '\0') {
+		if (strncmp(p, key, klen) == 0 && p[klen] == ' ' &&
+		    sscanf(p + klen + 1, "%lld", &v) == 1)
+			return v;
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	return -1;
+}
+
+int cgroup_job_create(const char *parent, const char *name,
+                      const struct cgroup_limits *lim, struct job_cgroup **out,
+                      struct err *e)
+{
+	struct job_cgroup *cg = xcalloc(1, sizeof(*cg));
+	int rc;
+
+	cg->ops = cgroup_detect();
+	snprintf(cg->v2_root, sizeof(cg->v2_root), "%s", CGROUP_ROOT);
+	snprintf(cg->path, sizeof(cg->path), "%s/%s", parent, name);
+	if ((rc = cgroup_lib_init(e)) < 0)
+		goto out;
+	cg->lib = cgroup_new_cgroup(cg->path);
+	for (size_t i = 0; cg->lib && cg->ops->controllers[i]; i++)
+		if (!cgroup_add_controller(cg->lib, cg->ops->controllers[i])) {
+			rc = err_set(e, TERR_UNSUPP,
+			             "cgroup controller '%s' unavailable",
+			             cg->ops->controllers[i]);
+			goto out;
+		}
+	if (cg->lib == NULL || (rc = cgroup_create_cgroup(cg->lib, 0)) != 0) {
+		rc = err_set(e, TERR_IO, "create cgroup %s: %s", cg->path,
+		             cg->lib ? cgroup_strerror(rc) : "out of memory");
+		goto out;
+	}
+	if (cgroup_job_count(cg) > 0)
+		cgroup_job_kill(cg, 2000, NULL); /* leftover of a crash */
+	if ((rc = cg->ops->limit(cg, lim, e)) < 0) {
+		err_wrap(e, "cgroup %s", cg->path);
+		goto out;
+	}
+	*out = cg;
+	cg = NULL;
+out:
+	cgroup_job_destroy(cg);
+	return rc;
+}
+
+int cgroup_job_attach(struct job_cgroup *cg, pid_t pid, struct err *e)
+{
+	int rc = cgroup_attach_task_pid(cg->lib, pid);
+
+	if (rc != 0)
+		return err_set(e, TERR_IO, "attach %d to cgroup %s: %s",
+		               (int)pid, cg->path, cgroup_strerror(rc));
+	return 0;
+}
+
+/* Call fn on every pid in cgroup.procs; returns the count. */
+static int for_each_pid(struct job_cgroup *cg, int sig)
+{
+	char *dir = cgroup_job_dir(cg, cg->ops->procs_controller);
+	char *path = xasprintf("%s/cgroup.procs", dir);
+	FILE *f = fopen(path, "re");
+	int count = 0, pid;
+
+	free(path);
+	free(dir);
+	if (f == NULL)
+		return -1;
+	while (fscanf(f, "%d", &pid) == 1) {
+		count++;
+		if (sig > 0)
+			kill(pid, sig);
+	}
+	fclose(f);
+	return count;
+}
+
+int cgroup_job_signal(struct job_cgroup *cg, int sig, struct err *e)
+{
+	if (for_each_pid(cg, sig) < 0)
+		return err_sys(e, TERR_IO, "cgroup %s: list processes",
+		               cg->path);
+	return 0;
+}
+
+int cgroup_job_count(struct job_cgroup *cg)
+{
+	return for_each_pid(cg, 0);
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+int cgroup_job_kill(struct job_cgroup *cg, int timeout_ms, struct err *e)
+{
+	int64_t deadline = now_mono_ms() + timeout_ms;
+	int n;
+
+	while ((n = cgroup_job_count(cg)) > 0) {
+		if (now_mono_ms() > deadline)
+			return err_set(
+			    e, TERR_TIMEOUT,
+			    "cgroup %s: %d processes survive SIGKILL", cg->path,
+			    n);
+		/* Frozen, nothing can fork between listing and killing. */
+		cg->ops->freeze(cg, true, NULL);
+		for_each_pid(cg, SIGKILL);
+		cg->ops->freeze(cg, false, NULL);
+		sleep_ms(5);
+	}
+	return n < 0 ? err_sys(e, TERR_IO, "cgroup %s: list", cg->path) : 0;
+}
+
+void cgroup_job_usage(struct job_cgroup *cg, struct cgroup_usage *u)
+{
+	u->peak_memory_bytes = -1;
+	u->cpu_seconds = -1;
+	u->oom = false;
+	cg->ops->usage(cg, u);
+}
+
+const char *cgroup_job_path(const struct job_cgroup *cg)
+{
+	return cg->path;
+}
+
+int cgroup_job_version(const struct job_cgroup *cg)
+{
+	return cg->ops->version;
+}
+
+void cgroup_job_destroy(struct job_cgroup *cg)
+{
+	if (cg == NULL)
+		return;
+	if (cg->lib != NULL) {
+		if (cgroup_job_count(cg) > 0)
+			cgroup_job_kill(cg, 5000, NULL);
+		cgroup_delete_cgroup_ext(cg->lib,
+		                         CGFLAG_DELETE_IGNORE_MIGRATION);
+		cgroup_free(&cg->lib);
+	}
+	free(cg);
+}

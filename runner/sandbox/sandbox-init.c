@@ -1,0 +1,175 @@
+/* sandbox-init.c: pid 1 of the job's pid namespace.  It waits for the
+ * runner to put it in the cgroup, builds the job's root, starts the job
+ * and reaps every orphan until the job itself exits; then it reports the
+ * job's status on the status pipe and exits, which makes the kernel kill
+ * whatever is left in the namespace. */
+#include "runner/sandbox/sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+void sandbox_status_send(int fd, int kind, int code, int sig, const char *fmt,
+                         ...)
+{
+	struct sandbox_status st;
+	va_list ap;
+	ssize_t n;
+
+	memset(&st, 0, sizeof(st));
+	st.kind = kind;
+	st.code = code;
+	st.sig = sig;
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(st.msg, sizeof(st.msg), fmt, ap);
+		va_end(ap);
+	}
+	do
+		n = write(fd, &st, sizeof(st));
+	while (n < 0 && errno == EINTR);
+}
+
+/* Default dispositions and an empty mask (the runner blocks signals for
+ * its signalfd and ignores SIGPIPE; the job must not inherit that). */
+/* pid 1 never execs, so close-on-exec does not apply to it: close every
+ * fd of the runner's but the pipes, or pid 1 would hold the runner's (the
+ * attempt lock on spec.json, the log) after the runner died, and a new
+ * runner on the attempt would find it locked. */
+static void close_runner_fds(const struct sandbox_cfg *c)
+{
+	int keep[] = {c->out_fd, c->status_fd, c->sync_fd, c->ready_fd};
+	const int n = (int)(sizeof(keep) / sizeof(keep[0]));
+	unsigned int lo = 3;
+
+	for (int i = 1; i < n; i++) /* ascending */
+		for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			int t = keep[j];
+			keep[j] = keep[j - 1];
+			keep[j - 1] = t;
+		}
+	for (int i = 0; i < n; i++) {
+		if (keep[i] < (int)lo)
+			continue;
+		if ((unsigned int)keep[i] > lo)
+			close_range(lo, (unsigned int)keep[i] - 1, 0);
+		lo = (unsigned int)keep[i] + 1;
+	}
+	close_range(lo, ~0U, 0);
+}
+
+static void reset_signals(void)
+{
+	sigset_t none;
+
+	for (int s = 1; s < NSIG; s++)
+		signal(s, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* `network: none`: the new net namespace has only lo; bring it up. */
+static void loopback_up(void)
+{
+	struct ifreq ifr;
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (s < 0)
+		return;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+		ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+		ioctl(s, SIOCSIFFLAGS, &ifr);
+	}
+	close(s);
+}
+
+static void setup_failed(struct sandbox_cfg *c, const char *msg)
+{
+	sandbox_status_send(c->status_fd, SANDBOX_SETUP_FAILED, 0, 0, "%s",
+	                    msg);
+	_exit(1);
+}
+
+/* Read the job's pre-exec error, if any (EOF: exec succeeded). */
+static bool forward_exec_error(struct sandbox_cfg *c, int fd)
+{
+	struct sandbox_status st;
+	ssize_t n;
+
+	do
+		n = read(fd, &st, sizeof(st));
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(st))
+		return false;
+	if (write(c->status_fd, &st, sizeof(st)) < 0)
+		return true;
+	return true;
+}
+
+static void reap_until(struct sandbox_cfg *c, pid_t job, bool reported)
+{
+	int st;
+	pid_t p;
+
+	for (;;) {
+		p = waitpid(-1, &st, 0);
+		if (p < 0 && errno == EINTR)
+			continue;
+		if (p < 0)
+			_exit(reported ? 0 : 1); /* ECHILD: nothing left */
+		if (p != job)
+			continue; /* an orphan: reaped, nothing else */
+		if (!reported)
+			sandbox_status_send(
+			    c->status_fd, SANDBOX_EXITED,
+			    WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+			    WIFSIGNALED(st) ? WTERMSIG(st) : 0, NULL);
+		_exit(0);
+	}
+}
+
+void sandbox_init_main(struct sandbox_cfg *c)
+{
+	char msg[400], go;
+	int errp[2];
+	pid_t job;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	reset_signals();
+	close_runner_fds(c);
+	if (read(c->sync_fd, &go, 1) != 1)
+		_exit(1); /* the runner went away before starting us */
+	close(c->sync_fd);
+	if (sethostname(c->hostname, strlen(c->hostname)) < 0)
+		setup_failed(c, "sethostname in the new uts namespace");
+	if (c->net_none)
+		loopback_up();
+	if (sandbox_mount_root(c, msg, sizeof(msg)) < 0)
+		setup_failed(c, msg);
+	if (pipe2(errp, O_CLOEXEC) < 0)
+		setup_failed(c, "pipe: out of file descriptors");
+	job = fork();
+	if (job < 0)
+		setup_failed(c, "fork the job: resource limit");
+	if (job == 0) {
+		close(errp[0]);
+		sandbox_exec_job(c, errp[1]);
+	}
+	close(errp[1]);
+	close(c->ready_fd); /* the job's copy closes at its exec */
+	close(c->out_fd);   /* the job holds the only writer now */
+	reap_until(c, job, forward_exec_error(c, errp[0]));
+	_exit(1);
+}

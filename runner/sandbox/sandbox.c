@@ -1,0 +1,334 @@
+/* sandbox.c: the native `sandbox` launcher (see sandbox.h and
+ * docs/sandbox.md).  The job runs in new mount, pid, ipc and uts
+ * namespaces (and net for `network: none`) under a tiny reaper as pid 1,
+ * inside its own cgroup. */
+#include "runner/sandbox/sandbox.h"
+#include "runner/allowlist.h"
+#include "common/err.h"
+#include "common/fileio.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "runner/sandbox/cgroup.h"
+#include "runner/launcher.h"
+#include "runner/runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define SANDBOX_MAX_GPUS 64
+#define READY_WAIT_MS    10000 /* setup that takes longer: go on */
+
+struct sandbox {
+	struct sandbox_cfg cfg;
+	struct job_cgroup *cg;
+	pid_t init_pid;
+	int out_fd, done_fd;
+	int gpus[SANDBOX_MAX_GPUS];
+	size_t ngpus;
+};
+
+static int check_mounts(struct runner *r, struct sandbox *sb, struct err *e)
+{
+	const struct jobspec *s = r->spec;
+	char real[PATH_MAX];
+
+	sb->cfg.mounts = xcalloc(s->nmounts + 1, sizeof(*sb->cfg.mounts));
+	for (size_t i = 0; i < s->nmounts; i++) {
+		struct sandbox_mount *m = &sb->cfg.mounts[i];
+		json_t *allow;
+		if (access(s->mounts[i].source, F_OK) < 0)
+			return err_sys(e, TERR_NOTFOUND, "mount %s",
+			               s->mounts[i].source);
+		if ((allow = allowlist_entry(r, s->mounts[i].source, real)) ==
+		    NULL)
+			return err_set(e, TERR_PERM,
+			               "mount %s is not allowed on this node "
+			               "(the admin lists data mounts in "
+			               "allowed_mounts)",
+			               s->mounts[i].source);
+		m->source = xstrdup(real);
+		m->target = s->mounts[i].target;
+		m->readonly = allowlist_readonly(allow, s->mounts[i].readonly);
+		sb->cfg.nmounts++;
+	}
+	return 0;
+}
+
+static int make_cgroup(struct runner *r, struct sandbox *sb, struct err *e)
+{
+	struct cgroup_limits lim = {
+	    .memory = r->spec->resources.memory,
+	    .cpus = r->spec->resources.cpus,
+	    .pids = r->spec->resources.pids > 0 ? r->spec->resources.pids
+	                                        : r->default_pids,
+	    .gpus = sb->gpus,
+	    .ngpus = sb->ngpus,
+	};
+	char name[128];
+	int rc;
+
+	snprintf(name, sizeof(name), "%s_%lld", r->job_id,
+	         (long long)r->attempt);
+	if ((rc = cgroup_job_create(r->cgroup_parent, name, &lim, &sb->cg, e)) <
+	    0)
+		return rc;
+	snprintf(r->state.cgroup, sizeof(r->state.cgroup), "%s",
+	         cgroup_job_path(sb->cg));
+	return 0;
+}
+
+/* tmpfs's default size: half the physical memory. */
+static int64_t half_ram(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+
+	return pages > 0 && size > 0 ? (int64_t)pages * size / 2 : INT64_MAX;
+}
+
+static void fill_cfg(struct runner *r, struct sandbox *sb)
+{
+	struct sandbox_cfg *c = &sb->cfg;
+
+	c->root = xasprintf("%s/.sandbox", r->dir);
+	c->work = r->work_dir;
+	c->outputs = r->outputs_dir;
+	c->checkpoints = r->checkpoints_dir;
+	/* /tmp counts into the disk budget (disk.c); twice the budget, so
+	 * that the measure, not ENOSPC, ends a job that fills it, and never
+	 * more than tmpfs's default (half the RAM) */
+	c->tmp_size = r->disk_limit > 0 && r->disk_limit < INT64_MAX / 2 &&
+	                      2 * r->disk_limit < half_ram()
+	                  ? 2 * r->disk_limit
+	                  : 0;
+	c->state_dir = r->state_dir;
+	c->env_prefix = r->env.prefix;
+	c->cwd = r->spec->workdir
+	             ? xasprintf("/tether/work/%s", r->spec->workdir)
+	             : xstrdup("/tether/work");
+	snprintf(c->hostname, sizeof(c->hostname), "tether-%s", r->job_id);
+	c->net_none = r->spec->network == NET_NONE;
+	c->uid = r->uid;
+	c->gid = r->gid;
+	c->argv = r->argv;
+	c->envp = r->envp;
+	c->out_fd = c->status_fd = c->sync_fd = -1;
+}
+
+static int sandbox_prepare(struct runner *r, struct err *e)
+{
+	struct sandbox *sb = xcalloc(1, sizeof(*sb));
+	int rc;
+
+	sb->out_fd = sb->done_fd = -1;
+	r->launcher_data = sb;
+	fill_cfg(r, sb);
+	sb->ngpus = runner_gpus(r, sb->gpus, SANDBOX_MAX_GPUS);
+	if (r->uid == 0)
+		return err_set(e, TERR_PERM,
+		               "job_user '%s' is root: jobs never run as root",
+		               r->job_user);
+	if ((rc = check_mounts(r, sb, e)) < 0)
+		return rc;
+	if (mkdir(sb->cfg.root, 0700) < 0 && errno != EEXIST)
+		return err_sys(e, TERR_IO, "mkdir %s", sb->cfg.root);
+	return make_cgroup(r, sb, e);
+}
+
+/* fork() into new namespaces (clone without a new stack). */
+static pid_t clone_ns(bool net)
+{
+	unsigned long flags =
+	    CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+
+	if (net)
+		flags |= CLONE_NEWNET;
+	return (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+}
+
+/* Until the job exec'd (or setup failed): EOF on the ready pipe.  So a
+ * stop signal sent after `started` reaches the job, not only pid 1. */
+static void wait_ready(int fd)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	int64_t end = now_mono_ms() + READY_WAIT_MS, left;
+	char c;
+
+	while ((left = end - now_mono_ms()) > 0) {
+		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+			break;
+		if (p.revents != 0 && read(fd, &c, 1) <= 0)
+			break;
+	}
+	close(fd);
+}
+
+static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
+                         struct err *e)
+{
+	struct sandbox *sb = r->launcher_data;
+	int outp[2], statp[2], syncp[2], readyp[2], rc;
+	pid_t pid;
+
+	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(statp, O_CLOEXEC) < 0 ||
+	    pipe2(syncp, O_CLOEXEC) < 0 || pipe2(readyp, O_CLOEXEC) < 0)
+		return err_sys(e, TERR_IO, "pipe");
+	sb->cfg.out_fd = outp[1];
+	sb->cfg.status_fd = statp[1];
+	sb->cfg.sync_fd = syncp[0];
+	sb->cfg.ready_fd = readyp[1];
+	if ((pid = clone_ns(sb->cfg.net_none)) < 0) {
+		rc = err_sys(e, TERR_PERM, "clone into new namespaces");
+		for (int i = 0; i < 2; i++) {
+			close(outp[i]);
+			close(statp[i]);
+			close(syncp[i]);
+			close(readyp[i]);
+		}
+		return rc;
+	}
+	if (pid == 0) {
+		close(outp[0]);
+		close(statp[0]);
+		close(syncp[1]);
+		close(readyp[0]);
+		sandbox_init_main(&sb->cfg);
+	}
+	close(outp[1]);
+	close(statp[1]);
+	close(syncp[0]);
+	close(readyp[1]);
+	sb->init_pid = pid;
+	sb->out_fd = outp[0];
+	sb->done_fd = statp[0];
+	r->state.job_pid = pid;
+	if ((rc = cgroup_job_attach(sb->cg, pid, e)) < 0) {
+		kill(pid, SIGKILL);
+		close(syncp[1]);
+		close(readyp[0]);
+		return rc;
+	}
+	if (write(syncp[1], "g", 1) != 1)
+		rc = err_sys(e, TERR_IO, "start sandbox");
+	close(syncp[1]);
+	wait_ready(readyp[0]);
+	*out_fd = sb->out_fd;
+	*done_fd = sb->done_fd;
+	return rc;
+}
+
+static int sandbox_signal(struct runner *r, int sig, struct err *e)
+{
+	struct sandbox *sb = r->launcher_data;
+
+	return cgroup_job_signal(sb->cg, sig, e);
+}
+
+static int sandbox_kill(struct runner *r, struct err *e)
+{
+	struct sandbox *sb = r->launcher_data;
+
+	if (sb->init_pid > 0)
+		kill(sb->init_pid, SIGKILL); /* takes the pid namespace */
+	return cgroup_job_kill(sb->cg, 5000, e);
+}
+
+static int sandbox_collect(struct runner *r, struct launch_exit *ex,
+                           struct err *e)
+{
+	struct sandbox *sb = r->launcher_data;
+	struct sandbox_status st = {0};
+	struct cgroup_usage u;
+	int wst = 0;
+	ssize_t n;
+
+	n = read(sb->done_fd, &st, sizeof(st));
+	while (waitpid(sb->init_pid, &wst, 0) < 0 && errno == EINTR)
+		;
+	sb->init_pid = -1;
+	cgroup_job_kill(sb->cg, 5000, NULL); /* nothing outlives the job */
+	cgroup_job_usage(sb->cg, &u);
+	ex->peak_memory_bytes = u.peak_memory_bytes;
+	ex->cpu_seconds = u.cpu_seconds;
+	ex->oom = u.oom;
+	st.msg[sizeof(st.msg) - 1] = '\0';
+	if (n == (ssize_t)sizeof(st) && st.kind == SANDBOX_SETUP_FAILED)
+		return err_set(e, TERR_FAIL, "sandbox: %s", st.msg);
+	if (n == (ssize_t)sizeof(st) && st.kind == SANDBOX_EXEC_FAILED) {
+		runner_logf(r, "tether", "%s", st.msg);
+		ex->exit_code = 127;
+		ex->signal = 0;
+	} else if (n == (ssize_t)sizeof(st) && st.kind == SANDBOX_EXITED) {
+		ex->exit_code = st.sig ? -1 : st.code;
+		ex->signal = st.sig;
+	} else { /* pid 1 itself was killed (SIGKILL of the whole job) */
+		ex->exit_code = -1;
+		ex->signal = WIFSIGNALED(wst) ? WTERMSIG(wst) : SIGKILL;
+	}
+	return 0;
+}
+
+/* The job died with the earlier runner (PR_SET_PDEATHSIG); remove what
+ * is left of its cgroup and say so. */
+static int sandbox_reattach(struct runner *r, int *out_fd, int *done_fd,
+                            struct err *e)
+{
+	struct cgroup_limits none = {0};
+	struct job_cgroup *cg = NULL;
+	char name[128];
+
+	snprintf(name, sizeof(name), "%s_%lld", r->job_id,
+	         (long long)r->attempt);
+	if (r->state.cgroup[0] != '\0' &&
+	    cgroup_job_create(r->cgroup_parent, name, &none, &cg, NULL) == 0)
+		cgroup_job_destroy(cg); /* kills any process left in it */
+	return err_set(e, TERR_UNSUPP,
+	               "sandbox jobs end with their runner (no re-attach)");
+}
+
+static void sandbox_cleanup(struct runner *r)
+{
+	struct sandbox *sb = r->launcher_data;
+
+	if (sb == NULL)
+		return;
+	if (sb->init_pid > 0) {
+		kill(sb->init_pid, SIGKILL);
+		waitpid(sb->init_pid, NULL, 0);
+	}
+	cgroup_job_destroy(sb->cg);
+	if (sb->out_fd >= 0)
+		close(sb->out_fd);
+	if (sb->done_fd >= 0)
+		close(sb->done_fd);
+	if (sb->cfg.root != NULL)
+		rmdir(sb->cfg.root);
+	for (size_t i = 0; i < sb->cfg.nmounts; i++)
+		free(sb->cfg.mounts[i].source);
+	free(sb->cfg.mounts);
+	free(sb->cfg.root);
+	free(sb->cfg.cwd);
+	free(sb);
+	r->launcher_data = NULL;
+}
+
+const struct launcher_ops launcher_sandbox = {
+    .name = "sandbox",
+    .prepare = sandbox_prepare,
+    .start = sandbox_start,
+    .signal = sandbox_signal,
+    .kill = sandbox_kill,
+    .collect = sandbox_collect,
+    .reattach = sandbox_reattach,
+    .cleanup = sandbox_cleanup,
+};

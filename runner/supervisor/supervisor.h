@@ -1,0 +1,76 @@
+/* supervisor.h: internals shared by the supervisor's files
+ * (supervisor.c: phases and result; supervisor-loop.c: the run phase's poll
+ * loop; progress.c: progress lines), and the runner's settings
+ * (runner-spec.c). */
+#ifndef TETHER_SUPERVISOR_H
+#define TETHER_SUPERVISOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runner/fence.h"
+#include "runner/launcher.h"
+#include "runner/runner.h"
+
+struct err;
+
+/* TETHER_PROGRESS lines of the job's output (progress.c). */
+struct progress {
+	char line[128]; /* the current line, when short enough */
+	size_t len;
+	bool skip;             /* the current line is too long */
+	bool pending;          /* a value not yet reported in an event */
+	int64_t last_event_ms; /* CLOCK_MONOTONIC of the last event */
+};
+
+#define PROGRESS_EVENT_MS 1000 /* at most one progress event a second */
+
+/* Scan job output; true when a progress line brought a new value (kept in
+ * r->progress). */
+bool progress_feed(struct progress *p, struct runner *r, const char *data,
+                   size_t n);
+/* Append a `progress` event for a new value (rate-limited unless force). */
+void progress_report(struct progress *p, struct runner *r, int64_t now_ms,
+                     bool force);
+/* Milliseconds until a pending value may be reported. */
+int progress_wait_ms(const struct progress *p, int64_t now_ms);
+
+/* The run phase: start through r->ops, pump the log, stop on a fence
+ * reason (signal, grace, kill), collect.  *stop_reason is the fence
+ * reason that ended the job, or NULL. */
+int supervisor_run_job(struct runner *r, struct launch_exit *ex,
+                       const char **stop_reason, struct err *e);
+
+/* Restore checkpoint.tar.gz into the checkpoints dir and mark the attempt
+ * resumed (supervisor-resume.c).  A bad archive is logged and skipped (the
+ * job starts from scratch); only an I/O failure of the dir returns < 0. */
+int supervisor_resume(struct runner *r, struct err *e);
+
+/* A runner restarted mid-job (supervisor-reattach.c): when state.json
+ * says an earlier runner of this attempt started the job, keep what it
+ * recorded (launcher_ref, cgroup, job pid) and set r->reattach. */
+void supervisor_reattach_check(struct runner *r, const char *dir);
+/* Durations of the phases the earlier runner ran (from events) and
+ * r->run_started_ms as of the job's start. */
+void supervisor_reattach_times(struct runner *r, double durations[4]);
+
+/* Load <dir>/spec.json and its runner settings into r (supervisor.c); job
+ * and attempt may be missing when !need_job (`envs build`: job "prebuild"). */
+int supervisor_load(struct runner *r, const char *dir, bool need_job,
+                    struct err *e);
+
+/* Settings, job argv/env and teardown (runner-spec.c). */
+int runner_settings_load(struct runner *r, struct err *e);
+/* Fill r->argv and r->envp (clean environment, see docs/sandbox.md). */
+int runner_build_job(struct runner *r, struct err *e);
+void runner_free(struct runner *r);
+
+/* Pack the ended attempt DIR's checkpoints/ for upload (supervisor-pack.c,
+ * `tether-runner pack-checkpoint DIR`). */
+int supervisor_pack(const char *dir, struct err *e);
+
+/* The whole attempt in DIR (`tether-runner run DIR`); returns the exit
+ * status. */
+int supervisor_run(const char *dir);
+
+#endif
