@@ -99,7 +99,9 @@ const struct conf_key agent_conf_table[] = {
     {"slurm_partition", CONF_STR, NULL, OFF(slurm_partition), 0, 0,
      "Default Slurm partition for the slurm launcher."},
     {"slurm_shared_dir", CONF_STR, NULL, OFF(slurm_shared_dir), 0, 0,
-     "Directory shared with the Slurm compute nodes."},
+     "Where Slurm jobs run, as the job user (work, outputs, checkpoints); "
+     "default <state_dir>-slurm: compute nodes must mount it at that path "
+     "(docs/slurm.md)."},
     {"slurm_account", CONF_STR, NULL, OFF(slurm_account), 0, 0,
      "Slurm account for jobs whose spec names none."},
     {"slurm_qos", CONF_STR, NULL, OFF(slurm_qos), 0, 0,

@@ -7,12 +7,14 @@
 #include "agent/agent.h"
 #include "agent/db.h"
 
+#include "common/cmdrun.h"
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #include <ftw.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +36,42 @@ static int64_t hk_du(const char *dir)
 	return hk_total;
 }
 
+/* The slurm launcher's staging directory of the attempt, when its runner
+ * left one (docs/slurm.md): <slurm_shared_dir or <state_dir>-slurm>/<job>/
+ * <attempt>.  rm -rf: it does not follow a link the job user planted. */
+static void housekeeping_stage(struct agent *a, const char *job,
+                               int64_t attempt)
+{
+	const char *sd = a->conf.state_dir;
+	size_t n = strlen(sd);
+	char *root, *dir, *parent;
+	const char *argv[] = {"rm", "-rf", "--one-file-system",
+	                      "--", NULL,  NULL};
+	struct err e = {0};
+	struct stat st;
+	int status = 0;
+
+	while (n > 1 && sd[n - 1] == '/')
+		n--;
+	root = a->conf.slurm_shared_dir && *a->conf.slurm_shared_dir
+	           ? xstrdup(a->conf.slurm_shared_dir)
+	           : xasprintf("%.*s-slurm", (int)n, sd);
+	dir = xasprintf("%s/%s/%lld", root, job, (long long)attempt);
+	parent = xasprintf("%s/%s", root, job);
+	argv[4] = dir;
+	if (lstat(dir, &st) == 0) {
+		if (cmd_capture(argv, NULL, NULL, 60000, &status, &e) < 0 ||
+		    status != 0)
+			log_warn("job=%s attempt=%lld: rm -rf %s failed%s%s",
+			         job, (long long)attempt, dir,
+			         e.msg[0] ? ": " : "", e.msg);
+		rmdir(parent); /* only when no other attempt is left */
+	}
+	free(root);
+	free(dir);
+	free(parent);
+}
+
 static void housekeeping_remove(struct agent *a, const char *job,
                                 int64_t attempt)
 {
@@ -43,6 +81,7 @@ static void housekeeping_remove(struct agent *a, const char *job,
 	struct err e = {0};
 	sqlite3_stmt *st;
 
+	housekeeping_stage(a, job, attempt); /* before: gone means all gone */
 	if (rm_rf(dir, &e) < 0) {
 		log_warn("%s", e.msg);
 		goto out;

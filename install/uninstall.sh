@@ -140,7 +140,9 @@ purge_all() {
 		say "kept /etc/tether and $state_dir (remove them with --purge)"
 		return 0
 	}
-	rm -rf "$root/etc/tether" "$root$state_dir" "$root/var/log/tether-agent.log"
+	# $state_dir-slurm: the slurm launcher's default staging dir (docs/slurm.md)
+	rm -rf "$root/etc/tether" "$root$state_dir" "$root$state_dir-slurm" \
+	    "$root/var/log/tether-agent.log"
 	if grep -q "^$job_user:" "$root/etc/passwd" 2>/dev/null; then
 		userdel ${root:+--root "$root"} "$job_user" ||
 			say "warning: could not remove the user $job_user"

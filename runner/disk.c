@@ -188,9 +188,13 @@ int64_t runner_disk_usage(struct runner *r)
 	struct walk w = {0};
 	struct stat st;
 
-	walk_dir(r->work_dir, &w);
-	walk_dir(r->outputs_dir, &w);
-	walk_dir(r->checkpoints_dir, &w);
+	if (r->stage_dir != NULL) { /* slurm: the job writes only there */
+		walk_dir(r->stage_dir, &w);
+	} else {
+		walk_dir(r->work_dir, &w);
+		walk_dir(r->outputs_dir, &w);
+		walk_dir(r->checkpoints_dir, &w);
+	}
 	if (w.too_deep)
 		return INT64_MAX;
 	if (r->launcher == LAUNCHER_SANDBOX && r->state.job_pid > 0) {

@@ -48,6 +48,9 @@ struct runner {
 
 	/* Host paths of the job's directories inside the attempt dir. */
 	char *work_dir, *outputs_dir, *checkpoints_dir;
+	/* Where the job writes instead, outside the attempt dir (the slurm
+	 * launcher's staging dir; not owned), or NULL; disk.c measures it. */
+	const char *stage_dir;
 
 	/* The job's argv and environment (NULL-terminated), built by the
 	 * supervisor after the environment phase. */

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -53,12 +54,45 @@ static void job_free(struct slurm_job *j)
 	free(j);
 }
 
-/* The launcher data with its paths: the attempt dir, or a directory of its
- * own under slurm.shared_dir when the cluster does not see the state dir. */
-static int job_get(struct runner *r, struct slurm_job **out, struct err *e)
+/* Where the attempts' Slurm directories live: slurm.shared_dir, else
+ * <state_dir>-slurm beside the state dir, which stays 0700 and root's
+ * (docs/slurm.md, "Staging directory"). */
+static char *stage_root(struct runner *r)
 {
 	const char *shared = setting(r, "shared_dir");
+	size_t n = strlen(r->state_dir);
+
+	if (shared != NULL)
+		return xstrdup(shared);
+	while (n > 1 && r->state_dir[n - 1] == '/')
+		n--;
+	return xasprintf("%.*s-slurm", (int)n, r->state_dir);
+}
+
+/* Make <stage>/<job>/<attempt>: <stage> (when missing) and <stage>/<job>
+ * 0711 for a job user to pass, whatever the umask. */
+static int stage_mkdir(const char *root, const char *dir, bool as_user,
+                       struct err *e)
+{
+	mode_t mode = as_user ? 0711 : 0700;
+	bool had_root = access(root, F_OK) == 0;
+	char *job = xstrdup(dir), *slash = strrchr(job, '/');
+	int rc;
+
+	*slash = '\0';
+	if ((rc = mkdir_p(dir, mode, e)) == 0 &&
+	    ((!had_root && chmod(root, mode) < 0) || chmod(job, mode) < 0))
+		rc = err_sys(e, TERR_IO, "chmod %s", job);
+	free(job);
+	return rc;
+}
+
+/* The launcher data with its paths: <stage>/<job>/<attempt>/ for the Slurm
+ * files and the job's work, outputs and checkpoints. */
+static int job_get(struct runner *r, struct slurm_job **out, struct err *e)
+{
 	struct slurm_job *j = r->launcher_data;
+	char *root;
 	int rc;
 
 	if (j != NULL) {
@@ -73,31 +107,33 @@ static int job_get(struct runner *r, struct slurm_job **out, struct err *e)
 	j->log_fd = r->log_fd;
 	j->poll_ms = r->set.slurm.poll_ms;
 	j->sstat = r->set.slurm.sstat;
-	j->dir = shared != NULL ? xasprintf("%s/%s/%lld", shared, r->job_id,
-	                                    (long long)r->attempt)
-	                        : xstrdup(r->dir);
-	/* The job user must traverse <shared_dir>/<job> to its own dir. */
-	j->as_user = shared != NULL && geteuid() == 0 && r->uid != 0;
-	if ((rc = mkdir_p(j->dir, j->as_user ? 0711 : 0700, e)) < 0) {
+	root = stage_root(r);
+	j->dir =
+	    xasprintf("%s/%s/%lld", root, r->job_id, (long long)r->attempt);
+	/* The job user must traverse <stage>/<job> to its own dir. */
+	j->as_user = geteuid() == 0 && r->uid != 0;
+	rc = stage_mkdir(root, j->dir, j->as_user, e);
+	free(root);
+	if (rc < 0) {
 		job_free(j);
-		return err_wrap(e, "slurm.shared_dir");
+		return err_wrap(e, "slurm: staging directory");
 	}
 	j->script = xasprintf("%s/%s", j->dir, SLURM_SCRIPT);
 	j->env_file = xasprintf("%s/%s", j->dir, SLURM_ENV);
 	j->out_file = xasprintf("%s/%s", j->dir, SLURM_OUT);
 	j->exit_file = xasprintf("%s/%s", j->dir, SLURM_EXIT);
 	j->json_file = xasprintf("%s/%s", r->dir, SLURM_JSON);
-	j->work = shared ? xasprintf("%s/work", j->dir) : xstrdup(r->work_dir);
-	j->outputs =
-	    shared ? xasprintf("%s/outputs", j->dir) : xstrdup(r->outputs_dir);
-	j->checkpoints = shared ? xasprintf("%s/checkpoints", j->dir)
-	                        : xstrdup(r->checkpoints_dir);
+	j->work = xasprintf("%s/work", j->dir);
+	j->outputs = xasprintf("%s/outputs", j->dir);
+	j->checkpoints = xasprintf("%s/checkpoints", j->dir);
 	r->launcher_data = j;
+	r->stage_dir = j->dir;
 	*out = j;
 	return 0;
 }
 
-/* cp -a src/. dst (work dir to shared storage and outputs back). */
+/* cp -a src/. dst (the attempt's work and checkpoints into the staging
+ * directory, its outputs and checkpoints back). */
 static int copy_tree(const char *src, const char *dst, struct err *e)
 {
 	char *from = xasprintf("%s/.", src);
@@ -115,11 +151,12 @@ static int copy_tree(const char *src, const char *dst, struct err *e)
 	return rc;
 }
 
-/* Refuse a shared_dir whose parents the job user cannot pass through
- * (Slurm would only say JobLaunchFailure). */
-static int check_traversable(struct runner *r, const char *dir, struct err *e)
+/* Refuse a path whose parent directories the job user cannot pass
+ * through (Slurm would only say JobLaunchFailure); what names it. */
+static int check_traversable(struct runner *r, const char *path,
+                             const char *what, const char *fix, struct err *e)
 {
-	char *p = xstrdup(dir), *slash;
+	char *p = xstrdup(path), *slash;
 	struct stat st;
 	int rc = 0;
 
@@ -133,9 +170,9 @@ static int check_traversable(struct runner *r, const char *dir, struct err *e)
 		    !(st.st_uid == r->uid && (st.st_mode & S_IXUSR)) &&
 		    !(st.st_gid == r->gid && (st.st_mode & S_IXGRP))) {
 			rc = err_set(e, TERR_PERM,
-			             "slurm.shared_dir: the job user (uid %u) "
-			             "cannot enter %s (chmod o+x %s)",
-			             (unsigned)r->uid, p, p);
+			             "%s: the job user (uid %u) cannot enter "
+			             "%s (%s)",
+			             what, (unsigned)r->uid, p, fix);
 			break;
 		}
 	}
@@ -213,6 +250,45 @@ static int refuse_unhonoured(const struct jobspec *sp, struct err *e)
 	return 0;
 }
 
+/* The job runs as the job user: the staging directory's parents and the
+ * environment's prefix must let it through. */
+static int check_user_paths(struct runner *r, struct slurm_job *j,
+                            struct err *e)
+{
+	char *bin;
+	int rc;
+
+	rc = check_traversable(r, j->dir, "slurm: staging directory",
+	                       "chmod o+x it, or set slurm_shared_dir; "
+	                       "docs/slurm.md",
+	                       e);
+	if (rc < 0 || r->env.prefix == NULL)
+		return rc;
+	bin = xasprintf("%s/bin", r->env.prefix);
+	rc = check_traversable(r, bin, "slurm: the job's environment",
+	                       "put env_dir where the job user can enter, "
+	                       "outside the 0700 state directory; "
+	                       "docs/slurm.md",
+	                       e);
+	free(bin);
+	return rc;
+}
+
+/* Fill the staging directory: the prepared work dir, a restored
+ * checkpoint, empty outputs; all the job user's. */
+static int stage_in(struct runner *r, struct slurm_job *j, struct err *e)
+{
+	int rc;
+
+	if ((rc = copy_tree(r->work_dir, j->work, e)) < 0 ||
+	    (rc = copy_tree(r->checkpoints_dir, j->checkpoints, e)) < 0 ||
+	    (rc = mkdir_p(j->outputs, 0700, e)) < 0 ||
+	    (j->as_user && (rc = check_user_paths(r, j, e)) < 0) ||
+	    (j->as_user && (rc = give_to_user(r, j, e)) < 0))
+		return rc;
+	return 0;
+}
+
 static int slurm_prepare(struct runner *r, struct err *e)
 {
 	const char *argv[] = {"sbatch", "--version", NULL};
@@ -226,15 +302,8 @@ static int slurm_prepare(struct runner *r, struct err *e)
 		return err_set(e, TERR_UNSUPP,
 		               "slurm launcher: cannot run 'sbatch' (is this a "
 		               "Slurm head node with slurm-client installed?)");
-	if (setting(r, "shared_dir") != NULL) {
-		if ((rc = copy_tree(r->work_dir, j->work, e)) < 0 ||
-		    (rc = mkdir_p(j->outputs, 0700, e)) < 0 ||
-		    (rc = mkdir_p(j->checkpoints, 0700, e)) < 0 ||
-		    (j->as_user &&
-		     (rc = check_traversable(r, j->dir, e)) < 0) ||
-		    (j->as_user && (rc = give_to_user(r, j, e)) < 0))
-			return err_wrap(e, "slurm: shared_dir");
-	}
+	if ((rc = stage_in(r, j, e)) < 0)
+		return rc;
 	if (r->argv != NULL)
 		return write_files(r, j, e);
 	return 0;
@@ -380,12 +449,90 @@ static void exit_fill(struct slurm_job *j, const struct slurm_info *info,
 	}
 }
 
+/* cp src/. dst as the job user, who owns src (the staging dir) and dst:
+ * dst is entered as root first, so its 0700 parents need not let the job
+ * user through, and root never walks a tree where a link swapped in
+ * mid-copy could lead it out (docs/slurm.md). */
+static int copy_as_user(struct runner *r, struct slurm_job *j, const char *src,
+                        const char *dst, struct err *e)
+{
+	char *from = xasprintf("%s/.", src);
+	char *uid = xasprintf("--reuid=%u", (unsigned)r->uid);
+	char *gid = xasprintf("--regid=%u", (unsigned)r->gid);
+	const char *argv[] = {"setpriv",
+	                      uid,
+	                      gid,
+	                      "--clear-groups",
+	                      "--",
+	                      "cp",
+	                      "-R",
+	                      "-P",
+	                      "--preserve=mode,timestamps",
+	                      from,
+	                      ".",
+	                      NULL};
+	int here = -1, there = -1, st = 0, rc;
+	struct buf errb;
+
+	buf_init(&errb, 4096);
+	if (!j->as_user) {
+		rc = copy_tree(src, dst, e);
+		goto out;
+	}
+	if ((rc = mkdir_p(dst, 0700, e)) < 0)
+		goto out;
+	here = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	there = open(dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (here < 0 || there < 0 || fchown(there, r->uid, r->gid) < 0 ||
+	    fchdir(there) < 0) {
+		rc = err_sys(e, TERR_IO, "enter %s", dst);
+		goto out;
+	}
+	rc = cmd_capture(argv, NULL, &errb, 0, &st, e);
+	if (fchdir(here) < 0 && rc == 0)
+		rc = err_sys(e, TERR_IO, "fchdir");
+	if (rc == 0 && st != 0)
+		rc = err_set(e, TERR_IO, "cp %s %s (as uid %u): %s", from, dst,
+		             (unsigned)r->uid,
+		             errb.data != NULL ? errb.data : "failed");
+out:
+	if (here >= 0)
+		close(here);
+	if (there >= 0)
+		close(there);
+	buf_free(&errb);
+	free(from);
+	free(uid);
+	free(gid);
+	return rc;
+}
+
+/* Outputs and checkpoints back into the attempt directory, where the
+ * agent uploads and packs them. */
+static int stage_out(struct runner *r, struct slurm_job *j, struct err *e)
+{
+	int rc;
+
+	/* No outputs/: an earlier runner of the attempt brought them back
+	 * and removed the staging directory before it was killed. */
+	if (access(j->outputs, F_OK) == 0 &&
+	    (rc = copy_as_user(r, j, j->outputs, r->outputs_dir, e)) < 0)
+		return err_wrap(e, "slurm: copy outputs back from %s", j->dir);
+	if (access(j->checkpoints, F_OK) != 0)
+		return 0;
+	if ((rc = rm_rf(r->checkpoints_dir, e)) < 0 ||
+	    (rc = copy_as_user(r, j, j->checkpoints, r->checkpoints_dir, e)) <
+	        0)
+		return err_wrap(e, "slurm: copy checkpoints back from %s",
+		                j->dir);
+	return 0;
+}
+
 static int slurm_collect(struct runner *r, struct launch_exit *ex,
                          struct err *e)
 {
 	struct slurm_job *j = r->launcher_data;
 	struct slurm_info info;
-	int rc = 0;
 
 	if (j == NULL)
 		return err_set(e, TERR_NOTFOUND, "slurm: nothing to collect");
@@ -425,10 +572,13 @@ static int slurm_collect(struct runner *r, struct launch_exit *ex,
 		            "code",
 		            j->job_id);
 	}
-	if (setting(r, "shared_dir") != NULL &&
-	    (rc = copy_tree(j->outputs, r->outputs_dir, e)) < 0)
-		err_wrap(e, "slurm: copy outputs back from shared_dir");
-	return rc;
+	/* A failed copy back is the outputs' failure, not the launch's: the
+	 * staging directory stays for the admin (e carries the message). */
+	if (stage_out(r, j, e) == 0)
+		j->collected = true;
+	else if (ex->reason == NULL && ex->exit_code == 0 && ex->signal == 0)
+		ex->reason = "outputs_failed";
+	return 0;
 }
 
 static int slurm_reattach(struct runner *r, int *out_fd, int *done_fd,
@@ -482,10 +632,37 @@ static bool slurm_pending(struct runner *r, char *reason, size_t size)
 	return queued;
 }
 
+/* Remove the attempt's staging directory once nothing there is needed:
+ * its outputs and checkpoints are back, or no Slurm job was submitted.
+ * rm -rf: it does not follow a symlink the job user swaps in. */
+static void stage_remove(struct runner *r, struct slurm_job *j)
+{
+	const char *argv[] = {"rm", "-rf",  "--one-file-system",
+	                      "--", j->dir, NULL};
+	char *parent = xstrdup(j->dir), *slash = strrchr(parent, '/');
+	struct err e = {0};
+	int st = 0;
+
+	if (cmd_capture(argv, NULL, NULL, 60000, &st, &e) < 0 || st != 0)
+		runner_logf(r, "slurm", "staging directory %s not removed%s%s",
+		            j->dir, e.msg[0] ? ": " : "", e.msg);
+	if (slash != NULL) {
+		*slash = '\0';
+		rmdir(
+		    parent); /* <stage>/<job>, once its last attempt is gone */
+	}
+	free(parent);
+}
+
 static void slurm_cleanup(struct runner *r)
 {
+	struct slurm_job *j = r->launcher_data;
+
+	if (j != NULL && (j->collected || j->job_id[0] == '\0'))
+		stage_remove(r, j);
 	job_free(r->launcher_data);
 	r->launcher_data = NULL;
+	r->stage_dir = NULL;
 }
 
 const struct launcher_ops launcher_slurm = {

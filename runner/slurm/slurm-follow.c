@@ -66,7 +66,7 @@ static bool pump(struct slurm_job *j, int *fd)
 	ssize_t n;
 
 	if (*fd < 0)
-		*fd = open(j->out_file, O_RDONLY | O_CLOEXEC);
+		*fd = slurm_open_job_file(j->out_file);
 	if (*fd < 0)
 		return true; /* not created yet */
 	while ((n = pread(*fd, chunk, sizeof(chunk), j->out_offset)) > 0) {

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int slurm_json_save(struct slurm_job *j, struct err *e)
 {
@@ -144,13 +145,17 @@ int slurm_follow_resume_offset(struct slurm_job *j, struct runner *r,
 {
 	char *log_path = attempt_path(r->dir, ATTEMPT_LOG);
 	FILE *out = NULL, *logf = NULL;
-	int rc = 0;
+	int rc = 0, fd = -1;
 
 	j->out_offset = j->out_start;
 	if (j->log_start < 0)
 		goto done; /* no output was delivered since out_start */
-	if ((out = fopen(j->out_file, "rbe")) == NULL)
+	if ((fd = slurm_open_job_file(j->out_file)) < 0 ||
+	    (out = fdopen(fd, "rb")) == NULL) {
+		if (fd >= 0)
+			close(fd);
 		goto done; /* the job has not written yet */
+	}
 	if (fseeko(out, j->out_start, SEEK_SET) < 0) {
 		rc = err_sys(e, TERR_IO, "seek %s", j->out_file);
 		goto done;

@@ -10,9 +10,13 @@
 #include "common/fileio.h"
 #include "common/util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define SLURM_CMD_TIMEOUT_MS 30000
 
@@ -144,20 +148,41 @@ const char *slurm_state_reason(const char *state, bool we_stopped)
 	return NULL;
 }
 
+int slurm_open_job_file(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	struct stat st;
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	return fd;
+}
+
 int slurm_exit_read(const char *path, int *code, struct err *e)
 {
-	char *text = NULL;
+	char text[64];
 	int64_t v;
-	int r;
+	ssize_t n;
+	int fd = slurm_open_job_file(path), r;
 
-	if ((r = file_read_all(path, 64, &text, NULL, e)) < 0)
-		return r;
+	if (fd < 0)
+		return err_sys(e, errno == ENOENT ? TERR_NOTFOUND : TERR_IO,
+		               "open %s", path);
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n < 0)
+		return err_sys(e, TERR_IO, "read %s", path);
+	text[n] = '\0';
 	text[strcspn(text, "\n")] = '\0';
 	if ((r = parse_i64(text, 0, 255, &v, e)) < 0)
 		err_wrap(e, "%s", path);
 	else
 		*code = (int)v;
-	free(text);
 	return r;
 }
 

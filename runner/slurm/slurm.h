@@ -16,8 +16,8 @@ struct buf;
 struct err;
 struct runner;
 
-/* File names in the Slurm directory of an attempt (the attempt dir, or
- * <slurm.shared_dir>/<job>/<attempt> on a cluster without it shared). */
+/* File names in the Slurm directory of an attempt:
+ * <slurm.shared_dir or <state_dir>-slurm>/<job>/<attempt> (docs/slurm.md). */
 #define SLURM_SCRIPT "slurm-batch.sh"
 #define SLURM_ENV    "slurm-env.sh"
 #define SLURM_OUT    "slurm.out"
@@ -64,7 +64,8 @@ struct slurm_job {
 	bool sstat;         /* slurm.sstat: sample MaxRSS while running */
 	int log_fd;         /* the attempt log (not owned) */
 	bool we_stopped;    /* signal()/kill() was used */
-	bool as_user;       /* run as the job user (shared_dir, root agent) */
+	bool as_user;       /* run as the job user (root runner) */
+	bool collected;     /* outputs and checkpoints are back */
 	bool ran;           /* Slurm was seen running it (or it wrote) */
 	int hopeless_seen;  /* queries in a row: PENDING for good (stuck) */
 	bool stuck;         /* Slurm will never start it: give up */
@@ -116,6 +117,10 @@ bool slurm_reason_hopeless(const char *reason);
 /* Tether reason for a final Slurm state that the exit code does not tell
  * (TIMEOUT -> timed_out, OUT_OF_MEMORY -> oom, ...); NULL otherwise. */
 const char *slurm_state_reason(const char *state, bool we_stopped);
+/* Open a file of the staging directory (the job user's) for reading: a
+ * regular file only, never through a symlink, never blocking on a FIFO;
+ * -1 with errno otherwise. */
+int slurm_open_job_file(const char *path);
 /* Read the exit code the batch wrapper recorded; TERR_NOTFOUND if none. */
 int slurm_exit_read(const char *path, int *code, struct err *e);
 /* The id of the (last) job called name that runs in work_dir, for a

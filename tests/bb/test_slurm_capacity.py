@@ -44,5 +44,6 @@ def test_capacity_reports_partitions_and_idle_resources(slurm_cluster):
     assert busy["idle_cpus"] <= debug["idle_cpus"] - 2
     assert busy["idle_memory"] <= debug["idle_memory"] - (100 << 20)
     assert busy["idle_gpus"] == debug["idle_gpus"] - 1
-    open(os.path.join(d, "work", "release"), "w").close()
+    # the job runs in its staging work dir as the job user (docs/slurm.md)
+    open(os.path.join(slurm.work_dir(d), "release"), "w").close()
     assert slurm.wait_result(d, 60, runner)["reason"] == "succeeded"

@@ -27,7 +27,8 @@ def test_controller_restart_while_job_runs(slurm_cluster):
     c.restart_controller(down_seconds=2.0)
     assert c.job(job_id).get("JobState") == "RUNNING"
     assert not os.path.exists(os.path.join(d, "result.json"))
-    open(os.path.join(d, "work", "release"), "w").close()
+    # the job runs in its staging work dir as the job user (docs/slurm.md)
+    open(os.path.join(slurm.work_dir(d), "release"), "w").close()
     res = slurm.wait_result(d, 60, runner)
     assert res["reason"] == "succeeded", res
     assert slurm.job_output(d, job_id) == b"up\nreleased\n"

@@ -45,8 +45,10 @@ def test_job_runs_through_slurm_log_exact_and_exit_code(slurm_cluster):
     # tether-<job>-<spec name> (make_attempt names it slurm-test-<job>)
     assert info["JobName"] == "tether-%s-slurm-test-%s" % (job, job)
     assert info["MinMemoryNode"] == "128M"
-    assert info["WorkDir"] == os.path.join(d, "work")
-    open(os.path.join(d, "work", "release"), "w").close()
+    # The job runs in its staging directory beside the 0700 state dir, as
+    # the job user (docs/slurm.md), not in the attempt's own work/.
+    assert info["WorkDir"] == slurm.work_dir(d)
+    open(os.path.join(slurm.work_dir(d), "release"), "w").close()
     res = slurm.wait_result(d, 60, runner)
     assert res["reason"] == "succeeded", res
     assert res["exit_code"] == 0
@@ -175,7 +177,8 @@ def test_pending_job_is_queued_at_cluster_and_cancel_dequeues_it(
     assert small_id not in c.queue()
     assert c.job(small_id)["JobState"] == "CANCELLED"
     assert b"never runs" not in slurm.read_bytes(os.path.join(small, "log"))
-    open(os.path.join(big, "work", "release"), "w").close()
+    # the job runs in its staging work dir (docs/slurm.md)
+    open(os.path.join(slurm.work_dir(big), "release"), "w").close()
     assert slurm.wait_result(big, 60, big_runner)["reason"] == "succeeded"
 
 
@@ -199,7 +202,8 @@ def test_peak_memory_from_sstat(slurm_cluster):
         raise AssertionError("%s\nlog: %r\nrunner: %s" % (
             exc, slurm.read_bytes(os.path.join(d, "log")),
             runner.output())) from None
-    open(os.path.join(d, "work", "release"), "w").close()
+    # the job runs in its staging work dir (docs/slurm.md)
+    open(os.path.join(slurm.work_dir(d), "release"), "w").close()
     res = slurm.wait_result(d, 60, runner)
     assert res["reason"] == "succeeded", res
     assert 60 << 20 <= res["peak_memory_bytes"] < 256 << 20, res
@@ -218,7 +222,8 @@ def test_gpus_become_gres(slurm_cluster):
     wait_until(lambda: slurm_cluster.job(job_id).get("JobState") == "RUNNING",
                30, what="GPU job running")
     assert slurm_cluster.job(job_id)["TresPerNode"] == "gres:gpu:2"
-    open(os.path.join(d, "work", "release"), "w").close()
+    # the job runs in its staging work dir (docs/slurm.md)
+    open(os.path.join(slurm.work_dir(d), "release"), "w").close()
     res = slurm.wait_result(d, 60, runner)
     assert res["reason"] == "succeeded", res
     assert slurm.job_output(d, job_id) == b"gpus=0,1\n"

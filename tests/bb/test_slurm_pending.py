@@ -66,7 +66,8 @@ def test_pending_while_slurm_queues_it(slurm_cluster):
                30, what="a pending event")
     first = [e for e in _events(d2) if e["type"] == "pending"][0]
     assert first["pending"] is True and first["reason"], first
-    open(os.path.join(d1, "work", "release"), "w").close()
+    # the job runs in its staging work dir as the job user (docs/slurm.md)
+    open(os.path.join(slurm.work_dir(d1), "release"), "w").close()
     assert slurm.wait_result(d1, 60, r1)["reason"] == "succeeded"
     res = slurm.wait_result(d2, 60, r2)
     assert res["reason"] == "succeeded", res

@@ -34,15 +34,17 @@ def test_kill9_runner_then_new_runner_follows_same_job(slurm_cluster):
     res = slurm.wait_result(d, 60, second)
     assert second.stop() == 0
     assert slurm.read_json(os.path.join(d, "state.json"))["launcher_ref"] == job_id
-    assert slurm.jobs_in_dir(slurm_cluster, os.path.join(d, "work")) == \
+    # the job's work dir is its staging one (docs/slurm.md)
+    assert slurm.jobs_in_dir(slurm_cluster, slurm.work_dir(d)) == \
         [job_id], \
         "the new runner must not submit the attempt again"
     assert (res["reason"], res["exit_code"]) == ("failed", 7), res
     lines = [int(x) for x in _job_lines(d)]
     assert lines == list(range(1, LINES + 1)), \
         "log lost or repeated output across the restart: %r" % lines
-    out = slurm.read_bytes(os.path.join(d, "slurm.out"))
-    assert out == b"".join(b"line %04d\n" % i for i in range(1, LINES + 1))
+    # slurm.out lived in the staging directory, which the second runner
+    # removed once the job had ended (the log above holds its lines).
+    assert not os.path.exists(slurm.stage_dir(d))
 
 
 def test_two_restarts_and_a_job_that_ends_while_no_runner_runs(slurm_cluster):
@@ -64,14 +66,14 @@ def test_two_restarts_and_a_job_that_ends_while_no_runner_runs(slurm_cluster):
         runner = slurm.start_runner(slurm_cluster, d)
     wait_until(lambda: len(_job_lines(d)) >= LINES, 30, what="all lines")
     runner.kill9()
-    open(os.path.join(d, "work", "release"), "w").close()
+    # the job runs in its staging work dir (docs/slurm.md)
+    open(os.path.join(slurm.work_dir(d), "release"), "w").close()
     wait_until(lambda: job_id not in slurm_cluster.queue(), 30,
                what="the Slurm job to end with no runner")
     runner = slurm.start_runner(slurm_cluster, d)
     res = slurm.wait_result(d, 60, runner)
     assert (res["reason"], res["exit_code"]) == ("succeeded", 0), res
-    assert slurm.jobs_in_dir(slurm_cluster, os.path.join(d, "work")) == \
-        [job_id]
+    assert slurm.jobs_in_dir(slurm_cluster, slurm.work_dir(d)) == [job_id]
     log = slurm.read_bytes(os.path.join(d, "log"))
     assert [int(x) for x in _job_lines(d)] == list(range(1, LINES + 1))
     assert log.count(b"last\n") == 1

@@ -35,6 +35,9 @@ def test_shared_dir_holds_the_job_and_outputs_come_back(slurm_cluster):
     with open(os.path.join(d, "outputs", "result.txt")) as f:
         assert f.read() == "result\n"
     assert [o["path"] for o in res["outputs"]] == ["result.txt"]
+    # removed once the outputs are back; shared_dir itself stays
+    assert not os.path.exists(os.path.join(shared, "SH1"))
+    assert os.path.isdir(shared)
 
 
 def test_shared_dir_the_job_user_cannot_enter_is_launch_failed(slurm_cluster):

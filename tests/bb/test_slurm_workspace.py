@@ -82,7 +82,8 @@ def _kill9_agent_midjob(workspace, ag, slurm_cluster):
     j = ag.wait_job(job, "succeeded", timeout=60)
     assert len(j["attempts"]) == 1, j
     assert _slurm_id(ag, job) == slurm_id
-    work = os.path.join(ag.attempt_dir(job), "work")
+    # the job's work dir is its staging one beside the state dir
+    work = slurm.work_dir(ag.attempt_dir(job))
     assert slurm.jobs_in_dir(slurm_cluster, work) == [slurm_id], \
         "submitted to Slurm more than once"
     got = ag.ws_log(job)

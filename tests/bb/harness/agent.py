@@ -49,6 +49,8 @@ def state_dir_new():
     d = tempfile.mkdtemp(prefix="tether-agent-state-", dir="/var/tmp")
     os.chmod(d, 0o700)
     _state_dirs.append(d)
+    # the slurm launcher's default staging root beside it (docs/slurm.md)
+    _state_dirs.append(d + "-slurm")
     return d
 
 

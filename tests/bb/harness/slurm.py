@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 
+from harness import common
 from harness.common import Proc, free_port, run, tmpdir, wait_until
 
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol",
@@ -268,6 +269,10 @@ def make_attempt(state_dir, job, spec, attempt=1, **settings):
     import json
     d = os.path.join(state_dir, "jobs", str(job), str(attempt))
     os.makedirs(d, 0o700)
+    # the launcher's default staging root beside the state dir: removed at
+    # exit with the state dir (the runner removes what it put there)
+    if state_dir.rstrip("/") + "-slurm" not in common._tmpdirs:
+        common._tmpdirs.append(state_dir.rstrip("/") + "-slurm")
     spec = dict(spec)
     spec.setdefault("name", "slurm-test-%s" % job)
     spec.setdefault("launcher", "slurm")
@@ -280,6 +285,22 @@ def make_attempt(state_dir, job, spec, attempt=1, **settings):
         json.dump({"job": str(job), "attempt": attempt, "spec": spec,
                    "runner": runner}, f)
     return d
+
+
+def stage_dir(attempt_dir, shared_dir=None):
+    """Where the slurm launcher stages an attempt for Slurm (the Slurm files,
+    work/, outputs/, checkpoints/): <shared_dir>/<job>/<attempt>, by default
+    <state_dir>-slurm/<job>/<attempt> (docs/slurm.md, "Staging directory").
+    The job runs there as the job user; it is removed when the attempt ends."""
+    attempt = os.path.basename(attempt_dir)
+    job = os.path.basename(os.path.dirname(attempt_dir))
+    state = os.path.dirname(os.path.dirname(os.path.dirname(attempt_dir)))
+    return os.path.join(shared_dir or state + "-slurm", job, attempt)
+
+
+def work_dir(attempt_dir, shared_dir=None):
+    """The job's working directory under Slurm (its staging work/)."""
+    return os.path.join(stage_dir(attempt_dir, shared_dir), "work")
 
 
 def read_json(path):
