@@ -119,6 +119,12 @@ def _import_agent_suite():
             env["RefusingListener"] = _refusing_on_plain_port(
                 env["RefusingListener"])
         for tname, obj in vars(mod).items():
+            # the module's own fixtures (e.g. test_agent_nvml's fake_nvml)
+            # must be visible here too
+            if hasattr(obj, "_pytestfixturefunction") and \
+                    tname not in globals():
+                globals()[tname] = obj
+                continue
             if not (tname.startswith("test_") and
                     isinstance(obj, types.FunctionType)) or \
                     tname in HTTPS_ONLY_TESTS:
