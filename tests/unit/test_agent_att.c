@@ -648,6 +648,171 @@ static void test_outbox_conflict_drops(void **state)
 	assert_int_equal(fk.events, 1);
 }
 
+/* ---- att: the state machine ---- */
+
+static const char *row_state(sqlite3 *db, const char *job)
+{
+	static char buf[32];
+	sqlite3_stmt *st;
+
+	buf[0] = '\0';
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                                    "SELECT state FROM attempts WHERE "
+	                                    "job = ?",
+	                                    -1, &st, NULL),
+	                 SQLITE_OK);
+	sqlite3_bind_text(st, 1, job, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		snprintf(buf, sizeof(buf), "%s", sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return buf;
+}
+
+/* Every (state, event) pair: a step in the table changes the state (and
+ * the row where the table says so), any other is refused and changes
+ * nothing. */
+static void test_att_transition_table(void **state)
+{
+	struct fixture *f = *state;
+	struct agent *a = &f->a;
+	/* expected next state, -1: refused */
+	static const int next[3][7] = {
+	    /* LAUNCHED LAUNCH_FAILED FINAL ENDED REPORTED DROPPED GIVE_UP */
+	    [ATT_QUEUED] = {ATT_RUNNING, ATT_QUEUED, ATT_FINISHING, -1, -1,
+	                    ATT_DONE, ATT_DONE},
+	    [ATT_RUNNING] = {-1, ATT_QUEUED, ATT_FINISHING, ATT_FINISHING, -1,
+	                     -1, -1},
+	    [ATT_FINISHING] = {-1, -1, -1, -1, ATT_DONE, -1, -1},
+	};
+	int64_t id = 1;
+
+	for (int s = ATT_QUEUED; s <= ATT_FINISHING; s++) {
+		for (int ev = ATT_EV_LAUNCHED; ev <= ATT_EV_GIVE_UP; ev++) {
+			struct att *t = add_job(a, id, 0, 1);
+			struct err e = {0};
+			char job[32];
+			int r;
+
+			snprintf(job, sizeof(job), "%lld", (long long)id++);
+			t->state = (enum att_state)s;
+			r = att_request(t, (enum att_event)ev, &e);
+			print_message("state %d event %d -> %d\n", s, ev, r);
+			if (next[s][ev] < 0) {
+				assert_int_equal(r, TERR_INVAL);
+				assert_non_null(strstr(e.msg, "not allowed"));
+				assert_int_equal(t->state, s);
+				assert_string_equal(row_state(a->db, job),
+				                    "queued");
+				continue;
+			}
+			assert_int_equal(r, 0);
+			if (ev == ATT_EV_REPORTED || ev == ATT_EV_DROPPED) {
+				/* stored and forgotten */
+				assert_null(att_find(a, job, 1));
+				assert_string_equal(row_state(a->db, job),
+				                    "done");
+				continue;
+			}
+			assert_int_equal(t->state, next[s][ev]);
+			assert_string_equal(row_state(a->db, job),
+			                    ev == ATT_EV_ENDED ? "finishing"
+			                                       : "queued");
+		}
+	}
+}
+
+/* An agent-made final event ends a running attempt: stored in the outbox
+ * with the next seq, the row finishing, in one transaction; it is refused
+ * once the attempt finishes. */
+static void test_att_final_event(void **state)
+{
+	struct fixture *f = *state;
+	struct agent *a = &f->a;
+	struct att *t = running_att(a, 1);
+	struct err e = {0};
+
+	t->last_seq = 4;
+	assert_int_equal(att_final_event(t, "lost", "gone", &e), 0);
+	assert_int_equal(t->state, ATT_FINISHING);
+	assert_true(t->final_seen);
+	assert_true(t->outputs_done);
+	assert_string_equal(row_state(a->db, "1"), "finishing");
+	assert_int_equal(count_rows(a->db, "SELECT seq FROM outbox WHERE "
+	                                   "final = 1 AND body LIKE "
+	                                   "'%\"lost\"%'"),
+	                 5);
+	assert_int_equal(att_final_event(t, "lost", "again", &e), TERR_INVAL);
+	assert_int_equal(count_rows(a->db, "SELECT COUNT(*) FROM outbox"), 1);
+}
+
+/* A runner that ended with its final event moves its attempt to
+ * finishing on the next poke. */
+static void test_att_poke_runner_ended(void **state)
+{
+	struct fixture *f = *state;
+	struct agent *a = &f->a;
+	struct att *t = running_att(a, 1);
+	char *res = attempt_path(t->dir, ATTEMPT_RESULT);
+	FILE *fp = fopen(res, "w");
+
+	assert_non_null(fp);
+	fclose(fp);
+	free(res);
+	write_events(t, "{\"seq\":1,\"type\":\"final\",\"reason\":"
+	                "\"succeeded\"}\n");
+	a->conn_down = true; /* the state step only, no uploads */
+	att_poke(t);
+	assert_int_equal(t->state, ATT_FINISHING);
+	assert_true(t->final_seen);
+	assert_string_equal(row_state(a->db, "1"), "finishing");
+}
+
+/* The final event's ack reports the attempt, on the next loop turn: the
+ * outbox's reply callback does not re-enter the attempt. */
+static void test_att_reported_on_next_turn(void **state)
+{
+	struct fixture *f = *state;
+	struct agent *a = &f->a;
+	struct att *t = running_att(a, 1);
+	struct err e = {0};
+
+	assert_int_equal(att_final_event(t, "lost", "gone", &e), 0);
+	att_poke(t); /* no checkpoint, log shipped: the final goes out */
+	assert_int_equal(fk.events, 1);
+	events_answer(0, t->last_seq);
+	assert_true(t->final_acked);
+	assert_true(t->poke_due);
+	assert_non_null(att_find(a, "1", 1)); /* not inside the callback */
+	assert_string_equal(row_state(a->db, "1"), "finishing");
+	assert_int_equal(loop_run_once(a->loop, &e), 0);
+	assert_null(att_find(a, "1", 1));
+	assert_string_equal(row_state(a->db, "1"), "done");
+	assert_int_equal(count_rows(a->db, "SELECT COUNT(*) FROM attempts "
+	                                   "WHERE ended_at IS NOT NULL"),
+	                 1);
+}
+
+/* A local attempt reports nowhere: finishing, it is done at once. */
+static void test_att_local_done(void **state)
+{
+	struct fixture *f = *state;
+	struct agent *a = &f->a;
+	struct err e = {0};
+	char *id = NULL;
+	struct att *t;
+
+	assert_int_equal(queue_submit_local(a->db, "{}", 1, 0, 0, 0, &id, &e),
+	                 0);
+	assert_int_equal(recovery_load(a, &e), 0);
+	t = att_find(a, id, 1);
+	assert_non_null(t);
+	t->state = ATT_FINISHING;
+	att_poke(t);
+	assert_null(att_find(a, id, 1));
+	assert_string_equal(row_state(a->db, id), "done");
+	free(id);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -670,6 +835,16 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_outbox_final_waits_and_drop,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outbox_conflict_drops, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_att_transition_table, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_att_final_event, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_att_poke_runner_ended, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_att_reported_on_next_turn,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_att_local_done, setup,
 	                                    teardown),
 	};
 
