@@ -19,6 +19,7 @@
 #include "agent/agent.h"
 #include "agent/config.h"
 #include "agent/db.h"
+#include "agent/lifecycle.h"
 #include "agent/loop.h"
 #include "common/attempt.h"
 #include "common/err.h"
@@ -155,6 +156,7 @@ static void agent_close(struct fixture *f)
 
 	while (a->atts != NULL)
 		att_remove(a, a->atts);
+	preempt_free(a);
 	loop_timer_free(a->sched_timer);
 	loop_timer_free(a->hk_timer);
 	loop_timer_free(a->conn_timer);
@@ -461,6 +463,37 @@ static void test_lease_body_draining_exiting(void **state)
 	lease_answer(a, "{}");
 	assert_int_equal(a->lease_told_acked,
 	                 LEASE_TOLD_DRAIN | LEASE_TOLD_EXIT);
+}
+
+/* A preemption notice is told at once: the held poll (it offered room)
+ * is dropped and a new one says preempting and draining, with no room. */
+static void test_lease_body_preempting(void **state)
+{
+	struct fixture *f = *state;
+	struct agent *a = &f->a;
+	struct err e = {0};
+	json_t *body;
+
+	assert_int_equal(preempt_init(a, &e), 0);
+	body = lease_send_now(a);
+	assert_null(json_object_get(body, "preempting"));
+	assert_true(json_integer_value(json_object_get(body, "queue_room")) >
+	            0);
+	assert_int_equal(fk.cancels, 0);
+	preempt_notice(a, "test", 30000);
+	assert_int_equal(fk.cancels, 1); /* the held poll */
+	assert_null(a->lease_call);
+	assert_int_equal(loop_run_once(a->loop, &e), 0);
+	assert_int_equal(fk.leases, 2);
+	body = fk.lease_body;
+	assert_true(json_is_true(json_object_get(body, "preempting")));
+	assert_true(json_is_true(json_object_get(body, "draining")));
+	assert_int_equal(
+	    json_integer_value(json_object_get(body, "queue_room")), 0);
+	assert_int_equal(json_integer_value(json_object_get(body, "wait")), 0);
+	assert_true(lease_telling(a, LEASE_TOLD_PREEMPT));
+	lease_answer(a, "{}");
+	assert_false(lease_telling(a, LEASE_TOLD_PREEMPT));
 }
 
 /* A reply's new jobs are queued, renewals move the lease deadline, a
@@ -828,6 +861,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_lease_body_draining_exiting,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lease_body_preempting, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_lease_reply_new_cancel_lost,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_outbox_seq_order_and_ack,
