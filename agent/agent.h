@@ -22,7 +22,22 @@ struct jobspec;
 
 struct err;
 
+/* The attempt's life (att.c holds the transition table and alone changes
+ * a state; other modules request a transition with att_request). */
 enum att_state { ATT_QUEUED, ATT_RUNNING, ATT_FINISHING, ATT_DONE };
+
+/* What a module tells att.c about an attempt (the table in att.c and
+ * docs/architecture.md say which state each is allowed in). */
+enum att_event {
+	ATT_EV_LAUNCHED,      /* the runner is being started (launch.c) */
+	ATT_EV_LAUNCH_FAILED, /* starting failed; a final event follows */
+	ATT_EV_FINAL,         /* an agent-made final event is stored */
+	ATT_EV_ENDED,         /* the runner ended and its final event is in */
+	ATT_EV_REPORTED,      /* all reported (or nobody will take it) */
+	ATT_EV_DROPPED,       /* never started and never to be reported */
+	ATT_EV_GIVE_UP,       /* refused but its final event could not be
+	                       * stored: never picked again (this run) */
+};
 
 struct att {
 	struct agent *a;
@@ -66,6 +81,8 @@ struct att {
 	bool outputs_done;
 	/* look-ahead environment build tried (lookahead.c) */
 	bool ahead_done;
+	/* att_poke_soon asked for a poke on the next loop turn */
+	bool poke_due;
 	struct tp_call *out_call;
 	char *out_path;
 	/* checkpoint upload (checkpoint.c) */
@@ -118,6 +135,7 @@ struct agent {
 	struct lookahead *ahead;  /* environment build ahead (lookahead.c) */
 	int sigints;
 	struct loop_timer *sched_timer, *hk_timer;
+	struct loop_timer *att_timer; /* deferred pokes (att.c) */
 };
 
 /* agentd.c */
@@ -170,10 +188,6 @@ int queue_submit_local(sqlite3 *db, const char *spec_text, double cpus,
                        int64_t memory, int64_t gpus, int64_t priority,
                        char **job_out, struct err *e);
 void queue_schedule(struct agent *a);
-int queue_set_state(struct agent *a, struct att *t, enum att_state s,
-                    struct err *e);
-const char *att_state_name(enum att_state s);
-int att_state_parse(const char *s);
 /* Refuse a job that can never fit this node. NULL when it fits. */
 /* Why a job's resources.disk is over attempt_max_disk (heap), or NULL. */
 char *queue_disk_too_big(const struct agent_conf *c, int64_t disk);
@@ -205,7 +219,19 @@ struct att *att_find(struct agent *a, const char *job, int64_t attempt);
 void att_free(struct att *t);
 void att_remove(struct agent *a, struct att *t);
 int att_watch(struct att *t, struct err *e);
+/* Move the attempt along now; may free t (call it last).  Only the
+ * agent's own loop callbacks call it (tick, inotify); others call
+ * att_poke_soon. */
 void att_poke(struct att *t);
+/* Poke t on the next loop turn (from another module's callback: no
+ * re-entry into that module from inside it). */
+void att_poke_soon(struct att *t);
+/* Request a transition.  0 when made; TERR_INVAL (nothing changed) when
+ * the table has no such step from t's state; a database error otherwise.
+ * REPORTED and DROPPED free t, even on a database error. */
+int att_request(struct att *t, enum att_event ev, struct err *e);
+const char *att_state_name(enum att_state s);
+int att_state_parse(const char *s);
 void att_on_inotify(struct agent *a, int fd);
 void att_cancel(struct att *t, const char *reason);
 void att_write_lease(struct att *t);

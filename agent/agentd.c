@@ -54,8 +54,7 @@ static void agent_handback_done(void *arg, const struct tp_reply *rep)
 	else
 		log_info("job=%s attempt=%lld handed back", t->job,
 		         (long long)t->attempt);
-	queue_set_state(a, t, ATT_DONE, &e);
-	att_remove(a, t);
+	att_request(t, ATT_EV_DROPPED, &e); /* frees t */
 	agent_kick(a);
 }
 

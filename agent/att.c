@@ -1,5 +1,8 @@
 /* att.c: one attempt held in memory: its inotify watch, its runner's
- * pidfd, and the step from running to finishing to done. */
+ * pidfd, and its state machine.  t->state changes only here, by the table
+ * att_steps (state x event -> next state + action); other modules request
+ * a step with att_request, and ask for a poke with att_poke_soon, which
+ * runs on the next loop turn rather than inside their callback. */
 #include "agent/agent.h"
 #include "agent/db.h"
 #include "agent/lifecycle.h"
@@ -17,6 +20,129 @@
 #include <sys/inotify.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+static const char *const att_names[] = {"queued", "running", "finishing",
+                                        "done"};
+
+const char *att_state_name(enum att_state s)
+{
+	return att_names[s];
+}
+
+int att_state_parse(const char *s)
+{
+	for (int i = 0; i < 4; i++)
+		if (s != NULL && strcmp(s, att_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* What a step does besides setting t->state. */
+enum att_action {
+	ATT_ACT_NONE,  /* the requester wrote the row in its transaction */
+	ATT_ACT_STORE, /* write the state to the attempt's row */
+	ATT_ACT_FREE,  /* write it, then forget the attempt (t is freed) */
+};
+
+static const struct att_step {
+	enum att_state from;
+	enum att_event ev;
+	enum att_state to;
+	enum att_action act;
+} att_steps[] = {
+    {ATT_QUEUED, ATT_EV_LAUNCHED, ATT_RUNNING, ATT_ACT_NONE},
+    {ATT_QUEUED, ATT_EV_LAUNCH_FAILED, ATT_QUEUED, ATT_ACT_NONE},
+    {ATT_RUNNING, ATT_EV_LAUNCH_FAILED, ATT_QUEUED, ATT_ACT_NONE},
+    {ATT_QUEUED, ATT_EV_FINAL, ATT_FINISHING, ATT_ACT_NONE},
+    {ATT_RUNNING, ATT_EV_FINAL, ATT_FINISHING, ATT_ACT_NONE},
+    {ATT_RUNNING, ATT_EV_ENDED, ATT_FINISHING, ATT_ACT_STORE},
+    {ATT_FINISHING, ATT_EV_REPORTED, ATT_DONE, ATT_ACT_FREE},
+    {ATT_QUEUED, ATT_EV_DROPPED, ATT_DONE, ATT_ACT_FREE},
+    {ATT_QUEUED, ATT_EV_GIVE_UP, ATT_DONE, ATT_ACT_NONE},
+};
+
+static const struct att_step *att_step_find(enum att_state from,
+                                            enum att_event ev)
+{
+	for (size_t i = 0; i < sizeof(att_steps) / sizeof(att_steps[0]); i++)
+		if (att_steps[i].from == from && att_steps[i].ev == ev)
+			return &att_steps[i];
+	return NULL;
+}
+
+/* Write state s to the attempt's row (and its end time when done). */
+static int att_store_state(struct att *t, enum att_state s, struct err *e)
+{
+	struct agent *a = t->a;
+	sqlite3_stmt *st;
+	int r;
+
+	if ((r = db_prepare(a->db,
+	                    "UPDATE attempts SET state = ?, ended_at = CASE "
+	                    "WHEN ? = 'done' THEN ? ELSE ended_at END WHERE "
+	                    "job = ? AND attempt = ?",
+	                    &st, e)) < 0)
+		return r;
+	sqlite3_bind_text(st, 1, att_state_name(s), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, att_state_name(s), -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 3, (double)now_wall_ms() / 1000.0);
+	sqlite3_bind_text(st, 4, t->job, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, t->attempt);
+	return db_step_done(a->db, st, e);
+}
+
+int att_request(struct att *t, enum att_event ev, struct err *e)
+{
+	const struct att_step *step = att_step_find(t->state, ev);
+	struct agent *a = t->a;
+	int r = 0;
+
+	if (step == NULL)
+		return err_set(e, TERR_INVAL,
+		               "job=%s attempt=%lld: event %d not allowed "
+		               "when %s",
+		               t->job, (long long)t->attempt, (int)ev,
+		               att_state_name(t->state));
+	if (step->act != ATT_ACT_NONE &&
+	    (r = att_store_state(t, step->to, e)) < 0) {
+		err_wrap(e, "job=%s", t->job);
+		if (step->act == ATT_ACT_FREE) /* never held again */
+			att_remove(a, t);
+		return r;
+	}
+	t->state = step->to;
+	if (step->act != ATT_ACT_NONE && step->to == ATT_DONE)
+		housekeeping_soon(a); /* its directory counts against the
+		                       * budget now */
+	if (step->act == ATT_ACT_FREE)
+		att_remove(a, t);
+	return 0;
+}
+
+/* Run the pokes att_poke_soon asked for. */
+static void att_run_due(void *arg)
+{
+	struct agent *a = arg;
+	struct att *t, *next;
+
+	for (t = a->atts; t != NULL; t = next) {
+		next = t->next;
+		if (t->poke_due) {
+			t->poke_due = false;
+			att_poke(t); /* may free t */
+		}
+	}
+}
+
+void att_poke_soon(struct att *t)
+{
+	struct agent *a = t->a;
+
+	if (a->att_timer == NULL)
+		a->att_timer = loop_timer_new(a->loop, att_run_due, a);
+	t->poke_due = true;
+	loop_timer_set(a->att_timer, 0);
+}
 
 struct att *att_new(struct agent *a, const char *job, int64_t attempt)
 {
@@ -181,6 +307,10 @@ int att_final_event(struct att *t, const char *reason, const char *message,
 	sqlite3_stmt *st = NULL;
 	int r;
 
+	if (att_step_find(t->state, ATT_EV_FINAL) == NULL) {
+		r = att_request(t, ATT_EV_FINAL, e); /* the error */
+		goto out;
+	}
 	if ((r = db_begin(a->db, e)) < 0)
 		goto out;
 	if ((r = db_prepare(a->db,
@@ -212,7 +342,7 @@ int att_final_event(struct att *t, const char *reason, const char *message,
 	t->last_seq++;
 	t->final_seen = true;
 	t->outputs_done = true;
-	t->state = ATT_FINISHING;
+	att_request(t, ATT_EV_FINAL, e); /* the row says finishing */
 	t->preparing = false;
 	agent_kick(a);
 	goto out;
@@ -235,8 +365,7 @@ void att_cancel(struct att *t, const char *reason)
 			t->snap_call = NULL;
 		}
 		if (t->not_current || t->local) {
-			queue_set_state(t->a, t, ATT_DONE, &e);
-			att_remove(t->a, t);
+			att_request(t, ATT_EV_DROPPED, &e); /* frees t */
 		} else if (att_final_event(t, reason,
 		                           "cancelled before it "
 		                           "started",
@@ -305,27 +434,26 @@ static void att_check_finished(struct att *t)
 		att_runner_lost(t, have_result);
 		return;
 	}
-	if (queue_set_state(a, t, ATT_FINISHING, &e) < 0)
-		log_error("job=%s: %s", t->job, e.msg);
+	if (att_request(t, ATT_EV_ENDED, &e) < 0)
+		log_error("%s", e.msg);
 	log_info("job=%s attempt=%lld finished", t->job, (long long)t->attempt);
 	agent_kick(a);
 }
 
-/* Move the attempt along; may free t (call it last). */
 void att_poke(struct att *t)
 {
 	struct agent *a = t->a;
 	struct err e = {0};
+
+	t->poke_due = false; /* this is the poke asked for */
 
 	if (t->state == ATT_RUNNING)
 		att_check_finished(t);
 	if (t->state == ATT_QUEUED || t->state == ATT_DONE)
 		return;
 	if (t->local) {
-		if (t->state == ATT_FINISHING) {
-			queue_set_state(a, t, ATT_DONE, &e);
-			att_remove(a, t);
-		}
+		if (t->state == ATT_FINISHING)
+			att_request(t, ATT_EV_REPORTED, &e); /* frees t */
 		return;
 	}
 	if (t->state == ATT_RUNNING && outbox_tail(t, &e) < 0)
@@ -342,11 +470,10 @@ void att_poke(struct att *t)
 	    (t->final_acked || (t->not_current && shipper_done(t)))) {
 		if (!t->final_acked)
 			outbox_drop(t); /* nobody will take them any more */
-		if (queue_set_state(a, t, ATT_DONE, &e) < 0)
-			log_error("job=%s: %s", t->job, e.msg);
 		log_info("job=%s attempt=%lld reported", t->job,
 		         (long long)t->attempt);
-		att_remove(a, t);
+		if (att_request(t, ATT_EV_REPORTED, &e) < 0) /* frees t */
+			log_error("%s", e.msg);              /* "job=J: ..." */
 		agent_kick(a);
 	}
 }

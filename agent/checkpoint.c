@@ -146,7 +146,7 @@ static void ckpt_on_packed(void *arg, int fd, uint32_t events)
 		ckpt_save_state(t, "failed");
 	}
 	c->state = CK_UNKNOWN; /* look at checkpoint-out.json again */
-	att_poke(t);           /* may free t */
+	att_poke_soon(t);
 }
 
 /* Fork `tether-runner pack-checkpoint DIR`, watched by a pidfd. */
@@ -238,7 +238,7 @@ static void ckpt_uploaded(void *arg, const struct tp_reply *rep)
 		ckpt_save_state(t, "failed");
 		c->state = CK_DONE;
 	}
-	att_poke(t); /* may free t */
+	att_poke_soon(t);
 }
 
 static void ckpt_upload(struct att *t)

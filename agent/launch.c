@@ -265,8 +265,7 @@ static int launch_mark_running(struct agent *a, struct att *t, struct err *e)
 	sqlite3_bind_int64(st, 4, t->attempt);
 	if ((r = db_step_done(a->db, st, e)) < 0)
 		return r;
-	t->state = ATT_RUNNING;
-	return 0;
+	return att_request(t, ATT_EV_LAUNCHED, e);
 }
 
 /* Write the files and start the runner. */
@@ -291,7 +290,7 @@ static void launch_exec(struct agent *a, struct att *t)
 fail:
 	log_error("job=%s attempt=%lld launch: %s", t->job,
 	          (long long)t->attempt, e.msg);
-	t->state = ATT_QUEUED;
+	att_request(t, ATT_EV_LAUNCH_FAILED, NULL); /* from queued, running */
 	if (att_final_event(t, "launch_failed", e.msg, &e) < 0)
 		log_error("job=%s: %s", t->job, e.msg);
 }

@@ -211,7 +211,7 @@ static void outbox_reply(void *arg, const struct tp_reply *rep)
 			outbox_mark(t, "final_acked");
 		}
 	}
-	att_poke(t);
+	att_poke_soon(t);
 }
 
 void outbox_kick(struct att *t)

@@ -92,7 +92,7 @@ static void outputs_reply(void *arg, const struct tp_reply *rep)
 		outputs_record(t, path);
 	}
 	free(path);
-	att_poke(t);
+	att_poke_soon(t);
 }
 
 /* Open outputs/<path> for reading, never leaving the outputs directory

@@ -14,22 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const att_names[] = {"queued", "running", "finishing",
-                                        "done"};
-
-const char *att_state_name(enum att_state s)
-{
-	return att_names[s];
-}
-
-int att_state_parse(const char *s)
-{
-	for (int i = 0; i < 4; i++)
-		if (s != NULL && strcmp(s, att_names[i]) == 0)
-			return i;
-	return -1;
-}
-
 char *queue_too_big(const struct agent *a, double cpus, int64_t memory,
                     int64_t gpus)
 {
@@ -74,31 +58,6 @@ char *queue_too_big_spec(const struct agent *a, const struct jobspec *s)
 		              */
 	return queue_too_big(a, s->resources.cpus, s->resources.memory,
 	                     s->resources.gpus);
-}
-
-int queue_set_state(struct agent *a, struct att *t, enum att_state s,
-                    struct err *e)
-{
-	sqlite3_stmt *st;
-	int r;
-
-	if ((r = db_prepare(a->db,
-	                    "UPDATE attempts SET state = ?, ended_at = CASE "
-	                    "WHEN ? = 'done' THEN ? ELSE ended_at END WHERE "
-	                    "job = ? AND attempt = ?",
-	                    &st, e)) < 0)
-		return r;
-	sqlite3_bind_text(st, 1, att_state_name(s), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, att_state_name(s), -1, SQLITE_STATIC);
-	sqlite3_bind_double(st, 3, (double)now_wall_ms() / 1000.0);
-	sqlite3_bind_text(st, 4, t->job, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, t->attempt);
-	if ((r = db_step_done(a->db, st, e)) < 0)
-		return r;
-	t->state = s;
-	if (s == ATT_DONE) /* its directory now counts against the budget */
-		housekeeping_soon(a);
-	return 0;
 }
 
 static int64_t queue_next_fifo(sqlite3 *db)
@@ -329,7 +288,7 @@ static bool queue_refuse_if_too_big(struct agent *a, struct att *t)
 	log_warn("job=%s refused: %s", t->job, why);
 	if (att_final_event(t, "launch_failed", why, &e) < 0) {
 		log_error("job=%s: %s", t->job, e.msg);
-		t->state = ATT_DONE; /* never pick it again */
+		att_request(t, ATT_EV_GIVE_UP, &e); /* never pick it again */
 	}
 	free(why);
 	return true;

@@ -76,7 +76,7 @@ static void shipper_reply(void *arg, const struct tp_reply *rep)
 			         t->job, (long long)t->attempt,
 			         (long long)json_integer_value(len));
 		shipper_store(t, json_integer_value(len));
-		att_poke(t);
+		att_poke_soon(t);
 		return;
 	}
 	if (conn_failed(t->a, rep, "log upload"))
@@ -85,7 +85,7 @@ static void shipper_reply(void *arg, const struct tp_reply *rep)
 	          "this log",
 	          t->job, (long long)t->attempt, rep->err.msg);
 	shipper_store(t, shipper_log_size(t));
-	att_poke(t);
+	att_poke_soon(t);
 }
 
 void shipper_kick(struct att *t)
