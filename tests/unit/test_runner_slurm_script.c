@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "runner/runner.h"
 #include "runner/slurm/slurm.h"
 #include "common/buf.h"
 #include "common/cmdrun.h"
@@ -158,7 +159,7 @@ static void test_sbatch_argv(void **state)
 		assert_string_equal(argv[i], want[i]);
 	}
 	assert_null(argv[i]);
-	slurm_argv_free(argv);
+	runner_strv_free(argv);
 
 	/* Root submitting for the job user. */
 	s.uid = 999;
@@ -169,7 +170,7 @@ static void test_sbatch_argv(void **state)
 	assert_string_equal(argv[i], "/a/slurm-batch.sh");
 	assert_string_equal(argv[i - 2], "--uid=999");
 	assert_string_equal(argv[i - 1], "--gid=995");
-	slurm_argv_free(argv);
+	runner_strv_free(argv);
 }
 
 static void test_time_and_jobid(void **state)
