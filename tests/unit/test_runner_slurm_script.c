@@ -1,5 +1,5 @@
-/* Unit tests of runner/slurm-script.c: quoting, the batch wrapper (run for
- * real with /bin/sh, no Slurm needed), the env file and the sbatch argv. */
+/* Unit tests of runner/slurm/slurm-script.c: quoting, the batch wrapper (run
+ * for real with /bin/sh, no Slurm needed), the env file and the sbatch argv. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
