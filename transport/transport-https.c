@@ -168,16 +168,25 @@ static int https_log_append(struct transport *t, const char *job,
 	return r;
 }
 
+/* POST body (NULL: none) as JSON to /api/v1/attempts/<job>/<attempt>/<verb>. */
+static int attempt_post(struct transport *t, const char *job, int64_t attempt,
+                        const char *verb, json_t *body, tp_done_fn done,
+                        void *arg, struct tp_call **out, struct err *e)
+{
+	char *path = xasprintf("/api/v1/attempts/%s/%lld/%s", job,
+	                       (long long)attempt, verb);
+	struct tp_args a = tp_args_json("POST", path, body);
+	int r = tp_call(t, &a, done, arg, out, e);
+
+	free(path);
+	return r;
+}
+
 static int https_events(struct transport *t, const char *job, int64_t attempt,
                         json_t *body, tp_done_fn done, void *arg,
                         struct tp_call **out, struct err *e)
 {
-	char *path = xasprintf("/api/v1/attempts/%s/%lld/events", job,
-	                       (long long)attempt);
-	struct tp_args a = tp_args_json("POST", path, body);
-	int r = tp_call(t, &a, done, arg, out, e);
-	free(path);
-	return r;
+	return attempt_post(t, job, attempt, "events", body, done, arg, out, e);
 }
 
 /* Percent-encode a relative path, keeping '/' separators. */
@@ -274,12 +283,8 @@ static int https_handback(struct transport *t, const char *job, int64_t attempt,
                           tp_done_fn done, void *arg, struct tp_call **out,
                           struct err *e)
 {
-	char *path = xasprintf("/api/v1/attempts/%s/%lld/handback", job,
-	                       (long long)attempt);
-	struct tp_args a = tp_args_json("POST", path, NULL);
-	int r = tp_call(t, &a, done, arg, out, e);
-	free(path);
-	return r;
+	return attempt_post(t, job, attempt, "handback", NULL, done, arg, out,
+	                    e);
 }
 
 static void https_cancel(struct transport *t, struct tp_call *call)
