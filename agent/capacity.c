@@ -135,14 +135,3 @@ json_t *capacity_facts(const struct capacity *cap)
 	                 cap->docker[0] ? cap->docker : NULL, "slurm",
 	                 cap->slurm);
 }
-
-char *capacity_fingerprint(const struct capacity *cap)
-{
-	json_t *j = capacity_json(cap);
-	char *text;
-
-	json_object_del(j, "disk"); /* free disk moves all the time */
-	text = json_dump_canon(j);
-	json_decref(j);
-	return text;
-}

@@ -35,8 +35,6 @@ int capacity_detect(const struct agent_conf *c, struct capacity *cap,
 int capacity_gpus(struct gpu_info *out, int max);
 /* {"cpus", "memory", "disk", "gpus": [...]} */
 json_t *capacity_json(const struct capacity *cap);
-/* What a capacity change is judged by: the JSON without the free disk. */
-char *capacity_fingerprint(const struct capacity *cap);
 /* {"cgroup", "docker", "slurm"} */
 json_t *capacity_facts(const struct capacity *cap);
 

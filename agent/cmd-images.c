@@ -12,6 +12,7 @@
  * second image of the same packages skips debootstrap. */
 #include "agent/cmd.h"
 
+#include "common/attempt.h"
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/sha256.h"
@@ -360,7 +361,7 @@ static int cmd_images_main(struct cmd_ctx *c, int argc, char **argv)
 		goto out;
 	}
 	b.host = xasprintf("DOCKER_HOST=unix://%s",
-	                   b.socket ? b.socket : "/var/run/docker.sock");
+	                   b.socket ? b.socket : ATTEMPT_DEF_DOCKER_SOCKET);
 	if (bootstrap(&b, &e) < 0)
 		fprintf(stderr, "tether-agent images bootstrap %s: %s\n",
 		        b.name, e.msg);

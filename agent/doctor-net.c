@@ -3,6 +3,7 @@
  * CA) and the agent's credential (present, 0600, accepted). */
 #include "agent/doctor.h"
 
+#include "common/attempt.h"
 #include "common/err.h"
 #include "common/util.h"
 #include "docker/docker.h"
@@ -101,8 +102,8 @@ static const char *probe_error(const struct probe *pr)
 
 void doctor_check_docker(struct doctor *d)
 {
-	const char *sock =
-	    d->conf.docker_socket ? d->conf.docker_socket : DOCKER_SOCKET;
+	const char *sock = d->conf.docker_socket ? d->conf.docker_socket
+	                                         : ATTEMPT_DEF_DOCKER_SOCKET;
 	bool wanted = d->conf.default_launcher &&
 	              strcmp(d->conf.default_launcher, "docker") == 0;
 	enum doctor_status bad = wanted ? DOC_FAIL : DOC_WARN;

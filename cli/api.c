@@ -5,6 +5,7 @@
 #include "common/util.h"
 #include "transport/proto-error.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,6 +88,27 @@ int api_show(struct cmd_ctx *c, const char *method, const char *path,
 		cli_print_json(r);
 	else
 		print(r);
+	json_decref(r);
+	return EXIT_OK;
+}
+
+int api_done(struct cmd_ctx *c, const char *method, const char *path,
+             const char *fmt, ...)
+{
+	json_t *r = NULL;
+	int rc = api_json(c, method, path, NULL, &r);
+	va_list ap;
+
+	if (rc != EXIT_OK)
+		return rc;
+	if (c->json)
+		cli_print_json(r);
+	else {
+		va_start(ap, fmt);
+		vprintf(fmt, ap);
+		va_end(ap);
+		putchar('\n');
+	}
 	json_decref(r);
 	return EXIT_OK;
 }

@@ -75,6 +75,10 @@ int api_json(struct cmd_ctx *c, const char *method, const char *path,
  * The exit code. */
 int api_show(struct cmd_ctx *c, const char *method, const char *path,
              json_t *body, void (*print)(json_t *reply));
+/* api_json (no body), then print the reply as JSON with --json, else the
+ * line fmt says (what was done: "agent x: revoked").  The exit code. */
+int api_done(struct cmd_ctx *c, const char *method, const char *path,
+             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* A print for api_show: the reply's "token" on a line. */
 void api_print_token(json_t *reply);
 /* Print an error for a failed call and give its exit code. */

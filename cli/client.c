@@ -151,6 +151,14 @@ static int perform(CURL *h, struct sink *s, struct curl_slist *hdrs,
 	return r;
 }
 
+/* An empty reply for a call to c->url; TERR_INVAL for a bad URL. */
+static int reply_begin(struct cmd_ctx *c, struct http_reply *r, struct err *e)
+{
+	memset(r, 0, sizeof(*r));
+	buf_init(&r->body, REPLY_MAX);
+	return check_url(c->url, e) < 0 ? TERR_INVAL : 0;
+}
+
 int http_call(struct cmd_ctx *c, const char *method, const char *path,
               const void *body, size_t len, const char *ctype, long timeout_s,
               struct http_reply *r, struct err *e)
@@ -159,9 +167,7 @@ int http_call(struct cmd_ctx *c, const char *method, const char *path,
 	struct sink s = {r, NULL, false};
 	CURL *h;
 
-	memset(r, 0, sizeof(*r));
-	buf_init(&r->body, REPLY_MAX);
-	if (check_url(c->url, e) < 0)
+	if (reply_begin(c, r, e) < 0)
 		return TERR_INVAL;
 	if (ctype != NULL) {
 		char *ct = xasprintf("Content-Type: %s", ctype);
@@ -187,9 +193,7 @@ int http_upload(struct cmd_ctx *c, const char *path, const char *file,
 	CURL *h;
 	int rc;
 
-	memset(r, 0, sizeof(*r));
-	buf_init(&r->body, REPLY_MAX);
-	if (check_url(c->url, e) < 0)
+	if (reply_begin(c, r, e) < 0)
 		return TERR_INVAL;
 	if ((f = fopen(file, "rb")) == NULL || fstat(fileno(f), &sb) < 0) {
 		if (f)
@@ -215,9 +219,7 @@ int http_download(struct cmd_ctx *c, const char *path, FILE *out,
 	struct sink s = {r, out, false};
 	CURL *h;
 
-	memset(r, 0, sizeof(*r));
-	buf_init(&r->body, REPLY_MAX);
-	if (check_url(c->url, e) < 0)
+	if (reply_begin(c, r, e) < 0)
 		return TERR_INVAL;
 	h = setup(c, "GET", path, &hdrs, &s, 3600);
 	return perform(h, &s, hdrs, e);

@@ -50,27 +50,19 @@ static void print_agents(json_t *r)
 /* revoke / drain one agent by name or id. */
 static int act(struct cmd_ctx *c, const char *verb, const char *name)
 {
+	bool revoke = strcmp(verb, "revoke") == 0;
 	char *esc = curl_easy_escape(NULL, name, 0), *path;
-	json_t *r = NULL;
 	int rc;
 
-	if (strcmp(verb, "revoke") == 0)
+	if (revoke)
 		path = xasprintf("/api/v1/agents/%s", esc);
 	else
 		path = xasprintf("/api/v1/agents/%s/drain", esc);
-	rc = api_json(c, strcmp(verb, "revoke") == 0 ? "DELETE" : "POST", path,
-	              NULL, &r);
 	curl_free(esc);
+	rc = api_done(c, revoke ? "DELETE" : "POST", path, "agent %s: %s", name,
+	              revoke ? "revoked" : "draining");
 	free(path);
-	if (rc != EXIT_OK)
-		return rc;
-	if (c->json)
-		cli_print_json(r);
-	else
-		printf("agent %s: %s\n", name,
-		       strcmp(verb, "revoke") == 0 ? "revoked" : "draining");
-	json_decref(r);
-	return EXIT_OK;
+	return rc;
 }
 
 static int cmd_agents(struct cmd_ctx *c, int argc, char **argv)

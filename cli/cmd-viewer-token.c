@@ -69,20 +69,12 @@ static int vt_revoke(struct cmd_ctx *c, const char *id)
 {
 	char *esc = curl_easy_escape(NULL, id, 0);
 	char *path = xasprintf("/api/v1/viewer-tokens/%s", esc);
-	json_t *r = NULL;
 	int rc;
 
 	curl_free(esc);
-	rc = api_json(c, "DELETE", path, NULL, &r);
+	rc = api_done(c, "DELETE", path, "viewer token %s: revoked", id);
 	free(path);
-	if (rc != EXIT_OK)
-		return rc;
-	if (c->json)
-		cli_print_json(r);
-	else
-		printf("viewer token %s: revoked\n", id);
-	json_decref(r);
-	return EXIT_OK;
+	return rc;
 }
 
 static int cmd_viewer_token(struct cmd_ctx *c, int argc, char **argv)

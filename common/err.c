@@ -5,16 +5,24 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Fill e: code, field ("" for none) and the formatted message. */
+static int err_vset(struct err *e, int code, const char *field, const char *fmt,
+                    va_list ap)
+{
+	if (e == NULL)
+		return code;
+	e->code = code;
+	snprintf(e->field, sizeof(e->field), "%s", field);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	return code;
+}
+
 int err_set(struct err *e, int code, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (e == NULL)
-		return code;
-	e->code = code;
-	e->field[0] = '\0';
 	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	err_vset(e, code, "", fmt, ap);
 	va_end(ap);
 	return code;
 }
@@ -24,12 +32,8 @@ int err_set_field(struct err *e, int code, const char *field, const char *fmt,
 {
 	va_list ap;
 
-	if (e == NULL)
-		return code;
-	e->code = code;
-	snprintf(e->field, sizeof(e->field), "%s", field);
 	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	err_vset(e, code, field, fmt, ap);
 	va_end(ap);
 	return code;
 }
@@ -42,10 +46,8 @@ int err_sys(struct err *e, int code, const char *fmt, ...)
 
 	if (e == NULL)
 		return code;
-	e->code = code;
-	e->field[0] = '\0';
 	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	err_vset(e, code, "", fmt, ap);
 	va_end(ap);
 	n = strlen(e->msg);
 	snprintf(e->msg + n, sizeof(e->msg) - n, ": %s", strerror(saved));

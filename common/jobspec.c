@@ -77,6 +77,19 @@ static int check_secret_name(const char *field, const char *v, struct err *e)
 	               str_escape(v, shown, sizeof(shown)), NAME_RULE);
 }
 
+static const char *const conda_tools[] = {"micromamba", "mamba", "conda", NULL};
+static const char *const checkpoint_signals[] = {"TERM", "USR1", "USR2", "INT",
+                                                 NULL};
+
+/* s is one of the NULL-terminated words. */
+static bool one_of(const char *s, const char *const *words)
+{
+	for (; *words != NULL; words++)
+		if (strcmp(s, *words) == 0)
+			return true;
+	return false;
+}
+
 static bool no_control(const char *s)
 {
 	for (; *s; s++)
@@ -388,9 +401,7 @@ static int parse_environment(json_t *root, struct jobspec *s, struct err *e)
 		               "environment.python: expected an "
 		               "absolute path to an interpreter");
 	if (s->env.conda_tool != NULL &&
-	    strcmp(s->env.conda_tool, "micromamba") &&
-	    strcmp(s->env.conda_tool, "mamba") &&
-	    strcmp(s->env.conda_tool, "conda"))
+	    !one_of(s->env.conda_tool, conda_tools))
 		return err_set(e, TERR_INVAL,
 		               "environment.tool: expected "
 		               "micromamba, mamba or conda");
@@ -591,10 +602,7 @@ static int parse_checkpoint_slurm(json_t *root, struct jobspec *s,
 		                      INT64_MAX, &s->checkpoint.resume_from,
 		                      e)) < 0)
 			return r;
-		if (strcmp(s->checkpoint.signal, "TERM") &&
-		    strcmp(s->checkpoint.signal, "USR1") &&
-		    strcmp(s->checkpoint.signal, "USR2") &&
-		    strcmp(s->checkpoint.signal, "INT"))
+		if (!one_of(s->checkpoint.signal, checkpoint_signals))
 			return err_set(e, TERR_INVAL,
 			               "checkpoint.signal: "
 			               "expected TERM, INT, USR1 or USR2");

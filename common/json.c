@@ -210,22 +210,23 @@ int json_get_bool(json_t *obj, const char *where, const char *key,
 	return 0;
 }
 
-char *json_dump_record(const json_t *v)
+/* json_dumps, which fails only when out of memory. */
+static char *dump(const json_t *v, size_t flags)
 {
-	char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS |
-	                            JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+	char *s = json_dumps(v, flags);
 
 	if (s == NULL)
 		abort();
 	return s;
 }
 
+char *json_dump_record(const json_t *v)
+{
+	return dump(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY |
+	                   JSON_REAL_PRECISION(15));
+}
+
 char *json_dump_canon(const json_t *v)
 {
-	char *s =
-	    json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-
-	if (s == NULL)
-		abort();
-	return s;
+	return dump(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
 }

@@ -2,6 +2,7 @@
  * requests over the engine's unix socket with libcurl. */
 #include "docker/docker.h"
 
+#include "common/attempt.h"
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/util.h"
@@ -258,8 +259,9 @@ int docker_version_probe(const char *socket_path, long timeout_ms,
                          struct docker_version *out, struct err *e)
 {
 	/* Unversioned GET /version answers whatever the engine speaks. */
-	struct docker d = {
-	    .socket = (char *)(socket_path ? socket_path : DOCKER_SOCKET)};
+	const char *sock =
+	    socket_path ? socket_path : ATTEMPT_DEF_DOCKER_SOCKET;
+	struct docker d = {.socket = (char *)sock};
 	struct docker_req q = {
 	    .method = "GET", .path = "/version", .timeout_ms = timeout_ms};
 	struct xfer x = {.q = &q};
@@ -298,7 +300,8 @@ int docker_open(const char *socket_path, struct docker **out, struct err *e)
 	struct docker_version v;
 	int r;
 
-	d->socket = xstrdup(socket_path ? socket_path : DOCKER_SOCKET);
+	d->socket =
+	    xstrdup(socket_path ? socket_path : ATTEMPT_DEF_DOCKER_SOCKET);
 	if ((r = docker_version_probe(d->socket, 15000, &v, e)) < 0) {
 		err_wrap(e, "docker engine at %s not reachable", d->socket);
 		goto out;

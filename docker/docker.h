@@ -2,7 +2,7 @@
  * the engine's unix socket (libcurl with CURLOPT_UNIX_SOCKET_PATH), the
  * /version probe, stream framing and the hygiene the agent and the env
  * cache share.  Used by the agent and the runner; the runner's own docker
- * pieces (images, containers, contexts) are in runner/docker.h.  See
+ * pieces (images, containers, contexts) are in runner/docker/docker.h.  See
  * docs/docker.md and docs/architecture.md. */
 #ifndef TETHER_DOCKER_DOCKER_H
 #define TETHER_DOCKER_DOCKER_H
@@ -23,8 +23,6 @@ struct docker;
 /* The oldest engine API version we accept. */
 #define DOCKER_API_MIN  "1.40"
 #define DOCKER_ENV_REPO "tether-env"
-/* The engine's socket when none is configured. */
-#define DOCKER_SOCKET "/var/run/docker.sock"
 
 /* Data callback for streamed responses: return <0 (a TERR_*) to abort. */
 typedef int (*docker_data_cb)(void *arg, const char *data, size_t len);
@@ -52,8 +50,9 @@ struct docker_version {
 	char error[256]; /* why nothing answered (libcurl's words) */
 };
 /* The one probe of an engine: GET /version at socket_path (NULL: the
- * default socket) within timeout_ms.  Fills *out as far as it got; <0
- * when nothing answered (TERR_NET) or the status is >= 400. */
+ * default socket, ATTEMPT_DEF_DOCKER_SOCKET of common/attempt.h) within
+ * timeout_ms.  Fills *out as far as it got; <0 when nothing answered (TERR_NET)
+ * or the status is >= 400. */
 int docker_version_probe(const char *socket_path, long timeout_ms,
                          struct docker_version *out, struct err *e);
 

@@ -34,7 +34,7 @@ static int build_load(struct runner *r, const char *dir, struct err *e)
 	if ((rc = supervisor_load(r, dir, false, e)) < 0)
 		return rc;
 	r->lookahead = true; /* its build cgroup: ahead_<job>_<attempt> */
-	if (r->job_user && (pw = getpwnam(r->job_user)) != NULL) {
+	if (r->set.job_user && (pw = getpwnam(r->set.job_user)) != NULL) {
 		r->uid = pw->pw_uid;
 		r->gid = pw->pw_gid;
 	}

@@ -38,9 +38,8 @@ int runner_disk_budget(struct runner *r, struct err *e)
 	int64_t max = r->set.attempt_max_disk;
 	int64_t want = r->spec->resources.disk;
 
-	r->disk_check_ms = r->set.disk_check_ms;
-	if (r->disk_check_ms < 100)
-		r->disk_check_ms = 100;
+	if (r->set.disk_check_ms < 100)
+		r->set.disk_check_ms = 100;
 	if (want > 0 && max > 0 && want > max)
 		return err_set(e, TERR_INVAL,
 		               "resources.disk: %lld bytes is more than this "

@@ -161,8 +161,8 @@ int runner_open_files(struct runner *r, struct err *e)
 	r->aux_mask = mask_new(secrets);
 	r->job_log = xcalloc(1, sizeof(*r->job_log));
 	r->aux_log = xcalloc(1, sizeof(*r->aux_log));
-	logpipe_init(r->job_log, r->log_fd, r->job_mask, r->max_log_bytes);
-	logpipe_init(r->aux_log, r->log_fd, r->aux_mask, r->max_log_bytes);
+	logpipe_init(r->job_log, r->log_fd, r->job_mask, r->set.max_log_bytes);
+	logpipe_init(r->aux_log, r->log_fd, r->aux_mask, r->set.max_log_bytes);
 out:
 	free(secrets);
 	free(log);

@@ -5,7 +5,8 @@
 #include "common/json.h"
 #include "common/util.h"
 #include "runner/env/env.h"
-#include "runner/supervisor/supervisor.h"
+#include "runner/launcher.h"
+#include "runner/runner.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,21 +16,11 @@
 #define ENV_MAX  4096
 #define GPUS_MAX 64
 
-/* The shorthands of runner.h into r->set, and the job's dirs. */
+/* The launcher kind of r->set and the job's dirs. */
 int runner_settings_load(struct runner *r, struct err *e)
 {
 	const struct attempt_settings *s = &r->set;
 
-	r->state_dir = s->state_dir;
-	r->job_user = s->job_user;
-	r->cgroup_parent = s->cgroup_parent;
-	r->env_dir = s->env_dir;
-	r->default_python = s->default_python;
-	r->docker_socket = s->docker_socket;
-	r->conda_tool = s->conda_tool;
-	r->kill_grace_ms = s->kill_grace_ms;
-	r->default_pids = s->default_pids;
-	r->max_log_bytes = s->max_log_bytes;
 	for (int k = LAUNCHER_SANDBOX; k <= LAUNCHER_SLURM; k++)
 		if (strcmp(s->launcher, jobspec_launcher_name(k)) == 0)
 			r->launcher = (enum launcher_kind)k;
@@ -142,21 +133,10 @@ int runner_build_job(struct runner *r, struct err *e)
 	return 0;
 }
 
-static void strv_free(char **v, bool secret)
-{
-	for (size_t i = 0; v != NULL && v[i] != NULL; i++) {
-		if (secret)
-			freezero_str(v[i]);
-		else
-			free(v[i]);
-	}
-	free(v);
-}
-
 void runner_free(struct runner *r)
 {
-	strv_free(r->argv, false);
-	strv_free(r->envp, true);
+	runner_strv_free(r->argv);
+	runner_strv_freezero(r->envp);
 	env_result_free(&r->env);
 	free(r->commit);
 	free(r->work_dir);

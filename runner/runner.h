@@ -34,15 +34,11 @@ struct runner {
 	char *job_id; /* "42" or "L7" */
 	int64_t attempt;
 	struct jobspec *spec;
-	struct attempt_settings set; /* the "runner" object of spec.json */
-
-	/* Shorthands into `set` (docs/state-dir.md), filled with it. */
-	const char *state_dir, *env_dir, *job_user, *default_python;
-	const char *docker_socket, *cgroup_parent, *conda_tool;
-	enum launcher_kind launcher;
-	int64_t kill_grace_ms, default_pids, max_log_bytes;
-	int64_t disk_limit;    /* bytes the job may use (disk.c); 0: none */
-	int64_t disk_check_ms; /* how often disk.c measures */
+	/* The "runner" object of spec.json (docs/state-dir.md): the settings
+	 * the agent chose; the runner's code reads them from here. */
+	struct attempt_settings set;
+	enum launcher_kind launcher; /* set.launcher as a kind */
+	int64_t disk_limit; /* bytes the job may use (disk.c); 0: none */
 	uid_t uid;
 	gid_t gid;
 
@@ -100,8 +96,10 @@ int runner_tree_walk(const char *path, int max_depth,
 /* Hand path and everything below it (symlinks not followed) to uid:gid,
  * going on past failures; returns the first (chown-tree.c). */
 int runner_chown_tree(const char *path, uid_t uid, gid_t gid, struct err *e);
-/* Free a NULL-terminated vector of heap strings and the vector (strv.c). */
+/* Free a NULL-terminated vector of heap strings and the vector (strv.c);
+ * _freezero zeroes each string first (an environment with secrets). */
 void runner_strv_free(char **v);
+void runner_strv_freezero(char **v);
 /* disk.c: the attempt's disk budget, resources.disk or the agent's
  * attempt_max_disk; TERR_INVAL naming resources.disk when the job asks
  * for more than the agent allows. */
@@ -117,6 +115,14 @@ int runner_phase_event(struct runner *r, const char *phase, const char *state,
                        double duration, struct err *e);
 void runner_set_phase(struct runner *r, const char *phase);
 void runner_close_files(struct runner *r);
+/* The attempt as spec.json gave it (runner-spec.c): the launcher and the
+ * job's directories from r->set (after attempt_settings_parse into it);
+ * TERR_UNSUPP for a launcher this runner was built without. */
+int runner_settings_load(struct runner *r, struct err *e);
+/* Fill r->argv and r->envp (clean environment, see docs/sandbox.md). */
+int runner_build_job(struct runner *r, struct err *e);
+/* Free what r holds and zero it. */
+void runner_free(struct runner *r);
 /* Persist r->state to state.json (e.g. after setting launcher_ref). */
 int runner_save_state(struct runner *r, struct err *e);
 /* Append a status event (seq assigned here) to the events file. */

@@ -168,16 +168,25 @@ static int https_log_append(struct transport *t, const char *job,
 	return r;
 }
 
+/* POST body (NULL: none) as JSON to /api/v1/attempts/<job>/<attempt>/<verb>. */
+static int attempt_post(struct transport *t, const char *job, int64_t attempt,
+                        const char *verb, json_t *body, tp_done_fn done,
+                        void *arg, struct tp_call **out, struct err *e)
+{
+	char *path = xasprintf("/api/v1/attempts/%s/%lld/%s", job,
+	                       (long long)attempt, verb);
+	struct tp_args a = tp_args_json("POST", path, body);
+	int r = tp_call(t, &a, done, arg, out, e);
+
+	free(path);
+	return r;
+}
+
 static int https_events(struct transport *t, const char *job, int64_t attempt,
                         json_t *body, tp_done_fn done, void *arg,
                         struct tp_call **out, struct err *e)
 {
-	char *path = xasprintf("/api/v1/attempts/%s/%lld/events", job,
-	                       (long long)attempt);
-	struct tp_args a = tp_args_json("POST", path, body);
-	int r = tp_call(t, &a, done, arg, out, e);
-	free(path);
-	return r;
+	return attempt_post(t, job, attempt, "events", body, done, arg, out, e);
 }
 
 /* Percent-encode a relative path, keeping '/' separators. */
@@ -201,39 +210,11 @@ static char *tp_escape_path(const char *p)
 	return out;
 }
 
-static int https_output_put(struct transport *t, const char *job,
-                            int64_t attempt, const char *path, int fd,
-                            int64_t size, const char *sha256, tp_done_fn done,
-                            void *arg, struct tp_call **out, struct err *e)
+/* PUT the file fd (size bytes, its sha256 in Tether-Sha256) at url. */
+static int put_file(struct transport *t, const char *url, int fd, int64_t size,
+                    const char *sha256, tp_done_fn done, void *arg,
+                    struct tp_call **out, struct err *e)
 {
-	char *esc = tp_escape_path(path);
-	char *url = xasprintf("/api/v1/attempts/%s/%lld/outputs/%s", job,
-	                      (long long)attempt, esc);
-	char *hdr = xasprintf("Tether-Sha256: %s", sha256);
-	struct tp_args a = {.method = "PUT",
-	                    .path = url,
-	                    .content_type = TP_OCTET,
-	                    .extra_header = hdr,
-	                    .upload_fd = fd,
-	                    .download_fd = -1,
-	                    .up_off = 0,
-	                    .up_len = size,
-	                    .timeout_ms = 0};
-	int r = tp_call(t, &a, done, arg, out, e);
-
-	free(esc);
-	free(url);
-	free(hdr);
-	return r;
-}
-
-static int https_checkpoint_put(struct transport *t, const char *job,
-                                int64_t attempt, int fd, int64_t size,
-                                const char *sha256, tp_done_fn done, void *arg,
-                                struct tp_call **out, struct err *e)
-{
-	char *url = xasprintf("/api/v1/attempts/%s/%lld/checkpoint", job,
-	                      (long long)attempt);
 	char *hdr = xasprintf("Tether-Sha256: %s", sha256);
 	struct tp_args a = {.method = "PUT",
 	                    .path = url,
@@ -244,8 +225,35 @@ static int https_checkpoint_put(struct transport *t, const char *job,
 	                    .up_len = size};
 	int r = tp_call(t, &a, done, arg, out, e);
 
-	free(url);
 	free(hdr);
+	return r;
+}
+
+static int https_output_put(struct transport *t, const char *job,
+                            int64_t attempt, const char *path, int fd,
+                            int64_t size, const char *sha256, tp_done_fn done,
+                            void *arg, struct tp_call **out, struct err *e)
+{
+	char *esc = tp_escape_path(path);
+	char *url = xasprintf("/api/v1/attempts/%s/%lld/outputs/%s", job,
+	                      (long long)attempt, esc);
+	int r = put_file(t, url, fd, size, sha256, done, arg, out, e);
+
+	free(esc);
+	free(url);
+	return r;
+}
+
+static int https_checkpoint_put(struct transport *t, const char *job,
+                                int64_t attempt, int fd, int64_t size,
+                                const char *sha256, tp_done_fn done, void *arg,
+                                struct tp_call **out, struct err *e)
+{
+	char *url = xasprintf("/api/v1/attempts/%s/%lld/checkpoint", job,
+	                      (long long)attempt);
+	int r = put_file(t, url, fd, size, sha256, done, arg, out, e);
+
+	free(url);
 	return r;
 }
 
@@ -275,12 +283,8 @@ static int https_handback(struct transport *t, const char *job, int64_t attempt,
                           tp_done_fn done, void *arg, struct tp_call **out,
                           struct err *e)
 {
-	char *path = xasprintf("/api/v1/attempts/%s/%lld/handback", job,
-	                       (long long)attempt);
-	struct tp_args a = tp_args_json("POST", path, NULL);
-	int r = tp_call(t, &a, done, arg, out, e);
-	free(path);
-	return r;
+	return attempt_post(t, job, attempt, "handback", NULL, done, arg, out,
+	                    e);
 }
 
 static void https_cancel(struct transport *t, struct tp_call *call)

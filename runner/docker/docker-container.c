@@ -125,7 +125,8 @@ static json_t *gpu_requests(const struct runner *r)
 static json_t *host_config(const struct runner *r, json_t *mounts)
 {
 	const struct jobspec *s = r->spec;
-	int64_t pids = s->resources.pids ? s->resources.pids : r->default_pids;
+	int64_t pids =
+	    s->resources.pids ? s->resources.pids : r->set.default_pids;
 	bool ro = r->set.docker_readonly_rootfs;
 	json_t *hc = json_pack(
 	    "{s:o, s:s, s:[s], s:[s], s:b, s:o, s:{s:s, s:{s:s, s:s, s:s}}}",
@@ -138,9 +139,9 @@ static json_t *host_config(const struct runner *r, json_t *mounts)
 
 	/* the engine keeps what the runner may still need to match on
 	 * re-attach: the capped log plus some slack */
-	if (r->max_log_bytes > 0) {
-		max =
-		    xasprintf("%lld", (long long)r->max_log_bytes + (64 << 20));
+	if (r->set.max_log_bytes > 0) {
+		max = xasprintf("%lld",
+		                (long long)r->set.max_log_bytes + (64 << 20));
 		json_object_set_new(
 		    json_object_get(json_object_get(hc, "LogConfig"), "Config"),
 		    "max-size", json_string(max));
@@ -185,11 +186,11 @@ int docker_container_body(const struct runner *r, const char *image,
 	                      : xstrdup(DOCKER_WORK);
 	user = xasprintf("%u:%u", (unsigned)r->uid, (unsigned)r->gid);
 	att = xasprintf("%lld", (long long)r->attempt);
-	labels =
-	    json_pack("{s:s, s:s, s:s, s:s, s:s}", "tether.job", r->job_id,
-	              "tether.attempt", att, "tether.agent", agent ? agent : "",
-	              "tether.state_dir", r->state_dir ? r->state_dir : "",
-	              "tether.dir", r->dir);
+	labels = json_pack("{s:s, s:s, s:s, s:s, s:s}", "tether.job", r->job_id,
+	                   "tether.attempt", att, "tether.agent",
+	                   agent ? agent : "", "tether.state_dir",
+	                   r->set.state_dir ? r->set.state_dir : "",
+	                   "tether.dir", r->dir);
 	*out = json_pack("{s:s, s:o, s:o, s:s, s:s, s:o, s:o, s:b, s:b}",
 	                 "Image", image, "Cmd", argv, "Env", container_env(r),
 	                 "WorkingDir", wd, "User", user, "Labels", labels,

@@ -82,6 +82,31 @@ static int progress_error(struct progress *p, json_t *obj)
 	return 1;
 }
 
+/* Send q (POST of a pull or build) with the engine's JSON lines to
+ * line(p), the fence checked while it streams; the result is the fence's
+ * stop, else the request's failure, else the engine's first error. */
+static int progress_request(struct docker *d, struct docker_req *q,
+                            struct progress *p,
+                            int (*line)(void *arg, json_t *obj, struct err *e),
+                            const char *what, struct err *e)
+{
+	struct docker_lines lines;
+	int rc;
+
+	docker_lines_init(&lines, line, p, e);
+	q->on_data = docker_lines_feed;
+	q->on_tick = progress_tick;
+	q->cancel = &p->cancel;
+	q->arg = &lines;
+	rc = docker_request(d, q, NULL, NULL, e);
+	docker_lines_free(&lines);
+	if (p->stop != NULL)
+		return progress_stopped(p, what, e);
+	if (rc == 0 && p->error != NULL)
+		return err_set(e, TERR_FAIL, "%s", p->error);
+	return rc;
+}
+
 /* Pull progress: log the stage changes, count the layers, skip the
  * byte-level noise (Downloading, Extracting, Waiting ...). */
 static int pull_line(void *arg, json_t *obj, struct err *e)
@@ -108,7 +133,6 @@ int docker_image_pull(struct docker *d, struct runner *r, const char *image,
                       const char *auth, struct err *e)
 {
 	struct progress p = {.r = r, .image = image};
-	struct docker_lines lines;
 	char *repo, *tag, *qr, *qt, *path;
 	struct docker_req q = {.method = "POST",
 	                       .registry_auth = auth,
@@ -119,20 +143,10 @@ int docker_image_pull(struct docker *d, struct runner *r, const char *image,
 	qr = docker_urlencode(repo);
 	qt = docker_urlencode(tag);
 	path = xasprintf("/images/create?fromImage=%s&tag=%s", qr, qt);
-	docker_lines_init(&lines, pull_line, &p, e);
 	q.path = path;
-	q.on_data = docker_lines_feed;
-	q.on_tick = progress_tick;
-	q.cancel = &p.cancel;
-	q.arg = &lines;
 	runner_logf(r, "env", "pulling %s%s", image,
 	            auth ? " (with registry credentials)" : "");
-	rc = docker_request(d, &q, NULL, NULL, e);
-	docker_lines_free(&lines);
-	if (p.stop != NULL)
-		rc = progress_stopped(&p, "docker pull", e);
-	else if (rc == 0 && p.error != NULL)
-		rc = err_set(e, TERR_FAIL, "%s", p.error);
+	rc = progress_request(d, &q, &p, pull_line, "docker pull", e);
 	if (rc < 0 && p.stop == NULL) {
 		if (rc == TERR_AUTH || strstr(e->msg, "unauthorized") ||
 		    strstr(e->msg, "authentication required") ||
@@ -261,7 +275,6 @@ int docker_image_build(struct docker *d, struct runner *r, FILE *context,
                        struct err *e)
 {
 	struct progress p = {.r = r};
-	struct docker_lines lines;
 	struct stat st;
 	struct docker_req q = {.method = "POST",
 	                       .upload = context,
@@ -277,17 +290,7 @@ int docker_image_build(struct docker *d, struct runner *r, FILE *context,
 	rewind(context);
 	q.upload_size = st.st_size;
 	q.path = path;
-	q.on_data = docker_lines_feed;
-	q.on_tick = progress_tick;
-	q.cancel = &p.cancel;
-	q.arg = &lines;
-	docker_lines_init(&lines, build_line, &p, e);
-	rc = docker_request(d, &q, NULL, NULL, e);
-	docker_lines_free(&lines);
-	if (p.stop != NULL)
-		rc = progress_stopped(&p, "docker build", e);
-	else if (rc == 0 && p.error != NULL)
-		rc = err_set(e, TERR_FAIL, "%s", p.error);
+	rc = progress_request(d, &q, &p, build_line, "docker build", e);
 	if (rc < 0)
 		build_unwind(d, &p);
 	if (rc < 0 && p.stop == NULL)

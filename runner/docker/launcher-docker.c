@@ -40,7 +40,7 @@ static int dl_open(struct runner *r, struct err *e)
 	int rc;
 
 	dl->out_w = dl->done_w = -1;
-	if ((rc = docker_open(r->docker_socket, &dl->d, e)) < 0) {
+	if ((rc = docker_open(r->set.docker_socket, &dl->d, e)) < 0) {
 		free(dl);
 		return rc;
 	}

@@ -46,14 +46,14 @@ static int box_cgroup(struct runner *r, struct env_box *b, struct err *e)
 	    .memory = r->spec->resources.memory,
 	    .cpus = r->spec->resources.cpus,
 	    .pids = r->spec->resources.pids > 0 ? r->spec->resources.pids
-	                                        : r->default_pids,
+	                                        : r->set.default_pids,
 	};
 	char name[160];
 
 	snprintf(name, sizeof(name), "%s%s_%lld_env",
 	         r->lookahead ? "ahead_" : "", r->job_id,
 	         (long long)r->attempt);
-	return cgroup_job_create(r->cgroup_parent, name, &lim, &b->cg, e);
+	return cgroup_job_create(r->set.cgroup_parent, name, &lim, &b->cg, e);
 }
 
 static void box_cfg(struct runner *r, struct env_box *b, const char *tmp,
@@ -63,7 +63,7 @@ static void box_cfg(struct runner *r, struct env_box *b, const char *tmp,
 
 	c->root = xasprintf("%s/.envbox", r->dir);
 	c->work = r->work_dir;
-	c->state_dir = r->state_dir;
+	c->state_dir = r->set.state_dir;
 	c->env_prefix = final;
 	c->env_src = tmp;
 	c->env_rw = true;
@@ -134,7 +134,7 @@ int env_box_start(struct runner *r, const char *tmp, const char *final,
 		rc = err_set(e, TERR_PERM,
 		             "job_user '%s' is root: environments are never "
 		             "built as root",
-		             r->job_user);
+		             r->set.job_user);
 		goto out;
 	}
 	if (mkdir(b->cfg.root, 0700) < 0 && errno != EEXIST) {

@@ -34,8 +34,8 @@ static char *conda_tool(struct runner *r, struct err *e)
 {
 	static const char *const order[] = {"micromamba", "mamba", "conda",
 	                                    NULL};
-	const char *want =
-	    r->spec->env.conda_tool ? r->spec->env.conda_tool : r->conda_tool;
+	const char *want = r->spec->env.conda_tool ? r->spec->env.conda_tool
+	                                           : r->set.conda_tool;
 	char *path;
 
 	if (want) {

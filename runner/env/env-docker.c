@@ -127,7 +127,7 @@ static int docker_key(struct runner *r, char out[65], struct err *e)
 		hash_str(h, "dockerfile", s->env.dockerfile);
 		rc = docker_context_tar(r->work_dir, s->env.dockerfile, NULL, h,
 		                        e);
-	} else if ((rc = docker_open(r->docker_socket, &d, e)) == 0 &&
+	} else if ((rc = docker_open(r->set.docker_socket, &d, e)) == 0 &&
 	           (rc = image_id(d, r, s->env.image, &id, e)) == 0)
 		hash_str(h, s->env.image, id);
 	if (rc == 0 && layered(s))
@@ -185,7 +185,7 @@ static int docker_build(struct runner *r, const char *prefix, struct err *e)
 		return rc;
 	tag = xasprintf(DOCKER_ENV_REPO ":%s", key);
 	base = layered(s) ? xasprintf("%s-base", tag) : xstrdup(tag);
-	if ((rc = docker_open(r->docker_socket, &d, e)) < 0)
+	if ((rc = docker_open(r->set.docker_socket, &d, e)) < 0)
 		goto out;
 	if (s->env.dockerfile != NULL)
 		rc = build_dockerfile(d, r, base, key, e);
@@ -201,7 +201,7 @@ static int docker_build(struct runner *r, const char *prefix, struct err *e)
 	else if (layered(s)) {
 		/* the -base this build tagged; the next try builds it again */
 		struct err ignored = {0};
-		docker_env_image_remove(r->docker_socket, key, &ignored);
+		docker_env_image_remove(r->set.docker_socket, key, &ignored);
 	}
 out:
 	free(id);
@@ -226,7 +226,7 @@ static int docker_activate(struct runner *r, const char *prefix,
 	else if ((rc = docker_key(r, key, e)) < 0)
 		return rc;
 	image = xasprintf(DOCKER_ENV_REPO ":%s", key);
-	if ((rc = docker_open(r->docker_socket, &d, e)) < 0)
+	if ((rc = docker_open(r->set.docker_socket, &d, e)) < 0)
 		goto out;
 	rc = docker_image_inspect(d, image, &info, e);
 	if (rc == TERR_NOTFOUND && prefix != NULL) {

@@ -37,7 +37,7 @@ int env_images_record(struct runner *r, const char *env_dir, struct err *e)
 	int64_t size = 0;
 	int rc;
 
-	if ((rc = docker_open(r->docker_socket, &d, e)) == 0 &&
+	if ((rc = docker_open(r->set.docker_socket, &d, e)) == 0 &&
 	    (rc = docker_image_inspect(d, ref, &info, e)) == 0) {
 		json_t *s = json_object_get(info, "Size");
 		size = json_is_integer(s) ? json_integer_value(s) : 0;
@@ -61,7 +61,7 @@ void env_images_prune(struct runner *r)
 	struct err e = {0};
 	int removed = 0;
 
-	if (docker_env_images_prune(r->docker_socket, keep_tagged, NULL,
+	if (docker_env_images_prune(r->set.docker_socket, keep_tagged, NULL,
 	                            &removed, &e) < 0)
 		runner_logf(r, "env", "pruning docker images: %s", e.msg);
 	else if (removed > 0)

@@ -203,9 +203,9 @@ int env_run(struct runner *r, char *const argv[], char *const envp[],
 	if (stop != NULL) {
 		runner_logf(r, "env", "stopping %s: %s", argv[0], stop);
 		if (box != NULL)
-			env_box_stop(box, r->kill_grace_ms);
+			env_box_stop(box, r->set.kill_grace_ms);
 		else
-			run_stop(pid, r->kill_grace_ms);
+			run_stop(pid, r->set.kill_grace_ms);
 		return err_set(e, TERR_CONFLICT,
 		               "%s while building the environment (%s stopped)",
 		               stop, argv[0]);

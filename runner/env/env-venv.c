@@ -29,7 +29,8 @@ static const char *venv_python(struct runner *r)
 {
 	if (r->spec->env.python)
 		return r->spec->env.python;
-	return r->default_python ? r->default_python : "/usr/bin/python3";
+	return r->set.default_python ? r->set.default_python
+	                             : ATTEMPT_DEF_PYTHON;
 }
 
 /* Run python to print its version (no log); out gets the first line.  The
@@ -81,7 +82,7 @@ static char *venv_version_path(const char *env_dir, const char *python)
 static int venv_version(struct runner *r, const char *python, char *out,
                         size_t size, struct err *e)
 {
-	char *path = venv_version_path(r->env_dir, python), *text = NULL;
+	char *path = venv_version_path(r->set.env_dir, python), *text = NULL;
 	struct err ignored = {0};
 	int rc;
 

@@ -274,7 +274,7 @@ static void env_evict(struct runner *r, const char *dir)
 	if (budget <= 0)
 		return;
 	if (env_cache_prune_with(dir, budget, env_images_evicted,
-	                         (void *)r->docker_socket, &freed, &removed,
+	                         (void *)r->set.docker_socket, &freed, &removed,
 	                         &e) < 0)
 		runner_logf(r, "env", "eviction: %s", e.msg);
 	else if (removed > 0)
@@ -320,8 +320,8 @@ out:
 
 static char *env_dir_of(const struct runner *r)
 {
-	return r->env_dir ? xstrdup(r->env_dir)
-	                  : xasprintf("%s/envs", r->state_dir);
+	return r->set.env_dir ? xstrdup(r->set.env_dir)
+	                      : xasprintf("%s/envs", r->set.state_dir);
 }
 
 int env_hold(struct runner *r, struct err *e)

@@ -2,7 +2,7 @@
  * docker).  One builder per kind behind struct env_builder; env_prepare()
  * does the cache, the lock and the [env] log lines around it.
  *
- * Cache layout under r->env_dir (docs/environments.md):
+ * Cache layout under r->set.env_dir (docs/environments.md):
  *   <key>/                 a complete environment (prefix), with
  *   <key>/.tether-env.json its usage record (kind, size, created, last_used)
  *   <key>.tmp.<pid>/       being built; renamed to <key> when complete

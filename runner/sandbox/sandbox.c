@@ -71,7 +71,7 @@ static int make_cgroup(struct runner *r, struct sandbox *sb, struct err *e)
 	    .memory = r->spec->resources.memory,
 	    .cpus = r->spec->resources.cpus,
 	    .pids = r->spec->resources.pids > 0 ? r->spec->resources.pids
-	                                        : r->default_pids,
+	                                        : r->set.default_pids,
 	    .gpus = sb->gpus,
 	    .ngpus = sb->ngpus,
 	};
@@ -80,8 +80,8 @@ static int make_cgroup(struct runner *r, struct sandbox *sb, struct err *e)
 
 	snprintf(name, sizeof(name), "%s_%lld", r->job_id,
 	         (long long)r->attempt);
-	if ((rc = cgroup_job_create(r->cgroup_parent, name, &lim, &sb->cg, e)) <
-	    0)
+	if ((rc = cgroup_job_create(r->set.cgroup_parent, name, &lim, &sb->cg,
+	                            e)) < 0)
 		return rc;
 	snprintf(r->state.cgroup, sizeof(r->state.cgroup), "%s",
 	         cgroup_job_path(sb->cg));
@@ -111,7 +111,7 @@ static void fill_cfg(struct runner *r, struct sandbox *sb)
 	                      2 * r->disk_limit < half_ram()
 	                  ? 2 * r->disk_limit
 	                  : 0;
-	c->state_dir = r->state_dir;
+	c->state_dir = r->set.state_dir;
 	c->env_prefix = r->env.prefix;
 	c->cwd = r->spec->workdir
 	             ? xasprintf("/tether/work/%s", r->spec->workdir)
@@ -137,7 +137,7 @@ static int sandbox_prepare(struct runner *r, struct err *e)
 	if (r->uid == 0)
 		return err_set(e, TERR_PERM,
 		               "job_user '%s' is root: jobs never run as root",
-		               r->job_user);
+		               r->set.job_user);
 	if ((rc = check_mounts(r, sb, e)) < 0)
 		return rc;
 	if (mkdir(sb->cfg.root, 0700) < 0 && errno != EEXIST)
@@ -290,7 +290,8 @@ static int sandbox_reattach(struct runner *r, int *out_fd, int *done_fd,
 	snprintf(name, sizeof(name), "%s_%lld", r->job_id,
 	         (long long)r->attempt);
 	if (r->state.cgroup[0] != '\0' &&
-	    cgroup_job_create(r->cgroup_parent, name, &none, &cg, NULL) == 0)
+	    cgroup_job_create(r->set.cgroup_parent, name, &none, &cg, NULL) ==
+	        0)
 		cgroup_job_destroy(cg); /* kills any process left in it */
 	return err_set(e, TERR_UNSUPP,
 	               "sandbox jobs end with their runner (no re-attach)");

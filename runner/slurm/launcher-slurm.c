@@ -60,13 +60,13 @@ static void job_free(struct slurm_job *j)
 static char *stage_root(struct runner *r)
 {
 	const char *shared = setting(r, "shared_dir");
-	size_t n = strlen(r->state_dir);
+	size_t n = strlen(r->set.state_dir);
 
 	if (shared != NULL)
 		return xstrdup(shared);
-	while (n > 1 && r->state_dir[n - 1] == '/')
+	while (n > 1 && r->set.state_dir[n - 1] == '/')
 		n--;
-	return xasprintf("%.*s-slurm", (int)n, r->state_dir);
+	return xasprintf("%.*s-slurm", (int)n, r->set.state_dir);
 }
 
 /* Make <stage>/<job>/<attempt>: <stage> (when missing) and <stage>/<job>
@@ -359,7 +359,7 @@ static int submit(struct runner *r, struct slurm_job *j, struct err *e)
 		                       j->job_id, e);
 	buf_free(&out);
 	buf_free(&errb);
-	slurm_argv_free(argv);
+	runner_strv_free(argv);
 	free(name);
 	return rc;
 }

@@ -219,13 +219,6 @@ char **slurm_sbatch_argv(const struct slurm_submit *s)
 	return a.v;
 }
 
-void slurm_argv_free(char **argv)
-{
-	for (size_t i = 0; argv != NULL && argv[i] != NULL; i++)
-		free(argv[i]);
-	free(argv);
-}
-
 int slurm_parse_jobid(const char *text, char out[64], struct err *e)
 {
 	size_t n = strspn(text, "0123456789");

@@ -89,9 +89,8 @@ int slurm_script_batch(const struct slurm_paths *p, char *const *argv,
  * paths rewritten to the host paths in p. */
 int slurm_script_env(const struct slurm_paths *p, char *const *envp,
                      struct buf *out, struct err *e);
-/* The sbatch argv (heap, NULL-terminated; free with slurm_argv_free). */
+/* The sbatch argv (heap, NULL-terminated; free with runner_strv_free). */
 char **slurm_sbatch_argv(const struct slurm_submit *s);
-void slurm_argv_free(char **argv);
 /* The Slurm job name squeue shows: tether-<job>-<spec name>, the name's
  * bytes other than [A-Za-z0-9._-] as '_', cut to SLURM_NAME_MAX in all
  * (heap).  The same for every runner of an attempt (reattach finds the

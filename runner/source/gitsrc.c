@@ -208,7 +208,8 @@ static int mirror_open(struct gitsrc *g, struct err *e)
 	int rc;
 
 	sha256_hex(g->url, strlen(g->url), hex);
-	dir = xasprintf("%s/git", g->r->state_dir ? g->r->state_dir : ".");
+	dir = xasprintf("%s/git",
+	                g->r->set.state_dir ? g->r->set.state_dir : ".");
 	g->mirror = xasprintf("%s/%s.git", dir, hex);
 	g->lockpath = xasprintf("%s/%s.lock", dir, hex);
 	rc = mkdir_p(dir, 0700, e);

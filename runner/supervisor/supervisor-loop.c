@@ -101,7 +101,7 @@ static void loop_begin_stop(struct loop *l, const char *reason, int64_t now)
 	struct err e = {0};
 	bool ckpt =
 	    strcmp(reason, "timed_out") != 0 || r->spec->checkpoint.on_timeout;
-	int64_t grace = r->kill_grace_ms;
+	int64_t grace = r->set.kill_grace_ms;
 	int sig =
 	    ckpt ? checkpoint_signal(r->spec->checkpoint.signal) : SIGTERM;
 
@@ -138,7 +138,8 @@ static void loop_disk(struct loop *l, int64_t now)
 	took = now_mono_ms() - now;
 	/* a slow walk (a huge tree) is repeated less often: at most a fifth
 	 * of the runner's time goes into measuring */
-	next = r->disk_check_ms > 4 * took ? r->disk_check_ms : 4 * took;
+	next =
+	    r->set.disk_check_ms > 4 * took ? r->set.disk_check_ms : 4 * took;
 	l->disk_next_ms = now_mono_ms() + next;
 	if (used < r->disk_limit)
 		return;

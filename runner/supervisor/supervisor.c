@@ -100,13 +100,13 @@ static int make_job_dirs(struct runner *r, struct err *e)
 /* Resolve the job user (the sandbox and the job dirs need it). */
 static int resolve_user(struct runner *r, struct err *e)
 {
-	struct passwd *pw = getpwnam(r->job_user);
+	struct passwd *pw = getpwnam(r->set.job_user);
 
 	if (pw == NULL)
 		return err_set(e, TERR_NOTFOUND,
 		               "job user '%s' does not exist (create it: "
 		               "useradd --system %s, or set job_user)",
-		               r->job_user, r->job_user);
+		               r->set.job_user, r->set.job_user);
 	r->uid = pw->pw_uid;
 	r->gid = pw->pw_gid;
 	return 0;

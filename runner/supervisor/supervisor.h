@@ -1,7 +1,7 @@
 /* supervisor.h: internals shared by the supervisor's files
  * (supervisor.c: phases and result; supervisor-loop.c: the run phase's poll
- * loop; progress.c: progress lines), and the runner's settings
- * (runner-spec.c). */
+ * loop; progress.c: progress lines; supervisor-resume.c,
+ * supervisor-reattach.c, supervisor-pack.c). */
 #ifndef TETHER_SUPERVISOR_H
 #define TETHER_SUPERVISOR_H
 
@@ -58,12 +58,6 @@ void supervisor_reattach_times(struct runner *r, double durations[4]);
  * and attempt may be missing when !need_job (`envs build`: job "prebuild"). */
 int supervisor_load(struct runner *r, const char *dir, bool need_job,
                     struct err *e);
-
-/* Settings, job argv/env and teardown (runner-spec.c). */
-int runner_settings_load(struct runner *r, struct err *e);
-/* Fill r->argv and r->envp (clean environment, see docs/sandbox.md). */
-int runner_build_job(struct runner *r, struct err *e);
-void runner_free(struct runner *r);
 
 /* Pack the ended attempt DIR's checkpoints/ for upload (supervisor-pack.c,
  * `tether-runner pack-checkpoint DIR`). */

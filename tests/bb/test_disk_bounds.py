@@ -8,7 +8,6 @@ import io
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import tarfile
 import tempfile
@@ -17,7 +16,7 @@ import zlib
 
 import pytest
 
-from harness.agent import Agent
+from harness.agent import Agent, db_integrity
 from harness.common import tmpdir, wait_until
 from harness.gitserver import GitHttps, git, make_repo, run_attempt
 from harness.life import upload_snapshot
@@ -290,14 +289,6 @@ def agent_row(workspace, name):
     return row
 
 
-def integrity(d):
-    c = sqlite3.connect(os.path.join(d, "agent.db"), timeout=10)
-    try:
-        return c.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        c.close()
-
-
 def test_nearly_full_state_dir_refuses_and_resumes(workspace, loop_state_dir):
     """Default state_dir_min_free (2%, at least 4 MiB): with the state dir's
     filesystem filled the agent stays up, takes no job and says why in its
@@ -325,14 +316,14 @@ def test_nearly_full_state_dir_refuses_and_resumes(workspace, loop_state_dir):
         doc = ag.cmd("doctor", check=False, timeout=120)
         assert "nearly full" in doc.stdout + doc.stderr, doc.stdout
         assert doc.returncode != 0
-        assert integrity(loop_state_dir) == "ok"
+        assert db_integrity(loop_state_dir) == "ok"
         os.unlink(filler)
         os.unlink(filler + "2")
         ag.wait_job(job, "succeeded", timeout=60)
         assert b"RAN" in ag.ws_log(job)
         wait_until(lambda: not refusing(), 15, what="refusing to clear")
         assert ag.alive()
-        assert integrity(loop_state_dir) == "ok"
+        assert db_integrity(loop_state_dir) == "ok"
     finally:
         ag.kill9()
 

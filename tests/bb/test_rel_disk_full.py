@@ -9,13 +9,12 @@ the disk, or leaves it queued) and says why (its log, `tether-agent
 status`); when space returns it runs jobs again by itself; agent.db passes
 `PRAGMA integrity_check` throughout."""
 import os
-import sqlite3
 import subprocess
 import tempfile
 
 import pytest
 
-from harness.agent import Agent
+from harness.agent import Agent, db_integrity
 from harness.common import wait_until
 
 
@@ -27,14 +26,6 @@ def small_state_dir():
     yield d
     subprocess.run(["umount", "-l", d], check=False)
     os.rmdir(d)
-
-
-def integrity(d):
-    c = sqlite3.connect(os.path.join(d, "agent.db"), timeout=10)
-    try:
-        return c.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        c.close()
 
 
 def fill(d):
@@ -52,7 +43,7 @@ def test_disk_full_in_state_dir(workspace, small_state_dir):
     try:
         first = workspace.submit(name="before", command=["echo", "ok"])
         ag.wait_job(first, "succeeded", timeout=30)
-        assert integrity(small_state_dir) == "ok"
+        assert db_integrity(small_state_dir) == "ok"
         files = fill(small_state_dir)
         job = workspace.submit(name="j2", command=["echo", "RAN"])
         # Longer than lease_ttl + lost_grace + lost_margin (3 + 1 + 0.5 s):
@@ -77,7 +68,7 @@ def test_disk_full_in_state_dir(workspace, small_state_dir):
         after = workspace.submit(name="after", command=["echo", "ok"])
         ag.wait_job(after, "succeeded", timeout=60)
         assert ag.alive()
-        assert integrity(small_state_dir) == "ok"
+        assert db_integrity(small_state_dir) == "ok"
     finally:
         ag.kill9()
         for pid in runner_pids(small_state_dir):

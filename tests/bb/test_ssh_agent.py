@@ -13,6 +13,7 @@ import pytest
 from harness.agent import Agent
 from harness.workspace import Workspace
 from harness.common import Proc, binary, wait_until
+from harness.fixtures_agent import agents_made_by
 
 
 class SshAgent(Agent):
@@ -48,16 +49,7 @@ def agent_factory(workspace, sshd):
     """This module's agents speak ssh:// (overrides fixtures_agent.py's
     fixture of the same name for every test collected here, including the
     agent suite imported below)."""
-    made = []
-
-    def make(**kw):
-        ag = SshAgent(workspace, sshd, **kw)
-        made.append(ag)
-        return ag
-    yield make
-    for ag in made:
-        if ag.alive():
-            ag.kill9()
+    yield from agents_made_by(lambda **kw: SshAgent(workspace, sshd, **kw))
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 /* fuzz_docker_stream.c: the Docker Engine's multiplexed stdout/stderr
  * stream ([type,0,0,0,size BE32] + payload) and its JSON-lines progress
- * stream (runner/docker-stream.c), as they arrive from a container whose
+ * stream (docker/docker-stream.c), as they arrive from a container whose
  * output the job controls, split by the network anywhere; plus the image
  * name helpers that take a job's image string.
  *

@@ -1,5 +1,5 @@
-/* fuzz_snapshot.c: snapshot extraction (runner/snapshot.c), which unpacks
- * a tar (gzip or plain) the workspace stored for a job into the work
+/* fuzz_snapshot.c: snapshot extraction (runner/source/snapshot.c), which
+ * unpacks a tar (gzip or plain) the workspace stored for a job into the work
  * directory, running as root.
  *
  * Promise checked: whatever the archive, nothing is created outside the

@@ -243,7 +243,9 @@ static void test_refs_and_auth(void **state)
 	free(a);
 }
 
-/* A runner as the supervisor fills it, from a spec and settings. */
+/* A runner as the supervisor fills it, from a spec and settings (the
+ * defaults for what they lack: state_dir /var/lib/tether, default_pids
+ * 4096). */
 static void fake_runner(struct runner *r, const char *spec,
                         const char *settings)
 {
@@ -264,13 +266,11 @@ static void fake_runner(struct runner *r, const char *spec,
 	r->dir = "/var/lib/tether/jobs/42/1";
 	r->job_id = "42";
 	r->attempt = 1;
-	r->state_dir = "/var/lib/tether";
 	r->work_dir = "/var/lib/tether/jobs/42/1/work";
 	r->outputs_dir = "/var/lib/tether/jobs/42/1/outputs";
 	r->checkpoints_dir = "/var/lib/tether/jobs/42/1/checkpoints";
 	r->uid = 999;
 	r->gid = 998;
-	r->default_pids = 4096;
 	r->argv = argv;
 	r->envp = envp;
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "common/attempt.h"
 #include "common/err.h"
 #include "common/util.h"
 #include "runner/docker/docker.h"
@@ -20,7 +21,7 @@
 #define BASE "tether-test-base:bookworm"
 static char test_state[64];
 
-static const char *sock = "/var/run/docker.sock";
+static const char *sock = ATTEMPT_DEF_DOCKER_SOCKET;
 
 /* Create (and maybe start) a container labelled like a job's. */
 static char *make_container(struct docker *d, const char *state,

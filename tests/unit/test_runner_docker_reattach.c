@@ -30,7 +30,7 @@
 #define BASE  "tether-test-base:bookworm"
 #define LINES 40
 
-static const char *sock = "/var/run/docker.sock";
+static const char *sock = ATTEMPT_DEF_DOCKER_SOCKET;
 
 void runner_log_bytes(struct runner *r, const char *data, size_t len)
 {
@@ -75,15 +75,16 @@ static void runner_init(struct runner *r, char *dir, struct jobspec *spec)
 	r->job_id = "R1";
 	r->attempt = 1;
 	r->spec = spec;
-	/* r->set stays zeroed: no allowed mounts, no GPUs */
-	r->state_dir = "/var/tmp";
-	r->docker_socket = sock;
+	/* r->set zeroed but for these (never freed): no allowed mounts, no
+	 * GPUs */
+	r->set.state_dir = "/var/tmp";
+	r->set.docker_socket = (char *)sock;
 	r->work_dir = attempt_path(dir, "work");
 	r->outputs_dir = attempt_path(dir, "outputs");
 	r->checkpoints_dir = attempt_path(dir, "checkpoints");
 	r->uid = 65534;
 	r->gid = 65534;
-	r->default_pids = 64;
+	r->set.default_pids = 64;
 	r->argv = argv;
 	r->envp = envp;
 	r->env.image = BASE;

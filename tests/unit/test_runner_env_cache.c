@@ -1,4 +1,4 @@
-/* Unit tests of runner/env-cache.c: completeness, locks, listing, LRU
+/* Unit tests of runner/env/env-cache.c: completeness, locks, listing, LRU
  * eviction that never removes an environment in use. */
 #include <setjmp.h>
 #include <stdarg.h>

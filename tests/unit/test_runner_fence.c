@@ -1,4 +1,4 @@
-/* Unit tests of runner/supervisor/fence.c: when a job must stop (cancel
+/* Unit tests of runner/fence.c: when a job must stop (cancel
  * file, lease deadline on CLOCK_MONOTONIC, timeout) and how long the
  * supervisor may sleep. */
 #include <setjmp.h>

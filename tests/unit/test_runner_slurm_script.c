@@ -1,11 +1,12 @@
-/* Unit tests of runner/slurm-script.c: quoting, the batch wrapper (run for
- * real with /bin/sh, no Slurm needed), the env file and the sbatch argv. */
+/* Unit tests of runner/slurm/slurm-script.c: quoting, the batch wrapper (run
+ * for real with /bin/sh, no Slurm needed), the env file and the sbatch argv. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "runner/runner.h"
 #include "runner/slurm/slurm.h"
 #include "common/buf.h"
 #include "common/cmdrun.h"
@@ -158,7 +159,7 @@ static void test_sbatch_argv(void **state)
 		assert_string_equal(argv[i], want[i]);
 	}
 	assert_null(argv[i]);
-	slurm_argv_free(argv);
+	runner_strv_free(argv);
 
 	/* Root submitting for the job user. */
 	s.uid = 999;
@@ -169,7 +170,7 @@ static void test_sbatch_argv(void **state)
 	assert_string_equal(argv[i], "/a/slurm-batch.sh");
 	assert_string_equal(argv[i - 2], "--uid=999");
 	assert_string_equal(argv[i - 1], "--gid=995");
-	slurm_argv_free(argv);
+	runner_strv_free(argv);
 }
 
 static void test_time_and_jobid(void **state)

@@ -1,6 +1,6 @@
-/* Unit tests of runner/slurm-state.c and slurm-resume.c: scontrol records,
- * the Slurm -> Tether state mapping, the exit file, and where a restarted
- * runner resumes reading the job's output. */
+/* Unit tests of runner/slurm/slurm-state.c and slurm-resume.c: scontrol
+ * records, the Slurm -> Tether state mapping, the exit file, and where a
+ * restarted runner resumes reading the job's output. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

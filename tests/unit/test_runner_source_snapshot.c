@@ -1,4 +1,4 @@
-/* Unit tests of runner/snapshot.c on archives made with GNU tar: a round
+/* Unit tests of runner/source/snapshot.c on archives made with GNU tar: a round
  * trip, and refusals (.., absolute path, symlink out, device, limits) that
  * leave the target empty and write nothing outside it. */
 #include <setjmp.h>

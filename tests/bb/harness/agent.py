@@ -45,6 +45,15 @@ def stamps(data):
     return out
 
 
+def db_integrity(state_dir):
+    """PRAGMA integrity_check of the agent database in state_dir ("ok")."""
+    c = sqlite3.connect(os.path.join(state_dir, "agent.db"), timeout=10)
+    try:
+        return c.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        c.close()
+
+
 def state_dir_new():
     d = tempfile.mkdtemp(prefix="tether-agent-state-", dir="/var/tmp")
     os.chmod(d, 0o700)
