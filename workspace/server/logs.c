@@ -39,7 +39,7 @@ static int log_append(struct req *r)
 		len = sqlite3_column_int64(st, 0);
 		mine = sqlite3_column_int(st, 1) != 0;
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	if (len < 0 || !mine) {
 		store_unlock(ws);
 		return reply_attempt_error(r, TERR_NOTFOUND, job, att);
@@ -67,7 +67,7 @@ static int log_append(struct req *r)
 		sqlite3_bind_blob(st, 4, r->body.data + skip, (int)n,
 		                  SQLITE_STATIC);
 		ok = ok && sqlite3_step(st) == SQLITE_DONE;
-		sqlite3_finalize(st);
+		store_done(st);
 		st = store_prep(ws,
 		                "UPDATE attempts SET log_length = ? WHERE job "
 		                "= ? AND attempt = ?");
@@ -75,7 +75,7 @@ static int log_append(struct req *r)
 		sqlite3_bind_int64(st, 2, job);
 		sqlite3_bind_int64(st, 3, att);
 		ok = ok && sqlite3_step(st) == SQLITE_DONE;
-		sqlite3_finalize(st);
+		store_done(st);
 		if (!ok || store_commit(ws) < 0) {
 			store_rollback(ws);
 			store_unlock(ws);
@@ -83,7 +83,7 @@ static int log_append(struct req *r)
 		}
 		len += (int64_t)n;
 		store_unlock(ws);
-		ws_notify_logs(ws);
+		ws_notify_job(ws, job);
 	} else {
 		store_unlock(ws);
 	}
@@ -113,7 +113,7 @@ static void read_bytes(struct ws *ws, int64_t job, int64_t att, int64_t off,
 		if (to > from)
 			buf_append(b, d + from, (size_t)(to - from), NULL);
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 }
 
 struct log_view {
@@ -139,7 +139,7 @@ int64_t log_final_length(struct ws *ws, int64_t job, int64_t att)
 	if (sqlite3_step(st) == SQLITE_ROW &&
 	    sqlite3_column_type(st, 0) == SQLITE_INTEGER)
 		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	store_done(st);
 	return n;
 }
 
@@ -163,7 +163,7 @@ static void look(struct ws *ws, int64_t job, int64_t want, struct log_view *v)
 		v->terminal = sched_reason_terminal(
 		    (const char *)sqlite3_column_text(st, 1));
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	if (!v->job_found || v->att == 0)
 		return;
 	st =
@@ -181,7 +181,7 @@ static void look(struct ws *ws, int64_t job, int64_t want, struct log_view *v)
 		                strcmp((const char *)sqlite3_column_text(st, 1),
 		                       "cancelling") == 0);
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	if (v->att_found && v->terminal)
 		v->final_len = log_final_length(ws, job, v->att);
 }
@@ -231,8 +231,11 @@ static int log_read(struct req *r)
 		if (ms > ws->conf.poll_max_wait_ms)
 			ms = ws->conf.poll_max_wait_ms;
 		r->deadline_ms = now_mono_ms() + ms;
+	} else {
+		__atomic_add_fetch(&ws->log_wakeups, 1, __ATOMIC_RELAXED);
 	}
 	r->wait_kind = WAIT_LOG;
+	r->wait_job = job;
 	for (;;) {
 		wait_mark(r);
 		store_lock(ws);

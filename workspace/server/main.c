@@ -144,6 +144,11 @@ static int serve(struct opts *o, struct err *e)
 	wait_stop(&ws);
 out:
 	httpd_stop(&ws);
+	if (ws.db != NULL) {
+		store_lock(&ws);
+		lease_hb_flush(&ws);
+		store_unlock(&ws);
+	}
 	store_close(&ws);
 	conf_free(ws_conf_table, &ws.conf);
 	free(ws.dir);

@@ -18,7 +18,7 @@ static int run_bound(struct ws *ws, const char *sql, double before)
 
 	sqlite3_bind_double(st, 1, before);
 	n = sqlite3_step(st) == SQLITE_DONE ? sqlite3_changes(ws->db) : -1;
-	sqlite3_finalize(st);
+	store_done(st);
 	return n;
 }
 
@@ -31,7 +31,7 @@ static json_t *orphans(struct ws *ws, const char *candidates, double before)
 	sqlite3_bind_double(st, 1, before);
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(list, store_col_str(st, 0));
-	sqlite3_finalize(st);
+	store_done(st);
 	return list;
 }
 
@@ -57,7 +57,7 @@ static void unlink_unused(struct ws *ws, json_t *names)
 			free(p);
 		}
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 }
 
 int retention_sweep(struct ws *ws)
