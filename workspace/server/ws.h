@@ -136,6 +136,9 @@ void ws_notify_agent(struct ws *ws, const char *agent_id);
 void ws_notify_job(struct ws *ws, int64_t job);
 /* Wake every parked log reader. */
 void ws_notify_logs(struct ws *ws);
+/* logs.c: the path of an attempt's log file (its job's directory when
+ * att is 0); caller frees. */
+char *log_path(struct ws *ws, int64_t job, int64_t att);
 /* logs.c: the log_length of an attempt's final event, -1 when it gave none
  * (or has none yet); db locked. */
 int64_t log_final_length(struct ws *ws, int64_t job, int64_t att);
