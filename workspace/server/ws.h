@@ -86,6 +86,9 @@ char *config_path(struct ws *ws, const char *name);
 /* init.c: `tether-workspace init --dir D` */
 int init_run(const char *dir, int port, int plain_port, struct err *e);
 
+/* backup.c: `tether-workspace backup --dir D TARGET` */
+int backup_run(const char *dir, const char *to, struct err *e);
+
 /* tls.c: write a self-signed EC certificate for 127.0.0.1 and localhost */
 int tls_write_selfsigned(const char *cert_path, const char *key_path,
                          struct err *e);
