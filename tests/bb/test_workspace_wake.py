@@ -166,3 +166,20 @@ def test_a_log_append_wakes_only_that_jobs_readers(workspace):
     assert workspace.append(sec, b, 1, 0, b"x")[0] == 200
     ths[1].join(10)
     assert res[b][2] == b"x"
+
+
+def test_an_expired_lease_wakes_its_agents_parked_poll():
+    # lease 1s, declared lost after 1 + 0.5 + 0.25 s: the settings under test
+    ws = Workspace(lease_ttl="1s", lost_grace="500ms", lost_margin="250ms",
+                   poll_max_wait="20s").start()
+    try:
+        sec = ws.register("n1")
+        j = ws.submit(name="x", command=["true"])
+        assert [x["job"] for x in ws.lease(sec)["jobs"]] == [j]
+        t = time.monotonic()
+        # parked, it listed the attempt once: nothing renews it after that
+        r = ws.lease(sec, wait=15, running=[(j, 1)], queue_room=0)
+        assert r["lost"] == [{"job": j, "attempt": 1}], r
+        assert time.monotonic() - t < 8
+    finally:
+        ws.stop()

@@ -94,18 +94,21 @@ int sched_expire(struct ws *ws)
 {
 	sqlite3_stmt *st;
 	int64_t jobs[64], atts[64];
+	char agents[64][48];
 	int n = 0;
 	double slack =
 	    (double)(ws->conf.lost_grace_ms + ws->conf.lost_margin_ms) / 1000.0;
 
 	store_lock(ws);
-	st = store_prep(ws, "SELECT job, attempt FROM attempts WHERE state IN "
-	                    "('assigned','running','cancelling') AND "
+	st = store_prep(ws, "SELECT job, attempt, agent_id FROM attempts WHERE "
+	                    "state IN ('assigned','running','cancelling') AND "
 	                    "lease_deadline + ? < ? LIMIT 64");
 	sqlite3_bind_double(st, 1, slack);
 	sqlite3_bind_double(st, 2, ws_now());
 	while (sqlite3_step(st) == SQLITE_ROW && n < 64) {
 		jobs[n] = sqlite3_column_int64(st, 0);
+		snprintf(agents[n], sizeof(agents[n]), "%s",
+		         sqlite3_column_text(st, 2));
 		atts[n++] = sqlite3_column_int64(st, 1);
 	}
 	store_done(st);
@@ -121,6 +124,9 @@ int sched_expire(struct ws *ws)
 		}
 	}
 	store_unlock(ws);
+	/* a parked poll of that agent (partitioned, not dead) hears it now */
+	for (int i = 0; i < n; i++)
+		ws_notify_agent(ws, agents[i]);
 	return n;
 }
 
