@@ -6,17 +6,23 @@ with a `started` and a `final` event at once.  Meanwhile one admin
 connection submits jobs at a steady rate, and the dispatch latency of each
 (submit sent -> a simulated agent has it) is recorded.
 
-Output (stdout): one JSON object with the latencies, the counts and this
-process's own CPU time, so the caller can tell whether the generator was
-the bottleneck.  asyncio, one thread.
+Output (stdout): one JSON object with the latencies (dispatch, and the
+submit request itself), the counts and the generator's own CPU time, so the
+caller can tell whether the generator was the bottleneck.  asyncio, one
+thread per process; --procs P spreads the agents over P processes (the
+10,000-agent mode: one Python process cannot hold 10,000 TLS polls and
+keep up), the first of which also submits; the CPU reported is theirs
+together.
 
 Usage: loadgen.py --port P --ca CA --admin TOKEN --agents N --jobs M
-                  --wait S --rate R [--budget S]"""
+                  --wait S --rate R [--budget S] [--procs P]"""
 import argparse
 import asyncio
 import json
+import os
 import resource
 import ssl
+import subprocess
 import sys
 import time
 
@@ -79,6 +85,9 @@ class Gen:
         self.polls = 0
         self.errors = []
         self.stop = False
+        self.submit_ms = []
+        self.children = []   # [process, ready event, end record]
+        self.child = a.child >= 0  # a helper process: agents only
 
     async def register(self, i, token):
         c = Conn(self.a.port, self.ctx)
@@ -109,6 +118,9 @@ class Gen:
             now = time.time()
             for j in b.get("jobs", []):
                 self.recv[j["job"]] = now
+                if self.child:
+                    sys.stdout.write("recv %d %.6f\n" % (j["job"], now))
+                    sys.stdout.flush()
                 evs = [{"seq": 1, "time": now, "type": "started", "pid": 1},
                        {"seq": 2, "time": now, "type": "final",
                         "reason": "succeeded", "exit_code": 0}]
@@ -126,24 +138,54 @@ class Gen:
             st, b = await c.call("POST", "/api/v1/jobs", self.a.admin, spec)
             if st != 201:
                 raise RuntimeError("submit: %s %s" % (st, b))
+            self.submit_ms.append((time.time() - t0) * 1000.0)
             self.sent[b["id"]] = t0
             await asyncio.sleep(1.0 / self.a.rate)
         deadline = time.monotonic() + self.a.wait + 30
         while len(self.recv) < len(self.sent) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
 
+    def share(self):
+        """The agent indexes this process registers."""
+        n, p, i = self.a.agents, max(1, self.a.procs), max(0, self.a.child)
+        return range(i * n // p, (i + 1) * n // p)
+
+    async def spawn(self, i, token):
+        argv = [sys.executable, os.path.abspath(__file__)] + [
+            "--port", str(self.a.port), "--agents", str(self.a.agents),
+            "--jobs", "0", "--wait", str(self.a.wait), "--ca", self.a.ca,
+            "--admin", self.a.admin, "--procs", str(self.a.procs),
+            "--child", str(i), "--token", token]
+        pr = await asyncio.create_subprocess_exec(
+            *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        ch = [pr, asyncio.Event(), None]
+        self.children.append(ch)
+
+        async def read():
+            async for line in pr.stdout:
+                w = line.decode().split(" ", 1)
+                if w[0] == "ready\n":
+                    ch[1].set()
+                elif w[0] == "recv":
+                    j, t = w[1].split()
+                    self.recv.setdefault(int(j), float(t))
+                elif w[0] == "end":
+                    ch[2] = json.loads(w[1])
+        ch.append(asyncio.ensure_future(read()))
+
     async def run(self):
+        if self.child:
+            return await self.run_child()
         tok_conn = Conn(self.a.port, self.ctx)
         st, b = await tok_conn.call("POST", "/api/v1/tokens", self.a.admin,
                                     {"uses": self.a.agents, "ttl": 3600})
         token = b["token"]
         t0 = time.time()
-        sem = asyncio.Semaphore(50)
-
-        async def reg(i):
-            async with sem:
-                return await self.register(i, token)
-        agents = await asyncio.gather(*(reg(i) for i in range(self.a.agents)))
+        for i in range(1, max(1, self.a.procs)):
+            await self.spawn(i, token)
+        agents = await self.register_share(token)
+        for ch in self.children:
+            await ch[1].wait()
         t_reg = time.time() - t0
         tasks = [asyncio.ensure_future(self.agent(c, s)) for c, s in agents]
         await asyncio.sleep(min(self.a.wait, 5))  # every agent is parked
@@ -154,13 +196,53 @@ class Gen:
         self.stop = True
         for t in tasks:
             t.cancel()
+        polls = self.polls - polls0
+        for ch in self.children:
+            ch[0].stdin.close()
+            await ch[0].wait()
+            await ch[3]
+            if ch[2] is None:
+                self.errors.append("a helper process ended without a report")
+                continue
+            cpu += ch[2]["cpu"]
+            polls += ch[2]["polls"]
+            self.errors += ch[2]["errors"]
         lat = [(self.recv[j] - t) * 1000.0 for j, t in self.sent.items()
                if j in self.recv]
         return {"agents": self.a.agents, "register_s": t_reg,
-                "dispatch_ms": lat, "submitted": len(self.sent),
-                "dispatched": len(lat), "polls_in_window": self.polls - polls0,
+                "dispatch_ms": lat, "submit_ms": self.submit_ms,
+                "submitted": len(self.sent),
+                "dispatched": len(lat), "polls_in_window": polls,
                 "window_s": window, "gen_cpu_s": cpu,
+                "procs": max(1, self.a.procs),
                 "errors": self.errors[:20], "error_count": len(self.errors)}
+
+    async def register_share(self, token):
+        sem = asyncio.Semaphore(50)
+
+        async def reg(i):
+            async with sem:
+                return await self.register(i, token)
+        return await asyncio.gather(*(reg(i) for i in self.share()))
+
+    async def run_child(self):
+        """A helper: register this share, say ready, poll until stdin
+        closes, then report CPU (since ready), polls and errors."""
+        agents = await self.register_share(self.a.token)
+        cpu0, polls0 = cpu_self(), self.polls
+        sys.stdout.write("ready\n")
+        sys.stdout.flush()
+        tasks = [asyncio.ensure_future(self.agent(c, s)) for c, s in agents]
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)
+        self.stop = True
+        for t in tasks:
+            t.cancel()
+        sys.stdout.write("end " + json.dumps(
+            {"cpu": cpu_self() - cpu0, "polls": self.polls - polls0,
+             "errors": self.errors[:20]}) + "\n")
+        sys.stdout.flush()
+        return None
 
 
 def cpu_self():
@@ -177,11 +259,16 @@ def main():
                    help="stop submitting after this many seconds (0: never)")
     p.add_argument("--ca", required=True)
     p.add_argument("--admin", required=True)
+    p.add_argument("--procs", type=int, default=1,
+                   help="spread the agents over this many processes")
+    p.add_argument("--child", type=int, default=-1, help=argparse.SUPPRESS)
+    p.add_argument("--token", default="", help=argparse.SUPPRESS)
     a = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     out = asyncio.run(Gen(a).run())
-    json.dump(out, sys.stdout)
+    if out is not None:
+        json.dump(out, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ calls (fsync, waits) that a CPU profile does not see.
 runner:    tether-runner run of `true` in the sandbox, without an environment
            and with a cached venv (20 each): perf report + strace summary.
 agent-log: the agent (and the workspace) while a job writes 256 MiB to stdout.
-ws-load:   the workspace under 1000 simulated agents (bench/loadgen.py).
+ws-load:   the workspace under 10,000 simulated agents (bench/loadgen.py --procs 4).
 agent-rss: the idle agent's resident memory by mapping (/proc/PID/smaps).
 Reports go to OUT (default /tmp/tether-profile) as text files."""
 import os
@@ -91,9 +91,9 @@ def agent_log_profile(outdir, nbytes=256 << 20):
                 % (job, j["state"], nbytes, el, nbytes / 1e6 / el))
 
 
-def ws_load_profile(outdir, agents=1000):
+def ws_load_profile(outdir, agents=10000):
     ws = Workspace(lease_ttl="10m", poll="30s", poll_max_wait="60s",
-                   max_connections="4096").start()
+                   max_connections=str(2 * agents)).start()
     data = os.path.join(outdir, "ws-load.perf")
     perf = subprocess.Popen(["perf", "record", "-q", "-F", "1000", "-g", "-o", data,
                              "-p", str(ws.proc.pid)],
@@ -101,7 +101,8 @@ def ws_load_profile(outdir, agents=1000):
     r = subprocess.run([sys.executable, os.path.join(HERE, "loadgen.py"),
                         "--port", str(ws.port), "--ca", ws.ca_file,
                         "--admin", ws.admin_token, "--agents", str(agents),
-                        "--jobs", "50", "--wait", "10", "--rate", "10"],
+                        "--jobs", "1500", "--wait", "30", "--rate", "50",
+                        "--budget", "30", "--procs", "4"],
                        capture_output=True, text=True, timeout=600)
     perf.send_signal(2)
     perf.wait(60)

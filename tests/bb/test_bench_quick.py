@@ -13,7 +13,8 @@ from harness.common import BUILD_DIR, SOURCE_DIR, tmpdir
 KEYS = {"idle_rss_slurmd", "idle_wakeups_hb", "submit_start", "submit_b2b",
         "follow", "log_rate", "log_job_time", "launch_bwrap", "launch_docker",
         "launch_srun", "many_jobs", "env_phase", "env_hit_run", "load_rss",
-        "load_dispatch", "submit_start_ssh", "follow_ssh", "log_rate_ssh"}
+        "load_dispatch", "load_cpu", "load_submit",
+        "submit_start_ssh", "follow_ssh", "log_rate_ssh"}
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the bench starts slurmd, "

@@ -87,7 +87,7 @@ static const char *job_state(struct ws *ws, int64_t id, char *buf, size_t size)
 	sqlite3_bind_int64(st, 1, id);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	snprintf(buf, size, "%s", sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
+	store_done(st);
 	return buf;
 }
 
@@ -98,7 +98,7 @@ static void test_schema_version(void **state)
 
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	assert_int_equal(sqlite3_column_int(st, 0), WS_SCHEMA_VERSION);
-	sqlite3_finalize(st);
+	store_done(st);
 }
 
 static void test_assign_priority_fifo_fit(void **state)

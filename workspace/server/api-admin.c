@@ -53,7 +53,7 @@ static int tokens_create(struct req *r)
 	sqlite3_bind_text(st, 5, l, -1, SQLITE_STATIC);
 	sqlite3_bind_double(st, 6, now);
 	s = sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 	store_unlock(ws);
 	free(l);
 	json_decref(b);
@@ -86,7 +86,7 @@ static int tokens_list(struct req *r)
 		              "uses_left", store_col_int(st, 1), "expires_at",
 		              store_col_real(st, 2), "labels",
 		              store_col_json(st, 3)));
-	sqlite3_finalize(st);
+	store_done(st);
 	store_unlock(ws);
 	return reply_json(r, 200, json_pack("{s:o}", "tokens", list));
 }
@@ -114,6 +114,7 @@ static int agents_list(struct req *r)
 	sqlite3_stmt *st;
 
 	store_lock(ws);
+	lease_hb_flush(ws); /* last_seen as of now */
 	st =
 	    store_prep(ws, "SELECT id, name, labels, state, capacity, free, "
 	                   "last_seen, version, transport, os, facts, running, "
@@ -135,7 +136,7 @@ static int agents_list(struct req *r)
 		        store_col_json(st, 10), "running",
 		        store_col_int(st, 11), "kernel", store_col_str(st, 13),
 		        "machine_id", store_col_str(st, 14)));
-	sqlite3_finalize(st);
+	store_done(st);
 	store_unlock(ws);
 	return reply_json(r, 200, json_pack("{s:o}", "agents", list));
 }
@@ -149,7 +150,7 @@ void agent_revoke(struct ws *ws, const char *id, bool lost_now)
 
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 	log_info("agent %s revoked", id);
 	if (!lost_now) {
 		json_decref(live);
@@ -163,7 +164,7 @@ void agent_revoke(struct ws *ws, const char *id, bool lost_now)
 		json_array_append_new(
 		    live, json_pack("[I,I]", sqlite3_column_int64(st, 0),
 		                    sqlite3_column_int64(st, 1)));
-	sqlite3_finalize(st);
+	store_done(st);
 	json_array_foreach(live, i, it) sched_end_attempt(
 	    ws, json_integer_value(json_array_get(it, 0)),
 	    json_integer_value(json_array_get(it, 1)), "lost", true);
@@ -185,7 +186,7 @@ static bool find_agent(struct req *r, char *id, size_t size, char *name,
 		snprintf(name, nsize, "%s", sqlite3_column_text(st, 1));
 		ok = true;
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	return ok;
 }
 
@@ -203,7 +204,7 @@ static int agents_revoke(struct req *r)
 	if (!found)
 		return reply_error(r, 404, "not_found", NULL,
 		                   "no agent '%.128s'", r->segs[1]);
-	ws_notify(ws);
+	ws_notify_agent(ws, id);
 	return reply_json(r, 200,
 	                  json_pack("{s:s,s:s}", "revoked", name, "id", id));
 }
@@ -223,18 +224,38 @@ static int agents_drain(struct req *r)
 		                "WHERE id = ?");
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		sqlite3_step(st);
-		sqlite3_finalize(st);
+		store_done(st);
 	}
 	store_unlock(ws);
 	if (!found)
 		return reply_error(r, 404, "not_found", NULL,
 		                   "no agent '%.128s'", r->segs[1]);
-	ws_notify(ws);
+	ws_notify_agent(ws, id);
 	return reply_json(r, 200,
 	                  json_pack("{s:s,s:s}", "draining", name, "id", id));
 }
 
+/* GET /api/v1/stats: counters for tests and the bench (how many times a
+ * parked long-poll was woken and its handler ran again). */
+static int stats_get(struct req *r)
+{
+	struct ws *ws = r->ws;
+	int64_t lease, log;
+
+	wait_counts(ws, &lease, &log);
+	return reply_json(
+	    r, 200,
+	    json_pack("{s:I,s:I,s:I,s:I}", "parked_leases", (json_int_t)lease,
+	              "parked_log_reads", (json_int_t)log, "lease_wakeups",
+	              (json_int_t)__atomic_load_n(&ws->lease_wakeups,
+	                                          __ATOMIC_RELAXED),
+	              "log_wakeups",
+	              (json_int_t)__atomic_load_n(&ws->log_wakeups,
+	                                          __ATOMIC_RELAXED)));
+}
+
 const struct route routes_admin[] = {
+    {"GET", "stats", AUTH_ADMIN, BODY_NONE, 0, stats_get},
     {"POST", "tokens", AUTH_ADMIN, BODY_MEM, offsetof(struct ws_conf, max_body),
      tokens_create},
     {"GET", "tokens", AUTH_ADMIN, BODY_NONE, 0, tokens_list},

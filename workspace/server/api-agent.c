@@ -213,7 +213,7 @@ static int take_token(struct ws *ws, const char *tok, json_t **labels)
 		*labels = store_col_json(st, 0);
 		r = 0;
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	return r;
 }
 
@@ -232,7 +232,7 @@ static int check_conflict(struct ws *ws, json_t *b, bool replace)
 	sqlite3_bind_text(st, 2, mid, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(ids, store_col_str(st, 0));
-	sqlite3_finalize(st);
+	store_done(st);
 	if (json_array_size(ids) > 0 && !replace) {
 		json_decref(ids);
 		return TERR_CONFLICT;
@@ -296,7 +296,7 @@ static int insert_agent(struct ws *ws, json_t *b, json_t *labels,
 	sqlite3_bind_int64(st, 12, qd ? json_integer_value(qd) : 2);
 	sqlite3_bind_double(st, 13, ws_now());
 	ok = sqlite3_step(st) == SQLITE_DONE;
-	sqlite3_finalize(st);
+	store_done(st);
 	free(l);
 	free(cap);
 	free(facts);
@@ -360,7 +360,11 @@ static int agents_register(struct req *r)
 	}
 	if (rc == 0 && store_commit(ws) == 0) {
 		store_unlock(ws);
-		ws_notify(ws);
+		/* a replaced agent's polls must hear they are revoked and its
+		 * lost jobs are queued again (rare: wake everyone); a new
+		 * agent has no parked poll to wake */
+		if (json_is_true(json_object_get(b, "replace")))
+			ws_notify(ws);
 		log_info("agent %s registered as %s",
 		         json_string_value(json_object_get(b, "name")), id);
 		st = reply_json(
@@ -397,7 +401,7 @@ static int agents_rotate(struct req *r)
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, r->agent_id, -1, SQLITE_STATIC);
 	s = sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 	store_unlock(ws);
 	if (s != SQLITE_DONE)
 		return reply_internal(r, "cannot store the new secret");
@@ -426,7 +430,8 @@ static int attempts_handback(struct req *r)
 		return reply_attempt_error(r, rc, job, att);
 	if (rc < 0)
 		return reply_internal(r, "cannot hand back");
-	ws_notify(ws);
+	ws_notify_job(ws, job);
+	sched_wake_queued(ws);
 	return reply_json(r, 200,
 	                  json_pack("{s:I,s:I,s:s}", "job", (json_int_t)job,
 	                            "attempt", (json_int_t)att, "state",

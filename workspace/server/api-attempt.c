@@ -99,7 +99,7 @@ static void set_final(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 	sqlite3_bind_int64(st, 8, job);
 	sqlite3_bind_int64(st, 9, att);
 	sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 	free(d);
 	checkpoint_note_progress(ws, job, att, ev);
 	/* a preempted attempt is requeued without counting against retries
@@ -128,7 +128,7 @@ static void apply_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 		sqlite3_bind_int64(st, 2, job);
 		sqlite3_bind_int64(st, 3, att);
 		sqlite3_step(st);
-		sqlite3_finalize(st);
+		store_done(st);
 	}
 	if (strcmp(type, "progress") == 0)
 		checkpoint_note_progress(ws, job, att, ev);
@@ -140,13 +140,13 @@ static void apply_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 		sqlite3_bind_int64(st, 1, job);
 		sqlite3_bind_int64(st, 2, att);
 		sqlite3_step(st);
-		sqlite3_finalize(st);
+		store_done(st);
 		st = store_prep(ws,
 		                "UPDATE jobs SET state = 'running' WHERE id = "
 		                "? AND state = 'assigned'");
 		sqlite3_bind_int64(st, 1, job);
 		sqlite3_step(st);
-		sqlite3_finalize(st);
+		store_done(st);
 	}
 }
 
@@ -165,7 +165,7 @@ static bool store_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 	                   json_integer_value(json_object_get(ev, "seq")));
 	sqlite3_bind_text(st, 4, body, -1, SQLITE_STATIC);
 	isnew = sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(ws->db) > 0;
-	sqlite3_finalize(st);
+	store_done(st);
 	free(body);
 	return isnew;
 }
@@ -181,7 +181,7 @@ static int64_t max_seq(struct ws *ws, int64_t job, int64_t att)
 	sqlite3_bind_int64(st, 2, att);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	store_done(st);
 	return n;
 }
 
@@ -205,7 +205,7 @@ static bool all_stored(struct ws *ws, int64_t job, int64_t att, json_t *evs)
 		if (sqlite3_step(st) != SQLITE_ROW)
 			all = false;
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	return all;
 }
 
@@ -218,7 +218,7 @@ static bool job_queued(struct ws *ws, int64_t job)
 
 	sqlite3_bind_int64(st, 1, job);
 	queued = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
+	store_done(st);
 	return queued;
 }
 
@@ -264,10 +264,10 @@ static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 	if (rc < 0)
 		return reply_internal(r, "cannot store events");
 	/* only a job back in the queue is news for other agents */
+	ws_notify_agent(ws, r->agent_id);
+	ws_notify_job(ws, job);
 	if (requeued)
-		ws_notify(ws);
-	else
-		ws_notify_agent(ws, r->agent_id);
+		sched_wake_queued(ws);
 	return reply_json(r, 200, json_pack("{s:I}", "acked", acked));
 }
 
@@ -420,7 +420,7 @@ static int output_put(struct req *r)
 		sqlite3_bind_text(st, 5, hex, -1, SQLITE_STATIC);
 		sqlite3_bind_double(st, 6, ws_now());
 		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : TERR_IO;
-		sqlite3_finalize(st);
+		store_done(st);
 	}
 	store_unlock(ws);
 	if (rc == TERR_NOTFOUND || rc == TERR_CONFLICT)

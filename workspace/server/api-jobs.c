@@ -15,7 +15,7 @@ static bool snapshot_exists(struct ws *ws, const char *id)
 
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	ok = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
+	store_done(st);
 	return ok;
 }
 
@@ -51,7 +51,7 @@ static int64_t insert_job(struct ws *ws, const struct jobspec *s,
 	sqlite3_bind_int64(st, 12, s->resources.gpus);
 	if (sqlite3_step(st) == SQLITE_DONE)
 		id = sqlite3_last_insert_rowid(ws->db);
-	sqlite3_finalize(st);
+	store_done(st);
 	for (size_t i = 0; id > 0 && i < s->nsecrets; i++) {
 		st = store_prep(ws, "INSERT INTO job_secrets(job, name, value) "
 		                    "VALUES (?, ?, ?)");
@@ -61,7 +61,7 @@ static int64_t insert_job(struct ws *ws, const struct jobspec *s,
 		                  SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_DONE)
 			id = -1;
-		sqlite3_finalize(st);
+		store_done(st);
 	}
 	free(spec);
 	free(labels);
@@ -127,7 +127,7 @@ static int jobs_submit(struct req *r)
 	    (ck == NULL || checkpoint_give(ws, id, ck) == 0) &&
 	    store_commit(ws) == 0) {
 		store_unlock(ws);
-		ws_notify(ws);
+		sched_wake_queued(ws);
 		char shown[WS_MAX_NAME * 2];
 		log_info("job=%lld submitted name=\"%s\"", (long long)id,
 		         str_escape(s->name, shown, sizeof(shown)));
@@ -198,7 +198,7 @@ static int jobs_list(struct req *r)
 	sqlite3_bind_int64(st, 4, limit);
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(list, job_summary(st));
-	sqlite3_finalize(st);
+	store_done(st);
 	store_unlock(ws);
 	return reply_json(r, 200, json_pack("{s:o}", "jobs", list));
 }
@@ -264,7 +264,7 @@ static void attempt_substate(struct ws *ws, int64_t id, int64_t n, json_t *a)
 		sqlite3_bind_int64(st, 2, n);
 		if (sqlite3_step(st) == SQLITE_ROW)
 			ev = store_col_json(st, 0);
-		sqlite3_finalize(st);
+		store_done(st);
 	}
 	if (json_is_true(json_object_get(ev, "pending"))) {
 		json_t *why = json_object_get(ev, "reason");
@@ -305,7 +305,7 @@ static json_t *job_attempts(struct ws *ws, int64_t id)
 		attempt_substate(ws, id, n, a);
 		json_array_append_new(list, a);
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	return list;
 }
 
@@ -359,7 +359,7 @@ static int jobs_get(struct req *r)
 		job_substate(job);
 		free(qr);
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	store_unlock(ws);
 	if (job == NULL)
 		return reply_error(r, 404, "not_found", NULL, "no job %lld",
@@ -371,7 +371,7 @@ static int jobs_cancel(struct req *r)
 {
 	struct ws *ws = r->ws;
 	sqlite3_stmt *st;
-	char state[32] = "";
+	char state[32] = "", agent[48] = "";
 	const char *next;
 	int64_t id;
 
@@ -383,7 +383,7 @@ static int jobs_cancel(struct req *r)
 	if (sqlite3_step(st) == SQLITE_ROW)
 		snprintf(state, sizeof(state), "%s",
 		         sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
+	store_done(st);
 	if (state[0] == '\0' || sched_reason_terminal(state)) {
 		store_unlock(ws);
 		if (state[0] == '\0')
@@ -404,9 +404,20 @@ static int jobs_cancel(struct req *r)
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_double(st, 2, ws_now());
 	sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
+	/* news for the current attempt's agent and the job's log readers */
+	st = store_prep(ws, "SELECT a.agent_id FROM attempts a JOIN jobs j ON "
+	                    "j.id = a.job AND j.attempt = a.attempt WHERE "
+	                    "j.id = ?");
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		snprintf(agent, sizeof(agent), "%s",
+		         sqlite3_column_text(st, 0));
+	store_done(st);
 	store_unlock(ws);
-	ws_notify(ws);
+	if (agent[0] != '\0')
+		ws_notify_agent(ws, agent);
+	ws_notify_job(ws, id);
 	log_info("job=%lld cancel: %s", (long long)id, next);
 	return reply_json(
 	    r, 200,

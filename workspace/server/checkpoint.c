@@ -30,7 +30,7 @@ json_t *checkpoint_of_job(struct ws *ws, int64_t job)
 		              store_col_int(st, 2), "created_at",
 		              store_col_real(st, 3));
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	return c;
 }
 
@@ -49,7 +49,7 @@ int checkpoint_give(struct ws *ws, int64_t job, json_t *ck)
 	sqlite3_bind_double(
 	    st, 4, json_number_value(json_object_get(ck, "created_at")));
 	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : TERR_IO;
-	sqlite3_finalize(st);
+	store_done(st);
 	return rc;
 }
 
@@ -67,7 +67,7 @@ json_t *checkpoint_of_attempt(struct ws *ws, int64_t job, int64_t att)
 		c = json_pack("{s:o,s:o}", "sha256", store_col_str(st, 0),
 		              "size", store_col_int(st, 1));
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	return c;
 }
 
@@ -84,7 +84,7 @@ json_t *checkpoint_progress(struct ws *ws, int64_t job, int64_t att)
 		json_decref(v);
 		v = store_col_real(st, 0);
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	return v;
 }
 
@@ -105,7 +105,7 @@ void checkpoint_note_progress(struct ws *ws, int64_t job, int64_t att,
 	sqlite3_bind_double(st, 3, json_number_value(v));
 	sqlite3_bind_double(st, 4, ws_now());
 	sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 }
 
 /* Before the body: the header and the attempt. */
@@ -134,7 +134,7 @@ static int checkpoint_record(struct ws *ws, int64_t job, int64_t att,
 		sqlite3_bind_int64(st, 4, size);
 		sqlite3_bind_double(st, 5, ws_now());
 		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : TERR_IO;
-		sqlite3_finalize(st);
+		store_done(st);
 	}
 	store_unlock(ws);
 	return rc;

@@ -50,7 +50,7 @@ static int snapshots_upload(struct req *r)
 	sqlite3_bind_int64(st, 2, r->size);
 	sqlite3_bind_double(st, 3, ws_now());
 	s = sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 	store_unlock(ws);
 	if (s != SQLITE_DONE)
 		return reply_internal(r, "cannot record the snapshot");
@@ -87,7 +87,7 @@ static int snapshots_get(struct req *r)
 		sqlite3_bind_text(st, 2, r->agent_id, -1, SQLITE_STATIC);
 	}
 	ok = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
+	store_done(st);
 	store_unlock(ws);
 	if (!ok)
 		return reply_error(r, 404, "not_found", NULL,
@@ -110,7 +110,7 @@ static int pick_attempt(struct req *r, int64_t job, int64_t *att)
 		found = true;
 		*att = want ? want : sqlite3_column_int64(st, 0);
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	if (!found) {
 		reply_error(r, 404, "not_found", NULL, "no job %lld",
 		            (long long)job);
@@ -147,7 +147,7 @@ static int outputs_list(struct req *r)
 		                                store_col_str(st, 0), "size",
 		                                store_col_int(st, 1), "sha256",
 		                                store_col_str(st, 2)));
-	sqlite3_finalize(st);
+	store_done(st);
 	store_unlock(ws);
 	return reply_json(r, 200,
 	                  json_pack("{s:o,s:I}", "outputs", list, "attempt",
@@ -175,7 +175,7 @@ static int outputs_get(struct req *r)
 	sqlite3_bind_text(st, 3, r->rest, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		snprintf(hex, sizeof(hex), "%s", sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
+	store_done(st);
 	store_unlock(ws);
 	if (hex[0] == '\0')
 		return reply_error(

@@ -132,10 +132,10 @@ static bool auth_agent(struct req *r, const char *hash)
 			        "WHERE id = ?");
 			sqlite3_bind_text(u, 1, r->agent_id, -1, SQLITE_STATIC);
 			sqlite3_step(u);
-			sqlite3_finalize(u);
+			store_done(u);
 		}
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	store_unlock(ws);
 	return ok;
 }

@@ -64,6 +64,8 @@ struct req {
 	int64_t deadline_ms;
 	uint64_t gen;
 	enum wait_kind wait_kind;
+	int64_t wait_job;   /* a log reader's job */
+	int64_t lease_room; /* a parked lease poll's room for new jobs */
 	struct req *wnext;
 	/* reply */
 	struct MHD_Response *resp;
@@ -101,6 +103,14 @@ int req_seg_id(struct req *r, int i, int64_t *out);
 bool wait_park(struct req *r);
 /* Record the current generation before checking state. */
 void wait_mark(struct req *r);
+/* How many lease polls and log reads are parked now. */
+void wait_counts(struct ws *ws, int64_t *lease, int64_t *log);
+/* The agent ids of the parked lease polls with room for a job (a fresh
+ * array in *ids, caller frees); how many. */
+int wait_parked_agents(struct ws *ws, char (**ids)[48]);
+/* Resume the parked lease polls of the ids[i] with pick[i]. */
+void wait_resume_agents(struct ws *ws, char (*ids)[48], const bool *pick,
+                        int n);
 
 /* Finish a streamed (BODY_FILE) body: fsync it, give its sha256; the
  * data is in r->tmp_path (an empty file for an empty body). */

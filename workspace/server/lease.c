@@ -1,7 +1,8 @@
 /* lease.c: POST /agents/lease: the agent's heartbeat, lease renewal and
  * command channel.  It answers at once when it has anything for the agent
  * (a new job, an unsent cancel, a drain, a lost attempt) and otherwise
- * parks until ws_notify or the wait passes. */
+ * parks until a change for this agent wakes it (wait.c) or the wait
+ * passes. */
 #include "workspace/server/http.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -18,6 +19,7 @@ struct lease_out {
 	bool drain, urgent;
 	bool leaving; /* the agent said it drains, is preempted or exits */
 	int requeued; /* attempts handed back for it */
+	int64_t room; /* room left for new jobs */
 };
 
 static int check_lease(json_t *b, struct err *e)
@@ -69,17 +71,103 @@ static int check_lease(json_t *b, struct err *e)
 	return 0;
 }
 
+/* Heartbeats off the durable path (docs/performance.md F2): a poll that
+ * changes nothing but last_seen (same free capacity, capacity, running
+ * count, and not draining, preempting or exiting) only notes the time
+ * here; lease_hb_flush writes those times in one transaction (the sweeper,
+ * every second; readers of last_seen flush first).  Any other change is
+ * written at once, as before.  A crash loses at most a second of
+ * last_seen, which only the `lost` display (3 poll periods) reads.
+ * store_lock guards the table; inside a caller's transaction the flush
+ * joins it. */
+struct hb_ent {
+	char id[48];
+	char *free, *cap;
+	int64_t running;
+	int flags;
+	double seen;
+	bool dirty;
+};
+
+static struct hb_ent *hb_tab;
+static size_t hb_size, hb_used;
+
+static size_t hb_hash(const char *s)
+{
+	size_t h = 1469598103934665603ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static struct hb_ent *hb_get(const char *id)
+{
+	size_t i;
+
+	if (hb_used * 2 >= hb_size) {
+		struct hb_ent *old = hb_tab;
+		size_t n = hb_size;
+
+		hb_size = hb_size ? hb_size * 2 : 1024;
+		hb_tab = xcalloc(hb_size, sizeof(*hb_tab));
+		for (size_t j = 0; j < n; j++) {
+			if (old[j].id[0] == '\0')
+				continue;
+			i = hb_hash(old[j].id) & (hb_size - 1);
+			while (hb_tab[i].id[0] != '\0')
+				i = (i + 1) & (hb_size - 1);
+			hb_tab[i] = old[j];
+		}
+		free(old);
+	}
+	i = hb_hash(id) & (hb_size - 1);
+	while (hb_tab[i].id[0] != '\0' && strcmp(hb_tab[i].id, id) != 0)
+		i = (i + 1) & (hb_size - 1);
+	if (hb_tab[i].id[0] == '\0') {
+		snprintf(hb_tab[i].id, sizeof(hb_tab[i].id), "%s", id);
+		hb_tab[i].running = -1;
+		hb_tab[i].flags = -1;
+		hb_used++;
+	}
+	return &hb_tab[i];
+}
+
+static bool same_text(const char *now, const char *kept)
+{
+	return now == NULL || (kept != NULL && strcmp(now, kept) == 0);
+}
+
+void lease_hb_flush(struct ws *ws)
+{
+	sqlite3_stmt *st;
+	bool open = false, inside = !sqlite3_get_autocommit(ws->db);
+
+	for (size_t i = 0; i < hb_size; i++) {
+		if (hb_tab[i].id[0] == '\0' || !hb_tab[i].dirty)
+			continue;
+		if (!open && !inside && store_begin(ws) < 0)
+			return;
+		open = true;
+		st = store_prep(ws, "UPDATE agents SET last_seen = ?1 WHERE "
+		                    "id = ?2 AND (last_seen IS NULL OR "
+		                    "last_seen < ?1)");
+		sqlite3_bind_double(st, 1, hb_tab[i].seen);
+		sqlite3_bind_text(st, 2, hb_tab[i].id, -1, SQLITE_STATIC);
+		sqlite3_step(st);
+		store_done(st);
+		hb_tab[i].dirty = false;
+	}
+	if (open && !inside && store_commit(ws) < 0)
+		store_rollback(ws);
+}
+
 /* Record the heartbeat: last_seen, free capacity, what runs, and whether
  * the agent is going away (state `draining`, or `offline` once it said it
  * exits; a poll without either makes it `online` again). */
 static void heartbeat(struct ws *ws, const char *agent, json_t *b)
 {
-	sqlite3_stmt *st = store_prep(
-	    ws, "UPDATE agents SET last_seen = ?1, free = coalesce(?2, free), "
-	        "running = ?3, capacity = coalesce(?4, capacity), drain_sent = "
-	        "CASE WHEN ?5 THEN 1 ELSE drain_sent END, state = CASE WHEN "
-	        "state = 'revoked' THEN state WHEN ?7 THEN 'offline' WHEN ?5 "
-	        "THEN 'draining' ELSE 'online' END WHERE id = ?6");
+	sqlite3_stmt *st;
 	char *fr = json_object_get(b, "free")
 	               ? json_dumps(json_object_get(b, "free"), JSON_COMPACT)
 	               : NULL;
@@ -87,22 +175,48 @@ static void heartbeat(struct ws *ws, const char *agent, json_t *b)
 	    json_object_get(b, "capacity")
 	        ? json_dumps(json_object_get(b, "capacity"), JSON_COMPACT)
 	        : NULL;
+	int64_t running =
+	    (int64_t)json_array_size(json_object_get(b, "running"));
+	int leaving = json_is_true(json_object_get(b, "draining")) ||
+	              json_is_true(json_object_get(b, "preempting"));
+	int exiting = json_is_true(json_object_get(b, "exiting"));
+	int flags = leaving | exiting << 1;
+	struct hb_ent *h = hb_get(agent);
 
+	if (flags == 0 && h->flags == 0 && h->running == running &&
+	    same_text(fr, h->free) && same_text(cap, h->cap)) {
+		h->seen = ws_now();
+		h->dirty = true;
+		free(fr);
+		free(cap);
+		return;
+	}
+	st = store_prep(
+	    ws, "UPDATE agents SET last_seen = ?1, free = coalesce(?2, free), "
+	        "running = ?3, capacity = coalesce(?4, capacity), drain_sent = "
+	        "CASE WHEN ?5 THEN 1 ELSE drain_sent END, state = CASE WHEN "
+	        "state = 'revoked' THEN state WHEN ?7 THEN 'offline' WHEN ?5 "
+	        "THEN 'draining' ELSE 'online' END WHERE id = ?6");
 	sqlite3_bind_double(st, 1, ws_now());
 	sqlite3_bind_text(st, 2, fr, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(
-	    st, 3,
-	    (sqlite3_int64)json_array_size(json_object_get(b, "running")));
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)running);
 	sqlite3_bind_text(st, 4, cap, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 5,
-	                 json_is_true(json_object_get(b, "draining")) ||
-	                     json_is_true(json_object_get(b, "preempting")));
+	sqlite3_bind_int(st, 5, leaving);
 	sqlite3_bind_text(st, 6, agent, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 7, json_is_true(json_object_get(b, "exiting")));
+	sqlite3_bind_int(st, 7, exiting);
 	sqlite3_step(st);
-	sqlite3_finalize(st);
-	free(fr);
-	free(cap);
+	store_done(st);
+	h->running = running;
+	h->flags = flags;
+	h->dirty = false;
+	if (fr != NULL) {
+		free(h->free);
+		h->free = fr;
+	}
+	if (cap != NULL) {
+		free(h->cap);
+		h->cap = cap;
+	}
 }
 
 /* Renew one listed attempt if current; else report it lost. */
@@ -130,14 +244,14 @@ static void renew_one(struct ws *ws, const char *agent, json_t *it,
 	sqlite3_bind_int64(st, 3, job);
 	sqlite3_bind_int64(st, 4, att);
 	sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 	if (state && strcmp(state, "running") == 0) {
 		st = store_prep(ws,
 		                "UPDATE jobs SET state = 'running' WHERE id = "
 		                "? AND state = 'assigned'");
 		sqlite3_bind_int64(st, 1, job);
 		sqlite3_step(st);
-		sqlite3_finalize(st);
+		store_done(st);
 	}
 	json_array_append_new(o->renewed,
 	                      json_pack("{s:I,s:I,s:f}", "job", job, "attempt",
@@ -171,11 +285,11 @@ static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
 		if (sqlite3_column_int(q, 2) == 0)
 			o->urgent = true;
 	}
-	sqlite3_finalize(q);
+	store_done(q);
 	sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW)
 		;
-	sqlite3_finalize(st);
+	store_done(st);
 }
 
 static void drain_state(struct ws *ws, const char *agent, struct lease_out *o)
@@ -192,13 +306,13 @@ static void drain_state(struct ws *ws, const char *agent, struct lease_out *o)
 		/* said by a later poll than this one (parked since before) */
 		o->leaving = sqlite3_column_int(st, 2) != 0;
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	if (o->urgent && o->drain) {
 		st = store_prep(
 		    ws, "UPDATE agents SET drain_sent = 1 WHERE id = ?");
 		sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
 		sqlite3_step(st);
-		sqlite3_finalize(st);
+		store_done(st);
 	}
 }
 
@@ -207,6 +321,7 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 	struct ws *ws = r->ws;
 	json_t *run = json_object_get(b, "running"), *it, *room;
 	int64_t qr = 0;
+	int given;
 	size_t i;
 
 	sched_clock_check(ws); /* before writing deadlines (sched.c) */
@@ -223,7 +338,7 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 		sqlite3_bind_text(st, 1, r->agent_id, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) == SQLITE_ROW)
 			qr = sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
+		store_done(st);
 	}
 	/* an agent under a preemption notice takes no new job
 	 * (docs/checkpointing.md) */
@@ -252,8 +367,10 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 		if (n > 0)
 			o->urgent = true;
 	}
-	if (sched_assign(ws, r->agent_id, qr, o->jobs) > 0)
+	given = sched_assign(ws, r->agent_id, qr, o->jobs);
+	if (given > 0)
 		o->urgent = true;
+	o->room = qr - given;
 }
 
 static int lease_reply(struct req *r, struct lease_out *o)
@@ -289,7 +406,7 @@ static bool lease_agent_gone(struct req *r)
 	sqlite3_bind_text(st, 1, r->agent_id, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_int(st, 0))
 		gone = true;
-	sqlite3_finalize(st);
+	store_done(st);
 	return gone;
 }
 
@@ -320,6 +437,8 @@ static int agents_lease(struct req *r)
 		store_lock(ws);
 		heartbeat(ws, r->agent_id, b);
 		store_unlock(ws);
+	} else {
+		__atomic_add_fetch(&ws->lease_wakeups, 1, __ATOMIC_RELAXED);
 	}
 	for (;;) {
 		o = (struct lease_out){.jobs = json_array(),
@@ -349,14 +468,17 @@ static int agents_lease(struct req *r)
 			json_array_clear(o.jobs);
 		}
 		store_unlock(ws);
-		if (o.requeued > 0)
-			ws_notify(ws); /* for the other agents */
+		if (o.requeued > 0) {
+			ws_notify_logs(ws);
+			sched_wake_queued(ws); /* for the other agents */
+		}
 		if (o.urgent || now_mono_ms() >= r->deadline_ms || ws->stopping)
 			break;
 		json_decref(o.jobs);
 		json_decref(o.renewed);
 		json_decref(o.cancel);
 		json_decref(o.lost);
+		r->lease_room = o.room;
 		if (wait_park(r)) {
 			json_decref(b);
 			return REQ_SUSPENDED;

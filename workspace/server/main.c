@@ -1,7 +1,8 @@
 /* tether-workspace: the reference workspace server.
  *   tether-workspace init  --dir D [--port N] [--plain-port N]
  *   tether-workspace serve --dir D [--port N] [--plain-port N]
- *                          [--set key=value]... */
+ *                          [--set key=value]...
+ *   tether-workspace backup --dir D TARGET */
 #include "workspace/server/ws.h"
 #include "common/fileio.h"
 #include "common/log.h"
@@ -15,7 +16,7 @@
 #include <unistd.h>
 
 struct opts {
-	const char *cmd, *dir, *port, *plain_port;
+	const char *cmd, *arg, *dir, *port, *plain_port;
 	char *sets[64];
 	int nsets;
 };
@@ -26,6 +27,7 @@ static void usage(FILE *f)
 	           "[--plain-port N]\n"
 	           "       tether-workspace serve --dir DIR [--port N] "
 	           "[--plain-port N] [--set KEY=VALUE]...\n"
+	           "       tether-workspace backup --dir DIR TARGET\n"
 	           "       tether-workspace config-help | config-markdown\n"
 	           "the reference workspace server (docs/workspace.md)\n");
 }
@@ -72,6 +74,8 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 	}
 	if (optind < argc)
 		o->cmd = argv[optind];
+	if (optind + 1 < argc)
+		o->arg = argv[optind + 1];
 }
 
 static int apply_flags(struct ws *ws, struct opts *o, struct err *e)
@@ -144,6 +148,11 @@ static int serve(struct opts *o, struct err *e)
 	wait_stop(&ws);
 out:
 	httpd_stop(&ws);
+	if (ws.db != NULL) {
+		store_lock(&ws);
+		lease_hb_flush(&ws);
+		store_unlock(&ws);
+	}
 	store_close(&ws);
 	conf_free(ws_conf_table, &ws.conf);
 	free(ws.dir);
@@ -184,6 +193,13 @@ int main(int argc, char **argv)
 			printf("workspace initialised in %s\n", o.dir);
 	} else if (strcmp(o.cmd, "serve") == 0) {
 		r = serve(&o, &e);
+	} else if (strcmp(o.cmd, "backup") == 0) {
+		if (o.arg == NULL)
+			cli_usage_error("tether-workspace",
+			                "backup needs a TARGET directory");
+		r = backup_run(o.dir, o.arg, &e);
+		if (r == 0)
+			printf("workspace %s backed up in %s\n", o.dir, o.arg);
 	} else {
 		cli_usage_error("tether-workspace", "unknown command '%s'",
 		                o.cmd);

@@ -1,10 +1,12 @@
 /* retention.c: forget what is old.  Logs of jobs that ended more than
- * log_retention ago are deleted (their attempts' log_length becomes 0);
+ * log_retention ago are deleted (their attempts' log_length becomes 0, then
+ * their files go);
  * outputs of jobs that ended more than output_retention ago are deleted,
  * and snapshots older than that which no unfinished job uses; checkpoints
  * (and progress values) go with the outputs.  A blob
  * file goes when no output or snapshot names it any more. */
 #include "workspace/server/ws.h"
+#include "common/fileio.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -18,7 +20,7 @@ static int run_bound(struct ws *ws, const char *sql, double before)
 
 	sqlite3_bind_double(st, 1, before);
 	n = sqlite3_step(st) == SQLITE_DONE ? sqlite3_changes(ws->db) : -1;
-	sqlite3_finalize(st);
+	store_done(st);
 	return n;
 }
 
@@ -31,7 +33,7 @@ static json_t *orphans(struct ws *ws, const char *candidates, double before)
 	sqlite3_bind_double(st, 1, before);
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(list, store_col_str(st, 0));
-	sqlite3_finalize(st);
+	store_done(st);
 	return list;
 }
 
@@ -57,7 +59,7 @@ static void unlink_unused(struct ws *ws, json_t *names)
 			free(p);
 		}
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 }
 
 int retention_sweep(struct ws *ws)
@@ -66,16 +68,24 @@ int retention_sweep(struct ws *ws)
 	double logs_before = now - (double)ws->conf.log_retention_ms / 1000.0;
 	double outs_before =
 	    now - (double)ws->conf.output_retention_ms / 1000.0;
-	json_t *blobs = NULL, *snaps = NULL, *ckpts = NULL;
+	json_t *blobs = NULL, *snaps = NULL, *ckpts = NULL, *logs = NULL;
+	size_t i;
+	json_t *v;
 	int n = 0;
 
 	store_lock(ws);
 	if (store_begin(ws) < 0)
 		goto out;
-	n += run_bound(ws,
-	               "DELETE FROM log_chunks WHERE job IN (SELECT id FROM "
-	               "jobs WHERE ended_at IS NOT NULL AND ended_at < ?)",
+	logs = orphans(ws,
+	               "SELECT DISTINCT job FROM attempts WHERE log_length > 0 "
+	               "AND job IN (SELECT id FROM jobs WHERE ended_at IS NOT "
+	               "NULL AND ended_at < ?)",
 	               logs_before);
+	n += (int)json_array_size(logs);
+	run_bound(ws,
+	          "DELETE FROM log_chunks WHERE job IN (SELECT id FROM "
+	          "jobs WHERE ended_at IS NOT NULL AND ended_at < ?)",
+	          logs_before);
 	run_bound(ws,
 	          "UPDATE attempts SET log_length = 0 WHERE log_length > 0 AND "
 	          "job IN (SELECT id FROM jobs WHERE ended_at IS NOT NULL AND "
@@ -117,6 +127,12 @@ int retention_sweep(struct ws *ws)
 		store_rollback(ws);
 		goto out;
 	}
+	json_array_foreach(logs, i, v)
+	{
+		char *p = log_path(ws, atoll(json_string_value(v)), 0);
+		rm_rf(p, NULL);
+		free(p);
+	}
 	unlink_unused(ws, blobs);
 	unlink_unused(ws, snaps);
 	unlink_unused(ws, ckpts);
@@ -124,6 +140,7 @@ int retention_sweep(struct ws *ws)
 		log_info("retention: %d rows deleted", n);
 out:
 	store_unlock(ws);
+	json_decref(logs);
 	json_decref(blobs);
 	json_decref(snaps);
 	json_decref(ckpts);

@@ -3,7 +3,7 @@
  * cannot go anywhere, and attempts that end (final event, lapsed lease,
  * handback) with requeue up to the job's retries.  Callers hold store_lock;
  * the *_assign and *_end functions run inside the caller's transaction. */
-#include "workspace/server/ws.h"
+#include "workspace/server/http.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -29,7 +29,7 @@ static int64_t count_attempts(struct ws *ws, int64_t job)
 	sqlite3_bind_int64(st, 1, job);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	store_done(st);
 	return n;
 }
 
@@ -45,7 +45,7 @@ static void set_job(struct ws *ws, int64_t job, const char *state,
 	sqlite3_bind_double(st, 2, ws_now());
 	sqlite3_bind_int64(st, 3, job);
 	sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 }
 
 int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
@@ -66,7 +66,7 @@ int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
 	sqlite3_bind_int64(st, 4, job);
 	sqlite3_bind_int64(st, 5, attempt);
 	sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 	st = store_prep(ws,
 	                "SELECT attempt, retries, cancel_requested FROM jobs "
 	                "WHERE id = ?");
@@ -76,7 +76,7 @@ int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
 		retries = sqlite3_column_int64(st, 1);
 		cancel = sqlite3_column_int64(st, 2);
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	if (cur != attempt)
 		return 0; /* superseded: the job has moved on */
 	if (cancel && again)
@@ -94,21 +94,24 @@ int sched_expire(struct ws *ws)
 {
 	sqlite3_stmt *st;
 	int64_t jobs[64], atts[64];
+	char agents[64][48];
 	int n = 0;
 	double slack =
 	    (double)(ws->conf.lost_grace_ms + ws->conf.lost_margin_ms) / 1000.0;
 
 	store_lock(ws);
-	st = store_prep(ws, "SELECT job, attempt FROM attempts WHERE state IN "
-	                    "('assigned','running','cancelling') AND "
+	st = store_prep(ws, "SELECT job, attempt, agent_id FROM attempts WHERE "
+	                    "state IN ('assigned','running','cancelling') AND "
 	                    "lease_deadline + ? < ? LIMIT 64");
 	sqlite3_bind_double(st, 1, slack);
 	sqlite3_bind_double(st, 2, ws_now());
 	while (sqlite3_step(st) == SQLITE_ROW && n < 64) {
 		jobs[n] = sqlite3_column_int64(st, 0);
+		snprintf(agents[n], sizeof(agents[n]), "%s",
+		         sqlite3_column_text(st, 2));
 		atts[n++] = sqlite3_column_int64(st, 1);
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	if (n > 0 && store_begin(ws) == 0) {
 		for (int i = 0; i < n; i++) {
 			log_warn("job=%lld attempt=%lld lease lapsed",
@@ -121,6 +124,9 @@ int sched_expire(struct ws *ws)
 		}
 	}
 	store_unlock(ws);
+	/* a parked poll of that agent (partitioned, not dead) hears it now */
+	for (int i = 0; i < n; i++)
+		ws_notify_agent(ws, agents[i]);
 	return n;
 }
 
@@ -137,6 +143,7 @@ void sched_clock_check(struct ws *ws)
 	log_warn("the wall clock stepped %+.1f s: shifting lease deadlines "
 	         "and last-seen times with it",
 	         step);
+	lease_hb_flush(ws); /* then shift those too */
 	st = store_prep(ws,
 	                "UPDATE attempts SET lease_deadline = lease_deadline "
 	                "+ ?1 WHERE state IN ('assigned','running',"
@@ -144,14 +151,14 @@ void sched_clock_check(struct ws *ws)
 	sqlite3_bind_double(st, 1, step);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		log_error("shift lease deadlines: %s", sqlite3_errmsg(ws->db));
-	sqlite3_finalize(st);
+	store_done(st);
 	st =
 	    store_prep(ws, "UPDATE agents SET last_seen = last_seen + ?1 WHERE "
 	                   "last_seen IS NOT NULL");
 	sqlite3_bind_double(st, 1, step);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		log_error("shift last-seen times: %s", sqlite3_errmsg(ws->db));
-	sqlite3_finalize(st);
+	store_done(st);
 }
 
 struct agent_fit {
@@ -281,7 +288,7 @@ static json_t *full_spec(struct ws *ws, int64_t job, json_t *masked)
 		json_object_set_new(
 		    sec, (const char *)sqlite3_column_text(st, 0),
 		    json_string((const char *)sqlite3_column_text(st, 1)));
-	sqlite3_finalize(st);
+	store_done(st);
 	if (json_object_size(sec) > 0)
 		json_object_set_new(masked, "secrets", sec);
 	else
@@ -306,13 +313,13 @@ static void new_attempt(struct ws *ws, const char *agent, int64_t job,
 	sqlite3_bind_double(st, 5,
 	                    now + (double)ws->conf.lease_ttl_ms / 1000.0);
 	sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 	st = store_prep(ws, "UPDATE jobs SET state = 'assigned', attempt = ? "
 	                    "WHERE id = ?");
 	sqlite3_bind_int64(st, 1, n);
 	sqlite3_bind_int64(st, 2, job);
 	sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 }
 
 static int load_agent(struct ws *ws, const char *id, struct agent_fit *a,
@@ -323,7 +330,7 @@ static int load_agent(struct ws *ws, const char *id, struct agent_fit *a,
 
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
+		store_done(st);
 		return -1;
 	}
 	snprintf(a->id, sizeof(a->id), "%s", id);
@@ -386,7 +393,7 @@ int sched_reoffer(struct ws *ws, const char *agent_id, int64_t room,
 		         (long long)id, (long long)n, agent_id);
 		given++;
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	return given;
 }
 
@@ -407,7 +414,7 @@ int sched_handback_unheld(struct ws *ws, const char *agent_id, json_t *running,
 		if (all || !listed(running, jobs[n], atts[n]))
 			n++;
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	for (int i = 0; i < n; i++) {
 		log_info("job=%lld attempt=%lld handed back for %s (it %s)",
 		         (long long)jobs[i], (long long)atts[i], agent_id,
@@ -441,7 +448,7 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
 		json_array_append_new(jobs, lease_item(ws, id, n, st, 2));
 		given++;
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	/* create the attempts after the read cursor is closed */
 	for (size_t i = json_array_size(jobs) - (size_t)given;
 	     i < json_array_size(jobs); i++) {
@@ -458,8 +465,80 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
 	}
 	json_decref(a.labels);
 	json_decref(a.cap);
-	sqlite3_finalize(ag);
+	store_done(ag);
 	return given;
+}
+
+/* How many parked polls one queued job wakes: more than one, as a woken
+ * poll may belong to an agent that died (it answers 401) or take another
+ * job first; the sweeper offers what is left again every second. */
+#define WAKE_PER_JOB 4
+#define WAKE_JOBS    32
+
+int sched_wake_queued(struct ws *ws)
+{
+	char(*ids)[48] = NULL;
+	int n = wait_parked_agents(ws, &ids), woken = 0;
+	struct agent_fit *fit;
+	sqlite3_stmt *js, *ag;
+	bool *pick, *loaded;
+
+	if (n == 0) {
+		free(ids);
+		return 0;
+	}
+	fit = xcalloc((size_t)n, sizeof(*fit));
+	pick = xcalloc((size_t)n, sizeof(*pick));
+	loaded = xcalloc((size_t)n, sizeof(*loaded));
+	store_lock(ws);
+	js = store_prep(ws, "SELECT placement_agent, placement_labels, cpus, "
+	                    "memory, gpus, json_extract(spec, '$.launcher'), "
+	                    "json_extract(spec, '$.slurm.partition') FROM jobs "
+	                    "WHERE state = 'queued' AND cancel_requested = 0 "
+	                    "ORDER BY priority DESC, id ASC LIMIT ?");
+	ag = store_prep(ws, "SELECT name, labels, capacity FROM agents WHERE "
+	                    "id = ? AND state != 'revoked'");
+	sqlite3_bind_int(js, 1, WAKE_JOBS);
+	while (sqlite3_step(js) == SQLITE_ROW) {
+		int got = 0;
+		for (int i = 0; i < n && got < WAKE_PER_JOB; i++) {
+			if (!loaded[i]) {
+				loaded[i] = true;
+				sqlite3_reset(ag);
+				sqlite3_bind_text(ag, 1, ids[i], -1,
+				                  SQLITE_STATIC);
+				if (sqlite3_step(ag) != SQLITE_ROW)
+					continue;
+				snprintf(fit[i].id, sizeof(fit[i].id), "%s",
+				         ids[i]);
+				fit[i].name = xstrdup(
+				    (const char *)sqlite3_column_text(ag, 0));
+				fit[i].labels = store_col_json(ag, 1);
+				fit[i].cap = store_col_json(ag, 2);
+			}
+			if (fit[i].name == NULL || no_fit(&fit[i], js, 0))
+				continue;
+			if (!pick[i])
+				woken++;
+			pick[i] = true;
+			got++;
+		}
+	}
+	store_done(js);
+	store_done(ag);
+	store_unlock(ws);
+	if (woken > 0)
+		wait_resume_agents(ws, ids, pick, n);
+	for (int i = 0; i < n; i++) {
+		free((char *)fit[i].name);
+		json_decref(fit[i].labels);
+		json_decref(fit[i].cap);
+	}
+	free(fit);
+	free(pick);
+	free(loaded);
+	free(ids);
+	return woken;
 }
 
 char *sched_queue_reason(struct ws *ws, int64_t job)
@@ -496,7 +575,7 @@ char *sched_queue_reason(struct ws *ws, int64_t job)
 		}
 		why = w;
 	}
-	sqlite3_finalize(as);
+	store_done(as);
 	if (nagents == 0)
 		out = xstrdup("unschedulable: no agent is registered");
 	else if (why != NULL)
@@ -509,7 +588,7 @@ char *sched_queue_reason(struct ws *ws, int64_t job)
 		                    ? " request (too large for every agent)"
 		                    : "");
 out:
-	sqlite3_finalize(js);
+	store_done(js);
 	return out;
 }
 
@@ -527,6 +606,6 @@ int sched_attempt_check(struct ws *ws, int64_t job, int64_t attempt,
 	sqlite3_bind_text(st, 3, agent_id, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0))
 		r = sqlite3_column_int(st, 1) ? 0 : TERR_CONFLICT;
-	sqlite3_finalize(st);
+	store_done(st);
 	return r;
 }

@@ -94,13 +94,88 @@ void store_unlock(struct ws *ws)
 	pthread_mutex_unlock(&ws->db_mu);
 }
 
+/* Prepared statements are kept for reuse (docs/performance.md F2: the
+ * parser was a visible share of the workspace's CPU): store_prep hands out
+ * a cached statement of the same SQL that is not in use, store_done resets
+ * it and gives it back.  Statements in use at once (nested, or on another
+ * thread) get copies; past STMT_CACHE distinct texts nothing more is kept. */
+#define STMT_CACHE 512
+
+struct stmt_slot {
+	char *sql;
+	sqlite3_stmt *st;
+	bool busy;
+};
+
+static struct stmt_slot stmt_cache[STMT_CACHE];
+static int stmt_count;
+static pthread_mutex_t stmt_mu = PTHREAD_MUTEX_INITIALIZER;
+
 sqlite3_stmt *store_prep(struct ws *ws, const char *sql)
 {
 	sqlite3_stmt *st = NULL;
+	int i;
 
-	if (sqlite3_prepare_v2(ws->db, sql, -1, &st, NULL) != SQLITE_OK)
+	pthread_mutex_lock(&stmt_mu);
+	for (i = 0; i < stmt_count; i++) {
+		if (!stmt_cache[i].busy &&
+		    sqlite3_db_handle(stmt_cache[i].st) == ws->db &&
+		    strcmp(stmt_cache[i].sql, sql) == 0) {
+			stmt_cache[i].busy = true;
+			pthread_mutex_unlock(&stmt_mu);
+			return stmt_cache[i].st;
+		}
+	}
+	pthread_mutex_unlock(&stmt_mu);
+	if (sqlite3_prepare_v3(ws->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
+	                       NULL) != SQLITE_OK)
 		fatalx("prepare '%s': %s", sql, sqlite3_errmsg(ws->db));
+	pthread_mutex_lock(&stmt_mu);
+	if (stmt_count < STMT_CACHE) {
+		stmt_cache[stmt_count].sql = xstrdup(sql);
+		stmt_cache[stmt_count].st = st;
+		stmt_cache[stmt_count++].busy = true;
+	}
+	pthread_mutex_unlock(&stmt_mu);
 	return st;
+}
+
+void store_done(sqlite3_stmt *st)
+{
+	int i;
+
+	if (st == NULL)
+		return;
+	pthread_mutex_lock(&stmt_mu);
+	for (i = 0; i < stmt_count; i++) {
+		if (stmt_cache[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			stmt_cache[i].busy = false;
+			pthread_mutex_unlock(&stmt_mu);
+			return;
+		}
+	}
+	pthread_mutex_unlock(&stmt_mu);
+	sqlite3_finalize(st);
+}
+
+/* Finalize the statements kept for db (before it closes). */
+static void stmt_cache_drop(sqlite3 *db)
+{
+	int i, n = 0;
+
+	pthread_mutex_lock(&stmt_mu);
+	for (i = 0; i < stmt_count; i++) {
+		if (sqlite3_db_handle(stmt_cache[i].st) == db) {
+			sqlite3_finalize(stmt_cache[i].st);
+			free(stmt_cache[i].sql);
+		} else {
+			stmt_cache[n++] = stmt_cache[i];
+		}
+	}
+	stmt_count = n;
+	pthread_mutex_unlock(&stmt_mu);
 }
 
 int store_exec(struct ws *ws, const char *sql)
@@ -170,7 +245,7 @@ static int store_migrate(struct ws *ws, struct err *e)
 	st = store_prep(ws, "PRAGMA user_version");
 	if (sqlite3_step(st) == SQLITE_ROW)
 		version = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
+	store_done(st);
 	if (version > n)
 		return err_set(e, TERR_UNSUPP,
 		               "database schema version %d is newer than "
@@ -214,6 +289,8 @@ int store_open(struct ws *ws, const char *path, struct err *e)
 
 void store_close(struct ws *ws)
 {
+	if (ws->db != NULL)
+		stmt_cache_drop(ws->db);
 	if (ws->db != NULL)
 		sqlite3_close(ws->db);
 	ws->db = NULL;

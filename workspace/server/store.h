@@ -19,8 +19,11 @@ void store_unlock(struct ws *ws);
 int store_begin(struct ws *ws);
 int store_commit(struct ws *ws);
 void store_rollback(struct ws *ws);
-/* Prepare a statement; aborts on a programming error (bad SQL). */
+/* Prepare a statement (or take a cached one of the same SQL); aborts on
+ * a programming error (bad SQL).  Give it back with store_done. */
 sqlite3_stmt *store_prep(struct ws *ws, const char *sql);
+/* Done with a statement from store_prep: reset and kept for reuse. */
+void store_done(sqlite3_stmt *st);
 /* Run a statement with no result rows; returns 0 or TERR_IO. */
 int store_exec(struct ws *ws, const char *sql);
 /* Column as a fresh JSON value parsed from text (NULL column -> null). */

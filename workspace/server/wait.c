@@ -2,18 +2,23 @@
  *
  * A handler that has nothing to say yet records the state generation
  * (wait_mark), checks, and parks its connection (wait_park: MHD suspend).
- * Every state change calls ws_notify, which bumps the generation and
- * resumes every parked connection; their handlers run again and check
- * again.  A change that concerns one agent only (its attempt's events,
- * unless they put the job back in the queue) calls ws_notify_agent,
- * which resumes only that agent's lease polls.  A sweeper thread resumes
+ * A state change bumps the generations (so a request between wait_mark
+ * and wait_park checks again) and resumes only the parked requests it can
+ * be news for (docs/performance.md F2): a job in the queue, the polls of
+ * agents that could take it and have room (sched_wake_queued); a cancel,
+ * a drain or an attempt's events, that agent's polls (ws_notify_agent); new
+ * log bytes or a job's new state, that job's log readers (ws_notify_job).
+ * ws_notify (everyone) is left for shutdown.  A sweeper thread resumes
  * requests whose deadline passed, every 100 ms expires lapsed leases
- * (sched_expire) and every second applies retention (retention_sweep). */
+ * (sched_expire), every second applies retention (retention_sweep) and
+ * offers still-queued jobs again (sched_wake_queued: a woken poll may have
+ * died or been taken first). */
 #include "workspace/server/http.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <microhttpd.h>
 #include <string.h>
 #include <time.h>
@@ -90,25 +95,91 @@ static void resume_agent(struct ws *ws, const char *agent_id)
 	}
 }
 
-/* A change that is news only for one agent's polls (and log readers):
- * the generations still move, so a request between wait_mark and
- * wait_park of any agent checks again, but only that agent's parked
- * polls are resumed (docs/performance.md F2). */
+/* Resume the parked log readers of one job (all when job is 0); wait_mu
+ * held. */
+static void resume_job(struct ws *ws, int64_t job)
+{
+	struct req **pp = (struct req **)&ws->waiters[WAIT_LOG], *r;
+
+	while ((r = *pp) != NULL) {
+		if (job == 0 || r->wait_job == job) {
+			*pp = r->wnext;
+			r->wnext = NULL;
+			MHD_resume_connection(r->conn);
+		} else {
+			pp = &r->wnext;
+		}
+	}
+}
+
+/* A change that is news only for one agent's polls: the generations
+ * still move, so a request between wait_mark and wait_park of any agent
+ * checks again, but only that agent's parked polls are resumed. */
 void ws_notify_agent(struct ws *ws, const char *agent_id)
 {
 	pthread_mutex_lock(&ws->wait_mu);
 	ws->gen[WAIT_LEASE]++;
-	ws->gen[WAIT_LOG]++;
 	resume_agent(ws, agent_id);
-	resume_kind(ws, WAIT_LOG, true, 0);
+	pthread_mutex_unlock(&ws->wait_mu);
+}
+
+void ws_notify_job(struct ws *ws, int64_t job)
+{
+	pthread_mutex_lock(&ws->wait_mu);
+	ws->gen[WAIT_LOG]++;
+	resume_job(ws, job);
 	pthread_mutex_unlock(&ws->wait_mu);
 }
 
 void ws_notify_logs(struct ws *ws)
 {
+	ws_notify_job(ws, 0);
+}
+
+void wait_counts(struct ws *ws, int64_t *lease, int64_t *log)
+{
+	struct req *r;
+
+	*lease = *log = 0;
 	pthread_mutex_lock(&ws->wait_mu);
-	ws->gen[WAIT_LOG]++;
-	resume_kind(ws, WAIT_LOG, true, 0);
+	for (r = (struct req *)ws->waiters[WAIT_LEASE]; r; r = r->wnext)
+		(*lease)++;
+	for (r = (struct req *)ws->waiters[WAIT_LOG]; r; r = r->wnext)
+		(*log)++;
+	pthread_mutex_unlock(&ws->wait_mu);
+}
+
+int wait_parked_agents(struct ws *ws, char (**ids)[48])
+{
+	struct req *r;
+	int n = 0, cap = 0;
+
+	*ids = NULL;
+	pthread_mutex_lock(&ws->wait_mu);
+	/* a poll that checked before the change and parks after this
+	 * snapshot must check again */
+	ws->gen[WAIT_LEASE]++;
+	for (r = (struct req *)ws->waiters[WAIT_LEASE]; r; r = r->wnext) {
+		if (r->lease_room <= 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			*ids = realloc(*ids, (size_t)cap * sizeof(**ids));
+			if (*ids == NULL)
+				fatalx("out of memory");
+		}
+		memcpy((*ids)[n++], r->agent_id, sizeof(**ids));
+	}
+	pthread_mutex_unlock(&ws->wait_mu);
+	return n;
+}
+
+void wait_resume_agents(struct ws *ws, char (*ids)[48], const bool *pick, int n)
+{
+	pthread_mutex_lock(&ws->wait_mu);
+	for (int i = 0; i < n; i++)
+		if (pick[i])
+			resume_agent(ws, ids[i]);
 	pthread_mutex_unlock(&ws->wait_mu);
 }
 
@@ -138,11 +209,17 @@ static void *sweeper_main(void *arg)
 			pthread_mutex_unlock(&ws->wait_mu);
 			store_lock(ws);
 			sched_clock_check(ws);
-			store_unlock(ws);
-			if (sched_expire(ws) > 0)
-				ws_notify(ws);
 			if (sweep)
+				lease_hb_flush(ws);
+			store_unlock(ws);
+			if (sched_expire(ws) > 0) {
+				ws_notify_logs(ws);
+				sched_wake_queued(ws);
+			}
+			if (sweep) {
 				retention_sweep(ws);
+				sched_wake_queued(ws);
+			}
 			pthread_mutex_lock(&ws->wait_mu);
 		}
 	}

@@ -49,7 +49,7 @@ bool web_tokens_live(struct ws *ws, const char *hash)
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_double(st, 2, ws_now());
 	ok = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
+	store_done(st);
 	store_unlock(ws);
 	return ok;
 }
@@ -73,7 +73,7 @@ static int store_token(struct ws *ws, const char *id, const char *hash,
 	else
 		sqlite3_bind_null(st, 5);
 	s = sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 	store_unlock(ws);
 	return s == SQLITE_DONE ? 0 : TERR_IO;
 }
@@ -140,7 +140,7 @@ static int viewer_list(struct req *r)
 		                    store_col_real(st, 2), "expires_at",
 		                    store_col_real(st, 3), "revoked",
 		                    sqlite3_column_int(st, 4)));
-	sqlite3_finalize(st);
+	store_done(st);
 	store_unlock(ws);
 	return reply_json(r, 200, json_pack("{s:o}", "viewer_tokens", list));
 }
@@ -158,7 +158,7 @@ static int viewer_revoke(struct req *r)
 	    store_prep(ws, "UPDATE viewer_tokens SET revoked = 1 WHERE id = ?");
 	sqlite3_bind_text(st, 1, r->segs[1], -1, SQLITE_STATIC);
 	sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 	changed = sqlite3_changes(ws->db);
 	store_unlock(ws);
 	if (changed == 0)
@@ -177,7 +177,7 @@ static bool job_exists(struct ws *ws, int64_t id)
 
 	sqlite3_bind_int64(st, 1, id);
 	ok = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
+	store_done(st);
 	return ok;
 }
 
@@ -218,7 +218,7 @@ static int job_events(struct req *r)
 	sqlite3_bind_int64(st, 2, att);
 	while (found && sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(list, event_json(st));
-	sqlite3_finalize(st);
+	store_done(st);
 	store_unlock(ws);
 	if (!found) {
 		json_decref(list);

@@ -72,6 +72,9 @@ struct ws {
 	/* wall minus monotonic clock at the last check (sched_clock_check) */
 	double clock_offset;
 	bool clock_known;
+	/* handler runs of resumed (woken) lease polls and log reads: the
+	 * count GET /api/v1/stats shows (tests/bb: wake only who can act) */
+	uint64_t lease_wakeups, log_wakeups;
 	struct MHD_Daemon *tls_d, *plain_d;
 	int port, plain_port;
 };
@@ -82,6 +85,9 @@ char *config_path(struct ws *ws, const char *name);
 
 /* init.c: `tether-workspace init --dir D` */
 int init_run(const char *dir, int port, int plain_port, struct err *e);
+
+/* backup.c: `tether-workspace backup --dir D TARGET` */
+int backup_run(const char *dir, const char *to, struct err *e);
 
 /* tls.c: write a self-signed EC certificate for 127.0.0.1 and localhost */
 int tls_write_selfsigned(const char *cert_path, const char *key_path,
@@ -129,8 +135,13 @@ enum wait_kind { WAIT_LEASE = 0, WAIT_LOG = 1 };
 void ws_notify(struct ws *ws);
 /* Like ws_notify, but resumes only the lease polls of agent_id. */
 void ws_notify_agent(struct ws *ws, const char *agent_id);
-/* Wake only parked log readers (new log bytes). */
+/* Wake the parked log readers of one job (new bytes, a new state). */
+void ws_notify_job(struct ws *ws, int64_t job);
+/* Wake every parked log reader. */
 void ws_notify_logs(struct ws *ws);
+/* logs.c: the path of an attempt's log file (its job's directory when
+ * att is 0); caller frees. */
+char *log_path(struct ws *ws, int64_t job, int64_t att);
 /* logs.c: the log_length of an attempt's final event, -1 when it gave none
  * (or has none yet); db locked. */
 int64_t log_final_length(struct ws *ws, int64_t job, int64_t att);
@@ -140,7 +151,15 @@ bool log_complete(bool terminal, int64_t len, int64_t final_len);
 int wait_start(struct ws *ws, struct err *e);
 void wait_stop(struct ws *ws);
 
+/* lease.c: write the last_seen times noted since the last flush, in one
+ * transaction; store_lock held. */
+void lease_hb_flush(struct ws *ws);
+
 /* sched.c */
+/* Resume the parked lease polls that could take a queued job: for each of
+ * the first queued jobs, up to a few parked polls with room whose agent
+ * fits it.  Takes store_lock; returns how many polls it resumed. */
+int sched_wake_queued(struct ws *ws);
 /* Mark attempts whose lease lapsed (ttl + grace + margin) lost; requeue. */
 int sched_expire(struct ws *ws);
 /* Has the wall clock stepped since the last check?  Then move live lease

@@ -1,0 +1,101 @@
+"""Logs out of SQLite (issue 22, docs/performance.md F5): each attempt's log
+is an append-only file beside the database, logs/<job>/<attempt>, with only
+its length in the database; a database from before the files keeps its
+logs readable and moves them into the file at the next append; retention
+deletes the files.  (The offset protocol itself: test_workspace_logs.py,
+unchanged; kill -9 during appends: test_workspace_crash.py.)"""
+import os
+import sqlite3
+import time
+
+from harness.common import wait_until
+from harness.workspace import Workspace
+
+SPEC = {"name": "logfile", "command": ["true"]}
+
+
+def log_file(ws, job, att=1):
+    return os.path.join(ws.dir, "logs", str(job), str(att))
+
+
+def chunks(ws):
+    db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
+    try:
+        return db.execute("SELECT count(*) FROM log_chunks").fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_log_bytes_go_to_a_file_not_the_database(workspace):
+    sec = workspace.register()
+    j = workspace.submit(SPEC)
+    workspace.lease(sec)
+    assert workspace.append(sec, j, 1, 0, b"hello ")[2] == {"length": 6}
+    assert workspace.append(sec, j, 1, 3, b"lo world\n")[2] == {"length": 12}
+    with open(log_file(workspace, j), "rb") as f:
+        assert f.read() == b"hello world\n"
+    assert chunks(workspace) == 0
+    st, h, body = workspace.api("GET", f"/api/v1/jobs/{j}/log?offset=6")
+    assert st == 200 and body == b"world\n" and h["Tether-Log-Length"] == "12"
+
+
+def test_bytes_past_the_acknowledged_length_are_cut(workspace):
+    # what a crash between the file write and the commit leaves behind:
+    # bytes in the file past log_length; the next append replaces them
+    sec = workspace.register()
+    j = workspace.submit(SPEC)
+    workspace.lease(sec)
+    assert workspace.append(sec, j, 1, 0, b"abc")[2] == {"length": 3}
+    with open(log_file(workspace, j), "ab") as f:
+        f.write(b"GARBAGE")
+    st, _, body = workspace.api("GET", f"/api/v1/jobs/{j}/log")
+    assert body == b"abc"
+    assert workspace.append(sec, j, 1, 3, b"def")[2] == {"length": 6}
+    with open(log_file(workspace, j), "rb") as f:
+        assert f.read() == b"abcdef"
+
+
+def test_a_database_with_logs_in_log_chunks_keeps_them():
+    ws = Workspace().start()
+    try:
+        sec = ws.register()
+        j = ws.submit(SPEC)
+        ws.lease(sec)
+        ws.stop()
+        # the log as an older workspace stored it: rows of log_chunks
+        db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
+        db.execute("INSERT INTO log_chunks VALUES (?, 1, 0, ?)", (j, b"old "))
+        db.execute("INSERT INTO log_chunks VALUES (?, 1, 4, ?)", (j, b"bytes "))
+        db.execute("UPDATE attempts SET log_length = 10 WHERE job = ?", (j,))
+        db.commit()
+        db.close()
+        ws.start()
+        st, h, body = ws.api("GET", f"/api/v1/jobs/{j}/log?offset=2")
+        assert st == 200 and body == b"d bytes " and h["Tether-Log-Length"] == "10"
+        assert not os.path.exists(log_file(ws, j))
+        # the next append moves them into the file
+        assert ws.append(sec, j, 1, 10, b"new\n")[2] == {"length": 14}
+        with open(log_file(ws, j), "rb") as f:
+            assert f.read() == b"old bytes new\n"
+        assert chunks(ws) == 0
+        assert ws.api("GET", f"/api/v1/jobs/{j}/log")[2] == b"old bytes new\n"
+    finally:
+        ws.stop()
+
+
+def test_retention_deletes_the_log_files():
+    # log_retention="1s": the setting under test (the default is 30 days)
+    ws = Workspace(log_retention="1s").start()
+    try:
+        sec = ws.register()
+        j = ws.submit(SPEC)
+        ws.lease(sec)
+        assert ws.append(sec, j, 1, 0, b"old log")[0] == 200
+        assert os.path.exists(log_file(ws, j))
+        ws.finish(sec, j, 1)
+        wait_until(lambda: not os.path.exists(os.path.join(ws.dir, "logs", str(j))),
+                   10, what="the job's log directory deleted")
+        st, h, body = ws.api("GET", f"/api/v1/jobs/{j}/log")
+        assert body == b"" and h["Tether-Log-Complete"] == "1"
+    finally:
+        ws.stop()
