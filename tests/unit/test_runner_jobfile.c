@@ -16,7 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static char dir[64];
@@ -105,6 +109,17 @@ static void test_openat2(void **state)
 	size_t len;
 
 	(void)state;
+	{
+		/* valgrind (and old kernels) answer openat2 with ENOSYS: the
+		 * runner then reads by hand, which test_by_hand covers */
+		struct open_how how = {.flags = O_RDONLY | O_CLOEXEC};
+		long fd =
+		    syscall(SYS_openat2, AT_FDCWD, ".", &how, sizeof(how));
+		if (fd < 0 && errno == ENOSYS)
+			skip();
+		if (fd >= 0)
+			close((int)fd);
+	}
 	jobfile_without_openat2(false);
 	check_all();
 	/* a symlink that stays inside is followed */
