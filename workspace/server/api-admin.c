@@ -190,7 +190,26 @@ static bool find_agent(struct req *r, char *id, size_t size, char *name,
 	return ok;
 }
 
-static int agents_revoke(struct req *r)
+static void agent_do_revoke(struct ws *ws, const char *id)
+{
+	agent_revoke(ws, id, false);
+}
+
+static void agent_do_drain(struct ws *ws, const char *id)
+{
+	sqlite3_stmt *st = store_prep(ws, "UPDATE agents SET drain = 1, "
+	                                  "drain_sent = 0 WHERE id = ?");
+
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_step(st);
+	store_done(st);
+}
+
+/* POST /api/v1/agents/{name}/{revoke,drain}: act on the agent under the
+ * database lock, wake its parked polls, reply {done: name, id}. */
+static int agent_action(struct req *r,
+                        void (*act)(struct ws *ws, const char *id),
+                        const char *done)
 {
 	struct ws *ws = r->ws;
 	char id[48], name[WS_MAX_NAME + 1];
@@ -199,40 +218,23 @@ static int agents_revoke(struct req *r)
 	store_lock(ws);
 	found = find_agent(r, id, sizeof(id), name, sizeof(name));
 	if (found)
-		agent_revoke(ws, id, false);
+		act(ws, id);
 	store_unlock(ws);
 	if (!found)
 		return reply_error(r, 404, "not_found", NULL,
 		                   "no agent '%.128s'", r->segs[1]);
 	ws_notify_agent(ws, id);
-	return reply_json(r, 200,
-	                  json_pack("{s:s,s:s}", "revoked", name, "id", id));
+	return reply_json(r, 200, json_pack("{s:s,s:s}", done, name, "id", id));
+}
+
+static int agents_revoke(struct req *r)
+{
+	return agent_action(r, agent_do_revoke, "revoked");
 }
 
 static int agents_drain(struct req *r)
 {
-	struct ws *ws = r->ws;
-	char id[48], name[WS_MAX_NAME + 1];
-	sqlite3_stmt *st;
-	bool found;
-
-	store_lock(ws);
-	found = find_agent(r, id, sizeof(id), name, sizeof(name));
-	if (found) {
-		st = store_prep(ws,
-		                "UPDATE agents SET drain = 1, drain_sent = 0 "
-		                "WHERE id = ?");
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		sqlite3_step(st);
-		store_done(st);
-	}
-	store_unlock(ws);
-	if (!found)
-		return reply_error(r, 404, "not_found", NULL,
-		                   "no agent '%.128s'", r->segs[1]);
-	ws_notify_agent(ws, id);
-	return reply_json(r, 200,
-	                  json_pack("{s:s,s:s}", "draining", name, "id", id));
+	return agent_action(r, agent_do_drain, "draining");
 }
 
 /* GET /api/v1/stats: counters for tests and the bench (how many times a
