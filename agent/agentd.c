@@ -84,12 +84,20 @@ static bool agent_drain_told(struct agent *a, bool gave_up)
 }
 
 /* Draining: hand queued workspace jobs back; true when nothing is left.
- * Past kill_grace only running attempts are waited for (harden.c). */
+ * Past kill_grace, counted from the end of the last running attempt, only
+ * running attempts are waited for (harden.c). */
 static bool agent_drain_step(struct agent *a)
 {
 	struct err e = {0};
-	bool left = false, overdue = harden_drain_overdue(a), gave_up = false;
+	bool left = false, overdue, gave_up = false;
 
+	/* kill_grace counts from the end of the last running attempt: one
+	 * that finishes late in the drain still gets the whole grace for its
+	 * final event to be answered */
+	for (struct att *t = a->atts; t != NULL; t = t->next)
+		if (t->state == ATT_RUNNING)
+			a->drain_since_mono = now_mono_ms();
+	overdue = harden_drain_overdue(a);
 	for (struct att *t = a->atts; t != NULL; t = t->next) {
 		if (t->local && t->state == ATT_QUEUED)
 			continue;

@@ -81,3 +81,20 @@ def test_sigterm_while_the_workspace_does_not_answer(workspace, agent_factory):
     j = ag.wait_job(job, "succeeded", timeout=30)
     assert len(j["attempts"]) == 1
     assert ran_once(workspace, ag, job, b"RAN-ONCE")
+
+
+def test_job_ending_after_kill_grace_is_reported_before_exit(workspace,
+                                                             agent_factory):
+    """Scenario: SIGTERM while a job runs longer than kill_grace (2 s here).
+    Pass: the agent waits for it, and once it ends its final event still
+    gets the whole grace to be answered: the agent exits 0 with the job
+    `succeeded` at the workspace (it used to give the finishing attempt up
+    at once, since kill_grace counted from the drain's start, and exit with
+    the job still `running` there; seen as a flaky drain test over ssh)."""
+    ag = agent_factory().start()
+    job = workspace.submit(name="long", command=["sh", "-c",
+                                                 "sleep 4; echo done"])
+    ag.wait_job(job, "running", timeout=30)
+    ag.signal(signal.SIGTERM)
+    assert ag.wait_exit(timeout=4 + BOUND) == 0
+    assert workspace.job(job)["state"] == "succeeded", workspace.job(job)
