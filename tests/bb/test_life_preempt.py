@@ -82,7 +82,7 @@ def test_digits_preempted_in_epoch_3_resumes(workspace, agent_factory,
     # the notice reached the workspace first: nothing was handed back to
     # the preempted agent (issue 28)
     assert [a["reason"] for a in last_attempts(workspace, job)[:-1]] == \
-        ["preempted"]
+        ["preempted"], ag.output()[-6000:]
     log2 = ag.ws_log(job, last).decode()
     m = re.search(r"resuming from epoch-(\d{4})\.pt at epoch (\d+)", log2)
     assert m, log2

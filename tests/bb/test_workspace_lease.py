@@ -271,3 +271,41 @@ def test_parked_poll_of_a_revoked_or_dead_agent_takes_no_job():
         frozen.signal(signal.SIGCONT)
     finally:
         ws.stop()
+
+
+def test_a_replaced_parked_poll_does_not_hand_back_the_newer_polls_jobs(workspace):
+    # An agent drops a held poll when it begins to drain or is preempted
+    # (docs/protocol.md); over TLS the server may not see that socket close
+    # for a while.  Here the dropped poll's connection is kept open, as
+    # such a poll looks to the server.  The agent (restarted) polls again
+    # and takes a job; its next event wakes the old parked poll, which
+    # must not act on its stale body (`preempting`, nothing running): that
+    # handed the new attempt back, again and again (a handed_back storm).
+    ws = workspace
+    sec = ws.register()
+    j = ws.submit(SPEC)
+    stale = {}
+
+    def old_poll():
+        stale["reply"] = ws.api(
+            "POST", "/api/v1/agents/lease", token=sec, timeout=40,
+            json={"wait": 30, "queue_room": 0, "preempting": True,
+                  "running": []})
+
+    t = threading.Thread(target=old_poll, daemon=True)
+    t.start()
+    time.sleep(0.5)  # parked: nothing to say to it
+    assert "reply" not in stale
+    got = ws.lease(sec, queue_room=1)["jobs"]
+    assert [(g["job"], g["attempt"]) for g in got] == [(j, 1)]
+    st, _, b = ws.events(sec, j, 1, [{"seq": 1, "time": 1.0,
+                                      "type": "started", "pid": 0}])
+    assert st == 200, b
+    t.join(10)
+    st, _, b = stale["reply"]
+    assert st == 409 and b["error"]["code"] == "conflict", (st, b)
+    job = ws.job(j)
+    assert [(a["attempt"], a["state"]) for a in job["attempts"]] == \
+        [(1, "running")], job
+    r = ws.lease(sec, running=[(j, 1)])
+    assert r["renewed"] and not r["lost"] and not r["jobs"], r

@@ -66,6 +66,7 @@ struct req {
 	enum wait_kind wait_kind;
 	int64_t wait_job;   /* a log reader's job */
 	int64_t lease_room; /* a parked lease poll's room for new jobs */
+	uint64_t lease_seq; /* which of its agent's polls this is (lease.c) */
 	struct req *wnext;
 	/* reply */
 	struct MHD_Response *resp;

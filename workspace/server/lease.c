@@ -87,6 +87,11 @@ struct hb_ent {
 	int flags;
 	double seen;
 	bool dirty;
+	/* polls this agent sent: a parked one whose number is no longer the
+	 * last is one the agent gave up on (it cancels a held poll when it
+	 * drains or is preempted; over TLS the closed socket is not seen
+	 * at once) and must not act on its stale body */
+	uint64_t polls;
 };
 
 static struct hb_ent *hb_tab;
@@ -435,6 +440,7 @@ static int agents_lease(struct req *r)
 			ms = ws->conf.poll_max_wait_ms;
 		r->deadline_ms = now_mono_ms() + ms;
 		store_lock(ws);
+		r->lease_seq = ++hb_get(r->agent_id)->polls;
 		heartbeat(ws, r->agent_id, b);
 		store_unlock(ws);
 	} else {
@@ -458,6 +464,19 @@ static int agents_lease(struct req *r)
 			                   "this agent was revoked (or its "
 			                   "connection closed) while its poll "
 			                   "waited");
+		}
+		if (r->lease_seq != hb_get(r->agent_id)->polls) {
+			/* a later poll from the same agent came: this one is
+			 * stale (its running list and flags are old) */
+			store_unlock(ws);
+			json_decref(o.jobs);
+			json_decref(o.renewed);
+			json_decref(o.cancel);
+			json_decref(o.lost);
+			json_decref(b);
+			return reply_error(r, 409, "conflict", NULL,
+			                   "a later poll from this agent "
+			                   "replaced this one");
 		}
 		store_begin(ws);
 		lease_check(r, b, &o);
