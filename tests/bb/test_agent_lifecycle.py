@@ -1,14 +1,13 @@
 """Credentials over time (rotation, re-registration), snapshots, the log
 cap and housekeeping of finished attempt directories."""
-import io
 import json
 import os
 import shutil
-import tarfile
 import tempfile
 
 from harness.agent import Agent
 from harness.common import wait_until
+from harness.life import snapshot
 
 
 def creds(ag):
@@ -58,16 +57,6 @@ def test_registration_conflict_is_explained(workspace, agent_factory):
     assert "409" in other.output() or "exists" in other.output()
     assert "refused" in other.cmd("status").stdout or \
         "registration failed" in other.cmd("status").stdout
-
-
-def snapshot(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def test_snapshot_downloaded_before_start(workspace, agent):

@@ -6,14 +6,13 @@ in <state_dir>-slurm/<job>/<attempt>/ beside the state directory, which stays
 there, owned by the job user, sbatch gets --uid/--gid, and outputs and
 checkpoints come back into the attempt when the job ends; then the staging
 directory is removed (docs/slurm.md, "Staging directory")."""
-import io
 import os
 import pwd
 import stat
-import tarfile
 
 from harness import slurm
 from harness.common import Proc, binary, run, tmpdir, wait_until
+from harness.life import snapshot
 from harness.runner import JOB_USER, ensure_job_user
 
 
@@ -53,16 +52,6 @@ def test_slurm_job_id_u_is_the_job_users(slurm_cluster):
     assert runner.stop() == 0
 
 
-def _targz(files):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as t:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def test_slurm_checkpoint_restored_and_copied_back(slurm_cluster):
     """A requeued attempt's checkpoint reaches the job in its staging dir,
     and what the job leaves in /tether/checkpoints is what the attempt
@@ -75,7 +64,7 @@ def test_slurm_checkpoint_restored_and_copied_back(slurm_cluster):
                     'echo 4 > "$TETHER_CHECKPOINTS/step.txt"; '
                     'rm "$TETHER_CHECKPOINTS/old.txt"']}, attempt=2)
     with open(os.path.join(d, "checkpoint.tar.gz"), "wb") as f:
-        f.write(_targz({"step.txt": b"3\n", "old.txt": b"stale\n"}))
+        f.write(snapshot({"step.txt": b"3\n", "old.txt": b"stale\n"}))
     runner = slurm.start_runner(slurm_cluster, d)
     res = slurm.wait_result(d, 60, runner)
     assert res["reason"] == "succeeded", res
