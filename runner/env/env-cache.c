@@ -1,7 +1,12 @@
 /* env-cache.c: the on-disk environment cache under env_dir.
  *
- * Complete environments are directories named by their 64-hex key; each
- * holds a usage record .tether-env.json (kind, size, created, last_used).
+ * Complete environments are directories named by their 64-hex key, each
+ * with a usage record .meta/<key>.json (kind, size, created, last_used)
+ * written after the build is sealed and in place: a key counts as complete
+ * only with both.  The record lies outside the tree the build (job code,
+ * as the job user) writes, so no build can plant it (a FIFO or a symlink
+ * that the root runner would open and block on, or a "complete" marker
+ * for an unsealed tree).
  * .locks/<key>.lock is held exclusively while a key is built or evicted,
  * .locks/<key>.use is held shared by every runner whose job uses the env:
  * eviction takes both without waiting and skips a key it cannot lock.
@@ -25,7 +30,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define META_NAME "/.tether-env.json"
+static char *meta_path(const char *env_dir, const char *key)
+{
+	return xasprintf("%s/.meta/%s.json", env_dir, key);
+}
 
 static bool key_valid(const char *s)
 {
@@ -89,11 +97,11 @@ void env_cache_unuse(int fd)
 
 bool env_cache_complete(const char *env_dir, const char *key)
 {
-	char *meta = xasprintf("%s/%s" META_NAME, env_dir, key);
+	char *meta = meta_path(env_dir, key);
 	char *path = xasprintf("%s/%s", env_dir, key);
 	struct stat st;
 	bool ok = lstat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
-	          access(meta, F_OK) == 0;
+	          lstat(meta, &st) == 0 && S_ISREG(st.st_mode);
 
 	free(meta);
 	free(path);
@@ -103,6 +111,7 @@ bool env_cache_complete(const char *env_dir, const char *key)
 void env_cache_clean_key(const char *env_dir, const char *key)
 {
 	char *path = xasprintf("%s/%s", env_dir, key);
+	char *meta = meta_path(env_dir, key);
 	size_t klen = strlen(key);
 	struct stat st;
 	DIR *d;
@@ -112,7 +121,10 @@ void env_cache_clean_key(const char *env_dir, const char *key)
 		unlink(path); /* the symlink of a crashed build */
 	else if (lstat(path, &st) == 0 && !env_cache_complete(env_dir, key))
 		rm_rf(path, NULL);
+	if (lstat(path, &st) < 0)
+		unlink(meta); /* a record without its environment */
 	free(path);
+	free(meta);
 	if ((d = opendir(env_dir)) == NULL)
 		return;
 	while ((de = readdir(d)) != NULL) {
@@ -129,7 +141,7 @@ void env_cache_clean_key(const char *env_dir, const char *key)
 static int meta_read(const char *env_dir, const char *key,
                      struct env_entry *ent)
 {
-	char *path = xasprintf("%s/%s" META_NAME, env_dir, key), *text = NULL;
+	char *path = meta_path(env_dir, key), *text = NULL;
 	json_t *j = NULL;
 	const char *kind = "unknown";
 	int rc;
@@ -157,7 +169,8 @@ static int meta_read(const char *env_dir, const char *key,
 static int meta_write(const char *env_dir, const char *key, const char *kind,
                       int64_t size, bool measure, struct err *e)
 {
-	char *path = xasprintf("%s/%s" META_NAME, env_dir, key);
+	char *path = meta_path(env_dir, key);
+	char *mdir = xasprintf("%s/.meta", env_dir);
 	char *dir = xasprintf("%s/%s", env_dir, key), *text;
 	struct env_entry old;
 	int64_t now = (int64_t)time(NULL);
@@ -174,10 +187,14 @@ static int meta_write(const char *env_dir, const char *key, const char *kind,
 	              "size_bytes", (json_int_t)old.size_bytes, "created",
 	              (json_int_t)old.created, "last_used", (json_int_t)now);
 	text = json_dumps(j, JSON_SORT_KEYS);
-	rc = file_write_atomic(path, text, strlen(text), 0644, e);
+	if (mkdir(mdir, 0755) < 0 && errno != EEXIST)
+		rc = err_sys(e, TERR_IO, "mkdir %s", mdir);
+	else
+		rc = file_write_atomic(path, text, strlen(text), 0644, e);
 	free(text);
 	json_decref(j);
 	free(path);
+	free(mdir);
 	free(dir);
 	return rc;
 }
@@ -265,6 +282,10 @@ static int evict_one(const char *env_dir, const struct env_entry *ent)
 	              NULL) == 0) {
 		char *path = xasprintf("%s/%s", env_dir, ent->key);
 		char *gone = xasprintf("%s/%s.tmp.evict", env_dir, ent->key);
+		char *meta = meta_path(env_dir, ent->key);
+		/* no longer complete first, then out of the way */
+		unlink(meta);
+		free(meta);
 		if (rename(path, gone) == 0) {
 			rm_rf(gone, NULL);
 			done = 1;

@@ -93,6 +93,13 @@ static int conda_key(struct runner *r, char out[65], struct err *e)
 	canon = json_pack("{s:s, s:s, s:s, s:s}", "kind", "conda", "tool",
 	                  tool_name(tool), "file", fhash, "platform",
 	                  env_platform());
+	if (env_text_local(text, len, true)) { /* a pip: "- ./pkg" (env.h) */
+		char src[160];
+
+		json_object_set_new(
+		    canon, "source",
+		    json_string(env_source_identity(r, src, sizeof(src))));
+	}
 	env_key_json(canon, out);
 	json_decref(canon);
 out:

@@ -81,7 +81,8 @@ static void hash_str(struct sha256_ctx *h, const char *tag, const char *s)
 static int hash_layers(struct runner *r, struct sha256_ctx *h, struct err *e)
 {
 	const struct jobspec *s = r->spec;
-	char hex[SHA256_HEX_LEN + 1];
+	char hex[SHA256_HEX_LEN + 1], src[160];
+	bool local = env_spec_local(s->env.requirements, s->env.pip_options);
 	int rc = 0;
 
 	for (size_t i = 0; s->env.requirements && s->env.requirements[i]; i++)
@@ -92,12 +93,23 @@ static int hash_layers(struct runner *r, struct sha256_ctx *h, struct err *e)
 	hash_str(h, "conda-tool", s->env.conda_tool);
 	const char *files[] = {s->env.requirements_file, s->env.conda_file};
 	for (size_t i = 0; i < 2 && rc == 0; i++) {
+		char *text = NULL;
+		size_t len = 0;
+
 		if (files[i] == NULL)
 			continue;
-		if ((rc = jobfile_sha256(r, r->work_dir, files[i], JOBFILE_MAX,
-		                         hex, e)) == 0)
+		if ((rc = jobfile_read(r, r->work_dir, files[i], JOBFILE_MAX,
+		                       &text, &len, e)) == 0) {
+			sha256_hex(text, len, hex);
 			hash_str(h, files[i], hex);
+			local = local || env_text_local(text, len, i == 1);
+		}
+		free(text);
 	}
+	/* code of the source is part of it (env.h) */
+	if (rc == 0 && local)
+		hash_str(h, "source",
+		         env_source_identity(r, src, sizeof(src)));
 	return rc;
 }
 

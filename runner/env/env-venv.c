@@ -118,28 +118,29 @@ static json_t *strv_json(const char **v)
 	return a;
 }
 
-/* sha256 of a file in the source tree, for the key (runner/jobfile.h). */
-static int source_file_hash(struct runner *r, const char *rel, char out[65],
-                            struct err *e)
-{
-	if (jobfile_sha256(r, r->work_dir, rel, JOBFILE_MAX, out, e) < 0)
-		return err_wrap(e, "environment.requirements_file");
-	return 0;
-}
-
 static int venv_key(struct runner *r, char out[65], struct err *e)
 {
 	const char *py = venv_python(r);
-	char version[128], fhash[65] = "";
+	char version[128], fhash[65] = "", src[160];
+	bool local = env_spec_local(r->spec->env.requirements,
+	                            r->spec->env.pip_options);
 	json_t *canon;
 	int rc;
 
 	if ((rc = venv_version(r, py, version, sizeof(version), e)) < 0)
 		return err_wrap(e, "venv");
-	if (r->spec->env.requirements_file &&
-	    (rc = source_file_hash(r, r->spec->env.requirements_file, fhash,
-	                           e)) < 0)
-		return rc;
+	if (r->spec->env.requirements_file) {
+		char *text = NULL;
+		size_t len = 0;
+
+		if ((rc = jobfile_read(r, r->work_dir,
+		                       r->spec->env.requirements_file,
+		                       JOBFILE_MAX, &text, &len, e)) < 0)
+			return err_wrap(e, "environment.requirements_file");
+		sha256_hex(text, len, fhash);
+		local = local || env_text_local(text, len, false);
+		free(text);
+	}
 	canon = json_pack(
 	    "{s:s, s:s, s:s, s:b, s:o, s:s, s:o, s:s}", "kind", "venv",
 	    "python", py, "python_version", version, "system_site_packages",
@@ -147,6 +148,10 @@ static int venv_key(struct runner *r, char out[65], struct err *e)
 	    strv_json(r->spec->env.requirements), "requirements_file", fhash,
 	    "pip_options", strv_json(r->spec->env.pip_options), "platform",
 	    env_platform());
+	if (local) /* code of the source is part of it (env.h) */
+		json_object_set_new(
+		    canon, "source",
+		    json_string(env_source_identity(r, src, sizeof(src))));
 	env_key_json(canon, out);
 	json_decref(canon);
 	return 0;

@@ -119,6 +119,123 @@ const char *env_platform(void)
 	return plat;
 }
 
+/* Does a requirement (a spec entry, a requirements file line, a pip
+ * option and its value) name something in the job's own tree rather
+ * than on an index: a path ("./pkg", "wheels/x.whl", "/abs"), a file:
+ * URL, -e/-r/-c, a --find-links directory?  Such code is not in the key's
+ * text, so the key must carry the source (env_source_identity). */
+static bool opt_takes_path(const char *o, size_t n)
+{
+	static const char *const opts[] = {
+	    "-e", "--editable",   "-r",           "--requirement",
+	    "-c", "--constraint", "-f",           "--find-links",
+	    NULL};
+
+	for (size_t i = 0; opts[i]; i++)
+		if (strlen(opts[i]) == n && strncmp(o, opts[i], n) == 0)
+			return true;
+	return false;
+}
+
+static bool names_path(const char *v)
+{
+	size_t n = strcspn(v, " \t;#");
+
+	if (n == 0)
+		return false;
+	if (memmem(v, n, "file:", 5) != NULL)
+		return true;
+	if (memmem(v, n, "://", 3) != NULL)
+		return false; /* an index, a VCS or an archive URL */
+	return v[0] == '.' || v[0] == '/' || v[0] == '~' ||
+	       memchr(v, '/', n) != NULL ||
+	       (n > 4 && memcmp(v + n - 4, ".whl", 4) == 0) ||
+	       (n > 7 && memcmp(v + n - 7, ".tar.gz", 7) == 0) ||
+	       (n > 4 && memcmp(v + n - 4, ".zip", 4) == 0);
+}
+
+bool env_req_local(const char *line, const char *next)
+{
+	const char *v;
+	size_t n;
+
+	while (*line == ' ' || *line == '\t')
+		line++;
+	if (*line == '\0' || *line == '#')
+		return false;
+	if (*line != '-') {
+		const char *at = strchr(line, '@');
+
+		if (strstr(line, "file:") != NULL)
+			return true;
+		/* "name @ ./dir": a direct reference */
+		return names_path(at ? at + 1 + strspn(at + 1, " \t") : line);
+	}
+	n = strcspn(line, " \t=");
+	if (!opt_takes_path(line, n))
+		return false;
+	if (line[n] == '=' || ((line[n] == ' ' || line[n] == '\t') &&
+	                       line[n + strspn(line + n, " \t")] != '\0'))
+		v = line + n + strspn(line + n, " \t=");
+	else
+		v = next;
+	/* -e/-r/-c/-f name a file or tree of the source unless it is a URL;
+	 * with no value at all, assume the worst */
+	if (v == NULL)
+		return true;
+	return strstr(v, "://") == NULL || strstr(v, "file:") != NULL;
+}
+
+bool env_text_local(const char *text, size_t len, bool list_items)
+{
+	const char *p = text, *end = text + len;
+	char line[1024];
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)((nl ? nl : end) - p);
+		const char *l = line;
+
+		snprintf(line, sizeof(line), "%.*s", (int)n, p);
+		p = nl ? nl + 1 : end;
+		if (list_items) { /* environment.yml: only "- item" lines */
+			l += strspn(l, " \t");
+			if (*l != '-' || (l[1] != ' ' && l[1] != '\t'))
+				continue;
+			l += 2;
+		}
+		if (env_req_local(l, NULL))
+			return true;
+	}
+	return false;
+}
+
+const char *env_source_identity(struct runner *r, char *buf, size_t size)
+{
+	const struct jobspec *s = r->spec;
+
+	if (s->source.kind == SOURCE_GIT && r->commit != NULL)
+		snprintf(buf, size, "git:%s", r->commit);
+	else if (s->source.kind == SOURCE_SNAPSHOT && s->source.snapshot)
+		snprintf(buf, size, "snapshot:%s", s->source.snapshot);
+	else if (s->source.kind == SOURCE_NONE)
+		snprintf(buf, size, "none");
+	else /* a local directory (or a commit not known yet): this job only */
+		snprintf(buf, size, "job:%s", r->job_id ? r->job_id : "?");
+	return buf;
+}
+
+bool env_spec_local(const char **reqs, const char **opts)
+{
+	for (size_t i = 0; reqs && reqs[i]; i++)
+		if (env_req_local(reqs[i], NULL))
+			return true;
+	for (size_t i = 0; opts && opts[i]; i++)
+		if (env_req_local(opts[i], opts[i + 1]))
+			return true;
+	return false;
+}
+
 void env_key_json(json_t *canon, char out[65])
 {
 	char *text = json_dump_canon(canon);

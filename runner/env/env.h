@@ -3,8 +3,9 @@
  * does the cache, the lock and the [env] log lines around it.
  *
  * Cache layout under r->set.env_dir (docs/environments.md):
- *   <key>/                 a complete environment (prefix), with
- *   <key>/.tether-env.json its usage record (kind, size, created, last_used)
+ *   <key>/                 an environment (prefix), complete once
+ *   .meta/<key>.json       its usage record (kind, size, created, last_used)
+ *                          exists (outside the tree the build writes)
  *   <key>.tmp.<pid>/       being built; renamed to <key> when complete
  *   .locks/<key>.lock      flock LOCK_EX while building or evicting
  *   .locks/<key>.use       flock LOCK_SH by every runner using the env
@@ -92,6 +93,19 @@ void env_run_bind(const char *tmp, const char *final);
 const char *env_platform(void);
 /* Hash a canonical JSON object (sorted keys) into out. */
 void env_key_json(json_t *canon, char out[65]);
+/* Requirements that name code in the job's tree ("./pkg", "-e .",
+ * "-r more.txt", a file: URL, a --find-links directory) are not in the
+ * key's text: a key over such a spec includes env_source_identity() (the
+ * git commit, the snapshot id, else the job), so that no two sources
+ * share an environment built from their own code (docs/environments.md).
+ * env_req_local: one entry (next: the following argv word, for options);
+ * env_text_local: every line of a requirements file (list_items: only the
+ * "- item" lines of an environment.yml); env_spec_local: the spec's
+ * requirements and pip_options. */
+bool env_req_local(const char *line, const char *next);
+bool env_text_local(const char *text, size_t len, bool list_items);
+bool env_spec_local(const char **reqs, const char **opts);
+const char *env_source_identity(struct runner *r, char *buf, size_t size);
 /* NULL-terminated string vector helpers for res->path_prepend / vars. */
 char **env_strv_add(char **v, char *s);
 /* Add "NAME=value" for each of names set in the runner's environment

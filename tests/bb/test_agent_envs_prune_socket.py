@@ -79,8 +79,10 @@ def test_prune_uses_configured_docker_socket():
     try:
         env_dir = os.path.join(ag.state_dir, "envs", KEY)
         os.makedirs(env_dir)
+        os.makedirs(os.path.join(ag.state_dir, "envs", ".meta"))
         now = int(time.time())
-        with open(os.path.join(env_dir, ".tether-env.json"), "w") as f:
+        with open(os.path.join(ag.state_dir, "envs", ".meta", KEY + ".json"),
+                  "w") as f:
             json.dump({"key": KEY, "kind": "docker", "size_bytes": 10,
                        "created": now, "last_used": now}, f)
         r = ag.cmd("envs", "prune", "--all")

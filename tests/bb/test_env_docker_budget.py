@@ -44,7 +44,7 @@ def test_docker_env_counted_evicted_and_dangling_pruned(docker_base):
     env_dir = os.path.join(state, "envs")
     d1, k1 = run_job("B1", state, 1)  # in use while it ran: kept
     assert dockerd.image_exists("tether-env:" + k1)
-    with open(os.path.join(env_dir, k1, ".tether-env.json")) as f:
+    with open(os.path.join(env_dir, ".meta", k1 + ".json")) as f:
         meta = json.load(f)
     assert meta["kind"] == "docker" and meta["size_bytes"] > 1 << 20, meta
     listed = subprocess.run([hr.binary("tether-runner"), "envs", "--env-dir",

@@ -462,3 +462,82 @@ def test_cancelled_job_stops_its_lookahead_build(tmp_path):
         ws.stop()
         if release and os.path.exists(release):
             os.unlink(release)
+
+
+# setup.py of a local requirement that plants, in the prefix it is built
+# into, what used to be the cache's usage record: a FIFO (the root runner
+# opened it to read the record and blocked for ever, holding the key's
+# lock) next to a symlink to a FIFO of the host.
+PLANT = r'''
+import os, sys
+from setuptools import setup
+p = os.path.join(sys.prefix, ".tether-env.json")
+try:
+    os.unlink(p)
+except OSError:
+    pass
+os.mkfifo(p)
+with open(os.path.join(sys.prefix, "pkg-marker"), "w") as f:
+    f.write("@MARK@")
+setup(name="plant", version="1.0", py_modules=[])
+'''
+
+
+def _local_pkg_job(tmp, mark, plant=True):
+    src = os.path.join(tmp, "plant-src-" + uuid.uuid4().hex[:8])
+    os.makedirs(os.path.join(src, "pkg"))
+    code = PLANT.replace("@MARK@", mark)
+    if not plant:
+        code = code.replace("os.mkfifo(p)", "pass")
+    with open(os.path.join(src, "pkg", "setup.py"), "w") as f:
+        f.write(code)
+    return {"name": "plant", "source": {"path": src},
+            "environment": {"kind": "venv", "requirements": ["./pkg"],
+                            "pip_options": ["--no-index",
+                                            "--no-build-isolation"]},
+            "command": ["sh", "-c", 'echo "marker $(cat $VIRTUAL_ENV/pkg-marker)"']}
+
+
+def test_build_cannot_plant_the_cache_record(tmp_path):
+    """The usage record that makes a cache entry complete lies outside the
+    tree the build writes: a FIFO planted where it used to be does not
+    hang the root runner (it blocked for ever, holding the key's lock),
+    and the environment is complete and listed."""
+    ag = Agent(None)
+    ag.start()
+    try:
+        spec = _local_pkg_job(str(tmp_path), "one")
+        job = _submit(ag, spec, str(tmp_path))
+        log = _wait_done(ag, job, timeout=120)
+        assert "marker one" in log, log
+        env_dir = os.path.join(ag.state_dir, "envs")
+        listed = json.loads(subprocess.run(
+            [binary("tether-runner"), "envs", "--env-dir", env_dir, "--json"],
+            capture_output=True, text=True, timeout=30, check=True).stdout)
+        keys = [e["key"] for e in listed["environments"]] \
+            if isinstance(listed, dict) else [e["key"] for e in listed]
+        assert len(keys) == 1, listed
+        assert os.path.isfile(os.path.join(env_dir, ".meta",
+                                           keys[0] + ".json"))
+    finally:
+        ag.stop()
+
+
+def test_local_requirement_is_not_shared_across_sources(tmp_path):
+    """`requirements: ["./pkg"]` names code in the job's source: two jobs
+    with that same spec text but different sources must not share one
+    environment (one job's package would run in the other's job)."""
+    ag = Agent(None)
+    ag.start()
+    try:
+        a = _submit(ag, _local_pkg_job(str(tmp_path), "from-a", False),
+                    str(tmp_path))
+        log = _wait_done(ag, a, timeout=120)
+        assert "marker from-a" in log, log
+        b = _submit(ag, _local_pkg_job(str(tmp_path), "from-b", False),
+                    str(tmp_path))
+        log = _wait_done(ag, b, timeout=120)
+        assert "marker from-b" in log, log
+        assert "[env] cache hit" not in log, log
+    finally:
+        ag.stop()

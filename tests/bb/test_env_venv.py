@@ -90,7 +90,7 @@ def test_first_builds_second_is_cache_hit(wheelhouse):
     assert second["result"]["durations"]["env"] == pytest.approx(t2, abs=0.01)
     # no half-built leftovers next to the environment
     assert sorted(os.listdir(os.path.join(root, "envs"))) == \
-        sorted([".locks", ".python-versions", key[0]])
+        sorted([".locks", ".meta", ".python-versions", key[0]])
 
 
 def test_cache_hit_runs_no_interpreter(wheelhouse):

@@ -44,7 +44,7 @@ static void make_env(int n, int kb, int age)
 	                 0);
 	assert_int_equal(env_cache_touch(dir, key_n(n), "venv", true, &e), 0);
 	/* backdate last_used */
-	meta = xasprintf("%s/.tether-env.json", d);
+	meta = xasprintf("%s/.meta/%s.json", dir, key_n(n));
 	text = xasprintf("{\"key\": \"%s\", \"kind\": \"venv\", \"size_bytes\":"
 	                 " %d, \"created\": 1, \"last_used\": %lld}",
 	                 key_n(n), kb * 1024, (long long)time(NULL) - age);
@@ -84,6 +84,13 @@ static void test_complete_and_clean(void **state)
 	assert_int_equal(access(d, F_OK), -1);
 	assert_int_equal(access(tmp, F_OK), -1);
 	assert_int_equal(mkdir(d, 0755), 0);
+	{ /* what the build writes into its tree makes nothing complete */
+		char *planted = xasprintf("%s/.tether-env.json", d);
+		assert_int_equal(mkfifo(planted, 0644), 0);
+		assert_false(env_cache_complete(dir, key_n(3)));
+		unlink(planted);
+		free(planted);
+	}
 	assert_int_equal(env_cache_touch(dir, key_n(3), "conda", true, &e), 0);
 	assert_true(env_cache_complete(dir, key_n(3)));
 	env_cache_clean_key(dir, key_n(3)); /* keeps a complete one */
@@ -149,6 +156,44 @@ static void test_list_and_prune(void **state)
 	free(v);
 }
 
+/* Which requirements name code in the job's tree (env.h): the key then
+ * carries the source. */
+static void test_local_requirements(void **state)
+{
+	static const char *const local[] = {
+	    "./pkg", ".", "/abs/dir", "wheels/x-1.0-py3-none-any.whl",
+	    "x-1.0.tar.gz", "-e .", "--editable=./pkg", "-r more.txt",
+	    "-c c.txt", "--find-links ./wheels", "-f=wheels",
+	    "pkg @ file:///tmp/x", "pkg @ ./dir", "  ./indented", NULL};
+	static const char *const remote[] = {
+	    "numpy", "torch>=2.0", "numpy>=1.0; python_version<'3.8'",
+	    "pkg @ https://host/pkg.whl", "git+https://h/r.git@v1#egg=r",
+	    "--index-url https://i/simple", "--pre", "-e git+https://h/r.git",
+	    "--find-links https://h/wheels/", "# ./comment", "", NULL};
+	const char *opts[] = {"--no-index", "--find-links", "wheels", NULL};
+	const char *ropts[] = {"--no-index", "--find-links",
+	                       "https://h/wheels/", NULL};
+	const char *yml = "name: x\ndependencies:\n  - python=3.11\n"
+	                  "  - pip:\n    - ./pkg\n";
+	const char *yml_ok = "name: x\nprefix: /opt/x\ndependencies:\n"
+	                     "  - numpy\n  - pip:\n    - torch\n";
+
+	(void)state;
+	for (size_t i = 0; local[i]; i++)
+		if (!env_req_local(local[i], NULL))
+			fail_msg("not seen as local: '%s'", local[i]);
+	for (size_t i = 0; remote[i]; i++)
+		if (env_req_local(remote[i], NULL))
+			fail_msg("seen as local: '%s'", remote[i]);
+	assert_true(env_spec_local(NULL, opts));
+	assert_false(env_spec_local(NULL, ropts));
+	assert_true(env_req_local("-r", NULL)); /* no value: the worst */
+	assert_true(env_text_local(yml, strlen(yml), true));
+	assert_false(env_text_local(yml_ok, strlen(yml_ok), true));
+	assert_true(env_text_local("numpy\n-e .\n", 11, false));
+	assert_false(env_text_local("numpy\ntorch==2\n", 15, false));
+}
+
 static void test_prune_within_budget_keeps_all(void **state)
 {
 	size_t removed = 9;
@@ -171,6 +216,7 @@ int main(void)
 	    cmocka_unit_test(test_lock_excludes),
 	    cmocka_unit_test(test_list_and_prune),
 	    cmocka_unit_test(test_prune_within_budget_keeps_all),
+	    cmocka_unit_test(test_local_requirements),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
