@@ -108,8 +108,7 @@ static int hash_layers(struct runner *r, struct sha256_ctx *h, struct err *e)
 	}
 	/* code of the source is part of it (env.h) */
 	if (rc == 0 && local)
-		hash_str(h, "source",
-		         env_source_identity(r, src, sizeof(src)));
+		hash_str(h, "source", env_source_identity(r, src, sizeof(src)));
 	return rc;
 }
 

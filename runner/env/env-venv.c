@@ -122,8 +122,8 @@ static int venv_key(struct runner *r, char out[65], struct err *e)
 {
 	const char *py = venv_python(r);
 	char version[128], fhash[65] = "", src[160];
-	bool local = env_spec_local(r->spec->env.requirements,
-	                            r->spec->env.pip_options);
+	bool local =
+	    env_spec_local(r->spec->env.requirements, r->spec->env.pip_options);
 	json_t *canon;
 	int rc;
 

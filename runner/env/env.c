@@ -127,9 +127,8 @@ const char *env_platform(void)
 static bool opt_takes_path(const char *o, size_t n)
 {
 	static const char *const opts[] = {
-	    "-e", "--editable",   "-r",           "--requirement",
-	    "-c", "--constraint", "-f",           "--find-links",
-	    NULL};
+	    "-e", "--editable",   "-r", "--requirement", "-c", "--constraint",
+	    "-f", "--find-links", NULL};
 
 	for (size_t i = 0; opts[i]; i++)
 		if (strlen(opts[i]) == n && strncmp(o, opts[i], n) == 0)

@@ -160,16 +160,33 @@ static void test_list_and_prune(void **state)
  * carries the source. */
 static void test_local_requirements(void **state)
 {
-	static const char *const local[] = {
-	    "./pkg", ".", "/abs/dir", "wheels/x-1.0-py3-none-any.whl",
-	    "x-1.0.tar.gz", "-e .", "--editable=./pkg", "-r more.txt",
-	    "-c c.txt", "--find-links ./wheels", "-f=wheels",
-	    "pkg @ file:///tmp/x", "pkg @ ./dir", "  ./indented", NULL};
-	static const char *const remote[] = {
-	    "numpy", "torch>=2.0", "numpy>=1.0; python_version<'3.8'",
-	    "pkg @ https://host/pkg.whl", "git+https://h/r.git@v1#egg=r",
-	    "--index-url https://i/simple", "--pre", "-e git+https://h/r.git",
-	    "--find-links https://h/wheels/", "# ./comment", "", NULL};
+	static const char *const local[] = {"./pkg",
+	                                    ".",
+	                                    "/abs/dir",
+	                                    "wheels/x-1.0-py3-none-any.whl",
+	                                    "x-1.0.tar.gz",
+	                                    "-e .",
+	                                    "--editable=./pkg",
+	                                    "-r more.txt",
+	                                    "-c c.txt",
+	                                    "--find-links ./wheels",
+	                                    "-f=wheels",
+	                                    "pkg @ file:///tmp/x",
+	                                    "pkg @ ./dir",
+	                                    "  ./indented",
+	                                    NULL};
+	static const char *const remote[] = {"numpy",
+	                                     "torch>=2.0",
+	                                     "numpy>=1.0; python_version<'3.8'",
+	                                     "pkg @ https://host/pkg.whl",
+	                                     "git+https://h/r.git@v1#egg=r",
+	                                     "--index-url https://i/simple",
+	                                     "--pre",
+	                                     "-e git+https://h/r.git",
+	                                     "--find-links https://h/wheels/",
+	                                     "# ./comment",
+	                                     "",
+	                                     NULL};
 	const char *opts[] = {"--no-index", "--find-links", "wheels", NULL};
 	const char *ropts[] = {"--no-index", "--find-links",
 	                       "https://h/wheels/", NULL};
