@@ -17,6 +17,7 @@
 #include <git2.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define SUBMODULE_MAX_DEPTH 4
@@ -120,6 +121,32 @@ out:
 	return rc < 0 ? GIT_EUSER : 0;
 }
 
+/* Does the config text have an [include] or [includeIf …] section?
+ * libgit2's file backend follows them (real git does not for
+ * .gitmodules): the root runner would open a path the repository names
+ * (a FIFO, a host file whose values end up in the log). */
+static bool has_include(const char *p, size_t len)
+{
+	const char *end = p + len;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *l = p, *le = nl ? nl : end;
+
+		p = nl ? nl + 1 : end;
+		while (l < le && (*l == ' ' || *l == '\t'))
+			l++;
+		if (l >= le || *l != '[')
+			continue;
+		l++;
+		while (l < le && (*l == ' ' || *l == '\t'))
+			l++;
+		if (le - l >= 7 && strncasecmp(l, "include", 7) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* Parse the .gitmodules blob of tree into cfg (through a private file). */
 static int gitmodules_open(git_repository *repo, git_tree *tree,
                            git_config **cfg, struct err *e)
@@ -132,6 +159,13 @@ static int gitmodules_open(git_repository *repo, git_tree *tree,
 	if (te == NULL ||
 	    git_blob_lookup(&blob, repo, git_tree_entry_id(te)) < 0)
 		return err_set(e, TERR_INVAL, ".gitmodules is not a file");
+	if (has_include(git_blob_rawcontent(blob),
+	                (size_t)git_blob_rawsize(blob))) {
+		rc = err_set(e, TERR_INVAL,
+		             ".gitmodules has an [include] section: refusing "
+		             "(git does not read includes in .gitmodules)");
+		goto out;
+	}
 	if ((fd = mkstemp(path)) < 0) {
 		rc = err_sys(e, TERR_IO, "temporary file");
 		goto out;

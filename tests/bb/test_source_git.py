@@ -259,3 +259,21 @@ def test_fetch_into_an_up_to_date_mirror_says_so():
     assert "mirror already up to date" in again["log"], again["log"]
     assert "0 objects received" not in again["log"]
     assert "already in the mirror" not in again["log"]
+
+
+def test_gitmodules_include_is_refused():
+    """libgit2 follows `[include] path = …` in a config file; git does not
+    in .gitmodules.  The root runner parsed the repository's .gitmodules
+    with includes on: a path naming a FIFO blocked it for ever (and a host
+    file's values reached the log).  Refused at once, naming why."""
+    root = root_dir()
+    fifo = os.path.join(root, "evil.fifo")
+    os.mkfifo(fifo)
+    bare, ids, _ = make_repo(root, files={
+        "hello.txt": "hi\n",
+        ".gitmodules": f'[Include]\n\tpath = {fifo}\n'
+                       '[submodule "lib"]\n\tpath = lib\n\turl = ../lib.git\n'})
+    att = run_attempt(root, spec({"git": {"url": "file://" + bare,
+                                          "submodules": True}}), timeout=60)
+    assert att["result"]["reason"] == "source_failed", att["log"]
+    assert "[include] section" in att["result"]["message"], att["result"]
