@@ -131,7 +131,9 @@ const struct conf_key agent_conf_table[] = {
      "source_failed naming this setting and the partial extraction is "
      "removed."},
     {"snapshot_max_entries", CONF_INT, "1000000", OFF(snapshot_max_entries), 1,
-     I64MAX, "Most entries (files, directories, links) in a source snapshot."},
+     I64MAX,
+     "Most entries (files, directories, links) in a source snapshot or a git "
+     "checkout (submodules included)."},
     {"source_max_bytes", CONF_SIZE, "2G", OFF(source_max_bytes), 0, 0,
      "Most bytes a git source may fetch into its mirror and check out "
      "(submodules included); over it the attempt ends source_failed."},

@@ -130,6 +130,28 @@ static int write_dir(git_repository *repo, const git_tree_entry *te, int dfd,
 	return rc;
 }
 
+/* Count one entry; stop when over the bound or when the attempt is
+ * cancelled or fenced (checked once a second). */
+static int entry_take(struct source_budget *b, const char *name, struct err *e)
+{
+	const char *stop;
+	int64_t now;
+
+	if (++b->entries > b->max_entries)
+		return err_set(e, TERR_TOOBIG,
+		               "'%s': more than %lld entries checked out (the "
+		               "source entry limit, snapshot_max_entries)",
+		               name, (long long)b->max_entries);
+	if (b->r == NULL || (b->entries & 255) != 0 ||
+	    (now = now_mono_ms()) < b->next_fence_ms)
+		return 0;
+	b->next_fence_ms = now + 1000;
+	if ((stop = source_fenced(b->r)) != NULL)
+		return err_set(e, TERR_CONFLICT,
+		               "stopped while checking out: %s", stop);
+	return 0;
+}
+
 static int tree_write_at(git_repository *repo, const git_tree *tree, int dfd,
                          int depth, struct source_budget *b, struct err *e)
 {
@@ -144,6 +166,8 @@ static int tree_write_at(git_repository *repo, const git_tree *tree, int dfd,
 		if (!name_ok(name))
 			return err_set(e, TERR_INVAL,
 			               "refusing tree entry '%s'", name);
+		if ((rc = entry_take(b, name, e)) < 0)
+			return rc;
 		switch (git_tree_entry_filemode(te)) {
 		case GIT_FILEMODE_TREE:
 		case GIT_FILEMODE_COMMIT:

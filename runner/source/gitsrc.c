@@ -44,7 +44,8 @@ struct gitsrc {
 /* What this attempt's git source may write (source_max_bytes): each fetch
  * may receive that much, and all checkouts together may write that much.
  * One runner fetches one source, so one budget per process. */
-static struct source_budget git_budget = {SOURCE_MAX_BYTES_DEFAULT, 0};
+static struct source_budget git_budget = {
+    SOURCE_MAX_BYTES_DEFAULT, 0, INT64_MAX, 0, NULL, 0};
 
 /* Message of the last libgit2 error. */
 static const char *git_msg(void)
@@ -497,8 +498,17 @@ int gitsrc_checkout(struct runner *r, const char *url, const char *commit,
 	if (hex)
 		memcpy(hex, g.hex, sizeof(g.hex));
 	/* the parent's mirror is unlocked now: submodules take their own */
-	for (size_t i = 0; i < nsubs && rc == 0; i++)
-		rc = gitsrc_submodule_checkout(r, &subs[i], dir, depth + 1, e);
+	for (size_t i = 0; i < nsubs && rc == 0; i++) {
+		const char *stop = source_fenced(r);
+
+		if (stop != NULL)
+			rc = err_set(e, TERR_CONFLICT,
+			             "stopped before submodule '%s': %s",
+			             subs[i].name, stop);
+		else
+			rc = gitsrc_submodule_checkout(r, &subs[i], dir,
+			                               depth + 1, e);
+	}
 out:
 	gitsrc_submodules_free(subs, nsubs);
 	return rc;
@@ -512,6 +522,10 @@ int gitsrc_fetch(struct runner *r, struct err *e)
 	gitsrc_init(r);
 	git_budget.max_bytes = r->set.source_max_bytes;
 	git_budget.used = 0;
+	git_budget.max_entries = r->set.snapshot_max_entries;
+	git_budget.entries = 0;
+	git_budget.r = r;
+	git_budget.next_fence_ms = 0;
 	rc = gitsrc_checkout(r, r->spec->source.url, r->spec->source.commit,
 	                     r->spec->source.ref, r->work_dir, 0, hex, e);
 	if (rc == 0) {

@@ -63,9 +63,17 @@ int gitsrc_submodule_list(struct git_repository *repo, struct git_tree *tree,
  * submodules included): source_max_bytes. */
 struct source_budget {
 	int64_t max_bytes, used;
+	/* entries written (files, directories, links, submodules), at most
+	 * max_entries (snapshot_max_entries): a tree can name one subtree
+	 * many times, so bytes alone do not bound a checkout */
+	int64_t max_entries, entries;
+	struct runner *r;      /* for cancel/lease checks (source_fenced) */
+	int64_t next_fence_ms; /* when to check them next */
 };
 /* gitsrc-tree.c: write tree's files into dir (which exists), counting blob
- * bytes into b; TERR_TOOBIG naming source_max_bytes when over it. */
+ * bytes and entries into b; TERR_TOOBIG naming source_max_bytes or
+ * snapshot_max_entries when over one; TERR_CONFLICT when the attempt is
+ * cancelled or its lease lapses meanwhile. */
 int gitsrc_tree_write(struct git_repository *repo, struct git_tree *tree,
                       const char *dir, struct source_budget *b, struct err *e);
 /* Check one submodule out into <dir>/<path> at its commit. */

@@ -277,3 +277,69 @@ def test_gitmodules_include_is_refused():
                                           "submodules": True}}), timeout=60)
     assert att["result"]["reason"] == "source_failed", att["log"]
     assert "[include] section" in att["result"]["message"], att["result"]
+
+
+def _tree_bomb(root, fanout=40, levels=4):
+    """A bare repo of a few KiB whose tree names one subtree `fanout` times
+    per level: fanout**levels empty files (2.5 M here), 0 blob bytes."""
+    import subprocess
+    bare = os.path.join(root, "bomb.git")
+    git("init", "-q", "--bare", bare)
+
+    def run(args, data):
+        return subprocess.run(["git", *args], cwd=bare, input=data,
+                              capture_output=True, text=True,
+                              check=True).stdout.strip()
+    blob = run(["hash-object", "-w", "--stdin"], "")
+    entries = "".join(f"100644 blob {blob}\tf{i}\n" for i in range(fanout))
+    tree = run(["mktree"], entries)
+    for _ in range(levels - 1):
+        tree = run(["mktree"], "".join(f"040000 tree {tree}\td{i}\n"
+                                       for i in range(fanout)))
+    commit = git("commit-tree", tree, "-m", "bomb", cwd=bare)
+    git("update-ref", "refs/heads/main", commit, cwd=bare)
+    git("symbolic-ref", "HEAD", "refs/heads/main", cwd=bare)
+    return bare
+
+
+def test_tree_naming_one_subtree_many_times_is_bounded():
+    """Blob bytes alone do not bound a checkout: the entries do.  Without
+    an entry bound the root runner wrote millions of empty files (the state
+    dir's inodes) and never looked at cancel or the lease."""
+    root = root_dir()
+    bare = _tree_bomb(root)
+    # snapshot_max_entries 20000 (default 1,000,000): the same refusal,
+    # without writing a million files first.
+    att = run_attempt(root, spec({"git": {"url": "file://" + bare}}),
+                      settings={"snapshot_max_entries": 20000}, timeout=60)
+    assert att["result"]["reason"] == "source_failed", att["log"]
+    assert "snapshot_max_entries" in att["result"]["message"], att["result"]
+
+
+def test_cancel_stops_a_long_checkout():
+    """A checkout of millions of entries honours cancel (checked once a
+    second while writing)."""
+    import time
+    from harness import runner as R
+    from harness.gitserver import read_attempt
+    root = root_dir()
+    bare = _tree_bomb(root)
+    p = run_attempt(root, spec({"git": {"url": "file://" + bare}}),
+                    wait=False)
+    d = os.path.join(root, "state", "jobs", "1", "1")
+    work = os.path.join(d, "work")
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+                os.path.isdir(os.path.join(work, "d0"))):
+            time.sleep(0.1)
+        time.sleep(1)  # well into writing 2.5 M files
+        t0 = time.monotonic()
+        R.write_cancel(d)
+        p.wait(30)
+        assert time.monotonic() - t0 < 5
+    finally:
+        if p.poll() is None:
+            p.kill()
+    att = read_attempt(d)
+    assert att["result"]["reason"] == "cancelled", att["log"]
