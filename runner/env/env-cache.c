@@ -77,6 +77,12 @@ static int lock_take(const char *dir, const char *key, const char *suffix,
 	return 0;
 }
 
+int env_cache_lock_fd(const char *env_dir, const char *key, int *fd,
+                      struct err *e)
+{
+	return lock_open(env_dir, key, ".lock", fd, e);
+}
+
 int env_cache_lock(const char *env_dir, const char *key, bool wait, int *fd,
                    struct err *e)
 {

@@ -260,12 +260,23 @@ static const struct env_builder *env_builder_for(enum env_kind k)
 /* Take the key's lock, saying so in the log when another job holds it. */
 static int env_lock(struct runner *r, const char *dir, int *fd, struct err *e)
 {
+	int rc;
+
 	if (env_cache_lock(dir, r->env.key, false, fd, NULL) == 0)
 		return 0;
 	runner_logf(r, "env",
 	            "waiting: another job is building environment %.12s",
 	            r->env.key);
-	return env_cache_lock(dir, r->env.key, true, fd, e);
+	/* the lock file is open (the try above): wait on it, but not past
+	 * a cancel or the lease (source_lock_wait) */
+	if ((rc = env_cache_lock_fd(dir, r->env.key, fd, e)) < 0)
+		return rc;
+	if ((rc = source_lock_wait(r, *fd, "the environment's build lock", e)) <
+	    0) {
+		close(*fd);
+		*fd = -1;
+	}
+	return rc;
 }
 
 /* A builder that caches by itself (docker images). */

@@ -124,6 +124,10 @@ struct env_entry {
 	bool in_use;
 };
 
+/* Open (not take) the key's build lock file, for a caller that waits on
+ * it its own way (source_lock_wait). */
+int env_cache_lock_fd(const char *env_dir, const char *key, int *fd,
+                      struct err *e);
 /* Take the build lock for key; without wait, TERR_BUSY when it is held. */
 int env_cache_lock(const char *env_dir, const char *key, bool wait, int *fd,
                    struct err *e);

@@ -225,8 +225,9 @@ static int mirror_open(struct gitsrc *g, struct err *e)
 		            "waiting for the mirror of %s (another job is "
 		            "fetching it)",
 		            g->safe_url);
-		if (flock(g->lock_fd, LOCK_EX) < 0)
-			return err_sys(e, TERR_IO, "lock %s", g->lockpath);
+		if (source_lock_wait(g->r, g->lock_fd, "the mirror's lock", e) <
+		    0)
+			return err_wrap(e, "%s", g->safe_url);
 	}
 	if (git_repository_open_bare(&g->repo, g->mirror) == 0)
 		return 0;

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,6 +32,26 @@ const char *source_fenced(struct runner *r)
 	fence_init(&f);
 	fence_reload(&f, r->dir);
 	return fence_check(&f, now_mono_ms());
+}
+
+int source_lock_wait(struct runner *r, int fd, const char *what, struct err *e)
+{
+	int64_t next = now_mono_ms() + 1000;
+	const char *stop;
+
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return err_sys(e, TERR_IO, "lock %s", what);
+		if (now_mono_ms() >= next) {
+			next = now_mono_ms() + 1000;
+			if ((stop = source_fenced(r)) != NULL)
+				return err_set(e, TERR_CONFLICT,
+				               "%s while waiting for %s", stop,
+				               what);
+		}
+		usleep(50 * 1000);
+	}
+	return 0;
 }
 
 static int copy_fd(int in, int out, struct err *e)

@@ -92,5 +92,9 @@ int gitsrc_hostkey_check(const char *known_hosts, const char *host, int port,
  * and lease files), or NULL.  Long source and env steps check it at least
  * once a second and abort. */
 const char *source_fenced(struct runner *r);
+/* flock(fd, LOCK_EX), waiting as long as another holder keeps it but no
+ * longer than the attempt may go on: TERR_CONFLICT naming why (cancel,
+ * lease) when source_fenced says so meanwhile (checked once a second). */
+int source_lock_wait(struct runner *r, int fd, const char *what, struct err *e);
 
 #endif

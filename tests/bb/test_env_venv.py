@@ -258,3 +258,39 @@ def test_look_ahead_build(wheelhouse):
     write_spec(root, bad, venv_spec(wheelhouse, reqs=("nosuchpkg",)))
     r = run([binary("tether-runner"), "envs", "build", bad], check=False)
     assert r.returncode == 1 and "pip install failed" in r.stderr
+
+
+def test_cancel_while_waiting_for_another_jobs_build(wheelhouse):
+    """A job waiting for the build lock that another job holds (here: the
+    test holds it) stops on cancel within seconds; it waited for the lock
+    with no look at cancel or the lease, for as long as the other build
+    took (for ever, with a build that hangs)."""
+    import fcntl
+    from harness import runner as R
+    root = root_dir()
+    first = run_attempt(root, venv_spec(wheelhouse))
+    assert first["result"]["reason"] == "succeeded", first["log"]
+    (key,) = [e["key"] for e in envs_json(root)]
+    run([binary("tether-runner"), "envs", "prune", "--env-dir",
+         os.path.join(root, "envs"), "--all"])
+    lock = open(os.path.join(root, "envs", ".locks", key + ".lock"), "a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        p = run_attempt(root, venv_spec(wheelhouse), job="2", wait=False)
+        d = os.path.join(root, "state", "jobs", "2", "1")
+        try:
+            wait_until(lambda: "waiting: another job is building" in
+                       open(os.path.join(d, "log")).read()
+                       if os.path.exists(os.path.join(d, "log")) else False,
+                       60, what="the runner to wait for the lock")
+            t0 = time.monotonic()
+            R.write_cancel(d)
+            p.wait(30)
+            assert time.monotonic() - t0 < 5
+        finally:
+            if p.poll() is None:
+                p.kill()
+        att = read_attempt(d)
+        assert att["result"]["reason"] == "cancelled", att["log"]
+    finally:
+        lock.close()

@@ -343,3 +343,42 @@ def test_cancel_stops_a_long_checkout():
             p.kill()
     att = read_attempt(d)
     assert att["result"]["reason"] == "cancelled", att["log"]
+
+
+def test_cancel_while_waiting_for_the_mirror_lock():
+    """A job waiting for the mirror's lock (another job fetching the same
+    repository; here the test holds it) stops on cancel within seconds."""
+    import fcntl
+    import hashlib
+    import time
+    from harness import runner as R
+    from harness.gitserver import read_attempt
+    root = root_dir()
+    bare, ids, _ = make_repo(root)
+    url = "file://" + bare
+    gitdir = os.path.join(root, "state", "git")
+    os.makedirs(gitdir, exist_ok=True)
+    lock = open(os.path.join(
+        gitdir, hashlib.sha256(url.encode()).hexdigest() + ".lock"), "a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        p = run_attempt(root, spec({"git": {"url": url}}), wait=False)
+        d = os.path.join(root, "state", "jobs", "1", "1")
+        log = os.path.join(d, "log")
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (
+                    os.path.exists(log) and
+                    "waiting for the mirror" in open(log).read()):
+                time.sleep(0.1)
+            t0 = time.monotonic()
+            R.write_cancel(d)
+            p.wait(30)
+            assert time.monotonic() - t0 < 5
+        finally:
+            if p.poll() is None:
+                p.kill()
+        att = read_attempt(d)
+        assert att["result"]["reason"] == "cancelled", att["log"]
+    finally:
+        lock.close()
