@@ -175,8 +175,15 @@ void env_box_stop(struct env_box *b, int64_t grace_ms)
 	int64_t end = now_mono_ms() + (grace_ms > 0 ? grace_ms : 0);
 
 	cgroup_job_signal(b->cg, SIGTERM, NULL);
-	while (now_mono_ms() < end && waitpid(b->init, NULL, WNOHANG) == 0)
+	while (b->init > 0 && now_mono_ms() < end) {
+		pid_t w = waitpid(b->init, NULL, WNOHANG);
+
+		if (w == b->init || (w < 0 && errno != EINTR)) {
+			b->init = 0; /* reaped: its pid may be anyone's now */
+			break;
+		}
 		usleep(20 * 1000);
+	}
 	cgroup_job_kill(b->cg, BOX_KILL_MS, NULL);
 	env_box_free(b);
 }
