@@ -371,6 +371,7 @@ void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	free(r->tmp_path);
 	free(r->early_body);
 	free(r->pre_text);
+	sched_fit_free(r->fit);
 	free(r->path);
 	free(r->rest);
 	buf_free(&r->body);

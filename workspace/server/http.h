@@ -11,6 +11,7 @@
 struct MHD_Connection;
 struct MHD_Response;
 struct sha256_ctx;
+struct agent_fit;
 
 #define REQ_MAX_SEGS  8
 #define REQ_SUSPENDED 0 /* handler parked the request (long-poll) */
@@ -67,7 +68,12 @@ struct req {
 	int64_t wait_job;   /* a log reader's job */
 	int64_t lease_room; /* a parked lease poll's room for new jobs */
 	uint64_t lease_seq; /* which of its agent's polls this is (lease.c) */
-	struct req *wnext;
+	struct req *wnext, *wprev; /* the parked requests of its kind */
+	struct req *hnext, *hprev; /* a lease poll: its agent's bucket */
+	size_t wbucket, heap_idx;
+	/* a lease poll: its agent's labels and capacity, for sched_wake_queued
+	 * to match queued jobs against without a query (sched.c) */
+	struct agent_fit *fit;
 	/* reply */
 	struct MHD_Response *resp;
 	int status;
@@ -106,12 +112,12 @@ bool wait_park(struct req *r);
 void wait_mark(struct req *r);
 /* How many lease polls and log reads are parked now. */
 void wait_counts(struct ws *ws, int64_t *lease, int64_t *log);
-/* The agent ids of the parked lease polls with room for a job (a fresh
- * array in *ids, caller frees); how many. */
-int wait_parked_agents(struct ws *ws, char (**ids)[48]);
-/* Resume the parked lease polls of the ids[i] with pick[i]. */
-void wait_resume_agents(struct ws *ws, char (*ids)[48], const bool *pick,
-                        int n);
+/* Resume up to max parked lease polls with room whose agent's fit passes
+ * fits(fit, arg); how many.  Called with store_lock held (the lock order
+ * is store_lock, then wait_mu). */
+int wait_wake_fitting(struct ws *ws,
+                      bool (*fits)(const struct agent_fit *, void *), void *arg,
+                      int max);
 
 /* Finish a streamed (BODY_FILE) body: fsync it, give its sha256; the
  * data is in r->tmp_path (an empty file for an empty body). */
