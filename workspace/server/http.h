@@ -23,7 +23,9 @@ enum auth_kind {
 	AUTH_ANY,   /* admin token or agent secret */
 };
 
-enum body_kind { BODY_NONE, BODY_MEM, BODY_FILE };
+/* BODY_SINK: each piece of the body goes to the route's sink as it
+ * arrives (after its pre-check passed), nothing is buffered. */
+enum body_kind { BODY_NONE, BODY_MEM, BODY_FILE, BODY_SINK };
 
 struct req;
 typedef int (*handler_fn)(struct req *r);
@@ -37,6 +39,8 @@ struct route {
 	size_t cap_offset; /* offsetof(struct ws_conf, max_...) */
 	handler_fn fn;
 	handler_fn pre; /* optional: runs before the body is read */
+	/* BODY_SINK: takes one piece of the body; -1 drops the connection */
+	int (*sink)(struct req *r, const char *data, size_t n);
 };
 
 struct req {
@@ -58,6 +62,10 @@ struct req {
 	bool too_large;
 	bool in_pre;    /* a pre-check runs: reply_bytes keeps a copy */
 	char *pre_text; /* that copy */
+	/* a handler's own state for the request, freed (and undone) by
+	 * state_free when the request ends however it ends */
+	void *state;
+	void (*state_free)(struct req *r);
 	/* an error found before the body was read, sent at the end */
 	int early_status;
 	char *early_body;
@@ -89,6 +97,9 @@ int reply_bytes(struct req *r, int status, const void *data, size_t len,
                 const char *ctype);
 /* Send an open file (takes the fd). */
 int reply_fd(struct req *r, int status, int fd, int64_t size);
+/* Send size bytes of an open file from off (takes the fd; sendfile on
+ * the plain listener). */
+int reply_fd_at(struct req *r, int status, int fd, int64_t off, int64_t size);
 void reply_header(struct req *r, const char *name, const char *value);
 int reply_internal(struct req *r, const char *what);
 
