@@ -365,3 +365,13 @@ void wait_stop(struct ws *ws)
 	pthread_mutex_unlock(&ws->wait_mu);
 	pthread_join(ws->sweeper, NULL);
 }
+
+void wait_free(struct ws *ws)
+{
+	free(ws->wait_buckets);
+	free(ws->wait_heap[WAIT_LEASE]);
+	free(ws->wait_heap[WAIT_LOG]);
+	ws->wait_buckets = NULL;
+	ws->wait_heap[WAIT_LEASE] = ws->wait_heap[WAIT_LOG] = NULL;
+	ws->wait_heap_cap[WAIT_LEASE] = ws->wait_heap_cap[WAIT_LOG] = 0;
+}

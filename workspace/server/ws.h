@@ -155,6 +155,8 @@ int64_t log_final_length(struct ws *ws, int64_t job, int64_t att);
 bool log_complete(bool terminal, int64_t len, int64_t final_len);
 int wait_start(struct ws *ws, struct err *e);
 void wait_stop(struct ws *ws);
+/* Free the parked requests' index once no request runs (after httpd_stop). */
+void wait_free(struct ws *ws);
 
 /* lease.c: write the last_seen times noted since the last flush, in one
  * transaction; store_lock held. */
