@@ -12,7 +12,9 @@
  * requests whose deadline passed, every 100 ms expires lapsed leases
  * (sched_expire), every second applies retention (retention_sweep) and
  * offers still-queued jobs again (sched_wake_queued: a woken poll may have
- * died or been taken first). */
+ * died or been taken first).  Parked lease polls are found by agent id (a
+ * hash table) and every parked request by deadline (a heap): no wake-up
+ * walks all 10,000 of them. */
 #include "workspace/server/http.h"
 #include "common/log.h"
 #include "common/util.h"
