@@ -63,7 +63,7 @@ const struct conf_key agent_conf_table[] = {
      "First retry delay when the workspace is unreachable."},
     {"backoff_max", CONF_DURATION, "60s", OFF(backoff_max_ms), 0, 0,
      "Cap of the exponential retry delay (jittered)."},
-    {"log_chunk", CONF_SIZE, "4M", OFF(log_chunk), 0, 0,
+    {"log_chunk", CONF_SIZE, "8M", OFF(log_chunk), 0, 0,
      "Largest log upload per request (the protocol allows 8M)."},
     {"state_dir", CONF_STR, ATTEMPT_DEF_STATE_DIR, OFF(state_dir), 0, 0,
      "State directory: agent.db, credentials, attempt directories."},

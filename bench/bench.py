@@ -30,6 +30,7 @@ from harness.workspace import Workspace  # noqa: E402
 FULL = {"idle_hb_s": 5, "hb_s": 1, "idle_windows": 6, "submit_budget_s": 120, "b2b_n": 10, "wslat_n": 20,
         "many_budget_s": 60, "submit_n": 200, "srun_n": 50,
         "follow_lines": 100, "log_bytes": 1 << 30, "log_runs": 2,
+        "logmany_jobs": 10, "logmany_bytes": 100 << 20,
         "launch_n": 30, "many_n": 1000, "env_miss": 3, "env_hit": 20,
         "load_agents": 10000, "load_jobs": 3000, "load_wait": 30,
         "load_rate": 50, "load_budget_s": 60, "load_procs": 4,
@@ -37,11 +38,13 @@ FULL = {"idle_hb_s": 5, "hb_s": 1, "idle_windows": 6, "submit_budget_s": 120, "b
 QUICK = {"idle_hb_s": 1, "hb_s": 1, "idle_windows": 3, "submit_budget_s": 20, "b2b_n": 1, "wslat_n": 3,
          "many_budget_s": 20, "submit_n": 3, "srun_n": 3,
          "follow_lines": 5, "log_bytes": 16 << 20, "log_runs": 1,
+         "logmany_jobs": 3, "logmany_bytes": 4 << 20,
          "launch_n": 2, "many_n": 10, "env_miss": 1, "env_hit": 2,
          "load_agents": 50, "load_jobs": 10, "load_wait": 2,
          "load_rate": 20, "load_budget_s": 10, "load_procs": 2,
          "ssh_submit_n": 2, "ssh_log_runs": 1}
-STEPS = ("wslat", "idle", "submit", "follow", "log", "many", "ssh", "launch", "env", "load")
+STEPS = ("wslat", "idle", "submit", "follow", "log", "logmany", "many", "ssh", "launch",
+         "env", "load")
 
 
 class Ctx:
@@ -235,7 +238,7 @@ def main():
     results = []
     hr.ensure_job_user()
     start_peers(ctx, steps)
-    if steps & {"wslat", "idle", "submit", "follow", "log", "many", "ssh"}:
+    if steps & {"wslat", "idle", "submit", "follow", "log", "logmany", "many", "ssh"}:
         ctx.ws = Workspace(lease_ttl="10m", poll="30s", poll_max_wait="60s").start()
     if "wslat" in steps:
         step(results, "wslat", "0. workspace long-polls alone", wslat, ctx,
@@ -261,6 +264,13 @@ def main():
         if "many" in steps:
             step(results, "many_jobs", "6. many trivial jobs", jobs.many_jobs,
                  ctx, c["many_n"], c["many_budget_s"])
+        retire(ctx, ag)
+    if "logmany" in steps:
+        say("starting an agent (https, sandbox, max_jobs %d)" % c["logmany_jobs"])
+        ag = Agent(ctx.ws, **dict(agent_settings(ctx),
+                                  max_jobs=c["logmany_jobs"])).start()
+        step(results, "logmany", "4b. logs of %d jobs at once" % c["logmany_jobs"],
+             jobs.log_many, ctx, ag, c["logmany_jobs"], c["logmany_bytes"])
         retire(ctx, ag)
     if "ssh" in steps:
         from harness.sshd import Sshd

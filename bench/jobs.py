@@ -243,6 +243,92 @@ def log_throughput(ctx, agent, nbytes, runs, tag=""):
                    % summary(slow)["median"])]
 
 
+def log_many(ctx, agent, njobs, nbytes, chunk=1 << 20):
+    """Issue 22: njobs jobs at once on one agent (max_jobs = njobs), each
+    writing nbytes to stdout in 1 MiB bursts with a `date +%s.%N` line
+    before each; one `tether logs -f` (the real CLI) per job reads along.
+    Aggregate MB/s from the first job's first line until the workspace has
+    every byte; each reader's longest gap between two reads that got bytes
+    (first to last byte: its stalls); and the latency of each stamp line
+    (arrival at the reader - the stamp)."""
+    api = Api(ctx.ws)
+    script = ("i=0; while [ $i -lt %d ]; do /bin/date +%%s.%%N; yes '%s' | "
+              "head -c %d; echo; i=$((i+1)); done; /bin/date +%%s.%%N"
+              % (max(1, nbytes // chunk), LINE, chunk))
+    env = dict(os.environ, TETHER_WORKSPACE=ctx.ws.url,
+               TETHER_TOKEN=ctx.ws.admin_token, TETHER_CA=ctx.ws.ca_file)
+    ids = [api.submit({"name": "bench-logmany", "command": ["/bin/sh", "-c", script]})
+           for _ in range(njobs)]
+    readers = [subprocess.Popen([binary("tether"), "logs", str(j), "-f"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                env=env) for j in ids]
+    lat, gaps = [], []
+
+    def read(p):
+        fd, tail, last, gap = p.stdout.fileno(), b"", None, 0.0
+        while True:
+            data = os.read(fd, 1 << 20)
+            if not data:
+                break
+            t = time.time()
+            if last is not None:
+                gap = max(gap, t - last)
+            last = t
+            # a stamp cut by the read boundary is matched once, whole
+            buf = tail + data
+            cut = buf.rfind(b"\n")
+            for st in stamps(buf[:cut + 1]):
+                lat.append((t - st) * 1000.0)
+            tail = buf[cut + 1:][-256:]
+        gaps.append(gap * 1000.0)
+    ths = [threading.Thread(target=read, args=(p,)) for p in readers]
+    for th in ths:
+        th.start()
+    shipped = None
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        js = [api.job(j) for j in ids]
+        if all(j["state"] in TERMINAL and j.get("attempts") for j in js):
+            if all(j["attempts"][-1]["log_length"]
+                   >= os.path.getsize(_job_log(agent, j["id"])) for j in js):
+                shipped = time.time()
+                break
+        time.sleep(0.05)
+    for p in readers:
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    for th in ths:
+        th.join(30)
+    api.close()
+    bad = [j for j in js if j["state"] != "succeeded"]
+    if bad or shipped is None:
+        raise RuntimeError("log jobs: %s" % [(j["id"], j["state"]) for j in bad or js])
+    total, first = 0, None
+    for j in ids:
+        head, _, size = head_tail(_job_log(agent, j))
+        total += size
+        st = stamps(head)[0]
+        first = st if first is None else min(first, st)
+    rate = total / 1e6 / (shipped - first)
+    size = "%d × %d MiB" % (njobs, nbytes >> 20)
+    return [Result("logmany_rate", "4b. log shipped, %s at once (one agent)" % size,
+                   "MB/s", [rate], None, "", "≥ 200 MB/s",
+                   lambda s: s["median"] >= 200, "wall clock",
+                   "first stamp to the last byte at the workspace; "
+                   "max_jobs %d" % njobs, higher_is_better=True),
+            Result("logmany_stall", "4b. longest `logs -f` stall, %s" % size, "ms",
+                   gaps, None, "", "none > 100 ms",
+                   lambda s: s["max"] <= 100,
+                   "per reader: longest gap between two reads with bytes",
+                   "%d readers, one per job" % len(gaps)),
+            Result("logmany_follow", "4b. line → `logs -f` under that load", "ms",
+                   lat, None, "", "p50 ≤ 10 ms, p99 ≤ 50 ms",
+                   lambda s: s["median"] <= 10 and s["p99"] <= 50,
+                   "stamp line → read by the CLI's reader")]
+
+
 def _done_rate(n, t0, t_sub, count, budget_s):
     """Poll count() (jobs finished) until n or the budget; (rate, done, s)."""
     deadline = t0 + budget_s

@@ -14,6 +14,7 @@ KEYS = {"idle_rss_slurmd", "idle_wakeups_hb", "submit_start", "submit_b2b",
         "follow", "log_rate", "log_job_time", "launch_bwrap", "launch_docker",
         "launch_srun", "many_jobs", "env_phase", "env_hit_run", "load_rss",
         "load_dispatch", "load_cpu", "load_submit",
+        "logmany_rate", "logmany_stall", "logmany_follow",
         "submit_start_ssh", "follow_ssh", "log_rate_ssh"}
 
 

@@ -99,3 +99,61 @@ def test_retention_deletes_the_log_files():
         assert body == b"" and h["Tether-Log-Complete"] == "1"
     finally:
         ws.stop()
+
+
+def _open_append(ws, secret, job, offset, total):
+    """A log append over TLS whose headers promise `total` body bytes; the
+    caller sends the body (or part of it) on the returned socket."""
+    import socket
+    import ssl
+    ctx = ssl.create_default_context(cafile=ws.ca_file)
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", ws.port), timeout=30),
+                        server_hostname="127.0.0.1")
+    s.sendall(("POST /api/v1/attempts/%s/1/log?offset=%d HTTP/1.1\r\nHost: x\r\n"
+               "Tether-Protocol: 1\r\nAuthorization: Bearer %s\r\n"
+               "Content-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n"
+               % (job, offset, secret, total)).encode())
+    return s
+
+
+def _reply(s):
+    import json
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    n = int([ln.split(b":")[1] for ln in head.split(b"\r\n")
+             if ln.lower().startswith(b"content-length:")][0])
+    while len(body) < n:
+        body += s.recv(65536)
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+def test_an_append_streams_into_the_file_as_it_arrives(workspace):
+    # the body is written to the attempt's file as it arrives, not buffered
+    # whole first (issue 22); readers see only the acknowledged length, and
+    # a second append to the same log while one is in flight is told to
+    # retry (503 busy) instead of writing beside it
+    sec = workspace.register()
+    j = workspace.submit(SPEC)
+    workspace.lease(sec)
+    assert workspace.append(sec, j, 1, 0, b"head\n")[2] == {"length": 5}
+    half = b"x" * (1 << 20)
+    s = _open_append(workspace, sec, j, 5, 2 * len(half))
+    try:
+        s.sendall(half)
+        wait_until(lambda: os.path.getsize(log_file(workspace, j)) >= 5 + len(half),
+                   timeout=20, what="the first half in the log file")
+        st, h, body = workspace.api("GET", f"/api/v1/jobs/{j}/log")
+        assert st == 200 and body == b"head\n" and h["Tether-Log-Length"] == "5"
+        st, _, b = workspace.append(sec, j, 1, 5, b"y")
+        assert st == 503 and b["error"]["code"] == "busy", (st, b)
+        s.sendall(half)
+        assert _reply(s) == (200, {"length": 5 + 2 * len(half)})
+    finally:
+        s.close()
+    st, h, body = workspace.api("GET", f"/api/v1/jobs/{j}/log")
+    assert body == b"head\n" + half + half
+    # the next append goes on from there
+    assert workspace.append(sec, j, 1, 5 + 2 * len(half), b"tail\n")[2] == {
+        "length": 10 + 2 * len(half)}

@@ -113,18 +113,18 @@ static void test_assign_priority_fifo_fit(void **state)
 	add_job(ws, 0, 64, "NULL", 0);       /* 3: too big */
 	add_job(ws, 9, 1, "'[\"gpu\"]'", 0); /* 4: wrong label */
 	add_job(ws, 0, 1, "'[\"cpu\"]'", 0); /* 5 */
-	assert_int_equal(sched_assign(ws, "a1", 2, jobs), 2);
+	assert_int_equal(sched_assign(ws, "a1", 2, jobs, NULL), 2);
 	assert_int_equal(
 	    json_integer_value(json_object_get(json_array_get(jobs, 0), "job")),
 	    2);
 	assert_int_equal(
 	    json_integer_value(json_object_get(json_array_get(jobs, 1), "job")),
 	    1);
-	assert_int_equal(sched_assign(ws, "a1", 5, jobs), 1);
+	assert_int_equal(sched_assign(ws, "a1", 5, jobs, NULL), 1);
 	assert_int_equal(
 	    json_integer_value(json_object_get(json_array_get(jobs, 2), "job")),
 	    5);
-	assert_int_equal(sched_assign(ws, "a1", 5, jobs), 0);
+	assert_int_equal(sched_assign(ws, "a1", 5, jobs, NULL), 0);
 	json_decref(jobs);
 }
 
@@ -166,7 +166,7 @@ static void test_slurm_partitions_capacity(void **state)
 	add_job_spec(
 	    ws, 1,
 	    "{\"name\":\"j\",\"slurm\":{\"partition\":\"nope\"}}"); /* 5 */
-	assert_int_equal(sched_assign(ws, "s1", 10, jobs), 2);
+	assert_int_equal(sched_assign(ws, "s1", 10, jobs, NULL), 2);
 	assert_int_equal(
 	    json_integer_value(json_object_get(json_array_get(jobs, 0), "job")),
 	    1);
@@ -213,17 +213,17 @@ static void test_end_attempt_requeue_and_retries(void **state)
 
 	add_agent(ws, "a1", "[]", "{\"cpus\": 4}");
 	add_job(ws, 0, 0, "NULL", 1);
-	assert_int_equal(sched_assign(ws, "a1", 1, jobs), 1);
+	assert_int_equal(sched_assign(ws, "a1", 1, jobs, NULL), 1);
 	assert_int_equal(sched_attempt_check(ws, 1, 1, "a1"), 0);
 	assert_int_equal(sched_attempt_check(ws, 1, 1, "other"), TERR_NOTFOUND);
 	sched_end_attempt(ws, 1, 1, "lost", true);
 	assert_string_equal(job_state(ws, 1, s, sizeof(s)), "queued");
 	assert_int_equal(sched_attempt_check(ws, 1, 1, "a1"), TERR_CONFLICT);
-	assert_int_equal(sched_assign(ws, "a1", 1, jobs), 1);
+	assert_int_equal(sched_assign(ws, "a1", 1, jobs, NULL), 1);
 	/* a hand-back does not use a retry */
 	sched_end_attempt(ws, 1, 2, "handed_back", false);
 	assert_string_equal(job_state(ws, 1, s, sizeof(s)), "queued");
-	assert_int_equal(sched_assign(ws, "a1", 1, jobs), 1);
+	assert_int_equal(sched_assign(ws, "a1", 1, jobs, NULL), 1);
 	sched_end_attempt(ws, 1, 3, "lost", true);
 	assert_string_equal(job_state(ws, 1, s, sizeof(s)), "lost");
 	/* an ended superseded attempt does not touch the job */
@@ -241,7 +241,7 @@ static void test_expire(void **state)
 
 	add_agent(ws, "a1", "[]", "{\"cpus\": 4}");
 	add_job(ws, 0, 0, "NULL", 0);
-	assert_int_equal(sched_assign(ws, "a1", 1, jobs), 1);
+	assert_int_equal(sched_assign(ws, "a1", 1, jobs, NULL), 1);
 	assert_int_equal(sched_expire(ws), 0);
 	exec_ok(ws, "UPDATE attempts SET lease_deadline = 0");
 	assert_int_equal(sched_expire(ws), 1);

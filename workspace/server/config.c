@@ -49,6 +49,8 @@ const struct conf_key ws_conf_table[] = {
       "outputs of jobs that ended longer ago are deleted"),
     K("max_connections", CONF_INT, "512", max_connections, 8, 100000,
       "simultaneous connections per listener"),
+    K("conn_memory", CONF_SIZE, "16K", conn_memory, 0, 0,
+      "memory per connection: request headers and read buffer (4K-1M)"),
     K("log_level", CONF_STR, "info", log_level, 0, 0,
       "error, warn, info or debug"),
     {NULL, 0, NULL, 0, 0, 0, NULL},

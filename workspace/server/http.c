@@ -281,6 +281,8 @@ static int take_body(struct req *r, const char *data, size_t n)
 	}
 	if (r->route->body == BODY_MEM)
 		return buf_append(&r->body, data, n, NULL) < 0 ? -1 : 0;
+	if (r->route->body == BODY_SINK)
+		return r->route->sink(r, data, n);
 	if (r->fd < 0 && open_tmp(r) < 0)
 		return -1;
 	sha256_update(r->sha, data, n);
@@ -324,7 +326,7 @@ enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn,
 		*con_cls = r;
 		buf_init(&r->body, 0);
 		route_request(r, url, method);
-		if (r->route)
+		if (r->route && r->route->body != BODY_SINK)
 			buf_init(&r->body, (size_t)r->cap);
 		if (r->early_status) {
 			const char *cl = req_header(r, "Content-Length");
@@ -358,6 +360,8 @@ void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 	if (r == NULL)
 		return;
+	if (r->state_free != NULL)
+		r->state_free(r);
 	if (r->fd >= 0)
 		close(r->fd);
 	if (r->tmp_path != NULL)
@@ -371,6 +375,7 @@ void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	free(r->tmp_path);
 	free(r->early_body);
 	free(r->pre_text);
+	sched_fit_free(r->fit);
 	free(r->path);
 	free(r->rest);
 	buf_free(&r->body);

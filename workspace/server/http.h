@@ -11,6 +11,7 @@
 struct MHD_Connection;
 struct MHD_Response;
 struct sha256_ctx;
+struct agent_fit;
 
 #define REQ_MAX_SEGS  8
 #define REQ_SUSPENDED 0 /* handler parked the request (long-poll) */
@@ -22,7 +23,9 @@ enum auth_kind {
 	AUTH_ANY,   /* admin token or agent secret */
 };
 
-enum body_kind { BODY_NONE, BODY_MEM, BODY_FILE };
+/* BODY_SINK: each piece of the body goes to the route's sink as it
+ * arrives (after its pre-check passed), nothing is buffered. */
+enum body_kind { BODY_NONE, BODY_MEM, BODY_FILE, BODY_SINK };
 
 struct req;
 typedef int (*handler_fn)(struct req *r);
@@ -36,6 +39,8 @@ struct route {
 	size_t cap_offset; /* offsetof(struct ws_conf, max_...) */
 	handler_fn fn;
 	handler_fn pre; /* optional: runs before the body is read */
+	/* BODY_SINK: takes one piece of the body; -1 drops the connection */
+	int (*sink)(struct req *r, const char *data, size_t n);
 };
 
 struct req {
@@ -57,6 +62,10 @@ struct req {
 	bool too_large;
 	bool in_pre;    /* a pre-check runs: reply_bytes keeps a copy */
 	char *pre_text; /* that copy */
+	/* a handler's own state for the request, freed (and undone) by
+	 * state_free when the request ends however it ends */
+	void *state;
+	void (*state_free)(struct req *r);
 	/* an error found before the body was read, sent at the end */
 	int early_status;
 	char *early_body;
@@ -67,7 +76,12 @@ struct req {
 	int64_t wait_job;   /* a log reader's job */
 	int64_t lease_room; /* a parked lease poll's room for new jobs */
 	uint64_t lease_seq; /* which of its agent's polls this is (lease.c) */
-	struct req *wnext;
+	struct req *wnext, *wprev; /* the parked requests of its kind */
+	struct req *hnext, *hprev; /* a lease poll: its agent's bucket */
+	size_t wbucket, heap_idx;
+	/* a lease poll: its agent's labels and capacity, for sched_wake_queued
+	 * to match queued jobs against without a query (sched.c) */
+	struct agent_fit *fit;
 	/* reply */
 	struct MHD_Response *resp;
 	int status;
@@ -83,6 +97,9 @@ int reply_bytes(struct req *r, int status, const void *data, size_t len,
                 const char *ctype);
 /* Send an open file (takes the fd). */
 int reply_fd(struct req *r, int status, int fd, int64_t size);
+/* Send size bytes of an open file from off (takes the fd; sendfile on
+ * the plain listener). */
+int reply_fd_at(struct req *r, int status, int fd, int64_t off, int64_t size);
 void reply_header(struct req *r, const char *name, const char *value);
 int reply_internal(struct req *r, const char *what);
 
@@ -106,12 +123,12 @@ bool wait_park(struct req *r);
 void wait_mark(struct req *r);
 /* How many lease polls and log reads are parked now. */
 void wait_counts(struct ws *ws, int64_t *lease, int64_t *log);
-/* The agent ids of the parked lease polls with room for a job (a fresh
- * array in *ids, caller frees); how many. */
-int wait_parked_agents(struct ws *ws, char (**ids)[48]);
-/* Resume the parked lease polls of the ids[i] with pick[i]. */
-void wait_resume_agents(struct ws *ws, char (*ids)[48], const bool *pick,
-                        int n);
+/* Resume up to max parked lease polls with room whose agent's fit passes
+ * fits(fit, arg); how many.  Called with store_lock held (the lock order
+ * is store_lock, then wait_mu). */
+int wait_wake_fitting(struct ws *ws,
+                      bool (*fits)(const struct agent_fit *, void *), void *arg,
+                      int max);
 
 /* Finish a streamed (BODY_FILE) body: fsync it, give its sha256; the
  * data is in r->tmp_path (an empty file for an empty body). */

@@ -64,7 +64,7 @@ static struct MHD_Daemon *start_daemon(struct ws *ws, int port, bool tls,
 	    (unsigned)ws->conf.threads, MHD_OPTION_CONNECTION_TIMEOUT,
 	    (unsigned)120, MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)ws->conf.max_connections,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ws->conf.conn_memory,
 	    MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, ws,
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 	    MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
@@ -86,6 +86,12 @@ int httpd_start(struct ws *ws, struct err *e)
 	size_t n;
 	int r;
 
+	if (ws->conf.conn_memory < 4096 || ws->conf.conn_memory > (1 << 20)) {
+		r = err_set(e, TERR_INVAL,
+		            "conn_memory: %lld bytes is outside 4K-1M",
+		            (long long)ws->conf.conn_memory);
+		goto out;
+	}
 	if ((r = file_read_all(cp, 1 << 20, &cert, &n, e)) < 0 ||
 	    (r = file_read_all(kp, 1 << 20, &key, &n, e)) < 0)
 		goto out;

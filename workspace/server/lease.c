@@ -372,7 +372,7 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 		if (n > 0)
 			o->urgent = true;
 	}
-	given = sched_assign(ws, r->agent_id, qr, o->jobs);
+	given = sched_assign(ws, r->agent_id, qr, o->jobs, &r->fit);
 	if (given > 0)
 		o->urgent = true;
 	o->room = qr - given;

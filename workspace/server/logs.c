@@ -3,10 +3,11 @@
  * append-only file per attempt, logs/<job>/<attempt> beside the database
  * (docs/performance.md F5); attempts.log_length in the database is the
  * acknowledged length.  An append writes the new bytes after the first
- * log_length bytes of the file (bytes past it, written before a crash
- * took the commit, are cut first), fdatasyncs the file and then commits
- * the new length: an acknowledged length is never lost and never counts
- * a byte twice, and readers never read past it.  Logs of a database from
+ * log_length bytes of the file as the body arrives (bytes past it, written
+ * before a crash or by a broken request, are cut first), fdatasyncs the
+ * file once and then commits the new length: an acknowledged length is
+ * never lost and never counts a byte twice, and readers never read past
+ * it; they read the file without store_lock.  Logs of a database from
  * before the files (rows of log_chunks) stay readable and move into the
  * attempt's file at its next append.  A log is complete when its attempt
  * has ended and the workspace holds as many bytes as the final event's
@@ -27,14 +28,49 @@
 #define LOG_READ_MAX (8 << 20)
 #define LOG_STRIPES  64
 
-/* Appends to one attempt's log run one at a time (a stripe of locks, so
- * that the write and fdatasync run outside store_lock). */
-static pthread_mutex_t stripes[LOG_STRIPES] = {[0 ... LOG_STRIPES - 1] =
-                                                   PTHREAD_MUTEX_INITIALIZER};
+/* Appends to one attempt's log run one at a time: an append marks its
+ * attempt busy from its pre-check to its end, and one that comes while
+ * another is in flight is answered 503 (busy; the agent retries).  The
+ * bytes are written as they arrive and fdatasynced once, outside
+ * store_lock. */
+struct log_up {
+	struct log_up *next;
+	int64_t job, att;
+	int64_t len;  /* acknowledged length when the append began */
+	int64_t skip; /* body bytes the workspace already holds */
+	int64_t n;    /* new bytes written */
+	int fd;
+	bool failed;
+};
 
-static pthread_mutex_t *stripe(int64_t job, int64_t att)
+static pthread_mutex_t busy_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct log_up *busy;
+
+/* The append is over (before its reply goes out: the agent's next one may
+ * come before this request's end is seen). */
+static void log_up_end(struct log_up *u)
 {
-	return &stripes[(uint64_t)(job * 31 + att) % LOG_STRIPES];
+	struct log_up **pp;
+
+	pthread_mutex_lock(&busy_mu);
+	for (pp = &busy; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == u) {
+			*pp = u->next;
+			break;
+		}
+	pthread_mutex_unlock(&busy_mu);
+}
+
+static void log_up_free(struct req *r)
+{
+	struct log_up *u = r->state;
+
+	log_up_end(u);
+	if (u->fd >= 0)
+		close(u->fd);
+	free(u);
+	r->state = NULL;
+	r->state_free = NULL;
 }
 
 char *log_path(struct ws *ws, int64_t job, int64_t att)
@@ -125,14 +161,15 @@ out:
 	return fd;
 }
 
-static int log_append(struct req *r)
+/* Before the body: the attempt is this agent's, the offset is not past
+ * the acknowledged length, no other append to it is in flight. */
+static int log_append_pre(struct req *r)
 {
 	struct ws *ws = r->ws;
 	sqlite3_stmt *st;
-	int64_t job, att, off, len = -1, skip;
+	struct log_up *u, *o;
+	int64_t job, att, off, len = -1;
 	bool mine = false;
-	pthread_mutex_t *mu;
-	int fd, ok;
 
 	if (req_seg_id(r, 1, &job) < 0 || req_seg_id(r, 2, &att) < 0)
 		return r->status;
@@ -141,8 +178,27 @@ static int log_append(struct req *r)
 		                   "offset: required query argument");
 	if (req_arg_i64(r, "offset", 0, INT64_MAX, 0, &off) < 0)
 		return r->status;
-	mu = stripe(job, att);
-	pthread_mutex_lock(mu);
+	u = xcalloc(1, sizeof(*u));
+	u->job = job;
+	u->att = att;
+	u->fd = -1;
+	pthread_mutex_lock(&busy_mu);
+	for (o = busy; o != NULL; o = o->next)
+		if (o->job == job && o->att == att)
+			break;
+	if (o == NULL) {
+		u->next = busy;
+		busy = u;
+	}
+	pthread_mutex_unlock(&busy_mu);
+	if (o != NULL) {
+		free(u);
+		return reply_error(r, 503, "busy", NULL,
+		                   "another append to this log is in flight: "
+		                   "retry");
+	}
+	r->state = u;
+	r->state_free = log_up_free;
 	store_lock(ws);
 	st = store_prep(ws, "SELECT log_length, agent_id = ? FROM attempts "
 	                    "WHERE job = ? AND attempt = ?");
@@ -155,12 +211,11 @@ static int log_append(struct req *r)
 	}
 	store_done(st);
 	store_unlock(ws);
-	if (len < 0 || !mine) {
-		pthread_mutex_unlock(mu);
+	if (len < 0 || !mine || off > len)
+		log_up_end(u);
+	if (len < 0 || !mine)
 		return reply_attempt_error(r, TERR_NOTFOUND, job, att);
-	}
-	if (off > len) {
-		pthread_mutex_unlock(mu);
+	if (off > len)
 		return reply_json(
 		    r, 416,
 		    json_pack("{s:{s:s,s:s},s:I}", "error", "code", "gap",
@@ -168,26 +223,73 @@ static int log_append(struct req *r)
 		              "offset is past the stored length: resend from "
 		              "'length'",
 		              "length", (json_int_t)len));
+	u->len = len;
+	u->skip = len - off;
+	return 0;
+}
+
+/* One piece of the body: the bytes past what the workspace holds go to
+ * the file now (past the acknowledged length, so no reader sees them
+ * before the commit); a failure is answered at the end. */
+static int log_append_sink(struct req *r, const char *data, size_t n)
+{
+	struct log_up *u = r->state;
+
+	if (u == NULL || u->failed)
+		return 0;
+	if (u->skip > 0) {
+		size_t k = (int64_t)n < u->skip ? n : (size_t)u->skip;
+		data += k;
+		n -= k;
+		u->skip -= (int64_t)k;
 	}
-	skip = len - off;
-	if (skip >= (int64_t)r->body.len) {
-		pthread_mutex_unlock(mu);
+	if (n == 0)
+		return 0;
+	if (u->fd < 0 &&
+	    (u->fd = open_for_append(r->ws, u->job, u->att, u->len)) < 0) {
+		u->failed = true;
+		return 0;
+	}
+	if (fd_write_all(u->fd, data, n, NULL) < 0) {
+		log_error("job=%lld attempt=%lld: write log: %s",
+		          (long long)u->job, (long long)u->att,
+		          strerror(errno));
+		u->failed = true;
+		return 0;
+	}
+	u->n += (int64_t)n;
+	return 0;
+}
+
+/* The whole body is in the file: one fdatasync, then the new length. */
+static int log_append(struct req *r)
+{
+	struct ws *ws = r->ws;
+	struct log_up *u = r->state;
+	sqlite3_stmt *st;
+	int64_t len;
+	bool ok;
+
+	if (u == NULL)
+		return reply_internal(r, "cannot store log bytes");
+	if (u->failed) {
+		log_up_end(u);
+		return reply_internal(r, "cannot store log bytes");
+	}
+	len = u->len;
+	if (u->n == 0) {
+		log_up_end(u);
 		return reply_json(
 		    r, 200, json_pack("{s:I}", "length", (json_int_t)len));
 	}
-	size_t n = r->body.len - (size_t)skip;
-	fd = open_for_append(ws, job, att, len);
-	ok = fd >= 0 && fd_write_all(fd, r->body.data + skip, n, NULL) == 0 &&
-	     fdatasync(fd) == 0;
-	if (fd >= 0)
-		close(fd);
+	ok = fdatasync(u->fd) == 0;
 	store_lock(ws);
 	ok = ok && store_begin(ws) == 0;
 	st = store_prep(ws, "UPDATE attempts SET log_length = ? WHERE job "
 	                    "= ? AND attempt = ? AND log_length = ?");
-	sqlite3_bind_int64(st, 1, len + (int64_t)n);
-	sqlite3_bind_int64(st, 2, job);
-	sqlite3_bind_int64(st, 3, att);
+	sqlite3_bind_int64(st, 1, len + u->n);
+	sqlite3_bind_int64(st, 2, u->job);
+	sqlite3_bind_int64(st, 3, u->att);
 	sqlite3_bind_int64(st, 4, len);
 	ok = ok && sqlite3_step(st) == SQLITE_DONE &&
 	     sqlite3_changes(ws->db) == 1;
@@ -195,57 +297,25 @@ static int log_append(struct req *r)
 	/* the file holds them now (a database from before the files) */
 	st = store_prep(ws, "DELETE FROM log_chunks WHERE job = ? AND "
 	                    "attempt = ?");
-	sqlite3_bind_int64(st, 1, job);
-	sqlite3_bind_int64(st, 2, att);
+	sqlite3_bind_int64(st, 1, u->job);
+	sqlite3_bind_int64(st, 2, u->att);
 	ok = ok && sqlite3_step(st) == SQLITE_DONE;
 	store_done(st);
 	if (!ok || store_commit(ws) < 0) {
 		store_rollback(ws);
 		store_unlock(ws);
-		pthread_mutex_unlock(mu);
+		log_up_end(u);
 		return reply_internal(r, "cannot store log bytes");
 	}
 	store_unlock(ws);
-	pthread_mutex_unlock(mu);
-	len += (int64_t)n;
-	ws_notify_job(ws, job);
+	/* committed: the attempt's next append may begin (before this reply
+	 * goes out: the agent's next request may come before this one's end
+	 * is seen) */
+	log_up_end(u);
+	len += u->n;
+	ws_notify_job(ws, u->job);
 	return reply_json(r, 200,
 	                  json_pack("{s:I}", "length", (json_int_t)len));
-}
-
-/* Bytes [off, end) of an attempt's log into b: from its file, or from
- * log_chunks while the file lacks them (a database from before the
- * files); db locked. */
-static void read_bytes(struct ws *ws, int64_t job, int64_t att, int64_t off,
-                       int64_t end, struct buf *b)
-{
-	char *path = log_path(ws, job, att);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat sb;
-
-	free(path);
-	if (fd >= 0 && fstat(fd, &sb) == 0 && sb.st_size >= end) {
-		char *tmp = xcalloc(1, (size_t)(end - off) + 1);
-		int64_t at = off;
-		while (at < end) {
-			ssize_t k =
-			    pread(fd, tmp + (at - off), (size_t)(end - at), at);
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k <= 0)
-				break;
-			at += k;
-		}
-		close(fd);
-		if (at == end)
-			buf_append(b, tmp, (size_t)(end - off), NULL);
-		free(tmp);
-		if (at == end)
-			return;
-	} else if (fd >= 0) {
-		close(fd);
-	}
-	read_chunks(ws, job, att, off, end, b);
 }
 
 struct log_view {
@@ -318,20 +388,43 @@ static void look(struct ws *ws, int64_t job, int64_t want, struct log_view *v)
 		v->final_len = log_final_length(ws, job, v->att);
 }
 
+/* Reply with bytes [off, len) of the attempt's log, at most LOG_READ_MAX;
+ * called with store_lock held, which it lets go before the bytes are read:
+ * they come straight from the file (sendfile on the plain listener), where
+ * the acknowledged bytes are before the length that says so is committed,
+ * and no append cuts the file below it.  A log of a database from before
+ * the files, still in log_chunks, is read under the lock. */
 static int send_log(struct req *r, int64_t job, struct log_view *v, int64_t off)
 {
 	struct buf b;
 	char num[32];
-	int64_t end = v->len;
+	int64_t end = v->len, sent = 0;
+	int fd = -1;
 
 	buf_init(&b, LOG_READ_MAX + 1);
 	if (end - off > LOG_READ_MAX)
 		end = off + LOG_READ_MAX;
-	if (off < end)
-		read_bytes(r->ws, job, v->att, off, end, &b);
+	if (off < end) {
+		char *path = log_path(r->ws, job, v->att);
+		struct stat sb;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		free(path);
+		if (fd >= 0 && (fstat(fd, &sb) < 0 || sb.st_size < end)) {
+			close(fd);
+			fd = -1;
+		}
+		if (fd < 0)
+			read_chunks(r->ws, job, v->att, off, end, &b);
+	}
 	store_unlock(r->ws);
-	reply_bytes(r, 200, b.data ? b.data : "", b.len,
-	            "application/octet-stream");
+	if (fd >= 0) {
+		reply_fd_at(r, 200, fd, off, end - off);
+		sent = end - off;
+	} else {
+		reply_bytes(r, 200, b.data ? b.data : "", b.len,
+		            "application/octet-stream");
+		sent = (int64_t)b.len;
+	}
 	snprintf(num, sizeof(num), "%lld", (long long)v->len);
 	reply_header(r, "Tether-Log-Length", num);
 	snprintf(num, sizeof(num), "%lld", (long long)v->att);
@@ -341,7 +434,7 @@ static int send_log(struct req *r, int64_t job, struct log_view *v, int64_t off)
 		reply_header(r, "Tether-Log-Final-Length", num);
 	}
 	if (log_complete(v->terminal, v->len, v->final_len) &&
-	    off + (int64_t)b.len >= v->len)
+	    off + sent >= v->len)
 		reply_header(r, "Tether-Log-Complete", "1");
 	buf_free(&b);
 	return 200;
@@ -389,8 +482,9 @@ static int log_read(struct req *r)
 }
 
 const struct route routes_logs[] = {
-    {"POST", "attempts/*/*/log", AUTH_AGENT, BODY_MEM,
-     offsetof(struct ws_conf, max_log_chunk), log_append},
+    {"POST", "attempts/*/*/log", AUTH_AGENT, BODY_SINK,
+     offsetof(struct ws_conf, max_log_chunk), log_append, log_append_pre,
+     log_append_sink},
     {"GET", "jobs/*/log", AUTH_ADMIN, BODY_NONE, 0, log_read},
     {NULL, NULL, 0, 0, 0, NULL},
 };

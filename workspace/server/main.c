@@ -148,6 +148,7 @@ static int serve(struct opts *o, struct err *e)
 	wait_stop(&ws);
 out:
 	httpd_stop(&ws);
+	wait_free(&ws);
 	if (ws.db != NULL) {
 		store_lock(&ws);
 		lease_hb_flush(&ws);

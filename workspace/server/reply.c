@@ -49,9 +49,15 @@ int reply_json(struct req *r, int status, json_t *body)
 
 int reply_fd(struct req *r, int status, int fd, int64_t size)
 {
+	return reply_fd_at(r, status, fd, 0, size);
+}
+
+int reply_fd_at(struct req *r, int status, int fd, int64_t off, int64_t size)
+{
 	if (r->resp != NULL)
 		MHD_destroy_response(r->resp);
-	r->resp = MHD_create_response_from_fd64((uint64_t)size, fd);
+	r->resp = MHD_create_response_from_fd_at_offset64((uint64_t)size, fd,
+	                                                  (uint64_t)off);
 	MHD_add_response_header(r->resp, "Content-Type",
 	                        "application/octet-stream");
 	r->status = status;

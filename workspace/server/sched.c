@@ -238,42 +238,65 @@ static const char *no_fit_slurm(const struct agent_fit *a, const char *part,
 	return why;
 }
 
-/* Why the agent could never run the job, or NULL when it could.  Columns
- * from col: placement agent, labels, cpus, memory, gpus, launcher, Slurm
- * partition. */
-static const char *no_fit(const struct agent_fit *a, sqlite3_stmt *job, int col)
+/* What a job needs of an agent: columns from col of a row with placement
+ * agent, labels, cpus, memory, gpus, launcher, Slurm partition (the
+ * strings point into the row; need_free drops the labels). */
+struct job_need {
+	const char *pa, *launcher, *part;
+	json_t *pl;
+	double cpus;
+	int64_t mem, gpus;
+};
+
+static void need_of(sqlite3_stmt *job, int col, struct job_need *n)
 {
-	const char *pa = (const char *)sqlite3_column_text(job, col);
-	json_t *pl = store_col_json(job, col + 1), *v;
-	double cpus = sqlite3_column_double(job, col + 2);
-	int64_t mem = sqlite3_column_int64(job, col + 3);
-	int64_t gpus = sqlite3_column_int64(job, col + 4);
-	const char *launcher = (const char *)sqlite3_column_text(job, col + 5);
-	const char *part = (const char *)sqlite3_column_text(job, col + 6);
-	const char *why = NULL;
+	n->pa = (const char *)sqlite3_column_text(job, col);
+	n->pl = store_col_json(job, col + 1);
+	n->cpus = sqlite3_column_double(job, col + 2);
+	n->mem = sqlite3_column_int64(job, col + 3);
+	n->gpus = sqlite3_column_int64(job, col + 4);
+	n->launcher = (const char *)sqlite3_column_text(job, col + 5);
+	n->part = (const char *)sqlite3_column_text(job, col + 6);
+}
+
+/* Why the agent could never run the job, or NULL when it could. */
+static const char *no_fit_need(const struct agent_fit *a,
+                               const struct job_need *n)
+{
+	json_t *v;
 	size_t i;
 
-	if (pa != NULL && strcmp(pa, a->name) != 0 && strcmp(pa, a->id) != 0)
-		why = "placement";
-	json_array_foreach(pl, i,
-	                   v) if (!why && json_is_string(v) &&
-	                          !has_label(a->labels, json_string_value(v)))
-	    why = "labels";
-	json_decref(pl);
-	if (why)
-		return why;
-	if (to_slurm(a, launcher))
-		return no_fit_slurm(a, part, cpus, mem, gpus);
-	if (cpus > 0 &&
-	    cpus > json_number_value(json_object_get(a->cap, "cpus")))
+	if (n->pa != NULL && strcmp(n->pa, a->name) != 0 &&
+	    strcmp(n->pa, a->id) != 0)
+		return "placement";
+	json_array_foreach(
+	    n->pl, i,
+	    v) if (json_is_string(v) &&
+	           !has_label(a->labels, json_string_value(v))) return "labels";
+	if (to_slurm(a, n->launcher))
+		return no_fit_slurm(a, n->part, n->cpus, n->mem, n->gpus);
+	if (n->cpus > 0 &&
+	    n->cpus > json_number_value(json_object_get(a->cap, "cpus")))
 		return "cpus";
-	if (mem > 0 &&
-	    mem > json_integer_value(json_object_get(a->cap, "memory")))
+	if (n->mem > 0 &&
+	    n->mem > json_integer_value(json_object_get(a->cap, "memory")))
 		return "memory";
-	if (gpus > 0 &&
-	    (size_t)gpus > json_array_size(json_object_get(a->cap, "gpus")))
+	if (n->gpus > 0 &&
+	    (size_t)n->gpus > json_array_size(json_object_get(a->cap, "gpus")))
 		return "gpus";
 	return NULL;
+}
+
+/* no_fit_need for the job in the row st (columns from col, see need_of). */
+static const char *no_fit(const struct agent_fit *a, sqlite3_stmt *job, int col)
+{
+	struct job_need n;
+	const char *why;
+
+	need_of(job, col, &n);
+	why = no_fit_need(a, &n);
+	json_decref(n.pl);
+	return why;
 }
 
 /* The full spec of a job with its secrets put back. */
@@ -424,8 +447,31 @@ int sched_handback_unheld(struct ws *ws, const char *agent_id, json_t *running,
 	return n;
 }
 
+void sched_fit_free(struct agent_fit *f)
+{
+	if (f == NULL)
+		return;
+	free((char *)f->name);
+	json_decref(f->labels);
+	json_decref(f->cap);
+	free(f);
+}
+
+/* A copy of a for a parked poll (*keep, replacing what it held). */
+static void keep_fit(const struct agent_fit *a, struct agent_fit **keep)
+{
+	struct agent_fit *k = xcalloc(1, sizeof(*k));
+
+	memcpy(k->id, a->id, sizeof(k->id));
+	k->name = xstrdup(a->name ? a->name : "");
+	k->labels = json_incref(a->labels);
+	k->cap = json_incref(a->cap);
+	sched_fit_free(*keep);
+	*keep = k;
+}
+
 int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
-                 json_t *jobs)
+                 json_t *jobs, struct agent_fit **keep)
 {
 	struct agent_fit a;
 	sqlite3_stmt *ag, *st;
@@ -433,6 +479,8 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
 
 	if (room <= 0 || load_agent(ws, agent_id, &a, &ag) < 0)
 		return 0;
+	if (keep != NULL)
+		keep_fit(&a, keep);
 	st = store_prep(ws,
 	                "SELECT id, attempt, spec, snapshot, placement_agent,"
 	                " placement_labels, cpus, memory, gpus, "
@@ -475,69 +523,33 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
 #define WAKE_PER_JOB 4
 #define WAKE_JOBS    32
 
+static bool fits_need(const struct agent_fit *a, void *need)
+{
+	return no_fit_need(a, need) == NULL;
+}
+
 int sched_wake_queued(struct ws *ws)
 {
-	char(*ids)[48] = NULL;
-	int n = wait_parked_agents(ws, &ids), woken = 0;
-	struct agent_fit *fit;
-	sqlite3_stmt *js, *ag;
-	bool *pick, *loaded;
+	sqlite3_stmt *js;
+	int woken = 0;
 
-	if (n == 0) {
-		free(ids);
-		return 0;
-	}
-	fit = xcalloc((size_t)n, sizeof(*fit));
-	pick = xcalloc((size_t)n, sizeof(*pick));
-	loaded = xcalloc((size_t)n, sizeof(*loaded));
 	store_lock(ws);
 	js = store_prep(ws, "SELECT placement_agent, placement_labels, cpus, "
 	                    "memory, gpus, json_extract(spec, '$.launcher'), "
 	                    "json_extract(spec, '$.slurm.partition') FROM jobs "
 	                    "WHERE state = 'queued' AND cancel_requested = 0 "
 	                    "ORDER BY priority DESC, id ASC LIMIT ?");
-	ag = store_prep(ws, "SELECT name, labels, capacity FROM agents WHERE "
-	                    "id = ? AND state != 'revoked'");
 	sqlite3_bind_int(js, 1, WAKE_JOBS);
+	/* the parked polls keep their agent's fit (sched_assign): matching
+	 * them queries nothing per agent */
 	while (sqlite3_step(js) == SQLITE_ROW) {
-		int got = 0;
-		for (int i = 0; i < n && got < WAKE_PER_JOB; i++) {
-			if (!loaded[i]) {
-				loaded[i] = true;
-				sqlite3_reset(ag);
-				sqlite3_bind_text(ag, 1, ids[i], -1,
-				                  SQLITE_STATIC);
-				if (sqlite3_step(ag) != SQLITE_ROW)
-					continue;
-				snprintf(fit[i].id, sizeof(fit[i].id), "%s",
-				         ids[i]);
-				fit[i].name = xstrdup(
-				    (const char *)sqlite3_column_text(ag, 0));
-				fit[i].labels = store_col_json(ag, 1);
-				fit[i].cap = store_col_json(ag, 2);
-			}
-			if (fit[i].name == NULL || no_fit(&fit[i], js, 0))
-				continue;
-			if (!pick[i])
-				woken++;
-			pick[i] = true;
-			got++;
-		}
+		struct job_need n;
+		need_of(js, 0, &n);
+		woken += wait_wake_fitting(ws, fits_need, &n, WAKE_PER_JOB);
+		json_decref(n.pl);
 	}
 	store_done(js);
-	store_done(ag);
 	store_unlock(ws);
-	if (woken > 0)
-		wait_resume_agents(ws, ids, pick, n);
-	for (int i = 0; i < n; i++) {
-		free((char *)fit[i].name);
-		json_decref(fit[i].labels);
-		json_decref(fit[i].cap);
-	}
-	free(fit);
-	free(pick);
-	free(loaded);
-	free(ids);
 	return woken;
 }
 

@@ -12,7 +12,9 @@
  * requests whose deadline passed, every 100 ms expires lapsed leases
  * (sched_expire), every second applies retention (retention_sweep) and
  * offers still-queued jobs again (sched_wake_queued: a woken poll may have
- * died or been taken first). */
+ * died or been taken first).  Parked lease polls are found by agent id (a
+ * hash table) and every parked request by deadline (a heap): no wake-up
+ * walks all 10,000 of them. */
 #include "workspace/server/http.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -30,6 +32,140 @@ void wait_mark(struct req *r)
 	pthread_mutex_unlock(&r->ws->wait_mu);
 }
 
+/* The parked requests: one doubly linked list per wait kind (deadlines,
+ * everyone), and the lease polls also in a hash table by agent id, so
+ * that waking one agent's polls does not walk the other 10,000
+ * (docs/performance.md F2).  wait_mu guards both. */
+#define WAIT_BUCKETS 16384
+
+static size_t agent_bucket(const char *id)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 1099511628211ULL;
+	return (size_t)(h & (WAIT_BUCKETS - 1));
+}
+
+/* The parked requests of each kind also sit in a binary min-heap by
+ * deadline, so that the sweeper finds the ones whose wait passed without
+ * walking all of them every 50 ms. */
+static void heap_set(struct ws *ws, int kind, size_t i, struct req *r)
+{
+	((struct req **)ws->wait_heap[kind])[i] = r;
+	r->heap_idx = i;
+}
+
+static void heap_up(struct ws *ws, int kind, size_t i)
+{
+	struct req **h = (struct req **)ws->wait_heap[kind], *r = h[i];
+
+	while (i > 0 && h[(i - 1) / 2]->deadline_ms > r->deadline_ms) {
+		heap_set(ws, kind, i, h[(i - 1) / 2]);
+		i = (i - 1) / 2;
+	}
+	heap_set(ws, kind, i, r);
+}
+
+static void heap_down(struct ws *ws, int kind, size_t i)
+{
+	struct req **h = (struct req **)ws->wait_heap[kind], *r = h[i];
+	size_t n = (size_t)ws->nparked[kind];
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= n)
+			break;
+		if (c + 1 < n && h[c + 1]->deadline_ms < h[c]->deadline_ms)
+			c++;
+		if (h[c]->deadline_ms >= r->deadline_ms)
+			break;
+		heap_set(ws, kind, i, h[c]);
+		i = c;
+	}
+	heap_set(ws, kind, i, r);
+}
+
+static void heap_add(struct ws *ws, struct req *r)
+{
+	int k = r->wait_kind;
+	size_t n = (size_t)ws->nparked[k];
+
+	if (n == ws->wait_heap_cap[k]) {
+		ws->wait_heap_cap[k] = n ? n * 2 : 1024;
+		ws->wait_heap[k] =
+		    realloc(ws->wait_heap[k],
+		            ws->wait_heap_cap[k] * sizeof(struct req *));
+		if (ws->wait_heap[k] == NULL)
+			fatalx("out of memory");
+	}
+	heap_set(ws, k, n, r);
+	ws->nparked[k]++;
+	heap_up(ws, k, n);
+}
+
+static void heap_del(struct ws *ws, struct req *r)
+{
+	int k = r->wait_kind;
+	struct req **h = (struct req **)ws->wait_heap[k], *m;
+	size_t i = r->heap_idx, last = (size_t)--ws->nparked[k];
+
+	if (i == last)
+		return;
+	m = h[last];
+	heap_set(ws, k, i, m);
+	heap_down(ws, k, i);
+	heap_up(ws, k, m->heap_idx);
+}
+
+static void link_parked(struct ws *ws, struct req *r)
+{
+	struct req **head = (struct req **)&ws->waiters[r->wait_kind];
+
+	r->wprev = NULL;
+	r->wnext = *head;
+	if (*head != NULL)
+		(*head)->wprev = r;
+	*head = r;
+	heap_add(ws, r);
+	if (r->wait_kind == WAIT_LEASE) {
+		struct req **b;
+		if (ws->wait_buckets == NULL)
+			ws->wait_buckets =
+			    xcalloc(WAIT_BUCKETS, sizeof(*ws->wait_buckets));
+		r->wbucket = agent_bucket(r->agent_id);
+		b = (struct req **)&ws->wait_buckets[r->wbucket];
+		r->hprev = NULL;
+		r->hnext = *b;
+		if (*b != NULL)
+			(*b)->hprev = r;
+		*b = r;
+	}
+}
+
+/* Take r off the lists and resume it; wait_mu held. */
+static void resume_req(struct ws *ws, struct req *r)
+{
+	if (r->wprev != NULL)
+		r->wprev->wnext = r->wnext;
+	else
+		ws->waiters[r->wait_kind] = (struct waiter *)r->wnext;
+	if (r->wnext != NULL)
+		r->wnext->wprev = r->wprev;
+	if (r->wait_kind == WAIT_LEASE) {
+		if (r->hprev != NULL)
+			r->hprev->hnext = r->hnext;
+		else
+			ws->wait_buckets[r->wbucket] =
+			    (struct waiter *)r->hnext;
+		if (r->hnext != NULL)
+			r->hnext->hprev = r->hprev;
+	}
+	r->wnext = r->wprev = r->hnext = r->hprev = NULL;
+	heap_del(ws, r);
+	MHD_resume_connection(r->conn);
+}
+
 bool wait_park(struct req *r)
 {
 	struct ws *ws = r->ws;
@@ -38,8 +174,7 @@ bool wait_park(struct req *r)
 	pthread_mutex_lock(&ws->wait_mu);
 	if (ws->gen[r->wait_kind] == r->gen && !ws->stopping &&
 	    now_mono_ms() < r->deadline_ms) {
-		r->wnext = (struct req *)ws->waiters[r->wait_kind];
-		ws->waiters[r->wait_kind] = (struct waiter *)r;
+		link_parked(ws, r);
 		MHD_suspend_connection(r->conn);
 		parked = true;
 	}
@@ -51,16 +186,18 @@ bool wait_park(struct req *r)
  * deadline); wait_mu held. */
 static void resume_kind(struct ws *ws, int kind, bool all, int64_t now)
 {
-	struct req **pp = (struct req **)&ws->waiters[kind], *r;
+	struct req *r = (struct req *)ws->waiters[kind], *next;
 
-	while ((r = *pp) != NULL) {
-		if (all || r->deadline_ms <= now) {
-			*pp = r->wnext;
-			r->wnext = NULL;
-			MHD_resume_connection(r->conn);
-		} else {
-			pp = &r->wnext;
-		}
+	if (!all) {
+		while (ws->nparked[kind] > 0 &&
+		       (r = ((struct req **)ws->wait_heap[kind])[0])
+		               ->deadline_ms <= now)
+			resume_req(ws, r);
+		return;
+	}
+	for (; r != NULL; r = next) {
+		next = r->wnext;
+		resume_req(ws, r);
 	}
 }
 
@@ -82,16 +219,15 @@ void ws_notify(struct ws *ws)
 /* Resume the parked lease polls of one agent; wait_mu held. */
 static void resume_agent(struct ws *ws, const char *agent_id)
 {
-	struct req **pp = (struct req **)&ws->waiters[WAIT_LEASE], *r;
+	struct req *r, *next;
 
-	while ((r = *pp) != NULL) {
-		if (strcmp(r->agent_id, agent_id) == 0) {
-			*pp = r->wnext;
-			r->wnext = NULL;
-			MHD_resume_connection(r->conn);
-		} else {
-			pp = &r->wnext;
-		}
+	if (ws->wait_buckets == NULL)
+		return; /* nothing parked yet */
+	r = (struct req *)ws->wait_buckets[agent_bucket(agent_id)];
+	for (; r != NULL; r = next) {
+		next = r->hnext;
+		if (strcmp(r->agent_id, agent_id) == 0)
+			resume_req(ws, r);
 	}
 }
 
@@ -99,16 +235,12 @@ static void resume_agent(struct ws *ws, const char *agent_id)
  * held. */
 static void resume_job(struct ws *ws, int64_t job)
 {
-	struct req **pp = (struct req **)&ws->waiters[WAIT_LOG], *r;
+	struct req *r = (struct req *)ws->waiters[WAIT_LOG], *next;
 
-	while ((r = *pp) != NULL) {
-		if (job == 0 || r->wait_job == job) {
-			*pp = r->wnext;
-			r->wnext = NULL;
-			MHD_resume_connection(r->conn);
-		} else {
-			pp = &r->wnext;
-		}
+	for (; r != NULL; r = next) {
+		next = r->wnext;
+		if (job == 0 || r->wait_job == job)
+			resume_req(ws, r);
 	}
 }
 
@@ -138,49 +270,33 @@ void ws_notify_logs(struct ws *ws)
 
 void wait_counts(struct ws *ws, int64_t *lease, int64_t *log)
 {
-	struct req *r;
-
-	*lease = *log = 0;
 	pthread_mutex_lock(&ws->wait_mu);
-	for (r = (struct req *)ws->waiters[WAIT_LEASE]; r; r = r->wnext)
-		(*lease)++;
-	for (r = (struct req *)ws->waiters[WAIT_LOG]; r; r = r->wnext)
-		(*log)++;
+	*lease = ws->nparked[WAIT_LEASE];
+	*log = ws->nparked[WAIT_LOG];
 	pthread_mutex_unlock(&ws->wait_mu);
 }
 
-int wait_parked_agents(struct ws *ws, char (**ids)[48])
+int wait_wake_fitting(struct ws *ws,
+                      bool (*fits)(const struct agent_fit *, void *), void *arg,
+                      int max)
 {
-	struct req *r;
-	int n = 0, cap = 0;
+	struct req *r, *next;
+	int n = 0;
 
-	*ids = NULL;
 	pthread_mutex_lock(&ws->wait_mu);
-	/* a poll that checked before the change and parks after this
-	 * snapshot must check again */
+	/* a poll that checked before the change and parks after this scan
+	 * must check again */
 	ws->gen[WAIT_LEASE]++;
-	for (r = (struct req *)ws->waiters[WAIT_LEASE]; r; r = r->wnext) {
-		if (r->lease_room <= 0)
+	for (r = (struct req *)ws->waiters[WAIT_LEASE]; r && n < max;
+	     r = next) {
+		next = r->wnext;
+		if (r->lease_room <= 0 || r->fit == NULL || !fits(r->fit, arg))
 			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			*ids = realloc(*ids, (size_t)cap * sizeof(**ids));
-			if (*ids == NULL)
-				fatalx("out of memory");
-		}
-		memcpy((*ids)[n++], r->agent_id, sizeof(**ids));
+		resume_req(ws, r);
+		n++;
 	}
 	pthread_mutex_unlock(&ws->wait_mu);
 	return n;
-}
-
-void wait_resume_agents(struct ws *ws, char (*ids)[48], const bool *pick, int n)
-{
-	pthread_mutex_lock(&ws->wait_mu);
-	for (int i = 0; i < n; i++)
-		if (pick[i])
-			resume_agent(ws, ids[i]);
-	pthread_mutex_unlock(&ws->wait_mu);
 }
 
 static void *sweeper_main(void *arg)
@@ -250,4 +366,14 @@ void wait_stop(struct ws *ws)
 	pthread_cond_broadcast(&ws->wait_cond);
 	pthread_mutex_unlock(&ws->wait_mu);
 	pthread_join(ws->sweeper, NULL);
+}
+
+void wait_free(struct ws *ws)
+{
+	free(ws->wait_buckets);
+	free(ws->wait_heap[WAIT_LEASE]);
+	free(ws->wait_heap[WAIT_LOG]);
+	ws->wait_buckets = NULL;
+	ws->wait_heap[WAIT_LEASE] = ws->wait_heap[WAIT_LOG] = NULL;
+	ws->wait_heap_cap[WAIT_LEASE] = ws->wait_heap_cap[WAIT_LOG] = 0;
 }

@@ -48,6 +48,7 @@ struct ws_conf {
 	int64_t log_retention_ms;
 	int64_t output_retention_ms;
 	int64_t max_connections;
+	int64_t conn_memory;
 	char *log_level;
 };
 
@@ -67,6 +68,10 @@ struct ws {
 	pthread_cond_t wait_cond;
 	uint64_t gen[2]; /* per enum wait_kind */
 	struct waiter *waiters[2];
+	struct waiter **wait_buckets; /* parked lease polls by agent id */
+	int64_t nparked[2];
+	void *wait_heap[2]; /* parked requests by deadline (wait.c) */
+	size_t wait_heap_cap[2];
 	bool stopping;
 	pthread_t sweeper;
 	/* wall minus monotonic clock at the last check (sched_clock_check) */
@@ -150,6 +155,8 @@ int64_t log_final_length(struct ws *ws, int64_t job, int64_t att);
 bool log_complete(bool terminal, int64_t len, int64_t final_len);
 int wait_start(struct ws *ws, struct err *e);
 void wait_stop(struct ws *ws);
+/* Free the parked requests' index once no request runs (after httpd_stop). */
+void wait_free(struct ws *ws);
 
 /* lease.c: write the last_seen times noted since the last flush, in one
  * transaction; store_lock held. */
@@ -170,9 +177,13 @@ void sched_clock_check(struct ws *ws);
 /* End an attempt with reason; requeue or finish the job (inside a txn). */
 int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
                       const char *reason, bool counted);
-/* Give up to room queued jobs to agent; appends lease items to jobs. */
+/* Give up to room queued jobs to agent; appends lease items to jobs.
+ * keep (may be NULL): where a lease poll keeps the agent's fit (labels,
+ * capacity) for sched_wake_queued; replaced when the agent is loaded. */
+struct agent_fit;
 int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
-                 json_t *jobs);
+                 json_t *jobs, struct agent_fit **keep);
+void sched_fit_free(struct agent_fit *f);
 /* Attempts of agent_id still 'assigned' (never reported) that its poll's
  * running list does not name: the reply that handed them went to a poll
  * nobody read (a killed agent's parked request).  Appends them to jobs as
