@@ -309,3 +309,18 @@ def test_a_replaced_parked_poll_does_not_hand_back_the_newer_polls_jobs(workspac
         [(1, "running")], job
     r = ws.lease(sec, running=[(j, 1)])
     assert r["renewed"] and not r["lost"] and not r["jobs"], r
+
+
+def test_a_fitting_job_behind_a_thousand_unfitting_ones_is_given(workspace):
+    # The queue is read in priority order until the poll's room is filled:
+    # a CPU node must get the CPU job queued behind 1,001 GPU jobs that
+    # only another (GPU) node can run (it read the first 1,000 only).
+    ws = workspace
+    ws.register("gpu-node", gpus=1)
+    cpu = ws.register("cpu-node")
+    for i in range(1001):
+        ws.submit({"name": f"gpu-{i}", "command": ["true"],
+                   "resources": {"gpus": 1}}, priority=5)
+    j = ws.submit({"name": "cpu", "command": ["true"]})
+    got = ws.lease(cpu, queue_room=1)["jobs"]
+    assert [g["job"] for g in got] == [j], got

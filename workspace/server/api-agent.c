@@ -340,8 +340,10 @@ static int agents_register(struct req *r)
 	auth_new_token("ta_", secret, sizeof(secret));
 	auth_hash(secret, hash);
 	store_lock(ws);
-	store_begin(ws);
-	if ((rc = take_token(ws, h + 7, &tl)) < 0) {
+	if ((rc = store_begin(ws)) < 0) {
+		st = reply_error(r, 503, "busy", NULL,
+		                 "the database is busy: register again");
+	} else if ((rc = take_token(ws, h + 7, &tl)) < 0) {
 		st = reply_error(r, 401, "unauthorized", NULL,
 		                 "registration token unknown, expired or used "
 		                 "up: ask the admin for a new one "
@@ -377,6 +379,10 @@ static int agents_register(struct req *r)
 	} else {
 		store_rollback(ws);
 		store_unlock(ws);
+		if (st == 0) /* stored, then the commit failed */
+			st = reply_error(r, 503, "busy", NULL,
+			                 "could not store the agent: register "
+			                 "again");
 	}
 out:
 	explicit_bzero(secret, sizeof(secret));
@@ -420,10 +426,10 @@ static int attempts_handback(struct req *r)
 		return r->status;
 	store_lock(ws);
 	rc = sched_attempt_check(ws, job, att, r->agent_id);
-	if (rc == 0) {
-		store_begin(ws);
+	if (rc == 0 && (rc = store_begin(ws)) == 0) {
 		sched_end_attempt(ws, job, att, "handed_back", false);
-		rc = store_commit(ws);
+		if ((rc = store_commit(ws)) < 0)
+			store_rollback(ws);
 	}
 	store_unlock(ws);
 	if (rc == TERR_NOTFOUND || rc == TERR_CONFLICT)

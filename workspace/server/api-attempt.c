@@ -235,8 +235,7 @@ static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 	rc = sched_attempt_check(ws, job, att, r->agent_id);
 	if (rc == TERR_CONFLICT && all_stored(ws, job, att, evs))
 		rc = 0, evs = NULL; /* a retry of what was stored: ack it */
-	if (rc == 0 && evs != NULL) {
-		store_begin(ws);
+	if (rc == 0 && evs != NULL && (rc = store_begin(ws)) == 0) {
 		json_array_foreach(evs, i, ev)
 		{
 			if (sched_attempt_check(ws, job, att, r->agent_id) != 0)

@@ -119,12 +119,17 @@ static int backup_db(const char *from, const char *to, struct err *e)
 		            sqlite3_errmsg(dst));
 		goto out;
 	}
-	/* a step of pages at a time, so the server's writers go on */
-	do {
-		rc = sqlite3_backup_step(b, 256);
-		if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
-			sqlite3_sleep(10);
-	} while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+	/* All pages in one step: one read transaction, one consistent
+	 * snapshot, and in WAL mode the server's writers go on meanwhile.
+	 * (Steps of a few pages restart from the first page whenever the
+	 * server writes in between, which a busy workspace does every
+	 * second: such a backup need never end.)  Busy: a bounded wait. */
+	for (int tries = 0;; tries++) {
+		rc = sqlite3_backup_step(b, -1);
+		if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || tries >= 200)
+			break;
+		sqlite3_sleep(50);
+	}
 	sqlite3_backup_finish(b);
 	if (rc != SQLITE_DONE) {
 		r = err_set(e, TERR_IO, "backup %s: %s", from,

@@ -478,13 +478,33 @@ static int agents_lease(struct req *r)
 			                   "a later poll from this agent "
 			                   "replaced this one");
 		}
-		store_begin(ws);
+		if (store_begin(ws) < 0) {
+			/* statements would run one by one: no lease check */
+			store_unlock(ws);
+			json_decref(o.jobs);
+			json_decref(o.renewed);
+			json_decref(o.cancel);
+			json_decref(o.lost);
+			json_decref(b);
+			return reply_error(r, 503, "busy", NULL,
+			                   "the database is busy: poll again");
+		}
 		lease_check(r, b, &o);
 		if (store_commit(ws) < 0) {
+			/* nothing of it happened: the renewals were rolled
+			 * back with the rest, so no reply may claim them (the
+			 * agent would run on a lease the workspace lets
+			 * lapse) */
 			store_rollback(ws);
-			o.urgent = false;
-			o.requeued = 0;
-			json_array_clear(o.jobs);
+			store_unlock(ws);
+			json_decref(o.jobs);
+			json_decref(o.renewed);
+			json_decref(o.cancel);
+			json_decref(o.lost);
+			json_decref(b);
+			return reply_error(r, 503, "busy", NULL,
+			                   "could not record this poll: poll "
+			                   "again");
 		}
 		store_unlock(ws);
 		if (o.requeued > 0) {

@@ -146,9 +146,19 @@ static int open_for_append(struct ws *ws, int64_t job, int64_t att, int64_t len)
 		}
 		buf_free(&b);
 	}
-	if (created &&
-	    (dir_fsync(dir, NULL) < 0 || dir_fsync(ws->dir, NULL) < 0))
-		goto fail;
+	if (created) {
+		/* the file's entry in logs/<job>, <job>'s in logs, and
+		 * logs' own (made once) in the workspace dir */
+		char *logs = xasprintf("%s/logs", ws->dir);
+		int r = dir_fsync(dir, NULL) < 0 || dir_fsync(logs, NULL) < 0 ||
+		                dir_fsync(ws->dir, NULL) < 0
+		            ? -1
+		            : 0;
+
+		free(logs);
+		if (r < 0)
+			goto fail;
+	}
 	goto out;
 fail:
 	log_error("log file %s: %s", path, strerror(errno));

@@ -487,7 +487,10 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
 	                "json_extract(spec, '$.launcher'), json_extract(spec, "
 	                "'$.slurm.partition') FROM jobs WHERE state = 'queued' "
 	                "AND cancel_requested = 0 ORDER BY priority DESC, id "
-	                "ASC LIMIT 1000");
+	                "ASC");
+	/* the whole queue, until room is filled: a bound here starved a job
+	 * behind that many others this agent cannot run (GPU jobs before a
+	 * CPU one on a CPU node) */
 	while (given < room && sqlite3_step(st) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(st, 0);
 		int64_t n = sqlite3_column_int64(st, 1) + 1;
