@@ -4,7 +4,10 @@
  * what the job can write on the node: its work, outputs and checkpoints
  * directories, its private /tmp and /dev/shm (sandbox: tmpfs whose size=
  * is twice the budget, sandbox.c), and files it deleted but holds open on
- * the state dir's filesystem.  The supervisor loop measures every
+ * the state dir's filesystem.  Every file, directory and link counts at
+ * least 4 KiB (an empty file holds an inode: millions of them fill the
+ * state dir's inodes), and a walk stops as soon as it is over the budget,
+ * so it reads at most budget/4 KiB entries.  The supervisor loop measures every
  * disk_check_ms (more rarely when a walk is slow) and stops the job with
  * `disk_limit` once it is at the budget; docs/state-dir.md states the
  * overshoot.  Measuring was chosen over project quotas (they need a
@@ -49,8 +52,14 @@ int runner_disk_budget(struct runner *r, struct err *e)
 	return 0;
 }
 
+/* Each file, directory or link counts at least this much: an empty file
+ * takes no block but an inode and a directory entry, and millions of them
+ * exhaust the state dir's inodes as surely as bytes fill it. */
+#define DISK_ENTRY_MIN 4096
+
 struct walk {
 	int64_t bytes;
+	int64_t stop_at; /* stop walking once over it (the budget), or 0 */
 	bool too_deep;
 };
 
@@ -69,9 +78,13 @@ static void walk_at(int dfd, int depth, struct walk *w)
 		if (strcmp(de->d_name, ".") == 0 ||
 		    strcmp(de->d_name, "..") == 0)
 			continue;
+		if (w->stop_at > 0 && w->bytes > w->stop_at)
+			break; /* over: the rest cannot bring it under */
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue; /* removed meanwhile */
-		w->bytes += (int64_t)st.st_blocks * 512;
+		w->bytes += (int64_t)st.st_blocks * 512 > DISK_ENTRY_MIN
+		                ? (int64_t)st.st_blocks * 512
+		                : DISK_ENTRY_MIN;
 		if (!S_ISDIR(st.st_mode))
 			continue;
 		if (depth >= DISK_MAX_DEPTH) {
@@ -184,7 +197,7 @@ static int64_t deleted_open(struct runner *r, dev_t dev)
 
 int64_t runner_disk_usage(struct runner *r)
 {
-	struct walk w = {0};
+	struct walk w = {.stop_at = r->disk_limit};
 	struct stat st;
 
 	if (r->stage_dir != NULL) { /* slurm: the job writes only there */

@@ -375,3 +375,16 @@ def test_git_fetch_over_source_max_bytes():
         assert du(mirrors) < (1 << 20), du(mirrors)
     finally:
         srv.stop()
+
+
+def test_job_making_empty_files_ends_disk_limit(workspace, agent):
+    """Empty files take inodes, not blocks: each entry counts 4 KiB, so
+    40,000 of them pass a 64 MiB budget (they counted nothing)."""
+    cmd = ("import os\n"
+           "os.makedirs('/tether/work/e', exist_ok=True)\n"
+           "for i in range(40000):\n"
+           "    open('/tether/work/e/%d' % i, 'w').close()\n"
+           "import time; time.sleep(10)\n")
+    job = workspace.submit(name="empty-files", resources={"disk": "64M"},
+                           command=["/usr/bin/python3", "-c", cmd])
+    ends_disk_limit(agent, job)
