@@ -52,8 +52,13 @@ static bool path_escapes(const char *p)
 	return false;
 }
 
-/* True when a symlink at entry path `path` with `target` stays inside:
- * resolve lexically, counting depth below the root. */
+/* True when a symlink at entry path `path` with `target` stays inside,
+ * resolved lexically (depth below the root), as if no component of it were
+ * itself a symlink: `a/l -> ..` then `m -> a/l/..` passes and leads one
+ * level above the work dir.  This check is hygiene, not the boundary:
+ * root code opens job files only beneath the work dir without following
+ * links (runner/jobfile.c), git checkouts may hold any symlink anyway,
+ * and inside the sandbox such a link reaches only /tether. */
 static bool link_stays_inside(const char *path, const char *target)
 {
 	int depth = 0;
