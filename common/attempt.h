@@ -128,8 +128,12 @@ int attempt_cancel_write(const char *dir, const char *reason, int64_t grace_ms,
 int attempt_cancel_read(const char *dir, char reason[32], int64_t *grace_ms,
                         struct err *e);
 
+/* Atomic always (temp + rename); durable (fsync of the file and the
+ * directory) only when durable: the records a reader relies on after a
+ * power loss (the job's pid, cgroup, launcher_ref), not the phases that a
+ * later write supersedes (docs/recovery.md, "Durability"). */
 int attempt_state_write(const char *dir, const struct attempt_state *st,
-                        struct err *e);
+                        bool durable, struct err *e);
 int attempt_state_read(const char *dir, struct attempt_state *st,
                        struct err *e);
 

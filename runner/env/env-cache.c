@@ -153,9 +153,10 @@ static int meta_read(const char *env_dir, const char *key,
 	return rc;
 }
 
-/* Write the usage record; size < 0: measure the directory. */
+/* Write the usage record; size < 0: measure the directory.  Durable
+ * unless it only moves last_used (which only orders evictions). */
 static int meta_write(const char *env_dir, const char *key, const char *kind,
-                      int64_t size, bool measure, struct err *e)
+                      int64_t size, bool measure, bool durable, struct err *e)
 {
 	char *path = xasprintf("%s/%s" META_NAME, env_dir, key);
 	char *dir = xasprintf("%s/%s", env_dir, key), *text;
@@ -174,7 +175,8 @@ static int meta_write(const char *env_dir, const char *key, const char *kind,
 	              "size_bytes", (json_int_t)old.size_bytes, "created",
 	              (json_int_t)old.created, "last_used", (json_int_t)now);
 	text = json_dumps(j, JSON_SORT_KEYS);
-	rc = file_write_atomic(path, text, strlen(text), 0644, e);
+	rc = durable ? file_write_atomic(path, text, strlen(text), 0644, e)
+	             : file_replace(path, text, strlen(text), 0644, e);
 	free(text);
 	json_decref(j);
 	free(path);
@@ -185,7 +187,7 @@ static int meta_write(const char *env_dir, const char *key, const char *kind,
 int env_cache_touch(const char *env_dir, const char *key, const char *kind,
                     bool measure, struct err *e)
 {
-	return meta_write(env_dir, key, kind, -1, measure, e);
+	return meta_write(env_dir, key, kind, -1, measure, measure, e);
 }
 
 int env_cache_record(const char *env_dir, const char *key, const char *kind,
@@ -197,7 +199,8 @@ int env_cache_record(const char *env_dir, const char *key, const char *kind,
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		rc = err_sys(e, TERR_IO, "mkdir %s", dir);
 	free(dir);
-	return rc < 0 ? rc : meta_write(env_dir, key, kind, size, false, e);
+	return rc < 0 ? rc
+	              : meta_write(env_dir, key, kind, size, false, true, e);
 }
 
 /* True when someone holds the shared use lock of key. */

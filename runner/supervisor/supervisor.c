@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "runner/env/env.h"
+#include "runner/logpipe.h"
 #include "runner/outputs.h"
 #include "runner/source/source.h"
 #include "runner/supervisor/supervisor.h"
@@ -160,11 +161,21 @@ static json_t *final_event(const struct final *f)
 static int write_final(struct runner *r, struct final *f, struct err *e)
 {
 	json_t *ev = final_event(f), *res;
+	struct err fe = {0};
 	int rc;
 
+	/* The log, then the final event, then result.json reach the disk in
+	 * this order: a result that survived a power loss has its log and
+	 * events with it (docs/recovery.md, "Durability"). */
+	if (r->job_log != NULL) /* held-back bytes of the masker first */
+		logpipe_finish(r->job_log, &fe);
+	if (r->aux_log != NULL)
+		logpipe_finish(r->aux_log, &fe);
+	if (r->log_fd >= 0)
+		fdatasync(r->log_fd);
 	if ((rc = runner_event(r, ev, e)) < 0)
 		goto out;
-	fsync(r->events_fd);
+	fdatasync(r->events_fd);
 	res = json_deep_copy(ev);
 	json_object_set_new(res, "outputs",
 	                    f->outputs ? json_incref(f->outputs)
@@ -331,7 +342,7 @@ static void load_failed(struct runner *r, struct final *f, struct err *e)
 
 int supervisor_run(const char *dir)
 {
-	struct runner r = {.log_fd = -1, .events_fd = -1};
+	struct runner r = {.log_fd = -1, .events_fd = -1, .idle_watch_fd = -1};
 	struct final f;
 	struct err e = {0};
 	sigset_t set;
@@ -357,7 +368,9 @@ int supervisor_run(const char *dir)
 		return 1;
 	supervisor_reattach_check(&r, dir); /* before state.json is rewritten */
 	rc = supervisor_load(&r, dir, true, &e);
-	if (r.dir == NULL || runner_save_state(&r, &e) < 0 ||
+	if (r.dir == NULL ||
+	    attempt_state_write(r.dir, &r.state, runner_state_durable(&r), &e) <
+	        0 ||
 	    runner_open_files(&r, &e) < 0) {
 		log_error("%s: %s", dir, e.msg);
 		runner_free(&r);
