@@ -12,6 +12,7 @@
 #include "runner/env/env.h"
 #include "runner/logpipe.h"
 #include "runner/outputs.h"
+#include "runner/split.h"
 #include "runner/source/source.h"
 #include "runner/supervisor/supervisor.h"
 
@@ -340,6 +341,19 @@ static void load_failed(struct runner *r, struct final *f, struct err *e)
 	err_clear(e);
 }
 
+/* Replace this tether-runner with tether-runner-full for r (split.h):
+ * before anything is written, so it starts the attempt as if first. */
+static int hand_over(struct runner *r, const char *dir, struct err *e)
+{
+	char *argv[] = {"tether-runner-full", "run", (char *)dir, NULL};
+
+	log_debug("job=%s: %s: tether-runner-full runs it", r->job_id,
+	          runner_needs_full(r));
+	runner_exec_full(argv, e);
+	r->ops = NULL; /* the placeholders of split-lite.c do nothing */
+	return err_wrap(e, "%s", runner_needs_full(r));
+}
+
 int supervisor_run(const char *dir)
 {
 	struct runner r = {.log_fd = -1, .events_fd = -1, .idle_watch_fd = -1};
@@ -368,6 +382,8 @@ int supervisor_run(const char *dir)
 		return 1;
 	supervisor_reattach_check(&r, dir); /* before state.json is rewritten */
 	rc = supervisor_load(&r, dir, true, &e);
+	if (rc == 0 && !runner_is_full && runner_needs_full(&r) != NULL)
+		rc = hand_over(&r, dir, &e); /* returns only on failure */
 	if (r.dir == NULL ||
 	    attempt_state_write(r.dir, &r.state, runner_state_durable(&r), &e) <
 	        0 ||
