@@ -255,7 +255,9 @@ static int phase_outputs(struct runner *r, struct final *f, struct err *e)
 	int64_t t0 = now_mono_ms();
 	int rc;
 
-	runner_set_phase(r, "outputs");
+	/* state.json keeps phase "run" (the events report this phase): a
+	 * re-attaching runner treats both alike, and a rewrite carrying the
+	 * job's record would be synced (runner_state_durable) for nothing. */
 	runner_phase_event(r, "outputs", "start", -1, NULL);
 	rc = outputs_list(r->outputs_dir, &f->outputs, &f->refused, e);
 	for (size_t i = 0; rc == 0 && i < json_array_size(f->refused); i++) {

@@ -85,7 +85,7 @@ def test_syncs_only_the_job_record_and_the_end(tmp_path):
             trail.append(("final", ""))
     syncs = [t for t in trail if t[0] == "sync"]
     # before: 18 (state.json synced at every phase, twice each)
-    assert len(syncs) <= 8, trail
+    assert len(syncs) == 6, trail
     attempt = os.path.basename(d)
     start = trail.index(("started", ""))
     # the last state.json before `started` is synced: file, rename, directory
