@@ -22,7 +22,7 @@ int attempt_lease_write(const char *dir, int64_t deadline_mono_ms,
 	char *path = attempt_path(dir, ATTEMPT_LEASE), line[64];
 	int n = snprintf(line, sizeof(line), "%" PRId64 " %" PRId64 "\n",
 	                 deadline_mono_ms, deadline_wall_ms);
-	int r = file_write_atomic(path, line, (size_t)n, 0600, e);
+	int r = file_replace(path, line, (size_t)n, 0600, e);
 
 	free(path);
 	return r;
