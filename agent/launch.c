@@ -236,9 +236,11 @@ int launch_fork(struct agent *a, struct att *t, struct err *e)
 	if (pid < 0)
 		return err_sys(e, TERR_IO, "fork");
 	if (pid == 0) {
-		/* Close what the agent holds; keep 0-2 for the child. */
-		for (int fd = 3; fd < 1024; fd++)
-			close(fd);
+		/* Close what the agent holds; keep 0-2 for the child.  One
+		 * call, not 1,021: the agent waits for this child. */
+		if (close_range(3, ~0U, 0) < 0)
+			for (int fd = 3; fd < 1024; fd++)
+				close(fd);
 		launch_child(a->runner_path, t->dir);
 	}
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -249,7 +251,7 @@ int launch_fork(struct agent *a, struct att *t, struct err *e)
 	return 0;
 }
 
-static int launch_mark_running(struct agent *a, struct att *t, struct err *e)
+static int launch_mark_row(struct agent *a, struct att *t, struct err *e)
 {
 	sqlite3_stmt *st;
 	int r;
@@ -263,9 +265,26 @@ static int launch_mark_running(struct agent *a, struct att *t, struct err *e)
 	sqlite3_bind_text(st, 2, t->gpu_ids, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, t->job, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, t->attempt);
-	if ((r = db_step_done(a->db, st, e)) < 0)
+	return db_step_done(a->db, st, e);
+}
+
+/* `running` before the fork, committed without waiting for the disk
+ * (synchronous=NORMAL for this one commit: atomic, made durable by the
+ * next synced commit).  A power loss that takes it leaves the attempt
+ * `queued`; it is launched again, and its runner re-attaches to the job
+ * recorded in state.json (synced) or, with no job recorded, starts it
+ * (docs/recovery.md, "Durability").  The queue insert stays synced. */
+static int launch_mark_running(struct agent *a, struct att *t, struct err *e)
+{
+	struct err fe = {0};
+	int r;
+
+	if ((r = db_exec(a->db, "PRAGMA synchronous=NORMAL", e)) < 0)
 		return r;
-	return att_request(t, ATT_EV_LAUNCHED, e);
+	r = launch_mark_row(a, t, e);
+	if (db_exec(a->db, "PRAGMA synchronous=FULL", &fe) < 0)
+		log_error("agent.db: synchronous=FULL again: %s", fe.msg);
+	return r < 0 ? r : att_request(t, ATT_EV_LAUNCHED, e);
 }
 
 /* Write the files and start the runner. */

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <jansson.h>
 #include <unistd.h>
 
 /* A lease with less left than this is renewed before a restart. */
@@ -79,6 +80,23 @@ static bool restart_wait_lease(struct att *t)
 	return true;
 }
 
+/* spec.json is written without a sync (common/attempt.h): a power loss may
+ * have taken it.  The runner is gone (that is why it restarts), so no lock
+ * of its is on the file: write it again from agent.db. */
+static int restart_spec(struct att *t, struct err *e)
+{
+	json_t *doc = NULL;
+	struct err re = {0};
+
+	if (attempt_spec_read(t->dir, &doc, &re) == 0) {
+		json_decref(doc);
+		return 0;
+	}
+	log_warn("job=%s attempt=%lld %s: writing it again from agent.db",
+	         t->job, (long long)t->attempt, re.msg);
+	return launch_write_spec(t->a, t, t->dir, e);
+}
+
 int restart_runner(struct att *t, struct err *e)
 {
 	int r;
@@ -94,7 +112,7 @@ int restart_runner(struct att *t, struct err *e)
 	         "it again (restart %d of %d)",
 	         t->job, (long long)t->attempt, t->runner_restarts,
 	         RESTART_MAX);
-	if ((r = launch_fork(t->a, t, e)) < 0)
+	if ((r = restart_spec(t, e)) < 0 || (r = launch_fork(t->a, t, e)) < 0)
 		return r;
 	return 1;
 }

@@ -280,7 +280,7 @@ int attempt_spec_write(const char *dir, const char *job, int64_t attempt,
 	                        attempt_settings_json(s));
 	char *path = attempt_path(dir, ATTEMPT_SPEC);
 	char *text = json_dumps(doc, JSON_INDENT(1));
-	int rc = file_write_atomic(path, text, strlen(text), 0600, e);
+	int rc = file_replace(path, text, strlen(text), 0600, e);
 
 	freezero_str(text); /* the spec holds the job's secrets */
 	free(path);

@@ -22,7 +22,7 @@ int attempt_lease_write(const char *dir, int64_t deadline_mono_ms,
 	char *path = attempt_path(dir, ATTEMPT_LEASE), line[64];
 	int n = snprintf(line, sizeof(line), "%" PRId64 " %" PRId64 "\n",
 	                 deadline_mono_ms, deadline_wall_ms);
-	int r = file_write_atomic(path, line, (size_t)n, 0600, e);
+	int r = file_replace(path, line, (size_t)n, 0600, e);
 
 	free(path);
 	return r;
@@ -47,12 +47,14 @@ out:
 	return r;
 }
 
-/* Write o (consumed) canonically and atomically into dir/name, 0600. */
-static int write_json(const char *dir, const char *name, json_t *o,
-                      struct err *e)
+/* Write o (consumed) canonically and atomically into dir/name, 0600;
+ * durably (fsynced) when durable. */
+static int write_json(const char *dir, const char *name, bool durable,
+                      json_t *o, struct err *e)
 {
 	char *path = attempt_path(dir, name), *text = json_dump_canon(o);
-	int r = file_write_atomic(path, text, strlen(text), 0600, e);
+	int r = durable ? file_write_atomic(path, text, strlen(text), 0600, e)
+	                : file_replace(path, text, strlen(text), 0600, e);
 
 	free(text);
 	json_decref(o);
@@ -63,7 +65,7 @@ static int write_json(const char *dir, const char *name, json_t *o,
 int attempt_cancel_write(const char *dir, const char *reason, int64_t grace_ms,
                          struct err *e)
 {
-	return write_json(dir, ATTEMPT_CANCEL,
+	return write_json(dir, ATTEMPT_CANCEL, true,
 	                  json_pack("{s:s, s:f}", "reason", reason, "grace",
 	                            (double)grace_ms / 1000.0),
 	                  e);
@@ -95,9 +97,9 @@ out:
 }
 
 int attempt_state_write(const char *dir, const struct attempt_state *st,
-                        struct err *e)
+                        bool durable, struct err *e)
 {
-	return write_json(dir, ATTEMPT_STATE,
+	return write_json(dir, ATTEMPT_STATE, durable,
 	                  json_pack("{s:I, s:I, s:I, s:s, s:s, s:s, s:s}",
 	                            "runner_pid", (json_int_t)st->runner_pid,
 	                            "runner_start",

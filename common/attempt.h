@@ -88,7 +88,9 @@ int attempt_settings_parse(json_t *obj, struct attempt_settings *s,
                            struct err *e);
 
 /* spec.json: {"job", "attempt", "spec": {job spec}, "runner": {settings}}.
- * spec is borrowed. */
+ * spec is borrowed.  Atomic, not synced: agent.db holds the spec, and the
+ * agent writes the file again before restarting a runner when a power
+ * loss took it (agent/restart.c; docs/recovery.md, "Durability"). */
 int attempt_spec_write(const char *dir, const char *job, int64_t attempt,
                        json_t *spec, const struct attempt_settings *s,
                        struct err *e);
@@ -115,6 +117,9 @@ struct attempt_state {
 /* "<dir>/<file>" on the heap. */
 char *attempt_path(const char *dir, const char *file);
 
+/* Atomic, not synced: after a power loss an older lease has an earlier
+ * deadline, so the runner stops sooner, never later, than the workspace
+ * allows (docs/recovery.md, "Durability"). */
 int attempt_lease_write(const char *dir, int64_t deadline_mono_ms,
                         int64_t deadline_wall_ms, struct err *e);
 /* TERR_NOTFOUND when there is no lease file (no lease). */
@@ -128,8 +133,12 @@ int attempt_cancel_write(const char *dir, const char *reason, int64_t grace_ms,
 int attempt_cancel_read(const char *dir, char reason[32], int64_t *grace_ms,
                         struct err *e);
 
+/* Atomic always (temp + rename); durable (fsync of the file and the
+ * directory) only when durable: the records a reader relies on after a
+ * power loss (the job's pid, cgroup, launcher_ref), not the phases that a
+ * later write supersedes (docs/recovery.md, "Durability"). */
 int attempt_state_write(const char *dir, const struct attempt_state *st,
-                        struct err *e);
+                        bool durable, struct err *e);
 int attempt_state_read(const char *dir, struct attempt_state *st,
                        struct err *e);
 

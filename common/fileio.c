@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +44,9 @@ int dir_fsync(const char *dir, struct err *e)
 	return r;
 }
 
-int file_write_atomic(const char *path, const void *data, size_t len,
-                      mode_t mode, struct err *e)
+/* Temp file, write, (fsync), rename, (fsync the directory). */
+static int write_replace(const char *path, const void *data, size_t len,
+                         mode_t mode, bool durable, struct err *e)
 {
 	char *tmp = xasprintf("%s.tmp.XXXXXX", path);
 	char *dcopy = xstrdup(path);
@@ -63,7 +65,7 @@ int file_write_atomic(const char *path, const void *data, size_t len,
 		err_wrap(e, "%s", tmp);
 		goto out;
 	}
-	if (fsync(fd) < 0) {
+	if (durable && fsync(fd) < 0) {
 		r = err_sys(e, TERR_IO, "fsync %s", tmp);
 		goto out;
 	}
@@ -73,7 +75,8 @@ int file_write_atomic(const char *path, const void *data, size_t len,
 		r = err_sys(e, TERR_IO, "rename %s", path);
 		goto out;
 	}
-	r = dir_fsync(dirname(dcopy), e);
+	if (durable)
+		r = dir_fsync(dirname(dcopy), e);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -82,6 +85,18 @@ out:
 	free(tmp);
 	free(dcopy);
 	return r;
+}
+
+int file_write_atomic(const char *path, const void *data, size_t len,
+                      mode_t mode, struct err *e)
+{
+	return write_replace(path, data, len, mode, true, e);
+}
+
+int file_replace(const char *path, const void *data, size_t len, mode_t mode,
+                 struct err *e)
+{
+	return write_replace(path, data, len, mode, false, e);
 }
 
 int file_read_all(const char *path, size_t cap, char **out, size_t *out_len,

@@ -12,6 +12,12 @@ struct err;
  * a mix, even after a crash. */
 int file_write_atomic(const char *path, const void *data, size_t len,
                       mode_t mode, struct err *e);
+/* The same without either fsync: atomic (readers, and a reader after a
+ * process crash, see old or new) but not durable (after a power loss the
+ * old content, or none, may be back).  For state that a later write
+ * supersedes and that nobody relies on across a reboot. */
+int file_replace(const char *path, const void *data, size_t len, mode_t mode,
+                 struct err *e);
 /* Read a whole file of at most cap bytes into a NUL-terminated heap buffer. */
 int file_read_all(const char *path, size_t cap, char **out, size_t *out_len,
                   struct err *e);

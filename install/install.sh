@@ -103,10 +103,13 @@ install_binaries() {
 	src=$(source_of tether-agent agent)
 	[ -n "$src" ] || die "no tether-agent in ${from_prefix:-$build_dir}: build it first (cmake --build build) or pass --build-dir/--from-prefix"
 	[ -n "$(source_of tether-runner runner)" ] || die "no tether-runner next to $src"
+	[ -n "$(source_of tether-runner-full runner)" ] || die "no tether-runner-full next to $src"
 	install -d -m 0755 "$root$bindir"
 	# install(1) writes a new inode, so a running agent or runner keeps its
 	# old binary until it restarts (no "text file busy").
-	for b in tether-agent:agent tether-runner:runner tether:cli; do
+	# tether-runner-full: the runner's heavy half, found beside tether-runner
+	for b in tether-agent:agent tether-runner-full:runner tether-runner:runner \
+		tether:cli; do
 		src=$(source_of "${b%%:*}" "${b#*:}")
 		[ -n "$src" ] || continue
 		install -m 0755 "$src" "$root$bindir/${b%%:*}"

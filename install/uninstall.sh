@@ -99,7 +99,8 @@ drain_jobs() {
 			say "warning: 'tether-agent drain' failed; waiting for the running jobs anyway"
 	fi
 	local waited=0 n a
-	while n=$(pids_of tether-runner | wc -l) && a=$(pids_of tether-agent | wc -l) &&
+	while n=$({ pids_of tether-runner; pids_of tether-runner-full; } | wc -l) &&
+		a=$(pids_of tether-agent | wc -l) &&
 		[ $((n + a)) -gt 0 ]; do
 		if [ "$waited" -ge "$drain_timeout" ]; then
 			die "$n job(s) still running after ${drain_timeout}s; wait, cancel them, or use --no-drain"
@@ -130,7 +131,8 @@ remove_files() {
 	rm -f "$unit_file"
 	rm -rf "$unit_file.d" "$root/etc/systemd/system/multi-user.target.wants/$unit"
 	systemd_running && systemctl daemon-reload
-	rm -f "$root$bindir/tether-agent" "$root$bindir/tether-runner" "$root$bindir/tether"
+	rm -f "$root$bindir/tether-agent" "$root$bindir/tether-runner" \
+		"$root$bindir/tether-runner-full" "$root$bindir/tether"
 	rm -rf "$root$prefix/share/tether"
 	say "removed the unit and the binaries"
 }

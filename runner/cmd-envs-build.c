@@ -60,7 +60,7 @@ static int build_run(struct runner *r, const char *dir, struct err *e)
 
 int cmd_envs_build(int argc, char **argv)
 {
-	struct runner r = {.log_fd = -1, .events_fd = -1};
+	struct runner r = {.log_fd = -1, .events_fd = -1, .idle_watch_fd = -1};
 	struct err e = {0};
 	int rc;
 

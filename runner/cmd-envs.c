@@ -30,6 +30,9 @@ static void envs_usage(FILE *f)
 	        " or remove\n"
 	        "least-recently-used unused ones until the cache fits SIZE "
 	        "(e.g. 20G)\n"
+	        "       tether-runner envs remove-image [--docker-socket PATH]"
+	        " KEY\n"
+	        "remove an evicted docker environment's image\n"
 	        "       tether-runner envs build DIR\n"
 	        "build (or find) the environment of DIR/spec.json ahead of "
 	        "its job\n");
@@ -102,6 +105,22 @@ static int envs_prune(const char *dir, int64_t budget, const char *socket)
 	return 0;
 }
 
+/* `envs remove-image [--docker-socket PATH] KEY`: the image of an evicted
+ * docker environment, for tether-runner's eviction (split-lite.c). */
+static int envs_remove_image(int argc, char **argv, const char *socket)
+{
+	struct env_entry ent = {.kind = "docker"};
+
+	if (argc != 1 || argv[0][0] == '\0' ||
+	    strspn(argv[0], "0123456789abcdef") != strlen(argv[0]) ||
+	    strlen(argv[0]) >= sizeof(ent.key))
+		cli_usage_error("tether-runner envs remove-image",
+		                "give one environment key (hex)");
+	snprintf(ent.key, sizeof(ent.key), "%s", argv[0]);
+	env_images_evicted((void *)socket, &ent);
+	return 0;
+}
+
 static int cmd_envs(struct cmd_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -116,7 +135,7 @@ static int cmd_envs(struct cmd_ctx *ctx, int argc, char **argv)
 	const char *state = ATTEMPT_DEF_STATE_DIR, *envdir = NULL;
 	const char *socket = ATTEMPT_DEF_DOCKER_SOCKET;
 	int64_t budget = -2;
-	bool json = false, prune = false;
+	bool json = false, prune = false, remove_image = false;
 	struct err e = {0};
 	char *dir;
 	int c, rc;
@@ -125,6 +144,10 @@ static int cmd_envs(struct cmd_ctx *ctx, int argc, char **argv)
 		return cmd_envs_build(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "prune") == 0) {
 		prune = true;
+		argc--;
+		argv++;
+	} else if (argc > 1 && strcmp(argv[1], "remove-image") == 0) {
+		remove_image = true;
 		argc--;
 		argv++;
 	}
@@ -161,6 +184,8 @@ static int cmd_envs(struct cmd_ctx *ctx, int argc, char **argv)
 			                cli_bad_option(argc, argv));
 		}
 	}
+	if (remove_image)
+		return envs_remove_image(argc - optind, argv + optind, socket);
 	if (optind < argc)
 		cli_usage_error("tether-runner envs", "unexpected '%s'",
 		                argv[optind]);

@@ -10,7 +10,9 @@
  */
 #include "common/log.h"
 #include "common/util.h"
+#include "common/err.h"
 #include "runner/cmd.h"
+#include "runner/split.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -60,6 +62,13 @@ int main(int argc, char **argv)
 		if (cmd == NULL)
 			cli_usage_error("tether-runner", "unknown command '%s'",
 			                argv[optind]);
+		if (!runner_is_full && cmd != &cmd_run_entry) {
+			struct err e = {0}; /* split.h: only `run` is here */
+
+			runner_exec_full(argv, &e);
+			log_error("%s", e.msg);
+			return 1;
+		}
 		return cmd->run(&ctx, argc - optind, argv + optind);
 	}
 	usage(stderr);

@@ -52,9 +52,17 @@ void runner_log_bytes(struct runner *r, const char *data, size_t len)
 		logpipe_finish(r->aux_log, &e);
 }
 
+bool runner_state_durable(const struct runner *r)
+{
+	const struct attempt_state *st = &r->state;
+
+	return (st->job_pid > 0 || st->launcher_ref[0] != '\0') &&
+	       strcmp(st->phase, "done") != 0;
+}
+
 int runner_save_state(struct runner *r, struct err *e)
 {
-	return attempt_state_write(r->dir, &r->state, e);
+	return attempt_state_write(r->dir, &r->state, true, e);
 }
 
 static double wall_seconds(void)
@@ -106,7 +114,8 @@ void runner_set_phase(struct runner *r, const char *phase)
 	struct err e = {0};
 
 	snprintf(r->state.phase, sizeof(r->state.phase), "%s", phase);
-	if (runner_save_state(r, &e) < 0)
+	if (attempt_state_write(r->dir, &r->state, runner_state_durable(r),
+	                        &e) < 0)
 		log_error("job=%s state.json: %s", r->job_id, e.msg);
 }
 
@@ -178,13 +187,14 @@ void runner_close_files(struct runner *r)
 		logpipe_finish(r->job_log, &e);
 	if (r->aux_log != NULL)
 		logpipe_finish(r->aux_log, &e);
-	if (r->log_fd >= 0)
-		fsync(r->log_fd);
-	if (r->log_fd >= 0)
+	if (r->log_fd >= 0) /* synced with the final event (supervisor.c) */
 		close(r->log_fd);
 	if (r->events_fd >= 0)
 		close(r->events_fd);
 	r->log_fd = r->events_fd = -1;
+	if (r->idle_watch_fd >= 0)
+		close(r->idle_watch_fd);
+	r->idle_watch_fd = -1;
 	free(r->job_log);
 	free(r->aux_log);
 	r->job_log = r->aux_log = NULL;

@@ -61,7 +61,12 @@ struct runner {
 	void *launcher_data;
 
 	/* Supervisor internals (supervisor*.c); launchers leave them alone. */
-	int events_fd;           /* O_APPEND events file */
+	int events_fd; /* O_APPEND events file */
+	/* The run loop's inotify fd once its watch is removed (or -1): closed
+	 * last, by runner_close_files(), since closing an inotify fd waits for
+	 * the kernel to reap the removed watch (an SRCU grace period, ≈ 10 ms);
+	 * the final writes overlap with that wait instead. */
+	int idle_watch_fd;
 	int64_t next_seq;        /* seq of the next event */
 	struct mask *job_mask;   /* masker of the job's output stream */
 	struct mask *aux_mask;   /* masker of [tether]/[env]/... lines */
@@ -123,8 +128,17 @@ int runner_settings_load(struct runner *r, struct err *e);
 int runner_build_job(struct runner *r, struct err *e);
 /* Free what r holds and zero it. */
 void runner_free(struct runner *r);
-/* Persist r->state to state.json (e.g. after setting launcher_ref). */
+/* Persist r->state to state.json durably (fsync of the file and the
+ * directory): the record of a started job (pid, cgroup, launcher_ref) that
+ * a later runner relies on to re-attach instead of starting it twice. */
 int runner_save_state(struct runner *r, struct err *e);
+/* Whether a state.json write of r must be durable: while it carries the
+ * record of a started job, since an atomic but not durable replacement
+ * could leave the older content, without the record, after a power loss;
+ * not before the job starts (a power loss kills what it would describe)
+ * nor at "done" (result.json, written durably first, then decides).
+ * runner_set_phase() follows this; docs/recovery.md, "Durability". */
+bool runner_state_durable(const struct runner *r);
 /* Append a status event (seq assigned here) to the events file. */
 int runner_event(struct runner *r, json_t *event, struct err *e);
 

@@ -6,7 +6,7 @@
 # it).  Usage: tests/check-links.sh [build-dir]   (default: build)
 set -euo pipefail
 build=${1:-build}
-bins=(agent/tether-agent runner/tether-runner cli/tether
+bins=(agent/tether-agent runner/tether-runner runner/tether-runner-full cli/tether
 	workspace/server/tether-workspace)
 fail=0
 
@@ -47,6 +47,14 @@ agent_syms=$(nm --defined-only -g "$build/agent/tether-agent" |
 shared=$(comm -12 <(echo "$runner_syms") <(echo "$agent_syms"))
 if [ -n "$shared" ]; then
 	echo "check-links: tether-agent holds runner code:" $shared >&2
+	fail=1
+fi
+# tether-runner: the start path of a local job loads no libgit2, libarchive
+# or libcurl (runner/split.h); those are tether-runner-full's.
+heavy=$(readelf -d "$build/runner/tether-runner" |
+	sed -n 's/.*(NEEDED).*\[\(libgit2\|libarchive\|libcurl\)\(.*\)\]/\1\2/p')
+if [ -n "$heavy" ]; then
+	echo "check-links: tether-runner links" $heavy "(tether-runner-full's)" >&2
 	fail=1
 fi
 [ "$fail" = 0 ] && echo "check-links: ok (${bins[*]})"

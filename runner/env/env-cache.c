@@ -171,9 +171,10 @@ static int meta_read(const char *env_dir, const char *key,
 	return rc;
 }
 
-/* Write the usage record; size < 0: measure the directory. */
+/* Write the usage record; size < 0: measure the directory.  Durable
+ * unless it only moves last_used (which only orders evictions). */
 static int meta_write(const char *env_dir, const char *key, const char *kind,
-                      int64_t size, bool measure, struct err *e)
+                      int64_t size, bool measure, bool durable, struct err *e)
 {
 	char *path = meta_path(env_dir, key);
 	char *mdir = xasprintf("%s/.meta", env_dir);
@@ -195,8 +196,10 @@ static int meta_write(const char *env_dir, const char *key, const char *kind,
 	text = json_dumps(j, JSON_SORT_KEYS);
 	if (mkdir(mdir, 0755) < 0 && errno != EEXIST)
 		rc = err_sys(e, TERR_IO, "mkdir %s", mdir);
-	else
+	else if (durable)
 		rc = file_write_atomic(path, text, strlen(text), 0644, e);
+	else
+		rc = file_replace(path, text, strlen(text), 0644, e);
 	free(text);
 	json_decref(j);
 	free(path);
@@ -208,7 +211,7 @@ static int meta_write(const char *env_dir, const char *key, const char *kind,
 int env_cache_touch(const char *env_dir, const char *key, const char *kind,
                     bool measure, struct err *e)
 {
-	return meta_write(env_dir, key, kind, -1, measure, e);
+	return meta_write(env_dir, key, kind, -1, measure, measure, e);
 }
 
 int env_cache_record(const char *env_dir, const char *key, const char *kind,
@@ -220,7 +223,8 @@ int env_cache_record(const char *env_dir, const char *key, const char *kind,
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		rc = err_sys(e, TERR_IO, "mkdir %s", dir);
 	free(dir);
-	return rc < 0 ? rc : meta_write(env_dir, key, kind, size, false, e);
+	return rc < 0 ? rc
+	              : meta_write(env_dir, key, kind, size, false, true, e);
 }
 
 /* True when someone holds the shared use lock of key. */

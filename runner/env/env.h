@@ -143,7 +143,8 @@ void env_cache_clean_key(const char *env_dir, const char *key);
 void env_cache_seal(const char *env_dir, const char *key);
 /* Disk usage of a tree in bytes (blocks), not following symlinks. */
 int64_t env_cache_tree_size(const char *path);
-/* Write or refresh the usage record (size measured when measure). */
+/* Write or refresh the usage record (size measured when measure, i.e.
+ * after a build: then durably; a hit only moves last_used, not durably). */
 int env_cache_touch(const char *env_dir, const char *key, const char *kind,
                     bool measure, struct err *e);
 /* List complete environments, oldest use first. */

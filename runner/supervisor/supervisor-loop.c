@@ -20,7 +20,7 @@
 struct loop {
 	struct runner *r;
 	struct fence fence;
-	int out_fd, done_fd, sig_fd, ino_fd;
+	int out_fd, done_fd, sig_fd, ino_fd, ino_wd;
 	bool out_eof, done;
 	struct progress progress;
 	const char *stop_reason; /* set once the stop sequence began */
@@ -45,10 +45,25 @@ static int loop_open(struct loop *l, struct err *e)
 	l->ino_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	if (l->ino_fd < 0)
 		return err_sys(e, TERR_IO, "inotify_init1");
-	if (inotify_add_watch(l->ino_fd, l->r->dir,
-	                      IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) < 0)
+	l->ino_wd = inotify_add_watch(l->ino_fd, l->r->dir,
+	                              IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
+	if (l->ino_wd < 0)
 		return err_sys(e, TERR_IO, "inotify %s", l->r->dir);
 	return 0;
+}
+
+/* Stop watching and hand the inotify fd to r to be closed last (see
+ * runner.h idle_watch_fd): the kernel reaps the watch meanwhile. */
+static void loop_unwatch(struct loop *l)
+{
+	if (l->ino_fd < 0)
+		return;
+	if (l->ino_wd >= 0)
+		inotify_rm_watch(l->ino_fd, l->ino_wd);
+	if (l->r->idle_watch_fd >= 0)
+		close(l->r->idle_watch_fd);
+	l->r->idle_watch_fd = l->ino_fd;
+	l->ino_fd = -1;
 }
 
 static void drain(int fd)
@@ -302,7 +317,8 @@ static int loop_run(struct loop *l, struct err *e)
 int supervisor_run_job(struct runner *r, struct launch_exit *ex,
                        const char **stop_reason, struct err *e)
 {
-	struct loop l = {.r = r, .sig_fd = -1, .ino_fd = -1, .kill_at_ms = -1};
+	struct loop l = {
+	    .r = r, .sig_fd = -1, .ino_fd = -1, .ino_wd = -1, .kill_at_ms = -1};
 	int rc;
 
 	fence_init(&l.fence);
@@ -340,7 +356,9 @@ int supervisor_run_job(struct runner *r, struct launch_exit *ex,
 		json_decref(ev);
 	}
 	err_clear(e);
-	if ((rc = loop_run(&l, e)) < 0) {
+	rc = loop_run(&l, e);
+	loop_unwatch(&l); /* the job ended: nothing left to watch for */
+	if (rc < 0) {
 		struct err ke = {0};
 		r->ops->kill(r, &ke); /* never leave a job unsupervised */
 		goto out;
@@ -351,7 +369,6 @@ int supervisor_run_job(struct runner *r, struct launch_exit *ex,
 out:
 	if (l.sig_fd >= 0)
 		close(l.sig_fd);
-	if (l.ino_fd >= 0)
-		close(l.ino_fd);
+	loop_unwatch(&l);
 	return rc;
 }

@@ -10,7 +10,9 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "runner/env/env.h"
+#include "runner/logpipe.h"
 #include "runner/outputs.h"
+#include "runner/split.h"
 #include "runner/source/source.h"
 #include "runner/supervisor/supervisor.h"
 
@@ -160,11 +162,21 @@ static json_t *final_event(const struct final *f)
 static int write_final(struct runner *r, struct final *f, struct err *e)
 {
 	json_t *ev = final_event(f), *res;
+	struct err fe = {0};
 	int rc;
 
+	/* The log, then the final event, then result.json reach the disk in
+	 * this order: a result that survived a power loss has its log and
+	 * events with it (docs/recovery.md, "Durability"). */
+	if (r->job_log != NULL) /* held-back bytes of the masker first */
+		logpipe_finish(r->job_log, &fe);
+	if (r->aux_log != NULL)
+		logpipe_finish(r->aux_log, &fe);
+	if (r->log_fd >= 0)
+		fdatasync(r->log_fd);
 	if ((rc = runner_event(r, ev, e)) < 0)
 		goto out;
-	fsync(r->events_fd);
+	fdatasync(r->events_fd);
 	res = json_deep_copy(ev);
 	json_object_set_new(res, "outputs",
 	                    f->outputs ? json_incref(f->outputs)
@@ -243,7 +255,9 @@ static int phase_outputs(struct runner *r, struct final *f, struct err *e)
 	int64_t t0 = now_mono_ms();
 	int rc;
 
-	runner_set_phase(r, "outputs");
+	/* state.json keeps phase "run" (the events report this phase): a
+	 * re-attaching runner treats both alike, and a rewrite carrying the
+	 * job's record would be synced (runner_state_durable) for nothing. */
 	runner_phase_event(r, "outputs", "start", -1, NULL);
 	rc = outputs_list(r->outputs_dir, &f->outputs, &f->refused, e);
 	for (size_t i = 0; rc == 0 && i < json_array_size(f->refused); i++) {
@@ -329,9 +343,22 @@ static void load_failed(struct runner *r, struct final *f, struct err *e)
 	err_clear(e);
 }
 
+/* Replace this tether-runner with tether-runner-full for r (split.h):
+ * before anything is written, so it starts the attempt as if first. */
+static int hand_over(struct runner *r, const char *dir, struct err *e)
+{
+	char *argv[] = {"tether-runner-full", "run", (char *)dir, NULL};
+
+	log_debug("job=%s: %s: tether-runner-full runs it", r->job_id,
+	          runner_needs_full(r));
+	runner_exec_full(argv, e);
+	r->ops = NULL; /* the placeholders of split-lite.c do nothing */
+	return err_wrap(e, "%s", runner_needs_full(r));
+}
+
 int supervisor_run(const char *dir)
 {
-	struct runner r = {.log_fd = -1, .events_fd = -1};
+	struct runner r = {.log_fd = -1, .events_fd = -1, .idle_watch_fd = -1};
 	struct final f;
 	struct err e = {0};
 	sigset_t set;
@@ -357,7 +384,11 @@ int supervisor_run(const char *dir)
 		return 1;
 	supervisor_reattach_check(&r, dir); /* before state.json is rewritten */
 	rc = supervisor_load(&r, dir, true, &e);
-	if (r.dir == NULL || runner_save_state(&r, &e) < 0 ||
+	if (rc == 0 && !runner_is_full && runner_needs_full(&r) != NULL)
+		rc = hand_over(&r, dir, &e); /* returns only on failure */
+	if (r.dir == NULL ||
+	    attempt_state_write(r.dir, &r.state, runner_state_durable(&r), &e) <
+	        0 ||
 	    runner_open_files(&r, &e) < 0) {
 		log_error("%s: %s", dir, e.msg);
 		runner_free(&r);

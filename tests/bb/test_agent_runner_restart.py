@@ -103,6 +103,30 @@ def test_sandbox_runner_killed_ends_lost_and_requeues(workspace,
     ag.wait_job(job, "cancelled", timeout=30)
 
 
+def test_restart_writes_a_lost_spec_json_again(workspace, agent_factory):
+    # spec.json is written without a sync (docs/recovery.md, "Durability"):
+    # a power loss may take it with the runner.  Here it is removed and the
+    # runner killed; the agent writes it again from agent.db before the
+    # restart, so the new runner ends the attempt as for any sandbox job
+    # (without that, each restart fails to read it until the cap).
+    ag = agent_factory()
+    ag.start()
+    job = workspace.submit(name="victim", command=["sleep", "60"], retries=1)
+    ag.wait_job(job, "running", timeout=30)
+    wait_until(lambda: _state(ag, job).get("phase") == "run", 30,
+               what="the run phase")
+    os.unlink(os.path.join(ag.attempt_dir(job), "spec.json"))
+    os.kill(_state(ag, job)["runner_pid"], signal.SIGKILL)
+    j = wait_until(lambda: len(ag.job(job)["attempts"]) >= 2 and ag.job(job),
+                   30, what="a second attempt")
+    a1 = j["attempts"][0]
+    assert a1["reason"] == "lost", a1
+    assert "sandbox jobs end with their runner" in (a1["message"] or ""), a1
+    assert "writing it again from agent.db" in ag.output()
+    assert workspace.api("POST", f"/api/v1/jobs/{job}/cancel")[0] == 200
+    ag.wait_job(job, "cancelled", timeout=30)
+
+
 def test_runner_that_keeps_dying_is_lost_after_the_cap(workspace, tmp_path):
     count = tmp_path / "launches"
     wrapper = tmp_path / "dying-runner"

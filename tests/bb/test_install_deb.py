@@ -53,7 +53,8 @@ def test_deb_control(deb):
         assert lib in depends, (lib, info)
     files = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True,
                            text=True, check=True).stdout
-    for path in ("./usr/bin/tether-agent", "./usr/bin/tether-runner", "./" + UNIT):
+    for path in ("./usr/bin/tether-agent", "./usr/bin/tether-runner",
+                 "./usr/bin/tether-runner-full", "./" + UNIT):
         assert path in files, (path, files)
     # nothing of the build machine (absolute build paths, /usr/local)
     assert "/usr/local" not in files and "/tmp/" not in files
@@ -64,7 +65,8 @@ def test_deb_install_remove_purge(deb, root):
     shutil.copy(deb, root.p("tmp/tether.deb"))
     r = dpkg(root, "-i", "/tmp/tether.deb")
     assert "systemctl start tether-agent.service" in r.stdout + r.stderr
-    for b in ("tether-agent", "tether-runner", "tether", "tether-workspace"):
+    for b in ("tether-agent", "tether-runner", "tether-runner-full", "tether",
+              "tether-workspace"):
         assert mode(root.p("usr/bin/" + b)) == (0o755, 0, 0), b
     pw = root.passwd("tether-job")
     assert pw and 0 < int(pw[2]) < 1000 and pw[6] == "/usr/sbin/nologin", pw

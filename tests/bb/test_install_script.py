@@ -55,7 +55,7 @@ def test_install_then_uninstall_leaves_nothing(root):
     r = install(root)
     # binaries
     # tether too: install.sh finds it in the build dir (cli/ since issue 21).
-    for b in ("tether-agent", "tether-runner", "tether"):
+    for b in ("tether-agent", "tether-runner", "tether-runner-full", "tether"):
         path = root.p("usr/local/bin/" + b)
         assert mode(path) == (0o755, 0, 0), b
     # the job user: system, no login, no home
@@ -89,6 +89,7 @@ def test_install_then_uninstall_leaves_nothing(root):
     # uninstall: the binaries and the unit go; config, state, user stay
     uninstall(root)
     for rel in ("usr/local/bin/tether-agent", "usr/local/bin/tether-runner",
+                "usr/local/bin/tether-runner-full",
                 "etc/systemd/system/tether-agent.service", "usr/local/share/tether"):
         assert not os.path.exists(root.p(rel)), rel
     assert os.path.exists(conf)

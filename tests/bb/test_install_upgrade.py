@@ -34,7 +34,8 @@ def install_binaries(prefix, marker):
     """What install.sh does: a new file per binary (running ones keep the
     old inode).  marker makes this build's files differ from the last."""
     os.makedirs(os.path.join(prefix, "bin"), exist_ok=True)
-    for name, sub in (("tether-agent", "agent"), ("tether-runner", "runner")):
+    for name, sub in (("tether-agent", "agent"), ("tether-runner", "runner"),
+                      ("tether-runner-full", "runner")):
         staged = os.path.join(prefix, name + ".new")
         shutil.copy(os.path.join(BUILD_DIR, sub, name), staged)
         with open(staged, "ab") as f:

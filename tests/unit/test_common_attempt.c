@@ -43,7 +43,7 @@ static void test_lease_cancel_state(void **state)
 	assert_true(st.runner_start > 0);
 	snprintf(st.phase, sizeof(st.phase), "run");
 	snprintf(st.launcher_ref, sizeof(st.launcher_ref), "abc123");
-	assert_int_equal(attempt_state_write(dir, &st, &e), 0);
+	assert_int_equal(attempt_state_write(dir, &st, true, &e), 0);
 	assert_int_equal(attempt_state_read(dir, &back, &e), 0);
 	assert_int_equal(back.runner_pid, getpid());
 	assert_string_equal(back.phase, "run");

@@ -52,7 +52,7 @@ void runner_logf(struct runner *r, const char *prefix, const char *fmt, ...)
 
 int runner_save_state(struct runner *r, struct err *e)
 {
-	return attempt_state_write(r->dir, &r->state, e);
+	return attempt_state_write(r->dir, &r->state, true, e);
 }
 
 int runner_event(struct runner *r, json_t *event, struct err *e)
