@@ -148,7 +148,10 @@ int cgroup_job_create(const char *parent, const char *name,
 			             cg->ops->controllers[i]);
 			goto out;
 		}
-	if (cg->lib == NULL || (rc = cgroup_create_cgroup(cg->lib, 0)) != 0) {
+	/* ignore_ownership: the group stays root's, as its parent is; without
+	 * it libcgroup chowns (to root) every control file of every
+	 * controller, some 100 chown calls per attempt. */
+	if (cg->lib == NULL || (rc = cgroup_create_cgroup(cg->lib, 1)) != 0) {
 		rc = err_set(e, TERR_IO, "create cgroup %s: %s", cg->path,
 		             cg->lib ? cgroup_strerror(rc) : "out of memory");
 		goto out;
@@ -222,7 +225,16 @@ int cgroup_job_kill(struct job_cgroup *cg, int timeout_ms, struct err *e)
 	int64_t deadline = now_mono_ms() + timeout_ms;
 	int n;
 
+	/* v2: cgroup.kill reaches every process, even ones forking, in one
+	 * write; then only wait for the group to empty. */
+	bool killed = cg->ops->kill != NULL && cgroup_job_count(cg) > 0 &&
+	              cg->ops->kill(cg, NULL) == 0;
+
 	while ((n = cgroup_job_count(cg)) > 0) {
+		if (killed && now_mono_ms() <= deadline) {
+			sleep_ms(5);
+			continue;
+		}
 		if (now_mono_ms() > deadline)
 			return err_set(
 			    e, TERR_TIMEOUT,

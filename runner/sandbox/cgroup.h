@@ -60,6 +60,9 @@ struct cgroup_ops {
 	int (*limit)(struct job_cgroup *cg, const struct cgroup_limits *l,
 	             struct err *e);
 	int (*freeze)(struct job_cgroup *cg, bool frozen, struct err *e);
+	/* SIGKILL every process at once (v2 cgroup.kill); NULL or an error:
+	 * the freeze, kill, thaw loop. */
+	int (*kill)(struct job_cgroup *cg, struct err *e);
 	void (*usage)(struct job_cgroup *cg, struct cgroup_usage *u);
 	/* A directory of the group whose cgroup.procs lists every process. */
 	const char *procs_controller;
