@@ -1,8 +1,6 @@
 /* cgroup-v2.c: limits, usage and freezing on the unified hierarchy.
  *
- * Device limits on v2 need an eBPF program (BPF_CGROUP_DEVICE); that is
- * not implemented: on v2 the sandbox relies on its read-only /dev bind and
- * the job user's permissions (docs/sandbox.md). */
+ * Device limits on v2 are a BPF_CGROUP_DEVICE program (cgroup-bpf.c). */
 #include "runner/sandbox/cgroup.h"
 #include "common/err.h"
 #include "common/util.h"
@@ -96,7 +94,9 @@ static int v2_limit(struct job_cgroup *cg, const struct cgroup_limits *l,
 		snprintf(v, sizeof(v), "%" PRId64, l->pids);
 	else
 		snprintf(v, sizeof(v), "max");
-	return cgroup_job_write(cg, NULL, "pids.max", v, e);
+	if ((rc = cgroup_job_write(cg, NULL, "pids.max", v, e)) < 0)
+		return rc;
+	return cgroup_v2_devices(cg, l, e);
 }
 
 static int v2_freeze(struct job_cgroup *cg, bool frozen, struct err *e)

@@ -128,6 +128,26 @@ int64_t cgroup_job_read_key(struct job_cgroup *cg, const char *controller,
 	return -1;
 }
 
+/* Major number of a character device driver in /proc/devices, or -1. */
+int cgroup_char_major(const char *driver)
+{
+	FILE *f = fopen("/proc/devices", "re");
+	char line[128], name[64];
+	int major, found = -1;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "Block", 5) == 0)
+			break;
+		if (sscanf(line, "%d %63s", &major, name) == 2 &&
+		    strcmp(name, driver) == 0)
+			found = major;
+	}
+	fclose(f);
+	return found;
+}
+
 int cgroup_job_create(const char *parent, const char *name,
                       const struct cgroup_limits *lim, struct job_cgroup **out,
                       struct err *e)

@@ -94,4 +94,10 @@ int64_t cgroup_job_read_i64(struct job_cgroup *cg, const char *controller,
 int64_t cgroup_job_read_key(struct job_cgroup *cg, const char *controller,
                             const char *file, const char *key);
 
+/* Major number of a character device driver in /proc/devices, or -1. */
+int cgroup_char_major(const char *driver);
+/* v2: attach the device allow-list program to the group (cgroup-bpf.c). */
+int cgroup_v2_devices(struct job_cgroup *cg, const struct cgroup_limits *l,
+                      struct err *e);
+
 #endif
