@@ -54,7 +54,7 @@ def deb():
     return freshroot.build_package()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def workspace():
     ws = Workspace()
     # The workspace's documented durations (docs/workspace.md), not the
@@ -69,9 +69,12 @@ def workspace():
     ws.stop()
 
 
-@pytest.fixture(scope="session")
-def guest(image, logdir):
-    with vm.Guest(image, name="vm-a", logdir=logdir) as g:
+@pytest.fixture(scope="module")
+def guest(request, image, logdir):
+    """A fresh guest per test module (one module's guest is stopped before
+    the next one boots: never more than one at a time)."""
+    name = request.module.__name__.replace("test_vm_", "vm-")
+    with vm.Guest(image, name=name, logdir=logdir) as g:
         yield g
 
 

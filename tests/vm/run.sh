@@ -14,8 +14,9 @@ export TETHER_BUILD_DIR=${TETHER_BUILD_DIR:-$root/build} TETHER_SOURCE_DIR=$root
 export TETHER_VM_LOGS=${TETHER_VM_LOGS:-$(mktemp -d /tmp/tether-vm-logs.XXXXXX)}
 start=$(date +%s)
 rc=0
-# Boot is retried inside the harness; a test is not.  30 min caps a hang.
+# Boot is retried inside the harness; a test is not.  A test's 25 min
+# include the image build and two boot tries; 30 min cap the tier.
 timeout --kill-after=60 1800 /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider \
-  --timeout 900 --durations 10 tests/vm || rc=$?
+  --timeout 1500 --durations 10 tests/vm || rc=$?
 echo "== VM tier: rc $rc in $(( $(date +%s) - start )) s (guest logs: $TETHER_VM_LOGS)"
 exit $rc

@@ -131,7 +131,7 @@ def test_pids_limit_caps_a_fork_bomb(guest, workspace, agent):
 
 def test_cpu_quota_holds_half_a_cpu(guest, workspace, agent):
     """cpus: 0.5 holds a busy loop to half a CPU: cpu_seconds (cpu.stat
-    usage_usec) over the run's wall time stays near 0.5 (under 0.65)."""
+    usage_usec) over the loop's 12 s stays under 0.65 of it."""
     prog = ("import time\nt = time.monotonic()\nwhile time.monotonic() - t < 12:\n"
             "    pass\n")
     jid = submit(workspace, [PY, "-c", prog], name="busy",
@@ -140,7 +140,31 @@ def test_cpu_quota_holds_half_a_cpu(guest, workspace, agent):
     assert j["state"] == "succeeded", (j, job_log(workspace, jid))
     a = attempt(j)
     ratio = a["cpu_seconds"] / 12.0
-    assert 0.3 < ratio < 0.65, a
+    # The cap is the point (without it a busy thread takes a whole vCPU,
+    # ratio ~1); the floor only says the loop ran: a host busy with other
+    # work may give the guest's vCPU less than half a CPU.
+    assert 0.1 < ratio < 0.65, a
+
+
+def test_devices_outside_the_list_are_denied(guest, workspace, agent):
+    """v2 device control (the BPF_CGROUP_DEVICE program, cgroup-bpf.c):
+    /dev/net/tun (10:200, mode 0666) opens for the job user outside a job
+    but is refused with EPERM inside one; /dev/null still opens."""
+    probe = ("import errno\n"
+             "def o(p):\n"
+             "    try:\n        open(p, 'rb', buffering=0).close(); return 'ok'\n"
+             "    except OSError as e:\n        return errno.errorcode[e.errno]\n"
+             "print('null', o('/dev/null'), 'tun', o('/dev/net/tun'))\n")
+    r = guest.sh("setpriv --reuid tether-job --regid tether-job "
+                 "--clear-groups python3 -c \"$(cat)\"", input=probe)
+    assert r.stdout.split() == ["null", "ok", "tun", "ok"], r.stdout
+    jid = submit(workspace, [PY, "-c", probe], name="devices",
+                 resources={"cpus": 1, "memory": "128M"})
+    j = wait_job(workspace, jid)
+    log = job_log(workspace, jid)
+    assert j["state"] == "succeeded", (j, log)
+    assert "null ok tun EPERM" in log, log
+    assert job_cgroups(guest) == []
 
 
 def _running_job(guest, workspace, name, seconds):
@@ -154,6 +178,52 @@ def _running_job(guest, workspace, name, seconds):
         assert time.time() < deadline, workspace.job(jid)
         time.sleep(1)
     return jid
+
+
+def test_job_cgroup_layout_obeys_v2_rules(guest, workspace, agent):
+    """While a job runs: its leaf /sys/fs/cgroup/tether/<job>_<attempt>
+    holds its processes, enables nothing and carries the limits; the parent
+    `tether` holds no process and enables the controllers; the agent and
+    runners stay in the unit's cgroup, which enables none (so systemd can
+    restart the unit: docs/sandbox.md).  A cancel then ends it and leaves
+    no process and no cgroup."""
+    jid = _running_job(guest, workspace, "layout", 300)
+    try:
+        leaves = job_cgroups(guest)
+        assert len(leaves) == 1, leaves
+        leaf = leaves[0]
+        r = guest.sh("cat %s/cgroup.procs | wc -l; cat %s/cgroup.subtree_control "
+                     "| wc -w; cat %s/memory.max %s/memory.swap.max %s/cpu.max "
+                     "%s/pids.max" % ((leaf,) * 6))
+        procs, enabled, mem, swap, cpu_max, pids = r.stdout.split("\n")[:6]
+        assert int(procs) >= 2 and int(enabled) == 0, r.stdout
+        assert (mem, swap, cpu_max) == (str(128 << 20), "0", "100000 100000"), \
+            r.stdout
+        assert pids.isdigit(), r.stdout   # the agent's default_pids
+        parent = guest.sh("cat /sys/fs/cgroup/tether/cgroup.procs | wc -l; "
+                          "cat /sys/fs/cgroup/tether/cgroup.subtree_control").stdout
+        count, enabled = parent.split("\n")[:2]
+        assert int(count) == 0 and {"memory", "cpu", "pids"} <= set(
+            enabled.split()), parent
+        unit = guest.sh("systemctl show -p ControlGroup --value tether-agent")\
+            .stdout.strip()
+        r = guest.sh("cat /sys/fs/cgroup%s/cgroup.subtree_control | wc -w; "
+                     "for p in $(pgrep -P 1 -f 'tether-runner run'); do "
+                     "cat /proc/$p/cgroup; done" % unit)
+        lines = r.stdout.split()
+        ps = guest.sh("ps -eo pid,comm,cgroup,args", check=False).stdout
+        assert lines[0] == "0", r.stdout
+        assert lines[1:] and all(x == "0::" + unit for x in lines[1:]), \
+            (r.stdout, ps)
+    finally:
+        # Cancel: SIGTERM to the group, then the whole group killed
+        # (cgroup.kill); nothing of it is left.
+        st, _, body = workspace.api("POST", "/api/v1/jobs/%d/cancel" % jid)
+    assert st == 200, body
+    j = wait_job(workspace, jid)
+    assert j["state"] == "cancelled", (j, job_log(workspace, jid))
+    assert guest.sh("pgrep -f 'sleep 300'", check=False).returncode != 0
+    assert job_cgroups(guest) == []
 
 
 def test_restart_keeps_running_job(guest, workspace, agent):
@@ -194,7 +264,7 @@ def test_kill9_runner_ends_job_lost_without_cgroup(guest, workspace, agent):
     the runner the agent starts again ends the attempt `lost` as on v1
     (docs/sandbox.md), and removes the job's cgroup."""
     jid = _running_job(guest, workspace, "runner9", 60)
-    r = guest.sh("for p in $(pgrep -f 'tether-runner run'); do "
+    r = guest.sh("for p in $(pgrep -P 1 -f 'tether-runner run'); do "
                  "tr '\\0' ' ' </proc/$p/cmdline | grep -q '/%d/[0-9]' && "
                  "kill -9 $p && echo killed $p; done; true" % jid)
     assert "killed" in r.stdout, guest.sh("ps axo pid,args").stdout
@@ -202,3 +272,28 @@ def test_kill9_runner_ends_job_lost_without_cgroup(guest, workspace, agent):
     assert j["state"] == "lost", (j, job_log(workspace, jid))
     assert guest.sh("pgrep -f 'sleep 60'", check=False).returncode != 0
     assert job_cgroups(guest) == []
+
+
+def test_apt_remove_leaves_running_job(guest, workspace, agent):
+    """`apt-get remove` (no purge) stops the agent (prerm) but not a running
+    job: its runner goes on to the end, writes the result and removes the
+    job's cgroup; /etc/tether and /var/lib/tether stay (docs/operations.md).
+    Last in this module: the agent is gone afterwards."""
+    # Long enough to outlive apt-get remove under emulation (≈ 30 s).
+    jid = _running_job(guest, workspace, "remove", 75)
+    guest.sh("DEBIAN_FRONTEND=noninteractive apt-get remove -y tether",
+             timeout=300)
+    assert guest.sh("systemctl is-active tether-agent", check=False) \
+        .stdout.strip() != "active"
+    assert guest.sh("pgrep -x tether-agent", check=False).returncode != 0
+    assert guest.sh("pgrep -f 'sleep 75'", check=False).returncode == 0
+    ended = ("import json, glob, sys\n"
+             "rs = [json.load(open(p)) for p in "
+             "glob.glob('/var/lib/tether/jobs/*/*/result.json')]\n"
+             "sys.exit(0 if any(str(r.get('job')) == '%d' and "
+             "r.get('reason') == 'succeeded' for r in rs) else 1)\n" % jid)
+    guest.wait_for("python3 - <<'EOF'\n%sEOF" % ended, timeout=180,
+                   interval=3)
+    assert guest.sh("pgrep -f 'sleep 75'", check=False).returncode != 0
+    assert job_cgroups(guest) == []
+    guest.sh("test -f /etc/tether/agent.conf && test -d /var/lib/tether")

@@ -13,8 +13,8 @@ The image: `debootstrap --variant=minbase` from the machine's own apt mirror
 Debian's kernel, sshd and Tether's runtime libraries, customised (networkd
 DHCP, an ssh key made for the image, an empty machine-id, timers masked) and
 written with `mkfs.ext4 -d` into a raw disk; kernel and initrd beside it.
-It lives in $TETHER_VM_CACHE (default /var/cache/tether-vm)/<key>/, where key
-hashes the package list and this file, built under a lock and renamed into
+It lives in $TETHER_VM_CACHE (default /var/cache/tether-vm)/image-<key>/, where
+key hashes the package list and the code that builds it, built under a lock and renamed into
 place whole, so a crash leaves no half image and parallel runs build it once.
 
 Guests: qemu's software emulator (TCG; /dev/kvm on this machine cannot boot
@@ -26,6 +26,7 @@ reap_stale() kills and removes the guests of harness processes that are gone
 (a crashed run), so nothing accumulates."""
 import fcntl
 import hashlib
+import inspect
 import os
 import shutil
 import signal
@@ -69,10 +70,12 @@ def log(msg):
 
 
 def _key():
+    """Hash of what the image is made of: the packages, the masked units,
+    the disk size and the code that builds it (not the guest runner)."""
     h = hashlib.sha256()
-    h.update(",".join(PACKAGES).encode())
-    with open(os.path.abspath(__file__), "rb") as f:
-        h.update(f.read())
+    h.update(repr((PACKAGES, MASK, DISK_SIZE)).encode())
+    for fn in (_write, _customise, ensure_image):
+        h.update(inspect.getsource(fn).encode())
     return h.hexdigest()[:12]
 
 
@@ -132,6 +135,22 @@ def _customise(root, pubkey):
         os.makedirs(os.path.join(root, d), exist_ok=True)
 
 
+def _prune_images(keep, max_age=86400):
+    """Remove images of other keys (older versions of the harness) that no
+    run has used for max_age seconds."""
+    for name in os.listdir(CACHE):
+        d = os.path.join(CACHE, name)
+        if not name.startswith("image-") or name.endswith(".lock") or \
+                d == keep or not os.path.isdir(d):
+            continue
+        try:
+            if time.time() - os.stat(d).st_mtime > max_age:
+                shutil.rmtree(d, ignore_errors=True)
+                os.unlink(d + ".lock")
+        except OSError:
+            pass
+
+
 def ensure_image():
     """The cached guest image, built (≈ 2-4 min) when missing."""
     path = os.path.join(CACHE, "image-" + _key())
@@ -139,10 +158,19 @@ def ensure_image():
     with open(path + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if os.path.exists(os.path.join(path, "base.img")):
+            os.utime(path)  # in use: not pruned
+            _prune_images(path)
             return Image(path)
         log("building the guest image " + path)
         t0 = time.time()
-        tarball = baseimage.ensure_rootfs_tarball(include=PACKAGES)
+        for attempt in (1, 2):  # a mirror hiccup should not fail the tier
+            try:
+                tarball = baseimage.ensure_rootfs_tarball(include=PACKAGES)
+                break
+            except (RuntimeError, subprocess.SubprocessError) as exc:
+                if attempt == 2:
+                    raise
+                log("debootstrap failed, once more: %s" % str(exc)[-500:])
         work = tempfile.mkdtemp(prefix="build-", dir=CACHE)
         try:
             root = os.path.join(work, "root")
