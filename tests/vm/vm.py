@@ -350,6 +350,11 @@ class Guest:
                         os.path.join(self.logdir, "%s-%s" % (self.name, name)))
 
     def _kill(self):
+        if self.dir and os.path.exists(os.path.join(self.dir, "ssh.sock")):
+            subprocess.run(["ssh", "-o", "ControlPath=%s/ssh.sock" % self.dir,
+                            "-O", "exit", "root@127.0.0.1"],
+                           capture_output=True, timeout=30,
+                           stdin=subprocess.DEVNULL)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=30)
@@ -375,9 +380,16 @@ class Guest:
         self._kill()
 
     # -- use -----------------------------------------------------------
+    def _mux(self):
+        """One ssh connection per guest, shared by every command and copy
+        (ControlMaster): a handshake costs seconds under emulation."""
+        return ["-o", "ControlMaster=auto", "-o",
+                "ControlPath=%s/ssh.sock" % self.dir, "-o",
+                "ControlPersist=600"]
+
     def _ssh_argv(self, command):
         return ["ssh", "-i", self.image.ssh_key, "-p", str(self.port)] + \
-            SSH_OPTS + ["root@127.0.0.1", command]
+            SSH_OPTS + self._mux() + ["root@127.0.0.1", command]
 
     def sh(self, command, check=True, timeout=300, input=None):
         """Run a shell command in the guest as root; CompletedProcess with
@@ -394,13 +406,14 @@ class Guest:
 
     def put(self, src, dst, timeout=300):
         subprocess.run(["scp", "-q", "-i", self.image.ssh_key, "-P",
-                        str(self.port)] + SSH_OPTS + ["-r", src,
+                        str(self.port)] + SSH_OPTS + self._mux() + ["-r", src,
                                                       "root@127.0.0.1:" + dst],
                        check=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
     def get(self, src, dst, timeout=300):
         subprocess.run(["scp", "-q", "-i", self.image.ssh_key, "-P",
-                        str(self.port)] + SSH_OPTS + ["root@127.0.0.1:" + src,
+                        str(self.port)] + SSH_OPTS + self._mux() + [
+                            "root@127.0.0.1:" + src,
                                                       dst],
                        check=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
