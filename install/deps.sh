@@ -16,6 +16,7 @@ PKGS=(
   procps psmisc strace util-linux iproute2 xz-utils docker-registry apache2-utils
   bubblewrap valgrind clang libclang-rt-14-dev dpkg-dev file gzip tar
   chromium  # headless browser for the web page tests (tests/bb/test_web_*.py)
+  qemu-system-x86 qemu-utils  # the VM tier's Debian 12 guests (tests/vm/)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -5,6 +5,7 @@
 #
 #   TETHER_TEST_FILTER=expr   only black-box tests matching (pytest -k expr)
 #   TETHER_SKIP_ASAN=1        skip the sanitizer build (local iteration only)
+#   TETHER_SKIP_VM=1          skip the VM tier (local iteration only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -59,6 +60,13 @@ pytest_args=(-q -rs -p no:cacheprovider -o junit_family=xunit2 --timeout 300
   --durations 15 tests/bb)
 [ -n "${TETHER_TEST_FILTER:-}" ] && pytest_args+=(-k "$TETHER_TEST_FILTER")
 /usr/bin/python3 -m pytest "${pytest_args[@]}"
+
+# VM tier (docs/testing-vm.md): Debian 12 guests with systemd and cgroup v2
+# under qemu; ~4-6 minutes plus ~4 for the guest image on a fresh machine.
+if [ "${TETHER_SKIP_VM:-0}" != 1 ]; then
+  echo "== VM tier (tests/vm)"
+  ./tests/vm/run.sh
+fi
 
 # Reliability suite (issue 13, docs/reliability.md; owned by its engineer):
 # short fuzz runs, a black-box selection under the sanitizer build and the

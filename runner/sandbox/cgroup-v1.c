@@ -39,26 +39,6 @@ static int v1_memory(struct job_cgroup *cg, int64_t bytes, struct err *e)
 	return 0;
 }
 
-/* Major number of a character device driver in /proc/devices, or -1. */
-static int char_major(const char *driver)
-{
-	FILE *f = fopen("/proc/devices", "re");
-	char line[128], name[64];
-	int major, found = -1;
-
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, "Block", 5) == 0)
-			break;
-		if (sscanf(line, "%d %63s", &major, name) == 2 &&
-		    strcmp(name, driver) == 0)
-			found = major;
-	}
-	fclose(f);
-	return found;
-}
-
 static int v1_devices_limit(struct job_cgroup *cg,
                             const struct cgroup_limits *l, struct err *e)
 {
@@ -81,7 +61,7 @@ static int v1_devices_limit(struct job_cgroup *cg,
 	}
 	cgroup_job_write(cg, "devices", "devices.allow", "c 195:255 rwm", NULL);
 	cgroup_job_write(cg, "devices", "devices.allow", "c 195:254 rwm", NULL);
-	if ((uvm = char_major("nvidia-uvm")) > 0) {
+	if ((uvm = cgroup_char_major("nvidia-uvm")) > 0) {
 		snprintf(v, sizeof(v), "c %d:* rwm", uvm);
 		cgroup_job_write(cg, "devices", "devices.allow", v, NULL);
 	}

@@ -128,6 +128,26 @@ int64_t cgroup_job_read_key(struct job_cgroup *cg, const char *controller,
 	return -1;
 }
 
+/* Major number of a character device driver in /proc/devices, or -1. */
+int cgroup_char_major(const char *driver)
+{
+	FILE *f = fopen("/proc/devices", "re");
+	char line[128], name[64];
+	int major, found = -1;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "Block", 5) == 0)
+			break;
+		if (sscanf(line, "%d %63s", &major, name) == 2 &&
+		    strcmp(name, driver) == 0)
+			found = major;
+	}
+	fclose(f);
+	return found;
+}
+
 int cgroup_job_create(const char *parent, const char *name,
                       const struct cgroup_limits *lim, struct job_cgroup **out,
                       struct err *e)
@@ -148,7 +168,10 @@ int cgroup_job_create(const char *parent, const char *name,
 			             cg->ops->controllers[i]);
 			goto out;
 		}
-	if (cg->lib == NULL || (rc = cgroup_create_cgroup(cg->lib, 0)) != 0) {
+	/* ignore_ownership: the group stays root's, as its parent is; without
+	 * it libcgroup chowns (to root) every control file of every
+	 * controller, some 100 chown calls per attempt. */
+	if (cg->lib == NULL || (rc = cgroup_create_cgroup(cg->lib, 1)) != 0) {
 		rc = err_set(e, TERR_IO, "create cgroup %s: %s", cg->path,
 		             cg->lib ? cgroup_strerror(rc) : "out of memory");
 		goto out;
@@ -222,7 +245,16 @@ int cgroup_job_kill(struct job_cgroup *cg, int timeout_ms, struct err *e)
 	int64_t deadline = now_mono_ms() + timeout_ms;
 	int n;
 
+	/* v2: cgroup.kill reaches every process, even ones forking, in one
+	 * write; then only wait for the group to empty. */
+	bool killed = cg->ops->kill != NULL && cgroup_job_count(cg) > 0 &&
+	              cg->ops->kill(cg, NULL) == 0;
+
 	while ((n = cgroup_job_count(cg)) > 0) {
+		if (killed && now_mono_ms() <= deadline) {
+			sleep_ms(5);
+			continue;
+		}
 		if (now_mono_ms() > deadline)
 			return err_set(
 			    e, TERR_TIMEOUT,

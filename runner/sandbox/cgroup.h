@@ -60,6 +60,9 @@ struct cgroup_ops {
 	int (*limit)(struct job_cgroup *cg, const struct cgroup_limits *l,
 	             struct err *e);
 	int (*freeze)(struct job_cgroup *cg, bool frozen, struct err *e);
+	/* SIGKILL every process at once (v2 cgroup.kill); NULL or an error:
+	 * the freeze, kill, thaw loop. */
+	int (*kill)(struct job_cgroup *cg, struct err *e);
 	void (*usage)(struct job_cgroup *cg, struct cgroup_usage *u);
 	/* A directory of the group whose cgroup.procs lists every process. */
 	const char *procs_controller;
@@ -90,5 +93,11 @@ int64_t cgroup_job_read_i64(struct job_cgroup *cg, const char *controller,
 /* Find "key N" in a flat keyed file (memory.events, cpu.stat, ...). */
 int64_t cgroup_job_read_key(struct job_cgroup *cg, const char *controller,
                             const char *file, const char *key);
+
+/* Major number of a character device driver in /proc/devices, or -1. */
+int cgroup_char_major(const char *driver);
+/* v2: attach the device allow-list program to the group (cgroup-bpf.c). */
+int cgroup_v2_devices(struct job_cgroup *cg, const struct cgroup_limits *l,
+                      struct err *e);
 
 #endif
