@@ -16,7 +16,30 @@ PKGS=(
   procps psmisc strace util-linux iproute2 xz-utils docker-registry apache2-utils
   bubblewrap valgrind clang libclang-rt-14-dev dpkg-dev file gzip tar
   chromium  # headless browser for the web page tests (tests/bb/test_web_*.py)
+  openjdk-17-jre-headless  # Spark's JVM (tests/bb/test_spark_*.py)
 )
+
+# Spark for the spark launcher's tests (tests/bb/harness/spark.py): the
+# pyspark package from PyPI is a whole Spark distribution (spark-submit,
+# spark-class, jars).  Its own venv, never the system python's packages.
+SPARK_VENV=/opt/tether-spark
+SPARK_PYPI=pyspark==3.5.3
+
+install_spark() {
+  if [ -x "$SPARK_VENV/bin/python" ] &&
+    "$SPARK_VENV/bin/python" -c 'import pyspark, sys; sys.exit(pyspark.__version__ != "3.5.3")' 2>/dev/null; then
+    return 0
+  fi
+  local log
+  log=$(mktemp /tmp/tether-deps-spark.XXXXXX)
+  if ! { python3 -m venv "$SPARK_VENV" &&
+    "$SPARK_VENV/bin/pip" install --no-cache-dir "$SPARK_PYPI"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "install/deps.sh: pip install $SPARK_PYPI into $SPARK_VENV failed (full log: $log)" >&2
+    exit 1
+  fi
+  rm -f "$log"
+}
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install/deps.sh: must run as root (it installs Debian packages)" >&2
@@ -28,7 +51,10 @@ for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
     missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  install_spark
+  exit 0
+fi
 
 export DEBIAN_FRONTEND=noninteractive
 log=$(mktemp /tmp/tether-deps.XXXXXX)
@@ -39,3 +65,4 @@ if ! { apt-get update && apt-get install -y --no-install-recommends "${missing[@
 fi
 # Debian starts services in postinst when it can; the tests start their own.
 rm -f "$log"
+install_spark
