@@ -108,12 +108,17 @@ json_t *attempt_settings_json(const struct attempt_settings *s)
 	json_object_set_new(o, "attempt_max_disk",
 	                    json_integer(s->attempt_max_disk));
 	json_object_set_new(o, "disk_check_ms", json_integer(s->disk_check_ms));
-	json_object_set_new(o, "spark",
-	                    json_pack("{s:s?, s:s?, s:s?, s:s?, s:I}", "master",
-	                              s->spark.master, "ui", s->spark.ui,
-	                              "home", s->spark.home, "driver_host",
-	                              s->spark.driver_host, "poll_ms",
-	                              (json_int_t)s->spark.poll_ms));
+	/* written only when an agent sets it (files stay byte-compatible) */
+	if (s->spark.master || s->spark.ui || s->spark.home ||
+	    s->spark.driver_host ||
+	    s->spark.poll_ms != ATTEMPT_DEF_SPARK_POLL_MS)
+		json_object_set_new(o, "spark",
+		                    json_pack("{s:s?, s:s?, s:s?, s:s?, s:I}",
+		                              "master", s->spark.master, "ui",
+		                              s->spark.ui, "home",
+		                              s->spark.home, "driver_host",
+		                              s->spark.driver_host, "poll_ms",
+		                              (json_int_t)s->spark.poll_ms));
 	return o;
 }
 

@@ -177,8 +177,10 @@ static int parse_files(json_t *sp, const char *key, bool alias,
 		const char *p = json_string_value(v);
 		const char *hash = p != NULL && alias ? strchr(p, '#') : NULL;
 		char path[4096];
+		/* ',' separates Spark's list, '#' starts an alias */
 		bool ok = p != NULL && strlen(p) == json_string_length(v) &&
-		          strlen(p) < sizeof(path) && strchr(p, ',') == NULL;
+		          strlen(p) < sizeof(path) && strchr(p, ',') == NULL &&
+		          (alias || strchr(p, '#') == NULL);
 
 		if (ok) {
 			snprintf(path, sizeof(path), "%.*s",
@@ -197,7 +199,7 @@ static int parse_files(json_t *sp, const char *key, bool alias,
 			return err_set(
 			    e, TERR_INVAL,
 			    "spark.%s[%zu]: expected a relative path "
-			    "in the job's directory (no '..', no ','%s)",
+			    "in the job's directory (no '..', no ',' or '#'%s)",
 			    key, i,
 			    alias ? ", optionally #name of letters, "
 			            "digits, '.', '_' and '-'"
