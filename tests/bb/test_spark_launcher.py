@@ -120,3 +120,39 @@ def test_more_cores_than_the_cluster_is_refused(workspace, agent_factory,
         assert field in log, log
         assert field.decode() in (a.get("message") or ""), a
     assert not [a for a in spark_cluster.status()["activeapps"]]
+
+
+def test_agent_reports_the_cluster_and_doctor_checks_it(workspace,
+                                                        agent_factory,
+                                                        spark_cluster):
+    from harness.common import binary, run
+    ag = spark_agent(agent_factory, spark_cluster)
+
+    def reported():
+        st, _, b = workspace.api("GET", "/api/v1/agents")
+        assert st == 200, b
+        mine = [a for a in b["agents"] if a["name"] == ag.name][0]
+        return mine["capacity"].get("spark")
+    sp = spark.wait_until(reported, 30, what="capacity.spark")
+    assert sp["master"] == spark_cluster.master, sp
+    assert sp["workers"] == 2 and sp["cores"] == 2, sp
+    assert sp["worker_cores"] == spark.WORKER_CORES, sp
+    assert sp["worker_memory"] == 1 << 30 and sp["memory"] == 2 << 30, sp
+    assert 0 <= sp["idle_cores"] <= 2, sp
+
+    r = run([binary("tether-agent"), "doctor", "--config", ag.conf],
+            check=False, env=ag.env(), timeout=120)
+    lines = {l.split(None, 2)[1]: l for l in r.stdout.splitlines()
+             if l.split(None, 1)[:1] in (["ok"], ["info"], ["warn"],
+                                          ["FAIL"])}
+    assert lines["spark"].startswith("ok"), r.stdout
+    assert "openjdk version" in lines["spark"], lines["spark"]
+    assert lines["spark-master"].startswith("ok"), r.stdout
+    assert "2 live workers, 2 cores" in lines["spark-master"]
+    # an unreachable master is a failure naming it and the fix
+    r = run([binary("tether-agent"), "doctor", "--config", ag.conf, "--set",
+             "spark_master_ui=http://127.0.0.1:%d" % spark.free_port()],
+            check=False, env=ag.env(), timeout=120)
+    bad = [l for l in r.stdout.splitlines() if " spark-master " in l][0]
+    assert bad.startswith("FAIL") and "spark_master_ui" in bad, bad
+    assert r.returncode != 0

@@ -16,7 +16,7 @@ import shutil
 import urllib.parse
 import urllib.request
 
-from harness.common import Proc, free_port, tmpdir, wait_until
+from harness.common import Proc, free_port, tmpdir, wait_until  # noqa: F401
 
 SPARK_VENV = os.environ.get("TETHER_SPARK_VENV", "/opt/tether-spark")
 WORKER_CORES = 1
