@@ -468,6 +468,26 @@ static void final_states(struct runner *r, struct spark_job *j,
 	json_decref(st);
 }
 
+/* Each application's executor logs into the outputs (a failure is
+ * logged: the job's own result stands). */
+static void executor_logs(struct runner *r, struct spark_job *j)
+{
+	for (size_t i = 0; j->ui != NULL && i < j->napps; i++) {
+		struct err e = {0};
+		int n = 0;
+
+		if (spark_executor_logs(r, j->ui, j->apps[i], &n, &e) < 0)
+			runner_logf(r, "spark",
+			            "executor logs of %s: %s (%d fetched)",
+			            j->apps[i], e.msg, n);
+		else
+			runner_logf(r, "spark",
+			            "executor logs of %s: %d executors in "
+			            "outputs/spark-executors/%s",
+			            j->apps[i], n, j->apps[i]);
+	}
+}
+
 static int spark_collect(struct runner *r, struct launch_exit *ex,
                          struct err *e)
 {
@@ -480,6 +500,7 @@ static int spark_collect(struct runner *r, struct launch_exit *ex,
 	scan_events(j);
 	if (rc == 0)
 		final_states(r, j, ex);
+	executor_logs(r, j);
 	json_save(j, &ignore);
 	return rc;
 }

@@ -28,6 +28,14 @@ static size_t on_write(char *data, size_t size, size_t n, void *arg)
 
 /* One request; the body into out, an HTTP status >= 400 is an error. */
 static int master_http(const char *url, const char *post, struct buf *out,
+                       struct err *e);
+
+int spark_http_get(const char *url, struct buf *out, struct err *e)
+{
+	return master_http(url, NULL, out, e);
+}
+
+static int master_http(const char *url, const char *post, struct buf *out,
                        struct err *e)
 {
 	CURL *c = curl_easy_init();

@@ -63,6 +63,8 @@ int64_t spark_size_mb(const char *v);
 bool spark_app_id_from_file(const char *name, char out[SPARK_APP_ID_MAX]);
 
 /* spark-master.c */
+/* GET url into out (capped by out's max); HTTP >= 400 is an error. */
+int spark_http_get(const char *url, struct buf *out, struct err *e);
 /* GET <ui>/json/ into *status (new reference). */
 int spark_master_status(const char *ui, json_t **status, struct err *e);
 /* The cluster totals of a status document. */
@@ -76,5 +78,13 @@ int spark_master_kill(const char *ui, const char *id, struct err *e);
 /* Refuse a job the cluster can never hold, naming the field. */
 int spark_check_fits(const struct jobspec *sp, const struct spark_cluster *c,
                      const char *master, struct err *e);
+
+/* spark-logs.c */
+struct runner;
+/* The last MiB of each executor's stdout and stderr of app (standalone:
+ * from the workers' web UIs) into outputs/spark-executors/<app>/<id>/;
+ * *count: executors fetched. */
+int spark_executor_logs(struct runner *r, const char *ui, const char *app,
+                        int *count, struct err *e);
 
 #endif

@@ -76,6 +76,20 @@ def test_digits_on_the_standalone_cluster(workspace, agent_factory,
     events = os.listdir(os.path.join(ag.attempt_dir(job), "outputs",
                                      "spark-events"))
     assert [e.split(".")[0] for e in events] == [app], events
+    # the executors' logs, fetched from the workers, are outputs
+    ex = os.path.join(ag.attempt_dir(job), "outputs", "spark-executors", app)
+    assert sorted(os.listdir(ex)) == ["0", "1"], os.listdir(ex)
+    for e in ("0", "1"):
+        err = read(os.path.join(ex, e, "stderr"))
+        assert b"CoarseGrainedExecutorBackend" in err, err[-2000:]
+        assert os.path.exists(os.path.join(ex, e, "stdout"))
+    # ... uploaded to the workspace with the metrics and the event log
+    st, _, b = workspace.api("GET", "/api/v1/jobs/%s/outputs" % job)
+    assert st == 200, b
+    paths = {o["path"] for o in b["outputs"]}
+    for e in ("0", "1"):
+        assert "spark-executors/%s/%s/stderr" % (app, e) in paths, paths
+    assert "metrics.json" in paths, paths
     # spark.json says the same
     sj = json.loads(read(os.path.join(ag.attempt_dir(job), "spark.json")))
     assert sj["apps"] == [app] and sj["state"] == "FINISHED", sj
