@@ -146,3 +146,39 @@ def test_kill9_runner_ends_the_orphaned_application(workspace, agent_factory,
                30, what="the orphaned application to end")
     wait_until(lambda: spark_cluster.status()["coresused"] == 0, 30,
                what="the executors to end")
+
+
+# The job plants a symlink where the runner (root) puts the executors'
+# logs after the job: the runner must not follow it.
+PLANT = b"""import os
+victim = os.environ["VICTIM"]
+os.symlink(victim, os.path.join(os.environ["TETHER_OUTPUTS"],
+                                "spark-executors"))
+""" + SLOW
+
+
+def test_executor_logs_never_follow_a_link_the_job_left(workspace,
+                                                         agent_factory,
+                                                         spark_cluster):
+    import tempfile
+    victim = tempfile.mkdtemp(prefix="tether-victim-", dir="/var/tmp")
+    os.chmod(victim, 0o755)  # root's: the job sees it, cannot write it
+    try:
+        ag = agent_factory(**spark_settings(spark_cluster)).start()
+        snap = upload_snapshot(workspace, {"slow.py": PLANT})
+        job = workspace.submit({
+            "name": "spark-plant", "command": ["slow.py", "1"],
+            "launcher": "spark", "source": {"snapshot": snap},
+            "env": {"VICTIM": victim},
+            "spark": {"executors": 2, "executor_cores": 1,
+                      "executor_memory": "600m",
+                      "driver_memory": "600m"}})
+        j = ag.wait_job(job, timeout=300)
+        log = open(os.path.join(ag.attempt_dir(job), "log"), "rb").read()
+        assert j["state"] == "succeeded", (j, log[-3000:])
+        assert os.listdir(victim) == [], "the runner followed the link"
+        assert b"[spark] executor logs of app-" in log
+        assert b"open spark-executors" in log, log[-3000:]
+    finally:
+        import shutil
+        shutil.rmtree(victim, ignore_errors=True)
