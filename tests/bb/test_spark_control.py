@@ -182,3 +182,26 @@ def test_executor_logs_never_follow_a_link_the_job_left(workspace,
     finally:
         import shutil
         shutil.rmtree(victim, ignore_errors=True)
+
+
+def test_waiting_for_executors_is_pending(workspace, agent_factory,
+                                          spark_cluster):
+    # A second application while the first holds both cores: the master
+    # lists it WAITING and the attempt reports the `pending` sub-state.
+    from harness.life import events
+    ag = agent_factory(**spark_settings(spark_cluster)).start()
+    first = submit_slow(workspace, 600)
+    app_running(ag, first, spark_cluster)
+    second = submit_slow(workspace, 1)
+
+    def waiting():
+        j = workspace.job(second)
+        return j if j.get("substate") == "pending" else None
+    j = wait_until(waiting, 120, interval=0.2, what="second job pending")
+    assert j["substate_reason"] == "WAITING for executors", j
+    st, _, b = workspace.api("POST", "/api/v1/jobs/%s/cancel" % first)
+    assert st in (200, 202), b
+    j = ag.wait_job(second, timeout=180)
+    assert j["state"] == "succeeded", j
+    pend = [e for e in events(workspace, second) if e["type"] == "pending"]
+    assert [e["pending"] for e in pend] == [True, False], pend
