@@ -4,7 +4,9 @@ application on the cluster (the master lists it KILLED) within kill_grace +
 leaves the driver running and the job succeeds with one attempt; a runner
 killed with -9 takes the driver with it (it runs in the runner's sandbox),
 and its successor kills the orphaned application on the cluster and ends
-the attempt lost."""
+the attempt lost; an application the master holds WAITING (no free cores)
+is the attempt's `pending` sub-state; the executor logs never follow a link
+the job left."""
 import json
 import os
 import signal
