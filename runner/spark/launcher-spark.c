@@ -274,13 +274,13 @@ static char *find_submit(struct runner *r, struct err *e)
 static void env_add(struct runner *r, const char *name, const char *value)
 {
 	size_t n = 0, len = strlen(name);
+	char **v;
 
 	for (; r->envp[n] != NULL; n++)
 		if (strncmp(r->envp[n], name, len) == 0 &&
 		    r->envp[n][len] == '=')
 			return;
-	char **v = xcalloc(n + 2, sizeof(char *));
-
+	v = xcalloc(n + 2, sizeof(char *));
 	memcpy(v, r->envp, n * sizeof(char *));
 	v[n] = xasprintf("%s=%s", name, value);
 	free(r->envp);
