@@ -56,7 +56,10 @@ class YarnCluster:
         site = os.path.join(self.conf_dir, "yarn-site.xml")
         self.proc = Proc(["java", "-Xmx768m"] + OPENS +
                          ["-cp", cp + ":" + classes, "MiniYarn", site],
-                         os.path.join(self.dir, "yarn.log"))
+                         os.path.join(self.dir, "yarn.log"),
+                         # MiniYARNCluster keeps its state in
+                         # ./target/test/data: in the temporary dir
+                         cwd=self.dir)
         wait_until(lambda: "READY" in self.proc.output() or
                    not self.proc.alive(), timeout, interval=0.5,
                    what="the mini YARN to start")
