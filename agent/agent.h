@@ -132,6 +132,7 @@ struct agent {
 	bool disk_low;            /* state dir nearly full (harden.c) */
 	struct preempt *preempt;  /* preemption notices (preempt.c) */
 	struct slurm_poll *slurm; /* Slurm partitions (slurm-poll.c) */
+	struct spark_poll *spark; /* Spark master's status (spark-poll.c) */
 	struct lookahead *ahead;  /* environment build ahead (lookahead.c) */
 	int sigints;
 	struct loop_timer *sched_timer, *hk_timer;
@@ -273,6 +274,21 @@ void slurm_poll_stop(struct agent *a);
 json_t *slurm_poll_capacity(struct agent *a);
 /* What a capacity change is judged by: the JSON without the free disk. */
 char *slurm_poll_fingerprint(const json_t *cap);
+
+/* spark-poll.c: when spark_master is a standalone master, a worker
+ * thread reads its JSON status at heartbeat pace; spark_poll_add() puts
+ * the latest summary into a capacity object as "spark". */
+int spark_poll_start(struct agent *a, struct err *e);
+void spark_poll_stop(struct agent *a);
+void spark_poll_add(struct agent *a, json_t *cap);
+/* The master's web UI: spark_master_ui, else http://<host>:8080 of a
+ * spark:// master; NULL otherwise (heap). */
+char *spark_poll_ui(const struct agent_conf *c);
+/* GET url (the master's /json/) into *out; errors name the url. */
+int spark_status_get(const char *url, json_t **out, struct err *e);
+/* {"master", "workers", "cores", "idle_cores", "memory", "worker_cores",
+ * "worker_memory"} of the ALIVE workers (memory in bytes). */
+json_t *spark_status_summary(json_t *status, const char *master);
 
 /* lookahead.c: while a job waits in the local queue, build its
  * environment ahead (`tether-runner envs build DIR`, one at a time, only

@@ -352,7 +352,8 @@ static int agent_setup(struct agent *a, struct err *e)
 	a->sched_timer = loop_timer_new(a->loop, agent_tick, a);
 	a->hk_timer = loop_timer_new(a->loop, housekeeping_run, a);
 	loop_timer_set(a->hk_timer, 0);
-	if ((r = preempt_init(a, e)) < 0 || (r = slurm_poll_start(a, e)) < 0)
+	if ((r = preempt_init(a, e)) < 0 || (r = slurm_poll_start(a, e)) < 0 ||
+	    (r = spark_poll_start(a, e)) < 0)
 		goto out;
 	conn_init(a);
 	if ((r = metrics_agent_open(a, e)) < 0)
@@ -382,6 +383,7 @@ void agent_free(struct agent *a)
 	}
 	preempt_free(a);
 	slurm_poll_stop(a);
+	spark_poll_stop(a);
 	lookahead_free(a);
 	loop_free(a->loop);
 	db_close(a->db);

@@ -5,6 +5,7 @@
 
 #include "common/attempt.h"
 #include "common/err.h"
+#include "common/jobspec.h"
 #include "common/util.h"
 #include "transport/transport.h"
 
@@ -82,7 +83,9 @@ const struct conf_key agent_conf_table[] = {
     {"runner_path", CONF_STR, NULL, OFF(runner_path), 0, 0,
      "tether-runner binary (default: next to tether-agent)."},
     {"default_launcher", CONF_STR, ATTEMPT_DEF_LAUNCHER, OFF(default_launcher),
-     0, 0, "Launcher for jobs that do not name one: sandbox, docker or slurm."},
+     0, 0,
+     "Launcher for jobs that do not name one: sandbox, docker, slurm or "
+     "spark."},
     {"job_user", CONF_STR, ATTEMPT_DEF_JOB_USER, OFF(job_user), 0, 0,
      "User that jobs run as."},
     {"cgroup_parent", CONF_STR, ATTEMPT_DEF_CGROUP_PARENT, OFF(cgroup_parent),
@@ -112,6 +115,20 @@ const struct conf_key agent_conf_table[] = {
      "Report the Slurm partitions (scontrol) in the heartbeat: on, off, or "
      "auto (on when default_launcher is slurm or slurm_partition is set, "
      "and sinfo and sbatch are installed)."},
+    {"spark_master", CONF_STR, NULL, OFF(spark_master), 0, 0,
+     "Spark master for spark jobs whose spec names none: "
+     "spark://host:port, yarn or local[N] (docs/spark.md)."},
+    {"spark_master_ui", CONF_STR, NULL, OFF(spark_master_ui), 0, 0,
+     "Web UI of the standalone master (its JSON status and kill page); "
+     "default http://<master host>:8080."},
+    {"spark_home", CONF_STR, NULL, OFF(spark_home), 0, 0,
+     "Spark installation (SPARK_HOME) whose bin/spark-submit runs jobs "
+     "(default: spark-submit on PATH)."},
+    {"spark_driver_host", CONF_STR, NULL, OFF(spark_driver_host), 0, 0,
+     "Address the executors reach the driver at (spark.driver.host); "
+     "default: this node's hostname."},
+    {"spark_poll", CONF_DURATION, "1s", OFF(spark_poll_ms), 0, 0,
+     "How often a runner looks for its Spark application's id and state."},
     {"git_known_hosts", CONF_STR, NULL, OFF(git_known_hosts), 0, 0,
      "known_hosts file checked for git sources over ssh (default: "
      "/etc/ssh/ssh_known_hosts)."},
@@ -283,6 +300,12 @@ int agent_conf_check(const struct agent_conf *c, struct err *e)
 		return err_set(e, TERR_INVAL,
 		               "slurm_capacity: auto, on or off, not '%s'",
 		               c->slurm_capacity);
+	if (c->spark_master != NULL &&
+	    !jobspec_spark_master_ok(c->spark_master))
+		return err_set(e, TERR_INVAL,
+		               "spark_master: spark://host:port, yarn or "
+		               "local[N], not '%s'",
+		               c->spark_master);
 	return 0;
 }
 

@@ -35,6 +35,8 @@ struct agent_conf {
 	    *git_ca_file;
 	char *slurm_account, *slurm_qos, *slurm_capacity;
 	int64_t slurm_poll_ms;
+	char *spark_master, *spark_master_ui, *spark_home, *spark_driver_host;
+	int64_t spark_poll_ms;
 	char *env_dir; /* NULL: <state_dir>/envs (agent_conf_env_dir) */
 	bool docker_readonly_rootfs, env_lookahead;
 	int64_t kill_grace_ms, default_pids, max_log_bytes, env_cache_budget;

@@ -135,6 +135,7 @@ static void doctor_run_checks(struct doctor *d)
 	doctor_check_git(d);
 	doctor_check_conda(d);
 	doctor_check_slurm(d);
+	doctor_check_spark(d);
 	doctor_check_gpus(d);
 	doctor_check_workspace(d);
 	doctor_check_clock(d); /* after workspace: compares with its Date */

@@ -49,6 +49,8 @@ void doctor_check_git(struct doctor *d);
 void doctor_check_conda(struct doctor *d);
 void doctor_check_slurm(struct doctor *d);
 void doctor_check_gpus(struct doctor *d);
+/* doctor-spark.c: java, spark-submit, the standalone master. */
+void doctor_check_spark(struct doctor *d);
 /* Full path of an executable found on PATH, into buf; false if none. */
 bool doctor_which(const char *name, char *buf, size_t len);
 /* Run argv with a timeout; stdout+stderr (first len-1 bytes) into out.

@@ -115,6 +115,11 @@ static void launch_settings(struct agent *a, struct att *t,
 	launch_set(&s->slurm.account, c->slurm_account);
 	launch_set(&s->slurm.qos, c->slurm_qos);
 	s->slurm.poll_ms = c->slurm_poll_ms;
+	launch_set(&s->spark.master, c->spark_master);
+	launch_set(&s->spark.ui, c->spark_master_ui);
+	launch_set(&s->spark.home, c->spark_home);
+	launch_set(&s->spark.driver_host, c->spark_driver_host);
+	s->spark.poll_ms = c->spark_poll_ms;
 	s->kill_grace_ms = c->kill_grace_ms;
 	s->default_pids = c->default_pids;
 	s->max_log_bytes = c->max_log_bytes;

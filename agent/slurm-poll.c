@@ -160,6 +160,7 @@ json_t *slurm_poll_capacity(struct agent *a)
 	json_t *cap = capacity_json(&a->cap), *parts = NULL;
 	struct slurm_poll *p = a->slurm;
 
+	spark_poll_add(a, cap); /* spark-poll.c */
 	if (p == NULL)
 		return cap;
 	pthread_mutex_lock(&p->mu);

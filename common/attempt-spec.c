@@ -32,6 +32,7 @@ void attempt_settings_init(struct attempt_settings *s)
 	s->source_max_bytes = ATTEMPT_DEF_SOURCE_MAX;
 	s->disk_check_ms = ATTEMPT_DEF_DISK_CHECK_MS;
 	s->slurm.poll_ms = ATTEMPT_DEF_SLURM_POLL_MS;
+	s->spark.poll_ms = ATTEMPT_DEF_SPARK_POLL_MS;
 }
 
 void attempt_settings_free(struct attempt_settings *s)
@@ -41,7 +42,9 @@ void attempt_settings_free(struct attempt_settings *s)
 	    &s->env_dir,          &s->default_python, &s->docker_socket,
 	    &s->conda_tool,       &s->launcher,       &s->agent_id,
 	    &s->known_hosts,      &s->git_ca_file,    &s->slurm.partition,
-	    &s->slurm.shared_dir, &s->slurm.account,  &s->slurm.qos};
+	    &s->slurm.shared_dir, &s->slurm.account,  &s->slurm.qos,
+	    &s->spark.master,     &s->spark.ui,       &s->spark.home,
+	    &s->spark.driver_host};
 
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		free(*strs[i]);
@@ -105,6 +108,17 @@ json_t *attempt_settings_json(const struct attempt_settings *s)
 	json_object_set_new(o, "attempt_max_disk",
 	                    json_integer(s->attempt_max_disk));
 	json_object_set_new(o, "disk_check_ms", json_integer(s->disk_check_ms));
+	/* written only when an agent sets it (files stay byte-compatible) */
+	if (s->spark.master || s->spark.ui || s->spark.home ||
+	    s->spark.driver_host ||
+	    s->spark.poll_ms != ATTEMPT_DEF_SPARK_POLL_MS)
+		json_object_set_new(o, "spark",
+		                    json_pack("{s:s?, s:s?, s:s?, s:s?, s:I}",
+		                              "master", s->spark.master, "ui",
+		                              s->spark.ui, "home",
+		                              s->spark.home, "driver_host",
+		                              s->spark.driver_host, "poll_ms",
+		                              (json_int_t)s->spark.poll_ms));
 	return o;
 }
 
@@ -149,7 +163,7 @@ static int parse_launcher(json_t *o, struct attempt_settings *s, struct err *e)
 	if ((rc = json_get_str(o, "runner", "launcher", false, 32, &name, e)) <
 	    0)
 		return rc;
-	for (int k = LAUNCHER_SANDBOX; k <= LAUNCHER_SLURM; k++)
+	for (int k = LAUNCHER_SANDBOX; k <= LAUNCHER_SPARK; k++)
 		if (strcmp(name, jobspec_launcher_name(k)) == 0) {
 			free(s->launcher);
 			s->launcher = xstrdup(name);
@@ -157,7 +171,7 @@ static int parse_launcher(json_t *o, struct attempt_settings *s, struct err *e)
 		}
 	return err_set(e, TERR_INVAL,
 	               "runner.launcher: unknown launcher '%s' (sandbox, "
-	               "docker or slurm)",
+	               "docker, slurm or spark)",
 	               name);
 }
 
@@ -221,9 +235,27 @@ static void parse_lists(json_t *o, struct attempt_settings *s)
 	}
 }
 
+/* The "spark" object (lenient, like "slurm"). */
+static void parse_spark(json_t *o, struct attempt_settings *s)
+{
+	json_t *sp = json_object_get(o, "spark"), *v;
+
+	if (!json_is_object(sp))
+		return;
+	s->spark.master = opt_str(sp, "master", true);
+	s->spark.ui = opt_str(sp, "ui", true);
+	s->spark.home = opt_str(sp, "home", true);
+	s->spark.driver_host = opt_str(sp, "driver_host", true);
+	v = json_object_get(sp, "poll_ms");
+	if (json_is_integer(v) && json_integer_value(v) > 0)
+		s->spark.poll_ms = json_integer_value(v);
+}
+
 static void parse_optional(json_t *o, struct attempt_settings *s)
 {
 	json_t *sl = json_object_get(o, "slurm"), *v;
+
+	parse_spark(o, s);
 
 	opt_int(o, "snapshot_max_bytes", &s->snapshot_max_bytes);
 	opt_int(o, "snapshot_max_entries", &s->snapshot_max_entries);

@@ -43,6 +43,7 @@ struct err;
 #define ATTEMPT_DEF_SOURCE_MAX    ((int64_t)2 << 30)
 #define ATTEMPT_DEF_DISK_CHECK_MS 1000
 #define ATTEMPT_DEF_SLURM_POLL_MS 5000
+#define ATTEMPT_DEF_SPARK_POLL_MS 1000
 
 struct attempt_mount {
 	char *source;
@@ -74,6 +75,14 @@ struct attempt_settings {
 		int64_t poll_ms;
 		bool sstat;
 	} slurm;
+	struct {
+		/* master: the agent's spark_master; ui: its JSON/kill web UI
+		 * (NULL: http://<master host>:8080); home: SPARK_HOME (NULL:
+		 * spark-submit from PATH); driver_host: spark.driver.host
+		 * (NULL: this node's hostname).  docs/spark.md */
+		char *master, *ui, *home, *driver_host;
+		int64_t poll_ms;
+	} spark;
 };
 
 /* The defaults, every string set (conda_tool and the optional ones NULL). */

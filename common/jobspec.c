@@ -16,11 +16,10 @@
 #define MAX_DEPTH 16
 
 static const char *const top_keys[] = {
-    "name",         "command", "source",   "environment",
-    "resources",    "env",     "secrets",  "timeout",
-    "hang_timeout", "retries", "priority", "placement",
-    "launcher",     "network", "mounts",   "workdir",
-    "checkpoint",   "slurm",   NULL};
+    "name",     "command",    "source",   "environment",  "resources",
+    "env",      "secrets",    "timeout",  "hang_timeout", "retries",
+    "priority", "placement",  "launcher", "network",      "mounts",
+    "workdir",  "checkpoint", "slurm",    "spark",        NULL};
 
 bool path_is_safe_relative(const char *p)
 {
@@ -631,7 +630,7 @@ static int parse_checkpoint_slurm(json_t *root, struct jobspec *s,
 static int jobspec_fill(json_t *root, struct jobspec *s, struct err *e)
 {
 	static const char *const launchers[] = {"default", "sandbox", "docker",
-	                                        "slurm"};
+	                                        "slurm", "spark"};
 	static const char *const nets[] = {"host", "none"};
 	int r, li = 0, ni = 0;
 
@@ -655,13 +654,14 @@ static int jobspec_fill(json_t *root, struct jobspec *s, struct err *e)
 	    (r = json_get_int(root, "", "priority", false, -1000000, 1000000,
 	                      &s->priority, e)) < 0 ||
 	    (r = parse_placement(root, s, e)) < 0 ||
-	    (r = parse_enum(root, "launcher", launchers, 4, &li, e)) < 0 ||
+	    (r = parse_enum(root, "launcher", launchers, 5, &li, e)) < 0 ||
 	    (r = parse_enum(root, "network", nets, 2, &ni, e)) < 0 ||
 	    (r = parse_mounts(root, s, e)) < 0 ||
 	    (r = json_get_str(root, "", "workdir", false, MAX_PATH, &s->workdir,
 	                      e)) < 0 ||
 	    (r = check_rel("workdir", s->workdir, e)) < 0 ||
-	    (r = parse_checkpoint_slurm(root, s, e)) < 0)
+	    (r = parse_checkpoint_slurm(root, s, e)) < 0 ||
+	    (r = jobspec_parse_spark(root, s, e)) < 0)
 		return r;
 	s->launcher = (enum launcher_kind)li;
 	s->network = (enum network_mode)ni;
@@ -714,6 +714,9 @@ void jobspec_free(struct jobspec *s)
 	free(s->secrets);
 	free(s->placement_labels);
 	free(s->mounts);
+	free(s->spark.conf);
+	free(s->spark.py_files);
+	free(s->spark.archives);
 	json_decref(s->root);
 	free(s);
 }
@@ -721,7 +724,7 @@ void jobspec_free(struct jobspec *s)
 const char *jobspec_launcher_name(enum launcher_kind k)
 {
 	static const char *const names[] = {"default", "sandbox", "docker",
-	                                    "slurm"};
+	                                    "slurm", "spark"};
 	return names[k];
 }
 

@@ -20,6 +20,7 @@ enum launcher_kind {
 	LAUNCHER_SANDBOX,
 	LAUNCHER_DOCKER,
 	LAUNCHER_SLURM,
+	LAUNCHER_SPARK, /* spark-submit (docs/spark.md) */
 };
 enum network_mode { NET_HOST, NET_NONE };
 
@@ -104,6 +105,20 @@ struct jobspec {
 		const char *partition, *account, *qos;
 		int64_t nodes, ntasks;
 	} slurm;
+
+	/* The spark launcher's object (jobspec-spark.c, docs/spark.md); NULL
+	 * and 0 where the spec leaves a field out. */
+	struct {
+		const char *master;      /* yarn, spark://h:p, local[N] */
+		const char *deploy_mode; /* client (default) or cluster */
+		struct jobspec_kv *conf; /* spark.* name -> value */
+		size_t nconf;
+		int64_t executors, executor_cores;
+		const char *executor_memory, *driver_memory; /* "512m", "2g" */
+		/* NULL-terminated paths in the work dir; archives may end
+		 * #alias */
+		const char **py_files, **archives;
+	} spark;
 };
 
 /* Parse and validate; errors name the field ("resources.cpus: ..."). */
@@ -111,6 +126,11 @@ int jobspec_parse_json(json_t *root, struct jobspec **out, struct err *e);
 int jobspec_parse(const char *text, size_t len, struct jobspec **out,
                   struct err *e);
 void jobspec_free(struct jobspec *s);
+/* The `spark` object (jobspec-spark.c); errors name "spark.<field>". */
+int jobspec_parse_spark(json_t *root, struct jobspec *s, struct err *e);
+/* True for a master this launcher drives: yarn, local, local[N],
+ * spark://host:port (the agent's spark_master is checked the same way). */
+bool jobspec_spark_master_ok(const char *master);
 
 const char *jobspec_launcher_name(enum launcher_kind k);
 const char *jobspec_env_name(enum env_kind k);

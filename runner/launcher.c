@@ -15,6 +15,8 @@ const struct launcher_ops *launcher_for(enum launcher_kind k)
 		return &launcher_docker;
 	case LAUNCHER_SLURM:
 		return &launcher_slurm;
+	case LAUNCHER_SPARK:
+		return &launcher_spark;
 	}
 	return NULL;
 }

@@ -57,6 +57,7 @@ struct launcher_ops {
 extern const struct launcher_ops launcher_sandbox;
 extern const struct launcher_ops launcher_docker;
 extern const struct launcher_ops launcher_slurm;
+extern const struct launcher_ops launcher_spark;
 
 /* The ops for a launcher kind (never LAUNCHER_DEFAULT). */
 const struct launcher_ops *launcher_for(enum launcher_kind k);

@@ -21,7 +21,7 @@ int runner_settings_load(struct runner *r, struct err *e)
 {
 	const struct attempt_settings *s = &r->set;
 
-	for (int k = LAUNCHER_SANDBOX; k <= LAUNCHER_SLURM; k++)
+	for (int k = LAUNCHER_SANDBOX; k <= LAUNCHER_SPARK; k++)
 		if (strcmp(s->launcher, jobspec_launcher_name(k)) == 0)
 			r->launcher = (enum launcher_kind)k;
 	snprintf(r->state.launcher, sizeof(r->state.launcher), "%s",

@@ -97,10 +97,33 @@ static int check_slurm(json_t *slurm, const char *where, struct err *e)
 	return 0;
 }
 
+/* capacity.spark: {"master", "workers", "cores", "idle_cores", "memory",
+ * "worker_cores", "worker_memory"} (docs/protocol.md, docs/spark.md). */
+static int check_spark(json_t *sp, const char *where, struct err *e)
+{
+	static const char *const keys[] = {
+	    "master", "workers",      "cores",         "idle_cores",
+	    "memory", "worker_cores", "worker_memory", NULL};
+	const char *s;
+	int64_t i64;
+	int r;
+
+	if (json_is_null(sp))
+		return 0;
+	if ((r = json_check_keys(sp, where, keys, e)) < 0 ||
+	    (r = json_get_str(sp, where, "master", false, 512, &s, e)) < 0)
+		return r;
+	for (int k = 1; keys[k] != NULL; k++)
+		if ((r = json_get_int(sp, where, keys[k], false, 0, INT64_MAX,
+		                      &i64, e)) < 0)
+			return r;
+	return 0;
+}
+
 int agent_check_capacity(json_t *cap, const char *where, struct err *e)
 {
-	static const char *const keys[] = {"cpus", "memory", "disk",
-	                                   "gpus", "slurm",  NULL};
+	static const char *const keys[] = {"cpus",  "memory", "disk", "gpus",
+	                                   "slurm", "spark",  NULL};
 	static const char *const gkeys[] = {"index", "model", "memory", "uuid",
 	                                    NULL};
 	double d;
@@ -119,6 +142,10 @@ int agent_check_capacity(json_t *cap, const char *where, struct err *e)
 		return r;
 	if (json_object_get(cap, "slurm") != NULL &&
 	    (r = check_slurm(json_object_get(cap, "slurm"), "capacity.slurm",
+	                     e)) < 0)
+		return r;
+	if (json_object_get(cap, "spark") != NULL &&
+	    (r = check_spark(json_object_get(cap, "spark"), "capacity.spark",
 	                     e)) < 0)
 		return r;
 	gpus = json_object_get(cap, "gpus");

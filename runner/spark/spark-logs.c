@@ -1,0 +1,167 @@
+/* spark-logs.c: the executors' logs of a finished application, as the
+ * job's outputs (docs/spark.md, "Logs").  A standalone worker keeps each
+ * executor's stdout and stderr in its work directory and serves them on
+ * its web UI (/log/?appId=&executorId=&logType=): for every worker the
+ * master lists, its /json/ names the executors it ran for the
+ * application, and the last SPARK_EXEC_LOG_MAX bytes of each log go to
+ * outputs/spark-executors/<app>/<executor>/{stdout,stderr}.
+ *
+ * The outputs directory is the job user's: root writes there only after
+ * the job ended, creating every directory and file itself (no symlink
+ * followed, no existing file reused), and hands them to the job user. */
+#include "runner/runner.h"
+#include "runner/spark/spark.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/fileio.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SPARK_EXEC_LOG_MAX  (1 << 20)
+#define SPARK_MAX_EXECUTORS 256
+
+/* mkdirat + open, never through a symlink; the job user's. */
+static int subdir(struct runner *r, int dfd, const char *name, struct err *e)
+{
+	int fd;
+
+	if (mkdirat(dfd, name, 0755) < 0 && errno != EEXIST)
+		return err_sys(e, TERR_IO, "mkdir %s", name);
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(e, TERR_IO, "open %s", name);
+	if (fchown(fd, r->uid, r->gid) < 0) {
+		close(fd);
+		return err_sys(e, TERR_IO, "chown %s", name);
+	}
+	return fd;
+}
+
+/* A new file name in dfd with data (O_EXCL: an existing name is left). */
+static int put(struct runner *r, int dfd, const char *name, const char *data,
+               size_t len, struct err *e)
+{
+	int fd =
+	    openat(dfd, name,
+	           O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	int rc = 0;
+
+	if (fd < 0)
+		return err_sys(e, TERR_IO, "create %s", name);
+	if ((rc = fd_write_all(fd, data, len, e)) == 0 &&
+	    fchown(fd, r->uid, r->gid) < 0)
+		rc = err_sys(e, TERR_IO, "chown %s", name);
+	close(fd);
+	return rc;
+}
+
+/* One executor's stdout and stderr into <dfd>/<id>/. */
+static int fetch_one(struct runner *r, const char *worker, const char *app,
+                     const char *id, int dfd, struct err *e)
+{
+	static const char *const kinds[] = {"stdout", "stderr", NULL};
+	int sub, rc = 0;
+
+	if ((sub = subdir(r, dfd, id, e)) < 0)
+		return sub;
+	for (int k = 0; kinds[k] && rc == 0; k++) {
+		char *url =
+		    xasprintf("%s/log/?appId=%s&executorId=%s&logType=%s"
+		              "&byteLength=%d",
+		              worker, app, id, kinds[k], SPARK_EXEC_LOG_MAX);
+		struct buf b;
+
+		buf_init(&b, SPARK_EXEC_LOG_MAX + 4096);
+		if ((rc = spark_http_get(url, &b, e)) == 0)
+			rc = put(r, sub, kinds[k], b.data ? b.data : "", b.len,
+			         e);
+		buf_free(&b);
+		free(url);
+	}
+	close(sub);
+	return rc;
+}
+
+/* The executor ids that worker (its /json/) ran for app. */
+static size_t worker_executors(const char *worker, const char *app,
+                               char ids[][16], size_t max)
+{
+	static const char *const lists[] = {"executors", "finishedexecutors"};
+	json_t *st = NULL, *x;
+	struct err e = {0};
+	size_t n = 0, i;
+
+	if (spark_master_status(worker, &st, &e) < 0) /* its /json/ too */
+		return 0;
+	for (int l = 0; l < 2; l++)
+		json_array_foreach(json_object_get(st, lists[l]), i, x)
+		{
+			const char *a =
+			    json_string_value(json_object_get(x, "appid"));
+			json_t *id = json_object_get(x, "id");
+			if (a == NULL || strcmp(a, app) != 0 ||
+			    !json_is_integer(id) || n >= max)
+				continue;
+			snprintf(ids[n++], 16, "%lld",
+			         (long long)json_integer_value(id));
+		}
+	json_decref(st);
+	return n;
+}
+
+int spark_executor_logs(struct runner *r, const char *ui, const char *app,
+                        int *count, struct err *e)
+{
+	json_t *st = NULL, *w;
+	int out = -1, top = -1, dir = -1, rc;
+	size_t i;
+
+	*count = 0;
+	if ((rc = spark_master_status(ui, &st, e)) < 0)
+		return rc;
+	out = open(r->outputs_dir,
+	           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (out < 0) {
+		rc = err_sys(e, TERR_IO, "open %s", r->outputs_dir);
+		goto done;
+	}
+	if ((top = subdir(r, out, "spark-executors", e)) < 0 ||
+	    (dir = subdir(r, top, app, e)) < 0) {
+		rc = top < 0 ? top : dir;
+		goto done;
+	}
+	json_array_foreach(json_object_get(st, "workers"), i, w)
+	{
+		const char *web =
+		    json_string_value(json_object_get(w, "webuiaddress"));
+		char ids[SPARK_MAX_EXECUTORS][16];
+		size_t n;
+
+		if (web == NULL || (strncmp(web, "http://", 7) != 0 &&
+		                    strncmp(web, "https://", 8) != 0))
+			continue;
+		n = worker_executors(web, app, ids, SPARK_MAX_EXECUTORS);
+		for (size_t k = 0; k < n && *count < SPARK_MAX_EXECUTORS; k++)
+			if ((rc = fetch_one(r, web, app, ids[k], dir, e)) == 0)
+				(*count)++;
+			else
+				goto done;
+	}
+	rc = 0;
+done:
+	if (dir >= 0)
+		close(dir);
+	if (top >= 0)
+		close(top);
+	if (out >= 0)
+		close(out);
+	json_decref(st);
+	return rc;
+}

@@ -1,0 +1,209 @@
+"""Stopping Spark applications (issue 27): cancel and timeout end the
+application on the cluster (the master lists it KILLED) within kill_grace +
+5 s, not just the local spark-submit; kill -9 of the agent during a job
+leaves the driver running and the job succeeds with one attempt; a runner
+killed with -9 takes the driver with it (it runs in the runner's sandbox),
+and its successor kills the orphaned application on the cluster and ends
+the attempt lost; an application the master holds WAITING (no free cores)
+is the attempt's `pending` sub-state; the executor logs never follow a link
+the job left."""
+import json
+import os
+import signal
+import time
+
+from harness.common import wait_until
+from harness.life import upload_snapshot
+from harness.workspace import Workspace
+from harness.agent import Agent
+
+# A PySpark application whose two tasks each sleep argv[1] seconds on the
+# executors, printing a line before and after.
+SLOW = b"""import sys
+from pyspark.sql import SparkSession
+
+secs = float(sys.argv[1])
+sc = SparkSession.builder.getOrCreate().sparkContext
+sc.setLogLevel("WARN")
+print("application", sc.applicationId, flush=True)
+
+
+def work(it):
+    import time
+    time.sleep(secs)
+    return [sum(it)]
+
+
+print("sums", sc.parallelize(range(10), 2).mapPartitions(work).collect(),
+      flush=True)
+"""
+KILL_GRACE = 2  # the harness agent's kill_grace (harness/agent.py FAST)
+
+
+def submit_slow(ws, secs, **spec):
+    snap = upload_snapshot(ws, {"slow.py": SLOW})
+    full = {"name": "spark-slow", "command": ["slow.py", str(secs)],
+            "launcher": "spark", "source": {"snapshot": snap},
+            "spark": {"executors": 2, "executor_cores": 1,
+                      "executor_memory": "600m", "driver_memory": "600m"}}
+    full.update(spec)
+    return ws.submit(full)
+
+
+def spark_settings(cluster):
+    # spark_home: the test Spark is in its venv, not on PATH;
+    # spark_master_ui: the harness master's UI is on a free port.
+    return {"spark_home": cluster.home, "spark_master": cluster.master,
+            "spark_master_ui": cluster.ui}
+
+
+def app_running(ag, job, cluster):
+    """The application id once state.json has it and the master runs it
+    with executors (the tasks are sleeping)."""
+    def ready():
+        with open(os.path.join(ag.attempt_dir(job), "state.json")) as f:
+            app = json.load(f).get("launcher_ref")
+        if not app or cluster.apps().get(app) != "RUNNING":
+            return None
+        return app if cluster.status()["coresused"] > 0 else None
+    return wait_until(ready, 120, interval=0.2,
+                      what="the Spark application to run")
+
+
+def killed_within(cluster, app, t0, limit):
+    wait_until(lambda: cluster.apps().get(app) == "KILLED", limit + 30,
+               interval=0.1, what="the master to list %s KILLED" % app)
+    took = time.monotonic() - t0
+    assert took <= limit, "KILLED after %.1fs (limit %.1fs)" % (took, limit)
+    return took
+
+
+def test_cancel_kills_the_application_on_the_cluster(workspace,
+                                                     agent_factory,
+                                                     spark_cluster):
+    ag = agent_factory(**spark_settings(spark_cluster)).start()
+    job = submit_slow(workspace, 600)
+    app = app_running(ag, job, spark_cluster)
+    t0 = time.monotonic()
+    st, _, b = workspace.api("POST", "/api/v1/jobs/%s/cancel" % job)
+    assert st in (200, 202), b
+    killed_within(spark_cluster, app, t0, KILL_GRACE + 5)
+    j = ag.wait_job(job, timeout=60)
+    assert j["state"] == "cancelled", j
+    log = open(os.path.join(ag.attempt_dir(job), "log"), "rb").read()
+    assert b"[spark] application %s killed on %s\n" % (
+        app.encode(), spark_cluster.master.encode()) in log, log[-3000:]
+    # the executors are gone: the cluster's cores are free again
+    wait_until(lambda: spark_cluster.status()["coresused"] == 0, 30,
+               what="the executors to end")
+
+
+def test_timeout_kills_the_application_on_the_cluster(workspace,
+                                                      agent_factory,
+                                                      spark_cluster):
+    ag = agent_factory(**spark_settings(spark_cluster)).start()
+    job = submit_slow(workspace, 600, timeout="40s")
+    app = app_running(ag, job, spark_cluster)
+    j = ag.wait_job(job, timeout=120)
+    assert j["state"] == "timed_out", j
+    # ended on the cluster by the time the attempt was final
+    assert spark_cluster.apps()[app] == "KILLED"
+
+
+def test_kill9_agent_during_a_spark_job(spark_cluster):
+    # A lease long enough that the restart gap cannot fence the attempt.
+    ws = Workspace(lease_ttl="30s").start()
+    ag = Agent(ws, **spark_settings(spark_cluster)).start()
+    try:
+        job = submit_slow(ws, 20)
+        app = app_running(ag, job, spark_cluster)
+        ag.kill9()
+        time.sleep(2)
+        assert spark_cluster.apps()[app] == "RUNNING"
+        ag.start()
+        j = ag.wait_job(job, timeout=180)
+        log = open(os.path.join(ag.attempt_dir(job), "log"), "rb").read()
+        assert j["state"] == "succeeded", (j, log[-3000:])
+        assert len(j["attempts"]) == 1, j
+        assert ag.ws_log(job) == log
+        assert b"sums [10, 35]\n" in log
+        assert spark_cluster.apps()[app] == "FINISHED"
+    finally:
+        if ag.alive():
+            ag.kill9()
+        ws.stop()
+
+
+def test_kill9_runner_ends_the_orphaned_application(workspace, agent_factory,
+                                                    spark_cluster):
+    ag = agent_factory(**spark_settings(spark_cluster)).start()
+    job = submit_slow(workspace, 600)
+    app = app_running(ag, job, spark_cluster)
+    with open(os.path.join(ag.attempt_dir(job), "state.json")) as f:
+        os.kill(json.load(f)["runner_pid"], signal.SIGKILL)
+    j = ag.wait_job(job, timeout=120)
+    assert j["attempts"][0]["reason"] == "lost", j
+    wait_until(lambda: spark_cluster.apps().get(app) in ("KILLED",
+                                                         "FINISHED"),
+               30, what="the orphaned application to end")
+    wait_until(lambda: spark_cluster.status()["coresused"] == 0, 30,
+               what="the executors to end")
+
+
+# The job plants a symlink where the runner (root) puts the executors'
+# logs after the job: the runner must not follow it.
+PLANT = b"""import os
+victim = os.environ["VICTIM"]
+os.symlink(victim, os.path.join(os.environ["TETHER_OUTPUTS"],
+                                "spark-executors"))
+""" + SLOW
+
+
+def test_executor_logs_never_follow_a_link_the_job_left(workspace,
+                                                         agent_factory,
+                                                         spark_cluster):
+    import tempfile
+    victim = tempfile.mkdtemp(prefix="tether-victim-", dir="/var/tmp")
+    os.chmod(victim, 0o755)  # root's: the job sees it, cannot write it
+    try:
+        ag = agent_factory(**spark_settings(spark_cluster)).start()
+        snap = upload_snapshot(workspace, {"slow.py": PLANT})
+        job = workspace.submit({
+            "name": "spark-plant", "command": ["slow.py", "1"],
+            "launcher": "spark", "source": {"snapshot": snap},
+            "env": {"VICTIM": victim},
+            "spark": {"executors": 2, "executor_cores": 1,
+                      "executor_memory": "600m",
+                      "driver_memory": "600m"}})
+        j = ag.wait_job(job, timeout=300)
+        log = open(os.path.join(ag.attempt_dir(job), "log"), "rb").read()
+        assert j["state"] == "succeeded", (j, log[-3000:])
+        assert os.listdir(victim) == [], "the runner followed the link"
+        assert b"[spark] executor logs of app-" in log
+        assert b"open spark-executors" in log, log[-3000:]
+    finally:
+        import shutil
+        shutil.rmtree(victim, ignore_errors=True)
+
+
+def test_waiting_for_executors_is_pending(workspace, agent_factory,
+                                          spark_cluster):
+    # A second application while the first holds both cores: the master
+    # lists it WAITING and the attempt reports the `pending` sub-state.
+    from harness.life import events
+    ag = agent_factory(**spark_settings(spark_cluster)).start()
+    first = submit_slow(workspace, 600)
+    app_running(ag, first, spark_cluster)
+    second = submit_slow(workspace, 1)
+
+    def waiting():
+        j = workspace.job(second)
+        return j if j.get("substate") == "pending" else None
+    j = wait_until(waiting, 120, interval=0.2, what="second job pending")
+    assert j["substate_reason"] == "WAITING for executors", j
+    st, _, b = workspace.api("POST", "/api/v1/jobs/%s/cancel" % first)
+    assert st in (200, 202), b
+    j = ag.wait_job(second, timeout=180)
+    assert j["state"] == "succeeded", j
+    pend = [e for e in events(workspace, second) if e["type"] == "pending"]
+    assert [e["pending"] for e in pend] == [True, False], pend
