@@ -23,6 +23,7 @@ const bool runner_is_full = false;
 
 /* No op is reached: runner_needs_full() hands these attempts over. */
 const struct launcher_ops launcher_docker = {.name = "docker"};
+const struct launcher_ops launcher_spark = {.name = "spark"};
 const struct env_builder env_builder_docker = {.name = "docker"};
 
 int gitsrc_fetch(struct runner *r, struct err *e)

@@ -31,6 +31,8 @@ const char *runner_needs_full(const struct runner *r)
 		return "a snapshot source (libarchive)";
 	if (r->launcher == LAUNCHER_DOCKER)
 		return "the docker launcher (libcurl)";
+	if (r->launcher == LAUNCHER_SPARK)
+		return "the spark launcher (libcurl: the master's status)";
 	if (r->spec->env.kind == ENV_DOCKER)
 		return "a docker environment (libcurl)";
 	/* supervisor-resume.c extracts it (libarchive) */

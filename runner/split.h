@@ -8,8 +8,9 @@
  *                        jansson, libcrypto and libcgroup only.
  *   tether-runner-full   the same plus the families that need libgit2,
  *                        libarchive and libcurl: git and snapshot sources,
- *                        checkpoint archives, the docker launcher and
- *                        docker environments, and every other command.
+ *                        checkpoint archives, the docker and spark
+ *                        launchers and docker environments, and every
+ *                        other command.
  *
  * tether-runner decides from the spec before it writes anything and
  * replaces itself (execv) with tether-runner-full when the attempt needs
