@@ -266,7 +266,7 @@ def test_cancel_while_waiting_for_another_jobs_build(wheelhouse):
     with no look at cancel or the lease, for as long as the other build
     took (for ever, with a build that hangs)."""
     import fcntl
-    from harness import runner as R
+    from harness.gitserver import cancel_when, log_has
     root = root_dir()
     first = run_attempt(root, venv_spec(wheelhouse))
     assert first["result"]["reason"] == "succeeded", first["log"]
@@ -278,19 +278,7 @@ def test_cancel_while_waiting_for_another_jobs_build(wheelhouse):
     try:
         p = run_attempt(root, venv_spec(wheelhouse), job="2", wait=False)
         d = os.path.join(root, "state", "jobs", "2", "1")
-        try:
-            wait_until(lambda: "waiting: another job is building" in
-                       open(os.path.join(d, "log")).read()
-                       if os.path.exists(os.path.join(d, "log")) else False,
-                       60, what="the runner to wait for the lock")
-            t0 = time.monotonic()
-            R.write_cancel(d)
-            p.wait(30)
-            assert time.monotonic() - t0 < 5
-        finally:
-            if p.poll() is None:
-                p.kill()
-        att = read_attempt(d)
+        att = cancel_when(p, d, log_has(d, "waiting: another job is building"))
         assert att["result"]["reason"] == "cancelled", att["log"]
     finally:
         lock.close()

@@ -320,28 +320,20 @@ def test_cancel_stops_a_long_checkout():
     """A checkout of millions of entries honours cancel (checked once a
     second while writing)."""
     import time
-    from harness import runner as R
-    from harness.gitserver import read_attempt
+    from harness.gitserver import cancel_when
     root = root_dir()
     bare = _tree_bomb(root)
     p = run_attempt(root, spec({"git": {"url": "file://" + bare}}),
                     wait=False)
     d = os.path.join(root, "state", "jobs", "1", "1")
-    work = os.path.join(d, "work")
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (
-                os.path.isdir(os.path.join(work, "d0"))):
-            time.sleep(0.1)
-        time.sleep(1)  # well into writing 2.5 M files
-        t0 = time.monotonic()
-        R.write_cancel(d)
-        p.wait(30)
-        assert time.monotonic() - t0 < 5
-    finally:
-        if p.poll() is None:
-            p.kill()
-    att = read_attempt(d)
+    started = os.path.join(d, "work", "d0")
+
+    def well_into_it():  # a second into writing 2.5 M files
+        if not os.path.isdir(started):
+            return False
+        time.sleep(1)
+        return True
+    att = cancel_when(p, d, well_into_it, timeout=30)
     assert att["result"]["reason"] == "cancelled", att["log"]
 
 
@@ -350,9 +342,7 @@ def test_cancel_while_waiting_for_the_mirror_lock():
     repository; here the test holds it) stops on cancel within seconds."""
     import fcntl
     import hashlib
-    import time
-    from harness import runner as R
-    from harness.gitserver import read_attempt
+    from harness.gitserver import cancel_when, log_has
     root = root_dir()
     bare, ids, _ = make_repo(root)
     url = "file://" + bare
@@ -364,21 +354,7 @@ def test_cancel_while_waiting_for_the_mirror_lock():
     try:
         p = run_attempt(root, spec({"git": {"url": url}}), wait=False)
         d = os.path.join(root, "state", "jobs", "1", "1")
-        log = os.path.join(d, "log")
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not (
-                    os.path.exists(log) and
-                    "waiting for the mirror" in open(log).read()):
-                time.sleep(0.1)
-            t0 = time.monotonic()
-            R.write_cancel(d)
-            p.wait(30)
-            assert time.monotonic() - t0 < 5
-        finally:
-            if p.poll() is None:
-                p.kill()
-        att = read_attempt(d)
+        att = cancel_when(p, d, log_has(d, "waiting for the mirror"))
         assert att["result"]["reason"] == "cancelled", att["log"]
     finally:
         lock.close()

@@ -22,6 +22,24 @@ struct lease_out {
 	int64_t room; /* room left for new jobs */
 };
 
+static void lease_out_free(struct lease_out *o)
+{
+	json_decref(o->jobs);
+	json_decref(o->renewed);
+	json_decref(o->cancel);
+	json_decref(o->lost);
+}
+
+/* A poll that ends without a lease reply (store_lock held: released). */
+static int lease_refuse(struct req *r, struct lease_out *o, json_t *b,
+                        int status, const char *code, const char *msg)
+{
+	store_unlock(r->ws);
+	lease_out_free(o);
+	json_decref(b);
+	return reply_error(r, status, code, NULL, "%s", msg);
+}
+
 static int check_lease(json_t *b, struct err *e)
 {
 	static const char *const keys[] = {
@@ -453,42 +471,21 @@ static int agents_lease(struct req *r)
 		                       .lost = json_array()};
 		wait_mark(r);
 		store_lock(ws);
-		if (lease_agent_gone(r)) {
-			store_unlock(ws);
-			json_decref(o.jobs);
-			json_decref(o.renewed);
-			json_decref(o.cancel);
-			json_decref(o.lost);
-			json_decref(b);
-			return reply_error(r, 401, "unauthorized", NULL,
-			                   "this agent was revoked (or its "
-			                   "connection closed) while its poll "
-			                   "waited");
-		}
+		if (lease_agent_gone(r))
+			return lease_refuse(r, &o, b, 401, "unauthorized",
+			                    "this agent was revoked (or its "
+			                    "connection closed) while its poll "
+			                    "waited");
 		if (r->lease_seq != hb_get(r->agent_id)->polls) {
 			/* a later poll from the same agent came: this one is
 			 * stale (its running list and flags are old) */
-			store_unlock(ws);
-			json_decref(o.jobs);
-			json_decref(o.renewed);
-			json_decref(o.cancel);
-			json_decref(o.lost);
-			json_decref(b);
-			return reply_error(r, 409, "conflict", NULL,
-			                   "a later poll from this agent "
-			                   "replaced this one");
+			return lease_refuse(r, &o, b, 409, "conflict",
+			                    "a later poll from this agent "
+			                    "replaced this one");
 		}
-		if (store_begin(ws) < 0) {
-			/* statements would run one by one: no lease check */
-			store_unlock(ws);
-			json_decref(o.jobs);
-			json_decref(o.renewed);
-			json_decref(o.cancel);
-			json_decref(o.lost);
-			json_decref(b);
-			return reply_error(r, 503, "busy", NULL,
-			                   "the database is busy: poll again");
-		}
+		if (store_begin(ws) < 0) /* no statement one by one */
+			return lease_refuse(r, &o, b, 503, "busy",
+			                    "the database is busy: poll again");
 		lease_check(r, b, &o);
 		if (store_commit(ws) < 0) {
 			/* nothing of it happened: the renewals were rolled
@@ -496,15 +493,9 @@ static int agents_lease(struct req *r)
 			 * agent would run on a lease the workspace lets
 			 * lapse) */
 			store_rollback(ws);
-			store_unlock(ws);
-			json_decref(o.jobs);
-			json_decref(o.renewed);
-			json_decref(o.cancel);
-			json_decref(o.lost);
-			json_decref(b);
-			return reply_error(r, 503, "busy", NULL,
-			                   "could not record this poll: poll "
-			                   "again");
+			return lease_refuse(r, &o, b, 503, "busy",
+			                    "could not record this poll: poll "
+			                    "again");
 		}
 		store_unlock(ws);
 		if (o.requeued > 0) {
@@ -513,10 +504,7 @@ static int agents_lease(struct req *r)
 		}
 		if (o.urgent || now_mono_ms() >= r->deadline_ms || ws->stopping)
 			break;
-		json_decref(o.jobs);
-		json_decref(o.renewed);
-		json_decref(o.cancel);
-		json_decref(o.lost);
+		lease_out_free(&o);
 		r->lease_room = o.room;
 		if (wait_park(r)) {
 			json_decref(b);

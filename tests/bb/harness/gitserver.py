@@ -277,6 +277,36 @@ def run_attempt(root, spec, settings=None, job="1", attempt=1, timeout=120,
     return read_attempt(d, p.stdout + p.stderr)
 
 
+def cancel_when(p, d, ready, timeout=60, within=5):
+    """Wait (at most timeout s) until ready() is true for the attempt at d
+    that the runner p (run_attempt(wait=False)) works on, write its cancel
+    file and check that p ends within `within` seconds (kill it if not).
+    Returns the attempt (read_attempt)."""
+    import time
+    from harness import runner as R
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not ready():
+            time.sleep(0.1)
+        assert ready(), "the attempt never got to the point to cancel"
+        t0 = time.monotonic()
+        R.write_cancel(d)
+        p.wait(30)
+        assert time.monotonic() - t0 < within
+    finally:
+        if p.poll() is None:
+            p.kill()
+    return read_attempt(d)
+
+
+def log_has(d, text):
+    """A ready() for cancel_when: the attempt's log holds text."""
+    def ready():
+        path = os.path.join(d, "log")
+        return os.path.exists(path) and text in open(path).read()
+    return ready
+
+
 def read_attempt(d, output=""):
     def read(name):
         p = os.path.join(d, name)
