@@ -1,5 +1,5 @@
 /* cmd-attach-files.c: what `tether attach` copies to the machine: finding
- * tether-agent, tether-runner and install/install.sh (with the unit file
+ * tether-agent, tether-runner(-full) and install/install.sh (with the unit file
  * and configuration sample next to it) on this side, and copying them over
  * SFTP into a private temporary directory there. */
 #include "cli/cli.h"
@@ -84,13 +84,15 @@ static char *find_installer(const struct attach *a, const char *exe)
 }
 
 struct local_files {
-	char *agent, *runner, *installer, *dir; /* dir: the installer's */
+	char *agent, *runner, *runner_full, *installer;
+	char *dir; /* the installer's */
 };
 
 static void local_files_free(struct local_files *l)
 {
 	free(l->agent);
 	free(l->runner);
+	free(l->runner_full);
 	free(l->installer);
 	free(l->dir);
 }
@@ -110,17 +112,21 @@ static int find_local(const struct attach *a, struct local_files *l,
 		l->agent = find_bin(from, "tether-agent", "agent");
 	}
 	l->runner = find_bin(from, "tether-runner", "runner");
+	/* the heavy half of the runner (docs/architecture.md) */
+	l->runner_full = find_bin(from, "tether-runner-full", "runner");
 	l->installer = find_installer(a, exe);
 	free(from);
 	free(exe);
-	if (l->agent == NULL || l->runner == NULL || l->installer == NULL)
+	if (l->agent == NULL || l->runner == NULL || l->runner_full == NULL ||
+	    l->installer == NULL)
 		return err_set(
 		    e, TERR_NOTFOUND,
 		    "cannot find %s (use --from DIR, a build tree or "
 		    "an installed prefix, and --installer FILE)",
-		    l->agent == NULL    ? "tether-agent"
-		    : l->runner == NULL ? "tether-runner"
-		                        : "install/install.sh");
+		    l->agent == NULL         ? "tether-agent"
+		    : l->runner == NULL      ? "tether-runner"
+		    : l->runner_full == NULL ? "tether-runner-full"
+		                             : "install/install.sh");
 	tmp = xstrdup(l->installer);
 	l->dir = xstrdup(dirname(tmp));
 	free(tmp);
@@ -158,6 +164,8 @@ int attach_upload(struct attach *a, struct err *e)
 	a->rdir = strndup(out.data, strcspn(out.data, "\n"));
 	if ((r = put(a, l.agent, "bin/tether-agent", 0755, e)) < 0 ||
 	    (r = put(a, l.runner, "bin/tether-runner", 0755, e)) < 0 ||
+	    (r = put(a, l.runner_full, "bin/tether-runner-full", 0755, e)) <
+	        0 ||
 	    (r = put(a, l.installer, "install.sh", 0755, e)) < 0)
 		goto out;
 	for (size_t i = 0; i < sizeof(extras) / sizeof(extras[0]); i++) {

@@ -9,8 +9,8 @@
  *     --replace the old agent is revoked at the workspace and its
  *     credential removed, so the new one registers in its place.
  *  3. Make a one-use registration token (POST /api/v1/tokens, 15 minutes).
- *  4. Copy tether-agent, tether-runner and install/install.sh (+ the unit
- *     file and config sample) over SFTP into a private temporary directory,
+ *  4. Copy tether-agent, tether-runner(-full) and install/install.sh (+ the
+ * unit file and config sample) over SFTP into a private temporary directory,
  *     run install.sh --from-prefix there with the token, then remove it.
  *  5. Wait until the workspace lists the agent online. */
 #include "cli/cli.h"
