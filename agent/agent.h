@@ -131,8 +131,8 @@ struct agent {
 	int64_t drain_since_mono; /* when draining began (harden.c) */
 	bool disk_low;            /* state dir nearly full (harden.c) */
 	struct preempt *preempt;  /* preemption notices (preempt.c) */
-	struct slurm_poll *slurm; /* Slurm partitions (slurm-poll.c) */
-	struct spark_poll *spark; /* Spark master's status (spark-poll.c) */
+	struct bgpoll *slurm;     /* Slurm partitions (slurm-poll.c) */
+	struct bgpoll *spark;     /* Spark master's status (spark-poll.c) */
 	struct lookahead *ahead;  /* environment build ahead (lookahead.c) */
 	int sigints;
 	struct loop_timer *sched_timer, *hk_timer;

@@ -1,12 +1,13 @@
 /* spark-poll.c: the Spark cluster for the heartbeat (issue 27).
- * On a node whose spark_master is a standalone master (spark://), a worker
- * thread reads the master's JSON status (GET <spark_master_ui>/json/, up
- * to 5 s) at heartbeat pace and keeps the latest summary; the event loop
- * only copies it under a mutex when it builds a lease or registration
- * body (capacity.spark, docs/protocol.md), and never waits for the master.
+ * On a node whose spark_master is a standalone master (spark://), a
+ * background poller (bgpoll.c) reads the master's JSON status (GET
+ * <spark_master_ui>/json/, up to 5 s) at heartbeat pace and keeps the
+ * latest summary for the lease and registration bodies (capacity.spark,
+ * docs/protocol.md); the event loop never waits for the master.
  * The same summary is what the runner checks a job against
  * (runner/spark/spark-master.c spark_check_fits). */
 #include "agent/agent.h"
+#include "agent/bgpoll.h"
 
 #include "common/buf.h"
 #include "common/err.h"
@@ -14,38 +15,21 @@
 #include "common/util.h"
 
 #include <curl/curl.h>
-#include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define SPARK_STATUS_MAX (8 << 20)
 
 struct spark_poll {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int refs;
-	bool stop, failing;
-	int64_t period_ms;
 	char *master, *url;
-	json_t *summary; /* latest; NULL before the first or on error */
 };
 
-static void spark_poll_unref(struct spark_poll *p)
+static void spark_poll_free(void *ctx)
 {
-	bool last;
+	struct spark_poll *p = ctx;
 
-	pthread_mutex_lock(&p->mu);
-	last = --p->refs == 0;
-	pthread_mutex_unlock(&p->mu);
-	if (!last)
-		return;
-	json_decref(p->summary);
 	free(p->master);
 	free(p->url);
-	pthread_cond_destroy(&p->cv);
-	pthread_mutex_destroy(&p->mu);
 	free(p);
 }
 
@@ -131,58 +115,24 @@ json_t *spark_status_summary(json_t *st, const char *master)
 	    (json_int_t)(wm << 20));
 }
 
-/* Store one answer (p->mu held); log only when it starts or stops
- * failing. */
-static void spark_poll_store(struct spark_poll *p, int r, json_t *sum,
-                             const struct err *e)
+static int spark_poll_fetch(void *ctx, json_t **out, struct err *e)
 {
-	if (r < 0 && !p->failing)
-		log_warn("spark capacity: %s", e->msg);
-	else if (r == 0 && p->failing)
-		log_info("spark capacity: the master answers again");
-	p->failing = r < 0;
-	json_decref(p->summary);
-	p->summary = r < 0 ? NULL : sum;
+	struct spark_poll *p = ctx;
+	json_t *st = NULL;
+	int r;
+
+	if ((r = spark_status_get(p->url, &st, e)) == 0)
+		*out = spark_status_summary(st, p->master);
+	json_decref(st);
+	return r;
 }
 
-static void spark_poll_sleep(struct spark_poll *p)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += p->period_ms / 1000;
-	ts.tv_nsec += (p->period_ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	while (!p->stop &&
-	       pthread_cond_timedwait(&p->cv, &p->mu, &ts) != ETIMEDOUT)
-		;
-}
-
-static void *spark_poll_main(void *arg)
-{
-	struct spark_poll *p = arg;
-
-	pthread_mutex_lock(&p->mu);
-	while (!p->stop) {
-		struct err e = {0};
-		json_t *st = NULL, *sum = NULL;
-		int r;
-
-		pthread_mutex_unlock(&p->mu);
-		if ((r = spark_status_get(p->url, &st, &e)) == 0)
-			sum = spark_status_summary(st, p->master);
-		json_decref(st);
-		pthread_mutex_lock(&p->mu);
-		spark_poll_store(p, r, sum, &e);
-		spark_poll_sleep(p);
-	}
-	pthread_mutex_unlock(&p->mu);
-	spark_poll_unref(p);
-	return NULL;
-}
+static const struct bgpoll_ops spark_poll_ops = {
+    .what = "spark capacity",
+    .recovered = "the master answers again",
+    .fetch = spark_poll_fetch,
+    .free_ctx = spark_poll_free,
+};
 
 char *spark_poll_ui(const struct agent_conf *c)
 {
@@ -202,65 +152,32 @@ int spark_poll_start(struct agent *a, struct err *e)
 	                   strncmp(a->conf.spark_master, "spark://", 8) == 0
 	               ? spark_poll_ui(&a->conf)
 	               : NULL;
+	int64_t period =
+	    a->conf.heartbeat_ms > 1000 ? a->conf.heartbeat_ms : 1000;
 	struct spark_poll *p;
-	pthread_condattr_t ca;
-	pthread_t th;
-	int r;
 
 	if (ui == NULL)
 		return 0;
 	p = xcalloc(1, sizeof(*p));
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	p->refs = 2;
 	p->master = xstrdup(a->conf.spark_master);
 	p->url = xasprintf("%s/json/", ui);
 	free(ui);
-	p->period_ms =
-	    a->conf.heartbeat_ms > 1000 ? a->conf.heartbeat_ms : 1000;
-	if ((r = pthread_create(&th, NULL, spark_poll_main, p)) != 0) {
-		p->refs = 1;
-		spark_poll_unref(p);
-		errno = r;
-		return err_sys(e, TERR_IO, "spark capacity thread");
-	}
-	pthread_detach(th);
-	a->spark = p;
-	log_info("spark capacity: %s every %lld ms", p->url,
-	         (long long)p->period_ms);
+	log_info("spark capacity: %s every %lld ms", p->url, (long long)period);
+	if ((a->spark = bgpoll_start(&spark_poll_ops, p, period, e)) == NULL)
+		return -1;
 	return 0;
 }
 
-/* The thread may be waiting for the master: it frees the state when it
- * is back, the agent does not wait for it. */
 void spark_poll_stop(struct agent *a)
 {
-	struct spark_poll *p = a->spark;
-
-	if (p == NULL)
-		return;
+	bgpoll_stop(a->spark);
 	a->spark = NULL;
-	pthread_mutex_lock(&p->mu);
-	p->stop = true;
-	pthread_cond_signal(&p->cv);
-	pthread_mutex_unlock(&p->mu);
-	spark_poll_unref(p);
 }
 
 void spark_poll_add(struct agent *a, json_t *cap)
 {
-	struct spark_poll *p = a->spark;
-	json_t *sum = NULL;
+	json_t *sum = bgpoll_latest(a->spark);
 
-	if (p == NULL)
-		return;
-	pthread_mutex_lock(&p->mu);
-	if (p->summary != NULL)
-		sum = json_deep_copy(p->summary);
-	pthread_mutex_unlock(&p->mu);
 	if (sum != NULL)
 		json_object_set_new(cap, "spark", sum);
 }
