@@ -118,9 +118,15 @@ def test_upgrade_from_schema_1_keeps_data():
     assert ws.job(jid)["name"] == "from-v1"
     ws.stop()
     db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"attempts_live", "jobs_ended"} <= names
+    # 3 -> 4: agents found by secret through an index, not a scan of all
+    assert {"agents_secret", "agents_new_secret"} <= names
+    plan = db.execute("EXPLAIN QUERY PLAN SELECT id FROM agents WHERE "
+                      "(secret_hash = ?1 OR new_secret_hash = ?1) AND "
+                      "state != 'revoked'", ("x",)).fetchall()
+    assert not any(r[-1].startswith("SCAN agents") for r in plan), plan
 
 
 def test_sigterm_stops_cleanly_with_a_parked_long_poll(workspace):

@@ -110,6 +110,13 @@ struct hb_ent {
 	 * drains or is preempted; over TLS the closed socket is not seen
 	 * at once) and must not act on its stale body */
 	uint64_t polls;
+	/* the quiet cache (below): valid while epoch and the agents row's
+	 * version are those it was read at */
+	bool quiet;
+	uint64_t epoch;
+	uint32_t ver;
+	int64_t rowid, queue_depth;
+	struct agent_fit *fit;
 };
 
 static struct hb_ent *hb_tab;
@@ -151,6 +158,7 @@ static struct hb_ent *hb_get(const char *id)
 		snprintf(hb_tab[i].id, sizeof(hb_tab[i].id), "%s", id);
 		hb_tab[i].running = -1;
 		hb_tab[i].flags = -1;
+		hb_tab[i].rowid = -1;
 		hb_used++;
 	}
 	return &hb_tab[i];
@@ -159,6 +167,178 @@ static struct hb_ent *hb_get(const char *id)
 static bool same_text(const char *now, const char *kept)
 {
 	return now == NULL || (kept != NULL && strcmp(now, kept) == 0);
+}
+
+/* The quiet cache: no per-poll SQLite for an agent with nothing to do
+ * (docs/performance.md F2b).  Most of 10,000 parked polls belong to agents
+ * that run nothing, are not draining, and find the queue empty; for them a
+ * poll (and its wake at the deadline) used to read the database five times
+ * and commit an empty transaction.  An agent is quiet when its row says
+ * online (not revoked, draining or offline), drain 0, and it has no live
+ * attempt; a poll that lists nothing running and says it is not leaving
+ * then gets what lease_check would give it without asking the database:
+ * no renewals, cancels, drain or re-offers, and jobs only when the queue
+ * holds one.  The database stays the only truth, written as before; the
+ * cache is dropped, never patched:
+ *   - any write to the agent's row (drain, revoke, a heartbeat that
+ *     changes something, a new secret) bumps its version (the update
+ *     hook, by rowid), except the last_seen flush below;
+ *   - an attempt created for it (sched.c new_attempt: the only place an
+ *     attempt becomes live) clears quiet;
+ *   - any write to jobs marks the queue maybe non-empty (one indexed read
+ *     clears it);
+ *   - a rollback drops everything (epoch).
+ * Quiet is read again, inside the poll's transaction, by a poll that went
+ * the slow way.  store_lock guards all of it (hooks run in the thread
+ * that holds it). */
+static sqlite3 *hooked_db;
+static uint64_t cache_epoch = 1;
+static uint32_t *row_ver; /* by agents rowid */
+static size_t row_cap;
+static bool queue_dirty = true, hb_flushing;
+
+static void on_update(void *arg, int op, const char *db, const char *table,
+                      sqlite3_int64 rowid)
+{
+	(void)arg;
+	(void)op;
+	(void)db;
+	if (strcmp(table, "jobs") == 0)
+		queue_dirty = true;
+	else if (strcmp(table, "agents") == 0 && !hb_flushing && rowid >= 0 &&
+	         (size_t)rowid < row_cap)
+		row_ver[rowid]++;
+}
+
+static void on_rollback(void *arg)
+{
+	(void)arg;
+	cache_epoch++;
+	queue_dirty = true;
+}
+
+static void hook(struct ws *ws)
+{
+	if (hooked_db == ws->db)
+		return;
+	sqlite3_update_hook(ws->db, on_update, NULL);
+	sqlite3_rollback_hook(ws->db, on_rollback, NULL);
+	hooked_db = ws->db;
+	cache_epoch++;
+	queue_dirty = true;
+}
+
+void lease_agent_busy(const char *agent_id)
+{
+	hb_get(agent_id)->quiet = false;
+}
+
+static bool cache_valid(struct hb_ent *h)
+{
+	return h->quiet && h->epoch == cache_epoch && h->rowid >= 0 &&
+	       (size_t)h->rowid < row_cap && row_ver[h->rowid] == h->ver;
+}
+
+/* A poll that lists nothing running and is not leaving: the only kind the
+ * quiet cache answers. */
+static bool quiet_shape(json_t *b)
+{
+	return json_array_size(json_object_get(b, "running")) == 0 &&
+	       !json_is_true(json_object_get(b, "draining")) &&
+	       !json_is_true(json_object_get(b, "preempting")) &&
+	       !json_is_true(json_object_get(b, "exiting"));
+}
+
+/* Is this poll one the quiet cache may answer?  store_lock held. */
+static bool lease_quiet(struct ws *ws, const char *agent, json_t *b)
+{
+	struct hb_ent *h;
+
+	hook(ws);
+	if (!quiet_shape(b))
+		return false;
+	h = hb_get(agent);
+	if (!cache_valid(h)) {
+		h->quiet = false;
+		return false;
+	}
+	return true;
+}
+
+/* Read quiet again (the end of a slow poll, inside its transaction, so it
+ * sees what this poll wrote). */
+static void quiet_read(struct ws *ws, const char *agent)
+{
+	struct hb_ent *h = hb_get(agent);
+	sqlite3_stmt *st = store_prep(
+	    ws, "SELECT rowid, drain = 0 AND state NOT IN ('revoked',"
+	        "'draining','offline') AND NOT EXISTS (SELECT 1 FROM attempts "
+	        "WHERE agent_id = ?1 AND state IN ('assigned','running',"
+	        "'cancelling')), queue_depth FROM agents WHERE id = ?1");
+	int64_t rowid = -1;
+	bool quiet = false;
+
+	hook(ws);
+	sqlite3_bind_text(st, 1, agent, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		rowid = sqlite3_column_int64(st, 0);
+		quiet = sqlite3_column_int(st, 1) != 0;
+		h->queue_depth = sqlite3_column_int64(st, 2);
+	}
+	store_done(st);
+	h->quiet = false;
+	if (!quiet || rowid < 0 || rowid >= (int64_t)1 << 26)
+		return;
+	if ((size_t)rowid >= row_cap) {
+		size_t n = row_cap ? row_cap : 16384;
+		while (n <= (size_t)rowid)
+			n *= 2;
+		row_ver = realloc(row_ver, n * sizeof(*row_ver));
+		if (row_ver == NULL)
+			fatalx("out of memory");
+		memset(row_ver + row_cap, 0, (n - row_cap) * sizeof(*row_ver));
+		row_cap = n;
+	}
+	if (h->fit == NULL || h->rowid != rowid || h->ver != row_ver[rowid] ||
+	    h->epoch != cache_epoch) {
+		sched_fit_free(h->fit);
+		h->fit = sched_fit_load(ws, agent);
+		if (h->fit == NULL)
+			return;
+	}
+	h->rowid = rowid;
+	h->ver = row_ver[rowid];
+	h->epoch = cache_epoch;
+	h->quiet = true;
+}
+
+/* Answer a quiet poll from memory: what lease_check would give (nothing
+ * but room), unless the queue holds a job: false, go the slow way.  One
+ * indexed read when jobs changed since the queue was last seen empty. */
+static bool lease_fast(struct req *r, json_t *b, struct lease_out *o)
+{
+	struct ws *ws = r->ws;
+	struct hb_ent *h = hb_get(r->agent_id);
+	json_t *room = json_object_get(b, "queue_room");
+	int64_t qr = room != NULL ? json_integer_value(room) : h->queue_depth;
+
+	sched_clock_check(ws);
+	if (qr > 0 && queue_dirty) {
+		sqlite3_stmt *st =
+		    store_prep(ws, "SELECT 1 FROM jobs WHERE state = 'queued' "
+		                   "AND cancel_requested = 0 LIMIT 1");
+		bool any = sqlite3_step(st) == SQLITE_ROW;
+		store_done(st);
+		if (any)
+			return false;
+		queue_dirty = false;
+	}
+	if (qr > 0) {
+		sched_fit_free(r->fit); /* as sched_assign keeps it */
+		r->fit = sched_fit_ref(h->fit);
+	}
+	o->room = qr;
+	return true;
 }
 
 void lease_hb_flush(struct ws *ws)
@@ -177,7 +357,9 @@ void lease_hb_flush(struct ws *ws)
 		                    "last_seen < ?1)");
 		sqlite3_bind_double(st, 1, hb_tab[i].seen);
 		sqlite3_bind_text(st, 2, hb_tab[i].id, -1, SQLITE_STATIC);
+		hb_flushing = true; /* last_seen is not in the quiet cache */
 		sqlite3_step(st);
+		hb_flushing = false;
 		store_done(st);
 		hb_tab[i].dirty = false;
 	}
@@ -409,7 +591,7 @@ static int lease_reply(struct req *r, struct lease_out *o)
  * revoked, or whose agent died (the peer closed the socket while the
  * request was suspended), must not take a job: nobody would run it, and
  * it would come back only as `lost` after the lease TTL.  store_lock held. */
-static bool lease_agent_gone(struct req *r)
+static bool lease_agent_gone(struct req *r, bool quiet)
 {
 	const union MHD_ConnectionInfo *ci =
 	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -424,6 +606,8 @@ static bool lease_agent_gone(struct req *r)
 		               errno != EWOULDBLOCK && errno != EINTR))
 			return true;
 	}
+	if (quiet)
+		return false; /* its row said online, and is unchanged */
 	st = store_prep(r->ws,
 	                "SELECT state = 'revoked' FROM agents WHERE id = ?");
 	sqlite3_bind_text(st, 1, r->agent_id, -1, SQLITE_STATIC);
@@ -441,6 +625,7 @@ static int agents_lease(struct req *r)
 	json_t *b = NULL;
 	double wait = 30;
 	int st;
+	bool quiet;
 
 	if (r->body.len == 0)
 		buf_append(&r->body, "{}", 2, NULL);
@@ -471,7 +656,8 @@ static int agents_lease(struct req *r)
 		                       .lost = json_array()};
 		wait_mark(r);
 		store_lock(ws);
-		if (lease_agent_gone(r))
+		quiet = lease_quiet(ws, r->agent_id, b);
+		if (lease_agent_gone(r, quiet))
 			return lease_refuse(r, &o, b, 401, "unauthorized",
 			                    "this agent was revoked (or its "
 			                    "connection closed) while its poll "
@@ -483,10 +669,16 @@ static int agents_lease(struct req *r)
 			                    "a later poll from this agent "
 			                    "replaced this one");
 		}
+		if (quiet && lease_fast(r, b, &o)) {
+			store_unlock(ws);
+			goto checked;
+		}
 		if (store_begin(ws) < 0) /* no statement one by one */
 			return lease_refuse(r, &o, b, 503, "busy",
 			                    "the database is busy: poll again");
 		lease_check(r, b, &o);
+		if (quiet_shape(b))
+			quiet_read(ws, r->agent_id);
 		if (store_commit(ws) < 0) {
 			/* nothing of it happened: the renewals were rolled
 			 * back with the rest, so no reply may claim them (the
@@ -498,6 +690,7 @@ static int agents_lease(struct req *r)
 			                    "again");
 		}
 		store_unlock(ws);
+	checked:
 		if (o.requeued > 0) {
 			ws_notify_logs(ws);
 			sched_wake_queued(ws); /* for the other agents */

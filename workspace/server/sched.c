@@ -165,6 +165,7 @@ struct agent_fit {
 	char id[48];
 	const char *name;
 	json_t *labels, *cap;
+	int refs; /* a kept fit (keep_fit, sched_fit_load): its holders */
 };
 
 static bool has_label(json_t *labels, const char *l)
@@ -337,6 +338,7 @@ static void new_attempt(struct ws *ws, const char *agent, int64_t job,
 	                    now + (double)ws->conf.lease_ttl_ms / 1000.0);
 	sqlite3_step(st);
 	store_done(st);
+	lease_agent_busy(agent); /* its polls check the database again */
 	st = store_prep(ws, "UPDATE jobs SET state = 'assigned', attempt = ? "
 	                    "WHERE id = ?");
 	sqlite3_bind_int64(st, 1, n);
@@ -449,7 +451,7 @@ int sched_handback_unheld(struct ws *ws, const char *agent_id, json_t *running,
 
 void sched_fit_free(struct agent_fit *f)
 {
-	if (f == NULL)
+	if (f == NULL || __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	free((char *)f->name);
 	json_decref(f->labels);
@@ -466,8 +468,30 @@ static void keep_fit(const struct agent_fit *a, struct agent_fit **keep)
 	k->name = xstrdup(a->name ? a->name : "");
 	k->labels = json_incref(a->labels);
 	k->cap = json_incref(a->cap);
+	k->refs = 1;
 	sched_fit_free(*keep);
 	*keep = k;
+}
+
+struct agent_fit *sched_fit_ref(struct agent_fit *f)
+{
+	if (f != NULL)
+		__atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
+	return f;
+}
+
+struct agent_fit *sched_fit_load(struct ws *ws, const char *agent_id)
+{
+	struct agent_fit a, *k = NULL;
+	sqlite3_stmt *ag;
+
+	if (load_agent(ws, agent_id, &a, &ag) < 0)
+		return NULL;
+	keep_fit(&a, &k);
+	json_decref(a.labels);
+	json_decref(a.cap);
+	store_done(ag);
+	return k;
 }
 
 int sched_assign(struct ws *ws, const char *agent_id, int64_t room,

@@ -72,6 +72,11 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS progress(job INTEGER NOT NULL,"
     " attempt INTEGER NOT NULL, value REAL NOT NULL,"
     " updated_at REAL NOT NULL, PRIMARY KEY(job, attempt));",
+    /* 3 -> 4: find an agent by its secret without reading every agent
+     * (each agent request authenticates: docs/performance.md F2d) */
+    "CREATE INDEX IF NOT EXISTS agents_secret ON agents(secret_hash);"
+    "CREATE INDEX IF NOT EXISTS agents_new_secret ON"
+    " agents(new_secret_hash) WHERE new_secret_hash IS NOT NULL;",
 };
 _Static_assert(sizeof(migrations) / sizeof(*migrations) == WS_SCHEMA_VERSION,
                "one migration per schema version");

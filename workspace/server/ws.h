@@ -21,7 +21,7 @@
 #include "workspace/server/store.h"
 
 #define WS_PROTOCOL       1
-#define WS_SCHEMA_VERSION 3
+#define WS_SCHEMA_VERSION 4
 #define WS_MAX_DEPTH      16
 #define WS_MAX_NAME       128
 #define WS_MAX_LABELS     64
@@ -161,6 +161,9 @@ void wait_free(struct ws *ws);
 /* lease.c: write the last_seen times noted since the last flush, in one
  * transaction; store_lock held. */
 void lease_hb_flush(struct ws *ws);
+/* lease.c: an attempt was created for agent_id: its polls' in-memory
+ * "nothing to do" state no longer holds; store_lock held. */
+void lease_agent_busy(const char *agent_id);
 
 /* sched.c */
 /* Resume the parked lease polls that could take a queued job: for each of
@@ -184,6 +187,10 @@ struct agent_fit;
 int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
                  json_t *jobs, struct agent_fit **keep);
 void sched_fit_free(struct agent_fit *f);
+/* Another holder of a kept fit (fits are shared: refcounted, read-only). */
+struct agent_fit *sched_fit_ref(struct agent_fit *f);
+/* The agent's fit as sched_assign keeps it, or NULL; store_lock held. */
+struct agent_fit *sched_fit_load(struct ws *ws, const char *agent_id);
 /* Attempts of agent_id still 'assigned' (never reported) that its poll's
  * running list does not name: the reply that handed them went to a poll
  * nobody read (a killed agent's parked request).  Appends them to jobs as
