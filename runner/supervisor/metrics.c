@@ -297,11 +297,8 @@ static void regex_line(struct metrics *m, const char *s, size_t n)
 	if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
 	    rc == PCRE2_ERROR_HEAPLIMIT) {
 		if (++m->re_limit_hits >= METRICS_REGEX_MAX_HITS) {
-			runner_logf(
-			    m->r, "tether",
-			    "metrics.regex hit PCRE2's match limits on "
-			    "%d lines: it is off for the rest of the job",
-			    m->re_limit_hits);
+			/* said in the log when the job ended (metrics_finish):
+			 * a line now could split one of the job's lines */
 			pcre2_code_free(m->re);
 			m->re = NULL;
 			m->any = m->r->spec->metrics.json_lines;
@@ -423,6 +420,17 @@ void metrics_report(struct metrics *m, int64_t now_ms, bool force)
 	m->bytes = 0;
 	m->dropped = 0;
 	m->first_ms = -1;
+}
+
+void metrics_finish(struct metrics *m)
+{
+	metrics_report(m, now_mono_ms(), true);
+	if (m->re_limit_hits >= METRICS_REGEX_MAX_HITS)
+		runner_logf(
+		    m->r, "tether",
+		    "metrics.regex hit PCRE2's match limits on %d lines: "
+		    "it was turned off for the rest of the job",
+		    m->re_limit_hits);
 }
 
 int metrics_wait_ms(const struct metrics *m, int64_t now_ms)

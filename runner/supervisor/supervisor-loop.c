@@ -370,7 +370,7 @@ int supervisor_run_job(struct runner *r, struct launch_exit *ex,
 		r->ops->kill(r, &ke); /* never leave a job unsupervised */
 		goto out;
 	}
-	metrics_report(l.metrics, now_mono_ms(), true);
+	metrics_finish(l.metrics);
 	progress_report(&l.progress, r, now_mono_ms(), true);
 	rc = r->ops->collect(r, ex, e);
 	*stop_reason = l.stop_reason;

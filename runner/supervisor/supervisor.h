@@ -57,6 +57,9 @@ void metrics_feed(struct metrics *m, const char *data, size_t n);
 /* Append a `metrics` event with the pending points when due (or now, when
  * force). */
 void metrics_report(struct metrics *m, int64_t now_ms, bool force);
+/* The job's output ended: the last event, and a note in the log when the
+ * regex was turned off. */
+void metrics_finish(struct metrics *m);
 /* Milliseconds until pending points are due. */
 int metrics_wait_ms(const struct metrics *m, int64_t now_ms);
 /* 1-128 bytes of [A-Za-z0-9_.:/-]. */

@@ -234,7 +234,7 @@ def test_points_survive_workspace_outage():
         ag = Agent(ws, backoff_min="200ms", backoff_max="1s").start()
         job = ws.submit(name="m", command=[PY, "-c", LONG_NAMES_JOB])
         ag.wait_job(job, "running", timeout=30)
-        ws.stop()
+        ws.kill9()  # at once: a stop would serve the calls in flight
         wait_until(lambda: os.path.exists(
             os.path.join(ag.attempt_dir(job), "result.json")), 60,
             what="the job to finish during the outage")
