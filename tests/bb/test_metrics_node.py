@@ -270,3 +270,26 @@ def test_rate_cap_counts_dropped_points(workspace, agent):
     assert dropped > 0
     assert kept == sorted(kept) and len(set(kept)) == len(kept)
     assert kept[:10000] == [float(i) for i in range(10000)]
+
+
+def test_digits_prints_loss_and_accuracy_points(workspace, agent):
+    """examples/digits: one loss and one accuracy point per epoch, step =
+    the epoch, the values those of its `epoch N/M loss L accuracy A`
+    lines."""
+    from harness.life import digits_snapshot
+    import re
+    snap = digits_snapshot(workspace)
+    job = workspace.submit(name="digits", command=[PY, "train.py"],
+                           source={"snapshot": snap}, env={"EPOCHS": "3"})
+    agent.wait_job(job, "succeeded", timeout=240)
+    log = agent.ws_log(job).decode()
+    want = []
+    for ep, loss, acc in re.findall(
+            r"^epoch (\d+)/3 loss (\S+) accuracy (\S+)", log, re.M):
+        want += [("loss", float(loss), int(ep)),
+                 ("accuracy", float(acc), int(ep))]
+    got = points(workspace, job)
+    assert len(want) == 6 and len(got) == 6
+    for (n, v, s), (wn, wv, ws_) in zip(got, want):
+        # the log line has 4 decimals, the point 6 digits
+        assert n == wn and s == ws_ and abs(v - wv) <= 5.1e-5, (got, want)
