@@ -41,12 +41,18 @@ struct point {
 	double time;
 };
 
-struct metrics {
-	struct runner *r;
+/* The current line of one stream. */
+struct linebuf {
 	char line[METRICS_LINE_MAX + 1];
 	size_t len;
 	bool skip; /* the rest of the current line is not looked at */
-	bool any;  /* regex or json_lines: every line is a candidate */
+};
+
+struct metrics {
+	struct runner *r;
+	struct linebuf job; /* the job's output */
+	struct linebuf aux; /* the launcher's TETHER_METRIC lines */
+	bool any;           /* regex or json_lines: every line is a candidate */
 	pcre2_code *re;
 	pcre2_match_data *md;
 	pcre2_match_context *mctx;
@@ -96,6 +102,12 @@ struct metrics *metrics_new(struct runner *r)
 		metrics_regex_init(m, r->spec->metrics.regex);
 	m->any =
 	    m->re != NULL || (r->spec != NULL && r->spec->metrics.json_lines);
+	if (r->spec != NULL && r->spec->metrics.tensorboard != NULL &&
+	    r->launcher != LAUNCHER_SANDBOX)
+		runner_logf(
+		    r, "tether",
+		    "metrics.tensorboard is read under the sandbox "
+		    "launcher only: no TensorBoard points for this job");
 	return m;
 }
 
@@ -333,11 +345,11 @@ static void regex_line(struct metrics *m, const char *s, size_t n)
 	}
 }
 
-/* One complete line (without its newline). */
-static void metrics_line(struct metrics *m)
+/* One complete line (without its newline); aux: only TETHER_METRIC. */
+static void metrics_line(struct metrics *m, struct linebuf *lb, bool aux)
 {
-	size_t plen = strlen(METRIC_PREFIX), n = m->len;
-	char *s = m->line;
+	size_t plen = strlen(METRIC_PREFIX), n = lb->len;
+	char *s = lb->line;
 	const char *j = s;
 
 	while (n > 0 && s[n - 1] == '\r')
@@ -349,6 +361,8 @@ static void metrics_line(struct metrics *m)
 		metric_line(m, s + plen, n - plen);
 		return;
 	}
+	if (aux)
+		return;
 	while (isspace((unsigned char)*j))
 		j++;
 	if (*j == '{' && m->r->spec->metrics.json_lines && json_line(m, s, n))
@@ -357,33 +371,45 @@ static void metrics_line(struct metrics *m)
 		regex_line(m, s, n);
 }
 
-void metrics_feed(struct metrics *m, const char *data, size_t n)
+static void metrics_scan(struct metrics *m, struct linebuf *lb, bool aux,
+                         const char *data, size_t n)
 {
 	size_t plen = strlen(METRIC_PREFIX);
 	const char *s = data, *end = data + n;
+	bool any = m->any && !aux;
 
 	while (s < end) {
 		const char *nl = memchr(s, '\n', (size_t)(end - s));
 		size_t seg = (size_t)((nl != NULL ? nl : end) - s);
 
-		if (!m->skip && m->len + seg > METRICS_LINE_MAX) {
-			m->skip = true; /* too long: no points from it */
-		} else if (!m->skip) {
-			memcpy(m->line + m->len, s, seg);
-			m->len += seg;
-			if (!m->any &&
-			    memcmp(m->line, METRIC_PREFIX,
-			           m->len < plen ? m->len : plen) != 0)
-				m->skip = true; /* not a metric line */
+		if (!lb->skip && lb->len + seg > METRICS_LINE_MAX) {
+			lb->skip = true; /* too long: no points from it */
+		} else if (!lb->skip) {
+			memcpy(lb->line + lb->len, s, seg);
+			lb->len += seg;
+			if (!any &&
+			    memcmp(lb->line, METRIC_PREFIX,
+			           lb->len < plen ? lb->len : plen) != 0)
+				lb->skip = true; /* not a metric line */
 		}
 		if (nl == NULL)
 			break;
-		if (!m->skip)
-			metrics_line(m);
-		m->len = 0;
-		m->skip = false;
+		if (!lb->skip)
+			metrics_line(m, lb, aux);
+		lb->len = 0;
+		lb->skip = false;
 		s = nl + 1;
 	}
+}
+
+void metrics_feed(struct metrics *m, const char *data, size_t n)
+{
+	metrics_scan(m, &m->job, false, data, n);
+}
+
+void metrics_feed_aux(struct metrics *m, const char *data, size_t n)
+{
+	metrics_scan(m, &m->aux, true, data, n);
 }
 
 static json_t *point_json(const struct point *p)

@@ -284,13 +284,27 @@ static int loop_pump(struct loop *l, struct err *e)
 	return logpipe_write(lp, lp->buf, (size_t)n, e);
 }
 
+/* The launcher's TETHER_METRIC lines (the TensorBoard reader). */
+static void loop_metrics_fd(struct loop *l)
+{
+	char buf[16384];
+	ssize_t n = read(l->r->metrics_fd, buf, sizeof(buf));
+
+	if (n > 0) {
+		metrics_feed_aux(l->metrics, buf, (size_t)n);
+	} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+		close(l->r->metrics_fd);
+		l->r->metrics_fd = -1;
+	}
+}
+
 static int loop_run(struct loop *l, struct err *e)
 {
-	struct pollfd p[4];
+	struct pollfd p[5];
 	int rc;
 
-	while (!(l->out_eof && l->done)) {
-		int n = 0, io = -1, id = -1;
+	while (!(l->out_eof && l->done && l->r->metrics_fd <= 0)) {
+		int n = 0, io = -1, id = -1, im = -1;
 		p[n++] = (struct pollfd){l->sig_fd, POLLIN, 0};
 		p[n++] = (struct pollfd){l->ino_fd, POLLIN, 0};
 		if (!l->out_eof) {
@@ -300,6 +314,10 @@ static int loop_run(struct loop *l, struct err *e)
 		if (!l->done) {
 			id = n;
 			p[n++] = (struct pollfd){l->done_fd, POLLIN, 0};
+		}
+		if (l->r->metrics_fd > 0) {
+			im = n;
+			p[n++] = (struct pollfd){l->r->metrics_fd, POLLIN, 0};
 		}
 		if (poll(p, (nfds_t)n, loop_timeout(l)) < 0 && errno != EINTR)
 			return err_sys(e, TERR_IO, "poll");
@@ -315,6 +333,8 @@ static int loop_run(struct loop *l, struct err *e)
 		}
 		if (id >= 0 && p[id].revents)
 			l->done = true;
+		if (im >= 0 && p[im].revents)
+			loop_metrics_fd(l);
 		loop_tick(l);
 	}
 	return 0;
@@ -378,6 +398,9 @@ out:
 	if (l.sig_fd >= 0)
 		close(l.sig_fd);
 	loop_unwatch(&l);
+	if (r->metrics_fd > 0)
+		close(r->metrics_fd);
+	r->metrics_fd = -1;
 	metrics_free(l.metrics);
 	return rc;
 }

@@ -54,6 +54,9 @@ struct metrics *metrics_new(struct runner *r);
 void metrics_free(struct metrics *m);
 /* Scan job output (the bytes the log gets) for metric points. */
 void metrics_feed(struct metrics *m, const char *data, size_t n);
+/* The same for the launcher's stream (r->metrics_fd): TETHER_METRIC
+ * lines only. */
+void metrics_feed_aux(struct metrics *m, const char *data, size_t n);
 /* Append a `metrics` event with the pending points when due (or now, when
  * force). */
 void metrics_report(struct metrics *m, int64_t now_ms, bool force);

@@ -293,3 +293,127 @@ def test_digits_prints_loss_and_accuracy_points(workspace, agent):
     for (n, v, s), (wn, wv, ws_) in zip(got, want):
         # the log line has 4 decimals, the point 6 digits
         assert n == wn and s == ws_ and abs(v - wv) <= 5.1e-5, (got, want)
+
+
+# A TensorBoard event file writer of the tests' own (Debian has no
+# tensorboard package): records of u64 length, masked CRC-32C of the length,
+# the Event protobuf, masked CRC-32C of the data; the Event encoded by hand
+# (wall_time 1, step 2, file_version 3, summary 5; Summary.value 1;
+# Value tag 1, simple_value 2, tensor 8, metadata 9; TensorProto dtype 1,
+# tensor_shape 2, float_val 5).
+TB_WRITER = r'''
+import os, struct, sys, time
+
+def _crc_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+_T = _crc_table()
+
+def crc32c(b):
+    c = 0xFFFFFFFF
+    for x in b:
+        c = _T[(c ^ x) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+def masked(b):
+    c = crc32c(b)
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+def field(num, wire, payload):
+    key = varint(num << 3 | wire)
+    if wire == 2:
+        return key + varint(len(payload)) + payload
+    return key + payload
+
+def simple(tag, v):
+    return field(1, 2, tag.encode()) + field(2, 5, struct.pack("<f", v)) + \
+        field(9, 2, field(1, 2, b"scalars"))   # metadata: skipped
+
+def tensor(tag, v, dtype=1, dims=()):
+    shape = b"".join(field(2, 2, field(1, 0, varint(d))) for d in dims)
+    vals = struct.pack("<%df" % len(v), *v)
+    t = field(1, 0, varint(dtype)) + field(2, 2, shape) + field(5, 2, vals)
+    return field(1, 2, tag.encode()) + field(8, 2, t)
+
+def event(step, values, wall=None):
+    body = field(1, 1, struct.pack("<d", wall or time.time()))
+    body += field(2, 0, varint(step))
+    summ = b"".join(field(1, 2, v) for v in values)
+    return body + field(5, 2, summ)
+
+def record(data, bad_crc=False):
+    hdr = struct.pack("<Q", len(data))
+    crc = masked(data) ^ (1 if bad_crc else 0)
+    return hdr + struct.pack("<I", masked(hdr)) + data + struct.pack("<I", crc)
+'''
+
+TB_JOB = TB_WRITER + r'''
+out = os.environ["TETHER_OUTPUTS"]
+os.makedirs(out + "/tb/train")
+top = open(out + "/tb/events.out.tfevents.1.node", "wb", buffering=0)
+sub = open(out + "/tb/train/events.out.tfevents.2.node", "wb", buffering=0)
+top.write(record(field(3, 2, b"brain.Event:2")))      # file_version only
+for step in range(5):
+    r = record(event(step, [simple("loss", 1.0 / (step + 1)),
+                            tensor("acc", [step / 8])]))
+    top.write(r[:7])          # a torn record: the reader waits for the rest
+    time.sleep(0.25)
+    top.write(r[7:])
+    sub.write(record(event(step, [simple("loss", step + 0.5)])))
+    if step == 2:
+        top.write(record(event(99, [simple("corrupt", 1.0)]), bad_crc=True))
+        top.write(record(event(98, [simple("big", 1.0),
+                                    tensor("pad", [0.0] * 300000)])))
+        top.write(record(event(97, [tensor("histogram", [1.0, 2.0],
+                                           dims=(2,))])))
+# which process reads the files: pid 1's other child, as whom
+for p in os.listdir("/proc"):
+    if p.isdigit() and int(p) not in (1, os.getpid()):
+        st = open("/proc/%s/status" % p).read()
+        ppid = [l.split()[1] for l in st.splitlines() if l.startswith("PPid:")]
+        uid = [l.split()[1] for l in st.splitlines() if l.startswith("Uid:")]
+        if ppid == ["1"]:
+            print("READER uid=%s me=%d" % (uid[0], os.getuid()), flush=True)
+time.sleep(0.1)
+top.write(record(event(5, [simple("last", 7.0)])))   # after the last look?
+'''
+
+
+def test_tensorboard_event_files(workspace, agent):
+    """metrics.tensorboard: scalars (simple_value and scalar float tensors)
+    of the event files under the outputs, a subdirectory's prefixed
+    ("train/loss"), read while the job runs by a reader in the job's
+    sandbox as the job user; torn records are waited for, a record with a
+    bad CRC, one over the record cap and a non-scalar tensor give nothing;
+    the record written just before the job ends still arrives (the
+    reader's last look)."""
+    job = run_job(workspace, agent, TB_JOB, metrics={"tensorboard": "tb"})
+    got = points(workspace, job)
+    top = [p for p in got if not p[0].startswith("train/")]
+    sub = [p for p in got if p[0].startswith("train/")]
+    want_top = []
+    for s in range(5):
+        want_top += [("loss", 1.0 / (s + 1), s), ("acc", s / 8, s)]
+    want_top.append(("last", 7.0, 5))
+    assert [(n, round(v, 6), s) for n, v, s in top] == \
+        [(n, round(v, 6), s) for n, v, s in want_top]
+    assert sub == [("train/loss", s + 0.5, s) for s in range(5)]
+    log = agent.ws_log(job).decode()
+    uid, me = [int(x.split("=")[1]) for x in
+               log.split("READER ")[1].split("\n")[0].split()]
+    assert uid == me and uid != 0, log
