@@ -283,33 +283,36 @@ def _metrics_job(api, agent, nbytes, with_metrics):
         time.sleep(0.05)
     if shipped is None:
         raise RuntimeError("log job %s: %s" % (job, j))
-    head, _, _ = head_tail(_job_log(agent, job))
-    start = stamps(head)[0]
+    head, tail, _ = head_tail(_job_log(agent, job))
+    start, end = stamps(head)[0], stamps(tail)[-1]
     st, b = api.call("GET", "/api/v1/jobs/%s/events" % job)
-    points = sum(len(ev.get("points", ())) for ev in b.get("events", ())
-                 if ev.get("type") == "metrics")
-    return nbytes / 1e6 / (shipped - start), points, shipped - start
+    evs = [ev for ev in b.get("events", ()) if ev.get("type") == "metrics"]
+    points = sum(len(ev.get("points", ())) for ev in evs)
+    dropped = sum(ev.get("dropped", 0) for ev in evs)
+    return nbytes / 1e6 / (shipped - start), points, dropped, end - start
 
 
 def log_metrics(ctx, agent, nbytes, runs):
     """Issue 26: row 4's log throughput with 10,000 metric points a second
     printed beside the log bytes against without, alternating runs."""
     api = Api(ctx.ws)
-    with_m, without, pts = [], [], []
+    with_m, without, pts, drops = [], [], [], []
     for _ in range(runs):
-        r, _, _ = _metrics_job(api, agent, nbytes, False)
+        r, _, _, _ = _metrics_job(api, agent, nbytes, False)
         without.append(r)
-        r, n, secs = _metrics_job(api, agent, nbytes, True)
+        r, n, dropped, secs = _metrics_job(api, agent, nbytes, True)
         with_m.append(r)
         pts.append(n / secs)
+        drops.append(dropped)
     api.close()
     base = summary(without)["median"]
     return [Result("log_rate_metrics", "4m. log shipped, %d MiB to stdout, "
                    "with 10,000 metric points/s" % (nbytes >> 20), "MB/s",
                    with_m, without, "same job without metrics",
                    "within 10 %", lambda s: s["median"] >= 0.9 * base,
-                   note="metric points stored per second of the job: "
-                   "median %.0f" % summary(pts)["median"],
+                   note="metric points stored per second of the job's run "
+                   "time: median %.0f; points over the rate cap: median %d"
+                   % (summary(pts)["median"], summary(drops)["median"]),
                    higher_is_better=True)]
 
 
