@@ -22,6 +22,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "runner/metrics/metric-name.h"
 #include "runner/supervisor/supervisor.h"
 
 #include <ctype.h>
@@ -119,17 +120,6 @@ void metrics_free(struct metrics *m)
 	pcre2_match_context_free(m->mctx);
 	pcre2_code_free(m->re);
 	free(m);
-}
-
-bool metrics_name_ok(const char *s, size_t n)
-{
-	if (n == 0 || n > METRICS_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isascii((unsigned char)s[i]) ||
-		    !(isalnum((unsigned char)s[i]) || strchr("_.:/-", s[i])))
-			return false;
-	return true;
 }
 
 /* Whether text[0, n) holds the value of one of the job's secrets. */
