@@ -375,15 +375,16 @@ static void metrics_scan(struct metrics *m, struct linebuf *lb, bool aux,
 		const char *nl = memchr(s, '\n', (size_t)(end - s));
 		size_t seg = (size_t)((nl != NULL ? nl : end) - s);
 
+		/* not a metric line: decided on its first bytes, uncopied */
+		if (!lb->skip && !any && lb->len < plen &&
+		    memcmp(s, METRIC_PREFIX + lb->len,
+		           seg < plen - lb->len ? seg : plen - lb->len) != 0)
+			lb->skip = true;
 		if (!lb->skip && lb->len + seg > METRICS_LINE_MAX) {
 			lb->skip = true; /* too long: no points from it */
 		} else if (!lb->skip) {
 			memcpy(lb->line + lb->len, s, seg);
 			lb->len += seg;
-			if (!any &&
-			    memcmp(lb->line, METRIC_PREFIX,
-			           lb->len < plen ? lb->len : plen) != 0)
-				lb->skip = true; /* not a metric line */
 		}
 		if (nl == NULL)
 			break;
