@@ -27,8 +27,8 @@
 #define OUTBOX_CALL_BYTES (512 * 1024)
 /* After a tail that found `metrics` events, the next one of a running
  * attempt waits this long: their points then go in one transaction a
- * quarter second instead of one per event (docs/metrics.md, "Cost"). */
-#define OUTBOX_METRICS_HOLD_MS 250
+ * second instead of one per event (docs/metrics.md, "Cost"). */
+#define OUTBOX_METRICS_HOLD_MS 1000
 
 /* Keep the final reason on the node for `tether-agent jobs`. */
 static int outbox_note_final(struct att *t, json_t *ev, struct err *e)
