@@ -417,3 +417,35 @@ def test_tensorboard_event_files(workspace, agent):
     uid, me = [int(x.split("=")[1]) for x in
                log.split("READER ")[1].split("\n")[0].split()]
     assert uid == me and uid != 0, log
+
+
+LIVE_JOB = r"""
+import time
+print("TETHER_METRIC a=1 step=1", flush=True)
+time.sleep(0.5)
+print("TETHER_METRIC a=2 step=2", flush=True)   # while the agent holds
+time.sleep(20)
+"""
+
+
+def test_points_arrive_while_the_job_runs():
+    """Points reach the workspace while the job still runs, within a few
+    seconds of being printed, also the ones printed while the agent holds
+    its tail of the events (once a second while metrics come) and nothing
+    else happens in the attempt afterwards."""
+    # A long heartbeat (and a lease to match), so that no periodic pass of
+    # the agent picks the held event up by chance: the hold's own timer must.
+    ws = Workspace(lease_ttl="120s").start()
+    try:
+        ag = Agent(ws, heartbeat_interval="30s").start()
+        job = ws.submit(name="live", command=[PY, "-c", LIVE_JOB])
+        ag.wait_job(job, "running", timeout=30)
+        t0 = time.monotonic()
+        wait_until(lambda: points(ws, job) == [("a", 1.0, 1), ("a", 2.0, 2)],
+                   6, what="both points at the workspace")
+        assert time.monotonic() - t0 < 6
+        assert ws.job(job)["state"] == "running"
+        ws.api("POST", f"/api/v1/jobs/{job}/cancel")
+        ag.wait_job(job, "cancelled", timeout=30)
+    finally:
+        ws.stop()
