@@ -16,7 +16,7 @@ from harness.common import binary, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")
 
-HEAVY = ("libgit2", "libarchive", "libcurl")
+HEAVY = ("libgit2", "libarchive", "libcurl", "libprotobuf-c")
 
 
 def job_running(d):
