@@ -44,7 +44,7 @@ QUICK = {"idle_hb_s": 1, "hb_s": 1, "idle_windows": 3, "submit_budget_s": 20, "b
          "load_agents": 50, "load_jobs": 10, "load_wait": 2,
          "load_rate": 20, "load_budget_s": 10, "load_procs": 2,
          "ssh_submit_n": 2, "ssh_log_runs": 1,
-         "logmetrics_bytes": 64 << 20, "logmetrics_runs": 1}
+         "logmetrics_bytes": 16 << 20, "logmetrics_runs": 1}
 STEPS = ("wslat", "idle", "submit", "follow", "log", "logmetrics", "logmany", "many",
          "ssh", "launch", "env", "load")
 
