@@ -13,6 +13,7 @@
 #include "runner/launcher.h"
 #include "runner/runner.h"
 #include "runner/spark/spark.h"
+#include "runner/sandbox/sandbox.h"
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/log.h"
@@ -395,6 +396,9 @@ static int spark_prepare(struct runner *r, struct err *e)
 	    (rc = make_events_dir(r, j, e)) < 0)
 		return rc;
 	SANDBOX(r, j, rc = launcher_sandbox.prepare(r, e));
+	/* the driver outlives a runner killed mid-job (spark_reattach) */
+	if (rc == 0)
+		SANDBOX(r, j, sandbox_set_detached(r));
 	return rc;
 }
 
@@ -505,8 +509,10 @@ static int spark_collect(struct runner *r, struct launch_exit *ex,
 	return rc;
 }
 
-/* The driver ended with the earlier runner (it runs in the sandbox):
- * end its applications on the cluster too, and say so. */
+/* The driver outlives its runner (a detached sandbox): adopt it, resume
+ * its output where the log ends and watch its applications again.  Only
+ * when that fails are the attempt's applications killed on the cluster
+ * (no orphaned executors hold the cluster's cores). */
 static int spark_reattach(struct runner *r, int *out_fd, int *done_fd,
                           struct err *e)
 {
@@ -515,9 +521,17 @@ static int spark_reattach(struct runner *r, int *out_fd, int *done_fd,
 
 	if ((rc = job_get(r, &j, e)) < 0)
 		return rc;
-	kill_apps(r, j);
-	SANDBOX(r, j, rc = launcher_sandbox.reattach(r, out_fd, done_fd, e));
-	return rc;
+	SANDBOX(r, j, rc = sandbox_adopt(r, out_fd, done_fd, e));
+	if (rc < 0) {
+		kill_apps(r, j);
+		return rc;
+	}
+	scan_events(j);
+	j->saved = j->napps; /* state.json has the latest already */
+	if (pthread_create(&j->thread, NULL, watch_main, j) != 0)
+		return err_set(e, TERR_FAIL, "spark: watcher thread");
+	j->thread_on = true;
+	return 0;
 }
 
 /* state.json's launcher_ref follows the latest application (main thread:
