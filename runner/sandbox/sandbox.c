@@ -358,6 +358,21 @@ void sandbox_set_detached(struct runner *r)
 	    r->set.max_log_bytes > 0 ? r->set.max_log_bytes + LOGPIPE_BUF : 0;
 }
 
+void sandbox_add_mount(struct runner *r, const char *source, const char *target)
+{
+	struct sandbox *sb = r->launcher_data;
+	size_t n = sb->cfg.nmounts;
+
+	sb->cfg.mounts =
+	    realloc(sb->cfg.mounts, (n + 2) * sizeof(*sb->cfg.mounts));
+	if (sb->cfg.mounts == NULL)
+		abort();
+	sb->cfg.mounts[n] =
+	    (struct sandbox_mount){xstrdup(source), target, true};
+	memset(&sb->cfg.mounts[n + 1], 0, sizeof(sb->cfg.mounts[n + 1]));
+	sb->cfg.nmounts++;
+}
+
 int sandbox_adopt(struct runner *r, int *out_fd, int *done_fd, struct err *e)
 {
 	struct sandbox *sb = xcalloc(1, sizeof(*sb));

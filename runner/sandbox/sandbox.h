@@ -105,6 +105,10 @@ void sandbox_tail_stop(struct sandbox_tail *t);
 /* The spark launcher's driver: make the prepared sandbox (r->launcher_data)
  * outlive its runner. */
 void sandbox_set_detached(struct runner *r);
+/* A read-only bind of a directory the runner made (source) at target in
+ * the prepared sandbox (r->launcher_data); target is borrowed. */
+void sandbox_add_mount(struct runner *r, const char *source,
+                       const char *target);
 /* A restarted runner: follow the detached sandbox state.json recorded. */
 int sandbox_adopt(struct runner *r, int *out_fd, int *done_fd, struct err *e);
 /* Bytes of sandbox.out the log already holds from log_start on (through

@@ -39,6 +39,7 @@ struct spark_job {
 	char *ui;        /* the standalone master's web UI, or NULL */
 	char *events;    /* <outputs>/spark-events on the host */
 	char *json_file; /* <attempt>/spark.json */
+	char *env_dir;   /* the packed environment's directory, or NULL */
 	int64_t poll_ms;
 	pthread_mutex_t lock; /* apps, napps, state */
 	char apps[SPARK_MAX_APPS][SPARK_APP_ID_MAX];
@@ -204,6 +205,7 @@ static void job_free(struct spark_job *j)
 	free(j->ui);
 	free(j->events);
 	free(j->json_file);
+	free(j->env_dir);
 	free(j);
 }
 
@@ -357,11 +359,28 @@ static int build_submit(struct runner *r, struct spark_job *j, struct err *e)
 	s.driver_host =
 	    r->set.spark.driver_host ? r->set.spark.driver_host : host;
 	s.events_dir = "/tether/outputs/" SPARK_EVENTS;
+	python = r->env.prefix ? xasprintf("%s/bin/python", r->env.prefix)
+	                       : xstrdup(r->set.default_python);
+	/* The executors of a cluster get the job's environment itself:
+	 * packed (cached by its key), unpacked in each executor's directory
+	 * as tether-env; the driver keeps the prefix. */
+	if (r->env.prefix != NULL && r->env.key[0] != '\0' &&
+	    !spark_master_local(j->master)) {
+		if (spark_env_archive(r, &j->env_dir, e) < 0) {
+			free(python);
+			free(name);
+			free(submit);
+			return err_wrap(e, "spark: pack the environment for "
+			                   "the executors");
+		}
+		s.archive_env =
+		    SPARK_ENV_MOUNT "/" SPARK_ENV_ARCHIVE "#" SPARK_ENV_NAME;
+		env_add(r, "PYSPARK_DRIVER_PYTHON", python);
+		env_add(r, "PYSPARK_PYTHON", "./" SPARK_ENV_NAME "/bin/python");
+	}
 	argv = spark_submit_argv(r->spec, &s);
 	runner_strv_free(r->argv);
 	r->argv = argv;
-	python = r->env.prefix ? xasprintf("%s/bin/python", r->env.prefix)
-	                       : xstrdup(r->set.default_python);
 	env_add(r, "PYSPARK_PYTHON", python);
 	if (r->set.spark.home != NULL)
 		env_add(r, "SPARK_HOME", r->set.spark.home);
@@ -399,6 +418,9 @@ static int spark_prepare(struct runner *r, struct err *e)
 	/* the driver outlives a runner killed mid-job (spark_reattach) */
 	if (rc == 0)
 		SANDBOX(r, j, sandbox_set_detached(r));
+	if (rc == 0 && j->env_dir != NULL)
+		SANDBOX(r, j,
+		        sandbox_add_mount(r, j->env_dir, SPARK_ENV_MOUNT));
 	return rc;
 }
 

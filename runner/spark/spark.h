@@ -18,6 +18,7 @@
 
 struct buf;
 struct err;
+struct runner;
 struct jobspec;
 
 #define SPARK_JSON       "spark.json"
@@ -79,8 +80,15 @@ int spark_master_kill(const char *ui, const char *id, struct err *e);
 int spark_check_fits(const struct jobspec *sp, const struct spark_cluster *c,
                      const char *master, struct err *e);
 
+/* spark-archive.c */
+#define SPARK_ENV_ARCHIVE "env.tar.gz"
+#define SPARK_ENV_MOUNT   "/tether/spark-env" /* the directory, in the job */
+#define SPARK_ENV_NAME    "tether-env"        /* unpacked as, on executors */
+/* The job's cached environment (r->env) packed once per key into
+ * <env_dir>/.spark/<key>/env.tar.gz; *dir gets that directory (heap). */
+int spark_env_archive(struct runner *r, char **dir, struct err *e);
+
 /* spark-logs.c */
-struct runner;
 /* The last MiB of each executor's stdout and stderr of app (standalone:
  * from the workers' web UIs) into outputs/spark-executors/<app>/<id>/;
  * *count: executors fetched. */
