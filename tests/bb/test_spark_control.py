@@ -217,6 +217,39 @@ def test_kill9_runner_reattaches_and_succeeds_with_one_attempt(
     assert not os.path.exists(os.path.join(adir, "sandbox.out"))
 
 
+def test_driver_that_ends_without_a_runner_is_collected(spark_cluster):
+    """Runner and agent killed: the driver ends with no runner at all; the
+    restarted agent's new runner finds its status where pid 1 wrote it."""
+    # A lease long enough that the gap cannot fence the attempt.
+    ws = Workspace(lease_ttl="90s").start()
+    ag = Agent(ws, **spark_settings(spark_cluster)).start()
+    try:
+        job = submit_slow(ws, 8)
+        app = app_running(ag, job, spark_cluster)
+        ag.kill9()
+        st = kill9_runner(ag, job)
+        # the driver finishes alone; pid 1 records its status and exits
+        wait_until(lambda: spark_cluster.apps().get(app) == "FINISHED", 120,
+                   what="the application to finish")
+        wait_until(lambda: not os.path.exists("/proc/%d" % st["job_pid"]),
+                   30, what="the sandbox's pid 1 to exit")
+        status = os.path.join(ag.attempt_dir(job), "sandbox.status")
+        assert os.stat(status).st_uid == 0
+        assert os.stat(status).st_mode & 0o777 == 0o600
+        ag.start()
+        j = ag.wait_job(job, timeout=180)
+        log = open(os.path.join(ag.attempt_dir(job), "log"), "rb").read()
+        assert j["state"] == "succeeded", (j, log[-3000:])
+        assert len(j["attempts"]) == 1, j
+        assert b"sums [10, 35]\n" in log
+        assert log.count(b"sums [10, 35]") == 1
+        assert ag.ws_log(job) == log
+    finally:
+        if ag.alive():
+            ag.kill9()
+        ws.stop()
+
+
 def test_cancel_after_a_runner_kill9_kills_the_application(
         workspace, agent_factory, spark_cluster):
     ag = agent_factory(**spark_settings(spark_cluster)).start()
