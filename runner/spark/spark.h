@@ -5,8 +5,10 @@
  * spark-master.c  the standalone master's JSON status and kill page
  *                 (libcurl): capacity, application states, kill
  * launcher-spark.c the launcher ops: the driver runs in the sandbox
- *                 launcher (client mode), the application is found by its
- *                 event log and recorded in spark.json and state.json
+ *                 launcher (client mode, a detached sandbox that outlives
+ *                 its runner), the application is found by its event log
+ *                 and recorded in spark.json and state.json
+ * spark-archive.c the job's environment packed for the executors
  * docs/spark.md describes the files and the mapping. */
 #ifndef TETHER_SPARK_H
 #define TETHER_SPARK_H
