@@ -99,15 +99,20 @@ out:
 int attempt_state_write(const char *dir, const struct attempt_state *st,
                         bool durable, struct err *e)
 {
-	return write_json(dir, ATTEMPT_STATE, durable,
-	                  json_pack("{s:I, s:I, s:I, s:s, s:s, s:s, s:s}",
-	                            "runner_pid", (json_int_t)st->runner_pid,
-	                            "runner_start",
-	                            (json_int_t)st->runner_start, "job_pid",
-	                            (json_int_t)st->job_pid, "phase", st->phase,
-	                            "launcher", st->launcher, "launcher_ref",
-	                            st->launcher_ref, "cgroup", st->cgroup),
-	                  e);
+	json_t *o = json_pack(
+	    "{s:I, s:I, s:I, s:s, s:s, s:s, s:s}", "runner_pid",
+	    (json_int_t)st->runner_pid, "runner_start",
+	    (json_int_t)st->runner_start, "job_pid", (json_int_t)st->job_pid,
+	    "phase", st->phase, "launcher", st->launcher, "launcher_ref",
+	    st->launcher_ref, "cgroup", st->cgroup);
+
+	if (o != NULL && st->job_start != 0) { /* a detached sandbox's job */
+		json_object_set_new(o, "job_start",
+		                    json_integer((json_int_t)st->job_start));
+		json_object_set_new(o, "log_start",
+		                    json_integer((json_int_t)st->log_start));
+	}
+	return write_json(dir, ATTEMPT_STATE, durable, o, e);
 }
 
 static void copy_field(json_t *o, const char *key, char *dst, size_t size)
@@ -135,6 +140,9 @@ int attempt_state_read(const char *dir, struct attempt_state *st, struct err *e)
 	st->runner_start =
 	    (uint64_t)json_integer_value(json_object_get(o, "runner_start"));
 	st->job_pid = (pid_t)json_integer_value(json_object_get(o, "job_pid"));
+	st->job_start =
+	    (uint64_t)json_integer_value(json_object_get(o, "job_start"));
+	st->log_start = json_integer_value(json_object_get(o, "log_start"));
 	copy_field(o, "phase", st->phase, sizeof(st->phase));
 	copy_field(o, "launcher", st->launcher, sizeof(st->launcher));
 	copy_field(o, "launcher_ref", st->launcher_ref,

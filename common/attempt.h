@@ -117,6 +117,11 @@ struct attempt_state {
 	pid_t runner_pid;
 	uint64_t runner_start; /* /proc/<pid>/stat field 22 */
 	pid_t job_pid;
+	/* A job that outlives its runner (the spark launcher's detached
+	 * sandbox): job_pid's start time (field 22) and the log's size when
+	 * the job's output began; 0 otherwise. */
+	uint64_t job_start;
+	int64_t log_start;
 	char phase[16];         /* source, env, run, outputs, done */
 	char launcher[16];      /* sandbox, docker, slurm */
 	char launcher_ref[128]; /* container id, Slurm job id */

@@ -297,7 +297,11 @@ static int evict_one(const char *env_dir, const struct env_entry *ent)
 		unlink(meta);
 		free(meta);
 		if (rename(path, gone) == 0) {
+			char *packed =
+			    xasprintf("%s/.spark/%s", env_dir, ent->key);
 			rm_rf(gone, NULL);
+			rm_rf(packed, NULL); /* for Spark's executors */
+			free(packed);
 			done = 1;
 		}
 		free(path);

@@ -189,6 +189,34 @@ out:
 	return rc;
 }
 
+int cgroup_job_open(const char *parent, const char *name,
+                    struct job_cgroup **out, struct err *e)
+{
+	struct job_cgroup *cg = xcalloc(1, sizeof(*cg));
+	char *dir = NULL;
+	int rc;
+
+	cg->ops = cgroup_detect();
+	snprintf(cg->v2_root, sizeof(cg->v2_root), "%s", CGROUP_ROOT);
+	snprintf(cg->path, sizeof(cg->path), "%s/%s", parent, name);
+	if ((rc = cgroup_lib_init(e)) < 0)
+		goto out;
+	cg->lib = cgroup_new_cgroup(cg->path);
+	for (size_t i = 0; cg->lib && cg->ops->controllers[i]; i++)
+		cgroup_add_controller(cg->lib, cg->ops->controllers[i]);
+	dir = cg->lib ? cgroup_job_dir(cg, cg->ops->procs_controller) : NULL;
+	if (dir == NULL || access(dir, F_OK) < 0) {
+		rc = err_set(e, TERR_NOTFOUND, "cgroup %s is gone", cg->path);
+		goto out;
+	}
+	*out = cg;
+	cg = NULL;
+out:
+	free(dir);
+	cgroup_job_destroy(cg);
+	return rc;
+}
+
 int cgroup_job_attach(struct job_cgroup *cg, pid_t pid, struct err *e)
 {
 	int rc = cgroup_attach_task_pid(cg->lib, pid);

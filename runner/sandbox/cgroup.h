@@ -35,6 +35,10 @@ struct cgroup_usage {
 int cgroup_job_create(const char *parent, const char *name,
                       const struct cgroup_limits *lim, struct job_cgroup **out,
                       struct err *e);
+/* The existing group <parent>/<name> as it is (a restarted runner adopts
+ * a detached sandbox's); TERR_NOTFOUND when it is gone. */
+int cgroup_job_open(const char *parent, const char *name,
+                    struct job_cgroup **out, struct err *e);
 /* Move pid into the group. */
 int cgroup_job_attach(struct job_cgroup *cg, pid_t pid, struct err *e);
 /* Send sig to every process in the group. */

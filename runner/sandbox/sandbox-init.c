@@ -171,10 +171,14 @@ static void reap_until(struct sandbox_cfg *c, pid_t job, pid_t reader,
 void sandbox_init_main(struct sandbox_cfg *c)
 {
 	char msg[400], go;
-	int errp[2];
+	int errp[2], outp[2] = {-1, -1}, file_fd = c->out_fd;
 	pid_t job, reader = 0;
+	bool reported;
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (!c->detached)
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	else
+		setsid(); /* nothing of the runner's session reaches it */
 	reset_signals();
 	close_runner_fds(c);
 	if (read(c->sync_fd, &go, 1) != 1)
@@ -186,8 +190,11 @@ void sandbox_init_main(struct sandbox_cfg *c)
 		loopback_up();
 	if (sandbox_mount_root(c, msg, sizeof(msg)) < 0)
 		setup_failed(c, msg);
-	if (pipe2(errp, O_CLOEXEC) < 0)
+	if (pipe2(errp, O_CLOEXEC) < 0 ||
+	    (c->detached && pipe2(outp, O_CLOEXEC) < 0))
 		setup_failed(c, "pipe: out of file descriptors");
+	if (c->detached)
+		c->out_fd = outp[1]; /* the job's; pid 1 copies into the file */
 	job = fork();
 	if (job < 0)
 		setup_failed(c, "fork the job: resource limit");
@@ -203,10 +210,17 @@ void sandbox_init_main(struct sandbox_cfg *c)
 		if (reader == 0) {
 			close(errp[0]);
 			close(c->status_fd);
+			if (c->detached) { /* pid 1's files, not the reader's */
+				close(outp[0]);
+				close(file_fd);
+			}
 			sandbox_exec_tb_reader(c);
 		}
 		close(c->tb_fd); /* the reader holds the only writer */
 	}
-	reap_until(c, job, reader, forward_exec_error(c, errp[0]));
+	reported = forward_exec_error(c, errp[0]);
+	if (c->detached)
+		sandbox_detached_follow(c, job, outp[0], file_fd, reported);
+	reap_until(c, job, reader, reported);
 	_exit(1);
 }

@@ -10,6 +10,8 @@
 #include "common/util.h"
 #include "runner/sandbox/cgroup.h"
 #include "runner/launcher.h"
+#include "runner/logpipe.h"
+#include "common/attempt.h"
 #include "runner/runner.h"
 
 #include <errno.h>
@@ -36,6 +38,11 @@ struct sandbox {
 	int out_fd, done_fd;
 	int gpus[SANDBOX_MAX_GPUS];
 	size_t ngpus;
+	/* A detached sandbox (sandbox-detach.c): pid 1's pidfd and the thread
+	 * that follows sandbox.out; adopted: started by an earlier runner. */
+	int pidfd;
+	struct sandbox_tail *tail;
+	bool adopted;
 };
 
 static int check_mounts(struct runner *r, struct sandbox *sb, struct err *e)
@@ -133,7 +140,7 @@ static int sandbox_prepare(struct runner *r, struct err *e)
 	struct sandbox *sb = xcalloc(1, sizeof(*sb));
 	int rc;
 
-	sb->out_fd = sb->done_fd = -1;
+	sb->out_fd = sb->done_fd = sb->pidfd = -1;
 	r->launcher_data = sb;
 	fill_cfg(r, sb);
 	sb->ngpus = runner_gpus(r, sb->gpus, SANDBOX_MAX_GPUS);
@@ -176,6 +183,31 @@ static void wait_ready(int fd)
 	close(fd);
 }
 
+/* A detached sandbox: follow sandbox.out instead of the pipes, and record
+ * what a restarted runner needs to adopt it (state.json, saved by the
+ * supervisor before `started`). */
+static int detached_follow(struct runner *r, struct sandbox *sb, int *out_fd,
+                           int *done_fd, struct err *e)
+{
+	struct stat st;
+
+	close(sb->out_fd); /* the pipes pid 1 does not use */
+	close(sb->done_fd);
+	sb->out_fd = sb->done_fd = -1;
+	r->state.job_start = proc_start_time(sb->init_pid);
+	r->state.log_start = fstat(r->log_fd, &st) == 0 ? st.st_size : 0;
+	sb->pidfd = sandbox_pidfd(sb->init_pid, r->state.job_start);
+	if (sb->pidfd < 0)
+		return err_sys(e, TERR_IO, "pidfd of the sandbox");
+	sb->tail = sandbox_tail_start(r->dir, sb->pidfd, 0, &sb->out_fd,
+	                              &sb->done_fd, e);
+	if (sb->tail == NULL)
+		return e->code;
+	*out_fd = sb->out_fd;
+	*done_fd = sb->done_fd;
+	return 0;
+}
+
 static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
                          struct err *e)
 {
@@ -190,6 +222,10 @@ static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
 	sb->cfg.tb_fd = tbp[1];
 	sb->cfg.out_fd = outp[1];
 	sb->cfg.status_fd = statp[1];
+	if (sb->cfg.detached &&
+	    (rc = sandbox_detached_open(r->dir, &sb->cfg.out_fd,
+	                                &sb->cfg.status_fd, e)) < 0)
+		return rc;
 	sb->cfg.sync_fd = syncp[0];
 	sb->cfg.ready_fd = readyp[1];
 	if ((pid = clone_ns(sb->cfg.net_none)) < 0) {
@@ -220,6 +256,10 @@ static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
 	if (tbp[1] >= 0)
 		close(tbp[1]);
 	r->metrics_fd = tbp[0]; /* the reader's lines (supervisor-loop.c) */
+	if (sb->cfg.detached) {
+		close(sb->cfg.out_fd);
+		close(sb->cfg.status_fd);
+	}
 	sb->init_pid = pid;
 	sb->out_fd = outp[0];
 	sb->done_fd = statp[0];
@@ -234,6 +274,8 @@ static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
 		rc = err_sys(e, TERR_IO, "start sandbox");
 	close(syncp[1]);
 	wait_ready(readyp[0]);
+	if (rc == 0 && sb->cfg.detached)
+		return detached_follow(r, sb, out_fd, done_fd, e);
 	*out_fd = sb->out_fd;
 	*done_fd = sb->done_fd;
 	return rc;
@@ -250,7 +292,9 @@ static int sandbox_kill(struct runner *r, struct err *e)
 {
 	struct sandbox *sb = r->launcher_data;
 
-	if (sb->init_pid > 0)
+	if (sb->pidfd >= 0) /* never a pid reused since */
+		syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+	else if (sb->init_pid > 0)
 		kill(sb->init_pid, SIGKILL); /* takes the pid namespace */
 	return cgroup_job_kill(sb->cg, 5000, e);
 }
@@ -264,8 +308,16 @@ static int sandbox_collect(struct runner *r, struct launch_exit *ex,
 	int wst = 0;
 	ssize_t n;
 
-	n = read(sb->done_fd, &st, sizeof(st));
-	while (waitpid(sb->init_pid, &wst, 0) < 0 && errno == EINTR)
+	if (sb->cfg.detached) {
+		sandbox_tail_stop(sb->tail);
+		sb->tail = NULL;
+		n = sandbox_detached_status(r->dir, &st) == 0 ? sizeof(st) : 0;
+		wst = SIGKILL; /* no record: pid 1 was killed */
+	} else {
+		n = read(sb->done_fd, &st, sizeof(st));
+	}
+	while (sb->init_pid > 0 && waitpid(sb->init_pid, &wst, 0) < 0 &&
+	       errno == EINTR)
 		;
 	sb->init_pid = -1;
 	cgroup_job_kill(sb->cg, 5000, NULL); /* nothing outlives the job */
@@ -309,15 +361,77 @@ static int sandbox_reattach(struct runner *r, int *out_fd, int *done_fd,
 	               "sandbox jobs end with their runner (no re-attach)");
 }
 
+void sandbox_set_detached(struct runner *r)
+{
+	struct sandbox *sb = r->launcher_data;
+
+	sb->cfg.detached = true;
+	sb->cfg.out_cap =
+	    r->set.max_log_bytes > 0 ? r->set.max_log_bytes + LOGPIPE_BUF : 0;
+}
+
+void sandbox_add_mount(struct runner *r, const char *source, const char *target)
+{
+	struct sandbox *sb = r->launcher_data;
+	size_t n = sb->cfg.nmounts;
+
+	sb->cfg.mounts =
+	    realloc(sb->cfg.mounts, (n + 2) * sizeof(*sb->cfg.mounts));
+	if (sb->cfg.mounts == NULL)
+		abort();
+	sb->cfg.mounts[n] =
+	    (struct sandbox_mount){xstrdup(source), target, true};
+	memset(&sb->cfg.mounts[n + 1], 0, sizeof(sb->cfg.mounts[n + 1]));
+	sb->cfg.nmounts++;
+}
+
+int sandbox_adopt(struct runner *r, int *out_fd, int *done_fd, struct err *e)
+{
+	struct sandbox *sb = xcalloc(1, sizeof(*sb));
+	char name[128];
+	int rc;
+
+	sb->out_fd = sb->done_fd = sb->pidfd = -1;
+	sb->init_pid = -1;
+	sb->adopted = true;
+	r->launcher_data = sb;
+	fill_cfg(r, sb);
+	sb->cfg.detached = true;
+	snprintf(name, sizeof(name), "%s_%lld", r->job_id,
+	         (long long)r->attempt);
+	if ((rc = cgroup_job_open(r->set.cgroup_parent, name, &sb->cg, e)) < 0)
+		return rc;
+	/* -1 when pid 1 is gone: sandbox.status then says how it ended */
+	sb->pidfd = sandbox_pidfd(r->state.job_pid, r->state.job_start);
+	sb->tail = sandbox_tail_start(
+	    r->dir, sb->pidfd, sandbox_resume_offset(r, r->state.log_start),
+	    &sb->out_fd, &sb->done_fd, e);
+	if (sb->tail == NULL)
+		return e->code;
+	*out_fd = sb->out_fd;
+	*done_fd = sb->done_fd;
+	return 0;
+}
+
 static void sandbox_cleanup(struct runner *r)
 {
 	struct sandbox *sb = r->launcher_data;
 
 	if (sb == NULL)
 		return;
+	sandbox_tail_stop(sb->tail);
+	if (sb->pidfd >= 0) {
+		syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+		close(sb->pidfd);
+	}
 	if (sb->init_pid > 0) {
 		kill(sb->init_pid, SIGKILL);
 		waitpid(sb->init_pid, NULL, 0);
+	}
+	if (sb->cfg.detached) { /* the log holds it now */
+		char *out = attempt_path(r->dir, SANDBOX_OUT);
+		unlink(out);
+		free(out);
 	}
 	cgroup_job_destroy(sb->cg);
 	if (sb->out_fd >= 0)

@@ -39,6 +39,11 @@ struct sandbox_cfg {
 	char *cwd; /* /tether/work[/workdir] */
 	char hostname[64];
 	bool net_none;
+	/* A sandbox that outlives its runner (sandbox-detach.c): out_fd and
+	 * status_fd are then sandbox.out and sandbox.status, pid 1 copies the
+	 * job's output into the former (at most out_cap bytes; 0: no cap). */
+	bool detached;
+	int64_t out_cap;
 	uid_t uid;
 	gid_t gid;
 	char **argv, **envp;
@@ -81,5 +86,41 @@ void sandbox_exec_tb_reader(const struct sandbox_cfg *c)
 /* Write a status record (best effort). */
 void sandbox_status_send(int fd, int kind, int code, int sig, const char *fmt,
                          ...) __attribute__((format(printf, 5, 6)));
+
+/* sandbox-detach.c: a sandbox that outlives its runner. */
+#define SANDBOX_OUT    "sandbox.out"    /* the job's output, in the attempt */
+#define SANDBOX_STATUS "sandbox.status" /* one sandbox_status, by pid 1 */
+struct runner;
+struct sandbox_tail;
+/* pid 1: copy the job's output pipe rd into file_fd until the job exited,
+ * then end the rest, drain, write the status; never returns. */
+void sandbox_detached_follow(struct sandbox_cfg *c, pid_t job, int rd,
+                             int file_fd, bool reported)
+    __attribute__((noreturn));
+/* Create (empty) sandbox.out and sandbox.status for pid 1. */
+int sandbox_detached_open(const char *dir, int *out_fd, int *status_fd,
+                          struct err *e);
+/* The record pid 1 wrote; -1 when there is none (it was killed). */
+int sandbox_detached_status(const char *dir, struct sandbox_status *st);
+/* A pidfd of pid when it still has that start time, else -1. */
+int sandbox_pidfd(pid_t pid, uint64_t start);
+/* A thread copies sandbox.out from offset into *out_fd until pidfd (-1:
+ * gone) shows pid 1 exited; then *done_fd becomes readable. */
+struct sandbox_tail *sandbox_tail_start(const char *dir, int pidfd,
+                                        int64_t offset, int *out_fd,
+                                        int *done_fd, struct err *e);
+void sandbox_tail_stop(struct sandbox_tail *t);
+/* The spark launcher's driver: make the prepared sandbox (r->launcher_data)
+ * outlive its runner. */
+void sandbox_set_detached(struct runner *r);
+/* A read-only bind of a directory the runner made (source) at target in
+ * the prepared sandbox (r->launcher_data); target is borrowed. */
+void sandbox_add_mount(struct runner *r, const char *source,
+                       const char *target);
+/* A restarted runner: follow the detached sandbox state.json recorded. */
+int sandbox_adopt(struct runner *r, int *out_fd, int *done_fd, struct err *e);
+/* Bytes of sandbox.out the log already holds from log_start on (through
+ * the masking, runner lines skipped): where a restarted runner resumes. */
+int64_t sandbox_resume_offset(struct runner *r, int64_t log_start);
 
 #endif

@@ -13,6 +13,7 @@
 #include "runner/launcher.h"
 #include "runner/runner.h"
 #include "runner/spark/spark.h"
+#include "runner/sandbox/sandbox.h"
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/log.h"
@@ -38,6 +39,7 @@ struct spark_job {
 	char *ui;        /* the standalone master's web UI, or NULL */
 	char *events;    /* <outputs>/spark-events on the host */
 	char *json_file; /* <attempt>/spark.json */
+	char *env_dir;   /* the packed environment's directory, or NULL */
 	int64_t poll_ms;
 	pthread_mutex_t lock; /* apps, napps, state */
 	char apps[SPARK_MAX_APPS][SPARK_APP_ID_MAX];
@@ -203,6 +205,7 @@ static void job_free(struct spark_job *j)
 	free(j->ui);
 	free(j->events);
 	free(j->json_file);
+	free(j->env_dir);
 	free(j);
 }
 
@@ -356,11 +359,28 @@ static int build_submit(struct runner *r, struct spark_job *j, struct err *e)
 	s.driver_host =
 	    r->set.spark.driver_host ? r->set.spark.driver_host : host;
 	s.events_dir = "/tether/outputs/" SPARK_EVENTS;
+	python = r->env.prefix ? xasprintf("%s/bin/python", r->env.prefix)
+	                       : xstrdup(r->set.default_python);
+	/* The executors of a cluster get the job's environment itself:
+	 * packed (cached by its key), unpacked in each executor's directory
+	 * as tether-env; the driver keeps the prefix. */
+	if (r->env.prefix != NULL && r->env.key[0] != '\0' &&
+	    !spark_master_local(j->master)) {
+		if (spark_env_archive(r, &j->env_dir, e) < 0) {
+			free(python);
+			free(name);
+			free(submit);
+			return err_wrap(e, "spark: pack the environment for "
+			                   "the executors");
+		}
+		s.archive_env =
+		    SPARK_ENV_MOUNT "/" SPARK_ENV_ARCHIVE "#" SPARK_ENV_NAME;
+		env_add(r, "PYSPARK_DRIVER_PYTHON", python);
+		env_add(r, "PYSPARK_PYTHON", "./" SPARK_ENV_NAME "/bin/python");
+	}
 	argv = spark_submit_argv(r->spec, &s);
 	runner_strv_free(r->argv);
 	r->argv = argv;
-	python = r->env.prefix ? xasprintf("%s/bin/python", r->env.prefix)
-	                       : xstrdup(r->set.default_python);
 	env_add(r, "PYSPARK_PYTHON", python);
 	if (r->set.spark.home != NULL)
 		env_add(r, "SPARK_HOME", r->set.spark.home);
@@ -395,6 +415,12 @@ static int spark_prepare(struct runner *r, struct err *e)
 	    (rc = make_events_dir(r, j, e)) < 0)
 		return rc;
 	SANDBOX(r, j, rc = launcher_sandbox.prepare(r, e));
+	/* the driver outlives a runner killed mid-job (spark_reattach) */
+	if (rc == 0)
+		SANDBOX(r, j, sandbox_set_detached(r));
+	if (rc == 0 && j->env_dir != NULL)
+		SANDBOX(r, j,
+		        sandbox_add_mount(r, j->env_dir, SPARK_ENV_MOUNT));
 	return rc;
 }
 
@@ -505,8 +531,10 @@ static int spark_collect(struct runner *r, struct launch_exit *ex,
 	return rc;
 }
 
-/* The driver ended with the earlier runner (it runs in the sandbox):
- * end its applications on the cluster too, and say so. */
+/* The driver outlives its runner (a detached sandbox): adopt it, resume
+ * its output where the log ends and watch its applications again.  Only
+ * when that fails are the attempt's applications killed on the cluster
+ * (no orphaned executors hold the cluster's cores). */
 static int spark_reattach(struct runner *r, int *out_fd, int *done_fd,
                           struct err *e)
 {
@@ -515,9 +543,17 @@ static int spark_reattach(struct runner *r, int *out_fd, int *done_fd,
 
 	if ((rc = job_get(r, &j, e)) < 0)
 		return rc;
-	kill_apps(r, j);
-	SANDBOX(r, j, rc = launcher_sandbox.reattach(r, out_fd, done_fd, e));
-	return rc;
+	SANDBOX(r, j, rc = sandbox_adopt(r, out_fd, done_fd, e));
+	if (rc < 0) {
+		kill_apps(r, j);
+		return rc;
+	}
+	scan_events(j);
+	j->saved = j->napps; /* state.json has the latest already */
+	if (pthread_create(&j->thread, NULL, watch_main, j) != 0)
+		return err_set(e, TERR_FAIL, "spark: watcher thread");
+	j->thread_on = true;
+	return 0;
 }
 
 /* state.json's launcher_ref follows the latest application (main thread:

@@ -5,8 +5,10 @@
  * spark-master.c  the standalone master's JSON status and kill page
  *                 (libcurl): capacity, application states, kill
  * launcher-spark.c the launcher ops: the driver runs in the sandbox
- *                 launcher (client mode), the application is found by its
- *                 event log and recorded in spark.json and state.json
+ *                 launcher (client mode, a detached sandbox that outlives
+ *                 its runner), the application is found by its event log
+ *                 and recorded in spark.json and state.json
+ * spark-archive.c the job's environment packed for the executors
  * docs/spark.md describes the files and the mapping. */
 #ifndef TETHER_SPARK_H
 #define TETHER_SPARK_H
@@ -18,6 +20,7 @@
 
 struct buf;
 struct err;
+struct runner;
 struct jobspec;
 
 #define SPARK_JSON       "spark.json"
@@ -79,8 +82,15 @@ int spark_master_kill(const char *ui, const char *id, struct err *e);
 int spark_check_fits(const struct jobspec *sp, const struct spark_cluster *c,
                      const char *master, struct err *e);
 
+/* spark-archive.c */
+#define SPARK_ENV_ARCHIVE "env.tar.gz"
+#define SPARK_ENV_MOUNT   "/tether/spark-env" /* the directory, in the job */
+#define SPARK_ENV_NAME    "tether-env"        /* unpacked as, on executors */
+/* The job's cached environment (r->env) packed once per key into
+ * <env_dir>/.spark/<key>/env.tar.gz; *dir gets that directory (heap). */
+int spark_env_archive(struct runner *r, char **dir, struct err *e);
+
 /* spark-logs.c */
-struct runner;
 /* The last MiB of each executor's stdout and stderr of app (standalone:
  * from the workers' web UIs) into outputs/spark-executors/<app>/<id>/;
  * *count: executors fetched. */

@@ -33,6 +33,8 @@ void supervisor_reattach_check(struct runner *r, const char *dir)
 		return; /* it died before the run phase: start afresh */
 	r->reattach = true;
 	r->state.job_pid = old.job_pid;
+	r->state.job_start = old.job_start;
+	r->state.log_start = old.log_start;
 	memcpy(r->state.launcher, old.launcher, sizeof(old.launcher));
 	memcpy(r->state.launcher_ref, old.launcher_ref,
 	       sizeof(old.launcher_ref));

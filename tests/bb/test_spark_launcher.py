@@ -2,9 +2,14 @@
 the digits example runs through workspace -> agent -> spark-submit ->
 executors and succeeds with its driver log byte-exact at the workspace, and
 the same job runs with master local[2] on a node without a cluster; a job
-asking for more cores than the cluster has is refused naming the field."""
+asking for more cores than the cluster has is refused naming the field; a
+job's venv is packed (once per environment) and shipped to the executors,
+which import a package only the venv has."""
 import json
 import os
+import re
+import subprocess
+import tempfile
 
 from harness import spark
 from harness.common import SOURCE_DIR
@@ -170,3 +175,77 @@ def test_agent_reports_the_cluster_and_doctor_checks_it(workspace,
     bad = [l for l in r.stdout.splitlines() if " spark-master " in l][0]
     assert bad.startswith("FAIL") and "spark_master_ui" in bad, bad
     assert r.returncode != 0
+
+
+# The job's venv has a package nothing else on the node has; the executors
+# import it, and say which Python ran them.
+VENV_JOB = b"""import sys
+from pyspark.sql import SparkSession
+
+sc = SparkSession.builder.getOrCreate().sparkContext
+sc.setLogLevel("WARN")
+
+
+def probe(it):
+    import sys
+    import tinyspark
+    return [(tinyspark.VALUE, sys.prefix)]
+
+
+for value, prefix in sc.parallelize(range(2), 2).mapPartitions(probe).collect():
+    print("executor", value, prefix, flush=True)
+"""
+
+
+def tiny_wheel():
+    """tinyspark-1.0-py3-none-any.whl (built offline), as bytes."""
+    d = tempfile.mkdtemp(prefix="tether-tinyspark-")
+    src = os.path.join(d, "src")
+    os.makedirs(os.path.join(src, "tinyspark"))
+    with open(os.path.join(src, "tinyspark", "__init__.py"), "w") as f:
+        f.write("VALUE = 4242\n")
+    with open(os.path.join(src, "pyproject.toml"), "w") as f:
+        f.write('[build-system]\nrequires = ["setuptools"]\n'
+                'build-backend = "setuptools.build_meta"\n'
+                '[project]\nname = "tinyspark"\nversion = "1.0"\n')
+    subprocess.run(["/usr/bin/python3", "-m", "pip", "wheel", "-q",
+                    "--no-index", "--no-deps", "--no-build-isolation", "-w",
+                    os.path.join(d, "wheels"), src], check=True)
+    return read(os.path.join(d, "wheels", WHEEL))
+
+
+WHEEL = "tinyspark-1.0-py3-none-any.whl"
+
+
+def test_venv_shipped_to_the_executors(workspace, agent_factory,
+                                       spark_cluster):
+    ag = spark_agent(agent_factory, spark_cluster)
+    snap = upload_snapshot(workspace, {"venvjob.py": VENV_JOB,
+                                       "wheels/" + WHEEL: tiny_wheel()})
+    spec = {"name": "spark-venv", "command": ["venvjob.py"],
+            "launcher": "spark", "source": {"snapshot": snap},
+            "environment": {"kind": "venv",
+                            "requirements": ["./wheels/" + WHEEL],
+                            "pip_options": ["--no-index"]},
+            "spark": {"executors": 2, "executor_cores": 1,
+                      "executor_memory": "600m", "driver_memory": "600m"}}
+    logs = []
+    for _ in range(2):  # the second packs nothing: the archive is cached
+        job = workspace.submit(spec)
+        j = ag.wait_job(job, timeout=400)
+        log = read(os.path.join(ag.attempt_dir(job), "log"))
+        assert j["state"] == "succeeded", (j, log[-4000:])
+        logs.append(log)
+    # both executors ran the job's environment, unpacked in their own
+    # directories (not the head node's prefix), and imported its package
+    lines = re.findall(rb"executor (\d+) (\S+)\n", logs[0])
+    assert len(lines) == 2, logs[0][-3000:]
+    for value, prefix in lines:
+        assert value == b"4242", lines
+        assert prefix.endswith(b"/tether-env"), lines
+        assert b"/envs/" not in prefix, lines
+    assert re.search(rb"\[spark\] environment \w{12} packed for the "
+                     rb"executors: \d+ files", logs[0]), logs[0][-3000:]
+    assert re.search(rb"\[spark\] environment \w{12} for the executors: "
+                     rb"cached", logs[1]), logs[1][-3000:]
+    assert len(re.findall(rb"executor 4242 ", logs[1])) == 2

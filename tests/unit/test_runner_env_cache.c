@@ -127,6 +127,12 @@ static void test_list_and_prune(void **state)
 	make_env(1, 64, 200);
 	make_env(2, 64, 100);
 	assert_int_equal(env_cache_use(dir, key_n(0), &use, &e), 0);
+	/* packed for Spark's executors (runner/spark/spark-archive.c) */
+	for (int i = 0; i < 2; i++) {
+		char *p = xasprintf("%s/.spark/%s", dir, key_n(i));
+		assert_int_equal(mkdir_p(p, 0755, &e), 0);
+		free(p);
+	}
 	assert_int_equal(env_cache_list(dir, &v, &n, &e), 0);
 	assert_int_equal(n, 3);
 	assert_string_equal(v[0].key, key_n(0)); /* least recently used first */
@@ -144,6 +150,14 @@ static void test_list_and_prune(void **state)
 	assert_true(env_cache_complete(dir, key_n(0)));
 	assert_false(env_cache_complete(dir, key_n(1)));
 	assert_false(env_cache_complete(dir, key_n(2)));
+	{ /* an evicted environment's archive goes with it */
+		char *p0 = xasprintf("%s/.spark/%s", dir, key_n(0));
+		char *p1 = xasprintf("%s/.spark/%s", dir, key_n(1));
+		assert_int_equal(access(p0, F_OK), 0);
+		assert_int_equal(access(p1, F_OK), -1);
+		free(p0);
+		free(p1);
+	}
 
 	/* --all keeps what is in use, then removes it once released */
 	assert_int_equal(env_cache_prune(dir, -1, &freed, &removed, &e), 0);
