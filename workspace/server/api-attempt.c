@@ -39,6 +39,8 @@ static int check_event(json_t *ev, size_t i, struct err *e)
 	    (r = json_get_str(ev, w, "type", true, 32, &s, e)) < 0 ||
 	    (r = json_get_num(ev, w, "time", false, 0, 1e11, &d, e)) < 0)
 		return r;
+	if (strcmp(s, "metrics") == 0)
+		return metrics_check_event(ev, w, e);
 	if (strcmp(s, "final") != 0)
 		return 0;
 	if ((r = json_get_str(ev, w, "reason", true, 32, &s, e)) < 0 ||
@@ -150,13 +152,17 @@ static void apply_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 	}
 }
 
-/* Store one event; true when it was new. */
+/* Store one event; true when it was new.  A metrics event is kept as its
+ * summary: its points are in the metrics store (metrics.c). */
 static bool store_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 {
 	sqlite3_stmt *st =
 	    store_prep(ws, "INSERT OR IGNORE INTO events(job, "
 	                   "attempt, seq, body) VALUES (?,?,?,?)");
-	char *body = json_dumps(ev, JSON_COMPACT);
+	bool metrics = strcmp(json_string_value(json_object_get(ev, "type")),
+	                      "metrics") == 0;
+	json_t *sum = metrics ? metrics_summary(ev) : NULL;
+	char *body = json_dumps(metrics ? sum : ev, JSON_COMPACT);
 	bool isnew;
 
 	sqlite3_bind_int64(st, 1, job);
@@ -167,6 +173,7 @@ static bool store_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 	isnew = sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(ws->db) > 0;
 	store_done(st);
 	free(body);
+	json_decref(sum);
 	return isnew;
 }
 
@@ -222,6 +229,20 @@ static bool job_queued(struct ws *ws, int64_t job)
 	return queued;
 }
 
+static bool has_metrics(json_t *evs)
+{
+	size_t i;
+	json_t *ev;
+
+	json_array_foreach(evs, i, ev)
+	{
+		if (strcmp(json_string_value(json_object_get(ev, "type")),
+		           "metrics") == 0)
+			return true;
+	}
+	return false;
+}
+
 static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 {
 	struct ws *ws = r->ws;
@@ -233,6 +254,15 @@ static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 
 	store_lock(ws);
 	rc = sched_attempt_check(ws, job, att, r->agent_id);
+	if (rc == 0 && has_metrics(evs)) {
+		/* the points first, outside the database lock (idempotent by
+		 * seq in their own store); then the batch as usual */
+		store_unlock(ws);
+		if (metrics_apply(ws, job, att, evs) < 0)
+			return reply_internal(r, "cannot store metrics");
+		store_lock(ws);
+		rc = sched_attempt_check(ws, job, att, r->agent_id);
+	}
 	if (rc == TERR_CONFLICT && all_stored(ws, job, att, evs))
 		rc = 0, evs = NULL; /* a retry of what was stored: ack it */
 	if (rc == 0 && evs != NULL && (rc = store_begin(ws)) == 0) {
