@@ -303,3 +303,19 @@ def test_metrics_survive_a_restart_and_go_with_log_retention():
                           (job,)).fetchone()[0] == 0
     finally:
         ws.stop()
+
+
+def test_backup_copies_the_metrics(workspace):
+    import subprocess
+    from harness.common import binary, tmpdir
+    ws = workspace
+    sec, job = running_job(ws)
+    ws.events(sec, job, 1, [mev(1, [pt("loss", 1.0, 0), pt("loss", 0.5, 1)])])
+    target = os.path.join(tmpdir(), "backup")
+    subprocess.run([binary("tether-workspace"), "backup", "--dir", ws.dir, target],
+                   check=True, capture_output=True, timeout=60)
+    copy = Workspace(directory=target).start()
+    try:
+        assert series(metrics(copy, job), "loss")["count"] == 2
+    finally:
+        copy.stop()
