@@ -79,20 +79,26 @@ def test_points_are_stored_per_series_and_read_back(workspace):
     assert [s["name"] for s in only["series"]] == ["acc"]
 
 
-def test_events_list_shows_a_summary_not_the_points(workspace):
+def test_metrics_events_are_not_rows_of_the_events_table(workspace):
     ws = workspace
     sec, job = running_job(ws)
     pts = [pt("loss", float(i), i) for i in range(500)]
-    assert ws.events(sec, job, 1, [mev(1, pts, dropped=7)])[0] == 200
+    st, _, b = ws.events(sec, job, 1, [{"seq": 1, "time": 1.0, "type": "started"},
+                                       mev(2, pts, dropped=7)])
+    assert st == 200 and b == {"acked": 2}
+    # acknowledged (seq 2) though only the started event is a row
     st, _, b = ws.api("GET", f"/api/v1/jobs/{job}/events")
     assert st == 200
-    assert b["events"] == [{"seq": 1, "time": 1790000001.0, "type": "metrics",
-                            "point_count": 500, "dropped": 7, "attempt": 1}]
-    # the points are not in the database file the events live in
+    assert [e["type"] for e in b["events"]] == ["started"]
     db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
-    body = db.execute("SELECT body FROM events WHERE job = ?", (job,)).fetchone()[0]
-    assert len(body) < 200 and "loss" not in body
+    assert db.execute("SELECT count(*) FROM events WHERE job = ?",
+                      (job,)).fetchone()[0] == 1
+    assert ws.job(job)["attempts"][0]["acked_seq"] == 2
     assert metrics(ws, job)["dropped"] == 7
+    # a batch of metrics only is acknowledged too, and a retry of it
+    assert ws.events(sec, job, 1, [mev(3, [pt("loss", 1.0, 500)])])[2] == {"acked": 3}
+    assert ws.events(sec, job, 1, [mev(3, [pt("loss", 1.0, 500)])])[2] == {"acked": 3}
+    assert series(metrics(ws, job), "loss")["count"] == 501
 
 
 def test_retry_by_seq_is_applied_once(workspace):
@@ -245,10 +251,15 @@ def test_attempts_are_separate_series(workspace):
 def test_a_superseded_attempt_cannot_add_points(workspace):
     ws = workspace
     sec, job = running_job(ws)
-    ws.finish(sec, job, 1)
-    st, _, b = ws.events(sec, job, 1, [mev(2, [pt("loss", 1.0, 0)])])
+    st, _, b = ws.events(sec, job, 1, [mev(1, [pt("loss", 1.0, 0)])])
+    ws.finish(sec, job, 1, seq=2)
+    st, _, b = ws.events(sec, job, 1, [mev(3, [pt("loss", 2.0, 1)])])
     assert st == 409, b
-    assert metrics(ws, job)["series"] == []
+    assert series(metrics(ws, job), "loss")["count"] == 1
+    # a retry of the metrics it stored before it ended is acknowledged
+    st, _, b = ws.events(sec, job, 1, [mev(1, [pt("loss", 1.0, 0)])])
+    assert st == 200 and b == {"acked": 2}, b
+    assert series(metrics(ws, job), "loss")["count"] == 1
 
 
 def test_reads_need_admin_or_viewer_and_unknown_job_is_404(workspace):

@@ -152,17 +152,13 @@ static void apply_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 	}
 }
 
-/* Store one event; true when it was new.  A metrics event is kept as its
- * summary: its points are in the metrics store (metrics.c). */
+/* Store one event; true when it was new. */
 static bool store_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 {
 	sqlite3_stmt *st =
 	    store_prep(ws, "INSERT OR IGNORE INTO events(job, "
 	                   "attempt, seq, body) VALUES (?,?,?,?)");
-	bool metrics = strcmp(json_string_value(json_object_get(ev, "type")),
-	                      "metrics") == 0;
-	json_t *sum = metrics ? metrics_summary(ev) : NULL;
-	char *body = json_dumps(metrics ? sum : ev, JSON_COMPACT);
+	char *body = json_dumps(ev, JSON_COMPACT);
 	bool isnew;
 
 	sqlite3_bind_int64(st, 1, job);
@@ -173,7 +169,6 @@ static bool store_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 	isnew = sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(ws->db) > 0;
 	store_done(st);
 	free(body);
-	json_decref(sum);
 	return isnew;
 }
 
@@ -182,14 +177,16 @@ static int64_t max_seq(struct ws *ws, int64_t job, int64_t att)
 	sqlite3_stmt *st =
 	    store_prep(ws, "SELECT coalesce(max(seq), 0) FROM "
 	                   "events WHERE job = ? AND attempt = ?");
-	int64_t n = 0;
+	int64_t n = 0, m;
 
 	sqlite3_bind_int64(st, 1, job);
 	sqlite3_bind_int64(st, 2, att);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
 	store_done(st);
-	return n;
+	/* metrics events are acknowledged by the metrics store (metrics.c) */
+	m = store_metrics_seq(ws, job, att, 0);
+	return m > n ? m : n;
 }
 
 /* True when every event of the batch is stored already (a retry). */
@@ -204,11 +201,16 @@ static bool all_stored(struct ws *ws, int64_t job, int64_t att, json_t *evs)
 
 	json_array_foreach(evs, i, ev)
 	{
+		int64_t seq = json_integer_value(json_object_get(ev, "seq"));
+		if (metrics_is_event(ev)) {
+			if (store_metrics_seq(ws, job, att, seq) != seq)
+				all = false;
+			continue;
+		}
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, job);
 		sqlite3_bind_int64(st, 2, att);
-		sqlite3_bind_int64(
-		    st, 3, json_integer_value(json_object_get(ev, "seq")));
+		sqlite3_bind_int64(st, 3, seq);
 		if (sqlite3_step(st) != SQLITE_ROW)
 			all = false;
 	}
@@ -229,15 +231,14 @@ static bool job_queued(struct ws *ws, int64_t job)
 	return queued;
 }
 
-static bool has_metrics(json_t *evs)
+static bool metrics_in(json_t *evs)
 {
 	size_t i;
 	json_t *ev;
 
 	json_array_foreach(evs, i, ev)
 	{
-		if (strcmp(json_string_value(json_object_get(ev, "type")),
-		           "metrics") == 0)
+		if (metrics_is_event(ev))
 			return true;
 	}
 	return false;
@@ -254,7 +255,7 @@ static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 
 	store_lock(ws);
 	rc = sched_attempt_check(ws, job, att, r->agent_id);
-	if (rc == 0 && has_metrics(evs)) {
+	if (rc == 0 && metrics_in(evs)) {
 		/* the points first, outside the database lock (idempotent by
 		 * seq in their own store); then the batch as usual */
 		store_unlock(ws);
@@ -270,6 +271,8 @@ static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 		{
 			if (sched_attempt_check(ws, job, att, r->agent_id) != 0)
 				break; /* a final event ended it */
+			if (metrics_is_event(ev))
+				continue; /* stored by metrics_apply */
 			if (store_event(ws, job, att, ev))
 				apply_event(ws, job, att, ev);
 		}

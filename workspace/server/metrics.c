@@ -1,9 +1,10 @@
 /* metrics.c: the jobs' metric points at the workspace (docs/protocol.md,
  * "Metrics").  An agent sends them as events of type "metrics" in an
  * attempt's events batch; they are checked here, stored in the metrics
- * store (store-metrics.c, its own file and lock) before the batch's events
- * are, and the events table keeps only a small summary row per event (its
- * seq keeps the batch's acknowledgement and retries as they are).
+ * store (store-metrics.c, its own file and lock) before the batch's other
+ * events are; the events table keeps no row for them (a job printing many
+ * points would fill it): their seqs are acknowledged from the metrics
+ * store's `applied` table.
  * GET jobs/{id}/metrics reads them, with `since` for a follower and
  * `wait` to long-poll like the log read. */
 #include "workspace/server/http.h"
@@ -75,19 +76,10 @@ int metrics_check_event(json_t *ev, const char *w, struct err *e)
 	return 0;
 }
 
-json_t *metrics_summary(json_t *ev)
+bool metrics_is_event(json_t *ev)
 {
-	json_t *s = json_pack(
-	    "{s:O,s:s,s:I}", "seq", json_object_get(ev, "seq"), "type",
-	    "metrics", "point_count",
-	    (json_int_t)json_array_size(json_object_get(ev, "points")));
-	json_t *v;
-
-	if ((v = json_object_get(ev, "time")) != NULL)
-		json_object_set(s, "time", v);
-	if ((v = json_object_get(ev, "dropped")) != NULL)
-		json_object_set(s, "dropped", v);
-	return s;
+	return strcmp(json_string_value(json_object_get(ev, "type")),
+	              "metrics") == 0;
 }
 
 int metrics_open(struct ws *ws, struct err *e)
@@ -106,8 +98,7 @@ int metrics_apply(struct ws *ws, int64_t job, int64_t att, json_t *evs)
 
 	json_array_foreach(evs, i, ev)
 	{
-		const char *t = json_string_value(json_object_get(ev, "type"));
-		if (strcmp(t, "metrics") == 0)
+		if (metrics_is_event(ev))
 			return store_metrics_apply(
 			    ws, job, att, evs, METRICS_CAP, METRICS_MAX_SERIES);
 	}

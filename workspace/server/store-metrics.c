@@ -42,6 +42,7 @@ enum {
 	Q_FORGET_ROWS,
 	Q_FORGET_SERIES,
 	Q_FORGET_APPLIED,
+	Q_MAX_SEQ,
 	Q_COUNT
 };
 
@@ -84,6 +85,8 @@ static const char *const sql[Q_COUNT] = {
                       "series WHERE job = ?)",
     [Q_FORGET_SERIES] = "DELETE FROM series WHERE job = ?",
     [Q_FORGET_APPLIED] = "DELETE FROM applied WHERE job = ?",
+    [Q_MAX_SEQ] = "SELECT coalesce(max(seq), 0) FROM applied WHERE job = ? "
+                  "AND attempt = ? AND (?3 = 0 OR seq = ?3)",
 };
 
 static const char schema[] =
@@ -550,6 +553,26 @@ json_t *store_metrics_read(struct ws *ws, int64_t job, int64_t att,
 	                (json_int_t)cursor, "dropped", (json_int_t)dropped,
 	                "series", list);
 	return out;
+}
+
+int64_t store_metrics_seq(struct ws *ws, int64_t job, int64_t att, int64_t seq)
+{
+	struct mstore *m = ws->mstore;
+	sqlite3_stmt *st;
+	int64_t n = 0;
+
+	if (m == NULL)
+		return 0;
+	pthread_mutex_lock(&m->mu);
+	st = q(m, Q_MAX_SEQ);
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, att);
+	sqlite3_bind_int64(st, 3, seq);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	pthread_mutex_unlock(&m->mu);
+	return n;
 }
 
 json_t *store_metrics_jobs(struct ws *ws)

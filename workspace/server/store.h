@@ -48,6 +48,10 @@ int store_metrics_apply(struct ws *ws, int64_t job, int64_t att, json_t *evs,
 json_t *store_metrics_read(struct ws *ws, int64_t job, int64_t att,
                            const char *name, int64_t since);
 json_t *store_metrics_jobs(struct ws *ws);
+/* The highest metrics seq applied for the attempt (seq 0), or seq when that
+ * one is applied (else 0).  May be called with store_lock held (the lock
+ * order is store_lock, then the metrics store's). */
+int64_t store_metrics_seq(struct ws *ws, int64_t job, int64_t att, int64_t seq);
 int store_metrics_forget(struct ws *ws, json_t *jobs);
 
 #endif

@@ -134,12 +134,12 @@ void checkpoint_note_progress(struct ws *ws, int64_t job, int64_t att,
 int checkpoint_give(struct ws *ws, int64_t job, json_t *ck);
 
 /* metrics.c: metric events (type "metrics") in an events batch: check
- * one (400 naming the field), the small row the events table keeps for it
- * (the points go to the metrics store), store the batch's points (before
- * its events are stored: idempotent by seq), and retention. */
+ * one (400 naming the field), store the batch's points in the metrics store
+ * (before its other events are stored; idempotent by seq there: the events
+ * table keeps no row for them), and retention. */
 int metrics_open(struct ws *ws, struct err *e); /* <dir>/metrics.db */
 int metrics_check_event(json_t *ev, const char *where, struct err *e);
-json_t *metrics_summary(json_t *ev);
+bool metrics_is_event(json_t *ev);
 int metrics_apply(struct ws *ws, int64_t job, int64_t att, json_t *evs);
 void metrics_retention(struct ws *ws, double before);
 
