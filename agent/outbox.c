@@ -20,6 +20,10 @@
 #include <unistd.h>
 
 #define OUTBOX_READ (256 * 1024)
+/* Bytes of events in one call: well under the workspace's JSON body limit
+ * (1 MiB, docs/protocol.md) now that one `metrics` event may carry up to
+ * 1000 points; a call holds at least one event. */
+#define OUTBOX_CALL_BYTES (512 * 1024)
 
 /* Keep the final reason on the node for `tether-agent jobs`. */
 static int outbox_note_final(struct att *t, json_t *ev, struct err *e)
@@ -220,6 +224,7 @@ void outbox_kick(struct att *t)
 	sqlite3_stmt *st;
 	struct err e = {0};
 	json_t *events;
+	size_t bytes = 0;
 
 	if (t->local || t->ev_call != NULL || t->not_current ||
 	    t->final_acked || !conn_usable(a))
@@ -234,7 +239,11 @@ void outbox_kick(struct att *t)
 	events = json_array();
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		const char *body = (const char *)sqlite3_column_text(st, 0);
-		json_t *ev = json_loads(body, 0, NULL);
+		json_t *ev;
+		bytes += strlen(body) + 1;
+		if (bytes > OUTBOX_CALL_BYTES && json_array_size(events) > 0)
+			break; /* the rest goes in the next call */
+		ev = json_loads(body, 0, NULL);
 		if (sqlite3_column_int(st, 1) &&
 		    (!outbox_final_ready(t) ||
 		     (preempt_active(a) &&

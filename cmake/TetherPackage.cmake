@@ -31,7 +31,7 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 # packages of cmake/TetherDeps.cmake, minus -dev); passwd gives useradd to
 # the maintainer scripts, procps /bin/kill to the unit's ExecReload.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-  "libc6, libcurl4, libssh2-1, libjansson4, libgit2-1.5, libcgroup2, libsqlite3-0, libmicrohttpd12, libarchive13, libssl3, passwd, procps")
+  "libc6, libcurl4, libssh2-1, libjansson4, libgit2-1.5, libcgroup2, libsqlite3-0, libmicrohttpd12, libarchive13, libssl3, libpcre2-8-0, libprotobuf-c1, passwd, procps")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "ca-certificates, git, python3, python3-venv")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "docker.io, slurm-client")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA

@@ -19,7 +19,8 @@ static const char *const top_keys[] = {
     "name",     "command",    "source",   "environment",  "resources",
     "env",      "secrets",    "timeout",  "hang_timeout", "retries",
     "priority", "placement",  "launcher", "network",      "mounts",
-    "workdir",  "checkpoint", "slurm",    "spark",        NULL};
+    "workdir",  "checkpoint", "slurm",    "spark",        "metrics",
+    NULL};
 
 bool path_is_safe_relative(const char *p)
 {
@@ -661,7 +662,8 @@ static int jobspec_fill(json_t *root, struct jobspec *s, struct err *e)
 	                      e)) < 0 ||
 	    (r = check_rel("workdir", s->workdir, e)) < 0 ||
 	    (r = parse_checkpoint_slurm(root, s, e)) < 0 ||
-	    (r = jobspec_parse_spark(root, s, e)) < 0)
+	    (r = jobspec_parse_spark(root, s, e)) < 0 ||
+	    (r = jobspec_parse_metrics(root, s, e)) < 0)
 		return r;
 	s->launcher = (enum launcher_kind)li;
 	s->network = (enum network_mode)ni;

@@ -119,6 +119,14 @@ struct jobspec {
 		 * #alias */
 		const char **py_files, **archives;
 	} spark;
+
+	/* Sources of metric points besides TETHER_METRIC lines
+	 * (jobspec-metrics.c, docs/metrics.md); NULL/false when off. */
+	struct {
+		const char *regex;       /* PCRE2, with named groups */
+		bool json_lines;         /* numeric fields of JSON objects */
+		const char *tensorboard; /* dir under the outputs */
+	} metrics;
 };
 
 /* Parse and validate; errors name the field ("resources.cpus: ..."). */
@@ -128,6 +136,12 @@ int jobspec_parse(const char *text, size_t len, struct jobspec **out,
 void jobspec_free(struct jobspec *s);
 /* The `spark` object (jobspec-spark.c); errors name "spark.<field>". */
 int jobspec_parse_spark(json_t *root, struct jobspec *s, struct err *e);
+/* The `metrics` object (jobspec-metrics.c); errors name "metrics.<field>". */
+int jobspec_parse_metrics(json_t *root, struct jobspec *s, struct err *e);
+/* Compile a metrics regex (PCRE2); TERR_INVAL naming metrics.regex when it
+ * does not compile or has no named group.  *out (when out is not NULL)
+ * gets the pcre2_code, freed with pcre2_code_free. */
+int jobspec_metrics_compile(const char *pattern, void **out, struct err *e);
 /* True for a master this launcher drives: yarn, local, local[N],
  * spark://host:port (the agent's spark_master is checked the same way). */
 bool jobspec_spark_master_ok(const char *master);

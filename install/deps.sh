@@ -9,6 +9,8 @@ PKGS=(
   # libraries
   libcurl4-openssl-dev libssh2-1-dev libjansson-dev libgit2-dev libcgroup-dev
   libsqlite3-dev libmicrohttpd-dev libarchive-dev libssl-dev libcmocka-dev
+  libpcre2-dev  # the metrics regex (common/jobspec-metrics.c, runner/supervisor/metrics.c)
+  protobuf-c-compiler libprotobuf-c-dev  # TensorBoard events (runner/metrics/tb-reader.c)
   # runtime tools used by the agent and its tests
   sqlite3 openssl openssh-server openssh-client docker.io debootstrap
   slurmctld slurmd slurm-client munge iptables nftables faketime

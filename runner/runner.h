@@ -73,11 +73,14 @@ struct runner {
 	struct logpipe *job_log; /* job output -> log */
 	struct logpipe *aux_log; /* runner_logf / runner_log_bytes -> log */
 	int64_t run_started_ms;  /* CLOCK_MONOTONIC at job start */
-	bool reattach;           /* an earlier runner started the job */
-	bool lookahead;          /* `envs build`: a build ahead of the job */
-	bool resumed;            /* checkpoint.tar.gz restored */
-	bool has_progress;       /* a TETHER_PROGRESS line was seen */
-	double progress;         /* its last value */
+	/* A second stream of TETHER_METRIC lines a launcher started (the
+	 * sandbox's TensorBoard reader), read by the run loop; <= 0: none. */
+	int metrics_fd;
+	bool reattach;     /* an earlier runner started the job */
+	bool lookahead;    /* `envs build`: a build ahead of the job */
+	bool resumed;      /* checkpoint.tar.gz restored */
+	bool has_progress; /* a TETHER_PROGRESS line was seen */
+	double progress;   /* its last value */
 };
 
 /* Write a "[prefix] message\n" line into the job's log (unmasked text is

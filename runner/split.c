@@ -35,6 +35,8 @@ const char *runner_needs_full(const struct runner *r)
 		return "the spark launcher (libcurl: the master's status)";
 	if (r->spec->env.kind == ENV_DOCKER)
 		return "a docker environment (libcurl)";
+	if (r->spec->metrics.tensorboard != NULL)
+		return "metrics.tensorboard (protobuf-c)";
 	/* supervisor-resume.c extracts it (libarchive) */
 	ckpt = xasprintf("%s/checkpoint.tar.gz", r->dir);
 	resume = access(ckpt, F_OK) == 0;

@@ -86,6 +86,9 @@ def main():
             acc = (net(xte).argmax(1) == yte).float().mean().item()
         print(f"epoch {epoch}/{EPOCHS} loss {total / len(xtr):.4f} "
               f"accuracy {acc:.4f} samples/s {rate:.0f}", flush=True)
+        # a point per series for Tether's charts (docs/metrics.md)
+        print(f"TETHER_METRIC loss={total / len(xtr):.6g} accuracy={acc:.6g} "
+              f"step={epoch}", flush=True)
         print(f"TETHER_PROGRESS step={epoch}", flush=True)
         if ckdir:
             os.makedirs(ckdir, exist_ok=True)

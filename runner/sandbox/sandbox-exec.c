@@ -2,6 +2,7 @@
  * session, stdin /dev/null, stdout and stderr the log pipe, the job user,
  * no capabilities (bounding set included), no_new_privs, only fds 0-2,
  * the clean environment, then exec. */
+#include "runner/metrics/tb-reader.h"
 #include "runner/sandbox/sandbox.h"
 
 #include <errno.h>
@@ -66,6 +67,18 @@ static int become_user(const struct sandbox_cfg *c)
 	    setuid(0) == 0) /* must not be able to return */
 		return errno = EPERM, -1;
 	return 0;
+}
+
+void sandbox_exec_tb_reader(const struct sandbox_cfg *c)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
+	    dup2(null, 2) < 0 || drop_bounding() < 0 || become_user(c) < 0 ||
+	    clear_caps() < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		_exit(127);
+	umask(022);
+	tb_reader_main(c->tb_dir, c->tb_fd);
 }
 
 void sandbox_exec_job(const struct sandbox_cfg *c, int err_fd)

@@ -17,7 +17,10 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#define TB_READER_WAIT_MS 2000
 
 void sandbox_status_send(int fd, int kind, int code, int sig, const char *fmt,
                          ...)
@@ -48,7 +51,8 @@ void sandbox_status_send(int fd, int kind, int code, int sig, const char *fmt,
  * runner on the attempt would find it locked. */
 static void close_runner_fds(const struct sandbox_cfg *c)
 {
-	int keep[] = {c->out_fd, c->status_fd, c->sync_fd, c->ready_fd};
+	int keep[] = {c->out_fd, c->status_fd, c->sync_fd, c->ready_fd,
+	              c->tb_fd};
 	const int n = (int)(sizeof(keep) / sizeof(keep[0]));
 	unsigned int lo = 3;
 
@@ -118,7 +122,27 @@ static bool forward_exec_error(struct sandbox_cfg *c, int fd)
 	return true;
 }
 
-static void reap_until(struct sandbox_cfg *c, pid_t job, bool reported)
+/* The job ended: the TensorBoard reader gets SIGTERM for a last look at
+ * the files and TB_READER_WAIT_MS to write it, then SIGKILL (orphans are
+ * reaped meanwhile). */
+static void stop_tb_reader(pid_t reader)
+{
+	struct timespec ts = {0, 10 * 1000000L};
+	int st;
+
+	kill(reader, SIGTERM);
+	for (int i = 0; i < TB_READER_WAIT_MS / 10; i++) {
+		pid_t p = waitpid(-1, &st, WNOHANG);
+		if (p == reader || (p < 0 && errno == ECHILD))
+			return;
+		if (p == 0)
+			nanosleep(&ts, NULL);
+	}
+	kill(reader, SIGKILL);
+}
+
+static void reap_until(struct sandbox_cfg *c, pid_t job, pid_t reader,
+                       bool reported)
 {
 	int st;
 	pid_t p;
@@ -129,8 +153,12 @@ static void reap_until(struct sandbox_cfg *c, pid_t job, bool reported)
 			continue;
 		if (p < 0)
 			_exit(reported ? 0 : 1); /* ECHILD: nothing left */
+		if (p == reader)
+			reader = 0;
 		if (p != job)
 			continue; /* an orphan: reaped, nothing else */
+		if (reader > 0)
+			stop_tb_reader(reader);
 		if (!reported)
 			sandbox_status_send(
 			    c->status_fd, SANDBOX_EXITED,
@@ -144,7 +172,7 @@ void sandbox_init_main(struct sandbox_cfg *c)
 {
 	char msg[400], go;
 	int errp[2];
-	pid_t job;
+	pid_t job, reader = 0;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	reset_signals();
@@ -170,6 +198,15 @@ void sandbox_init_main(struct sandbox_cfg *c)
 	close(errp[1]);
 	close(c->ready_fd); /* the job's copy closes at its exec */
 	close(c->out_fd);   /* the job holds the only writer now */
-	reap_until(c, job, forward_exec_error(c, errp[0]));
+	if (c->tb_fd >= 0) {
+		reader = fork();
+		if (reader == 0) {
+			close(errp[0]);
+			close(c->status_fd);
+			sandbox_exec_tb_reader(c);
+		}
+		close(c->tb_fd); /* the reader holds the only writer */
+	}
+	reap_until(c, job, reader, forward_exec_error(c, errp[0]));
 	_exit(1);
 }

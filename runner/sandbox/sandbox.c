@@ -122,7 +122,10 @@ static void fill_cfg(struct runner *r, struct sandbox *sb)
 	c->gid = r->gid;
 	c->argv = r->argv;
 	c->envp = r->envp;
-	c->out_fd = c->status_fd = c->sync_fd = -1;
+	c->out_fd = c->status_fd = c->sync_fd = c->tb_fd = -1;
+	if (r->spec->metrics.tensorboard != NULL)
+		c->tb_dir = xasprintf("/tether/outputs/%s",
+		                      r->spec->metrics.tensorboard);
 }
 
 static int sandbox_prepare(struct runner *r, struct err *e)
@@ -177,12 +180,14 @@ static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
                          struct err *e)
 {
 	struct sandbox *sb = r->launcher_data;
-	int outp[2], statp[2], syncp[2], readyp[2], rc;
+	int outp[2], statp[2], syncp[2], readyp[2], tbp[2] = {-1, -1}, rc;
 	pid_t pid;
 
 	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(statp, O_CLOEXEC) < 0 ||
-	    pipe2(syncp, O_CLOEXEC) < 0 || pipe2(readyp, O_CLOEXEC) < 0)
+	    pipe2(syncp, O_CLOEXEC) < 0 || pipe2(readyp, O_CLOEXEC) < 0 ||
+	    (sb->cfg.tb_dir != NULL && pipe2(tbp, O_CLOEXEC) < 0))
 		return err_sys(e, TERR_IO, "pipe");
+	sb->cfg.tb_fd = tbp[1];
 	sb->cfg.out_fd = outp[1];
 	sb->cfg.status_fd = statp[1];
 	sb->cfg.sync_fd = syncp[0];
@@ -194,10 +199,14 @@ static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
 			close(statp[i]);
 			close(syncp[i]);
 			close(readyp[i]);
+			if (tbp[i] >= 0)
+				close(tbp[i]);
 		}
 		return rc;
 	}
 	if (pid == 0) {
+		if (tbp[0] >= 0)
+			close(tbp[0]);
 		close(outp[0]);
 		close(statp[0]);
 		close(syncp[1]);
@@ -208,6 +217,9 @@ static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
 	close(statp[1]);
 	close(syncp[0]);
 	close(readyp[1]);
+	if (tbp[1] >= 0)
+		close(tbp[1]);
+	r->metrics_fd = tbp[0]; /* the reader's lines (supervisor-loop.c) */
 	sb->init_pid = pid;
 	sb->out_fd = outp[0];
 	sb->done_fd = statp[0];
@@ -319,6 +331,7 @@ static void sandbox_cleanup(struct runner *r)
 	free(sb->cfg.mounts);
 	free(sb->cfg.root);
 	free(sb->cfg.cwd);
+	free(sb->cfg.tb_dir);
 	free(sb);
 	r->launcher_data = NULL;
 }

@@ -46,6 +46,10 @@ struct sandbox_cfg {
 	 * the job process exec'd or died: until the job is forked, a signal
 	 * would reach only pid 1, which drops it. */
 	int out_fd, status_fd, sync_fd, ready_fd;
+	/* metrics.tensorboard: the directory in the sandbox and the write
+	 * end of the pipe its reader's lines go to (tb_fd -1: none). */
+	char *tb_dir;
+	int tb_fd;
 };
 
 enum sandbox_status_kind {
@@ -69,6 +73,10 @@ int sandbox_mount_root(const struct sandbox_cfg *c, char *msg, size_t size);
 /* Become the job (after fork in pid 1); never returns.  Failures are
  * reported as a status record on err_fd. */
 void sandbox_exec_job(const struct sandbox_cfg *c, int err_fd)
+    __attribute__((noreturn));
+/* Become the TensorBoard reader (after fork in pid 1): the job user with
+ * the job's restrictions, then tb_reader_main(); never returns. */
+void sandbox_exec_tb_reader(const struct sandbox_cfg *c)
     __attribute__((noreturn));
 /* Write a status record (best effort). */
 void sandbox_status_send(int fd, int kind, int code, int sig, const char *fmt,

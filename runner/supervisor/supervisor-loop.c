@@ -23,6 +23,7 @@ struct loop {
 	int out_fd, done_fd, sig_fd, ino_fd, ino_wd;
 	bool out_eof, done;
 	struct progress progress;
+	struct metrics *metrics;
 	const char *stop_reason; /* set once the stop sequence began */
 	int64_t kill_at_ms;      /* -1 until stopping */
 	bool killed;
@@ -206,6 +207,7 @@ static void loop_tick(struct loop *l)
 	const char *why;
 
 	progress_report(&l->progress, l->r, now, false);
+	metrics_report(l->metrics, now, false);
 	loop_pending(l);
 	if (l->stop_reason == NULL && (why = fence_check(&l->fence, now)))
 		loop_begin_stop(l, why, now);
@@ -222,9 +224,12 @@ static int loop_timeout(const struct loop *l)
 	int64_t now = now_mono_ms();
 	int w = fence_wait_ms(&l->fence, now);
 	int pw = progress_wait_ms(&l->progress, now);
+	int mw = metrics_wait_ms(l->metrics, now);
 
 	if (pw < w)
 		w = pw;
+	if (mw < w)
+		w = mw;
 	if (l->r->disk_limit > 0 && l->stop_reason == NULL) {
 		int64_t d = l->disk_next_ms - now;
 		if (d < w)
@@ -273,18 +278,33 @@ static int loop_pump(struct loop *l, struct err *e)
 		return logpipe_finish(lp, e);
 	}
 	advanced = progress_feed(&l->progress, l->r, lp->buf, (size_t)n);
+	metrics_feed(l->metrics, lp->buf, (size_t)n);
 	if (!l->r->has_progress || advanced)
 		l->fence.last_output_ms = now_mono_ms();
 	return logpipe_write(lp, lp->buf, (size_t)n, e);
 }
 
+/* The launcher's TETHER_METRIC lines (the TensorBoard reader). */
+static void loop_metrics_fd(struct loop *l)
+{
+	char buf[16384];
+	ssize_t n = read(l->r->metrics_fd, buf, sizeof(buf));
+
+	if (n > 0) {
+		metrics_feed_aux(l->metrics, buf, (size_t)n);
+	} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+		close(l->r->metrics_fd);
+		l->r->metrics_fd = -1;
+	}
+}
+
 static int loop_run(struct loop *l, struct err *e)
 {
-	struct pollfd p[4];
+	struct pollfd p[5];
 	int rc;
 
-	while (!(l->out_eof && l->done)) {
-		int n = 0, io = -1, id = -1;
+	while (!(l->out_eof && l->done && l->r->metrics_fd <= 0)) {
+		int n = 0, io = -1, id = -1, im = -1;
 		p[n++] = (struct pollfd){l->sig_fd, POLLIN, 0};
 		p[n++] = (struct pollfd){l->ino_fd, POLLIN, 0};
 		if (!l->out_eof) {
@@ -294,6 +314,10 @@ static int loop_run(struct loop *l, struct err *e)
 		if (!l->done) {
 			id = n;
 			p[n++] = (struct pollfd){l->done_fd, POLLIN, 0};
+		}
+		if (l->r->metrics_fd > 0) {
+			im = n;
+			p[n++] = (struct pollfd){l->r->metrics_fd, POLLIN, 0};
 		}
 		if (poll(p, (nfds_t)n, loop_timeout(l)) < 0 && errno != EINTR)
 			return err_sys(e, TERR_IO, "poll");
@@ -309,6 +333,8 @@ static int loop_run(struct loop *l, struct err *e)
 		}
 		if (id >= 0 && p[id].revents)
 			l->done = true;
+		if (im >= 0 && p[im].revents)
+			loop_metrics_fd(l);
 		loop_tick(l);
 	}
 	return 0;
@@ -323,6 +349,7 @@ int supervisor_run_job(struct runner *r, struct launch_exit *ex,
 
 	fence_init(&l.fence);
 	fence_reload(&l.fence, r->dir);
+	l.metrics = metrics_new(r);
 	*stop_reason = NULL;
 	if ((rc = loop_open(&l, e)) < 0)
 		goto out;
@@ -363,6 +390,7 @@ int supervisor_run_job(struct runner *r, struct launch_exit *ex,
 		r->ops->kill(r, &ke); /* never leave a job unsupervised */
 		goto out;
 	}
+	metrics_finish(l.metrics);
 	progress_report(&l.progress, r, now_mono_ms(), true);
 	rc = r->ops->collect(r, ex, e);
 	*stop_reason = l.stop_reason;
@@ -370,5 +398,9 @@ out:
 	if (l.sig_fd >= 0)
 		close(l.sig_fd);
 	loop_unwatch(&l);
+	if (r->metrics_fd > 0)
+		close(r->metrics_fd);
+	r->metrics_fd = -1;
+	metrics_free(l.metrics);
 	return rc;
 }

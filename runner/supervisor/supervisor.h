@@ -6,6 +6,7 @@
 #define TETHER_SUPERVISOR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "runner/fence.h"
@@ -34,6 +35,38 @@ void progress_report(struct progress *p, struct runner *r, int64_t now_ms,
                      bool force);
 /* Milliseconds until a pending value may be reported. */
 int progress_wait_ms(const struct progress *p, int64_t now_ms);
+
+/* Metric points of the job's output (metrics.c, docs/metrics.md). */
+#define METRICS_LINE_MAX          4096 /* bytes of a line looked at */
+#define METRICS_NAME_MAX          128
+#define METRICS_EVENT_MS          200  /* at most one event per 200 ms... */
+#define METRICS_EVENT_POINTS      1000 /* ...or per 1000 points */
+#define METRICS_EVENT_BYTES       (128 * 1024) /* ...or this much JSON */
+#define METRICS_RATE              10000    /* points a second, then dropped */
+#define METRICS_MAX_TOTAL         10000000 /* points an attempt's runner */
+#define METRICS_REGEX_MATCH_LIMIT 100000
+#define METRICS_REGEX_DEPTH_LIMIT 1000
+#define METRICS_REGEX_HEAP_KIB    1024
+#define METRICS_REGEX_MAX_HITS    100 /* lines over the limits: regex off */
+
+struct metrics;
+struct metrics *metrics_new(struct runner *r);
+void metrics_free(struct metrics *m);
+/* Scan job output (the bytes the log gets) for metric points. */
+void metrics_feed(struct metrics *m, const char *data, size_t n);
+/* The same for the launcher's stream (r->metrics_fd): TETHER_METRIC
+ * lines only. */
+void metrics_feed_aux(struct metrics *m, const char *data, size_t n);
+/* Append a `metrics` event with the pending points when due (or now, when
+ * force). */
+void metrics_report(struct metrics *m, int64_t now_ms, bool force);
+/* The job's output ended: the last event, and a note in the log when the
+ * regex was turned off. */
+void metrics_finish(struct metrics *m);
+/* Milliseconds until pending points are due. */
+int metrics_wait_ms(const struct metrics *m, int64_t now_ms);
+/* 1-128 bytes of [A-Za-z0-9_.:/-]. */
+bool metrics_name_ok(const char *s, size_t n);
 
 /* The run phase: start through r->ops, pump the log, stop on a fence
  * reason (signal, grace, kill), collect.  *stop_reason is the fence

@@ -269,6 +269,37 @@ static void test_jobspec(void **state)
 	expect_bad("{\"name\":\"\xff\",\"command\":[\"a\"]}", "UTF-8");
 }
 
+/* The `metrics` object: 400 naming the field for each bad part. */
+static void test_jobspec_metrics(void **state)
+{
+	const char *good =
+	    "{\"name\":\"m\",\"command\":[\"a\"],\"metrics\":{\"regex\":"
+	    "\"epoch (?P<step>\\\\d+) loss (?P<loss>[0-9.e-]+)\","
+	    "\"json_lines\":true,\"tensorboard\":\"tb/\"}}";
+	struct jobspec *s = NULL;
+	struct err e = {0};
+
+	(void)state;
+	assert_int_equal(jobspec_parse(good, strlen(good), &s, &e), 0);
+	assert_string_equal(s->metrics.regex,
+	                    "epoch (?P<step>\\d+) loss (?P<loss>[0-9.e-]+)");
+	assert_true(s->metrics.json_lines);
+	assert_string_equal(s->metrics.tensorboard, "tb/");
+	jobspec_free(s);
+#define M(body) "{\"name\":\"m\",\"command\":[\"a\"],\"metrics\":" body "}"
+	expect_bad(M("{\"colour\":1}"), "metrics.colour");
+	expect_bad(M("[]"), "metrics");
+	expect_bad(M("{\"regex\":1}"), "metrics.regex");
+	expect_bad(M("{\"regex\":\"(?P<loss>[0-9\"}"), "metrics.regex");
+	expect_bad(M("{\"regex\":\"loss ([0-9.]+)\"}"),
+	           "metrics.regex: has no named group");
+	expect_bad(M("{\"json_lines\":\"yes\"}"), "metrics.json_lines");
+	expect_bad(M("{\"tensorboard\":\"../tb\"}"), "metrics.tensorboard");
+	expect_bad(M("{\"tensorboard\":\"/tmp/tb\"}"), "metrics.tensorboard");
+	expect_bad(M("{\"tensorboard\":true}"), "metrics.tensorboard");
+#undef M
+}
+
 static void test_paths(void **state)
 {
 	assert_true(path_is_safe_relative("a/b/c.txt"));
@@ -333,6 +364,7 @@ int main(void)
 	    cmocka_unit_test(test_suggest_and_escape),
 	    cmocka_unit_test(test_conf),
 	    cmocka_unit_test(test_jobspec),
+	    cmocka_unit_test(test_jobspec_metrics),
 	    cmocka_unit_test(test_paths),
 	    cmocka_unit_test(test_files),
 	    cmocka_unit_test(test_buf),

@@ -1,0 +1,419 @@
+"""Metric points from the job's output, on the node (issue 26, node side).
+
+The runner parses TETHER_METRIC lines, JSON lines and a user regex from the
+stream it already reads, and appends `metrics` events that the agent ships
+like the other events (docs/metrics.md, docs/protocol.md "events").  These
+tests read the points back from the workspace's stored events
+(GET /api/v1/jobs/{id}/events) and compare them with what the job printed."""
+import json
+import os
+import subprocess
+import time
+
+from harness.agent import Agent
+from harness.common import wait_until
+from harness.workspace import Workspace
+
+PY = "/usr/bin/python3"
+
+
+def metric_events(ws, job):
+    st, _, b = ws.api("GET", f"/api/v1/jobs/{job}/events")
+    assert st == 200, b
+    return [ev for ev in b["events"] if ev["type"] == "metrics"]
+
+
+def points(ws, job):
+    """[(name, value, step or None)] of the job's metrics events, in seq
+    order; asserts that no seq came twice and the wire format holds."""
+    evs = metric_events(ws, job)
+    seqs = [(ev["attempt"], ev["seq"]) for ev in evs]
+    assert seqs == sorted(set(seqs)), seqs
+    out = []
+    for ev in evs:
+        assert isinstance(ev["dropped"], int) and ev["dropped"] >= 0, ev
+        assert len(ev["points"]) <= 1000
+        for p in ev["points"]:
+            assert set(p) <= {"name", "value", "step", "time"}, p
+            assert isinstance(p["time"], float) and p["time"] > 1.7e9, p
+            out.append((p["name"], p["value"], p.get("step")))
+    return out
+
+
+def run_job(ws, ag, script, timeout=60, **spec):
+    job = ws.submit(name="metrics", command=[PY, "-c", script], **spec)
+    ag.wait_job(job, "succeeded", timeout=timeout)
+    return job
+
+
+TETHER_METRIC_JOB = r"""
+import sys
+w = sys.stdout.write
+w("TETHER_METRIC loss=0.5 accuracy=0.25 step=0\n")
+w("epoch 1 done\n")
+w("TETHER_METRIC step=1 loss=0.375 accuracy=1e-3\n")
+w("TETHER_METRIC lr=0.001\n")                        # no step
+w("TETHER_METRIC bad=abc ok=2 nan=nan inf=inf x=\n")  # only ok=2
+w("TETHER_METRIC sp ace=1 train/loss:avg-1.x=7\n")     # "sp" skipped
+w("TETHER_METRIC step=-1 loss=9\n")                    # bad step: dropped
+w("TETHER_METRIC " + "n" * 129 + "=1 " + "m" * 128 + "=2\n")
+w("TETHER_METRIC bad!name=3 q=4\r\n")
+w(" TETHER_METRIC indented=1\n")                       # not a metric line
+w("TETHER_METRICloss=1\n")
+w("TETHER_METRIC last=5 step=7")                       # no newline: no point
+"""
+
+
+def test_tether_metric_lines(workspace, agent):
+    """Pass: exactly the well-formed name=value pairs, in order, with their
+    step, and the log holds the job's bytes unchanged."""
+    job = run_job(workspace, agent, TETHER_METRIC_JOB)
+    assert points(workspace, job) == [
+        ("loss", 0.5, 0), ("accuracy", 0.25, 0),
+        ("loss", 0.375, 1), ("accuracy", 0.001, 1),
+        ("lr", 0.001, None),
+        ("ok", 2.0, None),
+        ("ace", 1.0, None), ("train/loss:avg-1.x", 7.0, None),
+        ("m" * 128, 2.0, None),
+        ("q", 4.0, None)]
+    printed = subprocess.run([PY, "-c", TETHER_METRIC_JOB], check=True,
+                             capture_output=True).stdout
+    assert printed in agent.ws_log(job)  # the log is the job's bytes
+
+
+REGEX_JSON_JOB = r"""
+import json, sys
+for i in range(3):
+    print(f"epoch {i} loss {1.0 / (i + 1):.4f} acc {i * 0.25}")
+    print(json.dumps({"step": i, "val_loss": i + 0.5, "tag": "x",
+                      "ok": True, "nested": {"a": 1}}))
+print("epoch x loss 1.0 acc 0")           # step group not a number: dropped
+print("{not json} epoch 9 loss 2 acc 3")  # not JSON: the regex gets it
+print(json.dumps([1, 2]))
+print("TETHER_METRIC epoch=4 step=4")
+"""
+
+
+def test_regex_and_json_lines(workspace, agent):
+    """metrics.regex (named groups, `step`) and metrics.json_lines (numeric
+    top-level fields; booleans, strings and objects are not points)."""
+    job = run_job(workspace, agent, REGEX_JSON_JOB, metrics={
+        "regex": r"epoch (?P<step>\S+) loss (?P<loss>[0-9.e-]+) "
+                 r"acc (?P<acc>[0-9.]+)",
+        "json_lines": True})
+    assert points(workspace, job) == [
+        ("loss", 1.0, 0), ("acc", 0.0, 0), ("val_loss", 0.5, 0),
+        ("loss", 0.5, 1), ("acc", 0.25, 1), ("val_loss", 1.5, 1),
+        ("loss", 0.3333, 2), ("acc", 0.5, 2), ("val_loss", 2.5, 2),
+        ("loss", 2.0, 9), ("acc", 3.0, 9),
+        ("epoch", 4.0, 4)]
+
+
+def test_submit_refuses_bad_metrics(workspace):
+    """Each bad part of `metrics` is a 400 naming the field."""
+    for metrics, field in [
+            ({"regex": "(?P<loss>[0-9"}, "metrics.regex"),
+            ({"regex": "loss ([0-9.]+)"}, "metrics.regex"),
+            ({"regex": 5}, "metrics.regex"),
+            ({"json_lines": "yes"}, "metrics.json_lines"),
+            ({"tensorboard": "../tb"}, "metrics.tensorboard"),
+            ({"tensorboard": "/tb"}, "metrics.tensorboard"),
+            ({"colour": 1}, "metrics.colour")]:
+        st, _, b = workspace.api("POST", "/api/v1/jobs", json={
+            "name": "m", "command": ["true"], "metrics": metrics})
+        assert st == 400, (metrics, b)
+        assert field in json.dumps(b), (metrics, b)
+
+
+HOSTILE_JOB = r"""
+import sys, time
+t0 = time.time()
+line = "a" * 3000 + "!\n"
+for i in range(300):
+    sys.stdout.write(line)
+sys.stdout.write("b" * (10 << 20) + "\n")    # a 10 MB line
+sys.stdout.write("TETHER_METRIC after=1 step=1\n")
+sys.stdout.flush()
+print("took %.1f" % (time.time() - t0))
+"""
+
+
+def test_hostile_regex_and_10mb_line_do_not_stall(workspace, agent):
+    """A catastrophic-backtracking regex runs into PCRE2's match limits on
+    each line (and is turned off after 100 such lines); a 10 MB line is
+    passed to the log whole and gives no point.  Pass: the job ends within
+    seconds, the log is intact and the later TETHER_METRIC point arrives.
+    Without the limits, one line of this regex takes longer than the
+    test's timeout."""
+    t0 = time.monotonic()
+    job = run_job(workspace, agent, HOSTILE_JOB, timeout=60,
+                  metrics={"regex": r"^(?P<x>(a|aa)+)$"})
+    assert time.monotonic() - t0 < 45
+    assert points(workspace, job) == [("after", 1.0, 1)]
+    log = agent.ws_log(job)
+    assert log.count(b"a" * 3000 + b"!\n") == 300
+    assert b"\n" + b"b" * (10 << 20) + b"\n" in log
+    assert b"[tether] metrics.regex hit PCRE2's match limits" in log
+
+
+SECRET = "hunter2hunter2"
+NUMSECRET = "31337"
+SECRET_JOB = r"""
+import os
+print("TETHER_METRIC loss=0.5 step=1")
+print("TETHER_METRIC hunter2hunter2=1")
+print("TETHER_METRIC x_hunter2hunter2_y=2 fine=3")
+print("TETHER_METRIC " + os.environ["TOK"] + "=4")
+print("TETHER_METRIC n=31337")
+print("TETHER_METRIC m=31337.0")
+print('{"hunter2hunter2": 5, "ok": 6}')
+print('{"n": 3.1337e4}')
+print("epoch 2 loss 0.25 hunter2hunter2")
+print("TETHER_METRIC loss=0.125 step=3")
+"""
+
+
+def test_secrets_never_in_metrics(workspace, agent):
+    """A line holding a secret's value gives no point, nor does a point
+    whose name or value shows one (here a JSON number that prints as the
+    numeric secret).  Pass: the stored events never contain either secret;
+    the other points arrive."""
+    job = run_job(workspace, agent, SECRET_JOB,
+                  secrets={"TOK": SECRET, "PIN": NUMSECRET},
+                  metrics={"json_lines": True,
+                           "regex": r"epoch (?P<step>\d+) loss (?P<loss>\S+)"})
+    evs = metric_events(workspace, job)
+    text = json.dumps(evs)
+    assert SECRET not in text and NUMSECRET not in text
+    assert points(workspace, job) == [("loss", 0.5, 1), ("loss", 0.125, 3)]
+
+
+def printing_job(n, sleep):
+    return (f"import time\n"
+            f"for i in range({n}):\n"
+            f"    print(f'TETHER_METRIC loss={{i / 8}} acc={{i}} step={{i}}', "
+            f"flush=True)\n"
+            f"    time.sleep({sleep})\n")
+
+
+def test_points_survive_agent_kill9(workspace, agent):
+    """The agent is killed -9 twice while the job prints points.  Pass:
+    every point arrives once, in order."""
+    n = 200
+    job = workspace.submit(name="m", command=[PY, "-c", printing_job(n, 0.02)])
+    agent.wait_job(job, "running", timeout=30)
+    for _ in range(2):
+        time.sleep(1.0)
+        agent.kill9()
+        time.sleep(0.5)
+        agent.start()
+    agent.wait_job(job, "succeeded", timeout=60)
+    want = []
+    for i in range(n):
+        want += [("loss", i / 8, i), ("acc", float(i), i)]
+    assert points(workspace, job) == want
+
+
+LONG_NAMES_JOB = r"""
+import time
+name = "n" * 120
+for b in range(12):
+    for i in range(700):
+        print(f"TETHER_METRIC {name}{i % 8}={b}.{i:03d}5 step={b * 700 + i}")
+    time.sleep(0.15)
+"""
+
+
+def test_points_survive_workspace_outage():
+    """The workspace is down while the job prints ~8400 points with long
+    names (a backlog of several MB of events).  Pass: once it is back, the
+    agent ships them in calls within the workspace's body limit and every
+    point arrives once, in order."""
+    ws = Workspace(lease_ttl="30s").start()
+    try:
+        ag = Agent(ws, backoff_min="200ms", backoff_max="1s").start()
+        job = ws.submit(name="m", command=[PY, "-c", LONG_NAMES_JOB])
+        ag.wait_job(job, "running", timeout=30)
+        ws.kill9()  # at once: a stop would serve the calls in flight
+        wait_until(lambda: os.path.exists(
+            os.path.join(ag.attempt_dir(job), "result.json")), 60,
+            what="the job to finish during the outage")
+        ws.start()
+        ag.wait_job(job, "succeeded", timeout=60)
+        want = [("n" * 120 + str(i % 8), float(f"{b}.{i:03d}5"), b * 700 + i)
+                for b in range(12) for i in range(700)]
+        got = points(ws, job)
+        assert len(got) == len(want)
+        assert got == want
+        assert sum(ev["dropped"] for ev in metric_events(ws, job)) == 0
+        assert "too_large" not in ag.output()
+    finally:
+        ws.stop()
+
+
+RATE_JOB = r"""
+import sys
+for i in range(30000):
+    sys.stdout.write(f"TETHER_METRIC x={i}\n")
+"""
+
+
+def test_rate_cap_counts_dropped_points(workspace, agent):
+    """30,000 points printed at once: at most 10,000 a second are kept, the
+    rest are counted in `dropped`; kept + dropped = printed, and the kept
+    points are the printed ones in order."""
+    job = run_job(workspace, agent, RATE_JOB)
+    evs = metric_events(workspace, job)
+    kept = [p["value"] for ev in evs for p in ev["points"]]
+    dropped = sum(ev["dropped"] for ev in evs)
+    assert len(kept) + dropped == 30000
+    assert dropped > 0
+    assert kept == sorted(kept) and len(set(kept)) == len(kept)
+    assert kept[:10000] == [float(i) for i in range(10000)]
+
+
+def test_digits_prints_loss_and_accuracy_points(workspace, agent):
+    """examples/digits: one loss and one accuracy point per epoch, step =
+    the epoch, the values those of its `epoch N/M loss L accuracy A`
+    lines."""
+    from harness.life import digits_snapshot
+    import re
+    snap = digits_snapshot(workspace)
+    job = workspace.submit(name="digits", command=[PY, "train.py"],
+                           source={"snapshot": snap}, env={"EPOCHS": "3"})
+    agent.wait_job(job, "succeeded", timeout=240)
+    log = agent.ws_log(job).decode()
+    want = []
+    for ep, loss, acc in re.findall(
+            r"^epoch (\d+)/3 loss (\S+) accuracy (\S+)", log, re.M):
+        want += [("loss", float(loss), int(ep)),
+                 ("accuracy", float(acc), int(ep))]
+    got = points(workspace, job)
+    assert len(want) == 6 and len(got) == 6
+    for (n, v, s), (wn, wv, ws_) in zip(got, want):
+        # the log line has 4 decimals, the point 6 digits
+        assert n == wn and s == ws_ and abs(v - wv) <= 5.1e-5, (got, want)
+
+
+# A TensorBoard event file writer of the tests' own (Debian has no
+# tensorboard package): records of u64 length, masked CRC-32C of the length,
+# the Event protobuf, masked CRC-32C of the data; the Event encoded by hand
+# (wall_time 1, step 2, file_version 3, summary 5; Summary.value 1;
+# Value tag 1, simple_value 2, tensor 8, metadata 9; TensorProto dtype 1,
+# tensor_shape 2, float_val 5).
+TB_WRITER = r'''
+import os, struct, sys, time
+
+def _crc_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+_T = _crc_table()
+
+def crc32c(b):
+    c = 0xFFFFFFFF
+    for x in b:
+        c = _T[(c ^ x) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+def masked(b):
+    c = crc32c(b)
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+def field(num, wire, payload):
+    key = varint(num << 3 | wire)
+    if wire == 2:
+        return key + varint(len(payload)) + payload
+    return key + payload
+
+def simple(tag, v):
+    return field(1, 2, tag.encode()) + field(2, 5, struct.pack("<f", v)) + \
+        field(9, 2, field(1, 2, b"scalars"))   # metadata: skipped
+
+def tensor(tag, v, dtype=1, dims=()):
+    shape = b"".join(field(2, 2, field(1, 0, varint(d))) for d in dims)
+    vals = struct.pack("<%df" % len(v), *v)
+    t = field(1, 0, varint(dtype)) + field(2, 2, shape) + field(5, 2, vals)
+    return field(1, 2, tag.encode()) + field(8, 2, t)
+
+def event(step, values, wall=None):
+    body = field(1, 1, struct.pack("<d", wall or time.time()))
+    body += field(2, 0, varint(step))
+    summ = b"".join(field(1, 2, v) for v in values)
+    return body + field(5, 2, summ)
+
+def record(data, bad_crc=False):
+    hdr = struct.pack("<Q", len(data))
+    crc = masked(data) ^ (1 if bad_crc else 0)
+    return hdr + struct.pack("<I", masked(hdr)) + data + struct.pack("<I", crc)
+'''
+
+TB_JOB = TB_WRITER + r'''
+out = os.environ["TETHER_OUTPUTS"]
+os.makedirs(out + "/tb/train")
+top = open(out + "/tb/events.out.tfevents.1.node", "wb", buffering=0)
+sub = open(out + "/tb/train/events.out.tfevents.2.node", "wb", buffering=0)
+top.write(record(field(3, 2, b"brain.Event:2")))      # file_version only
+for step in range(5):
+    r = record(event(step, [simple("loss", 1.0 / (step + 1)),
+                            tensor("acc", [step / 8])]))
+    top.write(r[:7])          # a torn record: the reader waits for the rest
+    time.sleep(0.25)
+    top.write(r[7:])
+    sub.write(record(event(step, [simple("loss", step + 0.5)])))
+    if step == 2:
+        top.write(record(event(99, [simple("corrupt", 1.0)]), bad_crc=True))
+        top.write(record(event(98, [simple("big", 1.0),
+                                    tensor("pad", [0.0] * 300000)])))
+        top.write(record(event(97, [tensor("histogram", [1.0, 2.0],
+                                           dims=(2,))])))
+# which process reads the files: pid 1's other child, as whom
+for p in os.listdir("/proc"):
+    if p.isdigit() and int(p) not in (1, os.getpid()):
+        st = open("/proc/%s/status" % p).read()
+        ppid = [l.split()[1] for l in st.splitlines() if l.startswith("PPid:")]
+        uid = [l.split()[1] for l in st.splitlines() if l.startswith("Uid:")]
+        if ppid == ["1"]:
+            print("READER uid=%s me=%d" % (uid[0], os.getuid()), flush=True)
+time.sleep(0.1)
+top.write(record(event(5, [simple("last", 7.0)])))   # after the last look?
+'''
+
+
+def test_tensorboard_event_files(workspace, agent):
+    """metrics.tensorboard: scalars (simple_value and scalar float tensors)
+    of the event files under the outputs, a subdirectory's prefixed
+    ("train/loss"), read while the job runs by a reader in the job's
+    sandbox as the job user; torn records are waited for, a record with a
+    bad CRC, one over the record cap and a non-scalar tensor give nothing;
+    the record written just before the job ends still arrives (the
+    reader's last look)."""
+    job = run_job(workspace, agent, TB_JOB, metrics={"tensorboard": "tb"})
+    got = points(workspace, job)
+    top = [p for p in got if not p[0].startswith("train/")]
+    sub = [p for p in got if p[0].startswith("train/")]
+    want_top = []
+    for s in range(5):
+        want_top += [("loss", 1.0 / (s + 1), s), ("acc", s / 8, s)]
+    want_top.append(("last", 7.0, 5))
+    assert [(n, round(v, 6), s) for n, v, s in top] == \
+        [(n, round(v, 6), s) for n, v, s in want_top]
+    assert sub == [("train/loss", s + 0.5, s) for s in range(5)]
+    log = agent.ws_log(job).decode()
+    uid, me = [int(x.split("=")[1]) for x in
+               log.split("READER ")[1].split("\n")[0].split()]
+    assert uid == me and uid != 0, log
