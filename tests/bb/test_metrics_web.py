@@ -109,3 +109,42 @@ def test_compare_overlays_one_metric_of_two_jobs(workspace, web_page):
     page.wait(f"document.querySelector(\"{sel}[data-job='{b}']\").dataset.rows === '12'",
               timeout=8)
     assert page.console_errors() == []
+
+
+def test_real_agent_digits_chart_grows_and_two_runs_overlay(workspace, agent, web_page):
+    """End to end: examples/digits under the real tether-agent prints
+    TETHER_METRIC loss/accuracy per epoch (EPOCH_SLEEP slows it down so the
+    page is seen mid-run); the job page's loss chart has some epochs while
+    the job runs and all of them once it ended; a second digits run is
+    overlaid with the first on the compare page."""
+    from harness.life import digits_snapshot
+    ws, page = workspace, web_page
+    snap = digits_snapshot(ws)
+    spec = {"command": ["/usr/bin/python3", "train.py"], "source": {"snapshot": snap}}
+    a = ws.submit(name="digits-slow", env={"EPOCHS": "6", "EPOCH_SLEEP": "1.5"}, **spec)
+    web_login(page, ws, path=f"/jobs/{a}")
+    sel = "#metrics figure[data-metric=loss] polyline.line"
+    page.wait(f"document.querySelector('{sel}') !== null", timeout=120)
+    mid = line(page, sel)
+    state_mid = ws.job(a)["state"]
+    page.screenshot("metrics-digits-running.png")
+    page.wait(f"document.querySelector('{sel}').dataset.rows === '6'", timeout=60)
+    end = line(page, sel)
+    assert state_mid == "running" and 1 <= mid["rows"] < 6, (state_mid, mid)
+    assert end["rows"] == 6 and end["lastX"] == 6 and mid["points"] != end["points"]
+    agent.wait_job(a, "succeeded", timeout=60)
+    page.screenshot("metrics-digits-done.png")
+    # the chart's data is the log's: epoch N/6 loss L
+    log = agent.ws_log(a).decode()
+    last_loss = float(log.split("epoch 6/6 loss ")[1].split()[0])
+    assert abs(end["lastY"] - last_loss) <= 5.1e-5
+
+    b = ws.submit(name="digits-fast", env={"EPOCHS": "3"}, **spec)
+    agent.wait_job(b, "succeeded", timeout=120)
+    page.goto(ws.url + f"/compare?jobs={a},{b}&metric=loss")
+    sel = "#compare-chart polyline.line"
+    page.wait(f"document.querySelectorAll('{sel}').length === 2", timeout=15)
+    assert line(page, f"{sel}[data-job='{a}']")["rows"] == 6
+    assert line(page, f"{sel}[data-job='{b}']")["rows"] == 3
+    page.screenshot("metrics-digits-compare.png")
+    assert page.console_errors() == []
