@@ -330,3 +330,29 @@ def test_backup_copies_the_metrics(workspace):
         assert series(metrics(copy, job), "loss")["count"] == 2
     finally:
         copy.stop()
+
+
+def test_a_reply_is_bounded_when_a_job_has_many_series(workspace):
+    ws = workspace
+    sec, job = running_job(ws)
+    # 1,000 series of 250 points: 250,000 rows stored; a reply holds at most
+    # 200,000 rows, so each series comes merged two points a row
+    for p in range(250):
+        pts = [pt(f"s{i}", p + (i % 7) * (p % 3), p) for i in range(1000)]
+        assert ws.events(sec, job, 1, [mev(p + 1, pts)])[0] == 200
+        if p % 20 == 0:  # the agent's heartbeat keeps the lease
+            ws.lease(sec, running=[(job, 1)])
+    body = metrics(ws, job)
+    assert len(body["series"]) == 1000
+    assert sum(len(s["points"]) for s in body["series"]) <= 200000
+    s5 = series(body, "s5")
+    got = rows(s5)
+    vals = [p + 5 * (p % 3) for p in range(250)]
+    assert s5["count"] == 250 and len(got) == 125
+    for k, r in enumerate(got):
+        a, b = vals[2 * k], vals[2 * k + 1]
+        assert (r["start"], r["n"], r["step"], r["value"], r["min"], r["max"]) == \
+            (2 * k, 2, 2 * k + 1, b, min(a, b), max(a, b)), k
+    # one series alone comes whole
+    alone = rows(series(metrics(ws, job, "?name=s5"), "s5"))
+    assert [r["value"] for r in alone] == vals and all(r["n"] == 1 for r in alone)

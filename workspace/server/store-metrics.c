@@ -43,6 +43,7 @@ enum {
 	Q_FORGET_SERIES,
 	Q_FORGET_APPLIED,
 	Q_MAX_SEQ,
+	Q_READ_NSERIES,
 	Q_COUNT
 };
 
@@ -85,6 +86,8 @@ static const char *const sql[Q_COUNT] = {
                       "series WHERE job = ?)",
     [Q_FORGET_SERIES] = "DELETE FROM series WHERE job = ?",
     [Q_FORGET_APPLIED] = "DELETE FROM applied WHERE job = ?",
+    [Q_READ_NSERIES] = "SELECT count(*) FROM series WHERE job = ?1 AND (?2 = "
+                       "0 OR attempt = ?2) AND (?3 IS NULL OR name = ?3)",
     [Q_MAX_SEQ] = "SELECT coalesce(max(seq), 0) FROM applied WHERE job = ? "
                   "AND attempt = ? AND (?3 = 0 OR seq = ?3)",
 };
@@ -105,6 +108,8 @@ static const char schema[] =
     " max REAL NOT NULL, rev INTEGER NOT NULL,"
     " PRIMARY KEY(series, start)) WITHOUT ROWID;"
     "PRAGMA user_version = 1;";
+
+#define MAX_REPLY_ROWS 200000 /* rows in one read, over all its series */
 
 struct mstore {
 	sqlite3 *db;
@@ -476,10 +481,43 @@ static json_t *col_num(sqlite3_stmt *st, int col)
 	return json_real(sqlite3_column_double(st, col));
 }
 
+/* Rows [start, n, step, time, value, min, max] merged k at a time: the
+ * first's start, the sum of n, the last's step, time and value, the min of
+ * the mins and the max of the maxes. */
+static json_t *rows_merge(json_t *rows, size_t k)
+{
+	json_t *out = json_array();
+	size_t i, j, n = json_array_size(rows);
+
+	for (i = 0; i < n; i += k) {
+		json_t *first = json_array_get(rows, i),
+		       *r = json_deep_copy(first);
+		for (j = i + 1; j < i + k && j < n; j++) {
+			json_t *b = json_array_get(rows, j);
+			double lo = json_number_value(json_array_get(b, 5));
+			double hi = json_number_value(json_array_get(b, 6));
+			json_array_set_new(
+			    r, 1,
+			    json_integer(
+			        json_integer_value(json_array_get(r, 1)) +
+			        json_integer_value(json_array_get(b, 1))));
+			for (int c = 2; c <= 4; c++)
+				json_array_set(r, c, json_array_get(b, c));
+			if (lo < json_number_value(json_array_get(r, 5)))
+				json_array_set(r, 5, json_array_get(b, 5));
+			if (hi > json_number_value(json_array_get(r, 6)))
+				json_array_set(r, 6, json_array_get(b, 6));
+		}
+		json_array_append_new(out, r);
+	}
+	return out;
+}
+
 /* One series' rows of revision > since as arrays [start, n, step, time,
- * value, min, max], its stats and its last point. */
+ * value, min, max] (merged to at most budget rows), its stats and its last
+ * point. */
 static json_t *read_series(struct mstore *m, sqlite3_stmt *ss, int64_t since,
-                           int64_t *cursor)
+                           size_t budget, int64_t *cursor)
 {
 	int64_t id = sqlite3_column_int64(ss, 0);
 	json_t *s = json_pack("{s:s,s:o,s:o,s:o}", "name",
@@ -507,6 +545,12 @@ static json_t *read_series(struct mstore *m, sqlite3_stmt *ss, int64_t since,
 		json_array_append_new(rows, r);
 	}
 	sqlite3_reset(st);
+	if (json_array_size(rows) > budget) {
+		json_t *merged = rows_merge(
+		    rows, (json_array_size(rows) + budget - 1) / budget);
+		json_decref(rows);
+		rows = merged;
+	}
 	if (json_array_size(rows) > 0) {
 		json_t *r = json_array_get(rows, json_array_size(rows) - 1);
 		last = json_pack("{s:O,s:O,s:O}", "step", json_array_get(r, 2),
@@ -523,17 +567,31 @@ json_t *store_metrics_read(struct ws *ws, int64_t job, int64_t att,
 {
 	struct mstore *m = ws->mstore;
 	json_t *list = json_array(), *out;
-	int64_t cursor = since, dropped = 0;
+	int64_t cursor = since, dropped = 0, nser = 1;
 	sqlite3_stmt *ss, *st;
+	size_t budget;
 
 	pthread_mutex_lock(&m->mu);
+	st = q(m, Q_READ_NSERIES);
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, att);
+	if (name != NULL)
+		sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 1)
+		nser = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	/* a reply holds at most MAX_REPLY_ROWS rows: a job with many series
+	 * gets each merged further on the way out (never below 20 rows) */
+	budget = (size_t)(MAX_REPLY_ROWS / nser);
+	if (budget < 20)
+		budget = 20;
 	ss = q(m, Q_READ_SERIES);
 	sqlite3_bind_int64(ss, 1, job);
 	sqlite3_bind_int64(ss, 2, att);
 	if (name != NULL)
 		sqlite3_bind_text(ss, 3, name, -1, SQLITE_STATIC);
 	while (sqlite3_step(ss) == SQLITE_ROW) {
-		json_t *s = read_series(m, ss, since, &cursor);
+		json_t *s = read_series(m, ss, since, budget, &cursor);
 		/* a follower gets only the series with new rows */
 		if (since > 0 &&
 		    json_array_size(json_object_get(s, "points")) == 0)
