@@ -356,3 +356,36 @@ def test_a_reply_is_bounded_when_a_job_has_many_series(workspace):
     # one series alone comes whole
     alone = rows(series(metrics(ws, job, "?name=s5"), "s5"))
     assert [r["value"] for r in alone] == vals and all(r["n"] == 1 for r in alone)
+
+
+def test_dispatch_does_not_wait_for_the_metrics_store(workspace):
+    import threading
+    ws = workspace
+    sec, job = running_job(ws)
+    ws.events(sec, job, 1, [mev(1, [pt("loss", 1.0, 0)])])
+    # another process holds metrics.db's write lock (a slow disk would too)
+    db = sqlite3.connect(os.path.join(ws.dir, "metrics.db"), timeout=0,
+                         isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    out = {}
+    th = threading.Thread(target=lambda: out.update(
+        r=ws.events(sec, job, 1, [mev(2, [pt("loss", 0.5, 1)])])))
+    th.start()
+    time.sleep(0.5)
+    assert th.is_alive()  # this agent's metrics wait for the store...
+    # ...while jobs are submitted, handed out and report, and points are read
+    t0 = time.monotonic()
+    sec2 = ws.register("node-2")
+    j2 = ws.submit(SPEC)
+    assert [x["job"] for x in ws.lease(sec2)["jobs"]] == [j2]
+    assert ws.events(sec2, j2, 1, [{"seq": 1, "type": "started"}])[0] == 200
+    assert ws.finish(sec2, j2, 1, seq=2)[0] == 200
+    assert series(metrics(ws, job), "loss")["count"] == 1
+    took = time.monotonic() - t0
+    assert th.is_alive()
+    db.execute("COMMIT")
+    db.close()
+    th.join(10)
+    assert out["r"][0] == 200 and out["r"][2] == {"acked": 2}
+    assert series(metrics(ws, job), "loss")["count"] == 2
+    assert took < 2.0, took

@@ -111,11 +111,17 @@ static const char schema[] =
 
 #define MAX_REPLY_ROWS 200000 /* rows in one read, over all its series */
 
+/* One connection with its lock and statements.  The store has three,
+ * so that nothing waits behind a writer: the writer (apply, retention),
+ * the seq lookups that post_events makes with the database lock held
+ * (`seqs`: never behind a long read or a write waiting for its file lock),
+ * and the API reads (`reads`; WAL: readers never wait for the writer). */
 struct mstore {
 	sqlite3 *db;
 	pthread_mutex_t mu;
 	sqlite3_stmt *q[Q_COUNT];
 	int64_t rev;
+	struct mstore *seqs, *reads;
 };
 
 /* A series being written by one apply call. */
@@ -142,14 +148,26 @@ static int mexec(struct mstore *m, const char *s)
 	return TERR_IO;
 }
 
-int store_metrics_open(struct ws *ws, const char *path, struct err *e)
+static void conn_free(struct mstore *m)
+{
+	if (m == NULL)
+		return;
+	for (int i = 0; i < Q_COUNT; i++)
+		sqlite3_finalize(m->q[i]);
+	sqlite3_close(m->db);
+	pthread_mutex_destroy(&m->mu);
+	free(m);
+}
+
+/* Open one connection (the first creates the schema) into *out. */
+static int conn_open(const char *path, bool first, struct mstore **out,
+                     struct err *e)
 {
 	struct mstore *m = xcalloc(1, sizeof(*m));
-	sqlite3_stmt *st;
-	int i;
+	int i, r = 0;
 
 	pthread_mutex_init(&m->mu, NULL);
-	ws->mstore = m;
+	*out = m;
 	if (sqlite3_open_v2(path, &m->db,
 	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 	                        SQLITE_OPEN_FULLMUTEX,
@@ -158,7 +176,7 @@ int store_metrics_open(struct ws *ws, const char *path, struct err *e)
 		               m->db ? sqlite3_errmsg(m->db) : "no memory");
 	sqlite3_busy_timeout(m->db, 5000);
 	if (mexec(m, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL") < 0 ||
-	    mexec(m, schema) < 0)
+	    (first && mexec(m, schema) < 0))
 		return err_set(e, TERR_IO, "metrics database %s: %s", path,
 		               sqlite3_errmsg(m->db));
 	for (i = 0; i < Q_COUNT; i++)
@@ -167,6 +185,20 @@ int store_metrics_open(struct ws *ws, const char *path, struct err *e)
 		                       NULL) != SQLITE_OK)
 			fatalx("prepare '%s': %s", sql[i],
 			       sqlite3_errmsg(m->db));
+	return r;
+}
+
+int store_metrics_open(struct ws *ws, const char *path, struct err *e)
+{
+	struct mstore *m;
+	sqlite3_stmt *st;
+	int r;
+
+	r = conn_open(path, true, &ws->mstore, e);
+	m = ws->mstore;
+	if (r < 0 || (r = conn_open(path, false, &m->seqs, e)) < 0 ||
+	    (r = conn_open(path, false, &m->reads, e)) < 0)
+		return r;
 	if (sqlite3_prepare_v2(m->db,
 	                       "SELECT value FROM meta WHERE key = 'rev'", -1,
 	                       &st, NULL) == SQLITE_OK &&
@@ -182,11 +214,9 @@ void store_metrics_close(struct ws *ws)
 
 	if (m == NULL)
 		return;
-	for (int i = 0; i < Q_COUNT; i++)
-		sqlite3_finalize(m->q[i]);
-	sqlite3_close(m->db);
-	pthread_mutex_destroy(&m->mu);
-	free(m);
+	conn_free(m->seqs);
+	conn_free(m->reads);
+	conn_free(m);
 	ws->mstore = NULL;
 }
 
@@ -565,7 +595,7 @@ static json_t *read_series(struct mstore *m, sqlite3_stmt *ss, int64_t since,
 json_t *store_metrics_read(struct ws *ws, int64_t job, int64_t att,
                            const char *name, int64_t since)
 {
-	struct mstore *m = ws->mstore;
+	struct mstore *m = ws->mstore->reads;
 	json_t *list = json_array(), *out;
 	int64_t cursor = since, dropped = 0, nser = 1;
 	sqlite3_stmt *ss, *st;
@@ -621,6 +651,7 @@ int64_t store_metrics_seq(struct ws *ws, int64_t job, int64_t att, int64_t seq)
 
 	if (m == NULL)
 		return 0;
+	m = m->seqs;
 	pthread_mutex_lock(&m->mu);
 	st = q(m, Q_MAX_SEQ);
 	sqlite3_bind_int64(st, 1, job);
@@ -635,7 +666,7 @@ int64_t store_metrics_seq(struct ws *ws, int64_t job, int64_t att, int64_t seq)
 
 json_t *store_metrics_jobs(struct ws *ws)
 {
-	struct mstore *m = ws->mstore;
+	struct mstore *m = ws->mstore->reads;
 	json_t *jobs = json_array();
 	sqlite3_stmt *st;
 
@@ -660,8 +691,14 @@ int store_metrics_forget(struct ws *ws, json_t *jobs)
 
 	if (json_array_size(jobs) == 0)
 		return 0;
-	pthread_mutex_lock(&m->mu);
-	if ((rc = mexec(m, "BEGIN IMMEDIATE")) < 0)
+	/* the sweeper calls this: it never waits for a busy store (it also
+	 * expires leases); the next sweep tries again */
+	if (pthread_mutex_trylock(&m->mu) != 0)
+		return TERR_BUSY;
+	sqlite3_busy_timeout(m->db, 0);
+	rc = mexec(m, "BEGIN IMMEDIATE");
+	sqlite3_busy_timeout(m->db, 5000);
+	if (rc < 0)
 		goto out;
 	json_array_foreach(jobs, i, j)
 	{
