@@ -72,6 +72,11 @@ struct att {
 	/* events (outbox.c) */
 	int64_t events_off, last_seq;
 	bool final_seen, final_acked, not_current;
+	/* CLOCK_MONOTONIC ms before which a running attempt's events are not
+	 * tailed again: metrics events came, up to ten a second, and each
+	 * tail is a durable transaction (outbox_tail_due) */
+	int64_t tail_hold_ms;
+	bool tail_saw_metrics;
 	/* the workspace answered a lease poll with this finishing attempt in
 	 * `lost`: it has ended it (normally: its final event arrived); no
 	 * longer listed in polls; the final event's reply still decides */
@@ -256,6 +261,9 @@ int64_t shipper_log_size(struct att *t);
 
 /* outbox.c */
 int outbox_tail(struct att *t, struct err *e);
+/* Whether a running attempt's events may be tailed now; when not, the
+ * scheduling pass is armed for when they may. */
+bool outbox_tail_due(struct att *t);
 void outbox_kick(struct att *t);
 /* Forget the attempt's undelivered events (it is done and not current). */
 void outbox_drop(struct att *t);

@@ -456,7 +456,8 @@ void att_poke(struct att *t)
 			att_request(t, ATT_EV_REPORTED, &e); /* frees t */
 		return;
 	}
-	if (t->state == ATT_RUNNING && outbox_tail(t, &e) < 0)
+	if (t->state == ATT_RUNNING && outbox_tail_due(t) &&
+	    outbox_tail(t, &e) < 0)
 		log_warn("job=%s: %s", t->job, e.msg);
 	if (!conn_usable(a))
 		return;

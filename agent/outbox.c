@@ -7,6 +7,7 @@
 #include "agent/agent.h"
 #include "agent/db.h"
 #include "agent/lifecycle.h"
+#include "agent/loop.h"
 #include "agent/metrics.h"
 
 #include "common/attempt.h"
@@ -24,6 +25,10 @@
  * (1 MiB, docs/protocol.md) now that one `metrics` event may carry up to
  * 1000 points; a call holds at least one event. */
 #define OUTBOX_CALL_BYTES (512 * 1024)
+/* After a tail that found `metrics` events, the next one of a running
+ * attempt waits this long: their points then go in one transaction a
+ * second instead of one per event (docs/metrics.md, "Cost"). */
+#define OUTBOX_METRICS_HOLD_MS 1000
 
 /* Keep the final reason on the node for `tether-agent jobs`. */
 static int outbox_note_final(struct att *t, json_t *ev, struct err *e)
@@ -59,6 +64,10 @@ static int outbox_store(struct att *t, json_t *ev, const char *line,
 
 	if (seq > t->last_seq)
 		t->last_seq = seq;
+	if (json_is_string(json_object_get(ev, "type")) &&
+	    strcmp(json_string_value(json_object_get(ev, "type")), "metrics") ==
+	        0)
+		t->tail_saw_metrics = true;
 	metrics_agent_event(t, ev);
 	if (final) {
 		t->final_seen = true;
@@ -139,7 +148,21 @@ int outbox_tail(struct att *t, struct err *e)
 	}
 	free(buf);
 	close(fd);
+	if (t->tail_saw_metrics)
+		t->tail_hold_ms = now_mono_ms() + OUTBOX_METRICS_HOLD_MS;
+	t->tail_saw_metrics = false;
 	return r;
+}
+
+bool outbox_tail_due(struct att *t)
+{
+	int64_t left = t->tail_hold_ms - now_mono_ms();
+
+	if (left <= 0)
+		return true;
+	if (!loop_timer_armed(t->a->sched_timer))
+		loop_timer_set(t->a->sched_timer, left);
+	return false;
 }
 
 static bool outbox_final_ready(struct att *t)

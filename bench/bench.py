@@ -34,7 +34,8 @@ FULL = {"idle_hb_s": 5, "hb_s": 1, "idle_windows": 6, "submit_budget_s": 120, "b
         "launch_n": 30, "many_n": 1000, "env_miss": 3, "env_hit": 20,
         "load_agents": 10000, "load_jobs": 3000, "load_wait": 30,
         "load_rate": 50, "load_budget_s": 60, "load_procs": 4,
-        "ssh_submit_n": 100, "ssh_log_runs": 1}
+        "ssh_submit_n": 100, "ssh_log_runs": 1,
+        "logmetrics_bytes": 1 << 30, "logmetrics_runs": 3}
 QUICK = {"idle_hb_s": 1, "hb_s": 1, "idle_windows": 3, "submit_budget_s": 20, "b2b_n": 1, "wslat_n": 3,
          "many_budget_s": 20, "submit_n": 3, "srun_n": 3,
          "follow_lines": 5, "log_bytes": 16 << 20, "log_runs": 1,
@@ -42,9 +43,10 @@ QUICK = {"idle_hb_s": 1, "hb_s": 1, "idle_windows": 3, "submit_budget_s": 20, "b
          "launch_n": 2, "many_n": 10, "env_miss": 1, "env_hit": 2,
          "load_agents": 50, "load_jobs": 10, "load_wait": 2,
          "load_rate": 20, "load_budget_s": 10, "load_procs": 2,
-         "ssh_submit_n": 2, "ssh_log_runs": 1}
-STEPS = ("wslat", "idle", "submit", "follow", "log", "logmany", "many", "ssh", "launch",
-         "env", "load")
+         "ssh_submit_n": 2, "ssh_log_runs": 1,
+         "logmetrics_bytes": 16 << 20, "logmetrics_runs": 1}
+STEPS = ("wslat", "idle", "submit", "follow", "log", "logmetrics", "logmany", "many",
+         "ssh", "launch", "env", "load")
 
 
 class Ctx:
@@ -238,12 +240,13 @@ def main():
     results = []
     hr.ensure_job_user()
     start_peers(ctx, steps)
-    if steps & {"wslat", "idle", "submit", "follow", "log", "logmany", "many", "ssh"}:
+    if steps & {"wslat", "idle", "submit", "follow", "log", "logmetrics",
+                 "logmany", "many", "ssh"}:
         ctx.ws = Workspace(lease_ttl="10m", poll="30s", poll_max_wait="60s").start()
     if "wslat" in steps:
         step(results, "wslat", "0. workspace long-polls alone", wslat, ctx,
              c["wslat_n"])
-    if steps & {"idle", "submit", "follow", "log", "many"}:
+    if steps & {"idle", "submit", "follow", "log", "logmetrics", "many"}:
         if "idle" in steps:
             say("starting an agent (https) to watch idle")
             ag = Agent(ctx.ws, **agent_settings(ctx, c["idle_hb_s"])).start()
@@ -261,6 +264,11 @@ def main():
         if "log" in steps:
             step(results, "log_rate", "4. log throughput", jobs.log_throughput,
                  ctx, ag, c["log_bytes"], c["log_runs"])
+        if "logmetrics" in steps:
+            step(results, "log_rate_metrics",
+                 "4m. log throughput with 10,000 metric points/s",
+                 jobs.log_metrics, ctx, ag, c["logmetrics_bytes"],
+                 c["logmetrics_runs"])
         if "many" in steps:
             step(results, "many_jobs", "6. many trivial jobs", jobs.many_jobs,
                  ctx, c["many_n"], c["many_budget_s"])

@@ -243,6 +243,79 @@ def log_throughput(ctx, agent, nbytes, runs, tag=""):
                    % summary(slow)["median"])]
 
 
+# Issue 26: 10,000 TETHER_METRIC points a second (100 lines every 10 ms,
+# one write each) into the same stdout as the log bytes.
+METRIC_PRINTER = r"""
+import sys, time
+w, t, i = sys.stdout.write, time.monotonic(), 0
+while True:
+    w("".join("TETHER_METRIC loss=%d.5 acc=0.%d step=%d\n" % (i + k, i + k, i + k)
+              for k in range(50)))
+    sys.stdout.flush()
+    i += 50
+    t += 0.01
+    d = t - time.monotonic()
+    if d > 0:
+        time.sleep(d)
+"""
+
+
+def _metrics_job(api, agent, nbytes, with_metrics):
+    """A run of row 4's job (nbytes of lines to stdout), with the metric
+    printer beside it or not: (MB/s until the workspace has every byte,
+    metric points the workspace got)."""
+    bg = ("/usr/bin/python3 -c '%s' & " % METRIC_PRINTER.replace("'", "'\\''")
+          if with_metrics else "")
+    script = ("/bin/date +%%s.%%N; %syes '%s' | head -c %d; echo; "
+              "/bin/date +%%s.%%N; %s"
+              % (bg, LINE, nbytes, "kill $!; wait" if with_metrics else ""))
+    job = api.submit({"name": "bench-logmetrics",
+                      "command": ["/bin/sh", "-c", script]})
+    deadline = time.monotonic() + 600
+    shipped = None
+    while time.monotonic() < deadline:
+        j = api.job(job)
+        att = j["attempts"][-1] if j.get("attempts") else None
+        if j["state"] in TERMINAL and att:
+            if att["log_length"] >= os.path.getsize(_job_log(agent, job)):
+                shipped = time.time()
+                break
+        time.sleep(0.05)
+    if shipped is None:
+        raise RuntimeError("log job %s: %s" % (job, j))
+    head, tail, _ = head_tail(_job_log(agent, job))
+    start, end = stamps(head)[0], stamps(tail)[-1]
+    st, b = api.call("GET", "/api/v1/jobs/%s/events" % job)
+    evs = [ev for ev in b.get("events", ()) if ev.get("type") == "metrics"]
+    points = sum(len(ev.get("points", ())) for ev in evs)
+    dropped = sum(ev.get("dropped", 0) for ev in evs)
+    return nbytes / 1e6 / (shipped - start), points, dropped, end - start
+
+
+def log_metrics(ctx, agent, nbytes, runs):
+    """Issue 26: row 4's log throughput with 10,000 metric points a second
+    printed beside the log bytes against without, alternating runs."""
+    api = Api(ctx.ws)
+    with_m, without, pts, drops = [], [], [], []
+    for _ in range(runs):
+        r, _, _, _ = _metrics_job(api, agent, nbytes, False)
+        without.append(r)
+        r, n, dropped, secs = _metrics_job(api, agent, nbytes, True)
+        with_m.append(r)
+        pts.append(n / secs)
+        drops.append(dropped)
+    api.close()
+    base = summary(without)["median"]
+    return [Result("log_rate_metrics", "4m. log shipped, %d MiB to stdout, "
+                   "with 10,000 metric points/s" % (nbytes >> 20), "MB/s",
+                   with_m, without, "same job without metrics",
+                   "within 10 %", lambda s: s["median"] >= 0.9 * base,
+                   note="metric points stored per second of the job's run "
+                   "time: median %.0f; points over the rate cap: median %d"
+                   % (summary(pts)["median"], summary(drops)["median"]),
+                   higher_is_better=True)]
+
+
 def log_many(ctx, agent, njobs, nbytes, chunk=1 << 20):
     """Issue 22: njobs jobs at once on one agent (max_jobs = njobs), each
     writing nbytes to stdout in 1 MiB bursts with a `date +%s.%N` line

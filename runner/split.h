@@ -5,12 +5,15 @@
  *                        environment and launcher are on the node (no
  *                        source or a local path; no, a venv or a conda
  *                        environment; the sandbox or Slurm), linked with
- *                        jansson, libcrypto and libcgroup only.
+ *                        jansson, libcrypto, libcgroup and libpcre2-8
+ *                        (the metrics regex; in every Debian system: grep
+ *                        needs it) only.
  *   tether-runner-full   the same plus the families that need libgit2,
- *                        libarchive and libcurl: git and snapshot sources,
- *                        checkpoint archives, the docker and spark
- *                        launchers and docker environments, and every
- *                        other command.
+ *                        libarchive, libcurl and libprotobuf-c: git and
+ *                        snapshot sources, checkpoint archives, the docker
+ *                        and spark launchers, docker environments, the
+ *                        TensorBoard reader (metrics.tensorboard), and
+ *                        every other command.
  *
  * tether-runner decides from the spec before it writes anything and
  * replaces itself (execv) with tether-runner-full when the attempt needs

@@ -15,9 +15,10 @@
  * files, records up to TB_RECORD_MAX bytes (longer ones, images say, are
  * skipped unread), TB_SCAN_BYTES read per look.  SIGTERM (the job ended):
  * one last look, then exit. */
+#include "runner/metrics/metric-name.h"
 #include "runner/metrics/tb-reader.h"
-#include "runner/supervisor/supervisor.h"
-#include "tb-event.pb-c.h"
+
+#include <tb-event.pb-c.h> /* generated from tb-event.proto */
 
 #include <dirent.h>
 #include <errno.h>

@@ -22,6 +22,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "runner/metrics/metric-name.h"
 #include "runner/supervisor/supervisor.h"
 
 #include <ctype.h>
@@ -121,17 +122,6 @@ void metrics_free(struct metrics *m)
 	free(m);
 }
 
-bool metrics_name_ok(const char *s, size_t n)
-{
-	if (n == 0 || n > METRICS_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isascii((unsigned char)s[i]) ||
-		    !(isalnum((unsigned char)s[i]) || strchr("_.:/-", s[i])))
-			return false;
-	return true;
-}
-
 /* Whether text[0, n) holds the value of one of the job's secrets. */
 static bool has_secret(const struct metrics *m, const char *text, size_t n)
 {
@@ -187,9 +177,12 @@ static bool metrics_add(struct metrics *m, const char *name, size_t nlen,
 
 	if (!metrics_name_ok(name, nlen) || !isfinite(value))
 		return false;
-	vn = snprintf(vtext, sizeof(vtext), "%.15g", value);
-	if (has_secret(m, name, nlen) || has_secret(m, vtext, (size_t)vn))
-		return false;
+	if (m->r->spec != NULL && m->r->spec->nsecrets > 0) {
+		vn = snprintf(vtext, sizeof(vtext), "%.15g", value);
+		if (has_secret(m, name, nlen) ||
+		    has_secret(m, vtext, (size_t)vn))
+			return false;
+	}
 	if (now_ms - m->window_ms >= 1000) {
 		m->window_ms = now_ms;
 		m->window_pts = 0;
@@ -382,15 +375,16 @@ static void metrics_scan(struct metrics *m, struct linebuf *lb, bool aux,
 		const char *nl = memchr(s, '\n', (size_t)(end - s));
 		size_t seg = (size_t)((nl != NULL ? nl : end) - s);
 
+		/* not a metric line: decided on its first bytes, uncopied */
+		if (!lb->skip && !any && lb->len < plen &&
+		    memcmp(s, METRIC_PREFIX + lb->len,
+		           seg < plen - lb->len ? seg : plen - lb->len) != 0)
+			lb->skip = true;
 		if (!lb->skip && lb->len + seg > METRICS_LINE_MAX) {
 			lb->skip = true; /* too long: no points from it */
 		} else if (!lb->skip) {
 			memcpy(lb->line + lb->len, s, seg);
 			lb->len += seg;
-			if (!any &&
-			    memcmp(lb->line, METRIC_PREFIX,
-			           lb->len < plen ? lb->len : plen) != 0)
-				lb->skip = true; /* not a metric line */
 		}
 		if (nl == NULL)
 			break;

@@ -11,6 +11,7 @@
 
 #include "runner/fence.h"
 #include "runner/launcher.h"
+#include "runner/metrics/metric-name.h"
 #include "runner/runner.h"
 
 struct err;
@@ -38,7 +39,6 @@ int progress_wait_ms(const struct progress *p, int64_t now_ms);
 
 /* Metric points of the job's output (metrics.c, docs/metrics.md). */
 #define METRICS_LINE_MAX          4096 /* bytes of a line looked at */
-#define METRICS_NAME_MAX          128
 #define METRICS_EVENT_MS          200  /* at most one event per 200 ms... */
 #define METRICS_EVENT_POINTS      1000 /* ...or per 1000 points */
 #define METRICS_EVENT_BYTES       (128 * 1024) /* ...or this much JSON */
@@ -65,8 +65,6 @@ void metrics_report(struct metrics *m, int64_t now_ms, bool force);
 void metrics_finish(struct metrics *m);
 /* Milliseconds until pending points are due. */
 int metrics_wait_ms(const struct metrics *m, int64_t now_ms);
-/* 1-128 bytes of [A-Za-z0-9_.:/-]. */
-bool metrics_name_ok(const char *s, size_t n);
 
 /* The run phase: start through r->ops, pump the log, stop on a fence
  * reason (signal, grace, kill), collect.  *stop_reason is the fence

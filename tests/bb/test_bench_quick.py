@@ -15,7 +15,7 @@ KEYS = {"idle_rss_slurmd", "idle_wakeups_hb", "submit_start", "submit_b2b",
         "launch_srun", "many_jobs", "env_phase", "env_hit_run", "load_rss",
         "load_dispatch", "load_cpu", "load_submit",
         "logmany_rate", "logmany_stall", "logmany_follow",
-        "submit_start_ssh", "follow_ssh", "log_rate_ssh"}
+        "submit_start_ssh", "follow_ssh", "log_rate_ssh", "log_rate_metrics"}
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the bench starts slurmd, "

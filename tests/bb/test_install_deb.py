@@ -49,7 +49,7 @@ def test_deb_control(deb):
                for d in line.split(":", 1)[1].split(",")]
     for lib in ("libcurl4", "libssh2-1", "libjansson4", "libgit2-1.5",
                 "libcgroup2", "libsqlite3-0", "libmicrohttpd12", "libarchive13",
-                "libssl3"):
+                "libssl3", "libpcre2-8-0", "libprotobuf-c1"):
         assert lib in depends, (lib, info)
     files = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True,
                            text=True, check=True).stdout

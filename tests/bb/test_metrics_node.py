@@ -197,19 +197,44 @@ def test_secrets_never_in_metrics(workspace, agent):
                                                 ("loss", 0.125, 3)])
 
 
-def printing_job(n, sleep):
-    return (f"import time\n"
-            f"for i in range({n}):\n"
-            f"    print(f'TETHER_METRIC loss={{i / 8}} acc={{i}} step={{i}}', "
-            f"flush=True)\n"
-            f"    time.sleep({sleep})\n")
+ALL_SOURCES = {"regex": r"epoch (?P<step>\d+) rx (?P<rx>\d+)",
+               "json_lines": True, "tensorboard": "tb"}
+
+
+def all_sources_job(n, sleep):
+    """Each of n steps: a TETHER_METRIC line, a JSON line, a line for the
+    regex and a TensorBoard record (TB_WRITER), then a pause."""
+    return TB_WRITER + f"""
+import json
+out = os.environ["TETHER_OUTPUTS"]
+os.makedirs(out + "/tb")
+tb = open(out + "/tb/events.out.tfevents.1.node", "wb", buffering=0)
+for i in range({n}):
+    print(f"TETHER_METRIC loss={{i / 8}} step={{i}}", flush=True)
+    print(json.dumps({{"step": i, "jl": i + 0.5}}), flush=True)
+    print(f"epoch {{i}} rx {{i * 2}}", flush=True)
+    tb.write(record(event(i, [simple("tbv", i / 4)])))
+    time.sleep({sleep})
+"""
+
+
+def check_all_sources(ws, job, n):
+    """Every source's points, each in order, once; nothing else."""
+    got = points(ws, job)
+    want = {"loss": [(i / 8, i) for i in range(n)],
+            "jl": [(i + 0.5, i) for i in range(n)],
+            "rx": [(float(2 * i), i) for i in range(n)],
+            "tbv": [(i / 4, i) for i in range(n)]}  # exact in float32
+    assert got == want
 
 
 def test_points_survive_agent_kill9(workspace, agent):
-    """The agent is killed -9 twice while the job prints points.  Pass:
-    every point arrives once, in order."""
-    n = 200
-    job = workspace.submit(name="m", command=[PY, "-c", printing_job(n, 0.02)])
+    """The agent is killed -9 twice while the job prints (and writes to
+    TensorBoard files) points of every source.  Pass: every point arrives
+    once, each source's in order."""
+    n = 150
+    job = workspace.submit(name="m", command=[PY, "-c", all_sources_job(n, 0.03)],
+                           metrics=ALL_SOURCES)
     agent.wait_job(job, "running", timeout=30)
     for _ in range(2):
         time.sleep(1.0)
@@ -217,10 +242,7 @@ def test_points_survive_agent_kill9(workspace, agent):
         time.sleep(0.5)
         agent.start()
     agent.wait_job(job, "succeeded", timeout=60)
-    want = []
-    for i in range(n):
-        want += [("loss", i / 8, i), ("acc", float(i), i)]
-    assert points(workspace, job) == by_series(want)
+    check_all_sources(workspace, job, n)
 
 
 LONG_NAMES_JOB = r"""
@@ -256,6 +278,29 @@ def test_points_survive_workspace_outage():
         assert got == by_series(want)
         assert metric_body(ws, job)["dropped"] == 0
         assert "too_large" not in ag.output()
+    finally:
+        ws.stop()
+
+
+def test_all_sources_survive_workspace_outage():
+    """The workspace is away (killed) while the job prints points of every
+    source.  Pass: once it is back, every point arrives once, each source's
+    in order."""
+    n = 100
+    ws = Workspace(lease_ttl="30s").start()
+    try:
+        ag = Agent(ws, backoff_min="200ms", backoff_max="1s").start()
+        job = ws.submit(name="m", command=[PY, "-c", all_sources_job(n, 0.02)],
+                        metrics=ALL_SOURCES)
+        ag.wait_job(job, "running", timeout=30)
+        time.sleep(0.5)
+        ws.kill9()
+        wait_until(lambda: os.path.exists(
+            os.path.join(ag.attempt_dir(job), "result.json")), 60,
+            what="the job to finish during the outage")
+        ws.start()
+        ag.wait_job(job, "succeeded", timeout=60)
+        check_all_sources(ws, job, n)
     finally:
         ws.stop()
 
@@ -436,3 +481,36 @@ def test_tensorboard_event_files(workspace, agent):
     uid, me = [int(x.split("=")[1]) for x in
                log.split("READER ")[1].split("\n")[0].split()]
     assert uid == me and uid != 0, log
+
+
+LIVE_JOB = r"""
+import time
+print("TETHER_METRIC a=1 step=1", flush=True)
+time.sleep(0.5)
+print("TETHER_METRIC a=2 step=2", flush=True)   # while the agent holds
+time.sleep(20)
+"""
+
+
+def test_points_arrive_while_the_job_runs():
+    """Points reach the workspace while the job still runs, within a few
+    seconds of being printed, also the ones printed while the agent holds
+    its tail of the events (once a second while metrics come) and nothing
+    else happens in the attempt afterwards."""
+    # A long heartbeat (and a lease to match), so that no periodic pass of
+    # the agent picks the held event up by chance: the hold's own timer must.
+    ws = Workspace(lease_ttl="120s").start()
+    try:
+        ag = Agent(ws, heartbeat_interval="30s").start()
+        job = ws.submit(name="live", command=[PY, "-c", LIVE_JOB])
+        ag.wait_job(job, "running", timeout=30)
+        t0 = time.monotonic()
+        wait_until(lambda: points(ws, job) == by_series([("a", 1.0, 1),
+                                                         ("a", 2.0, 2)]),
+                   6, what="both points at the workspace")
+        assert time.monotonic() - t0 < 6
+        assert ws.job(job)["state"] == "running"
+        ws.api("POST", f"/api/v1/jobs/{job}/cancel")
+        ag.wait_job(job, "cancelled", timeout=30)
+    finally:
+        ws.stop()

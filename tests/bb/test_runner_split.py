@@ -16,7 +16,7 @@ from harness.common import binary, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root")
 
-HEAVY = ("libgit2", "libarchive", "libcurl")
+HEAVY = ("libgit2", "libarchive", "libcurl", "libprotobuf-c")
 
 
 def job_running(d):
@@ -75,6 +75,32 @@ def test_snapshot_job_is_handed_to_the_full_runner():
     assert res["reason"] == "succeeded", res
     with open(os.path.join(d, "log"), "rb") as f:
         assert b"hi!\n" in f.read()
+
+
+def test_tensorboard_job_is_handed_to_the_full_runner():
+    """metrics.tensorboard: the reader decodes protocol buffers
+    (libprotobuf-c), so the attempt runs in tether-runner-full; a job with
+    only a metrics regex stays in tether-runner (PCRE2 is light)."""
+    d = R.make_attempt(["/bin/sh", "-c", "sleep 1"],
+                       metrics={"tensorboard": "tb"})
+    p = R.start_runner(d)
+    try:
+        exe, libs = runner_seen(d)
+    finally:
+        res = finish(p, d)
+    assert exe == "tether-runner-full"
+    assert [l for l in libs if l.startswith("libprotobuf-c")], sorted(libs)
+    assert res["reason"] == "succeeded", res
+    d = R.make_attempt(["/bin/sh", "-c", "sleep 1"],
+                       metrics={"regex": "loss (?P<loss>\\S+)"})
+    p = R.start_runner(d)
+    try:
+        exe, libs = runner_seen(d)
+    finally:
+        res = finish(p, d)
+    assert exe == "tether-runner"
+    assert not [l for l in libs if l.startswith(HEAVY)], sorted(libs)
+    assert res["reason"] == "succeeded", res
 
 
 def test_other_commands_run_in_the_full_runner(tmp_path):

@@ -22,7 +22,8 @@ from harness.common import BUILD_DIR, SOURCE_DIR, run, tmpdir
 
 RUNTIME_PACKAGES = ["libcurl4", "libssh2-1", "libjansson4", "libgit2-1.5",
                     "libcgroup2", "libsqlite3-0", "libmicrohttpd12",
-                    "libarchive13", "libssl3", "systemd", "procps"]
+                    "libarchive13", "libssl3", "libprotobuf-c1", "systemd",
+                    "procps"]
 
 # What installing and removing a package or a user changes by design and
 # is no trace of Tether: dpkg's and the shadow suite's own bookkeeping.
