@@ -285,10 +285,9 @@ def _metrics_job(api, agent, nbytes, with_metrics):
         raise RuntimeError("log job %s: %s" % (job, j))
     head, tail, _ = head_tail(_job_log(agent, job))
     start, end = stamps(head)[0], stamps(tail)[-1]
-    st, b = api.call("GET", "/api/v1/jobs/%s/events" % job)
-    evs = [ev for ev in b.get("events", ()) if ev.get("type") == "metrics"]
-    points = sum(len(ev.get("points", ())) for ev in evs)
-    dropped = sum(ev.get("dropped", 0) for ev in evs)
+    st, b = api.call("GET", "/api/v1/jobs/%s/metrics" % job)
+    points = sum(ser.get("count", 0) for ser in b.get("series", ()))
+    dropped = b.get("dropped", 0)
     return nbytes / 1e6 / (shipped - start), points, dropped, end - start
 
 

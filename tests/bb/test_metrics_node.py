@@ -3,8 +3,9 @@
 The runner parses TETHER_METRIC lines, JSON lines and a user regex from the
 stream it already reads, and appends `metrics` events that the agent ships
 like the other events (docs/metrics.md, docs/protocol.md "events").  These
-tests read the points back from the workspace's stored events
-(GET /api/v1/jobs/{id}/events) and compare them with what the job printed."""
+tests read the points back from the workspace (GET /api/v1/jobs/{id}/metrics:
+per series, every point while a series holds fewer than 10,000) and compare
+them, series by series, with what the job printed."""
 import json
 import os
 import subprocess
@@ -17,26 +18,34 @@ from harness.workspace import Workspace
 PY = "/usr/bin/python3"
 
 
-def metric_events(ws, job):
-    st, _, b = ws.api("GET", f"/api/v1/jobs/{job}/events")
+def metric_body(ws, job):
+    """The job's GET /api/v1/jobs/{id}/metrics reply."""
+    st, _, b = ws.api("GET", f"/api/v1/jobs/{job}/metrics")
     assert st == 200, b
-    return [ev for ev in b["events"] if ev["type"] == "metrics"]
+    return b
 
 
 def points(ws, job):
-    """[(name, value, step or None)] of the job's metrics events, in seq
-    order; asserts that no seq came twice and the wire format holds."""
-    evs = metric_events(ws, job)
-    seqs = [(ev["attempt"], ev["seq"]) for ev in evs]
-    assert seqs == sorted(set(seqs)), seqs
-    out = []
-    for ev in evs:
-        assert isinstance(ev["dropped"], int) and ev["dropped"] >= 0, ev
-        assert len(ev["points"]) <= 1000
-        for p in ev["points"]:
-            assert set(p) <= {"name", "value", "step", "time"}, p
-            assert isinstance(p["time"], float) and p["time"] > 1.7e9, p
-            out.append((p["name"], p["value"], p.get("step")))
+    """{name: [(value, step or None)]} of the job's series (attempts in
+    order), each in the order printed; asserts that the workspace kept
+    every point (no point came twice: the count is the rows') and the
+    points' times are the runner's epoch seconds."""
+    out = {}
+    for ser in sorted(metric_body(ws, job)["series"],
+                      key=lambda x: (x["name"], x["attempt"])):
+        rows = ser["points"]
+        assert ser["width"] == 1 and ser["count"] == len(rows), ser["count"]
+        for start, n, step, t, value, lo, hi in rows:
+            assert n == 1 and isinstance(t, float) and t > 1.7e9, rows
+            out.setdefault(ser["name"], []).append((value, step))
+    return out
+
+
+def by_series(pts):
+    """[(name, value, step)] in the order printed -> points()' form."""
+    out = {}
+    for name, value, step in pts:
+        out.setdefault(name, []).append((value, step))
     return out
 
 
@@ -68,14 +77,14 @@ def test_tether_metric_lines(workspace, agent):
     """Pass: exactly the well-formed name=value pairs, in order, with their
     step, and the log holds the job's bytes unchanged."""
     job = run_job(workspace, agent, TETHER_METRIC_JOB)
-    assert points(workspace, job) == [
+    assert points(workspace, job) == by_series([
         ("loss", 0.5, 0), ("accuracy", 0.25, 0),
         ("loss", 0.375, 1), ("accuracy", 0.001, 1),
         ("lr", 0.001, None),
         ("ok", 2.0, None),
         ("ace", 1.0, None), ("train/loss:avg-1.x", 7.0, None),
         ("m" * 128, 2.0, None),
-        ("q", 4.0, None)]
+        ("q", 4.0, None)])
     printed = subprocess.run([PY, "-c", TETHER_METRIC_JOB], check=True,
                              capture_output=True).stdout
     assert printed in agent.ws_log(job)  # the log is the job's bytes
@@ -101,12 +110,12 @@ def test_regex_and_json_lines(workspace, agent):
         "regex": r"epoch (?P<step>\S+) loss (?P<loss>[0-9.e-]+) "
                  r"acc (?P<acc>[0-9.]+)",
         "json_lines": True})
-    assert points(workspace, job) == [
+    assert points(workspace, job) == by_series([
         ("loss", 1.0, 0), ("acc", 0.0, 0), ("val_loss", 0.5, 0),
         ("loss", 0.5, 1), ("acc", 0.25, 1), ("val_loss", 1.5, 1),
         ("loss", 0.3333, 2), ("acc", 0.5, 2), ("val_loss", 2.5, 2),
         ("loss", 2.0, 9), ("acc", 3.0, 9),
-        ("epoch", 4.0, 4)]
+        ("epoch", 4.0, 4)])
 
 
 def test_submit_refuses_bad_metrics(workspace):
@@ -149,7 +158,7 @@ def test_hostile_regex_and_10mb_line_do_not_stall(workspace, agent):
     job = run_job(workspace, agent, HOSTILE_JOB, timeout=60,
                   metrics={"regex": r"^(?P<x>(a|aa)+)$"})
     assert time.monotonic() - t0 < 45
-    assert points(workspace, job) == [("after", 1.0, 1)]
+    assert points(workspace, job) == by_series([("after", 1.0, 1)])
     log = agent.ws_log(job)
     assert log.count(b"a" * 3000 + b"!\n") == 300
     assert b"\n" + b"b" * (10 << 20) + b"\n" in log
@@ -182,10 +191,10 @@ def test_secrets_never_in_metrics(workspace, agent):
                   secrets={"TOK": SECRET, "PIN": NUMSECRET},
                   metrics={"json_lines": True,
                            "regex": r"epoch (?P<step>\d+) loss (?P<loss>\S+)"})
-    evs = metric_events(workspace, job)
-    text = json.dumps(evs)
+    text = json.dumps(metric_body(workspace, job))
     assert SECRET not in text and NUMSECRET not in text
-    assert points(workspace, job) == [("loss", 0.5, 1), ("loss", 0.125, 3)]
+    assert points(workspace, job) == by_series([("loss", 0.5, 1),
+                                                ("loss", 0.125, 3)])
 
 
 ALL_SOURCES = {"regex": r"epoch (?P<step>\d+) rx (?P<rx>\d+)",
@@ -216,9 +225,7 @@ def check_all_sources(ws, job, n):
             "jl": [(i + 0.5, i) for i in range(n)],
             "rx": [(float(2 * i), i) for i in range(n)],
             "tbv": [(i / 4, i) for i in range(n)]}  # exact in float32
-    for name, series in want.items():
-        assert [(v, s) for nm, v, s in got if nm == name] == series, name
-    assert len(got) == 4 * n
+    assert got == want
 
 
 def test_points_survive_agent_kill9(workspace, agent):
@@ -267,9 +274,9 @@ def test_points_survive_workspace_outage():
         want = [("n" * 120 + str(i % 8), float(f"{b}.{i:03d}5"), b * 700 + i)
                 for b in range(12) for i in range(700)]
         got = points(ws, job)
-        assert len(got) == len(want)
-        assert got == want
-        assert sum(ev["dropped"] for ev in metric_events(ws, job)) == 0
+        assert sum(map(len, got.values())) == len(want)
+        assert got == by_series(want)
+        assert metric_body(ws, job)["dropped"] == 0
         assert "too_large" not in ag.output()
     finally:
         ws.stop()
@@ -310,11 +317,19 @@ def test_rate_cap_counts_dropped_points(workspace, agent):
     rest are counted in `dropped`; kept + dropped = printed, and the kept
     points are the printed ones in order."""
     job = run_job(workspace, agent, RATE_JOB)
-    evs = metric_events(workspace, job)
-    kept = [p["value"] for ev in evs for p in ev["points"]]
-    dropped = sum(ev["dropped"] for ev in evs)
-    assert len(kept) + dropped == 30000
+    body = metric_body(workspace, job)
+    [x] = body["series"]
+    dropped = body["dropped"]
+    assert x["count"] + dropped == 30000
     assert dropped > 0
+    # the workspace keeps 10,000 rows a series: past that, a row is a
+    # bucket of consecutive points (its min the first, its max and value
+    # the last); the first 10,000 kept are 0..9999
+    kept = []
+    for start, n, step, t, value, lo, hi in x["points"]:
+        assert value == hi and hi - lo == n - 1, (start, n, lo, hi)
+        kept += [lo + k for k in range(n)]
+    assert len(kept) == x["count"]
     assert kept == sorted(kept) and len(set(kept)) == len(kept)
     assert kept[:10000] == [float(i) for i in range(10000)]
 
@@ -335,11 +350,13 @@ def test_digits_prints_loss_and_accuracy_points(workspace, agent):
             r"^epoch (\d+)/3 loss (\S+) accuracy (\S+)", log, re.M):
         want += [("loss", float(loss), int(ep)),
                  ("accuracy", float(acc), int(ep))]
-    got = points(workspace, job)
-    assert len(want) == 6 and len(got) == 6
-    for (n, v, s), (wn, wv, ws_) in zip(got, want):
-        # the log line has 4 decimals, the point 6 digits
-        assert n == wn and s == ws_ and abs(v - wv) <= 5.1e-5, (got, want)
+    got, want = points(workspace, job), by_series(want)
+    assert sorted(got) == sorted(want) == ["accuracy", "loss"]
+    for name in want:
+        assert len(got[name]) == len(want[name]) == 3
+        for (v, s), (wv, ws_) in zip(got[name], want[name]):
+            # the log line has 4 decimals, the point 6 digits
+            assert s == ws_ and abs(v - wv) <= 5.1e-5, (got, want)
 
 
 # A TensorBoard event file writer of the tests' own (Debian has no
@@ -451,15 +468,15 @@ def test_tensorboard_event_files(workspace, agent):
     reader's last look)."""
     job = run_job(workspace, agent, TB_JOB, metrics={"tensorboard": "tb"})
     got = points(workspace, job)
-    top = [p for p in got if not p[0].startswith("train/")]
-    sub = [p for p in got if p[0].startswith("train/")]
+    top = {n: [(round(v, 6), s) for v, s in p] for n, p in got.items()
+           if not n.startswith("train/")}
+    sub = {n: p for n, p in got.items() if n.startswith("train/")}
     want_top = []
     for s in range(5):
         want_top += [("loss", 1.0 / (s + 1), s), ("acc", s / 8, s)]
     want_top.append(("last", 7.0, 5))
-    assert [(n, round(v, 6), s) for n, v, s in top] == \
-        [(n, round(v, 6), s) for n, v, s in want_top]
-    assert sub == [("train/loss", s + 0.5, s) for s in range(5)]
+    assert top == by_series([(n, round(v, 6), s) for n, v, s in want_top])
+    assert sub == by_series([("train/loss", s + 0.5, s) for s in range(5)])
     log = agent.ws_log(job).decode()
     uid, me = [int(x.split("=")[1]) for x in
                log.split("READER ")[1].split("\n")[0].split()]
@@ -488,7 +505,8 @@ def test_points_arrive_while_the_job_runs():
         job = ws.submit(name="live", command=[PY, "-c", LIVE_JOB])
         ag.wait_job(job, "running", timeout=30)
         t0 = time.monotonic()
-        wait_until(lambda: points(ws, job) == [("a", 1.0, 1), ("a", 2.0, 2)],
+        wait_until(lambda: points(ws, job) == by_series([("a", 1.0, 1),
+                                                         ("a", 2.0, 2)]),
                    6, what="both points at the workspace")
         assert time.monotonic() - t0 < 6
         assert ws.job(job)["state"] == "running"

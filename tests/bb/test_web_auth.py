@@ -12,7 +12,7 @@ import urllib.request
 from harness.common import binary, tmpdir
 from harness.fixtures_web import web_login, web_running_job
 
-PAGES = ["/", "/login", "/agents", "/jobs", "/jobs/1"]
+PAGES = ["/", "/login", "/agents", "/jobs", "/jobs/1", "/compare"]
 
 
 def http(ws, method, path, body=None, headers=None):

@@ -39,6 +39,8 @@ static int check_event(json_t *ev, size_t i, struct err *e)
 	    (r = json_get_str(ev, w, "type", true, 32, &s, e)) < 0 ||
 	    (r = json_get_num(ev, w, "time", false, 0, 1e11, &d, e)) < 0)
 		return r;
+	if (strcmp(s, "metrics") == 0)
+		return metrics_check_event(ev, w, e);
 	if (strcmp(s, "final") != 0)
 		return 0;
 	if ((r = json_get_str(ev, w, "reason", true, 32, &s, e)) < 0 ||
@@ -175,14 +177,16 @@ static int64_t max_seq(struct ws *ws, int64_t job, int64_t att)
 	sqlite3_stmt *st =
 	    store_prep(ws, "SELECT coalesce(max(seq), 0) FROM "
 	                   "events WHERE job = ? AND attempt = ?");
-	int64_t n = 0;
+	int64_t n = 0, m;
 
 	sqlite3_bind_int64(st, 1, job);
 	sqlite3_bind_int64(st, 2, att);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
 	store_done(st);
-	return n;
+	/* metrics events are acknowledged by the metrics store (metrics.c) */
+	m = store_metrics_seq(ws, job, att, 0);
+	return m > n ? m : n;
 }
 
 /* True when every event of the batch is stored already (a retry). */
@@ -197,11 +201,16 @@ static bool all_stored(struct ws *ws, int64_t job, int64_t att, json_t *evs)
 
 	json_array_foreach(evs, i, ev)
 	{
+		int64_t seq = json_integer_value(json_object_get(ev, "seq"));
+		if (metrics_is_event(ev)) {
+			if (store_metrics_seq(ws, job, att, seq) != seq)
+				all = false;
+			continue;
+		}
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, job);
 		sqlite3_bind_int64(st, 2, att);
-		sqlite3_bind_int64(
-		    st, 3, json_integer_value(json_object_get(ev, "seq")));
+		sqlite3_bind_int64(st, 3, seq);
 		if (sqlite3_step(st) != SQLITE_ROW)
 			all = false;
 	}
@@ -222,6 +231,19 @@ static bool job_queued(struct ws *ws, int64_t job)
 	return queued;
 }
 
+static bool metrics_in(json_t *evs)
+{
+	size_t i;
+	json_t *ev;
+
+	json_array_foreach(evs, i, ev)
+	{
+		if (metrics_is_event(ev))
+			return true;
+	}
+	return false;
+}
+
 static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 {
 	struct ws *ws = r->ws;
@@ -233,6 +255,15 @@ static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 
 	store_lock(ws);
 	rc = sched_attempt_check(ws, job, att, r->agent_id);
+	if (rc == 0 && metrics_in(evs)) {
+		/* the points first, outside the database lock (idempotent by
+		 * seq in their own store); then the batch as usual */
+		store_unlock(ws);
+		if (metrics_apply(ws, job, att, evs) < 0)
+			return reply_internal(r, "cannot store metrics");
+		store_lock(ws);
+		rc = sched_attempt_check(ws, job, att, r->agent_id);
+	}
 	if (rc == TERR_CONFLICT && all_stored(ws, job, att, evs))
 		rc = 0, evs = NULL; /* a retry of what was stored: ack it */
 	if (rc == 0 && evs != NULL && (rc = store_begin(ws)) == 0) {
@@ -240,6 +271,8 @@ static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 		{
 			if (sched_attempt_check(ws, job, att, r->agent_id) != 0)
 				break; /* a final event ended it */
+			if (metrics_is_event(ev))
+				continue; /* stored by metrics_apply */
 			if (store_event(ws, job, att, ev))
 				apply_event(ws, job, att, ev);
 		}

@@ -297,6 +297,10 @@ static json_t *job_attempts(struct ws *ws, int64_t id)
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		json_t *a = attempt_json(st);
 		int64_t n = sqlite3_column_int64(st, 0);
+		/* metrics events are acknowledged by the metrics store */
+		int64_t m = store_metrics_seq(ws, id, n, 0);
+		if (m > json_integer_value(json_object_get(a, "acked_seq")))
+			json_object_set_new(a, "acked_seq", json_integer(m));
 		json_object_set_new(a, "progress",
 		                    checkpoint_progress(ws, id, n));
 		json_object_set_new(a, "checkpoint",

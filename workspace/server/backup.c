@@ -5,7 +5,8 @@
  * blobs: each log file then holds at least the length the snapshot
  * acknowledges (bytes past it are cut at the next append, never read),
  * and every blob the snapshot names is there (blobs are content-addressed
- * and never change).  The settings, admin token and TLS pair are copied
+ * and never change); metrics.db (the metric points) is copied like the
+ * database.  The settings, admin token and TLS pair are copied
  * as they are.  TARGET is itself a workspace directory: restore by
  * stopping the workspace and serving TARGET, or copying it back
  * (docs/workspace.md). */
@@ -179,6 +180,13 @@ int backup_run(const char *dir, const char *to, struct err *e)
 	dst = xasprintf("%s/%s", to, basename(dbname));
 	if ((r = backup_db(db, dst, e)) < 0)
 		goto out;
+	/* the metric points' own store (store-metrics.c), when it exists */
+	f = xasprintf("%s/metrics.db", dir);
+	t = xasprintf("%s/metrics.db", to);
+	if (access(f, F_OK) == 0)
+		r = backup_db(f, t, e);
+	free(f);
+	free(t);
 	for (int i = 0; r == 0 && files[i]; i++) {
 		f = xasprintf("%s/%s", dir, files[i]);
 		t = xasprintf("%s/%s", to, files[i]);

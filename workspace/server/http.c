@@ -22,8 +22,9 @@
 #include <unistd.h>
 
 static const struct route *const tables[] = {
-    routes_jobs,  routes_logs,  routes_agent, routes_lease,      routes_attempt,
-    routes_admin, routes_files, routes_web,   routes_checkpoint, NULL};
+    routes_jobs,       routes_logs,    routes_agent, routes_lease,
+    routes_attempt,    routes_admin,   routes_files, routes_web,
+    routes_checkpoint, routes_metrics, NULL};
 
 static bool match_route(struct req *r, const struct route *rt,
                         const char *method)

@@ -159,5 +159,6 @@ void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 extern const struct route routes_jobs[], routes_logs[], routes_agent[],
     routes_lease[], routes_attempt[], routes_admin[], routes_files[],
     routes_checkpoint[];
+extern const struct route routes_metrics[];
 
 #endif

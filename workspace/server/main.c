@@ -135,7 +135,8 @@ static int serve(struct opts *o, struct err *e)
 	tmp = config_path(&ws, "tmp");
 	rm_rf(tmp, NULL);
 	if ((r = mkdir_p(tmp, 0700, e)) < 0 ||
-	    (r = store_open(&ws, db, e)) < 0 || (r = wait_start(&ws, e)) < 0)
+	    (r = store_open(&ws, db, e)) < 0 ||
+	    (r = metrics_open(&ws, e)) < 0 || (r = wait_start(&ws, e)) < 0)
 		goto out;
 	if ((r = httpd_start(&ws, e)) < 0 || (r = write_ports(&ws, e)) < 0) {
 		wait_stop(&ws);
@@ -155,6 +156,7 @@ out:
 		store_unlock(&ws);
 	}
 	store_close(&ws);
+	store_metrics_close(&ws);
 	conf_free(ws_conf_table, &ws.conf);
 	free(ws.dir);
 	free(db);

@@ -4,7 +4,8 @@
  * outputs of jobs that ended more than output_retention ago are deleted,
  * and snapshots older than that which no unfinished job uses; checkpoints
  * (and progress values) go with the outputs.  A blob
- * file goes when no output or snapshot names it any more. */
+ * file goes when no output or snapshot names it any more.  Metric points go
+ * with the logs (metrics.c). */
 #include "workspace/server/ws.h"
 #include "common/fileio.h"
 #include "common/log.h"
@@ -144,5 +145,6 @@ out:
 	json_decref(blobs);
 	json_decref(snaps);
 	json_decref(ckpts);
+	metrics_retention(ws, logs_before);
 	return n;
 }

@@ -185,11 +185,11 @@ static const struct route web_routes[] = {
     {"GET", "web/session", AUTH_NONE, BODY_NONE, 0, session_get},
 };
 
-/* "/", "/login", "/agents", "/jobs" or "/jobs/<digits>". */
+/* "/", "/login", "/agents", "/jobs", "/compare" or "/jobs/<digits>". */
 static bool is_page(const char *url)
 {
-	static const char *const pages[] = {"/", "/login", "/agents", "/jobs",
-	                                    NULL};
+	static const char *const pages[] = {"/",     "/login",   "/agents",
+	                                    "/jobs", "/compare", NULL};
 	int64_t id;
 
 	for (int i = 0; pages[i]; i++)

@@ -82,6 +82,9 @@ struct ws {
 	uint64_t lease_wakeups, log_wakeups;
 	struct MHD_Daemon *tls_d, *plain_d;
 	int port, plain_port;
+	/* the metric points' own store (store-metrics.c) */
+	struct mstore *mstore;
+	double metrics_swept; /* retention: jobs ended before this are gone */
 };
 
 /* config.c */
@@ -129,6 +132,16 @@ void checkpoint_note_progress(struct ws *ws, int64_t job, int64_t att,
  * its resume pointer, recorded as attempt 0 (spec checkpoint.resume_from).
  * Inside the caller's transaction. */
 int checkpoint_give(struct ws *ws, int64_t job, json_t *ck);
+
+/* metrics.c: metric events (type "metrics") in an events batch: check
+ * one (400 naming the field), store the batch's points in the metrics store
+ * (before its other events are stored; idempotent by seq there: the events
+ * table keeps no row for them), and retention. */
+int metrics_open(struct ws *ws, struct err *e); /* <dir>/metrics.db */
+int metrics_check_event(json_t *ev, const char *where, struct err *e);
+bool metrics_is_event(json_t *ev);
+int metrics_apply(struct ws *ws, int64_t job, int64_t att, json_t *evs);
+void metrics_retention(struct ws *ws, double before);
 
 /* httpd.c: start and stop the two libmicrohttpd daemons */
 int httpd_start(struct ws *ws, struct err *e);

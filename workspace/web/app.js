@@ -150,6 +150,8 @@ function route() {
     page = jobsPage();
   else if (path === "/agents")
     page = agentsPage();
+  else if (path === "/compare")
+    page = T.comparePage();
   else
     return T.go("/agents", true);
   current = page;
@@ -248,9 +250,25 @@ T.phaseText = function phaseText(dur) {
     .map((p) => p + " " + T.secs(dur[p])).join(", ");
 };
 
+/* Jobs picked on the jobs page to compare their metrics (metrics.js). */
+const picked = new Set();
+
+function pickBox(id) {
+  const box = h("input", {type: "checkbox", class: "pick", value: id,
+    checked: picked.has(id), "aria-label": "compare job " + id});
+  box.addEventListener("change", () => {
+    if (box.checked)
+      picked.add(id);
+    else
+      picked.delete(id);
+  });
+  return box;
+}
+
 function jobRow(j, d) {
   const att = d && d.attempts.length ? d.attempts[d.attempts.length - 1] : null;
   return h("tr", {},
+    h("td", {}, pickBox(j.id)),
     h("td", {class: "num"}, T.link("/jobs/" + j.id, "#" + j.id)),
     h("td", {}, T.link("/jobs/" + j.id, j.name)),
     h("td", {}, T.badge(j.state)),
@@ -277,10 +295,14 @@ function jobsPage() {
     field("State", state), field("Agent", agent), field("Name", name),
     h("button", {type: "submit"}, "Filter"));
   const tbody = h("tbody");
+  const compare = h("button", {type: "button", id: "compare-picked"},
+    "Compare metrics of the checked jobs");
+  compare.addEventListener("click", () =>
+    T.go("/compare" + T.q({jobs: [...picked].sort((a, b) => a - b).join(",")})));
   const el = h("section", {"aria-labelledby": "jobs-h"},
-    h("h1", {id: "jobs-h"}, "Jobs"), form,
+    h("h1", {id: "jobs-h"}, "Jobs"), form, compare,
     h("table", {id: "jobs"},
-      h("thead", {}, h("tr", {}, ["Id", "Name", "State", "Reason", "Agent",
+      h("thead", {}, h("tr", {}, ["", "Id", "Name", "State", "Reason", "Agent",
         "Submitted", "Durations", "Peak memory"]
         .map((t) => h("th", {scope: "col"}, t)))),
       tbody));
@@ -296,7 +318,7 @@ function jobsPage() {
       jobDetail(j).catch(() => null)));
     const rows = list.jobs.map((j, i) => jobRow(j, details[i]));
     tbody.replaceChildren(...(rows.length ? rows
-      : [h("tr", {}, h("td", {colspan: 8}, "No job matches."))]));
+      : [h("tr", {}, h("td", {colspan: 9}, "No job matches."))]));
   }, 3000);
 }
 

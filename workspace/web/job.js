@@ -5,7 +5,8 @@
  * (GET /api/v1/jobs/{id}/log?attempt=&offset=&wait=): a reply comes as soon
  * as bytes are appended, so a line shows within a frame of its arrival.
  * When an attempt ends (Tether-Log-Complete) the page reads the job again
- * and follows a newer attempt from offset 0, or stops. */
+ * and follows a newer attempt from offset 0, or stops.  The metrics
+ * section (metrics.js) follows the job's metric curves. */
 "use strict";
 
 (function () {
@@ -134,11 +135,13 @@
     const logEl = h("div", {id: "log", "aria-label": "Log of job " + id});
     const followBtn = h("button", {type: "button", "aria-pressed": "true"}, "Follow");
     const logInfo = h("span", {class: "muted", id: "log-info"});
+    const metricsEl = h("div", {id: "metrics"});
     const el = h("section", {"aria-labelledby": "job-h"},
       h("div", {class: "jobhead"}, title, badge, actions),
       h("div", {class: "cols"},
         h("div", {}, h("h2", {}, "Details"), factsBox),
         h("div", {}, h("h2", {}, "Timeline"), tl, h("h2", {}, "Outputs"), outs)),
+      h("h2", {}, "Metrics"), metricsEl,
       h("h2", {}, "Log"),
       h("div", {class: "logbar"}, followBtn, logInfo), logEl);
     const view = new window.LogView(logEl);
@@ -229,6 +232,7 @@
 
     load();
     follow();
+    T.metricsFollow(id, metricsEl, abort.signal, () => stopped);
     return {el, stop() {
       stopped = true;
       clearTimeout(timer);

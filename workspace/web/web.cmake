@@ -3,7 +3,7 @@
 # workspace/server/CMakeLists.txt after tworkspace is defined.
 set(TETHER_WEB_DIR ${PROJECT_SOURCE_DIR}/workspace/web)
 set(TETHER_WEB_FILES app.html login.html app.css app.js job.js logview.js
-  login.js)
+  login.js metrics.js)
 set(TETHER_WEB_DEPS)
 foreach(f IN LISTS TETHER_WEB_FILES)
   list(APPEND TETHER_WEB_DEPS ${TETHER_WEB_DIR}/${f})
