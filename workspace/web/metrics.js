@@ -1,4 +1,4 @@
-/* metrics.js: the jobs' metric curves (docs/metrics-reading.md): a chart
+/* metrics.js: the jobs' metric curves (docs/metrics.md): a chart
  * per metric on the job page that follows the job live, and the compare
  * page (/compare?jobs=1,2&metric=loss) that overlays one metric of several
  * jobs.
