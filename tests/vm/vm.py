@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import inspect
 import os
+import re
 import shutil
 import signal
 import socket
@@ -43,15 +44,26 @@ from harness import baseimage  # noqa: E402
 CACHE = os.environ.get("TETHER_VM_CACHE", "/var/cache/tether-vm")
 RUN_DIR = os.path.join(CACHE, "run")
 
+
+
+def _deb_depends():
+    """The .deb's Depends (cmake/TetherPackage.cmake), read from the tree so
+    that a library the package gains is in the guest too."""
+    path = os.path.join(HERE, "..", "..", "cmake", "TetherPackage.cmake")
+    with open(path) as f:
+        m = re.search(r'CPACK_DEBIAN_PACKAGE_DEPENDS\s*"([^"]*)"', f.read())
+    if m is None:
+        raise RuntimeError("%s: no CPACK_DEBIAN_PACKAGE_DEPENDS" % path)
+    return [d.split()[0] for d in m.group(1).split(",") if d.strip()]
+
+
 # The guest: systemd (PID 1, cgroup v2), Debian's kernel, sshd, and what
 # the tether .deb depends on, so that `dpkg -i` needs no network.
-PACKAGES = sorted([
+PACKAGES = sorted(set([
     "systemd", "systemd-sysv", "udev", "dbus", "linux-image-amd64",
     "openssh-server", "iproute2", "python3", "ca-certificates", "procps",
     "kmod", "e2fsprogs",
-    "libcurl4", "libssh2-1", "libjansson4", "libgit2-1.5", "libcgroup2",
-    "libsqlite3-0", "libmicrohttpd12", "libarchive13", "libssl3", "passwd",
-])
+] + _deb_depends()) - {"libc6"})
 # Units a test guest never needs: they only cost CPU under emulation.
 MASK = ["apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer",
         "fstrim.timer", "man-db.timer", "getty@tty1.service",
