@@ -196,8 +196,8 @@ int spark_poll_start(struct agent *a, struct err *e)
 		                                       : "yarn");
 		p->yarn_conf = conf ? xstrdup(conf) : NULL;
 		period = period > YARN_POLL_MS ? period : YARN_POLL_MS;
-		log_info("spark capacity: %s node -list every %lld ms",
-		         p->yarn, (long long)period);
+		log_info("spark capacity: %s node -list every %lld ms", p->yarn,
+		         (long long)period);
 		if ((a->spark = bgpoll_start(&spark_poll_ops, p, period, e)) ==
 		    NULL)
 			return -1;

@@ -38,13 +38,13 @@ void attempt_settings_init(struct attempt_settings *s)
 void attempt_settings_free(struct attempt_settings *s)
 {
 	char **strs[] = {
-	    &s->state_dir,        &s->job_user,       &s->cgroup_parent,
-	    &s->env_dir,          &s->default_python, &s->docker_socket,
-	    &s->conda_tool,       &s->launcher,       &s->agent_id,
-	    &s->known_hosts,      &s->git_ca_file,    &s->slurm.partition,
-	    &s->slurm.shared_dir, &s->slurm.account,  &s->slurm.qos,
-	    &s->spark.master,     &s->spark.ui,       &s->spark.home,
-	    &s->spark.driver_host, &s->spark.yarn,   &s->spark.yarn_conf};
+	    &s->state_dir,         &s->job_user,       &s->cgroup_parent,
+	    &s->env_dir,           &s->default_python, &s->docker_socket,
+	    &s->conda_tool,        &s->launcher,       &s->agent_id,
+	    &s->known_hosts,       &s->git_ca_file,    &s->slurm.partition,
+	    &s->slurm.shared_dir,  &s->slurm.account,  &s->slurm.qos,
+	    &s->spark.master,      &s->spark.ui,       &s->spark.home,
+	    &s->spark.driver_host, &s->spark.yarn,     &s->spark.yarn_conf};
 
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		free(*strs[i]);

@@ -122,7 +122,8 @@ bool yarn_app_state_parse(const char *text, char *state, size_t size)
 		size_t len = strcspn(p, "\n");
 		const char *q = p + strspn(p, " \t");
 
-		/* "\tState : KILLED" (not "Final-State", "YarnApplicationState") */
+		/* "\tState : KILLED" (not "Final-State",
+		 * "YarnApplicationState") */
 		if (strncmp(q, "State", 5) == 0) {
 			q += 5 + strspn(q + 5, " \t");
 			if (*q == ':') {
@@ -138,19 +139,19 @@ bool yarn_app_state_parse(const char *text, char *state, size_t size)
 	return false;
 }
 
-int yarn_nodes_get(const char *cmd, const char *conf_dir,
-                   struct yarn_nodes *n, struct err *e)
+int yarn_nodes_get(const char *cmd, const char *conf_dir, struct yarn_nodes *n,
+                   struct err *e)
 {
-	const char *args[] = {"node", "-list", "-states", "RUNNING",
-	                      "-showDetails", NULL};
+	const char *args[] = {"node",    "-list",        "-states",
+	                      "RUNNING", "-showDetails", NULL};
 	struct buf b;
 	int rc;
 
 	buf_init(&b, YARN_OUT_MAX);
 	rc = yarn_run(cmd, conf_dir, args, &b, YARN_TIMEOUT_MS, e);
 	if (rc == 0 && yarn_nodes_parse(b.data, n) < 0)
-		rc = err_set(e, TERR_PROTO,
-		             "%s node -list: not a node list", cmd);
+		rc = err_set(e, TERR_PROTO, "%s node -list: not a node list",
+		             cmd);
 	buf_free(&b);
 	return rc;
 }

@@ -36,8 +36,8 @@ int yarn_nodes_parse(const char *text, struct yarn_nodes *n);
 bool yarn_app_state_parse(const char *text, char *state, size_t size);
 
 /* The two calls (yarn_run + parse). */
-int yarn_nodes_get(const char *cmd, const char *conf_dir,
-                   struct yarn_nodes *n, struct err *e);
+int yarn_nodes_get(const char *cmd, const char *conf_dir, struct yarn_nodes *n,
+                   struct err *e);
 int yarn_app_state(const char *cmd, const char *conf_dir, const char *app,
                    char *state, size_t size, struct err *e);
 int yarn_app_kill(const char *cmd, const char *conf_dir, const char *app,

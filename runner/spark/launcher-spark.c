@@ -35,10 +35,10 @@
 #include <unistd.h>
 
 struct spark_job {
-	void *sb;        /* the sandbox launcher's data */
-	char *master;    /* spark.master, else the agent's spark_master */
-	char *ui;        /* the standalone master's web UI, or NULL */
-	bool yarn;       /* master yarn: the yarn command (common/yarn.h) */
+	void *sb;     /* the sandbox launcher's data */
+	char *master; /* spark.master, else the agent's spark_master */
+	char *ui;     /* the standalone master's web UI, or NULL */
+	bool yarn;    /* master yarn: the yarn command (common/yarn.h) */
 	const char *yarn_cmd, *yarn_conf; /* r->set's: yarn_command, its
 	                                     HADOOP_CONF_DIR (or NULL) */
 	char *events;    /* <outputs>/spark-events on the host */
@@ -528,11 +528,11 @@ static void final_states(struct runner *r, struct spark_job *j,
 	    (!j->yarn && spark_master_status(j->ui, &st, &e) < 0))
 		return;
 	for (size_t i = 0; i < j->napps; i++) {
-		if (j->yarn ? yarn_app_state(j->yarn_cmd, j->yarn_conf,
-		                             j->apps[i], state, sizeof(state),
-		                             &e) < 0
-		            : !spark_status_app(st, j->apps[i], state,
-		                                sizeof(state))) {
+		if (j->yarn
+		        ? yarn_app_state(j->yarn_cmd, j->yarn_conf, j->apps[i],
+		                         state, sizeof(state), &e) < 0
+		        : !spark_status_app(st, j->apps[i], state,
+		                            sizeof(state))) {
 			if (j->yarn)
 				runner_logf(r, "spark", "state of %s: %s",
 				            j->apps[i], e.msg);
