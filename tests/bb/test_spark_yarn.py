@@ -197,3 +197,59 @@ def test_cancel_kills_the_application_on_yarn(workspace, agent_factory,
     log = open(log_path, "rb").read()
     assert b"[spark] application %s killed on yarn\n" % app.encode() in log
     assert b"[spark] application %s ended KILLED\n" % app.encode() in log
+
+
+def submit_slow(workspace, cluster, secs, **spec):
+    snap = upload_snapshot(workspace, {"slow.py": SLOW})
+    return workspace.submit(yarn_spec(
+        cluster, name="yarn-slow", command=["slow.py", str(secs)],
+        source={"snapshot": snap},
+        spark={"executors": 2, "executor_cores": 1,
+               "executor_memory": "600m", "driver_memory": "600m"},
+        resources={"cpus": 1, "memory": "2G"}, **spec))
+
+
+def app_of(ag, job):
+    with open(os.path.join(ag.attempt_dir(job), "state.json")) as f:
+        return json.load(f).get("launcher_ref")
+
+
+def test_timeout_kills_the_application_on_yarn(workspace, agent_factory,
+                                               yarn_cluster):
+    ag = yarn_agent(agent_factory, yarn_cluster)
+    # timeout: long enough for the application to start on the mini YARN
+    job = submit_slow(workspace, yarn_cluster, 600, timeout="60s")
+    j = ag.wait_job(job, timeout=180)
+    assert j["state"] == "timed_out", j
+    app = app_of(ag, job)
+    assert app and app.startswith("application_"), app
+    # ended on the cluster by the time the attempt was final
+    assert yarn_cluster.app_state(app) == "KILLED"
+    log = open(os.path.join(ag.attempt_dir(job), "log"), "rb").read()
+    assert b"[spark] application %s killed on yarn\n" % app.encode() in log
+
+
+def test_killed_on_yarn_by_someone_else_is_cancelled(workspace,
+                                                     agent_factory,
+                                                     yarn_cluster):
+    ag = yarn_agent(agent_factory, yarn_cluster)
+    job = submit_slow(workspace, yarn_cluster, 600)
+    log_path = os.path.join(ag.attempt_dir(job), "log")
+
+    def running():
+        try:
+            app = app_of(ag, job)
+            log = open(log_path, "rb").read()
+        except (OSError, ValueError):
+            return None
+        return app if app and b"application " + app.encode() in log \
+            else None
+    app = wait_until(running, 300, interval=0.5,
+                     what="the YARN application to run")
+    # an administrator's `yarn application -kill`: the final state
+    # (application -status: KILLED) is the attempt's reason
+    yarn_cluster.cli("application", "-kill", app)
+    j = ag.wait_job(job, timeout=120)
+    log = open(log_path, "rb").read()
+    assert b"[spark] application %s ended KILLED\n" % app.encode() in log
+    assert j["attempts"][0]["reason"] == "cancelled", (j, log[-3000:])
