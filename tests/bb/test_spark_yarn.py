@@ -31,8 +31,12 @@ def test_digits_on_yarn(workspace, agent_factory, yarn_cluster):
     # spark_home: the test Spark is in its venv, not on PATH.
     # allowed_mounts: the YARN staging directory, which the sandboxed driver
     # writes and the NodeManager reads at the same path (a real cluster
-    # stages in HDFS or cloud storage instead).
-    ag = agent_factory(spark_home=home,
+    # stages in HDFS or cloud storage instead); yarn_command and
+    # yarn_conf_dir: the runner lists the node managers before it submits
+    # (there is no Hadoop install here: the harness's yarn command).  The
+    # job names the master and sets HADOOP_CONF_DIR itself (its env wins).
+    ag = agent_factory(spark_home=home, yarn_command=YARN_COMMAND,
+                       yarn_conf_dir=yarn_cluster.conf_dir,
                        allowed_mounts=yarn_cluster.staging + ":rw").start()
     with open(os.path.join(EXAMPLE, "train.py"), "rb") as f:
         snap = upload_snapshot(workspace, {"train.py": f.read()})

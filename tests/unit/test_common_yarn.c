@@ -88,6 +88,12 @@ static void test_failing_command(void **state)
 	    yarn_run("/nonexistent/yarn", "/etc", args, &b, 5000, &e), TERR_IO);
 	assert_non_null(strstr(e.msg, "/nonexistent/yarn"));
 	buf_free(&b);
+	/* without a conf dir it is exec'd directly: exit 127, said plainly */
+	assert_int_equal(
+	    yarn_run("/nonexistent/yarn", NULL, args, &b, 5000, &e), TERR_IO);
+	assert_non_null(strstr(e.msg, "exit 127: not found"));
+	assert_non_null(strstr(e.msg, "yarn_command"));
+	buf_free(&b);
 }
 
 static void test_settings_round_trip(void **state)
