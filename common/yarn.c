@@ -54,10 +54,6 @@ int yarn_run(const char *cmd, const char *conf_dir, const char *const *args,
 		last_line(eb.data ? eb.data : "", why, sizeof(why));
 		if (why[0] == '\0' && out->data != NULL)
 			last_line(out->data, why, sizeof(why));
-		if (status == 127 && why[0] == '\0')
-			snprintf(why, sizeof(why),
-			         "not found (install Hadoop's client, or set "
-			         "yarn_command; docs/spark.md)");
 		rc = err_set(e, TERR_IO, "%s %s: exit %d%s%s", cmd, args[0],
 		             status, why[0] ? ": " : "", why);
 	} else if (rc < 0) {
