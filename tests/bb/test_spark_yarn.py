@@ -16,7 +16,7 @@ import pytest
 from harness.common import binary, run, wait_until
 from harness.yarn import YARN_COMMAND
 
-from harness.spark import spark_home
+from harness.spark import KILL_GRACE, SLOW, spark_home
 from harness.life import upload_snapshot
 from harness.common import SOURCE_DIR
 
@@ -61,28 +61,6 @@ def test_digits_on_yarn(workspace, agent_factory, yarn_cluster):
         m = json.load(f)
     assert m["master"] == "yarn" and m["application"] == app, m
     assert m["accuracy"] > 0.8 and m["executors"] == 2, m
-
-
-KILL_GRACE = 2  # the harness agent's kill_grace (harness/agent.py FAST)
-# PySpark: two tasks that sleep argv[1] seconds on the executors.
-SLOW = b"""import sys
-from pyspark.sql import SparkSession
-
-secs = float(sys.argv[1])
-sc = SparkSession.builder.getOrCreate().sparkContext
-sc.setLogLevel("WARN")
-print("application", sc.applicationId, flush=True)
-
-
-def work(it):
-    import time
-    time.sleep(secs)
-    return [sum(it)]
-
-
-print("sums", sc.parallelize(range(10), 2).mapPartitions(work).collect(),
-      flush=True)
-"""
 
 
 def yarn_agent(agent_factory, cluster):
