@@ -133,3 +133,47 @@ def test_preempting_agent_is_given_nothing_back(workspace, agent_factory):
     alog = ag.output()
     assert "preemption notice (SIGPWR" in alog
     assert "lost at the workspace" not in alog, alog
+
+
+def _poll_then_close(ws, secret, body):
+    """One lease poll over plain http whose connection the client closes
+    with the request (TCP_CORK holds the request so that its bytes and
+    the FIN leave in one segment): what an agent's transport does to a
+    poll it replaced before the workspace read it."""
+    import json as _json
+    import socket
+    data = _json.dumps(body).encode()
+    req = (f"POST /api/v1/agents/lease HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           f"Tether-Protocol: 1\r\nAuthorization: Bearer {secret}\r\n"
+           f"Content-Type: application/json\r\n"
+           f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+    s = socket.create_connection(("127.0.0.1", ws.plain_port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    s.sendall(req)
+    s.shutdown(socket.SHUT_WR)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+    s.settimeout(10)
+    try:
+        s.recv(4096)
+    except OSError:
+        pass
+    s.close()
+
+
+def test_a_replaced_poll_read_late_does_not_undo_exiting(workspace):
+    """Scenario (the CI flake of `..._offline_after`): a drained agent
+    replaces its held `draining` poll with one that says `exiting`; the
+    workspace handles the replaced poll after the newer one (two
+    connections, two threads, one lock).  Pass: the agent stays
+    `offline`: a poll whose connection its agent already closed records
+    nothing.  The same poll on a connection left open still counts (the
+    control: the workspace does read such a request)."""
+    secret = workspace.register(name="replaced-poll")
+    workspace.lease(secret, queue_room=0, draining=True, exiting=True)
+    assert agent_state(workspace, "replaced-poll") == "offline"
+    for _ in range(5):
+        _poll_then_close(workspace, secret,
+                         {"wait": 0, "queue_room": 0, "draining": True})
+        assert agent_state(workspace, "replaced-poll") == "offline"
+    workspace.lease(secret, queue_room=0, draining=True)
+    assert agent_state(workspace, "replaced-poll") == "draining"

@@ -591,21 +591,27 @@ static int lease_reply(struct req *r, struct lease_out *o)
  * revoked, or whose agent died (the peer closed the socket while the
  * request was suspended), must not take a job: nobody would run it, and
  * it would come back only as `lost` after the lease TTL.  store_lock held. */
-static bool lease_agent_gone(struct req *r, bool quiet)
+static bool lease_conn_closed(struct req *r)
 {
 	const union MHD_ConnectionInfo *ci =
 	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	char c;
+	ssize_t n;
+
+	if (ci == NULL)
+		return false;
+	n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+	                  errno != EINTR);
+}
+
+static bool lease_agent_gone(struct req *r, bool quiet)
+{
 	sqlite3_stmt *st;
 	bool gone = false;
-	char c;
 
-	if (ci != NULL) {
-		ssize_t n =
-		    recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (n == 0 || (n < 0 && errno != EAGAIN &&
-		               errno != EWOULDBLOCK && errno != EINTR))
-			return true;
-	}
+	if (lease_conn_closed(r))
+		return true;
 	if (quiet)
 		return false; /* its row said online, and is unchanged */
 	st = store_prep(r->ws,
@@ -643,6 +649,18 @@ static int agents_lease(struct req *r)
 			ms = ws->conf.poll_max_wait_ms;
 		r->deadline_ms = now_mono_ms() + ms;
 		store_lock(ws);
+		/* A poll its agent gave up on before it was read (the agent
+		 * replaced it with one that says more: exiting) must not
+		 * record its older news over the newer poll's when the two
+		 * are handled out of order: the agent closed this connection
+		 * before it sent the newer poll, so once the newer one was
+		 * recorded under this lock, this one reads as closed. */
+		if (lease_conn_closed(r)) {
+			o = (struct lease_out){0};
+			return lease_refuse(r, &o, b, 401, "unauthorized",
+			                    "the agent closed this poll's "
+			                    "connection before it was read");
+		}
 		r->lease_seq = ++hb_get(r->agent_id)->polls;
 		heartbeat(ws, r->agent_id, b);
 		store_unlock(ws);
