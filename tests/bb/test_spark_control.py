@@ -15,6 +15,8 @@ import re
 import signal
 import time
 
+import pytest
+
 from harness.common import wait_until
 from harness.life import upload_snapshot
 from harness.workspace import Workspace
@@ -92,8 +94,9 @@ def test_timeout_kills_the_application_on_the_cluster(workspace,
     assert spark_cluster.apps()[app] == "KILLED"
 
 
+@pytest.mark.parametrize("stop", ["cancel", "timeout"])
 def test_a_foreign_application_the_job_advertises_is_never_killed(
-        workspace, agent_factory, spark_cluster):
+        workspace, agent_factory, spark_cluster, stop):
     # Someone else's application on the same cluster (the test's own
     # spark-submit, one of the two cores) ...
     other, foreign = spark_cluster.submit_foreign("someone-else")
@@ -101,12 +104,14 @@ def test_a_foreign_application_the_job_advertises_is_never_killed(
         ag = agent_factory(**spark_settings(spark_cluster)).start()
         snap = upload_snapshot(workspace, {"slow.py": ADVERTISE})
         # ... whose id the job writes into its event log directory, where
-        # the runner learns its applications (the job holds the other core)
+        # the runner learns its applications (the job holds the other
+        # core); timeout: long enough for it to run and advertise here
         job = workspace.submit(
             name="spark-advertise", command=["slow.py", "600", foreign],
             launcher="spark", source={"snapshot": snap},
             spark={"executors": 1, "executor_cores": 1,
-                   "executor_memory": "600m", "driver_memory": "600m"})
+                   "executor_memory": "600m", "driver_memory": "600m"},
+            **({"timeout": "45s"} if stop == "timeout" else {}))
         log_path = os.path.join(ag.attempt_dir(job), "log")
 
         def own():
@@ -127,13 +132,16 @@ def test_a_foreign_application_the_job_advertises_is_never_killed(
                 sj = json.load(f)
             return foreign in sj["apps"] + sj.get("foreign", [])
         wait_until(seen, 30, interval=0.2, what="the runner to see it")
-        t0 = time.monotonic()
-        st, _, b = workspace.api("POST", "/api/v1/jobs/%s/cancel" % job)
-        assert st in (200, 202), b
-        killed_within(spark_cluster, app, t0, KILL_GRACE + 5)
-        j = ag.wait_job(job, timeout=60)
-        assert j["state"] == "cancelled", j
+        if stop == "cancel":
+            t0 = time.monotonic()
+            st, _, b = workspace.api("POST", "/api/v1/jobs/%s/cancel" % job)
+            assert st in (200, 202), b
+            killed_within(spark_cluster, app, t0, KILL_GRACE + 5)
+        j = ag.wait_job(job, timeout=120)
         log = open(log_path, "rb").read()
+        assert j["state"] == ("cancelled" if stop == "cancel" else
+                              "timed_out"), (j, log[-3000:])
+        assert spark_cluster.apps()[app] == "KILLED"
         assert spark_cluster.apps()[foreign] == "RUNNING", log[-3000:]
         assert b"application %s killed" % foreign.encode() not in log
         assert b"%s in spark-events is not this job's application" % (
