@@ -40,6 +40,9 @@ static const struct {
                            "by its event log"},
     {"spark.eventLog.compress", "nothing: the launcher finds the "
                                 "application by its event log"},
+    {"spark.app.name", "nothing: the launcher names the application "
+                       "tether-<job>-<attempt> (it stops only an "
+                       "application of that name)"},
 };
 
 /* spark.<letters, digits, . _ -> with no empty part: what Spark's own

@@ -114,29 +114,61 @@ int yarn_nodes_parse(const char *text, struct yarn_nodes *n)
 	return 0;
 }
 
-bool yarn_app_state_parse(const char *text, char *state, size_t size)
+/* The value of "\tKey : value" in a report: the first word, or with
+ * rest the whole line (trailing blanks cut); false when not found. */
+static bool report_field(const char *text, const char *key, bool rest,
+                         char *out, size_t size)
 {
 	const char *p = text;
+	size_t klen = strlen(key);
 
 	while (p != NULL && *p != '\0') {
 		size_t len = strcspn(p, "\n");
-		const char *q = p + strspn(p, " \t");
+		const char *q = p + strspn(p, " \t"), *end = p + len;
 
 		/* "\tState : KILLED" (not "Final-State",
 		 * "YarnApplicationState") */
-		if (strncmp(q, "State", 5) == 0) {
-			q += 5 + strspn(q + 5, " \t");
+		if (strncmp(q, key, klen) == 0) {
+			q += klen + strspn(q + klen, " \t");
 			if (*q == ':') {
 				q++;
 				q += strspn(q, " \t");
-				snprintf(state, size, "%.*s",
-				         (int)strcspn(q, " \t\r\n"), q);
-				return state[0] != '\0';
+				if (!rest)
+					end = q + strcspn(q, " \t\r\n");
+				while (end > q &&
+				       (end[-1] == ' ' || end[-1] == '\t' ||
+				        end[-1] == '\r'))
+					end--;
+				snprintf(out, size, "%.*s", (int)(end - q), q);
+				return true;
 			}
 		}
 		p += len + (p[len] == '\n');
 	}
 	return false;
+}
+
+bool yarn_app_report_parse(const char *text, struct yarn_app *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (text == NULL)
+		return false;
+	report_field(text, "Application-Name", true, a->name, sizeof(a->name));
+	report_field(text, "User", false, a->user, sizeof(a->user));
+	report_field(text, "Log Aggregation Status", false, a->log_aggregation,
+	             sizeof(a->log_aggregation));
+	return report_field(text, "State", false, a->state, sizeof(a->state)) &&
+	       a->state[0] != '\0';
+}
+
+bool yarn_app_state_parse(const char *text, char *state, size_t size)
+{
+	struct yarn_app a;
+
+	if (!yarn_app_report_parse(text, &a))
+		return false;
+	snprintf(state, size, "%s", a.state);
+	return true;
 }
 
 int yarn_nodes_get(const char *cmd, const char *conf_dir, struct yarn_nodes *n,
@@ -156,16 +188,16 @@ int yarn_nodes_get(const char *cmd, const char *conf_dir, struct yarn_nodes *n,
 	return rc;
 }
 
-int yarn_app_state(const char *cmd, const char *conf_dir, const char *app,
-                   char *state, size_t size, struct err *e)
+int yarn_app_report(const char *cmd, const char *conf_dir, const char *app,
+                    int64_t timeout_ms, struct yarn_app *a, struct err *e)
 {
 	const char *args[] = {"application", "-status", app, NULL};
 	struct buf b;
 	int rc;
 
 	buf_init(&b, YARN_OUT_MAX);
-	rc = yarn_run(cmd, conf_dir, args, &b, YARN_TIMEOUT_MS, e);
-	if (rc == 0 && !yarn_app_state_parse(b.data, state, size))
+	rc = yarn_run(cmd, conf_dir, args, &b, timeout_ms, e);
+	if (rc == 0 && !yarn_app_report_parse(b.data, a))
 		rc = err_set(e, TERR_PROTO,
 		             "%s application -status %s: no State", cmd, app);
 	buf_free(&b);
@@ -173,14 +205,101 @@ int yarn_app_state(const char *cmd, const char *conf_dir, const char *app,
 }
 
 int yarn_app_kill(const char *cmd, const char *conf_dir, const char *app,
-                  struct err *e)
+                  int64_t timeout_ms, struct err *e)
 {
 	const char *args[] = {"application", "-kill", app, NULL};
 	struct buf b;
 	int rc;
 
 	buf_init(&b, YARN_OUT_MAX);
-	rc = yarn_run(cmd, conf_dir, args, &b, YARN_TIMEOUT_MS, e);
+	rc = yarn_run(cmd, conf_dir, args, &b, timeout_ms, e);
 	buf_free(&b);
 	return rc;
+}
+
+/* The line at text[pos], len bytes at most: its length (no newline). */
+static size_t line_len(const char *text, size_t len, size_t pos)
+{
+	const char *nl = memchr(text + pos, '\n', len - pos);
+
+	return nl ? (size_t)(nl - (text + pos)) : len - pos;
+}
+
+static bool starts(const char *p, size_t n, const char *prefix)
+{
+	size_t k = strlen(prefix);
+
+	return n >= k && memcmp(p, prefix, k) == 0;
+}
+
+/* The header of one log after its LogType line at *pos: the contents'
+ * start and LogLength; false when malformed (*pos: where to go on). */
+static bool log_header(const char *text, size_t len, size_t *pos,
+                       int64_t *length)
+{
+	*length = -1;
+	for (int k = 0; k < 8 && *pos < len; k++) {
+		size_t n = line_len(text, len, *pos);
+		const char *p = text + *pos;
+
+		if (starts(p, n, "LogType:") || starts(p, n, "Container: "))
+			return false;
+		*pos += n + (*pos + n < len);
+		if (starts(p, n, "LogLength:")) {
+			char num[32];
+			snprintf(num, sizeof(num), "%.*s", (int)(n - 10),
+			         p + 10);
+			*length = strtoll(num, NULL, 10);
+		} else if (starts(p, n, "LogContents:") ||
+		           starts(p, n, "Log Contents:")) {
+			return *length >= 0;
+		}
+	}
+	return false;
+}
+
+int yarn_logs_parse(const char *text, size_t len, yarn_log_fn fn, void *arg)
+{
+	char container[YARN_NAME_MAX] = "", type[YARN_NAME_MAX];
+	size_t pos = 0;
+	int count = 0, rc;
+
+	while (text != NULL && pos < len) {
+		size_t n = line_len(text, len, pos);
+		const char *p = text + pos;
+		int64_t length;
+
+		pos += n + (pos + n < len);
+		if (starts(p, n, "Container: ")) {
+			size_t w = strcspn(p + 11, " \t\r\n");
+			snprintf(container, sizeof(container), "%.*s",
+			         (int)(w < n - 11 ? w : n - 11), p + 11);
+		} else if (starts(p, n, "LogType:")) {
+			size_t w = n - 8;
+			while (w > 0 &&
+			       (p[8 + w - 1] == ' ' || p[8 + w - 1] == '\r'))
+				w--;
+			snprintf(type, sizeof(type), "%.*s", (int)w, p + 8);
+			if (!log_header(text, len, &pos, &length))
+				continue;
+			/* the contents by their length: nothing in them is
+			 * read as a header */
+			if ((uint64_t)length > len - pos)
+				length = (int64_t)(len - pos);
+			if ((rc = fn(container, type, text + pos,
+			             (size_t)length, arg)) < 0)
+				return rc;
+			count++;
+			pos += (size_t)length;
+		}
+	}
+	return count;
+}
+
+int yarn_app_logs(const char *cmd, const char *conf_dir, const char *app,
+                  struct buf *out, int64_t timeout_ms, struct err *e)
+{
+	const char *args[] = {"logs", "-applicationId", app, NULL};
+
+	return yarn_run(cmd, conf_dir, args, out, timeout_ms, e);
 }

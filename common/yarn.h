@@ -13,7 +13,8 @@
 struct buf;
 struct err;
 
-#define YARN_TIMEOUT_MS 30000 /* one call: a JVM start and one RPC */
+#define YARN_TIMEOUT_MS      30000 /* one call: a JVM start and one RPC */
+#define YARN_KILL_TIMEOUT_MS 10000 /* a call on a stop's path */
 
 /* The RUNNING node managers of `yarn node -list -states RUNNING
  * -showDetails` (memory in MiB). */
@@ -31,16 +32,38 @@ int yarn_run(const char *cmd, const char *conf_dir, const char *const *args,
              struct buf *out, int64_t timeout_ms, struct err *e);
 /* Parse the node list (pure); -1 when it is not one. */
 int yarn_nodes_parse(const char *text, struct yarn_nodes *n);
-/* The application's State (NEW ... RUNNING, FINISHED, FAILED, KILLED) from
- * `yarn application -status` (pure); false when not found. */
+/* What `yarn application -status` says of one application. */
+struct yarn_app {
+	char state[32]; /* State: NEW ... RUNNING, FINISHED, FAILED, KILLED */
+	char name[256]; /* Application-Name (what spark-submit's --name set) */
+	char user[64];  /* User */
+	char log_aggregation[32]; /* Log Aggregation Status: NOT_START,
+	                             RUNNING, SUCCEEDED, DISABLED, ... */
+};
+/* Parse a report (pure); false when it has no State. */
+bool yarn_app_report_parse(const char *text, struct yarn_app *a);
+/* The application's State alone (yarn_app_report_parse). */
 bool yarn_app_state_parse(const char *text, char *state, size_t size);
 
-/* The two calls (yarn_run + parse). */
+/* The logs in `yarn logs -applicationId` output (pure): fn gets each
+ * one's container id (from its "Container: <id> on <node>" line), its
+ * type (stdout, stderr, ...) and its LogLength bytes of contents (fewer
+ * when the text ends early); the contents are skipped by their length,
+ * never read as headers.  The number of logs, or fn's negative return. */
+#define YARN_NAME_MAX 128
+typedef int (*yarn_log_fn)(const char *container, const char *type,
+                           const char *data, size_t len, void *arg);
+int yarn_logs_parse(const char *text, size_t len, yarn_log_fn fn, void *arg);
+
+/* The calls (yarn_run + parse). */
 int yarn_nodes_get(const char *cmd, const char *conf_dir, struct yarn_nodes *n,
                    struct err *e);
-int yarn_app_state(const char *cmd, const char *conf_dir, const char *app,
-                   char *state, size_t size, struct err *e);
+int yarn_app_report(const char *cmd, const char *conf_dir, const char *app,
+                    int64_t timeout_ms, struct yarn_app *a, struct err *e);
 int yarn_app_kill(const char *cmd, const char *conf_dir, const char *app,
-                  struct err *e);
+                  int64_t timeout_ms, struct err *e);
+/* `yarn logs -applicationId app` (aggregated logs) into out. */
+int yarn_app_logs(const char *cmd, const char *conf_dir, const char *app,
+                  struct buf *out, int64_t timeout_ms, struct err *e);
 
 #endif

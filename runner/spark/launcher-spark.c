@@ -7,9 +7,12 @@
  * into <outputs>/spark-events, named by the application id: a watcher
  * thread finds the ids there, records them in spark.json, and the
  * supervisor's tick puts the latest into state.json (launcher_ref).  Stop
- * and kill ask the standalone master to kill the applications before the
- * driver is signalled, so the cluster ends them as KILLED, not merely
- * disconnected.  docs/spark.md has the details. */
+ * and kill ask the cluster to kill the applications before the driver is
+ * signalled, so the cluster ends them as KILLED, not merely disconnected.
+ * The events dir is the job's: any id may appear there, so an application
+ * counts as the job's only once the cluster names it as spark-submit was
+ * told (--name tether-<job>-<attempt>); no other is killed, reported or
+ * has its logs fetched.  docs/spark.md has the details. */
 #include "runner/launcher.h"
 #include "runner/runner.h"
 #include "runner/spark/spark.h"
@@ -41,19 +44,28 @@ struct spark_job {
 	bool yarn;    /* master yarn: the yarn command (common/yarn.h) */
 	const char *yarn_cmd, *yarn_conf; /* r->set's: yarn_command, its
 	                                     HADOOP_CONF_DIR (or NULL) */
+	char *name;      /* tether-<job>-<attempt>: spark-submit's --name */
 	char *events;    /* <outputs>/spark-events on the host */
 	char *json_file; /* <attempt>/spark.json */
 	char *env_dir;   /* the packed environment's directory, or NULL */
 	int64_t poll_ms;
-	pthread_mutex_t lock; /* apps, napps, state */
+	pthread_mutex_t lock; /* apps, napps, owner, tries, state */
 	char apps[SPARK_MAX_APPS][SPARK_APP_ID_MAX];
-	size_t napps, saved; /* saved: apps already in state.json */
-	char state[32];      /* the latest application's, from the master */
+	size_t napps;
+	unsigned char owner[SPARK_MAX_APPS]; /* APP_*, proven by the cluster */
+	unsigned char tries[SPARK_MAX_APPS]; /* yarn: failed owner asks */
+	bool kill_sent[SPARK_MAX_APPS];      /* yarn: -kill run (once) */
+	bool told[SPARK_MAX_APPS];           /* foreign: logged (main thread) */
+	char state[32]; /* the latest application's, from the master */
 	bool we_stopped;
 	pthread_t thread;
 	bool thread_on;
 	atomic_bool stop;
 };
+
+/* Whose an application found in the events dir is. */
+enum { APP_UNKNOWN, APP_OURS, APP_FOREIGN };
+#define OWNER_TRIES 3 /* yarn: `application -status` failures per id */
 
 /* Call a sandbox op with its own data in r->launcher_data. */
 #define SANDBOX(r, j, call)                                                    \
@@ -98,19 +110,110 @@ static bool scan_events(struct spark_job *j)
 	return added;
 }
 
-/* spark.json: {"master", "ui", "apps": [...], "state"} (atomic). */
+/* Record application i as ours when the cluster names it as spark-submit
+ * was told, else as foreign. */
+static int set_owner(struct spark_job *j, size_t i, const char *name)
+{
+	int o = strcmp(name, j->name) == 0 ? APP_OURS : APP_FOREIGN;
+
+	pthread_mutex_lock(&j->lock);
+	j->owner[i] = (unsigned char)o;
+	pthread_mutex_unlock(&j->lock);
+	return o;
+}
+
+/* Whose application i is, asking the cluster while unknown: a local
+ * master's own ids (local-...) are the job's (nothing on a cluster to
+ * harm); a standalone master's status (st) names each application; YARN's
+ * `application -status` is asked OWNER_TRIES times at most. */
+static int app_owner(struct spark_job *j, size_t i, json_t *st,
+                     int64_t timeout_ms)
+{
+	char id[SPARK_APP_ID_MAX], name[256];
+	struct yarn_app a;
+	struct err e = {0};
+	int o, tries;
+
+	pthread_mutex_lock(&j->lock);
+	o = j->owner[i];
+	tries = j->tries[i];
+	snprintf(id, sizeof(id), "%s", j->apps[i]);
+	pthread_mutex_unlock(&j->lock);
+	if (o != APP_UNKNOWN)
+		return o;
+	if (spark_master_local(j->master))
+		return set_owner(j, i,
+		                 strncmp(id, "local-", 6) == 0 ? j->name : "");
+	if (!j->yarn)
+		return st != NULL &&
+		               spark_status_app_name(st, id, name, sizeof(name))
+		           ? set_owner(j, i, name)
+		           : APP_UNKNOWN;
+	if (tries >= OWNER_TRIES)
+		return APP_UNKNOWN;
+	if (yarn_app_report(j->yarn_cmd, j->yarn_conf, id, timeout_ms, &a,
+	                    &e) == 0)
+		return set_owner(j, i, a.name);
+	log_warn("spark: owner of %s: %s", id, e.msg);
+	pthread_mutex_lock(&j->lock);
+	j->tries[i]++;
+	pthread_mutex_unlock(&j->lock);
+	return APP_UNKNOWN;
+}
+
+/* Ask the owner of every application still unknown, each call bounded by
+ * timeout_ms and all of them by deadline (now_mono_ms; 0: none); true when
+ * one became known. */
+static bool owners_update(struct spark_job *j, json_t *st, int64_t timeout_ms,
+                          int64_t deadline)
+{
+	size_t n;
+	bool changed = false;
+
+	pthread_mutex_lock(&j->lock);
+	n = j->napps;
+	pthread_mutex_unlock(&j->lock);
+	for (size_t i = 0; i < n; i++) {
+		int64_t t = timeout_ms;
+		bool was;
+		pthread_mutex_lock(&j->lock);
+		was = j->owner[i] == APP_UNKNOWN;
+		pthread_mutex_unlock(&j->lock);
+		if (deadline > 0 && deadline - now_mono_ms() < t)
+			t = deadline - now_mono_ms();
+		if (was && (deadline == 0 || t > 0) &&
+		    app_owner(j, i, st, t) != APP_UNKNOWN)
+			changed = true;
+	}
+	return changed;
+}
+
+/* The latest application proven the job's, or -1 (lock held). */
+static ssize_t latest_ours(struct spark_job *j)
+{
+	for (size_t i = j->napps; i > 0; i--)
+		if (j->owner[i - 1] == APP_OURS)
+			return (ssize_t)i - 1;
+	return -1;
+}
+
+/* spark.json: {"master", "ui", "apps": [...], "state"} (atomic): apps
+ * proven the job's; "foreign": ids the job left that are not. */
 static int json_save(struct spark_job *j, struct err *e)
 {
-	json_t *apps = json_array(), *o;
+	json_t *apps = json_array(), *foreign = json_array(), *o;
 	char *text;
 	int rc;
 
 	pthread_mutex_lock(&j->lock);
 	for (size_t i = 0; i < j->napps; i++)
-		json_array_append_new(apps, json_string(j->apps[i]));
-	o = json_pack("{s:s, s:s?, s:o, s:s, s:I}", "master", j->master, "ui",
-	              j->ui, "apps", apps, "state", j->state, "updated_ms",
-	              (json_int_t)now_wall_ms());
+		if (j->owner[i] != APP_UNKNOWN)
+			json_array_append_new(j->owner[i] == APP_OURS ? apps
+			                                              : foreign,
+			                      json_string(j->apps[i]));
+	o = json_pack("{s:s, s:s?, s:o, s:o, s:s, s:I}", "master", j->master,
+	              "ui", j->ui, "apps", apps, "foreign", foreign, "state",
+	              j->state, "updated_ms", (json_int_t)now_wall_ms());
 	pthread_mutex_unlock(&j->lock);
 	text = json_dumps(o, JSON_COMPACT);
 	rc = file_write_atomic(j->json_file, text, strlen(text), 0600, e);
@@ -119,28 +222,28 @@ static int json_save(struct spark_job *j, struct err *e)
 	return rc;
 }
 
-/* The master's state of the latest application into j->state. */
-static void poll_state(struct spark_job *j)
+/* The master's state of the job's latest application into j->state. */
+static void poll_state(struct spark_job *j, json_t *st)
 {
 	char id[SPARK_APP_ID_MAX] = "", state[32];
-	struct err e = {0};
-	json_t *st = NULL;
+	ssize_t i;
 
 	pthread_mutex_lock(&j->lock);
-	if (j->napps > 0)
-		snprintf(id, sizeof(id), "%s", j->apps[j->napps - 1]);
+	if ((i = latest_ours(j)) >= 0)
+		snprintf(id, sizeof(id), "%s", j->apps[i]);
 	pthread_mutex_unlock(&j->lock);
-	if (j->ui == NULL || id[0] == '\0' ||
-	    spark_master_status(j->ui, &st, &e) < 0)
+	if (st == NULL || id[0] == '\0')
 		return;
 	if (spark_status_app(st, id, state, sizeof(state))) {
 		pthread_mutex_lock(&j->lock);
 		snprintf(j->state, sizeof(j->state), "%s", state);
 		pthread_mutex_unlock(&j->lock);
 	}
-	json_decref(st);
 }
 
+/* Every poll_ms: new ids in the events dir, whose they are (one status
+ * request of a standalone master; one `yarn application -status` per new
+ * id on YARN), the latest one's state. */
 static void *watch_main(void *arg)
 {
 	struct spark_job *j = arg;
@@ -149,8 +252,15 @@ static void *watch_main(void *arg)
 	while (!atomic_load(&j->stop)) {
 		char before[32];
 		bool changed = scan_events(j);
+		json_t *st = NULL;
+
+		if (j->ui != NULL && j->napps > 0 &&
+		    spark_master_status(j->ui, &st, &e) < 0)
+			st = NULL;
+		changed = owners_update(j, st, YARN_TIMEOUT_MS, 0) || changed;
 		snprintf(before, sizeof(before), "%s", j->state);
-		poll_state(j);
+		poll_state(j, st);
+		json_decref(st);
 		if ((changed || strcmp(before, j->state) != 0) &&
 		    json_save(j, &e) < 0)
 			log_warn("spark.json: %s", e.msg);
@@ -170,24 +280,71 @@ static void watch_stop(struct spark_job *j)
 	j->thread_on = false;
 }
 
-/* YARN: `yarn application -kill` each application of the job (it answers
- * "already finished" for one that ended: no status call first). */
-static void kill_yarn_apps(struct runner *r, struct spark_job *j)
+static int owner_of(struct spark_job *j, size_t i)
+{
+	int o;
+
+	pthread_mutex_lock(&j->lock);
+	o = j->owner[i];
+	pthread_mutex_unlock(&j->lock);
+	return o;
+}
+
+/* Log, once each, the ids in the events dir that are not the job's
+ * (main thread). */
+static void tell_foreign(struct runner *r, struct spark_job *j)
 {
 	for (size_t i = 0; i < j->napps; i++) {
-		struct err e = {0};
-
-		if (yarn_app_kill(j->yarn_cmd, j->yarn_conf, j->apps[i], &e) <
-		    0)
-			runner_logf(r, "spark", "kill %s: %s", j->apps[i],
-			            e.msg);
-		else
-			runner_logf(r, "spark", "application %s killed on yarn",
-			            j->apps[i]);
+		bool foreign;
+		pthread_mutex_lock(&j->lock);
+		foreign = j->owner[i] == APP_FOREIGN && !j->told[i];
+		j->told[i] = j->told[i] || foreign;
+		pthread_mutex_unlock(&j->lock);
+		if (foreign)
+			runner_logf(r, "spark",
+			            "%s in spark-events is not this job's "
+			            "application on %s: ignored (never killed)",
+			            j->apps[i], j->master);
 	}
 }
 
-/* Kill every application of the job that the master still runs. */
+/* YARN: `yarn application -kill` each application of the job, once per
+ * attempt (a failed or hung one is not run again at `kill`: the driver's
+ * end ends the application too; "already finished" for one that ended: no
+ * status call first);
+ * the calls of one stop (owners still unknown, kills) share a deadline of
+ * YARN_KILL_TIMEOUT_MS: a hung yarn cannot hold the stop. */
+static void kill_yarn_apps(struct runner *r, struct spark_job *j)
+{
+	int64_t deadline = now_mono_ms() + YARN_KILL_TIMEOUT_MS;
+
+	owners_update(j, NULL, YARN_KILL_TIMEOUT_MS / 2, deadline);
+	tell_foreign(r, j);
+	for (size_t i = 0; i < j->napps; i++) {
+		int64_t left = deadline - now_mono_ms();
+		struct err e = {0};
+
+		if (owner_of(j, i) != APP_OURS || j->kill_sent[i])
+			continue;
+		if (left <= 0) {
+			runner_logf(r, "spark", "kill %s: no time left",
+			            j->apps[i]);
+			continue;
+		}
+		j->kill_sent[i] = true;
+		if (yarn_app_kill(j->yarn_cmd, j->yarn_conf, j->apps[i], left,
+		                  &e) < 0) {
+			runner_logf(r, "spark", "kill %s: %s", j->apps[i],
+			            e.msg);
+			continue;
+		}
+		runner_logf(r, "spark", "application %s killed on yarn",
+		            j->apps[i]);
+	}
+}
+
+/* Kill every application of the job that the cluster still runs: only
+ * those proven the job's (app_owner). */
 static void kill_apps(struct runner *r, struct spark_job *j)
 {
 	json_t *st = NULL;
@@ -206,8 +363,11 @@ static void kill_apps(struct runner *r, struct spark_job *j)
 		runner_logf(r, "spark", "cannot kill on the master: %s", e.msg);
 		return;
 	}
+	owners_update(j, st, 0, 0);
+	tell_foreign(r, j);
 	for (size_t i = 0; i < j->napps; i++) {
-		if (!spark_status_app(st, j->apps[i], state, sizeof(state)) ||
+		if (owner_of(j, i) != APP_OURS ||
+		    !spark_status_app(st, j->apps[i], state, sizeof(state)) ||
 		    (strcmp(state, "RUNNING") && strcmp(state, "WAITING")))
 			continue;
 		if (spark_master_kill(j->ui, j->apps[i], &e) < 0)
@@ -228,6 +388,7 @@ static void job_free(struct spark_job *j)
 	pthread_mutex_destroy(&j->lock);
 	free(j->master);
 	free(j->ui);
+	free(j->name);
 	free(j->events);
 	free(j->json_file);
 	free(j->env_dir);
@@ -262,6 +423,7 @@ static int job_get(struct runner *r, struct spark_job **out, struct err *e)
 	j->yarn = strcmp(m, "yarn") == 0;
 	j->yarn_cmd = r->set.spark.yarn ? r->set.spark.yarn : "yarn";
 	j->yarn_conf = r->set.spark.yarn_conf;
+	j->name = xasprintf("tether-%s-%lld", r->job_id, (long long)r->attempt);
 	j->events = xasprintf("%s/%s", r->outputs_dir, SPARK_EVENTS);
 	j->json_file = xasprintf("%s/%s", r->dir, SPARK_JSON);
 	j->poll_ms = r->set.spark.poll_ms > 0 ? r->set.spark.poll_ms : 1000;
@@ -392,17 +554,16 @@ static void host_address(const char *host, char *out, size_t size)
  * spark-submit and PySpark need. */
 static int build_submit(struct runner *r, struct spark_job *j, struct err *e)
 {
-	char host[256] = "", addr[64], *submit, *name, **argv, *python;
+	char host[256] = "", addr[64], *submit, **argv, *python;
 	struct spark_submit s = {0};
 
 	if ((submit = find_submit(r, e)) == NULL)
 		return e->code;
 	if (r->set.spark.driver_host == NULL && gethostname(host, sizeof(host)))
 		snprintf(host, sizeof(host), "localhost");
-	name = xasprintf("tether-%s-%lld", r->job_id, (long long)r->attempt);
 	s.submit = submit;
 	s.master = j->master;
-	s.name = name;
+	s.name = j->name;
 	s.driver_host =
 	    r->set.spark.driver_host ? r->set.spark.driver_host : host;
 	s.events_dir = "/tether/outputs/" SPARK_EVENTS;
@@ -415,7 +576,6 @@ static int build_submit(struct runner *r, struct spark_job *j, struct err *e)
 	    !spark_master_local(j->master)) {
 		if (spark_env_archive(r, &j->env_dir, e) < 0) {
 			free(python);
-			free(name);
 			free(submit);
 			return err_wrap(e, "spark: pack the environment for "
 			                   "the executors");
@@ -438,7 +598,6 @@ static int build_submit(struct runner *r, struct spark_job *j, struct err *e)
 	if (addr[0] != '\0')
 		env_add(r, "SPARK_LOCAL_IP", addr);
 	free(python);
-	free(name);
 	free(submit);
 	return 0;
 }
@@ -515,6 +674,27 @@ static int spark_kill(struct runner *r, struct err *e)
 	return rc;
 }
 
+/* The final state of application i into state, when it is the job's
+ * (YARN: one `application -status` says both). */
+static bool final_state(struct spark_job *j, size_t i, json_t *st, char *state,
+                        size_t size, struct err *e)
+{
+	struct yarn_app a;
+
+	if (!j->yarn)
+		return app_owner(j, i, st, 0) == APP_OURS &&
+		       spark_status_app(st, j->apps[i], state, size);
+	if (owner_of(j, i) == APP_FOREIGN)
+		return false;
+	if (yarn_app_report(j->yarn_cmd, j->yarn_conf, j->apps[i],
+	                    YARN_TIMEOUT_MS, &a, e) < 0)
+		return false;
+	if (set_owner(j, i, a.name) != APP_OURS)
+		return false;
+	snprintf(state, size, "%s", a.state);
+	return true;
+}
+
 /* The final states of the job's applications, in the log; KILLED by
  * someone else (the master's UI) is the attempt's `cancelled`. */
 static void final_states(struct runner *r, struct spark_job *j,
@@ -528,12 +708,9 @@ static void final_states(struct runner *r, struct spark_job *j,
 	    (!j->yarn && spark_master_status(j->ui, &st, &e) < 0))
 		return;
 	for (size_t i = 0; i < j->napps; i++) {
-		if (j->yarn
-		        ? yarn_app_state(j->yarn_cmd, j->yarn_conf, j->apps[i],
-		                         state, sizeof(state), &e) < 0
-		        : !spark_status_app(st, j->apps[i], state,
-		                            sizeof(state))) {
-			if (j->yarn)
+		e.msg[0] = '\0';
+		if (!final_state(j, i, st, state, sizeof(state), &e)) {
+			if (e.msg[0] != '\0')
 				runner_logf(r, "spark", "state of %s: %s",
 				            j->apps[i], e.msg);
 			continue;
@@ -545,9 +722,9 @@ static void final_states(struct runner *r, struct spark_job *j,
 		else if (strcmp(state, "FAILED") == 0 && ex->reason == NULL &&
 		         ex->exit_code == 0 && ex->signal == 0)
 			ex->reason = "failed";
-		if (i + 1 == j->napps)
-			snprintf(j->state, sizeof(j->state), "%s", state);
+		snprintf(j->state, sizeof(j->state), "%s", state);
 	}
+	tell_foreign(r, j);
 	json_decref(st);
 }
 
@@ -555,19 +732,27 @@ static void final_states(struct runner *r, struct spark_job *j,
  * logged: the job's own result stands). */
 static void executor_logs(struct runner *r, struct spark_job *j)
 {
-	for (size_t i = 0; j->ui != NULL && i < j->napps; i++) {
+	for (size_t i = 0; (j->ui != NULL || j->yarn) && i < j->napps; i++) {
 		struct err e = {0};
-		int n = 0;
+		int n = 0, rc;
 
-		if (spark_executor_logs(r, j->ui, j->apps[i], &n, &e) < 0)
+		if (owner_of(j, i) != APP_OURS)
+			continue; /* another's: never in this job's outputs */
+		rc = j->yarn
+		         ? spark_yarn_executor_logs(
+		               r, j->yarn_cmd, j->yarn_conf, j->apps[i], &n, &e)
+		         : spark_executor_logs(r, j->ui, j->apps[i], &n, &e);
+		if (rc < 0)
 			runner_logf(r, "spark",
 			            "executor logs of %s: %s (%d fetched)",
 			            j->apps[i], e.msg, n);
 		else
 			runner_logf(r, "spark",
-			            "executor logs of %s: %d executors in "
+			            "executor logs of %s: %d %s in "
 			            "outputs/spark-executors/%s",
-			            j->apps[i], n, j->apps[i]);
+			            j->apps[i], n,
+			            j->yarn ? "containers" : "executors",
+			            j->apps[i]);
 	}
 }
 
@@ -606,37 +791,38 @@ static int spark_reattach(struct runner *r, int *out_fd, int *done_fd,
 		return rc;
 	}
 	scan_events(j);
-	j->saved = j->napps; /* state.json has the latest already */
 	if (pthread_create(&j->thread, NULL, watch_main, j) != 0)
 		return err_set(e, TERR_FAIL, "spark: watcher thread");
 	j->thread_on = true;
 	return 0;
 }
 
-/* state.json's launcher_ref follows the latest application (main thread:
- * the supervisor writes state.json); WAITING on the master is pending. */
+/* state.json's launcher_ref follows the job's latest application (main
+ * thread: the supervisor writes state.json); WAITING on the master is
+ * pending. */
 static bool spark_pending(struct runner *r, char *reason, size_t size)
 {
 	struct spark_job *j = r->launcher_data;
+	char id[SPARK_APP_ID_MAX] = "";
 	struct err e = {0};
 	bool waiting;
+	ssize_t i;
 
 	if (j == NULL)
 		return false;
 	pthread_mutex_lock(&j->lock);
-	if (j->napps != j->saved) {
-		snprintf(r->state.launcher_ref, sizeof(r->state.launcher_ref),
-		         "%s", j->apps[j->napps - 1]);
-		j->saved = j->napps;
-		pthread_mutex_unlock(&j->lock);
-		if (runner_save_state(r, &e) < 0)
-			log_warn("job=%s state.json: %s", r->job_id, e.msg);
-		runner_logf(r, "spark", "application %s on %s",
-		            r->state.launcher_ref, j->master);
-		pthread_mutex_lock(&j->lock);
-	}
+	if ((i = latest_ours(j)) >= 0)
+		snprintf(id, sizeof(id), "%s", j->apps[i]);
 	waiting = strcmp(j->state, "WAITING") == 0;
 	pthread_mutex_unlock(&j->lock);
+	if (id[0] != '\0' && strcmp(id, r->state.launcher_ref) != 0) {
+		snprintf(r->state.launcher_ref, sizeof(r->state.launcher_ref),
+		         "%s", id);
+		if (runner_save_state(r, &e) < 0)
+			log_warn("job=%s state.json: %s", r->job_id, e.msg);
+		runner_logf(r, "spark", "application %s on %s", id, j->master);
+	}
+	tell_foreign(r, j);
 	snprintf(reason, size, "%s", waiting ? "WAITING for executors" : "");
 	return waiting;
 }

@@ -4,7 +4,12 @@
  * its web UI (/log/?appId=&executorId=&logType=): for every worker the
  * master lists, its /json/ names the executors it ran for the
  * application, and the last SPARK_EXEC_LOG_MAX bytes of each log go to
- * outputs/spark-executors/<app>/<executor>/{stdout,stderr}.
+ * outputs/spark-executors/<app>/<executor>/{stdout,stderr}.  On YARN the
+ * NodeManagers aggregate a finished application's container logs: once
+ * `yarn application -status` says the aggregation ended, `yarn logs
+ * -applicationId` gives them all, and the last SPARK_EXEC_LOG_MAX bytes of
+ * each container's stdout and stderr go to
+ * outputs/spark-executors/<app>/<container>/{stdout,stderr}.
  *
  * The outputs directory is the job user's: root writes there only after
  * the job ended, creating every directory and file itself (no symlink
@@ -15,7 +20,9 @@
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/util.h"
+#include "common/yarn.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -25,6 +32,8 @@
 #include <unistd.h>
 
 #define SPARK_EXEC_LOG_MAX  (1 << 20)
+#define YARN_LOGS_MAX       (64 << 20) /* all of `yarn logs`' output */
+#define YARN_AGG_WAIT_MS    60000      /* for the aggregation to end */
 #define SPARK_MAX_EXECUTORS 256
 
 /* mkdirat + open, never through a symlink; the job user's. */
@@ -163,5 +172,113 @@ done:
 	if (out >= 0)
 		close(out);
 	json_decref(st);
+	return rc;
+}
+
+/* The logs of `yarn logs` into the outputs: a container's stdout and
+ * stderr (the last SPARK_EXEC_LOG_MAX bytes), nothing else. */
+struct yarn_put {
+	struct runner *r;
+	int dir; /* outputs/spark-executors/<app> */
+	char last[YARN_NAME_MAX];
+	int count;
+	struct err *e;
+};
+
+static bool container_name_ok(const char *c)
+{
+	if (strncmp(c, "container_", 10) != 0 || strlen(c) > 96)
+		return false;
+	for (const char *p = c + 10; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '_')
+			return false;
+	return true;
+}
+
+static int yarn_put_log(const char *container, const char *type,
+                        const char *data, size_t len, void *arg)
+{
+	struct yarn_put *y = arg;
+	int sub, rc;
+
+	if (!container_name_ok(container) ||
+	    (strcmp(type, "stdout") && strcmp(type, "stderr")))
+		return 0;
+	if (len > SPARK_EXEC_LOG_MAX) {
+		data += len - SPARK_EXEC_LOG_MAX;
+		len = SPARK_EXEC_LOG_MAX;
+	}
+	if ((sub = subdir(y->r, y->dir, container, y->e)) < 0)
+		return sub;
+	/* listed twice: the first stands */
+	rc = faccessat(sub, type, F_OK, AT_SYMLINK_NOFOLLOW) == 0
+	         ? 0
+	         : put(y->r, sub, type, data, len, y->e);
+	close(sub);
+	if (rc == 0 && strcmp(y->last, container) != 0) {
+		snprintf(y->last, sizeof(y->last), "%s", container);
+		y->count++;
+	}
+	return rc;
+}
+
+/* Wait (bounded) for the NodeManagers to finish aggregating app's logs. */
+static int yarn_aggregated(const char *cmd, const char *conf, const char *app,
+                           struct err *e)
+{
+	int64_t deadline = now_mono_ms() + YARN_AGG_WAIT_MS;
+	struct yarn_app a;
+
+	for (;;) {
+		if (yarn_app_report(cmd, conf, app, YARN_TIMEOUT_MS, &a, e) < 0)
+			return e->code;
+		if (strcmp(a.log_aggregation, "DISABLED") == 0)
+			return err_set(e, TERR_UNSUPP,
+			               "log aggregation is off on the cluster "
+			               "(yarn.log-aggregation-enable)");
+		if (strcmp(a.log_aggregation, "SUCCEEDED") == 0 ||
+		    strcmp(a.log_aggregation, "FAILED") == 0 ||
+		    strcmp(a.log_aggregation, "TIME_OUT") == 0 ||
+		    now_mono_ms() > deadline)
+			return 0; /* what there is */
+		usleep(1000 * 1000);
+	}
+}
+
+int spark_yarn_executor_logs(struct runner *r, const char *cmd,
+                             const char *conf, const char *app, int *count,
+                             struct err *e)
+{
+	struct yarn_put y = {.r = r, .dir = -1, .e = e};
+	int out = -1, top = -1, rc;
+	struct buf b;
+
+	*count = 0;
+	buf_init(&b, YARN_LOGS_MAX);
+	if ((rc = yarn_aggregated(cmd, conf, app, e)) < 0 ||
+	    (rc = yarn_app_logs(cmd, conf, app, &b, YARN_TIMEOUT_MS, e)) < 0)
+		goto done;
+	out = open(r->outputs_dir,
+	           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (out < 0) {
+		rc = err_sys(e, TERR_IO, "open %s", r->outputs_dir);
+		goto done;
+	}
+	if ((top = subdir(r, out, "spark-executors", e)) < 0 ||
+	    (y.dir = subdir(r, top, app, e)) < 0) {
+		rc = top < 0 ? top : y.dir;
+		goto done;
+	}
+	rc = yarn_logs_parse(b.data, b.len, yarn_put_log, &y);
+	rc = rc < 0 ? rc : 0;
+done:
+	*count = y.count;
+	if (y.dir >= 0)
+		close(y.dir);
+	if (top >= 0)
+		close(top);
+	if (out >= 0)
+		close(out);
+	buf_free(&b);
 	return rc;
 }

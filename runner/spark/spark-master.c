@@ -119,7 +119,8 @@ void spark_status_cluster(json_t *status, struct spark_cluster *c)
 	}
 }
 
-bool spark_status_app(json_t *status, const char *id, char *state, size_t size)
+/* The entry of application id in a status document, or NULL. */
+static json_t *status_app(json_t *status, const char *id)
 {
 	static const char *const lists[] = {"activeapps", "completedapps"};
 	json_t *a;
@@ -130,15 +131,35 @@ bool spark_status_app(json_t *status, const char *id, char *state, size_t size)
 		{
 			const char *aid =
 			    json_string_value(json_object_get(a, "id"));
-			const char *st =
-			    json_string_value(json_object_get(a, "state"));
-			if (aid != NULL && strcmp(aid, id) == 0) {
-				snprintf(state, size, "%s",
-				         st ? st : "UNKNOWN");
-				return true;
-			}
+			if (aid != NULL && strcmp(aid, id) == 0)
+				return a;
 		}
-	return false;
+	return NULL;
+}
+
+bool spark_status_app(json_t *status, const char *id, char *state, size_t size)
+{
+	json_t *a = status_app(status, id);
+	const char *st;
+
+	if (a == NULL)
+		return false;
+	st = json_string_value(json_object_get(a, "state"));
+	snprintf(state, size, "%s", st ? st : "UNKNOWN");
+	return true;
+}
+
+bool spark_status_app_name(json_t *status, const char *id, char *name,
+                           size_t size)
+{
+	json_t *a = status_app(status, id);
+	const char *n;
+
+	if (a == NULL)
+		return false;
+	n = json_string_value(json_object_get(a, "name"));
+	snprintf(name, size, "%s", n ? n : "");
+	return true;
 }
 
 int spark_master_kill(const char *ui, const char *id, struct err *e)

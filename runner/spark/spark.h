@@ -75,6 +75,10 @@ void spark_status_cluster(json_t *status, struct spark_cluster *c);
 /* The state of application id in a status document (RUNNING, WAITING,
  * FINISHED, FAILED, KILLED, ...) into state; false when not listed. */
 bool spark_status_app(json_t *status, const char *id, char *state, size_t size);
+/* The name of application id (spark.app.name: spark-submit's --name) in a
+ * status document into name; false when not listed. */
+bool spark_status_app_name(json_t *status, const char *id, char *name,
+                           size_t size);
 /* Ask the master to kill an application (its UI's kill link: the master
  * removes it as KILLED). */
 int spark_master_kill(const char *ui, const char *id, struct err *e);
@@ -96,5 +100,10 @@ int spark_env_archive(struct runner *r, char **dir, struct err *e);
  * *count: executors fetched. */
 int spark_executor_logs(struct runner *r, const char *ui, const char *app,
                         int *count, struct err *e);
+/* The same on YARN: the containers' aggregated logs (`yarn logs`, once the
+ * aggregation ended) into outputs/spark-executors/<app>/<container>/. */
+int spark_yarn_executor_logs(struct runner *r, const char *cmd,
+                             const char *conf, const char *app, int *count,
+                             struct err *e);
 
 #endif

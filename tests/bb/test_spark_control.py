@@ -6,18 +6,22 @@ kill -9 of the runner (the driver's sandbox outlives it, the new runner
 adopts it and resumes its output where the log ends), and a cancel after
 that still kills the application on the cluster; an application the master holds WAITING (no free cores)
 is the attempt's `pending` sub-state; the executor logs never follow a link
-the job left."""
+the job left; an application id of someone else's that the job writes
+into its event log directory is never killed, reported or mined for
+executor logs, while its own application is still killed."""
 import json
 import os
 import re
 import signal
 import time
 
+import pytest
+
 from harness.common import wait_until
 from harness.life import upload_snapshot
 from harness.workspace import Workspace
 from harness.agent import Agent
-from harness.spark import KILL_GRACE, SLOW
+from harness.spark import ADVERTISE, KILL_GRACE, SLOW
 
 
 def submit_slow(ws, secs, **spec):
@@ -88,6 +92,72 @@ def test_timeout_kills_the_application_on_the_cluster(workspace,
     assert j["state"] == "timed_out", j
     # ended on the cluster by the time the attempt was final
     assert spark_cluster.apps()[app] == "KILLED"
+
+
+@pytest.mark.parametrize("stop", ["cancel", "timeout"])
+def test_a_foreign_application_the_job_advertises_is_never_killed(
+        workspace, agent_factory, spark_cluster, stop):
+    # Someone else's application on the same cluster (the test's own
+    # spark-submit, one of the two cores) ...
+    other, foreign = spark_cluster.submit_foreign("someone-else")
+    try:
+        ag = agent_factory(**spark_settings(spark_cluster)).start()
+        snap = upload_snapshot(workspace, {"slow.py": ADVERTISE})
+        # ... whose id the job writes into its event log directory, where
+        # the runner learns its applications (the job holds the other
+        # core); timeout: long enough for it to run and advertise here
+        job = workspace.submit(
+            name="spark-advertise", command=["slow.py", "600", foreign],
+            launcher="spark", source={"snapshot": snap},
+            spark={"executors": 1, "executor_cores": 1,
+                   "executor_memory": "600m", "driver_memory": "600m"},
+            **({"timeout": "45s"} if stop == "timeout" else {}))
+        log_path = os.path.join(ag.attempt_dir(job), "log")
+
+        def own():
+            log = open(log_path, "rb").read()
+            m = re.search(rb"\napplication (app-[\w-]+)\n", log)
+            if m is None or b"advertised " + foreign.encode() not in log:
+                return None
+            app = m.group(1).decode()
+            return app if spark_cluster.apps().get(app) == "RUNNING" \
+                else None
+        app = wait_until(own, 180, interval=0.2,
+                         what="the job's application to run")
+        # the runner has seen the foreign id (spark.json lists it)
+        sj_path = os.path.join(ag.attempt_dir(job), "spark.json")
+
+        def seen():
+            with open(sj_path) as f:
+                sj = json.load(f)
+            return foreign in sj["apps"] + sj.get("foreign", [])
+        wait_until(seen, 30, interval=0.2, what="the runner to see it")
+        if stop == "cancel":
+            t0 = time.monotonic()
+            st, _, b = workspace.api("POST", "/api/v1/jobs/%s/cancel" % job)
+            assert st in (200, 202), b
+            killed_within(spark_cluster, app, t0, KILL_GRACE + 5)
+        j = ag.wait_job(job, timeout=120)
+        log = open(log_path, "rb").read()
+        assert j["state"] == ("cancelled" if stop == "cancel" else
+                              "timed_out"), (j, log[-3000:])
+        assert spark_cluster.apps()[app] == "KILLED"
+        assert spark_cluster.apps()[foreign] == "RUNNING", log[-3000:]
+        assert b"application %s killed" % foreign.encode() not in log
+        assert b"%s in spark-events is not this job's application" % (
+            foreign.encode()) in log
+        assert b"application %s killed on %s\n" % (
+            app.encode(), spark_cluster.master.encode()) in log
+        # neither its id nor its executors' logs are the job's
+        with open(os.path.join(ag.attempt_dir(job), "state.json")) as f:
+            assert json.load(f)["launcher_ref"] == app
+        with open(sj_path) as f:
+            sj = json.load(f)
+        assert sj["apps"] == [app] and sj["foreign"] == [foreign], sj
+        assert not os.path.exists(os.path.join(
+            ag.attempt_dir(job), "outputs", "spark-executors", foreign))
+    finally:
+        other.stop()
 
 
 def test_kill9_agent_during_a_spark_job(spark_cluster):

@@ -2,7 +2,8 @@
 the digits example runs through workspace -> agent -> spark-submit ->
 executors and succeeds with its driver log byte-exact at the workspace, and
 the same job runs with master local[2] on a node without a cluster; a job
-asking for more cores than the cluster has is refused naming the field; a
+asking for more cores than the cluster has, or cluster deploy mode, is
+refused naming the field; a
 job's venv is packed (once per environment) and shipped to the executors,
 which import a package only the venv has."""
 import json
@@ -139,6 +140,28 @@ def test_more_cores_than_the_cluster_is_refused(workspace, agent_factory,
         assert field in log, log
         assert field.decode() in (a.get("message") or ""), a
     assert not [a for a in spark_cluster.status()["activeapps"]]
+
+
+def test_cluster_deploy_mode_is_refused_naming_the_field(workspace,
+                                                         agent_factory,
+                                                         spark_cluster):
+    # docs/spark.md: client mode only, on every master (the runner would
+    # have to follow a driver on the cluster; PySpark cannot run in cluster
+    # mode on a standalone cluster at all)
+    ag = spark_agent(agent_factory, spark_cluster)
+    apps_before = set(spark_cluster.apps())
+    jobs = [workspace.submit(
+        name="cluster-mode", command=["train.py"], launcher="spark",
+        spark=dict(master, deploy_mode="cluster"),
+        source={"snapshot": snapshot(workspace)})
+        for master in ({}, {"master": "local[1]"})]
+    for job in jobs:
+        j = ag.wait_job(job, timeout=120)
+        assert j["state"] == "launch_failed", j
+        a = j["attempts"][0]
+        assert "spark.deploy_mode: 'cluster' is not supported" in \
+            (a.get("message") or ""), a
+    assert set(spark_cluster.apps()) == apps_before, "ran on the cluster"
 
 
 def test_agent_reports_the_cluster_and_doctor_checks_it(workspace,

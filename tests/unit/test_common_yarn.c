@@ -72,6 +72,78 @@ static void test_app_state(void **state)
 	assert_false(yarn_app_state_parse("State :\n", st, sizeof(st)));
 }
 
+/* The name and user an application is proven the job's by (a name
+ * with blanks, trailing blanks cut). */
+static void test_app_report(void **state)
+{
+	struct yarn_app a;
+
+	(void)state;
+	assert_true(
+	    yarn_app_report_parse("Application Report : \n"
+	                          "\tApplication-Id : application_1_0001\n"
+	                          "\tApplication-Name : my app  \r\n"
+	                          "\tApplication-Type : SPARK\n"
+	                          "\tUser : tether-job\n"
+	                          "\tState : RUNNING\n"
+	                          "\tFinal-State : UNDEFINED\n",
+	                          &a));
+	assert_string_equal(a.name, "my app");
+	assert_string_equal(a.user, "tether-job");
+	assert_string_equal(a.state, "RUNNING");
+	assert_false(yarn_app_report_parse("\tApplication-Name : x\n", &a));
+	assert_string_equal(a.name, "x");
+}
+
+struct seen_logs {
+	int n;
+	char what[8][160];
+};
+
+static int on_log(const char *container, const char *type, const char *data,
+                  size_t len, void *arg)
+{
+	struct seen_logs *s = arg;
+
+	if (s->n < 8)
+		snprintf(s->what[s->n++], sizeof(s->what[0]), "%s|%s|%.*s",
+		         container, type, (int)len, data);
+	return 0;
+}
+
+/* Each log's contents by its LogLength: a log that prints headers of its
+ * own makes no log of them; a text cut short gives what it has. */
+static void test_logs_parse(void **state)
+{
+	const char text[] =
+	    "Container: container_1_0001_01_000002 on host_4545\n"
+	    "LogAggregationType: AGGREGATED\n"
+	    "==========\n"
+	    "LogType:stderr\n"
+	    "LogLastModifiedTime:Mon Dec 07 06:00:00 +0000 2026\n"
+	    "LogLength:51\n"
+	    "LogContents:\n"
+	    "x\nContainer: evil on h\nLogType:stdout\nLogLength:1\n\n"
+	    "End of LogType:stderr\n"
+	    "***********\n\n"
+	    "Container: container_1_0001_01_000002 on host_4545\n"
+	    "LogType:stdout\n"
+	    "LogLength:10\n"
+	    "LogContents:\n"
+	    "cut";
+	struct seen_logs s = {0};
+
+	(void)state;
+	assert_int_equal(yarn_logs_parse(text, strlen(text), on_log, &s), 2);
+	assert_string_equal(s.what[0], "container_1_0001_01_000002|stderr|"
+	                               "x\nContainer: evil on h\nLogType:"
+	                               "stdout\nLogLength:1\n\n");
+	assert_string_equal(s.what[1], "container_1_0001_01_000002|stdout|cut");
+	assert_int_equal(
+	    yarn_logs_parse("LogType:stdout\nLogContents:\nx", 29, on_log, &s),
+	    0); /* no LogLength: not a log */
+}
+
 static void test_failing_command(void **state)
 {
 	const char *args[] = {"node", "-list", NULL};
@@ -120,6 +192,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_nodes),
 	    cmocka_unit_test(test_app_state),
+	    cmocka_unit_test(test_app_report),
+	    cmocka_unit_test(test_logs_parse),
 	    cmocka_unit_test(test_failing_command),
 	    cmocka_unit_test(test_settings_round_trip),
 	};

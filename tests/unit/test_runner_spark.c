@@ -98,6 +98,9 @@ static void test_spec_refusals_name_the_field(void **state)
 	refused("{\"conf\": {\"--verbose\": \"x\"}}", "spark.conf");
 	refused("{\"conf\": {\"spark.a=b\": \"x\"}}", "spark.conf");
 	refused("{\"conf\": {\"hadoop.x\": \"1\"}}", "spark.conf");
+	/* the runner proves an application the job's by this name */
+	refused("{\"conf\": {\"spark.app.name\": \"x\"}}",
+	        "spark.conf.spark.app.name");
 	refused("{\"conf\": {\"spark..x\": \"1\"}}", "spark.conf");
 	refused("{\"conf\": {\"spark.x\": 1}}", "spark.conf.spark.x");
 	refused("{\"conf\": {\"spark.x\": \"a\\nb\"}}", "spark.conf.spark.x");

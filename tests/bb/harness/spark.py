@@ -40,6 +40,19 @@ print("sums", sc.parallelize(range(10), 2).mapPartitions(work).collect(),
       flush=True)
 """
 
+# SLOW that also advertises another's application: once its own context
+# runs it writes argv[2] (an id of someone else's application) as a file
+# name into its event log directory, where the runner learns its
+# application ids (the security tests: the agent must never kill it).
+ADVERTISE = SLOW.replace(
+    b'print("application", sc.applicationId, flush=True)\n',
+    b'print("application", sc.applicationId, flush=True)\n'
+    b'import os\n'
+    b'open(os.path.join("/tether/outputs/spark-events", sys.argv[2]), "w")'
+    b'.close()\n'
+    b'print("advertised", sys.argv[2], flush=True)\n')
+assert ADVERTISE != SLOW
+
 SPARK_VENV = os.environ.get("TETHER_SPARK_VENV", "/opt/tether-spark")
 WORKER_CORES = 1
 WORKER_MEMORY = "1g"
@@ -138,6 +151,21 @@ class SparkCluster:
         return {a["id"]: a["state"]
                 for a in st.get("activeapps", []) + st.get("completedapps", [])}
 
+    def submit_foreign(self, name, secs=600):
+        """Someone else's application on this cluster (SLOW, spark-submit
+        run by the test itself, one core): its Proc and id once the master
+        runs it.  Stop the Proc when done."""
+        return foreign_app(self.path(name + ".py"), self.path(name + ".log"),
+                           name, secs, ["--master", self.master,
+                                        "--total-executor-cores", "1"],
+                           dict(self.env), self._foreign_id)
+
+    def _foreign_id(self, name):
+        for a in self.status().get("activeapps", []):
+            if a.get("name") == name and a.get("state") == "RUNNING":
+                return a["id"]
+        return None
+
     def kill_all(self):
         """Kill every application still running (a failed test must not hold
         the next one's cores)."""
@@ -164,3 +192,27 @@ class SparkCluster:
         for p in reversed(self.procs):
             p.stop(timeout=10)
         self.procs = []
+
+
+def foreign_app(script, log, name, secs, master_args, env, find):
+    """spark-submit SLOW as the test's user (name: its application name);
+    find(name) gives the id once the cluster runs it: (Proc, id)."""
+    with open(script, "wb") as f:
+        f.write(SLOW)
+    env["PYSPARK_PYTHON"] = os.path.join(SPARK_VENV, "bin", "python")
+    argv = ([os.path.join(spark_home(), "bin", "spark-submit")] + master_args +
+            ["--name", name, "--executor-cores", "1",
+             "--executor-memory", EXECUTOR_MEMORY, "--driver-memory", "600m",
+             "--conf", "spark.driver.host=127.0.0.1", script, str(secs)])
+    p = Proc(argv, log, env=env)
+    try:
+        app = wait_until(lambda: find(name) or (None if p.alive() else
+                                                 "dead"), 300, interval=0.5,
+                         what="the foreign application %s to run" % name)
+    except Exception:
+        p.stop()
+        raise
+    if app == "dead":
+        p.stop()
+        raise AssertionError(p.output()[-4000:])
+    return p, app

@@ -90,6 +90,33 @@ class YarnCluster:
                 return v.strip()
         return None
 
+    def submit_foreign(self, name, secs=600):
+        """Someone else's application on this YARN (harness/spark.py's
+        SLOW, spark-submit run by the test itself, one executor: with the
+        job's application master and executor the cluster is full): its
+        Proc and id once YARN runs it.  Stop the Proc when done."""
+        from harness import spark
+        d = os.path.join(self.dir, "foreign")
+        os.makedirs(d, exist_ok=True)
+        return spark.foreign_app(
+            os.path.join(d, name + ".py"), os.path.join(d, name + ".log"),
+            name, secs,
+            ["--master", "yarn", "--num-executors", "1",
+             "--conf", "spark.yarn.stagingDir=file://" + self.staging,
+             "--conf", "spark.yarn.am.memory=512m"],
+            {"HADOOP_CONF_DIR": self.conf_dir, "SPARK_LOCAL_IP": "127.0.0.1"},
+            self._running_id)
+
+    def _running_id(self, name):
+        """The id of the RUNNING application called name, or None."""
+        out = self.cli("application", "-list", "-appStates", "RUNNING")
+        for line in out.splitlines():
+            cols = [c.strip() for c in line.split("\t")]
+            if len(cols) > 1 and cols[0].startswith("application_") and \
+                    cols[1] == name:
+                return cols[0]
+        return None
+
     def stop(self):
         if self.proc is not None:
             self.proc.stop(timeout=20)
