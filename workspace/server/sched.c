@@ -494,6 +494,10 @@ struct agent_fit *sched_fit_load(struct ws *ws, const char *agent_id)
 	return k;
 }
 
+/* A job of one node: a multi-node job (nodes > 1) goes only to a gang of
+ * agents at once (docs/multi-node.md), never to one agent's poll. */
+#define ONE_NODE "coalesce(json_extract(spec, '$.nodes'), 1) = 1"
+
 int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
                  json_t *jobs, struct agent_fit **keep)
 {
@@ -510,8 +514,8 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
 	                " placement_labels, cpus, memory, gpus, "
 	                "json_extract(spec, '$.launcher'), json_extract(spec, "
 	                "'$.slurm.partition') FROM jobs WHERE state = 'queued' "
-	                "AND cancel_requested = 0 ORDER BY priority DESC, id "
-	                "ASC");
+	                "AND cancel_requested = 0 AND " ONE_NODE " ORDER BY "
+	                "priority DESC, id ASC");
 	/* the whole queue, until room is filled: a bound here starved a job
 	 * behind that many others this agent cannot run (GPU jobs before a
 	 * CPU one on a CPU node) */
@@ -565,7 +569,8 @@ int sched_wake_queued(struct ws *ws)
 	                    "memory, gpus, json_extract(spec, '$.launcher'), "
 	                    "json_extract(spec, '$.slurm.partition') FROM jobs "
 	                    "WHERE state = 'queued' AND cancel_requested = 0 "
-	                    "ORDER BY priority DESC, id ASC LIMIT ?");
+	                    "AND " ONE_NODE " ORDER BY priority DESC, id ASC "
+	                    "LIMIT ?");
 	sqlite3_bind_int(js, 1, WAKE_JOBS);
 	/* the parked polls keep their agent's fit (sched_assign): matching
 	 * them queries nothing per agent */
@@ -580,6 +585,37 @@ int sched_wake_queued(struct ws *ws)
 	return woken;
 }
 
+/* Why the queued multi-node job in js (columns as in sched_queue_reason)
+ * waits: fewer registered agents could ever run a rank than it has nodes
+ * (unschedulable), or gang reservation, which is not built yet. */
+static char *gang_reason(struct ws *ws, sqlite3_stmt *js, int64_t nodes)
+{
+	sqlite3_stmt *as = store_prep(ws, "SELECT id, name, labels, capacity "
+	                                  "FROM agents WHERE state != "
+	                                  "'revoked'");
+	struct agent_fit a;
+	int64_t fit = 0;
+
+	while (sqlite3_step(as) == SQLITE_ROW) {
+		snprintf(a.id, sizeof(a.id), "%s", sqlite3_column_text(as, 0));
+		a.name = (const char *)sqlite3_column_text(as, 1);
+		a.labels = store_col_json(as, 2);
+		a.cap = store_col_json(as, 3);
+		fit += no_fit(&a, js, 0) == NULL;
+		json_decref(a.labels);
+		json_decref(a.cap);
+	}
+	store_done(as);
+	if (fit < nodes)
+		return xasprintf("unschedulable: the job needs %lld nodes and "
+		                 "%lld registered agent%s match its placement "
+		                 "and resources",
+		                 (long long)nodes, (long long)fit,
+		                 fit == 1 ? "" : "s");
+	return xstrdup("waiting: multi-node jobs are accepted but not yet "
+	               "gang-scheduled by this workspace (docs/multi-node.md)");
+}
+
 char *sched_queue_reason(struct ws *ws, int64_t job)
 {
 	sqlite3_stmt *js, *as;
@@ -587,14 +623,20 @@ char *sched_queue_reason(struct ws *ws, int64_t job)
 	const char *why = NULL;
 	char *out = NULL;
 	int nagents = 0;
+	int64_t nodes;
 
 	js = store_prep(ws, "SELECT placement_agent, placement_labels, cpus, "
 	                    "memory, gpus, json_extract(spec, '$.launcher'), "
-	                    "json_extract(spec, '$.slurm.partition') FROM jobs "
-	                    "WHERE id = ? AND state = 'queued'");
+	                    "json_extract(spec, '$.slurm.partition'), "
+	                    "coalesce(json_extract(spec, '$.nodes'), 1) FROM "
+	                    "jobs WHERE id = ? AND state = 'queued'");
 	sqlite3_bind_int64(js, 1, job);
 	if (sqlite3_step(js) != SQLITE_ROW)
 		goto out;
+	if ((nodes = sqlite3_column_int64(js, 7)) > 1) {
+		out = gang_reason(ws, js, nodes);
+		goto out;
+	}
 	as = store_prep(ws,
 	                "SELECT id, name, labels, capacity FROM agents WHERE "
 	                "state != 'revoked'");
