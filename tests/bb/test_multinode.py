@@ -4,6 +4,9 @@ more than one node refused at submit naming the field; a multi-node job is
 never handed to a single agent's poll, and is `unschedulable` at once when
 fewer registered agents match than it has nodes."""
 import json
+import os
+import sqlite3
+import time
 
 from harness.agent import Agent
 
@@ -77,3 +80,59 @@ def test_local_submit_of_a_multi_node_job_is_refused(tmp_path):
     r = ag.cmd("submit", str(spec), check=False)
     assert r.returncode != 0 and "nodes" in r.stderr, r.stderr
     assert len(ag.cmd("jobs").stdout.strip().splitlines()) == 1
+
+
+def _write_gang(ws, jid, first, agents):
+    """Write a gang of len(agents) ranks for job jid, its rank 0 being
+    attempt `first`, as gang reservation will (docs/multi-node.md):
+    rank r is attempt first + r; jobs.attempt names the gang's rank 0."""
+    ws.stop()
+    db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
+    now = time.time()
+    for rank, name in enumerate(agents):
+        [(aid,)] = db.execute("SELECT id FROM agents WHERE name = ?", (name,))
+        db.execute("INSERT INTO attempts(job, attempt, rank, agent_id, state, "
+                   "started_at, lease_deadline) VALUES (?,?,?,?,'assigned',?,?)",
+                   (jid, first + rank, rank, aid, now, now + 600))
+    db.execute("UPDATE jobs SET state = 'assigned', attempt = ? WHERE id = ?",
+               (first, jid))
+    db.commit()
+    db.close()
+    ws.start()
+
+
+STARTED = [{"seq": 1, "time": 1.0, "type": "started", "pid": 42}]
+
+
+def test_rank_attempts_are_fenced_and_cancelled_as_one_gang(workspace):
+    """Each rank of a gang is an ordinary attempt with its own number: its
+    agent is offered it with `rank` and `nodes`, reports to it, and hears
+    the job's cancel; once the job moves to a new gang, the old ranks get
+    409 like any superseded attempt."""
+    ws = workspace
+    a = ws.register("n1")
+    b = ws.register("n2")
+    jid = ws.submit(SPEC, nodes=2)
+    _write_gang(ws, jid, 1, ["n1", "n2"])
+    [ia] = ws.lease(a)["jobs"]
+    [ib] = ws.lease(b)["jobs"]
+    assert (ia["attempt"], ia["rank"], ia["nodes"]) == (1, 0, 2), ia
+    assert (ib["attempt"], ib["rank"], ib["nodes"]) == (2, 1, 2), ib
+    st, _, body = ws.events(b, jid, 2, STARTED)
+    assert st == 200, body
+    assert ws.events(a, jid, 2, STARTED)[0] == 404  # not a's rank
+    assert ws.job(jid)["state"] == "running"
+    r = ws.lease(b, running=[(jid, 2)])
+    assert [x["attempt"] for x in r["renewed"]] == [2] and not r["lost"], r
+    # a new gang (3, 4) supersedes the old ranks
+    _write_gang(ws, jid, 3, ["n2", "n1"])
+    st, _, body = ws.events(b, jid, 2, [dict(STARTED[0], seq=2)])
+    assert st == 409, body
+    st, _, body = ws.events(a, jid, 4, STARTED)
+    assert st == 200, body
+    st, _, body = ws.api("POST", f"/api/v1/jobs/{jid}/cancel")
+    assert st in (200, 202), body
+    ca = ws.lease(a, running=[(jid, 4)])["cancel"]
+    cb = ws.lease(b, running=[(jid, 3)])["cancel"]
+    assert [(c["job"], c["attempt"]) for c in ca] == [(jid, 4)], ca
+    assert [(c["job"], c["attempt"]) for c in cb] == [(jid, 3)], cb

@@ -375,9 +375,10 @@ static int jobs_cancel(struct req *r)
 {
 	struct ws *ws = r->ws;
 	sqlite3_stmt *st;
-	char state[32] = "", agent[48] = "";
+	char state[32] = "", agents[256][48];
 	const char *next;
 	int64_t id;
+	int nagents = 0;
 
 	if (req_seg_id(r, 1, &id) < 0)
 		return r->status;
@@ -409,18 +410,19 @@ static int jobs_cancel(struct req *r)
 	sqlite3_bind_double(st, 2, ws_now());
 	sqlite3_step(st);
 	store_done(st);
-	/* news for the current attempt's agent and the job's log readers */
+	/* news for the current attempt's agents (every rank of a gang) and
+	 * the job's log readers */
 	st = store_prep(ws, "SELECT a.agent_id FROM attempts a JOIN jobs j ON "
-	                    "j.id = a.job AND j.attempt = a.attempt WHERE "
-	                    "j.id = ?");
+	                    "j.id = a.job AND j.attempt = a.attempt - a.rank "
+	                    "WHERE j.id = ? LIMIT 256");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		snprintf(agent, sizeof(agent), "%s",
+	while (nagents < 256 && sqlite3_step(st) == SQLITE_ROW)
+		snprintf(agents[nagents++], sizeof(agents[0]), "%s",
 		         sqlite3_column_text(st, 0));
 	store_done(st);
 	store_unlock(ws);
-	if (agent[0] != '\0')
-		ws_notify_agent(ws, agent);
+	for (int i = 0; i < nagents; i++)
+		ws_notify_agent(ws, agents[i]);
 	ws_notify_job(ws, id);
 	log_info("job=%lld cancel: %s", (long long)id, next);
 	return reply_json(

@@ -470,13 +470,15 @@ static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
 	    ws, "UPDATE attempts SET cancel_sent = 1 WHERE agent_id = ? AND "
 	        "state IN ('assigned','running','cancelling') AND job IN "
 	        "(SELECT id FROM jobs WHERE cancel_requested = 1 AND "
-	        "attempt = attempts.attempt) RETURNING job, attempt, "
+	        "attempt = attempts.attempt - attempts.rank) RETURNING job, "
+	        "attempt, "
 	        "cancel_sent");
 
 	/* RETURNING shows the new value; find unsent ones first */
 	sqlite3_stmt *q = store_prep(
 	    ws, "SELECT a.job, a.attempt, a.cancel_sent FROM attempts a JOIN "
-	        "jobs j ON j.id = a.job AND j.attempt = a.attempt WHERE "
+	        "jobs j ON j.id = a.job AND j.attempt = a.attempt - a.rank "
+	        "WHERE "
 	        "a.agent_id = ? AND a.state IN ('assigned','running',"
 	        "'cancelling') AND j.cancel_requested = 1");
 	sqlite3_bind_text(q, 1, agent, -1, SQLITE_STATIC);

@@ -23,7 +23,8 @@ bool sched_reason_terminal(const char *state)
 static int64_t count_attempts(struct ws *ws, int64_t job)
 {
 	sqlite3_stmt *st = store_prep(ws, "SELECT count(*) FROM attempts WHERE "
-	                                  "job = ? AND counted = 1");
+	                                  "job = ? AND counted = 1 AND "
+	                                  "rank = 0");
 	int64_t n = 0;
 
 	sqlite3_bind_int64(st, 1, job);
@@ -52,7 +53,7 @@ int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
                       const char *reason, bool counted)
 {
 	sqlite3_stmt *st;
-	int64_t cur = 0, retries = 0, cancel = 0;
+	int64_t cur = 0, retries = 0, cancel = 0, gang = attempt;
 	char shown[80];
 	bool again = strcmp(reason, "lost") == 0 ||
 	             strcmp(reason, "preempted") == 0 || !counted;
@@ -68,16 +69,19 @@ int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
 	sqlite3_step(st);
 	store_done(st);
 	st = store_prep(ws,
-	                "SELECT attempt, retries, cancel_requested FROM jobs "
-	                "WHERE id = ?");
+	                "SELECT attempt, retries, cancel_requested, (SELECT "
+	                "?2 - rank FROM attempts WHERE job = ?1 AND attempt = "
+	                "?2) FROM jobs WHERE id = ?1");
 	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, attempt);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		cur = sqlite3_column_int64(st, 0);
 		retries = sqlite3_column_int64(st, 1);
 		cancel = sqlite3_column_int64(st, 2);
+		gang = sqlite3_column_int64(st, 3);
 	}
 	store_done(st);
-	if (cur != attempt)
+	if (cur != gang)
 		return 0; /* superseded: the job has moved on */
 	if (cancel && again)
 		set_job(ws, job, "cancelled", true);
@@ -366,17 +370,26 @@ static int load_agent(struct ws *ws, const char *id, struct agent_fit *a,
 	return 0;
 }
 
-/* The lease item handing attempt n of job id (spec and snapshot are the
- * columns spec_col and spec_col + 1 of st). */
+/* The lease item handing attempt n (of rank `rank`) of job id (spec and
+ * snapshot are the columns spec_col and spec_col + 1 of st).  A rank of a
+ * multi-node job also carries `rank` and `nodes` (docs/protocol.md). */
 static json_t *lease_item(struct ws *ws, int64_t id, int64_t n,
-                          sqlite3_stmt *st, int spec_col)
+                          sqlite3_stmt *st, int spec_col, int64_t rank)
 {
-	return json_pack("{s:I,s:I,s:o,s:f,s:o,s:o}", "job", (json_int_t)id,
-	                 "attempt", (json_int_t)n, "spec",
-	                 full_spec(ws, id, store_col_json(st, spec_col)),
-	                 "lease_ttl", (double)ws->conf.lease_ttl_ms / 1000.0,
-	                 "snapshot", store_col_str(st, spec_col + 1),
-	                 "checkpoint", checkpoint_of_job(ws, id));
+	json_t *spec = full_spec(ws, id, store_col_json(st, spec_col));
+	json_int_t nodes = json_integer_value(json_object_get(spec, "nodes"));
+	json_t *it =
+	    json_pack("{s:I,s:I,s:o,s:f,s:o,s:o}", "job", (json_int_t)id,
+	              "attempt", (json_int_t)n, "spec", spec, "lease_ttl",
+	              (double)ws->conf.lease_ttl_ms / 1000.0, "snapshot",
+	              store_col_str(st, spec_col + 1), "checkpoint",
+	              checkpoint_of_job(ws, id));
+
+	if (nodes > 1) {
+		json_object_set_new(it, "rank", json_integer(rank));
+		json_object_set_new(it, "nodes", json_integer(nodes));
+	}
+	return it;
 }
 
 static bool listed(json_t *running, int64_t job, int64_t attempt)
@@ -398,8 +411,9 @@ int sched_reoffer(struct ws *ws, const char *agent_id, int64_t room,
                   json_t *running, json_t *jobs)
 {
 	sqlite3_stmt *st = store_prep(
-	    ws, "SELECT j.id, j.attempt, j.spec, j.snapshot FROM attempts a "
-	        "JOIN jobs j ON j.id = a.job AND j.attempt = a.attempt WHERE "
+	    ws, "SELECT j.id, a.attempt, j.spec, j.snapshot, a.rank FROM "
+	        "attempts a JOIN jobs j ON j.id = a.job AND j.attempt = "
+	        "a.attempt - a.rank WHERE "
 	        "a.agent_id = ? AND a.state = 'assigned' AND j.state = "
 	        "'assigned' AND j.cancel_requested = 0 ORDER BY j.priority "
 	        "DESC, j.id ASC");
@@ -412,7 +426,9 @@ int sched_reoffer(struct ws *ws, const char *agent_id, int64_t room,
 
 		if (listed(running, id, n))
 			continue;
-		json_array_append_new(jobs, lease_item(ws, id, n, st, 2));
+		json_array_append_new(
+		    jobs,
+		    lease_item(ws, id, n, st, 2, sqlite3_column_int64(st, 4)));
 		log_info("job=%lld attempt=%lld offered again to %s (the "
 		         "agent's poll did not list it)",
 		         (long long)id, (long long)n, agent_id);
@@ -427,7 +443,8 @@ int sched_handback_unheld(struct ws *ws, const char *agent_id, json_t *running,
 {
 	sqlite3_stmt *st = store_prep(
 	    ws, "SELECT a.job, a.attempt FROM attempts a JOIN jobs j ON j.id "
-	        "= a.job AND j.attempt = a.attempt WHERE a.agent_id = ? AND "
+	        "= a.job AND j.attempt = a.attempt - a.rank WHERE a.agent_id "
+	        "= ? AND "
 	        "a.state = 'assigned' LIMIT 1000");
 	int64_t jobs[1000], atts[1000];
 	int n = 0;
@@ -524,7 +541,7 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
 		int64_t n = sqlite3_column_int64(st, 1) + 1;
 		if (no_fit(&a, st, 4) != NULL)
 			continue;
-		json_array_append_new(jobs, lease_item(ws, id, n, st, 2));
+		json_array_append_new(jobs, lease_item(ws, id, n, st, 2, 0));
 		given++;
 	}
 	store_done(st);
@@ -678,7 +695,8 @@ int sched_attempt_check(struct ws *ws, int64_t job, int64_t attempt,
 {
 	sqlite3_stmt *st = store_prep(
 	    ws, "SELECT a.agent_id = ?3, a.state IN ('assigned','running',"
-	        "'cancelling') AND j.attempt = a.attempt FROM attempts a JOIN "
+	        "'cancelling') AND j.attempt = a.attempt - a.rank FROM "
+	        "attempts a JOIN "
 	        "jobs j ON j.id = a.job WHERE a.job = ?1 AND a.attempt = ?2");
 	int r = TERR_NOTFOUND;
 

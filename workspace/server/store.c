@@ -77,6 +77,10 @@ static const char *const migrations[] = {
     "CREATE INDEX IF NOT EXISTS agents_secret ON agents(secret_hash);"
     "CREATE INDEX IF NOT EXISTS agents_new_secret ON"
     " agents(new_secret_hash) WHERE new_secret_hash IS NOT NULL;",
+    /* 4 -> 5: multi-node jobs (docs/multi-node.md): rank r of the gang
+     * whose rank 0 is attempt g is attempt g + r; jobs.attempt names the
+     * current gang (its rank 0).  Existing attempts are rank 0. */
+    "ALTER TABLE attempts ADD COLUMN rank INTEGER NOT NULL DEFAULT 0;",
 };
 _Static_assert(sizeof(migrations) / sizeof(*migrations) == WS_SCHEMA_VERSION,
                "one migration per schema version");

@@ -21,7 +21,7 @@
 #include "workspace/server/store.h"
 
 #define WS_PROTOCOL       1
-#define WS_SCHEMA_VERSION 4
+#define WS_SCHEMA_VERSION 5
 #define WS_MAX_DEPTH      16
 #define WS_MAX_NAME       128
 #define WS_MAX_LABELS     64
