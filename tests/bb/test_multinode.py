@@ -9,6 +9,7 @@ import sqlite3
 import time
 
 from harness.agent import Agent
+from harness.common import wait_until
 
 SPEC = {"name": "ddp", "command": ["true"]}
 
@@ -82,7 +83,7 @@ def test_local_submit_of_a_multi_node_job_is_refused(tmp_path):
     assert len(ag.cmd("jobs").stdout.strip().splitlines()) == 1
 
 
-def _write_gang(ws, jid, first, agents):
+def _write_gang(ws, jid, first, agents, deadline=600):
     """Write a gang of len(agents) ranks for job jid, its rank 0 being
     attempt `first`, as gang reservation will (docs/multi-node.md):
     rank r is attempt first + r; jobs.attempt names the gang's rank 0."""
@@ -93,7 +94,7 @@ def _write_gang(ws, jid, first, agents):
         [(aid,)] = db.execute("SELECT id FROM agents WHERE name = ?", (name,))
         db.execute("INSERT INTO attempts(job, attempt, rank, agent_id, state, "
                    "started_at, lease_deadline) VALUES (?,?,?,?,'assigned',?,?)",
-                   (jid, first + rank, rank, aid, now, now + 600))
+                   (jid, first + rank, rank, aid, now, now + deadline))
     db.execute("UPDATE jobs SET state = 'assigned', attempt = ? WHERE id = ?",
                (first, jid))
     db.commit()
@@ -136,3 +137,76 @@ def test_rank_attempts_are_fenced_and_cancelled_as_one_gang(workspace):
     cb = ws.lease(b, running=[(jid, 3)])["cancel"]
     assert [(c["job"], c["attempt"]) for c in ca] == [(jid, 4)], ca
     assert [(c["job"], c["attempt"]) for c in cb] == [(jid, 3)], cb
+
+
+def test_gang_succeeds_only_when_every_rank_exits_0(workspace):
+    ws = workspace
+    a = ws.register("n1")
+    b = ws.register("n2")
+    jid = ws.submit(SPEC, nodes=2)
+    _write_gang(ws, jid, 1, ["n1", "n2"])
+    st, _, body = ws.finish(a, jid, 1)
+    assert st == 200, body
+    assert ws.job(jid)["state"] in ("assigned", "running"), ws.job(jid)
+    assert ws.lease(b, running=[(jid, 2)])["cancel"] == []
+    st, _, body = ws.finish(b, jid, 2)
+    assert st == 200, body
+    jb = ws.job(jid)
+    assert jb["state"] == "succeeded" and jb["reason"] == "succeeded", jb
+
+
+def test_first_rank_to_fail_decides_and_the_others_are_stopped(workspace):
+    ws = workspace
+    a = ws.register("n1")
+    b = ws.register("n2")
+    jid = ws.submit(SPEC, nodes=2)
+    _write_gang(ws, jid, 1, ["n1", "n2"])
+    st, _, body = ws.finish(b, jid, 2, reason="failed", exit_code=3)
+    assert st == 200, body
+    jb = ws.job(jid)
+    assert jb["state"] == "failed" and jb["reason"] == "failed", jb
+    [r1] = [x for x in jb["attempts"] if x["attempt"] == 2]
+    assert r1["exit_code"] == 3, r1
+    # rank 0 is told to stop, and its end (cancelled) changes nothing
+    ca = ws.lease(a, running=[(jid, 1)])["cancel"]
+    assert [(c["job"], c["attempt"]) for c in ca] == [(jid, 1)], ca
+    assert ws.lease(b)["cancel"] == []
+    st, _, body = ws.finish(a, jid, 1, reason="cancelled", exit_code=None)
+    assert st == 200, body
+    jb = ws.job(jid)
+    assert jb["state"] == "failed" and jb["reason"] == "failed", jb
+    assert ws.lease(a)["cancel"] == []
+
+
+def test_a_rank_handed_back_requeues_the_whole_gang(workspace):
+    ws = workspace
+    a = ws.register("n1")
+    b = ws.register("n2")
+    jid = ws.submit(SPEC, nodes=2)
+    _write_gang(ws, jid, 1, ["n1", "n2"])
+    st, _, body = ws.api("POST", f"/api/v1/attempts/{jid}/2/handback",
+                         json={}, token=b)
+    assert st == 200, body
+    assert ws.job(jid)["state"] == "queued", ws.job(jid)
+    ca = ws.lease(a, running=[(jid, 1)])["cancel"]
+    assert [(c["job"], c["attempt"]) for c in ca] == [(jid, 1)], ca
+
+
+def test_a_gang_ended_uncounted_does_not_count_against_retries(workspace):
+    """retries: 1.  Gang 1: rank 1 handed back (not counted), rank 0 then
+    ends cancelled; gang 2: a rank's lease lapses (lost, counted): the job
+    is queued again, as gang 2 is the first to count."""
+    ws = workspace
+    a = ws.register("n1")
+    b = ws.register("n2")
+    jid = ws.submit(SPEC, nodes=2, retries=1)
+    _write_gang(ws, jid, 1, ["n1", "n2"])
+    st, _, body = ws.api("POST", f"/api/v1/attempts/{jid}/2/handback",
+                         json={}, token=b)
+    assert st == 200, body
+    st, _, body = ws.finish(a, jid, 1, reason="cancelled", exit_code=None)
+    assert st == 200, body
+    _write_gang(ws, jid, 3, ["n1", "n2"], deadline=-100)  # lapsed
+    wait_until(lambda: ws.job(jid)["state"] != "assigned", 20)
+    jb = ws.job(jid)
+    assert jb["state"] == "queued", jb

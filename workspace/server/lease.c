@@ -463,24 +463,34 @@ static void renew_one(struct ws *ws, const char *agent, json_t *it,
 	                                att, "lease_ttl", ttl));
 }
 
-/* Cancels for this agent's live attempts of cancelled jobs. */
+/* A live rank attempt `a` whose gang another rank has decided by ending
+ * other than succeeded (sched.c, gang_decides): it is stopped.  Never true
+ * for a one-node job (its gang is the live attempt alone). */
+#define GANG_STOPPED                                                           \
+	"EXISTS (SELECT 1 FROM attempts d WHERE d.job = a.job AND "            \
+	"d.attempt - d.rank = a.attempt - a.rank AND d.state NOT IN "          \
+	"('assigned','running','cancelling') AND d.reason != 'succeeded')"
+
+/* Cancels for this agent's live attempts of cancelled jobs, and of gangs
+ * that one rank's end decided. */
 static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
 {
 	sqlite3_stmt *st = store_prep(
-	    ws, "UPDATE attempts SET cancel_sent = 1 WHERE agent_id = ? AND "
-	        "state IN ('assigned','running','cancelling') AND job IN "
+	    ws, "UPDATE attempts AS a SET cancel_sent = 1 WHERE agent_id = ? "
+	        "AND state IN ('assigned','running','cancelling') AND (job IN "
 	        "(SELECT id FROM jobs WHERE cancel_requested = 1 AND "
-	        "attempt = attempts.attempt - attempts.rank) RETURNING job, "
-	        "attempt, "
+	        "attempt = a.attempt - a.rank) OR " GANG_STOPPED ") "
+	        "RETURNING job, attempt, "
 	        "cancel_sent");
 
 	/* RETURNING shows the new value; find unsent ones first */
 	sqlite3_stmt *q = store_prep(
-	    ws, "SELECT a.job, a.attempt, a.cancel_sent FROM attempts a JOIN "
-	        "jobs j ON j.id = a.job AND j.attempt = a.attempt - a.rank "
-	        "WHERE "
-	        "a.agent_id = ? AND a.state IN ('assigned','running',"
-	        "'cancelling') AND j.cancel_requested = 1");
+	    ws,
+	    "SELECT a.job, a.attempt, a.cancel_sent FROM attempts a JOIN "
+	    "jobs j ON j.id = a.job AND j.attempt = a.attempt - a.rank "
+	    "WHERE "
+	    "a.agent_id = ? AND a.state IN ('assigned','running',"
+	    "'cancelling') AND (j.cancel_requested = 1 OR " GANG_STOPPED ")");
 	sqlite3_bind_text(q, 1, agent, -1, SQLITE_STATIC);
 	while (sqlite3_step(q) == SQLITE_ROW) {
 		json_array_append_new(

@@ -22,9 +22,14 @@ bool sched_reason_terminal(const char *state)
 
 static int64_t count_attempts(struct ws *ws, int64_t job)
 {
-	sqlite3_stmt *st = store_prep(ws, "SELECT count(*) FROM attempts WHERE "
-	                                  "job = ? AND counted = 1 AND "
-	                                  "rank = 0");
+	/* gangs (docs/multi-node.md): one whose rank ended uncounted (handed
+	 * back, preempted) does not count; a one-node attempt is its gang */
+	sqlite3_stmt *st = store_prep(
+	    ws,
+	    "SELECT count(*) FROM attempts a WHERE job = ?1 AND counted = 1 "
+	    "AND rank = 0 AND NOT EXISTS (SELECT 1 FROM attempts b WHERE "
+	    "b.job = ?1 AND b.attempt - b.rank = a.attempt AND b.counted "
+	    "= 0)");
 	int64_t n = 0;
 
 	sqlite3_bind_int64(st, 1, job);
@@ -49,11 +54,53 @@ static void set_job(struct ws *ws, int64_t job, const char *state,
 	store_done(st);
 }
 
+/* For a rank of a multi-node job (docs/multi-node.md), ended with reason:
+ * does this end decide the job?  A success waits for every rank of the
+ * gang; the first rank to end any other way decides, and the gang's other
+ * live ranks are told to stop (lease.c sends them a cancel, GANG_STOPPED);
+ * a later rank's end changes nothing. */
+static bool gang_decides(struct ws *ws, int64_t job, int64_t gang,
+                         int64_t attempt, const char *reason)
+{
+	sqlite3_stmt *st = store_prep(
+	    ws, "SELECT count(*) FILTER (WHERE state IN ('assigned','running',"
+	        "'cancelling')), count(*) FILTER (WHERE state NOT IN "
+	        "('assigned','running','cancelling') AND reason != "
+	        "'succeeded' AND attempt != ?3) FROM attempts WHERE job = ?1 "
+	        "AND attempt - rank = ?2");
+	int64_t live = 0, failed = 0;
+
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, gang);
+	sqlite3_bind_int64(st, 3, attempt);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		live = sqlite3_column_int64(st, 0);
+		failed = sqlite3_column_int64(st, 1);
+	}
+	store_done(st);
+	if (failed > 0)
+		return false; /* an earlier rank decided */
+	if (strcmp(reason, "succeeded") == 0)
+		return live == 0;
+	st = store_prep(ws, "SELECT agent_id FROM attempts WHERE job = ?1 AND "
+	                    "attempt - rank = ?2 AND state IN ('assigned',"
+	                    "'running','cancelling')");
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, gang);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *ag = (const char *)sqlite3_column_text(st, 0);
+		lease_agent_busy(ag);
+		ws_notify_agent(ws, ag);
+	}
+	store_done(st);
+	return true;
+}
+
 int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
                       const char *reason, bool counted)
 {
 	sqlite3_stmt *st;
-	int64_t cur = 0, retries = 0, cancel = 0, gang = attempt;
+	int64_t cur = 0, retries = 0, cancel = 0, gang = attempt, nodes = 1;
 	char shown[80];
 	bool again = strcmp(reason, "lost") == 0 ||
 	             strcmp(reason, "preempted") == 0 || !counted;
@@ -71,7 +118,8 @@ int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
 	st = store_prep(ws,
 	                "SELECT attempt, retries, cancel_requested, (SELECT "
 	                "?2 - rank FROM attempts WHERE job = ?1 AND attempt = "
-	                "?2) FROM jobs WHERE id = ?1");
+	                "?2), coalesce(json_extract(spec, '$.nodes'), 1) FROM "
+	                "jobs WHERE id = ?1");
 	sqlite3_bind_int64(st, 1, job);
 	sqlite3_bind_int64(st, 2, attempt);
 	if (sqlite3_step(st) == SQLITE_ROW) {
@@ -79,10 +127,13 @@ int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
 		retries = sqlite3_column_int64(st, 1);
 		cancel = sqlite3_column_int64(st, 2);
 		gang = sqlite3_column_int64(st, 3);
+		nodes = sqlite3_column_int64(st, 4);
 	}
 	store_done(st);
 	if (cur != gang)
 		return 0; /* superseded: the job has moved on */
+	if (nodes > 1 && !gang_decides(ws, job, gang, attempt, reason))
+		return 0;
 	if (cancel && again)
 		set_job(ws, job, "cancelled", true);
 	else if (again && (!counted || count_attempts(ws, job) < retries + 1))
