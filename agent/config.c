@@ -53,6 +53,10 @@ const struct conf_key agent_conf_table[] = {
      "three intervals counts as gone."},
     {"name", CONF_STR, NULL, OFF(name), 0, 0,
      "Agent name in the workspace (default: the host name)."},
+    {"machine_id", CONF_STR, NULL, OFF(machine_id), 0, 0,
+     "Machine identity sent to the workspace (default: /etc/machine-id); "
+     "for several agents on one machine, as containers and tests run "
+     "them."},
     {"labels", CONF_STR, NULL, OFF(labels), 0, 0,
      "Comma-separated labels that jobs can ask for in placement."},
     {"heartbeat_interval", CONF_DURATION, "30s", OFF(heartbeat_ms), 0, 0,

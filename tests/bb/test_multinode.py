@@ -6,10 +6,12 @@ fewer registered agents match than it has nodes."""
 import json
 import os
 import sqlite3
+import threading
 import time
 
 from harness.agent import Agent
 from harness.common import wait_until
+from harness.workspace import Workspace
 
 SPEC = {"name": "ddp", "command": ["true"]}
 
@@ -210,3 +212,113 @@ def test_a_gang_ended_uncounted_does_not_count_against_retries(workspace):
     wait_until(lambda: ws.job(jid)["state"] != "assigned", 20)
     jb = ws.job(jid)
     assert jb["state"] == "queued", jb
+
+
+def _park(ws, secret, out, wait=15):
+    """A lease poll from another thread, parked until it has news."""
+    t = threading.Thread(target=lambda: out.append(ws.lease(secret, wait=wait)))
+    t.start()
+    time.sleep(1.0)  # parked (nothing queued fits it alone)
+    return t
+
+
+def _reserve(ws, a, b, **spec):
+    jid = ws.submit(SPEC, nodes=2, **spec)
+    got = []
+    t = _park(ws, b, got)
+    [ia] = ws.lease(a)["jobs"]
+    t.join(20)
+    [ib] = got[0]["jobs"]
+    return jid, ia, ib
+
+
+def test_gang_is_reserved_on_agents_with_a_free_slot_now(workspace):
+    ws = workspace
+    a = ws.register("n1")
+    b = ws.register("n2")
+    jid, ia, ib = _reserve(ws, a, b)
+    assert (ia["job"], ia["attempt"], ia["rank"], ia["nodes"]) == \
+        (jid, 1, 0, 2), ia
+    assert (ib["job"], ib["attempt"], ib["rank"], ib["nodes"]) == \
+        (jid, 2, 1, 2), ib
+    jb = ws.job(jid)
+    assert jb["state"] == "assigned" and jb["attempt"] == 1, jb
+    assert sorted(x["agent"] for x in jb["attempts"]) == ["n1", "n2"], jb
+    # both accept and succeed: the job succeeds
+    assert ws.finish(a, jid, 1)[0] == 200
+    assert ws.finish(b, jid, 2)[0] == 200
+    assert ws.job(jid)["state"] == "succeeded"
+
+
+def test_ranks_not_accepted_in_time_are_cancelled_and_the_job_waits():
+    # gang_start_timeout shortened (default 60s) so the test takes seconds
+    ws = Workspace(gang_start_timeout="2s").start()
+    try:
+        a = ws.register("n1")
+        b = ws.register("n2")
+        jid, ia, ib = _reserve(ws, a, b)
+        ws.lease(a, running=[(jid, 1)])  # n1 accepts; n2 never polls again
+        wait_until(lambda: ws.job(jid)["state"] == "queued", 15)
+        qr = ws.job(jid)["queue_reason"]
+        assert "n2" in qr and "did not accept" in qr, qr
+        ca = ws.lease(a, running=[(jid, 1)])["cancel"]
+        assert [(c["job"], c["attempt"]) for c in ca] == [(jid, 1)], ca
+        # the next gang is numbered after the last rank, and not counted
+        st, _, body = ws.events(a, jid, 1, [
+            {"seq": 1, "time": 1.0, "type": "final", "reason": "cancelled",
+             "exit_code": None, "signal": 15, "peak_memory_bytes": 1,
+             "cpu_seconds": 0.1, "durations": {"run": 0.1}}])
+        assert st == 200, body
+        got = []
+        t = _park(ws, a, got)
+        [ib2] = ws.lease(b)["jobs"]
+        t.join(20)
+        [ia2] = got[0]["jobs"]
+        assert (ib2["attempt"], ib2["rank"]) == (3, 0), ib2
+        assert (ia2["attempt"], ia2["rank"]) == (4, 1), ia2
+    finally:
+        ws.stop()
+
+
+# --- real agents ---------------------------------------------------------
+# Several agents on this machine: each gets its own `machine_id` setting
+# (docs/configuration.md), as two state dirs with one /etc/machine-id are
+# otherwise one machine attached twice (refused).
+
+def _agents(workspace, agent_factory, n):
+    tag = os.path.basename(workspace.dir.rstrip("/ws"))[-6:] or "x"
+    return [agent_factory(machine_id=f"mn-{tag}-{os.getpid()}-{i}").start()
+            for i in range(n)]
+
+
+def test_two_node_job_runs_on_two_real_agents(workspace, agent_factory):
+    _agents(workspace, agent_factory, 2)
+    jid = workspace.submit(SPEC, nodes=2,
+                           command=["sh", "-c", "echo rank $TETHER_ATTEMPT"])
+    wait_until(lambda: workspace.job(jid)["state"] not in
+               ("queued", "assigned", "running"), 60, what="the gang to end")
+    jb = workspace.job(jid)
+    assert jb["state"] == "succeeded", jb
+    atts = jb["attempts"]
+    assert len(atts) == 2 and len({x["agent"] for x in atts}) == 2, atts
+    assert all(x["reason"] == "succeeded" for x in atts), atts
+
+
+def test_failing_rank_fails_the_gang_and_stops_the_other(workspace,
+                                                          agent_factory):
+    _agents(workspace, agent_factory, 2)
+    # rank 1 (attempt 2) exits 3 after a second; rank 0 only sleeps
+    script = 'if [ "$TETHER_ATTEMPT" = 2 ]; then sleep 1; exit 3; fi; sleep 120'
+    jid = workspace.submit(SPEC, nodes=2, command=["sh", "-c", script])
+    wait_until(lambda: workspace.job(jid)["state"] == "failed", 60,
+               what="the gang to fail")
+    t0 = time.time()
+    wait_until(lambda: all(x["state"] not in ("assigned", "running",
+                                                "cancelling")
+                           for x in workspace.job(jid)["attempts"]), 30,
+               what="rank 0 to be stopped")
+    assert time.time() - t0 < 2 + 2  # kill_grace (harness: 2s) + 2 s
+    by = {x["attempt"]: x for x in workspace.job(jid)["attempts"]}
+    assert by[2]["reason"] == "failed" and by[2]["exit_code"] == 3, by
+    assert by[1]["reason"] == "cancelled", by
+    assert workspace.job(jid)["reason"] == "failed"

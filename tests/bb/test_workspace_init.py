@@ -111,7 +111,9 @@ def test_upgrade_from_schema_1_keeps_data():
     db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
     db.execute("DROP INDEX attempts_live")
     db.execute("DROP INDEX jobs_ended")
-    db.execute("ALTER TABLE attempts DROP COLUMN rank")  # added by 4 -> 5
+    for table, col in [("attempts", "rank"), ("attempts", "accepted"),
+                       ("jobs", "gang_note")]:  # added by 4 -> 5
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
@@ -141,7 +143,9 @@ def test_upgrade_from_schema_4_makes_every_attempt_rank_0():
     assert "rank" not in it and "nodes" not in it, it  # nodes: 1: as before
     ws.stop()
     db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
-    db.execute("ALTER TABLE attempts DROP COLUMN rank")
+    for table, col in [("attempts", "rank"), ("attempts", "accepted"),
+                       ("jobs", "gang_note")]:
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
     db.execute("PRAGMA user_version = 4")
     db.commit()
     db.close()
@@ -152,7 +156,8 @@ def test_upgrade_from_schema_4_makes_every_attempt_rank_0():
     ws.stop()
     db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
     assert db.execute("PRAGMA user_version").fetchone()[0] == 5
-    assert db.execute("SELECT rank FROM attempts").fetchall() == [(0,)]
+    assert db.execute("SELECT rank, accepted FROM attempts").fetchall() == \
+        [(0, 1)]
 
 
 def test_sigterm_stops_cleanly_with_a_parked_long_poll(workspace):

@@ -130,6 +130,13 @@ int wait_wake_fitting(struct ws *ws,
                       bool (*fits)(const struct agent_fit *, void *), void *arg,
                       int max);
 
+/* The agent ids (up to max) of parked lease polls with room whose fit
+ * passes fits(fit, arg), without waking them (gang reservation,
+ * docs/multi-node.md).  store_lock held. */
+int wait_parked_fitting(struct ws *ws,
+                        bool (*fits)(const struct agent_fit *, void *),
+                        void *arg, char (*ids)[48], int max);
+
 /* Finish a streamed (BODY_FILE) body: fsync it, give its sha256; the
  * data is in r->tmp_path (an empty file for an empty body). */
 int req_body_file(struct req *r, char hex[65]);

@@ -443,7 +443,8 @@ static void renew_one(struct ws *ws, const char *agent, json_t *it,
 	st =
 	    store_prep(ws, "UPDATE attempts SET lease_deadline = ?1, state = "
 	                   "CASE WHEN ?2 AND state = 'assigned' THEN 'running' "
-	                   "ELSE state END WHERE job = ?3 AND attempt = ?4");
+	                   "ELSE state END, accepted = 1 WHERE job = ?3 AND "
+	                   "attempt = ?4");
 	sqlite3_bind_double(st, 1, ws_now() + ttl);
 	sqlite3_bind_int(st, 2, state && strcmp(state, "running") == 0);
 	sqlite3_bind_int64(st, 3, job);

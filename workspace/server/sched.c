@@ -145,9 +145,59 @@ int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
 	return 0;
 }
 
+/* A gang whose rank its agent has not accepted (listed in a poll) within
+ * gang_start_timeout: that rank is handed back (not counted), which ends
+ * the gang (gang_decides: the others get a cancel, the job waits again),
+ * and the job's gang_note names the agent.  store_lock held. */
+static int gang_expire(struct ws *ws)
+{
+	sqlite3_stmt *st = store_prep(
+	    ws, "SELECT a.job, a.attempt, a.rank, coalesce(ag.name, "
+	        "a.agent_id) FROM attempts a JOIN jobs j ON j.id = a.job AND "
+	        "j.attempt = a.attempt - a.rank LEFT JOIN agents ag ON ag.id = "
+	        "a.agent_id WHERE a.state = 'assigned' AND a.accepted = 0 AND "
+	        "a.started_at + ? < ? LIMIT 16");
+	int64_t jobs[16], atts[16];
+	char notes[16][200];
+	int n = 0;
+
+	sqlite3_bind_double(st, 1,
+	                    (double)ws->conf.gang_start_timeout_ms / 1000.0);
+	sqlite3_bind_double(st, 2, ws_now());
+	while (n < 16 && sqlite3_step(st) == SQLITE_ROW) {
+		jobs[n] = sqlite3_column_int64(st, 0);
+		atts[n] = sqlite3_column_int64(st, 1);
+		snprintf(notes[n++], sizeof(notes[0]),
+		         "agent %.80s did not accept rank %lld within "
+		         "gang_start_timeout",
+		         sqlite3_column_text(st, 3),
+		         (long long)sqlite3_column_int64(st, 2));
+	}
+	store_done(st);
+	if (n == 0 || store_begin(ws) < 0)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		log_warn("job=%lld attempt=%lld: %s", (long long)jobs[i],
+		         (long long)atts[i], notes[i]);
+		st = store_prep(ws,
+		                "UPDATE jobs SET gang_note = ? WHERE id = ?");
+		sqlite3_bind_text(st, 1, notes[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, jobs[i]);
+		sqlite3_step(st);
+		store_done(st);
+		sched_end_attempt(ws, jobs[i], atts[i], "handed_back", false);
+	}
+	if (store_commit(ws) < 0) {
+		store_rollback(ws);
+		return 0;
+	}
+	return n;
+}
+
 int sched_expire(struct ws *ws)
 {
 	sqlite3_stmt *st;
+	int gangs;
 	int64_t jobs[64], atts[64];
 	char agents[64][48];
 	int n = 0;
@@ -155,6 +205,7 @@ int sched_expire(struct ws *ws)
 	    (double)(ws->conf.lost_grace_ms + ws->conf.lost_margin_ms) / 1000.0;
 
 	store_lock(ws);
+	gangs = gang_expire(ws);
 	st = store_prep(ws, "SELECT job, attempt, agent_id FROM attempts WHERE "
 	                    "state IN ('assigned','running','cancelling') AND "
 	                    "lease_deadline + ? < ? LIMIT 64");
@@ -182,7 +233,7 @@ int sched_expire(struct ws *ws)
 	/* a parked poll of that agent (partitioned, not dead) hears it now */
 	for (int i = 0; i < n; i++)
 		ws_notify_agent(ws, agents[i]);
-	return n;
+	return n + gangs;
 }
 
 void sched_clock_check(struct ws *ws)
@@ -375,14 +426,16 @@ static json_t *full_spec(struct ws *ws, int64_t job, json_t *masked)
 	return masked;
 }
 
+/* Attempt n of job, rank `rank` of its gang (0 for a one-node job), given
+ * to agent; a gang's rank waits to be accepted (gang_expire). */
 static void new_attempt(struct ws *ws, const char *agent, int64_t job,
-                        int64_t n)
+                        int64_t n, int64_t rank, bool gang)
 {
 	sqlite3_stmt *st = store_prep(
 	    ws, "INSERT INTO attempts(job, attempt, agent_id, state, "
-	        "started_at, lease_deadline, durations) VALUES (?1, ?2, ?3, "
-	        "'assigned', ?4, ?5, json_object('queued', ?4 - (SELECT "
-	        "queued_at FROM jobs WHERE id = ?1)))");
+	        "started_at, lease_deadline, durations, rank, accepted) VALUES "
+	        "(?1, ?2, ?3, 'assigned', ?4, ?5, json_object('queued', ?4 - "
+	        "(SELECT queued_at FROM jobs WHERE id = ?1)), ?6, ?7)");
 	double now = ws_now();
 
 	sqlite3_bind_int64(st, 1, job);
@@ -391,12 +444,14 @@ static void new_attempt(struct ws *ws, const char *agent, int64_t job,
 	sqlite3_bind_double(st, 4, now);
 	sqlite3_bind_double(st, 5,
 	                    now + (double)ws->conf.lease_ttl_ms / 1000.0);
+	sqlite3_bind_int64(st, 6, rank);
+	sqlite3_bind_int(st, 7, !gang);
 	sqlite3_step(st);
 	store_done(st);
 	lease_agent_busy(agent); /* its polls check the database again */
 	st = store_prep(ws, "UPDATE jobs SET state = 'assigned', attempt = ? "
 	                    "WHERE id = ?");
-	sqlite3_bind_int64(st, 1, n);
+	sqlite3_bind_int64(st, 1, n - rank);
 	sqlite3_bind_int64(st, 2, job);
 	sqlite3_step(st);
 	store_done(st);
@@ -563,8 +618,97 @@ struct agent_fit *sched_fit_load(struct ws *ws, const char *agent_id)
 }
 
 /* A job of one node: a multi-node job (nodes > 1) goes only to a gang of
- * agents at once (docs/multi-node.md), never to one agent's poll. */
+ * agents at once (gang_assign, docs/multi-node.md), never to one agent's
+ * poll as an ordinary job. */
 #define ONE_NODE "coalesce(json_extract(spec, '$.nodes'), 1) = 1"
+#define GANG_MAX 256
+
+static bool fits_need(const struct agent_fit *a, void *need);
+
+static int cmp_id(const void *x, const void *y)
+{
+	return strcmp(x, y);
+}
+
+/* Other agents that can take a rank of the job now (a parked poll with
+ * room, not draining), sorted by id (one global order: two gangs never
+ * wait on each other's agents); how many, at most GANG_MAX - 1. */
+static int gang_candidates(struct ws *ws, const char *self, struct job_need *n,
+                           char (*ids)[48])
+{
+	int k = wait_parked_fitting(ws, fits_need, n, ids, GANG_MAX - 1), m = 0;
+
+	qsort(ids, (size_t)k, sizeof(*ids), cmp_id);
+	for (int i = 0; i < k; i++) {
+		sqlite3_stmt *st = store_prep(ws, "SELECT 1 FROM agents WHERE "
+		                                  "id = ? AND drain = 0 AND "
+		                                  "state != 'revoked'");
+		bool ok;
+		sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
+		ok = sqlite3_step(st) == SQLITE_ROW && strcmp(ids[i], self) &&
+		     (m == 0 || strcmp(ids[i], ids[m - 1]));
+		store_done(st);
+		if (ok)
+			memmove(ids[m++], ids[i], sizeof(*ids));
+	}
+	return m;
+}
+
+/* Gang reservation (docs/multi-node.md): the first queued multi-node job
+ * that this polling agent fits and that has enough other agents with a
+ * free slot now gets all its ranks at once, in the caller's transaction:
+ * rank 0 here (an item in jobs), rank r to the r-th other agent by id,
+ * woken to take it (sched_reoffer); attempts g … g + N - 1.  How many
+ * items were added (0 or 1). */
+static int gang_assign(struct ws *ws, const struct agent_fit *a, json_t *jobs)
+{
+	sqlite3_stmt *st = store_prep(
+	    ws, "SELECT id, spec, snapshot, placement_agent, placement_labels, "
+	        "cpus, memory, gpus, json_extract(spec, '$.launcher'), "
+	        "json_extract(spec, '$.slurm.partition'), json_extract(spec, "
+	        "'$.nodes'), (SELECT coalesce(max(attempt), 0) FROM attempts "
+	        "WHERE job = jobs.id) FROM jobs WHERE state = 'queued' AND "
+	        "cancel_requested = 0 AND NOT " ONE_NODE " ORDER BY priority "
+	        "DESC, id ASC");
+	char(*ids)[48] = xcalloc(GANG_MAX, sizeof(*ids));
+	int64_t job = 0, g = 0, nodes = 0;
+	json_t *item = NULL;
+
+	while (item == NULL && sqlite3_step(st) == SQLITE_ROW) {
+		struct job_need n;
+		int k = -1;
+		need_of(st, 3, &n);
+		nodes = sqlite3_column_int64(st, 10);
+		if (no_fit_need(a, &n) == NULL)
+			k = gang_candidates(ws, a->id, &n, ids);
+		json_decref(n.pl);
+		if (k < nodes - 1)
+			continue;
+		job = sqlite3_column_int64(st, 0);
+		g = sqlite3_column_int64(st, 11) + 1;
+		item = lease_item(ws, job, g, st, 1, 0);
+	}
+	store_done(st);
+	if (item != NULL) {
+		new_attempt(ws, a->id, job, g, 0, true);
+		for (int64_t r = 1; r < nodes; r++) {
+			new_attempt(ws, ids[r - 1], job, g + r, r, true);
+			ws_notify_agent(ws, ids[r - 1]);
+		}
+		st = store_prep(ws, "UPDATE jobs SET gang_note = NULL WHERE "
+		                    "id = ?");
+		sqlite3_bind_int64(st, 1, job);
+		sqlite3_step(st);
+		store_done(st);
+		json_array_append_new(jobs, item);
+		log_info("job=%lld attempts %lld-%lld: a gang of %lld, rank 0 "
+		         "on %s",
+		         (long long)job, (long long)g,
+		         (long long)(g + nodes - 1), (long long)nodes, a->name);
+	}
+	free(ids);
+	return item != NULL;
+}
 
 int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
                  json_t *jobs, struct agent_fit **keep)
@@ -602,7 +746,8 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
 		json_t *it = json_array_get(jobs, i);
 		new_attempt(ws, agent_id,
 		            json_integer_value(json_object_get(it, "job")),
-		            json_integer_value(json_object_get(it, "attempt")));
+		            json_integer_value(json_object_get(it, "attempt")),
+		            0, false);
 		log_info(
 		    "job=%lld attempt=%lld leased to %s",
 		    (long long)json_integer_value(json_object_get(it, "job")),
@@ -610,6 +755,8 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
 		        json_object_get(it, "attempt")),
 		    a.name);
 	}
+	if (given < room)
+		given += gang_assign(ws, &a, jobs);
 	json_decref(a.labels);
 	json_decref(a.cap);
 	store_done(ag);
@@ -635,17 +782,21 @@ int sched_wake_queued(struct ws *ws)
 	store_lock(ws);
 	js = store_prep(ws, "SELECT placement_agent, placement_labels, cpus, "
 	                    "memory, gpus, json_extract(spec, '$.launcher'), "
-	                    "json_extract(spec, '$.slurm.partition') FROM jobs "
-	                    "WHERE state = 'queued' AND cancel_requested = 0 "
-	                    "AND " ONE_NODE " ORDER BY priority DESC, id ASC "
-	                    "LIMIT ?");
+	                    "json_extract(spec, '$.slurm.partition'), " ONE_NODE
+	                    " FROM jobs WHERE state = 'queued' AND "
+	                    "cancel_requested = 0 ORDER BY priority DESC, id "
+	                    "ASC LIMIT ?");
 	sqlite3_bind_int(js, 1, WAKE_JOBS);
 	/* the parked polls keep their agent's fit (sched_assign): matching
 	 * them queries nothing per agent */
 	while (sqlite3_step(js) == SQLITE_ROW) {
 		struct job_need n;
 		need_of(js, 0, &n);
-		woken += wait_wake_fitting(ws, fits_need, &n, WAKE_PER_JOB);
+		/* a gang: one poll, which finds the others still parked
+		 * (gang_assign) */
+		woken += wait_wake_fitting(
+		    ws, fits_need, &n,
+		    sqlite3_column_int(js, 7) ? WAKE_PER_JOB : 1);
 		json_decref(n.pl);
 	}
 	store_done(js);
@@ -656,8 +807,11 @@ int sched_wake_queued(struct ws *ws)
 /* Why the queued multi-node job in js (columns as in sched_queue_reason)
  * waits: fewer registered agents could ever run a rank than it has nodes
  * (unschedulable), or gang reservation, which is not built yet. */
-static char *gang_reason(struct ws *ws, sqlite3_stmt *js, int64_t nodes)
+static char *gang_reason(struct ws *ws, sqlite3_stmt *js, int64_t job,
+                         int64_t nodes)
 {
+	sqlite3_stmt *st;
+	char *out;
 	sqlite3_stmt *as = store_prep(ws, "SELECT id, name, labels, capacity "
 	                                  "FROM agents WHERE state != "
 	                                  "'revoked'");
@@ -680,8 +834,17 @@ static char *gang_reason(struct ws *ws, sqlite3_stmt *js, int64_t nodes)
 		                 "and resources",
 		                 (long long)nodes, (long long)fit,
 		                 fit == 1 ? "" : "s");
-	return xstrdup("waiting: multi-node jobs are accepted but not yet "
-	               "gang-scheduled by this workspace (docs/multi-node.md)");
+	st = store_prep(ws, "SELECT gang_note FROM jobs WHERE id = ?");
+	sqlite3_bind_int64(st, 1, job);
+	if (sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_text(st, 0) != NULL)
+		out = xasprintf("waiting: %s", sqlite3_column_text(st, 0));
+	else
+		out = xasprintf("waiting: for %lld matching agents with a free "
+		                "slot at once",
+		                (long long)nodes);
+	store_done(st);
+	return out;
 }
 
 char *sched_queue_reason(struct ws *ws, int64_t job)
@@ -702,7 +865,7 @@ char *sched_queue_reason(struct ws *ws, int64_t job)
 	if (sqlite3_step(js) != SQLITE_ROW)
 		goto out;
 	if ((nodes = sqlite3_column_int64(js, 7)) > 1) {
-		out = gang_reason(ws, js, nodes);
+		out = gang_reason(ws, js, job, nodes);
 		goto out;
 	}
 	as = store_prep(ws,

@@ -299,6 +299,24 @@ int wait_wake_fitting(struct ws *ws,
 	return n;
 }
 
+int wait_parked_fitting(struct ws *ws,
+                        bool (*fits)(const struct agent_fit *, void *),
+                        void *arg, char (*ids)[48], int max)
+{
+	struct req *r;
+	int n = 0;
+
+	pthread_mutex_lock(&ws->wait_mu);
+	for (r = (struct req *)ws->waiters[WAIT_LEASE]; r && n < max;
+	     r = r->wnext) {
+		if (r->lease_room <= 0 || r->fit == NULL || !fits(r->fit, arg))
+			continue;
+		snprintf(ids[n++], 48, "%s", r->agent_id);
+	}
+	pthread_mutex_unlock(&ws->wait_mu);
+	return n;
+}
+
 /* WAL checkpoints off the request path (docs/performance.md F2c): SQLite
  * checkpoints from inside the COMMIT that takes the WAL past 1,000 pages,
  * so one request in every few dozen (under store_lock, every other one

@@ -41,6 +41,7 @@ struct ws_conf {
 	int64_t lease_ttl_ms;
 	int64_t lost_grace_ms;
 	int64_t lost_margin_ms;
+	int64_t gang_start_timeout_ms;
 	int64_t max_body;
 	int64_t max_log_chunk;
 	int64_t max_output;
