@@ -322,3 +322,68 @@ def test_failing_rank_fails_the_gang_and_stops_the_other(workspace,
     assert by[2]["reason"] == "failed" and by[2]["exit_code"] == 3, by
     assert by[1]["reason"] == "cancelled", by
     assert workspace.job(jid)["reason"] == "failed"
+
+
+def test_two_gangs_on_three_agents_one_waits_then_both_finish(
+        workspace, agent_factory):
+    # max_jobs 1 (default 4): one slot per agent, so the second gang finds
+    # only one agent with a free slot while the first gang runs
+    for i in range(3):
+        agent_factory(machine_id=f"mn3-{os.getpid()}-{time.time()}-{i}",
+                      max_jobs=1).start()
+    j1 = workspace.submit(SPEC, nodes=2, command=["sleep", "3"])
+    j2 = workspace.submit(SPEC, nodes=2, command=["sleep", "3"])
+    seen_wait = False
+    seen = []
+
+    def both_done():
+        nonlocal seen_wait
+        s = {workspace.job(j)["state"] for j in (j1, j2)}
+        seen.append(tuple(workspace.job(j)["state"] for j in (j1, j2)))
+        seen_wait = seen_wait or ("queued" in s and "running" in s)
+        return s == {"succeeded"}
+    wait_until(both_done, 90, what="both gangs to succeed", interval=0.2)
+    assert seen_wait, sorted(set(seen))
+    # no agent was given a rank while it ran another: per agent, each
+    # attempt was assigned after the one before it ended
+    per = {}
+    for j in (j1, j2):
+        for x in workspace.job(j)["attempts"]:
+            per.setdefault(x["agent"], []).append(x)
+    for agent, xs in per.items():
+        xs.sort(key=lambda x: x["started_at"])
+        for prev, nxt in zip(xs, xs[1:]):
+            assert nxt["started_at"] >= prev["ended_at"] - 0.05, (agent, xs)
+
+
+def test_agent_killed_past_its_lease_fences_the_gang_which_runs_again(
+        workspace, agent_factory):
+    """kill -9 of rank 1's agent for longer than the lease (workspace
+    harness: lease_ttl 3s + lost_grace 1s + lost_margin 0.5s): rank 1 is
+    lost, rank 0 is stopped, and with retries: 1 the gang runs again (once
+    the agent is back) and succeeds."""
+    ags = _agents(workspace, agent_factory, 2)
+    # the first gang (attempts 1 and 2) only sleeps; the second one succeeds
+    script = 'if [ "$TETHER_ATTEMPT" -le 2 ]; then sleep 120; fi; echo done'
+    jid = workspace.submit(SPEC, nodes=2, retries=1,
+                           command=["sh", "-c", script])
+    wait_until(lambda: workspace.job(jid)["state"] == "running", 30,
+               what="the gang to run")
+    wait_until(lambda: all(x["state"] == "running"
+                           for x in workspace.job(jid)["attempts"]), 30)
+    by_agent = {x["agent"]: x["attempt"] for x in workspace.job(jid)["attempts"]}
+    victim = next(a for a in ags if by_agent.get(a.name) == 2)
+    victim.kill9()
+    wait_until(lambda: any(x["attempt"] == 2 and x["state"] == "lost"
+                           for x in workspace.job(jid)["attempts"]), 30,
+               what="rank 1 to be lost")
+    wait_until(lambda: next(x for x in workspace.job(jid)["attempts"]
+                            if x["attempt"] == 1)["state"] not in
+               ("assigned", "running", "cancelling"), 30,
+               what="rank 0 to be stopped")
+    victim.start()
+    wait_until(lambda: workspace.job(jid)["state"] == "succeeded", 60,
+               what="the second gang to succeed")
+    atts = {x["attempt"]: x for x in workspace.job(jid)["attempts"]}
+    assert sorted(atts) == [1, 2, 3, 4], atts
+    assert atts[3]["reason"] == atts[4]["reason"] == "succeeded", atts

@@ -73,9 +73,10 @@ struct req {
 	int64_t deadline_ms;
 	uint64_t gen;
 	enum wait_kind wait_kind;
-	int64_t wait_job;   /* a log reader's job */
-	int64_t lease_room; /* a parked lease poll's room for new jobs */
-	uint64_t lease_seq; /* which of its agent's polls this is (lease.c) */
+	int64_t wait_job;    /* a log reader's job */
+	int64_t lease_room;  /* a parked lease poll's room for new jobs */
+	int64_t lease_slots; /* ... and its agent's free slots now */
+	uint64_t lease_seq;  /* which of its agent's polls this is (lease.c) */
 	struct req *wnext, *wprev; /* the parked requests of its kind */
 	struct req *hnext, *hprev; /* a lease poll: its agent's bucket */
 	size_t wbucket, heap_idx;
@@ -136,6 +137,10 @@ int wait_wake_fitting(struct ws *ws,
 int wait_parked_fitting(struct ws *ws,
                         bool (*fits)(const struct agent_fit *, void *),
                         void *arg, char (*ids)[48], int max);
+
+/* A rank was given to this agent's parked poll (it wakes to take it): one
+ * slot and one room less until it does.  store_lock held. */
+void wait_parked_take(struct ws *ws, const char *agent_id);
 
 /* Finish a streamed (BODY_FILE) body: fsync it, give its sha256; the
  * data is in r->tmp_path (an empty file for an empty body). */

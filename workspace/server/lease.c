@@ -472,6 +472,15 @@ static void renew_one(struct ws *ws, const char *agent, json_t *it,
 	"d.attempt - d.rank = a.attempt - a.rank AND d.state NOT IN "          \
 	"('assigned','running','cancelling') AND d.reason != 'succeeded')"
 
+/* The poll's free.slots: slots free now (docs/protocol.md), for a gang
+ * rank (docs/multi-node.md); from an older agent, its room. */
+static int64_t free_slots(json_t *b, int64_t room)
+{
+	json_t *v = json_object_get(json_object_get(b, "free"), "slots");
+
+	return json_is_integer(v) ? json_integer_value(v) : room;
+}
+
 /* Cancels for this agent's live attempts of cancelled jobs, and of gangs
  * that one rank's end decided. */
 static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
@@ -586,6 +595,9 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 			o->urgent = true;
 	}
 	given = sched_assign(ws, r->agent_id, qr, o->jobs, &r->fit);
+	if (given == 0 && qr > 0)
+		given += sched_assign_gang(ws, r->agent_id, free_slots(b, qr),
+		                           o->jobs);
 	if (given > 0)
 		o->urgent = true;
 	o->room = qr - given;
@@ -712,6 +724,9 @@ static int agents_lease(struct req *r)
 			break;
 		lease_out_free(&o);
 		r->lease_room = o.room;
+		/* free.slots (docs/protocol.md): a slot free now, for a gang
+		 * rank (docs/multi-node.md); an older agent: its room */
+		r->lease_slots = free_slots(b, o.room);
 		if (wait_park(r)) {
 			json_decref(b);
 			return REQ_SUSPENDED;

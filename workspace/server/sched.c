@@ -693,6 +693,7 @@ static int gang_assign(struct ws *ws, const struct agent_fit *a, json_t *jobs)
 		new_attempt(ws, a->id, job, g, 0, true);
 		for (int64_t r = 1; r < nodes; r++) {
 			new_attempt(ws, ids[r - 1], job, g + r, r, true);
+			wait_parked_take(ws, ids[r - 1]);
 			ws_notify_agent(ws, ids[r - 1]);
 		}
 		st = store_prep(ws, "UPDATE jobs SET gang_note = NULL WHERE "
@@ -708,6 +709,22 @@ static int gang_assign(struct ws *ws, const struct agent_fit *a, json_t *jobs)
 	}
 	free(ids);
 	return item != NULL;
+}
+
+int sched_assign_gang(struct ws *ws, const char *agent_id, int64_t slots,
+                      json_t *jobs)
+{
+	struct agent_fit a;
+	sqlite3_stmt *ag;
+	int given;
+
+	if (slots <= 0 || load_agent(ws, agent_id, &a, &ag) < 0)
+		return 0;
+	given = gang_assign(ws, &a, jobs);
+	json_decref(a.labels);
+	json_decref(a.cap);
+	store_done(ag);
+	return given;
 }
 
 int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
@@ -755,8 +772,6 @@ int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
 		        json_object_get(it, "attempt")),
 		    a.name);
 	}
-	if (given < room)
-		given += gang_assign(ws, &a, jobs);
 	json_decref(a.labels);
 	json_decref(a.cap);
 	store_done(ag);

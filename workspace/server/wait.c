@@ -309,12 +309,27 @@ int wait_parked_fitting(struct ws *ws,
 	pthread_mutex_lock(&ws->wait_mu);
 	for (r = (struct req *)ws->waiters[WAIT_LEASE]; r && n < max;
 	     r = r->wnext) {
-		if (r->lease_room <= 0 || r->fit == NULL || !fits(r->fit, arg))
+		if (r->lease_room <= 0 || r->lease_slots <= 0 ||
+		    r->fit == NULL || !fits(r->fit, arg))
 			continue;
 		snprintf(ids[n++], 48, "%s", r->agent_id);
 	}
 	pthread_mutex_unlock(&ws->wait_mu);
 	return n;
+}
+
+void wait_parked_take(struct ws *ws, const char *agent_id)
+{
+	struct req *r;
+
+	pthread_mutex_lock(&ws->wait_mu);
+	for (r = (struct req *)ws->waiters[WAIT_LEASE]; r; r = r->wnext) {
+		if (strcmp(r->agent_id, agent_id) != 0)
+			continue;
+		r->lease_room--;
+		r->lease_slots--;
+	}
+	pthread_mutex_unlock(&ws->wait_mu);
 }
 
 /* WAL checkpoints off the request path (docs/performance.md F2c): SQLite

@@ -198,6 +198,12 @@ int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
  * keep (may be NULL): where a lease poll keeps the agent's fit (labels,
  * capacity) for sched_wake_queued; replaced when the agent is loaded. */
 struct agent_fit;
+/* Gang reservation for a polling agent with `slots` free now (its poll's
+ * free.slots): rank 0 of one multi-node job in jobs, the other ranks to
+ * parked polls (docs/multi-node.md); how many items (0 or 1).  Inside the
+ * caller's transaction. */
+int sched_assign_gang(struct ws *ws, const char *agent_id, int64_t slots,
+                      json_t *jobs);
 int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
                  json_t *jobs, struct agent_fit **keep);
 void sched_fit_free(struct agent_fit *f);
