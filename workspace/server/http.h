@@ -124,12 +124,12 @@ bool wait_park(struct req *r);
 void wait_mark(struct req *r);
 /* How many lease polls and log reads are parked now. */
 void wait_counts(struct ws *ws, int64_t *lease, int64_t *log);
-/* Resume up to max parked lease polls with room whose agent's fit passes
- * fits(fit, arg); how many.  Called with store_lock held (the lock order
- * is store_lock, then wait_mu). */
+/* Resume up to max parked lease polls with room (and, with need_slot, a
+ * slot free now) whose agent's fit passes fits(fit, arg); how many.  Called
+ * with store_lock held (the lock order is store_lock, then wait_mu). */
 int wait_wake_fitting(struct ws *ws,
                       bool (*fits)(const struct agent_fit *, void *), void *arg,
-                      int max);
+                      int max, bool need_slot);
 
 /* The agent ids (up to max) of parked lease polls with room whose fit
  * passes fits(fit, arg), without waking them (gang reservation,

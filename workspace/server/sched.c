@@ -807,11 +807,12 @@ int sched_wake_queued(struct ws *ws)
 	while (sqlite3_step(js) == SQLITE_ROW) {
 		struct job_need n;
 		need_of(js, 0, &n);
-		/* a gang: one poll, which finds the others still parked
-		 * (gang_assign) */
+		/* a gang: one poll with a slot free now, which finds the
+		 * others still parked (gang_assign) */
 		woken += wait_wake_fitting(
 		    ws, fits_need, &n,
-		    sqlite3_column_int(js, 7) ? WAKE_PER_JOB : 1);
+		    sqlite3_column_int(js, 7) ? WAKE_PER_JOB : 1,
+		    !sqlite3_column_int(js, 7));
 		json_decref(n.pl);
 	}
 	store_done(js);

@@ -278,7 +278,7 @@ void wait_counts(struct ws *ws, int64_t *lease, int64_t *log)
 
 int wait_wake_fitting(struct ws *ws,
                       bool (*fits)(const struct agent_fit *, void *), void *arg,
-                      int max)
+                      int max, bool need_slot)
 {
 	struct req *r, *next;
 	int n = 0;
@@ -290,7 +290,8 @@ int wait_wake_fitting(struct ws *ws,
 	for (r = (struct req *)ws->waiters[WAIT_LEASE]; r && n < max;
 	     r = next) {
 		next = r->wnext;
-		if (r->lease_room <= 0 || r->fit == NULL || !fits(r->fit, arg))
+		if (r->lease_room <= 0 || (need_slot && r->lease_slots <= 0) ||
+		    r->fit == NULL || !fits(r->fit, arg))
 			continue;
 		resume_req(ws, r);
 		n++;
