@@ -297,6 +297,9 @@ int spark_status_get(const char *url, json_t **out, struct err *e);
 /* {"master", "workers", "cores", "idle_cores", "memory", "worker_cores",
  * "worker_memory"} of the ALIVE workers (memory in bytes). */
 json_t *spark_status_summary(json_t *status, const char *master);
+/* The same summary of YARN's RUNNING node managers (master "yarn"). */
+struct yarn_nodes;
+json_t *spark_yarn_summary(const struct yarn_nodes *n);
 
 /* lookahead.c: while a job waits in the local queue, build its
  * environment ahead (`tether-runner envs build DIR`, one at a time, only

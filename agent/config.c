@@ -131,6 +131,13 @@ const struct conf_key agent_conf_table[] = {
     {"spark_driver_host", CONF_STR, NULL, OFF(spark_driver_host), 0, 0,
      "Address the executors reach the driver at (spark.driver.host); "
      "default: this node's hostname."},
+    {"yarn_command", CONF_STR, "yarn", OFF(yarn_command), 0, 0,
+     "The yarn command (a path, or a name on PATH) the agent and runners "
+     "run for spark_master yarn: node -list (capacity), application "
+     "-status and -kill (docs/spark.md)."},
+    {"yarn_conf_dir", CONF_STR, NULL, OFF(yarn_conf_dir), 0, 0,
+     "HADOOP_CONF_DIR for the yarn command and spark-submit (default: the "
+     "agent's HADOOP_CONF_DIR environment, else the command's own)."},
     {"spark_poll", CONF_DURATION, "1s", OFF(spark_poll_ms), 0, 0,
      "How often a runner looks for its Spark application's id and state."},
     {"git_known_hosts", CONF_STR, NULL, OFF(git_known_hosts), 0, 0,
@@ -322,6 +329,15 @@ char *agent_conf_env_dir(const struct agent_conf *c)
 {
 	return c->env_dir ? xstrdup(c->env_dir)
 	                  : xasprintf("%s/envs", c->state_dir);
+}
+
+const char *agent_conf_yarn_conf(const struct agent_conf *c)
+{
+	const char *env = getenv("HADOOP_CONF_DIR");
+
+	if (c->yarn_conf_dir != NULL && *c->yarn_conf_dir != '\0')
+		return c->yarn_conf_dir;
+	return env != NULL && *env != '\0' ? env : NULL;
 }
 
 void agent_conf_ssh(const struct agent_conf *c, struct transport_config *tc)

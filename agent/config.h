@@ -37,6 +37,7 @@ struct agent_conf {
 	char *slurm_account, *slurm_qos, *slurm_capacity;
 	int64_t slurm_poll_ms;
 	char *spark_master, *spark_master_ui, *spark_home, *spark_driver_host;
+	char *yarn_command, *yarn_conf_dir; /* Spark on YARN: the yarn CLI */
 	int64_t spark_poll_ms;
 	char *env_dir; /* NULL: <state_dir>/envs (agent_conf_env_dir) */
 	bool docker_readonly_rootfs, env_lookahead;
@@ -70,6 +71,9 @@ int agent_conf_disk(const char *v, const char *state_dir, const char *key,
                     int64_t *out, struct err *e);
 /* The environment cache directory: env_dir, else <state_dir>/envs (heap). */
 char *agent_conf_env_dir(const struct agent_conf *c);
+/* HADOOP_CONF_DIR for the yarn command: yarn_conf_dir, else the agent's
+ * own HADOOP_CONF_DIR environment, else NULL (borrowed). */
+const char *agent_conf_yarn_conf(const struct agent_conf *c);
 /* Copy the ssh_* settings into a transport configuration. */
 struct transport_config;
 void agent_conf_ssh(const struct agent_conf *c, struct transport_config *tc);

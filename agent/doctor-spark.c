@@ -2,11 +2,14 @@
  * Java, spark-submit (spark_home or PATH) and, for a standalone master,
  * its reachability (its JSON status, the same page the agent reports the
  * cluster from).  Wanted (a failure, not a warning) when the node is set
- * up for Spark: spark_master set or default_launcher spark. */
+ * up for Spark: spark_master set or default_launcher spark.  With
+ * spark_master yarn the check is the yarn command (yarn_command) listing
+ * the RUNNING node managers, as the agent's capacity poller does. */
 #include "agent/agent.h"
 #include "agent/doctor.h"
 #include "common/err.h"
 #include "common/util.h"
+#include "common/yarn.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,11 +33,45 @@ static bool find_submit(struct doctor *d, char *buf, size_t len)
 	return doctor_which("spark-submit", buf, len);
 }
 
+static void check_yarn(struct doctor *d, enum doctor_status bad)
+{
+	const char *cmd = d->conf.yarn_command ? d->conf.yarn_command : "yarn";
+	const char *conf = agent_conf_yarn_conf(&d->conf);
+	struct yarn_nodes n;
+	struct err e = {0};
+
+	if (yarn_nodes_get(cmd, conf, &n, &e) < 0)
+		doctor_add(d, "spark-master", bad,
+		           "install Hadoop's client on this node (its bin/yarn "
+		           "as yarn_command, HADOOP_CONF_DIR or yarn_conf_dir "
+		           "naming the cluster; docs/spark.md)",
+		           "yarn: %s", e.msg);
+	else if (n.nodes == 0)
+		doctor_add(d, "spark-master", bad,
+		           "start the cluster's NodeManagers",
+		           "yarn: %s node -list: no RUNNING node manager", cmd);
+	else
+		doctor_add(d, "spark-master", DOC_OK, NULL,
+		           "yarn (%s%s%s): %lld running node managers, %lld "
+		           "vcores (%lld used), %lld MiB",
+		           cmd, conf ? ", HADOOP_CONF_DIR=" : "",
+		           conf ? conf : "", (long long)n.nodes,
+		           (long long)n.vcores, (long long)n.vcores_used,
+		           (long long)n.memory_mb);
+}
+
 static void check_master(struct doctor *d, enum doctor_status bad)
 {
 	char *ui = spark_poll_ui(&d->conf), *url;
 	struct err e = {0};
 	json_t *st = NULL, *sum;
+
+	if (d->conf.spark_master != NULL &&
+	    strcmp(d->conf.spark_master, "yarn") == 0) {
+		free(ui);
+		check_yarn(d, bad);
+		return;
+	}
 
 	if (d->conf.spark_master == NULL ||
 	    strncmp(d->conf.spark_master, "spark://", 8) != 0) {

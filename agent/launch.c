@@ -119,6 +119,12 @@ static void launch_settings(struct agent *a, struct att *t,
 	launch_set(&s->spark.ui, c->spark_master_ui);
 	launch_set(&s->spark.home, c->spark_home);
 	launch_set(&s->spark.driver_host, c->spark_driver_host);
+	/* the default (yarn on PATH) is the runner's too: not written */
+	launch_set(&s->spark.yarn,
+	           c->yarn_command && strcmp(c->yarn_command, "yarn") != 0
+	               ? c->yarn_command
+	               : NULL);
+	launch_set(&s->spark.yarn_conf, agent_conf_yarn_conf(c));
 	s->spark.poll_ms = c->spark_poll_ms;
 	s->kill_grace_ms = c->kill_grace_ms;
 	s->default_pids = c->default_pids;

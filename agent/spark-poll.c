@@ -5,7 +5,12 @@
  * latest summary for the lease and registration bodies (capacity.spark,
  * docs/protocol.md); the event loop never waits for the master.
  * The same summary is what the runner checks a job against
- * (runner/spark/spark-master.c spark_check_fits). */
+ * (runner/spark/spark-master.c spark_check_fits).
+ * With spark_master yarn the same summary comes from `yarn node -list
+ * -states RUNNING -showDetails` (common/yarn.h): workers are the RUNNING
+ * node managers, cores their vCores, memory their memory.  Each call starts
+ * a JVM (about 1 s of CPU), so it runs every YARN_POLL_MS, or at the
+ * heartbeat's pace when that is slower. */
 #include "agent/agent.h"
 #include "agent/bgpoll.h"
 
@@ -13,6 +18,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/yarn.h"
 
 #include <curl/curl.h>
 #include <stdlib.h>
@@ -20,8 +26,11 @@
 
 #define SPARK_STATUS_MAX (8 << 20)
 
+#define YARN_POLL_MS 30000
+
 struct spark_poll {
 	char *master, *url;
+	char *yarn, *yarn_conf; /* master yarn: the command, its conf dir */
 };
 
 static void spark_poll_free(void *ctx)
@@ -30,6 +39,8 @@ static void spark_poll_free(void *ctx)
 
 	free(p->master);
 	free(p->url);
+	free(p->yarn);
+	free(p->yarn_conf);
 	free(p);
 }
 
@@ -115,12 +126,31 @@ json_t *spark_status_summary(json_t *st, const char *master)
 	    (json_int_t)(wm << 20));
 }
 
+json_t *spark_yarn_summary(const struct yarn_nodes *n)
+{
+	int64_t idle = n->vcores - n->vcores_used;
+
+	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "master",
+	                 "yarn", "workers", (json_int_t)n->nodes, "cores",
+	                 (json_int_t)n->vcores, "idle_cores",
+	                 (json_int_t)(idle > 0 ? idle : 0), "memory",
+	                 (json_int_t)(n->memory_mb << 20), "worker_cores",
+	                 (json_int_t)n->max_node_vcores, "worker_memory",
+	                 (json_int_t)(n->max_node_memory_mb << 20));
+}
+
 static int spark_poll_fetch(void *ctx, json_t **out, struct err *e)
 {
 	struct spark_poll *p = ctx;
+	struct yarn_nodes n;
 	json_t *st = NULL;
 	int r;
 
+	if (p->yarn != NULL) {
+		if ((r = yarn_nodes_get(p->yarn, p->yarn_conf, &n, e)) == 0)
+			*out = spark_yarn_summary(&n);
+		return r;
+	}
 	if ((r = spark_status_get(p->url, &st, e)) == 0)
 		*out = spark_status_summary(st, p->master);
 	json_decref(st);
@@ -156,6 +186,23 @@ int spark_poll_start(struct agent *a, struct err *e)
 	    a->conf.heartbeat_ms > 1000 ? a->conf.heartbeat_ms : 1000;
 	struct spark_poll *p;
 
+	if (a->conf.spark_master != NULL &&
+	    strcmp(a->conf.spark_master, "yarn") == 0) {
+		const char *conf = agent_conf_yarn_conf(&a->conf);
+
+		p = xcalloc(1, sizeof(*p));
+		p->master = xstrdup("yarn");
+		p->yarn = xstrdup(a->conf.yarn_command ? a->conf.yarn_command
+		                                       : "yarn");
+		p->yarn_conf = conf ? xstrdup(conf) : NULL;
+		period = period > YARN_POLL_MS ? period : YARN_POLL_MS;
+		log_info("spark capacity: %s node -list every %lld ms", p->yarn,
+		         (long long)period);
+		if ((a->spark = bgpoll_start(&spark_poll_ops, p, period, e)) ==
+		    NULL)
+			return -1;
+		return 0;
+	}
 	if (ui == NULL)
 		return 0;
 	p = xcalloc(1, sizeof(*p));

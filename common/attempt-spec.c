@@ -38,13 +38,13 @@ void attempt_settings_init(struct attempt_settings *s)
 void attempt_settings_free(struct attempt_settings *s)
 {
 	char **strs[] = {
-	    &s->state_dir,        &s->job_user,       &s->cgroup_parent,
-	    &s->env_dir,          &s->default_python, &s->docker_socket,
-	    &s->conda_tool,       &s->launcher,       &s->agent_id,
-	    &s->known_hosts,      &s->git_ca_file,    &s->slurm.partition,
-	    &s->slurm.shared_dir, &s->slurm.account,  &s->slurm.qos,
-	    &s->spark.master,     &s->spark.ui,       &s->spark.home,
-	    &s->spark.driver_host};
+	    &s->state_dir,         &s->job_user,       &s->cgroup_parent,
+	    &s->env_dir,           &s->default_python, &s->docker_socket,
+	    &s->conda_tool,        &s->launcher,       &s->agent_id,
+	    &s->known_hosts,       &s->git_ca_file,    &s->slurm.partition,
+	    &s->slurm.shared_dir,  &s->slurm.account,  &s->slurm.qos,
+	    &s->spark.master,      &s->spark.ui,       &s->spark.home,
+	    &s->spark.driver_host, &s->spark.yarn,     &s->spark.yarn_conf};
 
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		free(*strs[i]);
@@ -110,15 +110,16 @@ json_t *attempt_settings_json(const struct attempt_settings *s)
 	json_object_set_new(o, "disk_check_ms", json_integer(s->disk_check_ms));
 	/* written only when an agent sets it (files stay byte-compatible) */
 	if (s->spark.master || s->spark.ui || s->spark.home ||
-	    s->spark.driver_host ||
+	    s->spark.driver_host || s->spark.yarn || s->spark.yarn_conf ||
 	    s->spark.poll_ms != ATTEMPT_DEF_SPARK_POLL_MS)
-		json_object_set_new(o, "spark",
-		                    json_pack("{s:s?, s:s?, s:s?, s:s?, s:I}",
-		                              "master", s->spark.master, "ui",
-		                              s->spark.ui, "home",
-		                              s->spark.home, "driver_host",
-		                              s->spark.driver_host, "poll_ms",
-		                              (json_int_t)s->spark.poll_ms));
+		json_object_set_new(
+		    o, "spark",
+		    json_pack("{s:s?, s:s?, s:s?, s:s?, s:I, s:s?, s:s?}",
+		              "master", s->spark.master, "ui", s->spark.ui,
+		              "home", s->spark.home, "driver_host",
+		              s->spark.driver_host, "poll_ms",
+		              (json_int_t)s->spark.poll_ms, "yarn",
+		              s->spark.yarn, "yarn_conf", s->spark.yarn_conf));
 	return o;
 }
 
@@ -246,6 +247,8 @@ static void parse_spark(json_t *o, struct attempt_settings *s)
 	s->spark.ui = opt_str(sp, "ui", true);
 	s->spark.home = opt_str(sp, "home", true);
 	s->spark.driver_host = opt_str(sp, "driver_host", true);
+	s->spark.yarn = opt_str(sp, "yarn", true);
+	s->spark.yarn_conf = opt_str(sp, "yarn_conf", true);
 	v = json_object_get(sp, "poll_ms");
 	if (json_is_integer(v) && json_integer_value(v) > 0)
 		s->spark.poll_ms = json_integer_value(v);

@@ -79,8 +79,10 @@ struct attempt_settings {
 		/* master: the agent's spark_master; ui: its JSON/kill web UI
 		 * (NULL: http://<master host>:8080); home: SPARK_HOME (NULL:
 		 * spark-submit from PATH); driver_host: spark.driver.host
-		 * (NULL: this node's hostname).  docs/spark.md */
-		char *master, *ui, *home, *driver_host;
+		 * (NULL: this node's hostname); yarn: the yarn command,
+		 * yarn_conf: its HADOOP_CONF_DIR (NULL: inherited).
+		 * docs/spark.md */
+		char *master, *ui, *home, *driver_host, *yarn, *yarn_conf;
 		int64_t poll_ms;
 	} spark;
 };

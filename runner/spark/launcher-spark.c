@@ -18,6 +18,7 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/yarn.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -34,9 +35,12 @@
 #include <unistd.h>
 
 struct spark_job {
-	void *sb;        /* the sandbox launcher's data */
-	char *master;    /* spark.master, else the agent's spark_master */
-	char *ui;        /* the standalone master's web UI, or NULL */
+	void *sb;     /* the sandbox launcher's data */
+	char *master; /* spark.master, else the agent's spark_master */
+	char *ui;     /* the standalone master's web UI, or NULL */
+	bool yarn;    /* master yarn: the yarn command (common/yarn.h) */
+	const char *yarn_cmd, *yarn_conf; /* r->set's: yarn_command, its
+	                                     HADOOP_CONF_DIR (or NULL) */
 	char *events;    /* <outputs>/spark-events on the host */
 	char *json_file; /* <attempt>/spark.json */
 	char *env_dir;   /* the packed environment's directory, or NULL */
@@ -166,6 +170,23 @@ static void watch_stop(struct spark_job *j)
 	j->thread_on = false;
 }
 
+/* YARN: `yarn application -kill` each application of the job (it answers
+ * "already finished" for one that ended: no status call first). */
+static void kill_yarn_apps(struct runner *r, struct spark_job *j)
+{
+	for (size_t i = 0; i < j->napps; i++) {
+		struct err e = {0};
+
+		if (yarn_app_kill(j->yarn_cmd, j->yarn_conf, j->apps[i], &e) <
+		    0)
+			runner_logf(r, "spark", "kill %s: %s", j->apps[i],
+			            e.msg);
+		else
+			runner_logf(r, "spark", "application %s killed on yarn",
+			            j->apps[i]);
+	}
+}
+
 /* Kill every application of the job that the master still runs. */
 static void kill_apps(struct runner *r, struct spark_job *j)
 {
@@ -175,6 +196,10 @@ static void kill_apps(struct runner *r, struct spark_job *j)
 
 	scan_events(j);
 	j->we_stopped = true;
+	if (j->yarn) {
+		kill_yarn_apps(r, j);
+		return;
+	}
 	if (j->ui == NULL || j->napps == 0)
 		return;
 	if (spark_master_status(j->ui, &st, &e) < 0) {
@@ -234,6 +259,9 @@ static int job_get(struct runner *r, struct spark_job **out, struct err *e)
 	pthread_mutex_init(&j->lock, NULL);
 	j->master = xstrdup(m);
 	j->ui = spark_master_ui(m, agents ? r->set.spark.ui : NULL);
+	j->yarn = strcmp(m, "yarn") == 0;
+	j->yarn_cmd = r->set.spark.yarn ? r->set.spark.yarn : "yarn";
+	j->yarn_conf = r->set.spark.yarn_conf;
 	j->events = xasprintf("%s/%s", r->outputs_dir, SPARK_EVENTS);
 	j->json_file = xasprintf("%s/%s", r->dir, SPARK_JSON);
 	j->poll_ms = r->set.spark.poll_ms > 0 ? r->set.spark.poll_ms : 1000;
@@ -307,13 +335,32 @@ static int refuse_unhonoured(const struct jobspec *sp, struct err *e)
 	return 0;
 }
 
-/* The cluster can hold the job at all (standalone masters). */
+/* YARN: the RUNNING node managers (`yarn node -list`) as workers. */
+static int check_yarn(struct runner *r, struct spark_job *j, struct err *e)
+{
+	struct spark_cluster c = {0};
+	struct yarn_nodes n;
+
+	if (yarn_nodes_get(j->yarn_cmd, j->yarn_conf, &n, e) < 0)
+		return err_wrap(e, "spark: the node managers of yarn");
+	c.workers = n.nodes;
+	c.cores = n.vcores;
+	c.cores_free = n.vcores - n.vcores_used;
+	c.max_worker_cores = n.max_node_vcores;
+	c.memory_mb = n.memory_mb;
+	c.max_worker_memory_mb = n.max_node_memory_mb;
+	return spark_check_fits(r->spec, &c, j->master, e);
+}
+
+/* The cluster can hold the job at all (standalone masters, YARN). */
 static int check_cluster(struct runner *r, struct spark_job *j, struct err *e)
 {
 	struct spark_cluster c;
 	json_t *st = NULL;
 	int rc;
 
+	if (j->yarn)
+		return check_yarn(r, j, e);
 	if (j->ui == NULL)
 		return 0;
 	if ((rc = spark_master_status(j->ui, &st, e)) < 0)
@@ -384,6 +431,8 @@ static int build_submit(struct runner *r, struct spark_job *j, struct err *e)
 	env_add(r, "PYSPARK_PYTHON", python);
 	if (r->set.spark.home != NULL)
 		env_add(r, "SPARK_HOME", r->set.spark.home);
+	if (j->yarn && j->yarn_conf != NULL)
+		env_add(r, "HADOOP_CONF_DIR", j->yarn_conf);
 	env_add(r, "SPARK_LOCAL_HOSTNAME", s.driver_host);
 	host_address(s.driver_host, addr, sizeof(addr));
 	if (addr[0] != '\0')
@@ -475,12 +524,20 @@ static void final_states(struct runner *r, struct spark_job *j,
 	json_t *st = NULL;
 	char state[32];
 
-	if (j->ui == NULL || j->napps == 0 ||
-	    spark_master_status(j->ui, &st, &e) < 0)
+	if (j->napps == 0 || (!j->yarn && j->ui == NULL) ||
+	    (!j->yarn && spark_master_status(j->ui, &st, &e) < 0))
 		return;
 	for (size_t i = 0; i < j->napps; i++) {
-		if (!spark_status_app(st, j->apps[i], state, sizeof(state)))
+		if (j->yarn
+		        ? yarn_app_state(j->yarn_cmd, j->yarn_conf, j->apps[i],
+		                         state, sizeof(state), &e) < 0
+		        : !spark_status_app(st, j->apps[i], state,
+		                            sizeof(state))) {
+			if (j->yarn)
+				runner_logf(r, "spark", "state of %s: %s",
+				            j->apps[i], e.msg);
 			continue;
+		}
 		runner_logf(r, "spark", "application %s ended %s", j->apps[i],
 		            state);
 		if (strcmp(state, "KILLED") == 0 && !j->we_stopped)

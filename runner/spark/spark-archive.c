@@ -10,12 +10,11 @@
  * eviction of the environment removes it (env-cache.c).  docs/spark.md. */
 #include "runner/spark/spark.h"
 #include "runner/runner.h"
+#include "runner/tarpack.h"
 #include "common/err.h"
 #include "common/fileio.h"
 #include "common/util.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -24,84 +23,6 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int copy_data(struct archive *in, struct archive *out, struct err *e)
-{
-	char buf[65536];
-	la_ssize_t n;
-
-	while ((n = archive_read_data(in, buf, sizeof(buf))) > 0)
-		if (archive_write_data(out, buf, (size_t)n) != n)
-			return err_set(e, TERR_IO, "write archive: %s",
-			               archive_error_string(out));
-	if (n < 0)
-		return err_set(e, TERR_IO, "read: %s",
-		               archive_error_string(in));
-	return 0;
-}
-
-/* Pack the tree at prefix into path, names relative to prefix. */
-static int pack(const char *prefix, const char *path, int64_t *files,
-                struct err *e)
-{
-	struct archive *in = archive_read_disk_new();
-	struct archive *out = archive_write_new();
-	size_t plen = strlen(prefix);
-	struct archive_entry *ent;
-	int rc = 0, ar;
-
-	archive_read_disk_set_symlink_physical(in);
-	archive_read_disk_set_behavior(in, ARCHIVE_READDISK_NO_TRAVERSE_MOUNTS);
-	archive_write_add_filter_gzip(out);
-	archive_write_set_format_pax_restricted(out);
-	if (archive_write_open_filename(out, path) != ARCHIVE_OK ||
-	    archive_read_disk_open(in, prefix) != ARCHIVE_OK) {
-		rc = err_set(e, TERR_IO, "open: %s / %s",
-		             archive_error_string(out),
-		             archive_error_string(in));
-		goto out;
-	}
-	while (rc == 0) {
-		const char *p;
-		mode_t t;
-		ent = archive_entry_new();
-		ar = archive_read_next_header2(in, ent);
-		if (ar == ARCHIVE_EOF) {
-			archive_entry_free(ent);
-			break;
-		}
-		if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN) {
-			rc = err_set(e, TERR_IO, "walk %s: %s", prefix,
-			             archive_error_string(in));
-			archive_entry_free(ent);
-			break;
-		}
-		archive_read_disk_descend(in);
-		p = archive_entry_pathname(ent);
-		t = archive_entry_filetype(ent);
-		if (strncmp(p, prefix, plen) == 0 && p[plen] == '/' &&
-		    (t == AE_IFREG || t == AE_IFDIR || t == AE_IFLNK)) {
-			archive_entry_copy_pathname(ent, p + plen + 1);
-			archive_entry_set_uid(ent, 0);
-			archive_entry_set_gid(ent, 0);
-			archive_entry_copy_uname(ent, NULL);
-			archive_entry_copy_gname(ent, NULL);
-			if (archive_write_header(out, ent) != ARCHIVE_OK)
-				rc = err_set(e, TERR_IO, "write archive: %s",
-				             archive_error_string(out));
-			else if (t == AE_IFREG && ++*files > 0)
-				rc = copy_data(in, out, e);
-		}
-		archive_entry_free(ent);
-	}
-	if (rc == 0 && archive_write_close(out) != ARCHIVE_OK)
-		rc = err_set(e, TERR_IO, "finish archive: %s",
-		             archive_error_string(out));
-out:
-	archive_read_free(in);
-	archive_write_free(out);
-	return rc;
-}
 
 static int mkdir_root(const char *path, struct err *e)
 {
@@ -140,7 +61,7 @@ int spark_env_archive(struct runner *r, char **dir_out, struct err *e)
 		            r->env.key, (long long)st.st_size);
 		goto done;
 	}
-	if ((rc = pack(r->env.prefix, part, &files, e)) < 0)
+	if ((rc = tarpack_tree(r->env.prefix, part, true, &files, e)) < 0)
 		goto out;
 	if ((fd = open(part, O_RDONLY | O_CLOEXEC)) < 0 || fsync(fd) < 0 ||
 	    fchmod(fd, 0644) < 0 || fstat(fd, &st) < 0) {

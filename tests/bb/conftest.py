@@ -26,6 +26,10 @@ def _job_user_exists():
     try:
         _pwd.getpwnam("tether-job")
     except KeyError:
-        _subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
-                         "/usr/sbin/nologin", "tether-job"], check=True)
+        # exit 9: another process (a parallel run's install test) made it
+        # between the lookup and here; that is as good
+        r = _subprocess.run(["useradd", "--system", "--no-create-home",
+                             "--shell", "/usr/sbin/nologin", "tether-job"])
+        if r.returncode not in (0, 9):
+            raise RuntimeError("useradd tether-job: exit %d" % r.returncode)
     yield

@@ -17,28 +17,7 @@ from harness.common import wait_until
 from harness.life import upload_snapshot
 from harness.workspace import Workspace
 from harness.agent import Agent
-
-# A PySpark application whose two tasks each sleep argv[1] seconds on the
-# executors, printing a line before and after.
-SLOW = b"""import sys
-from pyspark.sql import SparkSession
-
-secs = float(sys.argv[1])
-sc = SparkSession.builder.getOrCreate().sparkContext
-sc.setLogLevel("WARN")
-print("application", sc.applicationId, flush=True)
-
-
-def work(it):
-    import time
-    time.sleep(secs)
-    return [sum(it)]
-
-
-print("sums", sc.parallelize(range(10), 2).mapPartitions(work).collect(),
-      flush=True)
-"""
-KILL_GRACE = 2  # the harness agent's kill_grace (harness/agent.py FAST)
+from harness.spark import KILL_GRACE, SLOW
 
 
 def submit_slow(ws, secs, **spec):

@@ -1,7 +1,9 @@
 """Fixtures of the VM tier: the guest image, the .deb, a workspace on the
 host that guests reach over TLS at 10.0.2.2 (qemu's user network), and one
 guest with the package installed and the agent registered."""
+import contextlib
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ from harness.workspace import Workspace  # noqa: E402
 
 # The address of the host as a guest sees it (qemu user networking).
 HOST_FROM_GUEST = "10.0.2.2"
+CONF = "/etc/tether/agent.conf"
 
 
 def _cert_for(ws_dir):
@@ -54,19 +57,30 @@ def deb():
     return freshroot.build_package()
 
 
-@pytest.fixture(scope="module")
-def workspace():
+@contextlib.contextmanager
+def make_workspace(**settings):
+    """A workspace on the host with the documented durations
+    (docs/workspace.md) but for settings, and a certificate for the
+    address the guests use."""
     ws = Workspace()
-    # The workspace's documented durations (docs/workspace.md), not the
-    # black-box tier's fast ones: an emulated guest is 7-30x slower than
-    # the host and must not lose its leases to that.
     ws.settings = {"poll_max_wait": "20s"}  # a held poll is answered sooner
+    ws.settings.update(settings)
     _cert_for(ws.dir)
-    import ssl
     ws.ctx = ssl.create_default_context(cafile=ws.ca_file)
     ws.start()
-    yield ws
-    ws.stop()
+    try:
+        yield ws
+    finally:
+        ws.stop()
+
+
+@pytest.fixture(scope="module")
+def workspace():
+    # The workspace's documented durations, not the black-box tier's fast
+    # ones: an emulated guest is 7-30x slower than the host and must not
+    # lose its leases to that.
+    with make_workspace() as ws:
+        yield ws
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +110,32 @@ def job_log(ws, job_id):
     assert st == 200, body
     return body.decode(errors="replace") if isinstance(body, bytes) else \
         str(body)
+
+
+def install_agent(guest, workspace, deb, name, extra_conf=""):
+    """The .deb installed the documented way (docs/operations.md: dpkg -i,
+    workspace and token in agent.conf, systemctl start); returns name."""
+    guest.put(deb, "/root/tether.deb")
+    with open(workspace.ca_file) as f:
+        ca = f.read()
+    r = guest.sh("dpkg -i /root/tether.deb", timeout=300)
+    assert "set 'workspace' and 'token'" in r.stdout, r.stdout
+    # Installed, enabled, not started before it is configured.
+    assert guest.sh("systemctl is-enabled tether-agent").stdout.strip() == \
+        "enabled"
+    assert guest.sh("systemctl is-active tether-agent",
+                    check=False).stdout.strip() != "active"
+    token = workspace.token()
+    guest.sh("cat > /etc/tether/ca.crt", input=ca)
+    conf = ("workspace = https://%s:%d\ntoken = %s\nca_file = /etc/tether/ca.crt\n"
+            "name = %s\n" % (HOST_FROM_GUEST, workspace.port, token, name)) + \
+        extra_conf
+    guest.sh("cat >> %s" % CONF, input=conf)
+    guest.sh("systemctl start tether-agent")
+    return name
+
+
+def registered(workspace, name):
+    st, _, body = workspace.api("GET", "/api/v1/agents")
+    assert st == 200, body
+    return [a for a in body["agents"] if a["name"] == name]

@@ -3,10 +3,14 @@
 # v2) under qemu and proves the .deb, the systemd unit and the sandbox's v2
 # limits there.  Called by tests/run.sh after the black-box tests; needs
 # root, qemu (install/deps.sh) and a build in $TETHER_BUILD_DIR (default
-# build/).  The guest image is built on first use (≈ 3-5 min) and cached in
-# $TETHER_VM_CACHE (default /var/cache/tether-vm), keyed by its inputs.
+# build/).  The guest images (the base one, and the digits example's with
+# Debian's PyTorch) are built on first use and cached in $TETHER_VM_CACHE
+# (default /var/cache/tether-vm), keyed by their inputs; the debootstrap
+# tarball in $TETHER_TEST_CACHE (default /var/cache/tether-test).
 #
 #   TETHER_VM_LOGS=DIR   keep the guests' journals and consoles there
+#   TETHER_VM_CACHE=$(mktemp -d) TETHER_TEST_CACHE=$(mktemp -d)
+#                        a cold run: everything built from scratch
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD

@@ -10,9 +10,8 @@ import re
 import time
 
 import pytest
-from conftest import HOST_FROM_GUEST, job_log, wait_job
+from conftest import CONF, install_agent, job_log, registered, wait_job
 
-CONF = "/etc/tether/agent.conf"
 PY = "/usr/bin/python3"
 
 
@@ -37,29 +36,7 @@ def attempt(job):
 def agent(guest, workspace, deb):
     """The .deb installed, configured and started as tether-agent.service;
     the agent's name in the workspace."""
-    guest.put(deb, "/root/tether.deb")
-    with open(workspace.ca_file) as f:
-        ca = f.read()
-    r = guest.sh("dpkg -i /root/tether.deb", timeout=300)
-    assert "set 'workspace' and 'token'" in r.stdout, r.stdout
-    # Installed, enabled, not started before it is configured.
-    assert guest.sh("systemctl is-enabled tether-agent").stdout.strip() == \
-        "enabled"
-    assert guest.sh("systemctl is-active tether-agent",
-                    check=False).stdout.strip() != "active"
-    token = workspace.token()
-    guest.sh("cat > /etc/tether/ca.crt", input=ca)
-    conf = ("workspace = https://%s:%d\ntoken = %s\nca_file = /etc/tether/ca.crt\n"
-            "name = vm-a\n" % (HOST_FROM_GUEST, workspace.port, token))
-    guest.sh("cat >> %s" % CONF, input=conf)
-    guest.sh("systemctl start tether-agent")
-    return "vm-a"
-
-
-def registered(workspace, name):
-    st, _, body = workspace.api("GET", "/api/v1/agents")
-    assert st == 200, body
-    return [a for a in body["agents"] if a["name"] == name]
+    return install_agent(guest, workspace, deb, "vm-a")
 
 
 def test_guest_runs_systemd_and_cgroup_v2(guest):

@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import inspect
 import os
+import re
 import shutil
 import signal
 import socket
@@ -43,21 +44,42 @@ from harness import baseimage  # noqa: E402
 CACHE = os.environ.get("TETHER_VM_CACHE", "/var/cache/tether-vm")
 RUN_DIR = os.path.join(CACHE, "run")
 
+
+
+def _deb_depends():
+    """The .deb's Depends (cmake/TetherPackage.cmake), read from the tree so
+    that a library the package gains is in the guest too."""
+    path = os.path.join(HERE, "..", "..", "cmake", "TetherPackage.cmake")
+    with open(path) as f:
+        m = re.search(r'CPACK_DEBIAN_PACKAGE_DEPENDS\s*"([^"]*)"', f.read())
+    if m is None:
+        raise RuntimeError("%s: no CPACK_DEBIAN_PACKAGE_DEPENDS" % path)
+    return [d.split()[0] for d in m.group(1).split(",") if d.strip()]
+
+
 # The guest: systemd (PID 1, cgroup v2), Debian's kernel, sshd, and what
 # the tether .deb depends on, so that `dpkg -i` needs no network.
-PACKAGES = sorted([
+PACKAGES = sorted(set([
     "systemd", "systemd-sysv", "udev", "dbus", "linux-image-amd64",
     "openssh-server", "iproute2", "python3", "ca-certificates", "procps",
     "kmod", "e2fsprogs",
-    "libcurl4", "libssh2-1", "libjansson4", "libgit2-1.5", "libcgroup2",
-    "libsqlite3-0", "libmicrohttpd12", "libarchive13", "libssl3", "passwd",
-])
+] + _deb_depends()) - {"libc6"})
 # Units a test guest never needs: they only cost CPU under emulation.
 MASK = ["apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer",
         "fstrim.timer", "man-db.timer", "getty@tty1.service",
         "systemd-timesyncd.service", "dpkg-db-backup.timer",
         "logrotate.timer", "systemd-tmpfiles-clean.timer"]
+# What the digits example (examples/digits/job-venv.json) needs on a node:
+# Debian's PyTorch and scikit-learn (the venv takes them from the system
+# site packages) and python3-venv.  Not in the base image: only
+# test_vm_digits boots the image with them (ensure_image(DIGITS)), so the
+# other guests keep a small image and a cold base build does not fetch
+# them; they are installed with apt-get in a chroot of the base root.
+DIGITS = sorted(["python3-torch", "python3-sklearn", "python3-venv"])
 DISK_SIZE = "3G"
+# They take ≈ 1.8 GB: the image with extra packages gets a larger (sparse)
+# disk, so that the guest keeps room for venvs and job directories.
+EXTRA_DISK_SIZE = "5G"
 SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o",
             "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o",
             "BatchMode=yes", "-o", "ConnectTimeout=10", "-o",
@@ -65,17 +87,30 @@ SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o",
 
 
 def log(msg):
-    print("[vm %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr,
-          flush=True)
+    """To stderr, and to harness.log in $TETHER_VM_LOGS (boot times and
+    other measurements, kept when the tests pass)."""
+    line = "[vm %s] %s" % (time.strftime("%H:%M:%S"), msg)
+    print(line, file=sys.stderr, flush=True)
+    if os.environ.get("TETHER_VM_LOGS"):
+        try:
+            with open(os.path.join(os.environ["TETHER_VM_LOGS"],
+                                   "harness.log"), "a") as f:
+                f.write(line + "\n")
+        except OSError:
+            pass
 
 
-def _key():
+def _key(extra=()):
     """Hash of what the image is made of: the packages, the masked units,
-    the disk size and the code that builds it (not the guest runner)."""
+    the disk size and the code that builds it (not the guest runner); for
+    an image with extra packages, those and the code that adds them too."""
     h = hashlib.sha256()
     h.update(repr((PACKAGES, MASK, DISK_SIZE)).encode())
     for fn in (_write, _customise, ensure_image):
         h.update(inspect.getsource(fn).encode())
+    if extra:
+        h.update(repr((sorted(extra), EXTRA_DISK_SIZE)).encode())
+        h.update(inspect.getsource(_install_extra).encode())
     return h.hexdigest()[:12]
 
 
@@ -135,6 +170,35 @@ def _customise(root, pubkey):
         os.makedirs(os.path.join(root, d), exist_ok=True)
 
 
+def _install_extra(root, packages):
+    """apt-get install packages (with their dependencies) into the
+    debootstrapped root, from the mirror debootstrap wrote into its
+    sources.list; the lists and archives are removed again."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C",
+           "DEBIAN_FRONTEND": "noninteractive"}
+    # A snapshot mirror's Release files are past their Valid-Until.
+    opts = ["-o", "Acquire::Check-Valid-Until=false", "-o",
+            "Acquire::Retries=3", "-o", "APT::Install-Recommends=false"]
+    resolv = os.path.join(root, "etc/resolv.conf")
+    if os.path.lexists(resolv):
+        os.unlink(resolv)
+    shutil.copy("/etc/resolv.conf", resolv)  # the build reaches the mirror
+    proc = os.path.join(root, "proc")
+    subprocess.run(["mount", "-t", "proc", "proc", proc], check=True)
+    try:
+        for argv in (["apt-get"] + opts + ["update"],
+                     ["apt-get"] + opts + ["install", "-y"] + list(packages)):
+            r = subprocess.run(["chroot", root] + argv, capture_output=True,
+                               text=True, timeout=1800, env=env)
+            if r.returncode != 0:
+                raise RuntimeError("%s: %s" % (" ".join(argv),
+                                               (r.stdout + r.stderr)[-3000:]))
+        subprocess.run(["chroot", root, "apt-get", "clean"], check=True,
+                       capture_output=True, timeout=300, env=env)
+    finally:
+        subprocess.run(["umount", "-l", proc], check=False)
+
+
 def _prune_images(keep, max_age=86400):
     """Remove images of other keys (older versions of the harness) that no
     run has used for max_age seconds."""
@@ -151,9 +215,10 @@ def _prune_images(keep, max_age=86400):
             pass
 
 
-def ensure_image():
-    """The cached guest image, built (≈ 2-4 min) when missing."""
-    path = os.path.join(CACHE, "image-" + _key())
+def ensure_image(extra=()):
+    """The cached guest image, built (≈ 2-4 min) when missing; with extra,
+    an image that also holds those Debian packages (its own key)."""
+    path = os.path.join(CACHE, "image-" + _key(extra))
     os.makedirs(CACHE, exist_ok=True)
     with open(path + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -179,6 +244,8 @@ def ensure_image():
             os.makedirs(out)
             subprocess.run(["tar", "-C", root, "--numeric-owner", "-xf",
                             tarball], check=True, timeout=600)
+            if extra:
+                _install_extra(root, extra)
             key = os.path.join(out, "id_ed25519")
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "",
                             "-C", "tether-vm", "-f", key], check=True)
@@ -197,7 +264,8 @@ def ensure_image():
                             "-U", "6e7e7e7e-0000-4000-8000-000000000024",
                             "-E", "hash_seed=6e7e7e7e-0000-4000-8000-"
                             "000000000024", "-d", root,
-                            os.path.join(out, "base.img"), DISK_SIZE],
+                            os.path.join(out, "base.img"),
+                            EXTRA_DISK_SIZE if extra else DISK_SIZE],
                            check=True, capture_output=True, timeout=600)
             os.chmod(os.path.join(out, "base.img"), 0o444)
             os.rename(out, path)
@@ -310,6 +378,10 @@ class Guest:
             "setpriv", "--pdeathsig", "KILL", "--",
             "qemu-system-x86_64", "-name", self.name,
             "-accel", "tcg,thread=multi,tb-size=256",
+            # Every x86-64 feature the emulator has (SSE4, AVX2...), as
+            # servers do: Debian's PyTorch dies with SIGILL on qemu's
+            # default qemu64 model (SSE3 at most).
+            "-cpu", "max",
             "-m", str(self.memory), "-smp", str(self.cpus),
             "-kernel", self.image.kernel, "-initrd", self.image.initrd,
             "-append", "root=/dev/vda rw console=ttyS0 quiet "

@@ -18,6 +18,28 @@ import urllib.request
 
 from harness.common import Proc, free_port, tmpdir, wait_until  # noqa: F401
 
+KILL_GRACE = 2  # the harness agent's kill_grace (harness/agent.py FAST)
+# A PySpark application whose two tasks each sleep argv[1] seconds on the
+# executors (the control tests cancel, time out and kill it mid-run).
+SLOW = b"""import sys
+from pyspark.sql import SparkSession
+
+secs = float(sys.argv[1])
+sc = SparkSession.builder.getOrCreate().sparkContext
+sc.setLogLevel("WARN")
+print("application", sc.applicationId, flush=True)
+
+
+def work(it):
+    import time
+    time.sleep(secs)
+    return [sum(it)]
+
+
+print("sums", sc.parallelize(range(10), 2).mapPartitions(work).collect(),
+      flush=True)
+"""
+
 SPARK_VENV = os.environ.get("TETHER_SPARK_VENV", "/opt/tether-spark")
 WORKER_CORES = 1
 WORKER_MEMORY = "1g"

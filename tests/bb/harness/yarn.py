@@ -10,6 +10,12 @@ configuration directory and a staging directory (spark.yarn.stagingDir,
 where the driver uploads Spark's jars for the NodeManager to localise) live
 under /var/tmp, outside the sandbox's private /tmp, so that both the
 sandboxed driver and the NodeManager see them at the same path.
+
+There is no Hadoop install here, so no `yarn` command: harness/yarn/yarn is
+one for this cluster.  A real Hadoop's bin/yarn is a script that runs a CLI
+class from its jars with HADOOP_CONF_DIR on the classpath (ApplicationCLI
+for `yarn application`, NodeCLI for `yarn node`); the wrapper runs the same
+classes from YARN_DIR/lib.  The agent is given it as yarn_command.
 """
 import glob
 import os
@@ -20,6 +26,7 @@ from harness.common import Proc, tmpdir, wait_until
 
 YARN_DIR = os.environ.get("TETHER_YARN_DIR", "/opt/tether-yarn")
 HERE = os.path.join(os.path.dirname(__file__), "yarn")
+YARN_COMMAND = os.path.join(HERE, "yarn")
 # Java 17 and Hadoop 3.3's Guice/cglib: open what they reflect into.
 OPENS = ["--add-opens=java.base/%s=ALL-UNNAMED" % p for p in (
     "java.lang", "java.util", "java.lang.reflect", "java.io", "java.net",
@@ -66,6 +73,22 @@ class YarnCluster:
         assert self.proc.alive(), self.proc.output()[-4000:]
         os.chmod(site, 0o644)
         return self
+
+    def cli(self, *args, timeout=60):
+        """Run the yarn wrapper against this cluster; its stdout."""
+        env = dict(os.environ, HADOOP_CONF_DIR=self.conf_dir)
+        r = subprocess.run([YARN_COMMAND] + list(args), env=env,
+                           capture_output=True, text=True, timeout=timeout)
+        assert r.returncode == 0, (args, r.stdout, r.stderr[-3000:])
+        return r.stdout
+
+    def app_state(self, app):
+        """The application's State (`yarn application -status`)."""
+        for line in self.cli("application", "-status", app).splitlines():
+            k, _, v = line.partition(":")
+            if k.strip() == "State":
+                return v.strip()
+        return None
 
     def stop(self):
         if self.proc is not None:
