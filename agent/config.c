@@ -57,6 +57,9 @@ const struct conf_key agent_conf_table[] = {
      "Machine identity sent to the workspace (default: /etc/machine-id); "
      "for several agents on one machine, as containers and tests run "
      "them."},
+    {"node_address", CONF_STR, NULL, OFF(node_address), 0, 0,
+     "IP address this node offers the other ranks of a multi-node job "
+     "(default: the source address of its route to the workspace)."},
     {"labels", CONF_STR, NULL, OFF(labels), 0, 0,
      "Comma-separated labels that jobs can ask for in placement."},
     {"heartbeat_interval", CONF_DURATION, "30s", OFF(heartbeat_ms), 0, 0,

@@ -210,6 +210,8 @@ static void lease_apply(struct agent *a, json_t *rep, int64_t sent)
 		if (t != NULL)
 			att_cancel(t, why ? why : "cancelled");
 	}
+	json_array_foreach(json_object_get(rep, "rendezvous"), i, item)
+	    rdv_apply(a, item);
 	json_array_foreach(json_object_get(rep, "lost"), i, item)
 	{
 		struct att *t = lease_lookup(a, item);

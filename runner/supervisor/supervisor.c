@@ -226,6 +226,16 @@ static int phase_run(struct runner *r, struct final *f, struct err *e)
 	runner_set_phase(r, "run");
 	if (!r->reattach) /* else the earlier runner sent it */
 		runner_phase_event(r, "run", "start", -1, NULL);
+	/* a multi-node rank: the start barrier (rendezvous.c) */
+	if (!r->reattach && (rc = runner_rendezvous(r, &stop, e)) < 0) {
+		f->reason = "launch_failed";
+		goto out;
+	}
+	if (stop != NULL) {
+		f->reason = stop;
+		rc = -1; /* no outputs: the command never ran */
+		goto out;
+	}
 	if (!r->reattach && ((rc = runner_build_job(r, e)) < 0 ||
 	                     (rc = r->ops->prepare(r, e)) < 0)) {
 		f->reason = "launch_failed";

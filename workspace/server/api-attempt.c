@@ -8,12 +8,14 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_EVENTS 1000
+#define MAX_EVENTS     1000
+#define GANG_MAX_NODES 256 /* jobspec-nodes.c */
 
 /* Reasons are lowercase words (docs/protocol.md); new ones may come. */
 static int check_reason(const char *w, const char *s, struct err *e)
@@ -22,6 +24,28 @@ static int check_reason(const char *w, const char *s, struct err *e)
 		return 0;
 	return err_set(e, TERR_INVAL,
 	               "%s.reason: a reason is a lowercase word (a-z, _)", w);
+}
+
+/* A rank at the start barrier (docs/multi-node.md): its node's address
+ * (an IP literal) and a free port there (rank 0's is the master's). */
+static int check_ready(json_t *ev, const char *w, struct err *e)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	const char *addr;
+	int64_t port;
+	int r;
+
+	if ((r = json_get_str(ev, w, "address", true, 64, &addr, e)) < 0 ||
+	    (r = json_get_int(ev, w, "port", true, 1, 65535, &port, e)) < 0)
+		return r;
+	if (inet_pton(AF_INET, addr, buf) != 1 &&
+	    inet_pton(AF_INET6, addr, buf) != 1) {
+		char f[48];
+		snprintf(f, sizeof(f), "%s.address", w);
+		return err_set_field(e, TERR_INVAL, f, "%s: not an IP address",
+		                     f);
+	}
+	return 0;
 }
 
 static int check_event(json_t *ev, size_t i, struct err *e)
@@ -41,6 +65,8 @@ static int check_event(json_t *ev, size_t i, struct err *e)
 		return r;
 	if (strcmp(s, "metrics") == 0)
 		return metrics_check_event(ev, w, e);
+	if (strcmp(s, "ready") == 0)
+		return check_ready(ev, w, e);
 	if (strcmp(s, "final") != 0)
 		return 0;
 	if ((r = json_get_str(ev, w, "reason", true, 32, &s, e)) < 0 ||
@@ -134,6 +160,20 @@ static void apply_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 	}
 	if (strcmp(type, "progress") == 0)
 		checkpoint_note_progress(ws, job, att, ev);
+	if (strcmp(type, "ready") == 0) { /* the first one counts */
+		st = store_prep(ws, "UPDATE attempts SET ready = json_object("
+		                    "'address', ?, 'port', ?) WHERE job = ? "
+		                    "AND attempt = ? AND ready IS NULL");
+		sqlite3_bind_text(
+		    st, 1, json_string_value(json_object_get(ev, "address")),
+		    -1, SQLITE_STATIC);
+		sqlite3_bind_int64(
+		    st, 2, json_integer_value(json_object_get(ev, "port")));
+		sqlite3_bind_int64(st, 3, job);
+		sqlite3_bind_int64(st, 4, att);
+		sqlite3_step(st);
+		store_done(st);
+	}
 	if (strcmp(type, "started") == 0) {
 		st = store_prep(ws,
 		                "UPDATE attempts SET state = 'running' WHERE "
@@ -244,6 +284,45 @@ static bool metrics_in(json_t *evs)
 	return false;
 }
 
+static bool ready_in(json_t *evs)
+{
+	size_t i;
+	json_t *ev;
+
+	json_array_foreach(evs, i, ev)
+	{
+		if (strcmp(json_string_value(json_object_get(ev, "type")),
+		           "ready") == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The agents of the gang of job/att when every rank of it is ready (the
+ * start barrier, docs/multi-node.md); 0 while one is not.  db locked. */
+static int gang_ready_agents(struct ws *ws, int64_t job, int64_t att,
+                             char agents[][48])
+{
+	sqlite3_stmt *st = store_prep(
+	    ws, "SELECT b.agent_id, b.ready IS NOT NULL FROM attempts a JOIN "
+	        "attempts b ON b.job = a.job AND b.attempt - b.rank = "
+	        "a.attempt - a.rank WHERE a.job = ? AND a.attempt = ?");
+	int n = 0;
+	bool all = true;
+
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, att);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (sqlite3_column_int(st, 1) == 0)
+			all = false;
+		if (n < GANG_MAX_NODES)
+			snprintf(agents[n++], 48, "%s",
+			         (const char *)sqlite3_column_text(st, 0));
+	}
+	store_done(st);
+	return all ? n : 0;
+}
+
 static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 {
 	struct ws *ws = r->ws;
@@ -251,7 +330,8 @@ static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 	size_t i;
 	int64_t acked;
 	bool requeued;
-	int rc;
+	int rc, nready = 0;
+	char ready_agents[GANG_MAX_NODES][48];
 
 	store_lock(ws);
 	rc = sched_attempt_check(ws, job, att, r->agent_id);
@@ -282,7 +362,12 @@ static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 	}
 	acked = max_seq(ws, job, att);
 	requeued = rc == 0 && job_queued(ws, job);
+	if (rc == 0 && ready_in(evs))
+		nready = gang_ready_agents(ws, job, att, ready_agents);
 	store_unlock(ws);
+	/* the last rank at the barrier: every rank's agent hears it now */
+	for (int k = 0; k < nready; k++)
+		ws_notify_agent(ws, ready_agents[k]);
 	if (rc == TERR_NOTFOUND)
 		return reply_error(r, 404, "not_found", NULL,
 		                   "attempt %lld/%lld was never given to this "

@@ -16,6 +16,7 @@
 
 struct lease_out {
 	json_t *jobs, *renewed, *cancel, *lost;
+	json_t *rdv; /* rendezvous items (multi-node start barrier) */
 	bool drain, urgent;
 	bool leaving; /* the agent said it drains, is preempted or exits */
 	int requeued; /* attempts handed back for it */
@@ -28,6 +29,7 @@ static void lease_out_free(struct lease_out *o)
 	json_decref(o->renewed);
 	json_decref(o->cancel);
 	json_decref(o->lost);
+	json_decref(o->rdv);
 }
 
 /* A poll that ends without a lease reply (store_lock held: released). */
@@ -519,6 +521,63 @@ static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
 	store_done(st);
 }
 
+/* The start barrier (docs/multi-node.md): for each live rank of this
+ * agent whose whole gang reported `ready`, the rendezvous: its rank, every
+ * rank's address, rank 0's port.  In every reply while the rank lives
+ * (the agent writes it once); news the first time. */
+static void rendezvous(struct ws *ws, const char *agent, struct lease_out *o)
+{
+	sqlite3_stmt *q = store_prep(
+	    ws, "SELECT a.job, a.attempt, a.rank, a.rendezvous_sent FROM "
+	        "attempts a JOIN jobs j ON j.id = a.job AND j.attempt = "
+	        "a.attempt - a.rank WHERE a.agent_id = ? AND a.state IN "
+	        "('assigned','running') AND a.ready IS NOT NULL AND NOT "
+	        "EXISTS (SELECT 1 FROM attempts b WHERE b.job = a.job AND "
+	        "b.attempt - b.rank = a.attempt - a.rank AND b.ready IS NULL)");
+	sqlite3_stmt *g = store_prep(
+	    ws, "SELECT json_extract(ready, '$.address'), json_extract(ready, "
+	        "'$.port') FROM attempts WHERE job = ? AND attempt - rank = ? "
+	        "ORDER BY rank");
+	sqlite3_stmt *u = store_prep(ws, "UPDATE attempts SET rendezvous_sent "
+	                                 "= 1 WHERE job = ? AND attempt = ?");
+
+	sqlite3_bind_text(q, 1, agent, -1, SQLITE_STATIC);
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		int64_t job = sqlite3_column_int64(q, 0);
+		int64_t att = sqlite3_column_int64(q, 1);
+		int64_t rank = sqlite3_column_int64(q, 2), port = 0;
+		json_t *addrs = json_array();
+
+		sqlite3_reset(g);
+		sqlite3_bind_int64(g, 1, job);
+		sqlite3_bind_int64(g, 2, att - rank);
+		while (sqlite3_step(g) == SQLITE_ROW) {
+			if (json_array_size(addrs) == 0)
+				port = sqlite3_column_int64(g, 1);
+			json_array_append_new(
+			    addrs, json_string((
+			               const char *)sqlite3_column_text(g, 0)));
+		}
+		json_array_append_new(
+		    o->rdv,
+		    json_pack("{s:I, s:I, s:I, s:I, s:o, s:I}", "job",
+		              (json_int_t)job, "attempt", (json_int_t)att,
+		              "rank", (json_int_t)rank, "nodes",
+		              (json_int_t)json_array_size(addrs), "addresses",
+		              addrs, "master_port", (json_int_t)port));
+		if (sqlite3_column_int(q, 3) == 0) {
+			o->urgent = true;
+			sqlite3_reset(u);
+			sqlite3_bind_int64(u, 1, job);
+			sqlite3_bind_int64(u, 2, att);
+			sqlite3_step(u);
+		}
+	}
+	store_done(u);
+	store_done(g);
+	store_done(q);
+}
+
 static void drain_state(struct ws *ws, const char *agent, struct lease_out *o)
 {
 	sqlite3_stmt *st = store_prep(ws, "SELECT drain, drain_sent, state IN "
@@ -554,6 +613,7 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 	sched_clock_check(ws); /* before writing deadlines (sched.c) */
 	json_array_foreach(run, i, it) renew_one(ws, r->agent_id, it, o);
 	cancels(ws, r->agent_id, o);
+	rendezvous(ws, r->agent_id, o);
 	drain_state(ws, r->agent_id, o);
 	room = json_object_get(b, "queue_room");
 	if (room != NULL) {
@@ -605,11 +665,17 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 
 static int lease_reply(struct req *r, struct lease_out *o)
 {
-	return reply_json(
-	    r, 200,
+	json_t *rep =
 	    json_pack("{s:o,s:o,s:o,s:o,s:b,s:f}", "jobs", o->jobs, "renewed",
 	              o->renewed, "cancel", o->cancel, "lost", o->lost, "drain",
-	              o->drain, "poll", (double)r->ws->conf.poll_ms / 1000.0));
+	              o->drain, "poll", (double)r->ws->conf.poll_ms / 1000.0);
+
+	/* only when there is one (docs/multi-node.md) */
+	if (json_array_size(o->rdv) > 0)
+		json_object_set(rep, "rendezvous", o->rdv);
+	json_decref(o->rdv);
+	o->rdv = NULL;
+	return reply_json(r, 200, rep);
 }
 
 /* Still someone to give jobs to?  A poll parked before its agent was
@@ -678,7 +744,8 @@ static int agents_lease(struct req *r)
 		o = (struct lease_out){.jobs = json_array(),
 		                       .renewed = json_array(),
 		                       .cancel = json_array(),
-		                       .lost = json_array()};
+		                       .lost = json_array(),
+		                       .rdv = json_array()};
 		wait_mark(r);
 		store_lock(ws);
 		quiet = lease_quiet(ws, r->agent_id, b);

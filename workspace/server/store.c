@@ -83,6 +83,11 @@ static const char *const migrations[] = {
     "ALTER TABLE attempts ADD COLUMN rank INTEGER NOT NULL DEFAULT 0;"
     /* a rank not yet listed by its agent's poll: 0 (gang_start_timeout) */
     "ALTER TABLE attempts ADD COLUMN accepted INTEGER NOT NULL DEFAULT 1;"
+    /* the start barrier: a rank's `ready` event ({"address", "port"}),
+     * and whether its agent was sent the rendezvous */
+    "ALTER TABLE attempts ADD COLUMN ready TEXT;"
+    "ALTER TABLE attempts ADD COLUMN rendezvous_sent INTEGER NOT NULL "
+    "DEFAULT 0;"
     /* why the job's last gang did not start (its queue_reason) */
     "ALTER TABLE jobs ADD COLUMN gang_note TEXT;",
 };

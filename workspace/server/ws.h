@@ -93,7 +93,8 @@ int config_load(struct ws *ws, const char *dir, struct err *e);
 char *config_path(struct ws *ws, const char *name);
 
 /* init.c: `tether-workspace init --dir D` */
-int init_run(const char *dir, int port, int plain_port, struct err *e);
+int init_run(const char *dir, int port, int plain_port, char *const *tls_ips,
+             int ntls_ips, struct err *e);
 
 /* backup.c: `tether-workspace backup --dir D TARGET` */
 int backup_run(const char *dir, const char *to, struct err *e);
@@ -101,6 +102,10 @@ int backup_run(const char *dir, const char *to, struct err *e);
 /* tls.c: write a self-signed EC certificate for 127.0.0.1 and localhost */
 int tls_write_selfsigned(const char *cert_path, const char *key_path,
                          struct err *e);
+/* The same for 127.0.0.1, ::1, localhost and the IP addresses ips (init
+ * --tls-ip: a workspace agents reach on another address). */
+int tls_write_selfsigned_ips(const char *cert_path, const char *key_path,
+                             char *const *ips, int nips, struct err *e);
 
 /* store.c: the wall clock, seconds since the epoch */
 double ws_now(void);

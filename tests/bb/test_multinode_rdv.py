@@ -1,0 +1,200 @@
+"""Multi-node jobs: the rendezvous and the start barrier
+(docs/multi-node.md).  Every rank gets its rank, every rank's address and
+rank 0's free port, through the workspace, only once every rank's source
+and environment are ready; processes_per_node copies of the command each
+get their own RANK/LOCAL_RANK; an MPI hostfile; the interface of the
+node's address.  The examples/ddp-digits acceptance runs on agents in
+network namespaces of their own (harness/netcluster.py) that reach the
+workspace over TLS on a non-loopback address."""
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from harness.agent import Agent
+from harness.common import SOURCE_DIR, binary, wait_until
+from harness.life import events, upload_snapshot
+from harness.workspace import Workspace
+
+PY = "/usr/bin/python3"
+ENV_SCRIPT = (
+    'for v in TETHER_NODE_RANK TETHER_NODES TETHER_NODE_IPS '
+    'TETHER_MASTER_ADDR TETHER_MASTER_PORT TETHER_PROCESSES_PER_NODE '
+    'TETHER_HOSTFILE MASTER_ADDR MASTER_PORT WORLD_SIZE RANK LOCAL_RANK '
+    'NODE_RANK LOCAL_WORLD_SIZE GLOO_SOCKET_IFNAME NCCL_SOCKET_IFNAME; do '
+    'eval "echo p$LOCAL_RANK $v=\\$$v"; done; '
+    'sed "s/^/p$LOCAL_RANK hostfile /" "$TETHER_HOSTFILE"')
+
+
+def _agents(agent_factory, n, **kw):
+    tag = f"{os.getpid()}-{time.time()}"
+    return [agent_factory(machine_id=f"rdv-{tag}-{i}", **kw).start()
+            for i in range(n)]
+
+
+def _log(ws, jid, attempt):
+    st, _, body = ws.api("GET", f"/api/v1/jobs/{jid}/log?attempt={attempt}")
+    assert st == 200, body
+    return body.decode() if isinstance(body, bytes) else str(body)
+
+
+def _vars(log):
+    """{process: {NAME: value}} and {process: [hostfile lines]}."""
+    env, hosts = {}, {}
+    for m in re.finditer(r"^p(\d+) (\w+)=(.*)$", log, re.M):
+        env.setdefault(int(m[1]), {})[m[2]] = m[3]
+    for m in re.finditer(r"^p(\d+) hostfile (.*)$", log, re.M):
+        hosts.setdefault(int(m[1]), []).append(m[2])
+    return env, hosts
+
+
+def _ended(ws, jid, timeout):
+    wait_until(lambda: ws.job(jid)["state"] not in
+               ("queued", "assigned", "running"), timeout,
+               what=f"job {jid} to end")
+    return ws.job(jid)
+
+
+def test_two_nodes_two_processes_get_their_ranks_and_a_hostfile(
+        workspace, agent_factory):
+    _agents(agent_factory, 2)
+    # the job's own env names the rendezvous variables: they are ours
+    jid = workspace.submit(name="rdv", command=["sh", "-c", ENV_SCRIPT],
+                           nodes=2, processes_per_node=2,
+                           env={"MASTER_ADDR": "192.0.2.66", "RANK": "99",
+                                "MASTER_PORT": "1"})
+    jb = _ended(workspace, jid, 60)
+    assert jb["state"] == "succeeded", jb
+    first = min(a["attempt"] for a in jb["attempts"])
+    ports = set()
+    for rank in (0, 1):
+        env, hosts = _vars(_log(workspace, jid, first + rank))
+        assert sorted(env) == [0, 1], env
+        for local in (0, 1):
+            e = env[local]
+            assert e["TETHER_NODE_RANK"] == e["NODE_RANK"] == str(rank), e
+            assert e["TETHER_NODES"] == "2"
+            assert e["TETHER_PROCESSES_PER_NODE"] == "2"
+            assert e["WORLD_SIZE"] == "4" and e["LOCAL_WORLD_SIZE"] == "2"
+            assert e["RANK"] == str(rank * 2 + local), e
+            assert e["LOCAL_RANK"] == str(local)
+            # loopback agents: the route to the workspace is 127.0.0.1
+            assert e["TETHER_NODE_IPS"] == "127.0.0.1,127.0.0.1", e
+            assert e["MASTER_ADDR"] == e["TETHER_MASTER_ADDR"] == "127.0.0.1"
+            assert e["MASTER_PORT"] == e["TETHER_MASTER_PORT"], e
+            assert 1024 <= int(e["MASTER_PORT"]) <= 65535, e
+            assert e["GLOO_SOCKET_IFNAME"] == e["NCCL_SOCKET_IFNAME"] == "lo"
+            assert e["TETHER_HOSTFILE"] == "/tether/work/.tether-hostfile"
+            assert hosts[local] == ["127.0.0.1 slots=2"] * 2, hosts
+            ports.add(e["MASTER_PORT"])
+    assert len(ports) == 1, ports  # rank 0's port reached rank 1
+
+
+def _slow_runner(tmp, seconds):
+    """A runner_path that starts the real runner `seconds` late: its rank
+    reaches the start barrier that much after the others."""
+    p = os.path.join(tmp, "slow-runner")
+    with open(p, "w") as f:
+        f.write(f'#!/bin/sh\nsleep {seconds}\nexec {binary("tether-runner")} '
+                '"$@"\n')
+    os.chmod(p, 0o755)
+    return p
+
+
+def test_no_rank_starts_before_every_rank_is_ready(workspace, agent_factory,
+                                                  tmp_path):
+    fast = agent_factory(machine_id=f"rdv-f-{time.time()}").start()
+    # runner_path: this agent's rank is ready 4 s after the other's
+    slow = agent_factory(machine_id=f"rdv-s-{time.time()}",
+                         runner_path=_slow_runner(str(tmp_path), 4)).start()
+    jid = workspace.submit(name="barrier", command=["true"], nodes=2)
+    jb = _ended(workspace, jid, 60)
+    assert jb["state"] == "succeeded", jb
+    ready, started = [], []
+    for a in jb["attempts"]:
+        evs = events(workspace, jid, a["attempt"])
+        ready += [e["time"] for e in evs if e["type"] == "ready"]
+        started += [e["time"] for e in evs if e["type"] == "started"]
+        assert [e for e in evs if e["type"] == "ready"][0]["address"] == \
+            "127.0.0.1"
+    assert len(ready) == len(started) == 2
+    assert max(ready) - min(ready) > 3, ready  # one waited at the barrier
+    assert min(started) >= max(ready), (ready, started)
+    assert fast.alive() and slow.alive()
+
+
+def test_a_rank_waiting_at_the_barrier_stops_when_the_job_is_cancelled(
+        workspace, agent_factory, tmp_path):
+    fast = agent_factory(machine_id=f"rdv-f-{time.time()}").start()
+    agent_factory(machine_id=f"rdv-s-{time.time()}",
+                  runner_path=_slow_runner(str(tmp_path), 60)).start()
+    jid = workspace.submit(name="barrier", command=["true"], nodes=2)
+
+    def waiting():
+        for a in workspace.job(jid)["attempts"]:
+            if any(e["type"] == "ready"
+                   for e in events(workspace, jid, a["attempt"])):
+                return a
+        return None
+    a = wait_until(waiting, 30, what="a rank at the start barrier")
+    st, _, b = workspace.api("POST", f"/api/v1/jobs/{jid}/cancel")
+    assert st in (200, 202), b
+    t0 = time.time()
+    wait_until(lambda: [x for x in workspace.job(jid)["attempts"]
+                        if x["attempt"] == a["attempt"]][0]["state"]
+               not in ("assigned", "running", "cancelling"), 20,
+               what="the waiting rank to stop")
+    assert time.time() - t0 < 2 + 2  # kill_grace (harness: 2s) + 2 s
+    mine = [x for x in workspace.job(jid)["attempts"]
+            if x["attempt"] == a["attempt"]][0]
+    assert mine["reason"] == "cancelled", mine
+    assert "started" not in [e["type"] for e in
+                             events(workspace, jid, a["attempt"])]
+    assert "stopped at the start barrier" in _log(workspace, jid,
+                                                  a["attempt"])
+    assert fast.alive()
+
+
+@pytest.mark.parametrize("ev,field", [
+    ({"address": "10.0.0.1; rm -rf /", "port": 5}, "events[0].address"),
+    ({"address": "10.0.0.1", "port": 70000}, "events[0].port"),
+    ({"port": 5}, "events[0].address"),
+    ({"address": "10.0.0.1"}, "events[0].port"),
+])
+def test_ready_events_are_checked_naming_the_field(workspace, ev, field):
+    secret = workspace.register(name="rdv-bad")
+    st, _, b = workspace.api(
+        "POST", "/api/v1/attempts/1/1/events",
+        json={"events": [dict(seq=1, type="ready", **ev)]}, token=secret)
+    assert st == 400 and b["error"]["field"] == field, b
+
+
+def test_one_node_with_two_processes_meets_on_loopback(workspace,
+                                                       agent_factory):
+    _agents(agent_factory, 1)
+    jid = workspace.submit(name="ppn", command=["sh", "-c", ENV_SCRIPT],
+                           processes_per_node=2)
+    jb = _ended(workspace, jid, 60)
+    assert jb["state"] == "succeeded", jb
+    env, hosts = _vars(_log(workspace, jid, jb["attempt"]))
+    assert sorted(env) == [0, 1]
+    assert {env[i]["RANK"] for i in (0, 1)} == {"0", "1"}
+    assert env[0]["WORLD_SIZE"] == "2" and env[0]["MASTER_ADDR"] == "127.0.0.1"
+    assert hosts[0] == ["127.0.0.1 slots=2"]
+
+
+def test_one_failing_process_fails_the_rank(workspace, agent_factory):
+    _agents(agent_factory, 1)
+    # process 1 exits 5 at once; process 0 would sleep a minute
+    script = 'if [ "$LOCAL_RANK" = 1 ]; then exit 5; fi; sleep 60'
+    jid = workspace.submit(name="ppn", command=["sh", "-c", script],
+                           processes_per_node=2)
+    t0 = time.time()
+    jb = _ended(workspace, jid, 30)
+    assert time.time() - t0 < 20
+    assert jb["state"] == "failed", jb
+    a = [x for x in jb["attempts"] if x["attempt"] == jb["attempt"]][0]
+    assert a["exit_code"] == 5, a
