@@ -198,3 +198,20 @@ def test_one_failing_process_fails_the_rank(workspace, agent_factory):
     assert jb["state"] == "failed", jb
     a = [x for x in jb["attempts"] if x["attempt"] == jb["attempt"]][0]
     assert a["exit_code"] == 5, a
+
+
+def test_init_tls_ip_adds_the_address_and_refuses_a_non_address(tmp_path):
+    good, bad = str(tmp_path / "good"), str(tmp_path / "bad")
+    subprocess.run([binary("tether-workspace"), "init", "--dir", good,
+                    "--tls-ip", "10.233.7.1", "--tls-ip", "fd00::7"],
+                   check=True, capture_output=True)
+    san = subprocess.run(["openssl", "x509", "-in", good + "/tls.crt",
+                          "-noout", "-ext", "subjectAltName"],
+                         check=True, capture_output=True, text=True).stdout
+    for want in ("127.0.0.1", "localhost", "10.233.7.1", "FD00:0:0:0:0:0:0:7"):
+        assert want in san, san
+    r = subprocess.run([binary("tether-workspace"), "init", "--dir", bad,
+                        "--tls-ip", "ws.example"], capture_output=True,
+                       text=True)
+    assert r.returncode != 0 and "--tls-ip ws.example" in r.stderr, r
+    assert not os.path.exists(bad)  # nothing half-made

@@ -112,6 +112,7 @@ def test_upgrade_from_schema_1_keeps_data():
     db.execute("DROP INDEX attempts_live")
     db.execute("DROP INDEX jobs_ended")
     for table, col in [("attempts", "rank"), ("attempts", "accepted"),
+                       ("attempts", "ready"), ("attempts", "rendezvous_sent"),
                        ("jobs", "gang_note")]:  # added by 4 -> 5
         db.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
     db.execute("PRAGMA user_version = 1")
@@ -144,6 +145,7 @@ def test_upgrade_from_schema_4_makes_every_attempt_rank_0():
     ws.stop()
     db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
     for table, col in [("attempts", "rank"), ("attempts", "accepted"),
+                       ("attempts", "ready"), ("attempts", "rendezvous_sent"),
                        ("jobs", "gang_note")]:
         db.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
     db.execute("PRAGMA user_version = 4")
