@@ -32,6 +32,14 @@ int jobspec_parse_nodes(json_t *root, struct jobspec *s, struct err *e)
 	else if (of != NULL && strcmp(of, "rank0") != 0)
 		return err_set(e, TERR_INVAL,
 		               "outputs_from: expected \"rank0\" or \"all\"");
+	/* the sandbox's init starts the copies (docs/multi-node.md) */
+	if (s->processes_per_node > 1 && s->launcher != LAUNCHER_DEFAULT &&
+	    s->launcher != LAUNCHER_SANDBOX)
+		return err_set(e, TERR_INVAL,
+		               "processes_per_node: more than one process per "
+		               "node runs with the sandbox launcher only, not "
+		               "\"%s\"",
+		               jobspec_launcher_name(s->launcher));
 	if (s->nodes == 1)
 		return 0;
 	if (s->network == NET_NONE)
@@ -45,5 +53,12 @@ int jobspec_parse_nodes(json_t *root, struct jobspec *s, struct err *e)
 		               "nodes: launcher \"%s\" takes one node per job; "
 		               "use slurm.nodes or spark.executors instead",
 		               jobspec_launcher_name(s->launcher));
+	/* a docker job is on docker's bridge network: the other ranks could
+	 * not reach it at its node's address */
+	if (s->launcher == LAUNCHER_DOCKER)
+		return err_set(e, TERR_INVAL,
+		               "nodes: the ranks of a multi-node job run with "
+		               "the sandbox launcher (a docker job is not "
+		               "reachable at its node's address)");
 	return 0;
 }

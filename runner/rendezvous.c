@@ -265,11 +265,18 @@ int runner_rendezvous(struct runner *r, const char **stop, struct err *e)
 
 	if (r->spec->nodes <= 1 && procs <= 1)
 		return 0;
+	/* the launcher the agent chose by default (the spec's own is
+	 * checked at submit, jobspec-nodes.c) */
 	if (procs > 1 && r->launcher != LAUNCHER_SANDBOX)
 		return err_set(e, TERR_INVAL,
 		               "processes_per_node: more than one process per "
 		               "node runs with the sandbox launcher only, not "
 		               "%s",
+		               r->set.launcher);
+	if (r->spec->nodes > 1 && r->launcher != LAUNCHER_SANDBOX)
+		return err_set(e, TERR_INVAL,
+		               "nodes: the ranks of a multi-node job run with "
+		               "the sandbox launcher only, not %s",
 		               r->set.launcher);
 	if (r->spec->nodes > 1) {
 		if (r->set.node_address == NULL)

@@ -215,3 +215,19 @@ def test_init_tls_ip_adds_the_address_and_refuses_a_non_address(tmp_path):
                        text=True)
     assert r.returncode != 0 and "--tls-ip ws.example" in r.stderr, r
     assert not os.path.exists(bad)  # nothing half-made
+
+
+def test_docker_ranks_and_docker_processes_are_refused_at_submit(workspace):
+    # a docker job is on docker's bridge network (not reachable at its
+    # node's address), and only the sandbox's init starts the copies
+    for spec, field in [({"nodes": 2, "launcher": "docker"}, "nodes"),
+                        ({"processes_per_node": 2, "launcher": "docker"},
+                         "processes_per_node"),
+                        ({"processes_per_node": 2, "launcher": "slurm"},
+                         "processes_per_node")]:
+        st, _, b = workspace.api("POST", "/api/v1/jobs",
+                                 json={"name": "x", "command": ["true"],
+                                       **spec})
+        assert st == 400 and b["error"]["field"] == field, (spec, b)
+    st, _, b = workspace.api("GET", "/api/v1/jobs")
+    assert st == 200 and b["jobs"] == [], b
