@@ -44,6 +44,7 @@ struct att {
 	char *job;
 	int64_t attempt;
 	bool local;
+	bool rank; /* of a multi-node job: starts before other queued jobs */
 	char *dir;
 	enum att_state state;
 	int64_t priority, fifo;

@@ -9,6 +9,7 @@ workspace over TLS on a non-loopback address."""
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -231,3 +232,41 @@ def test_docker_ranks_and_docker_processes_are_refused_at_submit(workspace):
         assert st == 400 and b["error"]["field"] == field, (spec, b)
     st, _, b = workspace.api("GET", "/api/v1/jobs")
     assert st == 200 and b["jobs"] == [], b
+
+
+def test_a_rank_starts_before_a_local_job_queued_with_it(workspace,
+                                                         agent_factory,
+                                                         tmp_path):
+    # max_jobs 1 (default 4): one slot, for which a rank and a local job
+    # of higher priority arrive together
+    a, b = [agent_factory(machine_id=f"rdv-q-{time.time()}-{i}",
+                          max_jobs=1).start() for i in range(2)]
+    time.sleep(1.5)  # both polls parked with their slot free
+    a.signal(signal.SIGSTOP)
+    try:
+        jid = workspace.submit(name="gang", command=["true"], nodes=2)
+        wait_until(lambda: len(workspace.job(jid)["attempts"]) == 2, 20,
+                   what="the gang to be handed out")
+        local = tmp_path / "local.json"
+        local.write_text(json.dumps({"name": "local", "priority": 100,
+                                     "command": ["sleep", "3"]}))
+        lid = a.cmd("submit", str(local)).stdout.strip()
+    finally:
+        a.signal(signal.SIGCONT)
+    jb = _ended(workspace, jid, 60)
+    assert jb["state"] == "succeeded", jb
+    mine = [x["attempt"] for x in jb["attempts"]
+            if x["agent"] in (a.name, _agent_id(workspace, a.name))]
+    assert len(mine) == 1, (jb, a.name)
+    log = a.output()
+    rank_at = log.find(f"job={jid} attempt={mine[0]} started")
+    local_at = log.find(f"job={lid} attempt=1 started")
+    assert 0 <= rank_at, log[-3000:]
+    # the local job starts only once the rank's slot is free again
+    assert local_at < 0 or rank_at < local_at, log[-3000:]
+    assert b.alive()
+
+
+def _agent_id(ws, name):
+    st, _, b = ws.api("GET", "/api/v1/agents")
+    return {x["name"]: x["id"] for x in b["agents"]}.get(name)
