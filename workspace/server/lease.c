@@ -483,6 +483,15 @@ static int64_t free_slots(json_t *b, int64_t room)
 	return json_is_integer(v) ? json_integer_value(v) : room;
 }
 
+/* A live rank attempt `a` whose gang's first rank to end other than
+ * succeeded was preempted (sched.c, gang_decides): it is stopped as
+ * preempted, so that it checkpoints (docs/checkpointing.md). */
+#define GANG_PREEMPTING                                                        \
+	"(SELECT d.reason FROM attempts d WHERE d.job = a.job AND "            \
+	"d.attempt - d.rank = a.attempt - a.rank AND d.state NOT IN "          \
+	"('assigned','running','cancelling') AND d.reason != 'succeeded' "     \
+	"ORDER BY d.ended_at, d.attempt LIMIT 1) = 'preempted'"
+
 /* Cancels for this agent's live attempts of cancelled jobs, and of gangs
  * that one rank's end decided. */
 static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
@@ -498,7 +507,8 @@ static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
 	/* RETURNING shows the new value; find unsent ones first */
 	sqlite3_stmt *q = store_prep(
 	    ws,
-	    "SELECT a.job, a.attempt, a.cancel_sent FROM attempts a JOIN "
+	    "SELECT a.job, a.attempt, a.cancel_sent, j.cancel_requested = 0 "
+	    "AND " GANG_PREEMPTING " FROM attempts a JOIN "
 	    "jobs j ON j.id = a.job AND j.attempt = a.attempt - a.rank "
 	    "WHERE "
 	    "a.agent_id = ? AND a.state IN ('assigned','running',"
@@ -510,7 +520,8 @@ static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
 		    json_pack("{s:I,s:I,s:s}", "job",
 		              (json_int_t)sqlite3_column_int64(q, 0), "attempt",
 		              (json_int_t)sqlite3_column_int64(q, 1), "reason",
-		              "cancelled"));
+		              sqlite3_column_int(q, 3) ? "preempted"
+		                                       : "cancelled"));
 		if (sqlite3_column_int(q, 2) == 0)
 			o->urgent = true;
 	}

@@ -58,30 +58,47 @@ static void set_job(struct ws *ws, int64_t job, const char *state,
  * does this end decide the job?  A success waits for every rank of the
  * gang; the first rank to end any other way decides, and the gang's other
  * live ranks are told to stop (lease.c sends them a cancel, GANG_STOPPED);
- * a later rank's end changes nothing. */
-static bool gang_decides(struct ws *ws, int64_t job, int64_t gang,
-                         int64_t attempt, const char *reason)
+ * a later rank's end changes nothing.  A first end `preempted` (a notice on
+ * its node) decides once every rank ended: the others are told to stop
+ * with reason `preempted`, so they checkpoint too (docs/checkpointing.md),
+ * and however they end, the gang is requeued uncounted.  Returns
+ * GANG_WAIT, GANG_DECIDES (by reason) or GANG_PREEMPTED. */
+enum { GANG_WAIT, GANG_DECIDES, GANG_PREEMPTED };
+
+static int gang_decides(struct ws *ws, int64_t job, int64_t gang,
+                        int64_t attempt, const char *reason)
 {
 	sqlite3_stmt *st = store_prep(
 	    ws, "SELECT count(*) FILTER (WHERE state IN ('assigned','running',"
-	        "'cancelling')), count(*) FILTER (WHERE state NOT IN "
-	        "('assigned','running','cancelling') AND reason != "
-	        "'succeeded' AND attempt != ?3) FROM attempts WHERE job = ?1 "
-	        "AND attempt - rank = ?2");
-	int64_t live = 0, failed = 0;
+	        "'cancelling')), (SELECT reason FROM attempts WHERE job = ?1 "
+	        "AND attempt - rank = ?2 AND state NOT IN ('assigned',"
+	        "'running','cancelling') AND reason != 'succeeded' AND "
+	        "attempt != ?3 ORDER BY ended_at, attempt LIMIT 1) FROM "
+	        "attempts WHERE job = ?1 AND attempt - rank = ?2");
+	int64_t live = 0;
+	bool earlier = false, preempting = strcmp(reason, "preempted") == 0;
 
 	sqlite3_bind_int64(st, 1, job);
 	sqlite3_bind_int64(st, 2, gang);
 	sqlite3_bind_int64(st, 3, attempt);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		live = sqlite3_column_int64(st, 0);
-		failed = sqlite3_column_int64(st, 1);
+		if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
+			earlier = true;
+			preempting =
+			    strcmp((const char *)sqlite3_column_text(st, 1),
+			           "preempted") == 0;
+		}
 	}
 	store_done(st);
-	if (failed > 0)
-		return false; /* an earlier rank decided */
-	if (strcmp(reason, "succeeded") == 0)
-		return live == 0;
+	if (earlier && !preempting)
+		return GANG_WAIT; /* an earlier rank decided */
+	if (!earlier && strcmp(reason, "succeeded") == 0)
+		return live == 0 ? GANG_DECIDES : GANG_WAIT;
+	if (preempting && live == 0)
+		return GANG_PREEMPTED; /* the last of a preempted gang */
+	if (earlier)
+		return GANG_WAIT; /* the others are told already */
 	st = store_prep(ws, "SELECT agent_id FROM attempts WHERE job = ?1 AND "
 	                    "attempt - rank = ?2 AND state IN ('assigned',"
 	                    "'running','cancelling')");
@@ -93,7 +110,7 @@ static bool gang_decides(struct ws *ws, int64_t job, int64_t gang,
 		ws_notify_agent(ws, ag);
 	}
 	store_done(st);
-	return true;
+	return preempting ? GANG_WAIT : GANG_DECIDES;
 }
 
 int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
@@ -132,8 +149,16 @@ int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
 	store_done(st);
 	if (cur != gang)
 		return 0; /* superseded: the job has moved on */
-	if (nodes > 1 && !gang_decides(ws, job, gang, attempt, reason))
-		return 0;
+	if (nodes > 1) {
+		int d = gang_decides(ws, job, gang, attempt, reason);
+		if (d == GANG_WAIT)
+			return 0;
+		if (d == GANG_PREEMPTED) { /* requeued, not counted */
+			reason = "preempted";
+			again = true;
+			counted = false;
+		}
+	}
 	if (cancel && again)
 		set_job(ws, job, "cancelled", true);
 	else if (again && (!counted || count_attempts(ws, job) < retries + 1))
