@@ -280,6 +280,23 @@ def test_ranks_not_accepted_in_time_are_cancelled_and_the_job_waits():
         ws.stop()
 
 
+def test_a_rank_offered_again_takes_the_slot_the_poll_offered(workspace):
+    # n2's parked poll is handed rank 1 of the first gang, but n2 never
+    # read that reply; its next poll still offers its one free slot, and
+    # the rank offered again takes it: no rank of the second gang with it
+    ws = workspace
+    a, b, c = ws.register("n1"), ws.register("n2"), ws.register("n3")
+    j1, ia, ib = _reserve(ws, a, b)
+    j2 = ws.submit(SPEC, nodes=2)
+    got = []
+    t = _park(ws, c, got, wait=3)
+    rep = ws.lease(b, queue_room=2, free={"slots": 1})
+    t.join(20)
+    assert [(x["job"], x["attempt"]) for x in rep["jobs"]] == [(j1, 2)], rep
+    assert got[0]["jobs"] == [], got
+    assert ws.job(j2)["state"] == "queued", ws.job(j2)
+
+
 # --- real agents ---------------------------------------------------------
 # Several agents on this machine: each gets its own `machine_id` setting
 # (docs/configuration.md), as two state dirs with one /etc/machine-id are

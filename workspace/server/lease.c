@@ -617,8 +617,8 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 {
 	struct ws *ws = r->ws;
 	json_t *run = json_object_get(b, "running"), *it, *room;
-	int64_t qr = 0;
-	int given;
+	int64_t qr = 0, slots;
+	int given, reoffered = 0;
 	size_t i;
 
 	sched_clock_check(ws); /* before writing deadlines (sched.c) */
@@ -660,15 +660,17 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 	 * while its poll was parked) come first; only a poll that lists what
 	 * the agent holds can show they are missing */
 	if (run != NULL && qr > 0) {
-		int n = sched_reoffer(ws, r->agent_id, qr, run, o->jobs);
-		qr -= n;
-		if (n > 0)
+		reoffered = sched_reoffer(ws, r->agent_id, qr, run, o->jobs);
+		qr -= reoffered;
+		if (reoffered > 0)
 			o->urgent = true;
 	}
 	given = sched_assign(ws, r->agent_id, qr, o->jobs, &r->fit);
-	if (given == 0 && qr > 0)
-		given += sched_assign_gang(ws, r->agent_id, free_slots(b, qr),
-		                           o->jobs);
+	/* the poll's free slots less what it is offered again: those take
+	 * slots too (the agent had not seen them when it counted) */
+	slots = free_slots(b, qr) - reoffered;
+	if (given == 0 && qr > 0 && slots > 0)
+		given += sched_assign_gang(ws, r->agent_id, slots, o->jobs);
 	if (given > 0)
 		o->urgent = true;
 	o->room = qr - given;
