@@ -270,3 +270,37 @@ def test_a_rank_starts_before_a_local_job_queued_with_it(workspace,
 def _agent_id(ws, name):
     st, _, b = ws.api("GET", "/api/v1/agents")
     return {x["name"]: x["id"] for x in b["agents"]}.get(name)
+
+
+def test_the_hostfile_replaces_a_link_of_that_name_in_the_source(
+        workspace, agent_factory):
+    # the job's source holds .tether-hostfile as a link to its own file:
+    # the runner (root) writes a new file, never through the link
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        data = b"mine\n"
+        info = tarfile.TarInfo("victim.txt")
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo(".tether-hostfile")
+        link.type, link.linkname = tarfile.SYMTYPE, "victim.txt"
+        tar.addfile(link)
+    st, _, b = workspace.api("POST", "/api/v1/snapshots", data=buf.getvalue(),
+                             headers={"Content-Type":
+                                      "application/octet-stream"})
+    assert st == 201, b
+    _agents(agent_factory, 1)
+    jid = workspace.submit(
+        name="link", processes_per_node=2, source={"snapshot": b["id"]},
+        command=["sh", "-c", 'if [ "$LOCAL_RANK" = 0 ]; then '
+                 'echo "victim: $(cat victim.txt)"; '
+                 'echo "hostfile: $(cat $TETHER_HOSTFILE)"; '
+                 'test -L .tether-hostfile && echo still-a-link; fi; true'])
+    jb = _ended(workspace, jid, 60)
+    assert jb["state"] == "succeeded", jb
+    log = _log(workspace, jid, jb["attempt"])
+    assert "victim: mine" in log, log
+    assert "hostfile: 127.0.0.1 slots=2" in log, log
+    assert "still-a-link" not in log, log
