@@ -9,6 +9,7 @@
 #include "common/util.h"
 #include "transport/transport.h"
 
+#include <arpa/inet.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,6 +310,14 @@ int agent_conf_check(const struct agent_conf *c, struct err *e)
 		return err_set(e, TERR_INVAL,
 		               "env_dir: an absolute path, not '%s'",
 		               c->env_dir);
+	if (c->node_address != NULL && c->node_address[0] != '\0') {
+		unsigned char ip[sizeof(struct in6_addr)];
+		if (inet_pton(AF_INET, c->node_address, ip) != 1 &&
+		    inet_pton(AF_INET6, c->node_address, ip) != 1)
+			return err_set(e, TERR_INVAL,
+			               "node_address: an IP address, not '%s'",
+			               c->node_address);
+	}
 	if (c->slurm_capacity != NULL && strcmp(c->slurm_capacity, "auto") &&
 	    strcmp(c->slurm_capacity, "on") && strcmp(c->slurm_capacity, "off"))
 		return err_set(e, TERR_INVAL,

@@ -304,3 +304,11 @@ def test_the_hostfile_replaces_a_link_of_that_name_in_the_source(
     assert "victim: mine" in log, log
     assert "hostfile: 127.0.0.1 slots=2" in log, log
     assert "still-a-link" not in log, log
+
+
+def test_node_address_must_be_an_ip_address(tmp_path):
+    conf = tmp_path / "agent.conf"
+    conf.write_text("node_address = node1.example\n")
+    r = Agent(None).cmd("--config", str(conf), "status", check=False)
+    assert r.returncode != 0
+    assert "node_address: an IP address, not 'node1.example'" in r.stderr, r
