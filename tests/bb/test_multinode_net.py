@@ -121,6 +121,37 @@ def test_ddp_digits_on_two_agents_in_their_own_network_namespaces(cluster,
           f"{losses[0]}")
 
 
+def test_ddp_digits_with_two_processes_per_node(cluster):
+    # the same script, unchanged, as 2 nodes x 2 processes (world size 4)
+    net, ws, agents = cluster
+    ex = os.path.join(SOURCE_DIR, "examples", "ddp-digits")
+    with open(os.path.join(ex, "job.json")) as f:
+        spec = json.load(f)
+    with open(os.path.join(ex, "train.py"), "rb") as f:
+        spec["source"] = {"snapshot": upload_snapshot(ws, {"train.py":
+                                                           f.read()})}
+    spec["processes_per_node"] = 2
+    jid = ws.submit(spec)
+    jb = _ended(ws, jid, 300)
+    assert jb["state"] == "succeeded", jb
+    first = min(a["attempt"] for a in jb["attempts"])
+    losses = {}
+    for node in (0, 1):
+        log = _log(ws, jid, first + node)
+        for m in re.finditer(r"^rank (\d) of 4 \(node (\d), master", log,
+                             re.M):
+            assert int(m[1]) // 2 == int(m[2]) == node, log[-3000:]
+        for r, loss in re.findall(r"^rank (\d): final loss (\S+)$", log,
+                                  re.M):
+            losses[int(r)] = loss
+    assert sorted(losses) == [0, 1, 2, 3], losses
+    assert len(set(losses.values())) == 1, losses
+    st, _, body = ws.api("GET", f"/api/v1/jobs/{jid}/outputs/metrics.json")
+    assert st == 200, body
+    metrics = json.loads(body) if isinstance(body, bytes) else body
+    assert metrics["world_size"] == 4 and metrics["accuracy"] > 0.9, metrics
+
+
 def test_each_rank_gets_its_node_address_and_interface(cluster):
     net, ws, agents = cluster
     script = ('echo "ips=$TETHER_NODE_IPS master=$MASTER_ADDR '
