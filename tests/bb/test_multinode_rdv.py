@@ -312,3 +312,33 @@ def test_node_address_must_be_an_ip_address(tmp_path):
     r = Agent(None).cmd("--config", str(conf), "status", check=False)
     assert r.returncode != 0
     assert "node_address: an IP address, not 'node1.example'" in r.stderr, r
+
+
+def test_a_rank_waiting_at_the_barrier_stops_when_its_gang_ends(
+        workspace, agent_factory, tmp_path):
+    ok = agent_factory(machine_id=f"rdv-ok-{time.time()}").start()
+    # default_python names no program on this agent: its rank's venv
+    # build fails (env_failed), 8 s late (runner_path), while the other
+    # rank waits at the barrier
+    bad = agent_factory(machine_id=f"rdv-bad-{time.time()}",
+                        default_python="/nonexistent/python3",
+                        runner_path=_slow_runner(str(tmp_path), 8)).start()
+    jid = workspace.submit(name="envfail", command=["true"], nodes=2,
+                           environment={"kind": "venv"})
+    jb = _ended(workspace, jid, 120)
+    assert jb["state"] == "env_failed", jb
+    t_end = jb["ended_at"]
+    wait_until(lambda: all(x["state"] not in ("assigned", "running",
+                                              "cancelling")
+                           for x in workspace.job(jid)["attempts"]), 30,
+               what="the waiting rank to stop")
+    by = {x["agent"]: x for x in workspace.job(jid)["attempts"]}
+    ids = {x["name"]: x["id"] for x in
+           workspace.api("GET", "/api/v1/agents")[2]["agents"]}
+    waiting = by.get(ok.name) or by[ids[ok.name]]
+    assert waiting["reason"] == "cancelled", waiting
+    assert waiting["ended_at"] - t_end < 2 + 2, (waiting, t_end)
+    log = _log(workspace, jid, waiting["attempt"])
+    assert "at the start barrier" in log and \
+        "stopped at the start barrier: cancelled" in log, log
+    assert bad.alive()
