@@ -226,16 +226,6 @@ static int phase_run(struct runner *r, struct final *f, struct err *e)
 	runner_set_phase(r, "run");
 	if (!r->reattach) /* else the earlier runner sent it */
 		runner_phase_event(r, "run", "start", -1, NULL);
-	/* a multi-node rank: the start barrier (rendezvous.c) */
-	if (!r->reattach && (rc = runner_rendezvous(r, &stop, e)) < 0) {
-		f->reason = "launch_failed";
-		goto out;
-	}
-	if (stop != NULL) {
-		f->reason = stop;
-		rc = -1; /* no outputs: the command never ran */
-		goto out;
-	}
 	if (!r->reattach && ((rc = runner_build_job(r, e)) < 0 ||
 	                     (rc = r->ops->prepare(r, e)) < 0)) {
 		f->reason = "launch_failed";
@@ -294,7 +284,7 @@ static void run_and_outputs(struct runner *r, struct final *f, struct err *e)
 static void run_phases(struct runner *r, struct final *f)
 {
 	struct err e = {0};
-	const char *stop;
+	const char *stop = NULL;
 
 	if (resolve_user(r, &e) < 0 || runner_disk_budget(r, &e) < 0) {
 		f->reason = "launch_failed";
@@ -311,6 +301,13 @@ static void run_phases(struct runner *r, struct final *f)
 		f->reason = stop;
 	} else if (phase(r, 1, f, env_prepare, &e) < 0) {
 		f->reason = fenced(r) ? fenced(r) : "env_failed";
+	} else if (runner_rendezvous(r, &stop, &e) < 0) {
+		/* a multi-node rank's start barrier (rendezvous.c): before the
+		 * run phase, so a runner restarted while it waits starts the
+		 * attempt again instead of following a job never started */
+		f->reason = "launch_failed";
+	} else if (stop != NULL) {
+		f->reason = stop; /* stopped at the barrier */
 	} else {
 		run_and_outputs(r, f, &e);
 	}
