@@ -342,3 +342,34 @@ def test_a_rank_waiting_at_the_barrier_stops_when_its_gang_ends(
     assert "at the start barrier" in log and \
         "stopped at the start barrier: cancelled" in log, log
     assert bad.alive()
+
+
+def test_a_runner_killed_at_the_barrier_is_started_again(workspace,
+                                                         agent_factory,
+                                                         tmp_path):
+    fast = agent_factory(machine_id=f"rdv-k-{time.time()}").start()
+    # runner_path: the other rank is ready 10 s late
+    agent_factory(machine_id=f"rdv-s-{time.time()}",
+                  runner_path=_slow_runner(str(tmp_path), 10)).start()
+    jid = workspace.submit(name="barrier", command=["true"], nodes=2)
+    ids = {x["name"]: x["id"] for x in
+           workspace.api("GET", "/api/v1/agents")[2]["agents"]}
+
+    def mine():
+        for a in workspace.job(jid)["attempts"]:
+            if a["agent"] in (fast.name, ids.get(fast.name)):
+                return a["attempt"]
+        return None
+    att = wait_until(mine, 20, what="the fast agent's rank")
+    d = fast.attempt_dir(jid, att)
+    wait_until(lambda: "at the start barrier" in
+               open(os.path.join(d, "log")).read(), 20,
+               what="the rank at the barrier")
+    with open(os.path.join(d, "state.json")) as f:
+        pid = json.load(f)["runner_pid"]
+    os.kill(pid, signal.SIGKILL)
+    jb = _ended(workspace, jid, 60)
+    assert jb["state"] == "succeeded", (jb, fast.output()[-3000:])
+    log = _log(workspace, jid, att)
+    assert log.count("at the start barrier") == 2, log
+    assert "rendezvous: rank" in log, log
