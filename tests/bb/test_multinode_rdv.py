@@ -125,6 +125,8 @@ def test_no_rank_starts_before_every_rank_is_ready(workspace, agent_factory,
     assert max(ready) - min(ready) > 3, ready  # one waited at the barrier
     assert min(started) >= max(ready), (ready, started)
     assert fast.alive() and slow.alive()
+    print(f"barrier: last rank ready -> commands started "
+          f"{min(started) - max(ready):.3f} / {max(started) - max(ready):.3f} s")
 
 
 def test_a_rank_waiting_at_the_barrier_stops_when_the_job_is_cancelled(
