@@ -177,3 +177,30 @@ def test_each_rank_gets_its_node_address_and_interface(cluster):
             log
         assert [f"{ip} slots=1" for ip in want_ips.split(",")] == \
             [ln for ln in log.splitlines() if "slots=" in ln], log
+
+
+def _netns():
+    return subprocess.run(["ip", "netns", "list"], capture_output=True,
+                          text=True).stdout
+
+
+def test_netcluster_removes_what_it_made_when_setup_fails(monkeypatch):
+    # the harness itself: a veth that cannot be made for the second node
+    # (its name taken) leaves no namespace and no link behind
+    import harness.netcluster as nc
+    real = nc.NetCluster._plug
+    made = []
+
+    def plug(self, ifname, ns, ip, port):
+        made.append(self.tag)
+        if port == "up2":
+            raise subprocess.CalledProcessError(1, ["ip"], b"", b"taken")
+        return real(self, ifname, ns, ip, port)
+    monkeypatch.setattr(nc.NetCluster, "_plug", plug)
+    with pytest.raises(subprocess.CalledProcessError):
+        nc.NetCluster(2)
+    tag = made[0]
+    assert tag not in _netns(), _netns()
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True,
+                           text=True).stdout
+    assert tag not in links, links
