@@ -121,6 +121,27 @@ def test_outputs_of_a_rank_other_than_0_are_refused_by_default(workspace):
     assert [o["path"] for o in out["outputs"]] == ["x.txt"], out
 
 
+def test_cli_reads_a_rank_log_past_8_mib_whole(workspace):
+    # 12 MB on rank 1: more than one 8 MiB read, a line cut by the read
+    ws = workspace
+    a, b = ws.register("n1"), ws.register("n2")
+    jid, ia, ib = _reserve(ws, a, b)
+    big = b"".join(b"rank 1 line %07d\n" % i for i in range(600_000))
+    for off in range(0, len(big), 4 << 20):
+        st, _, rep = ws.append(b, jid, 2, off, big[off:off + (4 << 20)])
+        assert st == 200, rep
+    assert ws.append(a, jid, 1, 0, b"rank 0 only line\n")[0] == 200
+    r = tether(ws, "logs", str(jid), "--rank", "1")
+    assert r.returncode == 0 and r.stdout == big, (len(r.stdout), r.stderr)
+    r = tether(ws, "logs", str(jid), "--all-ranks")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split(b"\n")
+    assert lines[-1] == b"" and len(lines) == 600_000 + 2, len(lines)
+    assert b"[rank 0] rank 0 only line" in lines
+    assert [ln for ln in lines if ln.startswith(b"[rank 1] ")] == \
+        [b"[rank 1] " + ln for ln in big.split(b"\n")[:-1]]
+
+
 # --- two real agents ----------------------------------------------------
 
 # rank r (of the first gang: attempt r + 1) prints five lines naming it,
@@ -238,3 +259,33 @@ def test_outputs_from_all_and_rank0_with_real_agents(workspace,
     log = ag.output()
     assert f"job={only0} attempt={g + 1}: a rank other than 0" in log, log
     assert "refused" not in log
+
+
+# --- the web page -------------------------------------------------------
+
+def test_web_page_shows_the_ranks_and_each_rank_log(workspace, web_page):
+    from harness.fixtures_web import web_login
+    ws, page = workspace, web_page
+    a, b = ws.register("n1"), ws.register("n2")
+    jid, ia, ib = _reserve(ws, a, b)
+    assert ws.append(a, jid, 1, 0, b"rank zero line\n")[0] == 200
+    assert ws.append(b, jid, 2, 0, b"rank one line\n")[0] == 200
+    ws.finish(b, jid, 2, reason="failed", exit_code=3)
+    web_login(page, ws, path=f"/jobs/{jid}")
+    page.wait("document.querySelectorAll('#ranks tbody tr').length === 2")
+    rows = page.eval("""[...document.querySelectorAll('#ranks tbody tr')]
+        .map((tr) => [...tr.children].map((td) => td.textContent))""")
+    assert [r[:5] for r in rows] == [["0", "1", "n1", "assigned", ""],
+                                     ["1", "2", "n2", "failed", "3"]], rows
+    assert rows[0][6] == "shown below" and rows[1][6] == "rank 1 log", rows
+    page.wait("document.querySelector('#log .win').textContent"
+              ".includes('rank zero line')")
+    page.click("#ranks tr[data-rank='1'] a")
+    page.wait("document.querySelector('#log .win') && document.querySelector("
+              "'#log .win').textContent.includes('rank one line')")
+    assert "rank zero line" not in page.eval(
+        "document.querySelector('#log .win').textContent")
+    assert page.eval("location.search") == "?rank=1"
+    page.wait("document.querySelector('#log-info').textContent"
+              ".includes('rank 1')")
+    page.screenshot("job-page-ranks.png", full=True)
