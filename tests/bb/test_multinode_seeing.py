@@ -289,3 +289,32 @@ def test_web_page_shows_the_ranks_and_each_rank_log(workspace, web_page):
     page.wait("document.querySelector('#log-info').textContent"
               ".includes('rank 1')")
     page.screenshot("job-page-ranks.png", full=True)
+
+
+def test_logs_follow_every_rank_of_a_live_job(workspace, agent_factory):
+    # followers start while the job is still queued: they wait for the
+    # gang, follow it live and stop when the job ends
+    ws = workspace
+    tick = ('r=$((TETHER_ATTEMPT - 1)); sleep 1; for i in 1 2 3; do '
+            'echo "rank $r tick $i"; sleep 0.5; done')
+    jid = ws.submit(SPEC, nodes=2, command=["sh", "-c", tick])
+    e = dict(os.environ)
+    e["XDG_CONFIG_HOME"] = os.path.join(tmpdir(), "nocfg")
+    e.update(TETHER_WORKSPACE=ws.url, TETHER_TOKEN=ws.admin_token,
+             TETHER_CA=ws.ca_file)
+    procs = [subprocess.Popen([binary("tether"), "logs", str(jid), "-f", *a],
+                              env=e, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+             for a in (["--all-ranks"], ["--rank", "1"])]
+    _agents(ws, agent_factory, 2)
+    outs = [p.communicate(timeout=90) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert ws.job(jid)["state"] == "succeeded"
+    every = outs[0][0].decode()
+    for r in (0, 1):
+        assert [ln for ln in every.splitlines() if "tick" in ln] != []
+        assert [ln for ln in every.splitlines()
+                if ln.startswith(f"[rank {r}] rank")] == \
+            [f"[rank {r}] rank {r} tick {i}" for i in (1, 2, 3)], every
+    assert outs[1][0] == _log(ws, jid, "attempt=2")[2], outs[1]
+    assert b"rank 1 tick 3\n" in outs[1][0]
