@@ -85,6 +85,9 @@ struct att {
 	struct tp_call *ev_call;
 	/* outputs (outputs.c) */
 	bool outputs_done;
+	/* a rank > 0 of a job that keeps rank 0's outputs only (the lease
+	 * item's rank, docs/multi-node.md): it uploads none */
+	bool outputs_none;
 	/* look-ahead environment build tried (lookahead.c) */
 	bool ahead_done;
 	/* att_poke_soon asked for a poke on the next loop turn */

@@ -164,6 +164,8 @@ int queue_add_leased(struct agent *a, json_t *job, int64_t now_mono,
 		why = queue_disk_too_big(&a->conf, s->resources.disk);
 	t = att_new(a, id, attempt);
 	queue_fill_att(a, t, s);
+	t->outputs_none = s != NULL && !s->outputs_all &&
+	                  json_integer_value(json_object_get(job, "rank")) > 0;
 	t->snapshot = snap ? xstrdup(snap) : NULL;
 	t->lease_ttl_ms = ttl_ms;
 	t->lease_mono_ms = now_mono + t->lease_ttl_ms;

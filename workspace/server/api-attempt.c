@@ -479,10 +479,35 @@ int upload_store(struct req *r, char hex[65], const char *what)
 	return 0;
 }
 
-/* Before the body: the path, the header and the attempt. */
+/* Where a rank's outputs go (docs/multi-node.md): the attempt's rank,
+ * and whether the job keeps every rank's outputs (outputs_from "all" with
+ * nodes > 1: under rank 0's attempt, as rank-k/<path>); db locked. */
+static void output_rank(struct ws *ws, int64_t job, int64_t att, int64_t *rank,
+                        bool *all)
+{
+	sqlite3_stmt *st = store_prep(
+	    ws, "SELECT a.rank, coalesce(json_extract(j.spec, "
+	        "'$.outputs_from'), 'rank0') = 'all' AND coalesce("
+	        "json_extract(j.spec, '$.nodes'), 1) > 1 FROM attempts a JOIN "
+	        "jobs j ON j.id = a.job WHERE a.job = ? AND a.attempt = ?");
+
+	*rank = 0;
+	*all = false;
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, att);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*rank = sqlite3_column_int64(st, 0);
+		*all = sqlite3_column_int(st, 1) != 0;
+	}
+	store_done(st);
+}
+
+/* Before the body: the path, the header and the attempt; a rank other
+ * than 0 of a job that keeps rank 0's outputs only has none to send. */
 static int output_pre(struct req *r)
 {
-	int64_t job, att;
+	int64_t job, att, rank;
+	bool all;
 
 	if (!output_path_ok(r->rest))
 		return reply_error(
@@ -490,7 +515,17 @@ static int output_pre(struct req *r)
 		    "path: must be relative, normalised, without "
 		    "'..' or empty components, at most %d bytes",
 		    WS_MAX_PATH);
-	return upload_pre(r, &job, &att);
+	if (upload_pre(r, &job, &att) != 0)
+		return r->status;
+	store_lock(r->ws);
+	output_rank(r->ws, job, att, &rank, &all);
+	store_unlock(r->ws);
+	if (rank > 0 && !all)
+		return reply_error(r, 400, "invalid", "outputs_from",
+		                   "outputs_from: job %lld keeps rank 0's "
+		                   "outputs only; rank %lld sends none",
+		                   (long long)job, (long long)rank);
+	return 0;
 }
 
 /* Move the uploaded temp file into blobs/<sha256>. */
@@ -513,9 +548,10 @@ int blob_store(struct req *r, const char *hex)
 static int output_put(struct req *r)
 {
 	struct ws *ws = r->ws;
-	char hex[65];
-	int64_t job, att;
+	char hex[65], *path = NULL;
+	int64_t job, att, rank;
 	sqlite3_stmt *st;
+	bool all;
 	int rc;
 
 	if (output_pre(r) != 0 ||
@@ -525,14 +561,19 @@ static int output_put(struct req *r)
 	att = strtoll(r->segs[2], NULL, 10);
 	store_lock(ws);
 	rc = sched_attempt_check(ws, job, att, r->agent_id);
-	if (rc == 0) {
+	output_rank(ws, job, att, &rank, &all);
+	path = all ? xasprintf("rank-%lld/%s", (long long)rank, r->rest)
+	           : xstrdup(r->rest);
+	if (rc == 0 && rank > 0 && !all) {
+		rc = TERR_INVAL;
+	} else if (rc == 0) {
 		st = store_prep(ws,
 		                "INSERT OR REPLACE INTO outputs(job, attempt, "
 		                "path, size, sha256, created_at) VALUES "
 		                "(?,?,?,?,?,?)");
 		sqlite3_bind_int64(st, 1, job);
-		sqlite3_bind_int64(st, 2, att);
-		sqlite3_bind_text(st, 3, r->rest, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, all ? att - rank : att);
+		sqlite3_bind_text(st, 3, path, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 4, r->size);
 		sqlite3_bind_text(st, 5, hex, -1, SQLITE_STATIC);
 		sqlite3_bind_double(st, 6, ws_now());
@@ -541,12 +582,21 @@ static int output_put(struct req *r)
 	}
 	store_unlock(ws);
 	if (rc == TERR_NOTFOUND || rc == TERR_CONFLICT)
-		return reply_attempt_error(r, rc, job, att);
-	if (rc < 0)
-		return reply_internal(r, "cannot record the output");
-	return reply_json(r, 201,
-	                  json_pack("{s:s,s:I,s:s}", "path", r->rest, "size",
-	                            (json_int_t)r->size, "sha256", hex));
+		rc = reply_attempt_error(r, rc, job, att);
+	else if (rc == TERR_INVAL)
+		rc =
+		    reply_error(r, 400, "invalid", "outputs_from",
+		                "outputs_from: job %lld keeps rank 0's outputs "
+		                "only",
+		                (long long)job);
+	else if (rc < 0)
+		rc = reply_internal(r, "cannot record the output");
+	else
+		rc = reply_json(r, 201,
+		                json_pack("{s:s,s:I,s:s}", "path", path, "size",
+		                          (json_int_t)r->size, "sha256", hex));
+	free(path);
+	return rc;
 }
 
 const struct route routes_attempt[] = {

@@ -288,9 +288,11 @@ static json_t *job_attempts(struct ws *ws, int64_t id)
 	        "a.cpu_seconds, a.commit_id, a.message, a.durations, "
 	        "(SELECT coalesce(max(seq), 0) FROM events e WHERE e.job = "
 	        "a.job AND "
-	        "e.attempt = a.attempt) FROM attempts a LEFT JOIN agents ag ON "
+	        "e.attempt = a.attempt), a.rank FROM attempts a LEFT JOIN "
+	        "agents ag ON "
 	        "ag.id = "
 	        "a.agent_id WHERE a.job = ? ORDER BY a.attempt");
+	/* column 16: the rank (0 for a one-node job's attempts) */
 	json_t *list = json_array();
 
 	sqlite3_bind_int64(st, 1, id);
@@ -307,6 +309,7 @@ static json_t *job_attempts(struct ws *ws, int64_t id)
 		                    checkpoint_of_attempt(ws, id, n));
 		attempt_log_state(ws, id, st, a);
 		attempt_substate(ws, id, n, a);
+		json_object_set_new(a, "rank", store_col_int(st, 16));
 		json_array_append_new(list, a);
 	}
 	store_done(st);
@@ -327,6 +330,28 @@ static void job_substate(json_t *job)
 	json_object_set(job, "substate_reason",
 	                cur ? json_object_get(cur, "substate_reason")
 	                    : json_null());
+}
+
+/* "nodes" (the spec's, 1 by default) and "ranks": the current gang's rank
+ * attempts, rank 0 first (docs/multi-node.md, "Seeing a multi-node job"). */
+static void job_ranks(json_t *job)
+{
+	json_t *atts = json_object_get(job, "attempts"), *a;
+	json_t *nodes = json_object_get(json_object_get(job, "spec"), "nodes");
+	json_t *ranks = json_array();
+	int64_t g = json_integer_value(json_object_get(job, "attempt"));
+	int64_t n = json_is_integer(nodes) ? json_integer_value(nodes) : 1;
+	size_t i;
+
+	json_array_foreach(atts, i, a)
+	{
+		int64_t at = json_integer_value(json_object_get(a, "attempt"));
+		int64_t rk = json_integer_value(json_object_get(a, "rank"));
+		if (g > 0 && at - rk == g)
+			json_array_append(ranks, a);
+	}
+	json_object_set_new(job, "nodes", json_integer(n));
+	json_object_set_new(job, "ranks", ranks);
 }
 
 static int jobs_get(struct req *r)
@@ -361,6 +386,7 @@ static int jobs_get(struct req *r)
 		json_object_set_new(job, "checkpoint",
 		                    checkpoint_of_job(ws, id));
 		job_substate(job);
+		job_ranks(job);
 		free(qr);
 	}
 	store_done(st);
