@@ -44,6 +44,7 @@ struct att {
 	char *job;
 	int64_t attempt;
 	bool local;
+	bool rank; /* of a multi-node job: starts before other queued jobs */
 	char *dir;
 	enum att_state state;
 	int64_t priority, fifo;
@@ -84,6 +85,9 @@ struct att {
 	struct tp_call *ev_call;
 	/* outputs (outputs.c) */
 	bool outputs_done;
+	/* a rank > 0 of a job that keeps rank 0's outputs only (the lease
+	 * item's rank, docs/multi-node.md): it uploads none */
+	bool outputs_none;
 	/* look-ahead environment build tried (lookahead.c) */
 	bool ahead_done;
 	/* att_poke_soon asked for a poke on the next loop turn */
@@ -241,6 +245,12 @@ int att_state_parse(const char *s);
 void att_on_inotify(struct agent *a, int fd);
 void att_cancel(struct att *t, const char *reason);
 void att_write_lease(struct att *t);
+/* rendezvous.c (docs/multi-node.md): the address this node offers the
+ * ranks of a multi-node job (node_address, else the source address of the
+ * route to the workspace; NULL when neither is known), and a lease reply's
+ * `rendezvous` item written for the attempt's waiting runner. */
+char *rdv_node_address(const struct agent *a);
+void rdv_apply(struct agent *a, json_t *item);
 
 /* restart.c: start the runner of a running attempt again after it died
  * without a result (it re-attaches to the job, docs/state-dir.md); 1 when

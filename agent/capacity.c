@@ -36,11 +36,15 @@ static void cap_os(struct capacity *cap)
 		snprintf(cap->kernel, sizeof(cap->kernel), "%s", u.release);
 }
 
-static void cap_machine_id(struct capacity *cap)
+static void cap_machine_id(const struct agent_conf *c, struct capacity *cap)
 {
 	char *text = NULL;
 
-	if (file_read_all("/etc/machine-id", 256, &text, NULL, NULL) == 0) {
+	if (c->machine_id != NULL && c->machine_id[0] != '\0')
+		snprintf(cap->machine_id, sizeof(cap->machine_id), "%s",
+		         c->machine_id);
+	else if (file_read_all("/etc/machine-id", 256, &text, NULL, NULL) ==
+	         0) {
 		text[strcspn(text, " \n")] = '\0';
 		snprintf(cap->machine_id, sizeof(cap->machine_id), "%s", text);
 	}
@@ -93,7 +97,7 @@ int capacity_detect(const struct agent_conf *c, struct capacity *cap,
 	if (statvfs(c->state_dir, &sv) == 0)
 		cap->disk = (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
 	cap_os(cap);
-	cap_machine_id(cap);
+	cap_machine_id(c, cap);
 	snprintf(cap->cgroup, sizeof(cap->cgroup), "%s",
 	         access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0 ? "v2"
 	                                                                : "v1");

@@ -45,6 +45,14 @@ static int cmd_submit_main(struct cmd_ctx *c, int argc, char **argv)
 		        argv[0]);
 		goto out;
 	}
+	if (s->nodes > 1) {
+		fprintf(
+		    stderr,
+		    "tether-agent: %s: nodes: a local job runs on this node "
+		    "only; submit a multi-node job to a workspace\n",
+		    argv[0]);
+		goto out;
+	}
 	why = queue_too_big_spec(&a, s);
 	if (why == NULL)
 		why = queue_disk_too_big(&c->conf, s->resources.disk);

@@ -9,6 +9,7 @@
 #include "common/util.h"
 #include "transport/transport.h"
 
+#include <arpa/inet.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,13 @@ const struct conf_key agent_conf_table[] = {
      "three intervals counts as gone."},
     {"name", CONF_STR, NULL, OFF(name), 0, 0,
      "Agent name in the workspace (default: the host name)."},
+    {"machine_id", CONF_STR, NULL, OFF(machine_id), 0, 0,
+     "Machine identity sent to the workspace (default: /etc/machine-id); "
+     "for several agents on one machine, as containers and tests run "
+     "them."},
+    {"node_address", CONF_STR, NULL, OFF(node_address), 0, 0,
+     "IP address this node offers the other ranks of a multi-node job "
+     "(default: the source address of its route to the workspace)."},
     {"labels", CONF_STR, NULL, OFF(labels), 0, 0,
      "Comma-separated labels that jobs can ask for in placement."},
     {"heartbeat_interval", CONF_DURATION, "30s", OFF(heartbeat_ms), 0, 0,
@@ -302,6 +310,14 @@ int agent_conf_check(const struct agent_conf *c, struct err *e)
 		return err_set(e, TERR_INVAL,
 		               "env_dir: an absolute path, not '%s'",
 		               c->env_dir);
+	if (c->node_address != NULL && c->node_address[0] != '\0') {
+		unsigned char ip[sizeof(struct in6_addr)];
+		if (inet_pton(AF_INET, c->node_address, ip) != 1 &&
+		    inet_pton(AF_INET6, c->node_address, ip) != 1)
+			return err_set(e, TERR_INVAL,
+			               "node_address: an IP address, not '%s'",
+			               c->node_address);
+	}
 	if (c->slurm_capacity != NULL && strcmp(c->slurm_capacity, "auto") &&
 	    strcmp(c->slurm_capacity, "on") && strcmp(c->slurm_capacity, "off"))
 		return err_set(e, TERR_INVAL,

@@ -18,6 +18,8 @@ struct agent_conf {
 	/* workspace */
 	char *workspace, *token, *token_file, *ca_file, *proxy, *no_proxy;
 	char *name, *labels;
+	char *machine_id;   /* NULL: /etc/machine-id */
+	char *node_address; /* NULL: the route's source (docs/multi-node.md) */
 	int64_t heartbeat_ms, connect_timeout_ms, backoff_min_ms;
 	int64_t backoff_max_ms, log_chunk;
 	/* ssh:// workspaces (docs/ssh.md) */

@@ -179,6 +179,11 @@ int launch_write_spec(struct agent *a, struct att *t, const char *dir,
 	l = json_string_value(json_object_get(spec, "launcher"));
 	if (l != NULL && strcmp(l, "default") != 0)
 		launch_set(&set.launcher, l);
+	/* a rank of a multi-node job: the address it offers the others */
+	if (json_integer_value(json_object_get(spec, "nodes")) > 1) {
+		free(set.node_address);
+		set.node_address = rdv_node_address(a);
+	}
 	r = attempt_spec_write(dir, t->job, t->attempt, spec, &set, e);
 	attempt_settings_free(&set);
 	json_decref(spec);

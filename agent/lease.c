@@ -29,6 +29,20 @@ static int64_t lease_queue_room(struct agent *a)
 	return room < 0 || a->draining || harden_disk_low(a) ? 0 : room;
 }
 
+/* Slots free now (free.slots: a multi-node rank goes only to an agent that
+ * can start it at once, docs/multi-node.md); 0 when it takes no job. */
+static int64_t lease_free_slots(struct agent *a)
+{
+	int64_t running = 0;
+
+	for (struct att *t = a->atts; t != NULL; t = t->next)
+		if (t->state == ATT_RUNNING || t->state == ATT_QUEUED)
+			running++;
+	return running >= a->conf.max_jobs || a->draining || harden_disk_low(a)
+	           ? 0
+	           : a->conf.max_jobs - running;
+}
+
 /* Workspace job ids are integers on the wire. */
 static json_t *lease_job_id(const char *job)
 {
@@ -99,6 +113,8 @@ static json_t *lease_body(struct agent *a)
 	              "memory", (json_int_t)(mem < 0 ? 0 : mem), "gpus",
 	              (json_int_t)(gpus < 0 ? 0 : gpus));
 	lease_add_capacity(a, body);
+	json_object_set_new(json_object_get(body, "free"), "slots",
+	                    json_integer(lease_free_slots(a)));
 	if (harden_disk_check(a->conf.state_dir, harden_disk_min_free(&a->conf),
 	                      why, sizeof(why)))
 		json_object_set_new(json_object_get(body, "free"), "refusing",
@@ -194,6 +210,8 @@ static void lease_apply(struct agent *a, json_t *rep, int64_t sent)
 		if (t != NULL)
 			att_cancel(t, why ? why : "cancelled");
 	}
+	json_array_foreach(json_object_get(rep, "rendezvous"), i, item)
+	    rdv_apply(a, item);
 	json_array_foreach(json_object_get(rep, "lost"), i, item)
 	{
 		struct att *t = lease_lookup(a, item);

@@ -157,6 +157,13 @@ void outputs_kick(struct att *t)
 	if (t->local || t->outputs_done || t->out_call != NULL ||
 	    !conn_usable(t->a))
 		goto out;
+	if (t->outputs_none) {
+		log_info("job=%s attempt=%lld: a rank other than 0 of a job "
+		         "that keeps rank 0's outputs: none uploaded",
+		         t->job, (long long)t->attempt);
+		outputs_finish(t);
+		goto out;
+	}
 	if (attempt_result_read(t->dir, &res, NULL) < 0) {
 		outputs_finish(t); /* no result: nothing to upload */
 		goto out;

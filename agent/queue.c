@@ -118,6 +118,7 @@ static void queue_fill_att(struct agent *a, struct att *t,
 	bool here = s != NULL && !queue_to_slurm(a, s);
 
 	t->priority = s ? s->priority : 0;
+	t->rank = s != NULL && s->nodes > 1;
 	t->cpus = here ? s->resources.cpus : 0;
 	t->memory = here ? s->resources.memory : 0;
 	t->gpus = here ? s->resources.gpus : 0;
@@ -163,6 +164,8 @@ int queue_add_leased(struct agent *a, json_t *job, int64_t now_mono,
 		why = queue_disk_too_big(&a->conf, s->resources.disk);
 	t = att_new(a, id, attempt);
 	queue_fill_att(a, t, s);
+	t->outputs_none = s != NULL && !s->outputs_all &&
+	                  json_integer_value(json_object_get(job, "rank")) > 0;
 	t->snapshot = snap ? xstrdup(snap) : NULL;
 	t->lease_ttl_ms = ttl_ms;
 	t->lease_mono_ms = now_mono + t->lease_ttl_ms;
@@ -306,9 +309,14 @@ void queue_schedule(struct agent *a)
 			 * that may have lapsed meanwhile. */
 			if (!t->local && t->lease_mono_ms <= now_mono_ms())
 				continue;
-			if (best == NULL || t->priority > best->priority ||
-			    (t->priority == best->priority &&
-			     t->fifo < best->fifo))
+			/* a rank of a multi-node job first: the workspace
+			 * gave it for a slot free now, and its gang waits
+			 * for it at the start barrier (docs/multi-node.md) */
+			if (best == NULL || (t->rank && !best->rank) ||
+			    (t->rank == best->rank &&
+			     (t->priority > best->priority ||
+			      (t->priority == best->priority &&
+			       t->fifo < best->fifo))))
 				best = t;
 		}
 		if (best == NULL || a->draining || harden_disk_low(a))

@@ -47,6 +47,7 @@ static void recovery_row(struct agent *a, sqlite3_stmt *st)
 	t->lease_ttl_ms = sqlite3_column_int64(st, 17);
 	t->lease_mono_ms = sqlite3_column_int64(st, 18);
 	t->runner_restarts = sqlite3_column_int(st, 19);
+	t->rank = sqlite3_column_int(st, 20) != 0;
 	t->dir = xasprintf("%s/jobs/%s/%lld", a->conf.state_dir, job,
 	                   (long long)attempt);
 	if (t->state == ATT_QUEUED)
@@ -74,7 +75,11 @@ int recovery_load(struct agent *a, struct err *e)
 	                    "fifo, cpus, memory, gpus, log_acked, gpu_ids, "
 	                    "snapshot, events_off, last_seq, final_acked, "
 	                    "not_current, outputs_done, lease_ttl_ms, "
-	                    "lease_mono_ms, runner_restarts FROM attempts "
+	                    "lease_mono_ms, runner_restarts, "
+	                    "CASE WHEN json_valid(spec) THEN "
+	                    "json_type(spec, '$.nodes') = 'integer' AND "
+	                    "json_extract(spec, '$.nodes') > 1 ELSE 0 END "
+	                    "FROM attempts "
 	                    "WHERE state != 'done' "
 	                    "ORDER BY fifo",
 	                    &st, e)) < 0)

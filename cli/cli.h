@@ -90,6 +90,14 @@ int api_fail(struct cmd_ctx *c, const struct http_reply *r, const struct err *e,
  * the job's final state (heap) when known. */
 int follow_log(struct cmd_ctx *c, int64_t job, int64_t attempt, bool follow,
                FILE *out, char **state);
+/* follow_log of rank `rank` (>= 0) of the attempt's gang, or of the job's
+ * current gang (attempt 0); rank -1: follow_log. */
+int follow_log_rank(struct cmd_ctx *c, int64_t job, int64_t attempt,
+                    int64_t rank, bool follow, FILE *out, char **state);
+/* follow-ranks.c: every rank's log of the attempt's gang (the current one
+ * when attempt is 0), each line prefixed "[rank k] " (docs/cli.md). */
+int follow_all_ranks(struct cmd_ctx *c, int64_t job, int64_t attempt,
+                     bool follow, FILE *out, char **state);
 /* Exit code for a job's final state (submit --follow). */
 int exit_for_state(const char *state);
 

@@ -17,28 +17,83 @@ static void print_num(const char *label, json_t *v, const char *unit)
 }
 
 /* Bytes in binary units: "812 bytes", "563 MiB", "1.50 GiB". */
-static void print_size(const char *label, json_t *v)
+static void fmt_size(char *out, size_t len, double n)
 {
 	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
-	double n;
 	int u = -1;
 
-	if (!json_is_number(v))
-		return;
-	n = json_number_value(v);
 	if (n < 1024) {
-		printf("  %-12s %.0f bytes\n", label, n);
+		snprintf(out, len, "%.0f bytes", n);
 		return;
 	}
 	while (n >= 1024 && u < 4) {
 		n /= 1024;
 		u++;
 	}
-	printf("  %-12s %.*f %s\n", label,
-	       n >= 100  ? 0
-	       : n >= 10 ? 1
-	                 : 2,
-	       n, units[u]);
+	snprintf(out, len, "%.*f %s",
+	         n >= 100  ? 0
+	         : n >= 10 ? 1
+	                   : 2,
+	         n, units[u]);
+}
+
+static void print_size(const char *label, json_t *v)
+{
+	char s[48];
+
+	if (!json_is_number(v))
+		return;
+	fmt_size(s, sizeof(s), json_number_value(v));
+	printf("  %-12s %s\n", label, s);
+}
+
+/* A multi-node job: one row per rank of its current gang. */
+static void print_ranks(json_t *j)
+{
+	static const char *const head[] = {"RANK",  "ATTEMPT", "AGENT",
+	                                   "STATE", "EXIT",    "PEAK MEMORY"};
+	json_t *ranks = json_object_get(j, "ranks"), *a, *v;
+	struct columns *t;
+	char rk[24], at[24], ex[24], mem[48];
+	size_t i;
+
+	if (json_integer_value(json_object_get(j, "nodes")) <= 1 ||
+	    json_array_size(ranks) == 0)
+		return;
+	printf("ranks of attempt %lld (%lld nodes):\n",
+	       (long long)json_integer_value(json_object_get(j, "attempt")),
+	       (long long)json_integer_value(json_object_get(j, "nodes")));
+	t = columns_new(6, head);
+	json_array_foreach(ranks, i, a)
+	{
+		snprintf(
+		    rk, sizeof(rk), "%lld",
+		    (long long)json_integer_value(json_object_get(a, "rank")));
+		snprintf(at, sizeof(at), "%lld",
+		         (long long)json_integer_value(
+		             json_object_get(a, "attempt")));
+		v = json_object_get(a, "exit_code");
+		if (json_is_integer(v))
+			snprintf(ex, sizeof(ex), "%lld",
+			         (long long)json_integer_value(v));
+		else if (json_is_integer(json_object_get(a, "signal")))
+			snprintf(ex, sizeof(ex), "signal %lld",
+			         (long long)json_integer_value(
+			             json_object_get(a, "signal")));
+		else
+			snprintf(ex, sizeof(ex), "-");
+		v = json_object_get(a, "peak_memory_bytes");
+		if (json_is_number(v))
+			fmt_size(mem, sizeof(mem), json_number_value(v));
+		else
+			snprintf(mem, sizeof(mem), "-");
+		const char *row[] = {
+		    rk, at, str(a, "agent", "-"), str(a, "state", "-"),
+		    ex, mem};
+		columns_add(t, row);
+	}
+	columns_print(t, stdout);
+	columns_free(t);
 }
 
 /* " (pending: Resources)" while the launcher queues it (Slurm). */
@@ -76,13 +131,16 @@ static void print_durations(json_t *d)
 	}
 }
 
-static void print_attempt(json_t *a)
+static void print_attempt(json_t *a, bool rank_shown)
 {
 	json_t *d = json_object_get(a, "durations"), *v;
 
 	printf("attempt %lld on %s: %s",
 	       (long long)json_integer_value(json_object_get(a, "attempt")),
 	       str(a, "agent", "?"), str(a, "state", "?"));
+	if (rank_shown)
+		printf(" (rank %lld)", (long long)json_integer_value(
+		                           json_object_get(a, "rank")));
 	print_substate(a);
 	printf("\n");
 	print_num("exit code", json_object_get(a, "exit_code"), "");
@@ -137,9 +195,11 @@ static int cmd_status(struct cmd_ctx *c, int argc, char **argv)
 		printf("\n");
 		if (json_is_string(json_object_get(j, "queue_reason")))
 			printf("  %s\n", str(j, "queue_reason", ""));
+		print_ranks(j);
 		json_array_foreach(json_object_get(j, "attempts"), i, a)
 		{
-			print_attempt(a);
+			print_attempt(a, json_integer_value(
+			                     json_object_get(j, "nodes")) > 1);
 		}
 	}
 	json_decref(j);

@@ -64,19 +64,24 @@ static int64_t header_num(const char *v)
 	return v != NULL && parse_i64(v, 0, INT64_MAX, &n, NULL) == 0 ? n : -1;
 }
 
-/* One read from *off: bytes go to out, *lr gets the headers. */
-static int read_once(struct cmd_ctx *c, int64_t job, int64_t *att, int64_t *off,
-                     bool wait, FILE *out, struct log_read *lr)
+/* One read from *off: bytes go to out, *lr gets the headers.  rank >= 0:
+ * rank `rank` of *att's gang (of the job's current gang when *att is 0),
+ * and *att becomes the attempt read. */
+static int read_once(struct cmd_ctx *c, int64_t job, int64_t rank, int64_t *att,
+                     int64_t *off, bool wait, FILE *out, struct log_read *lr)
 {
 	struct http_reply r;
 	struct err e = {0};
-	char path[160], attq[48] = "";
+	char path[200], attq[48] = "", rankq[40] = "";
 	int rc;
 
 	if (*att > 0)
 		snprintf(attq, sizeof(attq), "attempt=%lld&", (long long)*att);
-	snprintf(path, sizeof(path), "/api/v1/jobs/%lld/log?%soffset=%lld%s",
-	         (long long)job, attq, (long long)*off, wait ? "&wait=30" : "");
+	if (rank >= 0)
+		snprintf(rankq, sizeof(rankq), "rank=%lld&", (long long)rank);
+	snprintf(path, sizeof(path), "/api/v1/jobs/%lld/log?%s%soffset=%lld%s",
+	         (long long)job, attq, rankq, (long long)*off,
+	         wait ? "&wait=30" : "");
 	rc = http_call(c, "GET", path, NULL, 0, NULL, 90, &r, &e);
 	if (rc < 0 || r.status != 200) {
 		rc = api_fail(c, &r, &e, rc);
@@ -91,7 +96,8 @@ static int read_once(struct cmd_ctx *c, int64_t job, int64_t *att, int64_t *off,
 	}
 	fflush(out);
 	*off += (int64_t)r.body.len;
-	if (*att == 0 && r.attempt != NULL && cli_parse_id(r.attempt) > 0)
+	if ((*att == 0 || rank >= 0) && r.attempt != NULL &&
+	    cli_parse_id(r.attempt) > 0)
 		*att = cli_parse_id(r.attempt);
 	lr->complete = r.complete;
 	lr->length = header_num(r.log_length);
@@ -115,16 +121,16 @@ static int incomplete(int64_t job, int64_t att, int64_t off,
 
 /* Without -f: the whole log as it stands now, in as many reads as it
  * takes; a failure when the attempt ended with bytes still missing. */
-static int read_whole(struct cmd_ctx *c, int64_t job, int64_t att, FILE *out,
-                      char **state)
+static int read_whole(struct cmd_ctx *c, int64_t job, int64_t att, int64_t rank,
+                      FILE *out, char **state)
 {
 	struct log_read lr = {0};
 	int64_t off = 0, end = -1, latest = 0;
 	int rc;
 
 	do {
-		if ((rc = read_once(c, job, &att, &off, false, out, &lr)) !=
-		    EXIT_OK)
+		if ((rc = read_once(c, job, rank, &att, &off, false, out,
+		                    &lr)) != EXIT_OK)
 			return rc;
 		if (end < 0)
 			end = lr.length;
@@ -144,14 +150,20 @@ static int read_whole(struct cmd_ctx *c, int64_t job, int64_t att, FILE *out,
 int follow_log(struct cmd_ctx *c, int64_t job, int64_t attempt, bool follow,
                FILE *out, char **state)
 {
+	return follow_log_rank(c, job, attempt, -1, follow, out, state);
+}
+
+int follow_log_rank(struct cmd_ctx *c, int64_t job, int64_t attempt,
+                    int64_t rank, bool follow, FILE *out, char **state)
+{
 	int64_t att = attempt, off = 0, latest = 0, stall_since = 0;
 	struct log_read lr = {0};
 	int rc;
 
 	if (!follow)
-		return read_whole(c, job, att, out, state);
+		return read_whole(c, job, att, rank, out, state);
 	for (;;) {
-		rc = read_once(c, job, &att, &off, true, out, &lr);
+		rc = read_once(c, job, rank, &att, &off, true, out, &lr);
 		if (rc != EXIT_OK)
 			return rc;
 		if (!lr.complete && lr.final_len >= 0 && lr.got == 0) {
@@ -169,10 +181,13 @@ int follow_log(struct cmd_ctx *c, int64_t job, int64_t attempt, bool follow,
 		if ((rc = job_state(c, job, state, &latest)) != EXIT_OK)
 			return rc;
 		if (attempt == 0 && latest > att) {
+			/* a rank r of gang g is attempt g + r < the next
+			 * gang's rank 0 */
 			fprintf(stderr,
 			        "tether: attempt %lld ended; following attempt "
-			        "%lld\n",
-			        (long long)att, (long long)latest);
+			        "%lld%s\n",
+			        (long long)att, (long long)latest,
+			        rank > 0 ? "'s gang" : "");
 			att = latest;
 			off = 0;
 		} else if (!is_live(*state)) {

@@ -44,7 +44,8 @@ void attempt_settings_free(struct attempt_settings *s)
 	    &s->known_hosts,       &s->git_ca_file,    &s->slurm.partition,
 	    &s->slurm.shared_dir,  &s->slurm.account,  &s->slurm.qos,
 	    &s->spark.master,      &s->spark.ui,       &s->spark.home,
-	    &s->spark.driver_host, &s->spark.yarn,     &s->spark.yarn_conf};
+	    &s->spark.driver_host, &s->spark.yarn,     &s->spark.yarn_conf,
+	    &s->node_address};
 
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		free(*strs[i]);
@@ -108,6 +109,9 @@ json_t *attempt_settings_json(const struct attempt_settings *s)
 	json_object_set_new(o, "attempt_max_disk",
 	                    json_integer(s->attempt_max_disk));
 	json_object_set_new(o, "disk_check_ms", json_integer(s->disk_check_ms));
+	if (s->node_address != NULL) /* a multi-node rank only */
+		json_object_set_new(o, "node_address",
+		                    json_string(s->node_address));
 	/* written only when an agent sets it (files stay byte-compatible) */
 	if (s->spark.master || s->spark.ui || s->spark.home ||
 	    s->spark.driver_host || s->spark.yarn || s->spark.yarn_conf ||
@@ -269,6 +273,7 @@ static void parse_optional(json_t *o, struct attempt_settings *s)
 	s->known_hosts = opt_str(o, "known_hosts", false);
 	s->git_ca_file = opt_str(o, "git_ca_file", false);
 	s->agent_id = opt_str(o, "agent_id", false);
+	s->node_address = opt_str(o, "node_address", true);
 	s->docker_readonly_rootfs =
 	    json_is_true(json_object_get(o, "docker_readonly_rootfs"));
 	if (!json_is_object(sl))

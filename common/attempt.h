@@ -17,6 +17,7 @@ struct err;
 #define ATTEMPT_RESULT     "result.json"
 #define ATTEMPT_LEASE      "lease"
 #define ATTEMPT_CANCEL     "cancel"
+#define ATTEMPT_RENDEZVOUS "rendezvous.json" /* multi-node start barrier */
 #define ATTEMPT_SNAPSHOT   "snapshot.tar.gz"
 #define ATTEMPT_CHECKPOINT "checkpoint.tar.gz"
 
@@ -60,6 +61,9 @@ struct attempt_settings {
 	char *launcher;   /* sandbox, docker, slurm (resolved) */
 	char *agent_id;   /* docker label tether.agent; NULL: none */
 	char *known_hosts, *git_ca_file; /* NULL: the system's */
+	/* A rank of a multi-node job: the address this node offers the other
+	 * ranks (the agent's node_address, docs/multi-node.md); NULL: none */
+	char *node_address;
 	int64_t kill_grace_ms, default_pids, max_log_bytes;
 	int64_t snapshot_max_bytes, snapshot_max_entries, source_max_bytes;
 	int64_t env_budget_bytes; /* 0: no limit */

@@ -15,12 +15,18 @@
 #define MAX_VALUE 65536
 #define MAX_DEPTH 16
 
-static const char *const top_keys[] = {
-    "name",     "command",    "source",   "environment",  "resources",
-    "env",      "secrets",    "timeout",  "hang_timeout", "retries",
-    "priority", "placement",  "launcher", "network",      "mounts",
-    "workdir",  "checkpoint", "slurm",    "spark",        "metrics",
-    NULL};
+static const char *const top_keys[] = {"name",         "command",
+                                       "source",       "environment",
+                                       "resources",    "env",
+                                       "secrets",      "timeout",
+                                       "hang_timeout", "retries",
+                                       "priority",     "placement",
+                                       "launcher",     "network",
+                                       "mounts",       "workdir",
+                                       "checkpoint",   "slurm",
+                                       "spark",        "metrics",
+                                       "nodes",        "processes_per_node",
+                                       "outputs_from", NULL};
 
 bool path_is_safe_relative(const char *p)
 {
@@ -667,6 +673,8 @@ static int jobspec_fill(json_t *root, struct jobspec *s, struct err *e)
 		return r;
 	s->launcher = (enum launcher_kind)li;
 	s->network = (enum network_mode)ni;
+	if ((r = jobspec_parse_nodes(root, s, e)) < 0)
+		return r;
 	if (s->name[0] == '\0' || !no_control(s->name))
 		return err_set(e, TERR_INVAL,
 		               "name: must be 1 to %d printable "

@@ -92,6 +92,12 @@ struct jobspec {
 	struct jobspec_mount *mounts;
 	size_t nmounts;
 	const char *workdir; /* relative to /tether/work */
+	/* Multi-node (jobspec-nodes.c, docs/multi-node.md): the gang size,
+	 * processes started on each node, and whether every rank's outputs
+	 * are kept (outputs_from: "all") or rank 0's only (the default). */
+	int64_t nodes;              /* >= 1; default 1 */
+	int64_t processes_per_node; /* >= 1; default 1 */
+	bool outputs_all;
 
 	struct {
 		const char *signal; /* "TERM" (default) or "USR1" ... */
@@ -136,6 +142,9 @@ int jobspec_parse(const char *text, size_t len, struct jobspec **out,
 void jobspec_free(struct jobspec *s);
 /* The `spark` object (jobspec-spark.c); errors name "spark.<field>". */
 int jobspec_parse_spark(json_t *root, struct jobspec *s, struct err *e);
+/* `nodes`, `processes_per_node`, `outputs_from` (jobspec-nodes.c); runs
+ * after `network` and `launcher` are known. */
+int jobspec_parse_nodes(json_t *root, struct jobspec *s, struct err *e);
 /* The `metrics` object (jobspec-metrics.c); errors name "metrics.<field>". */
 int jobspec_parse_metrics(json_t *root, struct jobspec *s, struct err *e);
 /* Compile a metrics regex (PCRE2); TERR_INVAL naming metrics.regex when it

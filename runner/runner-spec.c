@@ -127,6 +127,9 @@ int runner_build_job(struct runner *r, struct err *e)
 		        r->spec->env_vars[i].value);
 	for (i = 0; i < r->spec->nsecrets; i++)
 		env_set(&b, r->spec->secrets[i].key, r->spec->secrets[i].value);
+	/* last: the job's env cannot move its rank (docs/multi-node.md) */
+	for (i = 0; r->rdv_vars != NULL && r->rdv_vars[i] != NULL; i++)
+		env_put(&b, r->rdv_vars[i]);
 	free(path);
 	r->envp = b.v;
 	(void)e;
@@ -137,6 +140,7 @@ void runner_free(struct runner *r)
 {
 	runner_strv_free(r->argv);
 	runner_strv_freezero(r->envp);
+	runner_strv_free(r->rdv_vars);
 	env_result_free(&r->env);
 	free(r->commit);
 	free(r->work_dir);

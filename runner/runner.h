@@ -76,9 +76,15 @@ struct runner {
 	/* A second stream of TETHER_METRIC lines a launcher started (the
 	 * sandbox's TensorBoard reader), read by the run loop; <= 0: none. */
 	int metrics_fd;
-	bool reattach;     /* an earlier runner started the job */
-	bool lookahead;    /* `envs build`: a build ahead of the job */
-	bool resumed;      /* checkpoint.tar.gz restored */
+	bool reattach;  /* an earlier runner started the job */
+	bool lookahead; /* `envs build`: a build ahead of the job */
+	bool resumed;   /* checkpoint.tar.gz restored */
+	/* A multi-node rank or processes_per_node > 1 (rendezvous.c,
+	 * docs/multi-node.md): the rendezvous variables ("NAME=value",
+	 * NULL-terminated; NULL: none), put last into envp; the processes
+	 * the launcher starts (0 or 1: one) and the RANK of the first. */
+	char **rdv_vars;
+	int procs, rank_base;
 	bool has_progress; /* a TETHER_PROGRESS line was seen */
 	double progress;   /* its last value */
 };
@@ -127,6 +133,10 @@ void runner_close_files(struct runner *r);
  * job's directories from r->set (after attempt_settings_parse into it);
  * TERR_UNSUPP for a launcher this runner was built without. */
 int runner_settings_load(struct runner *r, struct err *e);
+/* The start barrier and rendezvous of a multi-node rank, or the local
+ * rendezvous of processes_per_node > 1 (rendezvous.c): fills rdv_vars,
+ * procs, rank_base; *stop a fence reason when stopped while waiting. */
+int runner_rendezvous(struct runner *r, const char **stop, struct err *e);
 /* Fill r->argv and r->envp (clean environment, see docs/sandbox.md). */
 int runner_build_job(struct runner *r, struct err *e);
 /* Free what r holds and zero it. */

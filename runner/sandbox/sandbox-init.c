@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -168,6 +169,61 @@ static void reap_until(struct sandbox_cfg *c, pid_t job, pid_t reader,
 	}
 }
 
+/* processes_per_node (docs/multi-node.md): copy i of the job gets
+ * RANK=rank_base+i and LOCAL_RANK=i in place of the runner's values (in
+ * the forked child, before its exec). */
+static void set_local_rank(struct sandbox_cfg *c, int i)
+{
+	char rank[32], local[32];
+
+	snprintf(rank, sizeof(rank), "RANK=%d", c->rank_base + i);
+	snprintf(local, sizeof(local), "LOCAL_RANK=%d", i);
+	for (size_t k = 0; c->envp[k] != NULL; k++) {
+		if (strncmp(c->envp[k], "RANK=", 5) == 0)
+			c->envp[k] = strdup(rank);
+		else if (strncmp(c->envp[k], "LOCAL_RANK=", 11) == 0)
+			c->envp[k] = strdup(local);
+	}
+}
+
+/* procs > 1: one fate for the copies.  The first to end other than exit 0
+ * is the job's status (pid 1 exits then, and the kernel kills the other
+ * copies with the namespace); exit 0 once every copy exited 0.  Orphans
+ * are reaped meanwhile. */
+static void reap_copies(struct sandbox_cfg *c, pid_t *jobs, int n, pid_t reader,
+                        bool reported)
+{
+	int st, left = n;
+	pid_t p;
+
+	for (;;) {
+		p = waitpid(-1, &st, 0);
+		if (p < 0 && errno == EINTR)
+			continue;
+		if (p < 0)
+			_exit(reported ? 0 : 1);
+		if (p == reader)
+			reader = 0;
+		int i = 0;
+		while (i < n && jobs[i] != p)
+			i++;
+		if (i == n)
+			continue; /* an orphan */
+		jobs[i] = 0;
+		left--;
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && left > 0)
+			continue;
+		if (reader > 0)
+			stop_tb_reader(reader);
+		if (!reported)
+			sandbox_status_send(
+			    c->status_fd, SANDBOX_EXITED,
+			    WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+			    WIFSIGNALED(st) ? WTERMSIG(st) : 0, NULL);
+		_exit(0);
+	}
+}
+
 void sandbox_init_main(struct sandbox_cfg *c)
 {
 	char msg[400], go;
@@ -195,13 +251,22 @@ void sandbox_init_main(struct sandbox_cfg *c)
 		setup_failed(c, "pipe: out of file descriptors");
 	if (c->detached)
 		c->out_fd = outp[1]; /* the job's; pid 1 copies into the file */
-	job = fork();
-	if (job < 0)
-		setup_failed(c, "fork the job: resource limit");
-	if (job == 0) {
-		close(errp[0]);
-		sandbox_exec_job(c, errp[1]);
+	pid_t *copies =
+	    calloc((size_t)(c->procs > 1 ? c->procs : 1), sizeof(pid_t));
+	if (copies == NULL)
+		setup_failed(c, "out of memory");
+	for (int i = 0; i < (c->procs > 1 ? c->procs : 1); i++) {
+		copies[i] = fork();
+		if (copies[i] < 0)
+			setup_failed(c, "fork the job: resource limit");
+		if (copies[i] == 0) {
+			close(errp[0]);
+			if (c->procs > 1)
+				set_local_rank(c, i);
+			sandbox_exec_job(c, errp[1]);
+		}
 	}
+	job = copies[0];
 	close(errp[1]);
 	close(c->ready_fd); /* the job's copy closes at its exec */
 	close(c->out_fd);   /* the job holds the only writer now */
@@ -221,6 +286,8 @@ void sandbox_init_main(struct sandbox_cfg *c)
 	reported = forward_exec_error(c, errp[0]);
 	if (c->detached)
 		sandbox_detached_follow(c, job, outp[0], file_fd, reported);
+	if (c->procs > 1)
+		reap_copies(c, copies, c->procs, reader, reported);
 	reap_until(c, job, reader, reported);
 	_exit(1);
 }

@@ -129,6 +129,8 @@ static void fill_cfg(struct runner *r, struct sandbox *sb)
 	c->gid = r->gid;
 	c->argv = r->argv;
 	c->envp = r->envp;
+	c->procs = r->procs > 1 ? r->procs : 1;
+	c->rank_base = r->rank_base;
 	c->out_fd = c->status_fd = c->sync_fd = c->tb_fd = -1;
 	if (r->spec->metrics.tensorboard != NULL)
 		c->tb_dir = xasprintf("/tether/outputs/%s",

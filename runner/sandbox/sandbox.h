@@ -47,6 +47,9 @@ struct sandbox_cfg {
 	uid_t uid;
 	gid_t gid;
 	char **argv, **envp;
+	/* processes_per_node (docs/multi-node.md): pid 1 starts procs (>= 1)
+	 * copies of the job, copy i with RANK=rank_base+i, LOCAL_RANK=i. */
+	int procs, rank_base;
 	/* The child ends of the pipes.  ready_fd (close-on-exec) closes when
 	 * the job process exec'd or died: until the job is forked, a signal
 	 * would reach only pid 1, which drops it. */

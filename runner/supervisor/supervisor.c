@@ -284,7 +284,7 @@ static void run_and_outputs(struct runner *r, struct final *f, struct err *e)
 static void run_phases(struct runner *r, struct final *f)
 {
 	struct err e = {0};
-	const char *stop;
+	const char *stop = NULL;
 
 	if (resolve_user(r, &e) < 0 || runner_disk_budget(r, &e) < 0) {
 		f->reason = "launch_failed";
@@ -301,6 +301,13 @@ static void run_phases(struct runner *r, struct final *f)
 		f->reason = stop;
 	} else if (phase(r, 1, f, env_prepare, &e) < 0) {
 		f->reason = fenced(r) ? fenced(r) : "env_failed";
+	} else if (runner_rendezvous(r, &stop, &e) < 0) {
+		/* a multi-node rank's start barrier (rendezvous.c): before the
+		 * run phase, so a runner restarted while it waits starts the
+		 * attempt again instead of following a job never started */
+		f->reason = "launch_failed";
+	} else if (stop != NULL) {
+		f->reason = stop; /* stopped at the barrier */
 	} else {
 		run_and_outputs(r, f, &e);
 	}

@@ -111,6 +111,10 @@ def test_upgrade_from_schema_1_keeps_data():
     db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
     db.execute("DROP INDEX attempts_live")
     db.execute("DROP INDEX jobs_ended")
+    for table, col in [("attempts", "rank"), ("attempts", "accepted"),
+                       ("attempts", "ready"), ("attempts", "rendezvous_sent"),
+                       ("jobs", "gang_note")]:  # added by 4 -> 5
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
@@ -118,7 +122,7 @@ def test_upgrade_from_schema_1_keeps_data():
     assert ws.job(jid)["name"] == "from-v1"
     ws.stop()
     db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 5
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"attempts_live", "jobs_ended"} <= names
     # 3 -> 4: agents found by secret through an index, not a scan of all
@@ -127,6 +131,35 @@ def test_upgrade_from_schema_1_keeps_data():
                       "(secret_hash = ?1 OR new_secret_hash = ?1) AND "
                       "state != 'revoked'", ("x",)).fetchall()
     assert not any(r[-1].startswith("SCAN agents") for r in plan), plan
+
+
+def test_upgrade_from_schema_4_makes_every_attempt_rank_0():
+    """4 -> 5 (multi-node jobs, docs/multi-node.md): attempts gain `rank`;
+    an attempt written before it is rank 0 of its own gang, and its agent
+    still reports to it."""
+    ws = Workspace().start()
+    sec = ws.register("n1")
+    jid = ws.submit(name="from-v4")
+    [it] = ws.lease(sec)["jobs"]
+    assert "rank" not in it and "nodes" not in it, it  # nodes: 1: as before
+    ws.stop()
+    db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
+    for table, col in [("attempts", "rank"), ("attempts", "accepted"),
+                       ("attempts", "ready"), ("attempts", "rendezvous_sent"),
+                       ("jobs", "gang_note")]:
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
+    db.execute("PRAGMA user_version = 4")
+    db.commit()
+    db.close()
+    ws.start()
+    st, _, b = ws.finish(sec, jid, it["attempt"])
+    assert st == 200, b
+    assert ws.job(jid)["state"] == "succeeded"
+    ws.stop()
+    db = sqlite3.connect(os.path.join(ws.dir, "workspace.db"))
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert db.execute("SELECT rank, accepted FROM attempts").fetchall() == \
+        [(0, 1)]
 
 
 def test_sigterm_stops_cleanly_with_a_parked_long_poll(workspace):

@@ -269,6 +269,35 @@ static void test_jobspec(void **state)
 	expect_bad("{\"name\":\"\xff\",\"command\":[\"a\"]}", "UTF-8");
 }
 
+/* nodes, processes_per_node, outputs_from: defaults, values, refusals. */
+static void test_jobspec_nodes(void **state)
+{
+	const char *one = "{\"name\":\"m\",\"command\":[\"a\"]}";
+	const char *gang = "{\"name\":\"m\",\"command\":[\"a\"],\"nodes\":3,"
+	                   "\"processes_per_node\":2,\"outputs_from\":\"all\"}";
+	struct jobspec *s = NULL;
+	struct err e = {0};
+
+	(void)state;
+	assert_int_equal(jobspec_parse(one, strlen(one), &s, &e), 0);
+	assert_int_equal(s->nodes, 1);
+	assert_int_equal(s->processes_per_node, 1);
+	assert_false(s->outputs_all);
+	jobspec_free(s);
+	assert_int_equal(jobspec_parse(gang, strlen(gang), &s, &e), 0);
+	assert_int_equal(s->nodes, 3);
+	assert_int_equal(s->processes_per_node, 2);
+	assert_true(s->outputs_all);
+	jobspec_free(s);
+#define N(body) "{\"name\":\"m\",\"command\":[\"a\"]," body "}"
+	expect_bad(N("\"nodes\":0"), "nodes");
+	expect_bad(N("\"nodes\":2,\"network\":\"none\""), "network");
+	expect_bad(N("\"nodes\":2,\"launcher\":\"spark\""), "nodes");
+	expect_bad(N("\"processes_per_node\":0"), "processes_per_node");
+	expect_bad(N("\"outputs_from\":\"some\""), "outputs_from");
+#undef N
+}
+
 /* The `metrics` object: 400 naming the field for each bad part. */
 static void test_jobspec_metrics(void **state)
 {
@@ -365,6 +394,7 @@ int main(void)
 	    cmocka_unit_test(test_conf),
 	    cmocka_unit_test(test_jobspec),
 	    cmocka_unit_test(test_jobspec_metrics),
+	    cmocka_unit_test(test_jobspec_nodes),
 	    cmocka_unit_test(test_paths),
 	    cmocka_unit_test(test_files),
 	    cmocka_unit_test(test_buf),

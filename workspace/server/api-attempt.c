@@ -8,12 +8,14 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_EVENTS 1000
+#define MAX_EVENTS     1000
+#define GANG_MAX_NODES 256 /* jobspec-nodes.c */
 
 /* Reasons are lowercase words (docs/protocol.md); new ones may come. */
 static int check_reason(const char *w, const char *s, struct err *e)
@@ -22,6 +24,28 @@ static int check_reason(const char *w, const char *s, struct err *e)
 		return 0;
 	return err_set(e, TERR_INVAL,
 	               "%s.reason: a reason is a lowercase word (a-z, _)", w);
+}
+
+/* A rank at the start barrier (docs/multi-node.md): its node's address
+ * (an IP literal) and a free port there (rank 0's is the master's). */
+static int check_ready(json_t *ev, const char *w, struct err *e)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	const char *addr;
+	int64_t port;
+	int r;
+
+	if ((r = json_get_str(ev, w, "address", true, 64, &addr, e)) < 0 ||
+	    (r = json_get_int(ev, w, "port", true, 1, 65535, &port, e)) < 0)
+		return r;
+	if (inet_pton(AF_INET, addr, buf) != 1 &&
+	    inet_pton(AF_INET6, addr, buf) != 1) {
+		char f[48];
+		snprintf(f, sizeof(f), "%s.address", w);
+		return err_set_field(e, TERR_INVAL, f, "%s: not an IP address",
+		                     f);
+	}
+	return 0;
 }
 
 static int check_event(json_t *ev, size_t i, struct err *e)
@@ -41,6 +65,8 @@ static int check_event(json_t *ev, size_t i, struct err *e)
 		return r;
 	if (strcmp(s, "metrics") == 0)
 		return metrics_check_event(ev, w, e);
+	if (strcmp(s, "ready") == 0)
+		return check_ready(ev, w, e);
 	if (strcmp(s, "final") != 0)
 		return 0;
 	if ((r = json_get_str(ev, w, "reason", true, 32, &s, e)) < 0 ||
@@ -134,6 +160,20 @@ static void apply_event(struct ws *ws, int64_t job, int64_t att, json_t *ev)
 	}
 	if (strcmp(type, "progress") == 0)
 		checkpoint_note_progress(ws, job, att, ev);
+	if (strcmp(type, "ready") == 0) { /* the first one counts */
+		st = store_prep(ws, "UPDATE attempts SET ready = json_object("
+		                    "'address', ?, 'port', ?) WHERE job = ? "
+		                    "AND attempt = ? AND ready IS NULL");
+		sqlite3_bind_text(
+		    st, 1, json_string_value(json_object_get(ev, "address")),
+		    -1, SQLITE_STATIC);
+		sqlite3_bind_int64(
+		    st, 2, json_integer_value(json_object_get(ev, "port")));
+		sqlite3_bind_int64(st, 3, job);
+		sqlite3_bind_int64(st, 4, att);
+		sqlite3_step(st);
+		store_done(st);
+	}
 	if (strcmp(type, "started") == 0) {
 		st = store_prep(ws,
 		                "UPDATE attempts SET state = 'running' WHERE "
@@ -244,6 +284,45 @@ static bool metrics_in(json_t *evs)
 	return false;
 }
 
+static bool ready_in(json_t *evs)
+{
+	size_t i;
+	json_t *ev;
+
+	json_array_foreach(evs, i, ev)
+	{
+		if (strcmp(json_string_value(json_object_get(ev, "type")),
+		           "ready") == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The agents of the gang of job/att when every rank of it is ready (the
+ * start barrier, docs/multi-node.md); 0 while one is not.  db locked. */
+static int gang_ready_agents(struct ws *ws, int64_t job, int64_t att,
+                             char agents[][48])
+{
+	sqlite3_stmt *st = store_prep(
+	    ws, "SELECT b.agent_id, b.ready IS NOT NULL FROM attempts a JOIN "
+	        "attempts b ON b.job = a.job AND b.attempt - b.rank = "
+	        "a.attempt - a.rank WHERE a.job = ? AND a.attempt = ?");
+	int n = 0;
+	bool all = true;
+
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, att);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (sqlite3_column_int(st, 1) == 0)
+			all = false;
+		if (n < GANG_MAX_NODES)
+			snprintf(agents[n++], 48, "%s",
+			         (const char *)sqlite3_column_text(st, 0));
+	}
+	store_done(st);
+	return all ? n : 0;
+}
+
 static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 {
 	struct ws *ws = r->ws;
@@ -251,7 +330,8 @@ static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 	size_t i;
 	int64_t acked;
 	bool requeued;
-	int rc;
+	int rc, nready = 0;
+	char ready_agents[GANG_MAX_NODES][48];
 
 	store_lock(ws);
 	rc = sched_attempt_check(ws, job, att, r->agent_id);
@@ -282,7 +362,12 @@ static int post_events(struct req *r, int64_t job, int64_t att, json_t *evs)
 	}
 	acked = max_seq(ws, job, att);
 	requeued = rc == 0 && job_queued(ws, job);
+	if (rc == 0 && ready_in(evs))
+		nready = gang_ready_agents(ws, job, att, ready_agents);
 	store_unlock(ws);
+	/* the last rank at the barrier: every rank's agent hears it now */
+	for (int k = 0; k < nready; k++)
+		ws_notify_agent(ws, ready_agents[k]);
 	if (rc == TERR_NOTFOUND)
 		return reply_error(r, 404, "not_found", NULL,
 		                   "attempt %lld/%lld was never given to this "
@@ -394,10 +479,35 @@ int upload_store(struct req *r, char hex[65], const char *what)
 	return 0;
 }
 
-/* Before the body: the path, the header and the attempt. */
+/* Where a rank's outputs go (docs/multi-node.md): the attempt's rank,
+ * and whether the job keeps every rank's outputs (outputs_from "all" with
+ * nodes > 1: under rank 0's attempt, as rank-k/<path>); db locked. */
+static void output_rank(struct ws *ws, int64_t job, int64_t att, int64_t *rank,
+                        bool *all)
+{
+	sqlite3_stmt *st = store_prep(
+	    ws, "SELECT a.rank, coalesce(json_extract(j.spec, "
+	        "'$.outputs_from'), 'rank0') = 'all' AND coalesce("
+	        "json_extract(j.spec, '$.nodes'), 1) > 1 FROM attempts a JOIN "
+	        "jobs j ON j.id = a.job WHERE a.job = ? AND a.attempt = ?");
+
+	*rank = 0;
+	*all = false;
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, att);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*rank = sqlite3_column_int64(st, 0);
+		*all = sqlite3_column_int(st, 1) != 0;
+	}
+	store_done(st);
+}
+
+/* Before the body: the path, the header and the attempt; a rank other
+ * than 0 of a job that keeps rank 0's outputs only has none to send. */
 static int output_pre(struct req *r)
 {
-	int64_t job, att;
+	int64_t job, att, rank;
+	bool all;
 
 	if (!output_path_ok(r->rest))
 		return reply_error(
@@ -405,7 +515,17 @@ static int output_pre(struct req *r)
 		    "path: must be relative, normalised, without "
 		    "'..' or empty components, at most %d bytes",
 		    WS_MAX_PATH);
-	return upload_pre(r, &job, &att);
+	if (upload_pre(r, &job, &att) != 0)
+		return r->status;
+	store_lock(r->ws);
+	output_rank(r->ws, job, att, &rank, &all);
+	store_unlock(r->ws);
+	if (rank > 0 && !all)
+		return reply_error(r, 400, "invalid", "outputs_from",
+		                   "outputs_from: job %lld keeps rank 0's "
+		                   "outputs only; rank %lld sends none",
+		                   (long long)job, (long long)rank);
+	return 0;
 }
 
 /* Move the uploaded temp file into blobs/<sha256>. */
@@ -428,9 +548,10 @@ int blob_store(struct req *r, const char *hex)
 static int output_put(struct req *r)
 {
 	struct ws *ws = r->ws;
-	char hex[65];
-	int64_t job, att;
+	char hex[65], *path = NULL;
+	int64_t job, att, rank;
 	sqlite3_stmt *st;
+	bool all;
 	int rc;
 
 	if (output_pre(r) != 0 ||
@@ -440,14 +561,19 @@ static int output_put(struct req *r)
 	att = strtoll(r->segs[2], NULL, 10);
 	store_lock(ws);
 	rc = sched_attempt_check(ws, job, att, r->agent_id);
-	if (rc == 0) {
+	output_rank(ws, job, att, &rank, &all);
+	path = all ? xasprintf("rank-%lld/%s", (long long)rank, r->rest)
+	           : xstrdup(r->rest);
+	if (rc == 0 && rank > 0 && !all) {
+		rc = TERR_INVAL;
+	} else if (rc == 0) {
 		st = store_prep(ws,
 		                "INSERT OR REPLACE INTO outputs(job, attempt, "
 		                "path, size, sha256, created_at) VALUES "
 		                "(?,?,?,?,?,?)");
 		sqlite3_bind_int64(st, 1, job);
-		sqlite3_bind_int64(st, 2, att);
-		sqlite3_bind_text(st, 3, r->rest, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, all ? att - rank : att);
+		sqlite3_bind_text(st, 3, path, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 4, r->size);
 		sqlite3_bind_text(st, 5, hex, -1, SQLITE_STATIC);
 		sqlite3_bind_double(st, 6, ws_now());
@@ -456,12 +582,21 @@ static int output_put(struct req *r)
 	}
 	store_unlock(ws);
 	if (rc == TERR_NOTFOUND || rc == TERR_CONFLICT)
-		return reply_attempt_error(r, rc, job, att);
-	if (rc < 0)
-		return reply_internal(r, "cannot record the output");
-	return reply_json(r, 201,
-	                  json_pack("{s:s,s:I,s:s}", "path", r->rest, "size",
-	                            (json_int_t)r->size, "sha256", hex));
+		rc = reply_attempt_error(r, rc, job, att);
+	else if (rc == TERR_INVAL)
+		rc =
+		    reply_error(r, 400, "invalid", "outputs_from",
+		                "outputs_from: job %lld keeps rank 0's outputs "
+		                "only",
+		                (long long)job);
+	else if (rc < 0)
+		rc = reply_internal(r, "cannot record the output");
+	else
+		rc = reply_json(r, 201,
+		                json_pack("{s:s,s:I,s:s}", "path", path, "size",
+		                          (json_int_t)r->size, "sha256", hex));
+	free(path);
+	return rc;
 }
 
 const struct route routes_attempt[] = {

@@ -288,9 +288,11 @@ static json_t *job_attempts(struct ws *ws, int64_t id)
 	        "a.cpu_seconds, a.commit_id, a.message, a.durations, "
 	        "(SELECT coalesce(max(seq), 0) FROM events e WHERE e.job = "
 	        "a.job AND "
-	        "e.attempt = a.attempt) FROM attempts a LEFT JOIN agents ag ON "
+	        "e.attempt = a.attempt), a.rank FROM attempts a LEFT JOIN "
+	        "agents ag ON "
 	        "ag.id = "
 	        "a.agent_id WHERE a.job = ? ORDER BY a.attempt");
+	/* column 16: the rank (0 for a one-node job's attempts) */
 	json_t *list = json_array();
 
 	sqlite3_bind_int64(st, 1, id);
@@ -307,6 +309,7 @@ static json_t *job_attempts(struct ws *ws, int64_t id)
 		                    checkpoint_of_attempt(ws, id, n));
 		attempt_log_state(ws, id, st, a);
 		attempt_substate(ws, id, n, a);
+		json_object_set_new(a, "rank", store_col_int(st, 16));
 		json_array_append_new(list, a);
 	}
 	store_done(st);
@@ -327,6 +330,28 @@ static void job_substate(json_t *job)
 	json_object_set(job, "substate_reason",
 	                cur ? json_object_get(cur, "substate_reason")
 	                    : json_null());
+}
+
+/* "nodes" (the spec's, 1 by default) and "ranks": the current gang's rank
+ * attempts, rank 0 first (docs/multi-node.md, "Seeing a multi-node job"). */
+static void job_ranks(json_t *job)
+{
+	json_t *atts = json_object_get(job, "attempts"), *a;
+	json_t *nodes = json_object_get(json_object_get(job, "spec"), "nodes");
+	json_t *ranks = json_array();
+	int64_t g = json_integer_value(json_object_get(job, "attempt"));
+	int64_t n = json_is_integer(nodes) ? json_integer_value(nodes) : 1;
+	size_t i;
+
+	json_array_foreach(atts, i, a)
+	{
+		int64_t at = json_integer_value(json_object_get(a, "attempt"));
+		int64_t rk = json_integer_value(json_object_get(a, "rank"));
+		if (g > 0 && at - rk == g)
+			json_array_append(ranks, a);
+	}
+	json_object_set_new(job, "nodes", json_integer(n));
+	json_object_set_new(job, "ranks", ranks);
 }
 
 static int jobs_get(struct req *r)
@@ -361,6 +386,7 @@ static int jobs_get(struct req *r)
 		json_object_set_new(job, "checkpoint",
 		                    checkpoint_of_job(ws, id));
 		job_substate(job);
+		job_ranks(job);
 		free(qr);
 	}
 	store_done(st);
@@ -375,9 +401,10 @@ static int jobs_cancel(struct req *r)
 {
 	struct ws *ws = r->ws;
 	sqlite3_stmt *st;
-	char state[32] = "", agent[48] = "";
+	char state[32] = "", agents[256][48];
 	const char *next;
 	int64_t id;
+	int nagents = 0;
 
 	if (req_seg_id(r, 1, &id) < 0)
 		return r->status;
@@ -409,18 +436,19 @@ static int jobs_cancel(struct req *r)
 	sqlite3_bind_double(st, 2, ws_now());
 	sqlite3_step(st);
 	store_done(st);
-	/* news for the current attempt's agent and the job's log readers */
+	/* news for the current attempt's agents (every rank of a gang) and
+	 * the job's log readers */
 	st = store_prep(ws, "SELECT a.agent_id FROM attempts a JOIN jobs j ON "
-	                    "j.id = a.job AND j.attempt = a.attempt WHERE "
-	                    "j.id = ?");
+	                    "j.id = a.job AND j.attempt = a.attempt - a.rank "
+	                    "WHERE j.id = ? LIMIT 256");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		snprintf(agent, sizeof(agent), "%s",
+	while (nagents < 256 && sqlite3_step(st) == SQLITE_ROW)
+		snprintf(agents[nagents++], sizeof(agents[0]), "%s",
 		         sqlite3_column_text(st, 0));
 	store_done(st);
 	store_unlock(ws);
-	if (agent[0] != '\0')
-		ws_notify_agent(ws, agent);
+	for (int i = 0; i < nagents; i++)
+		ws_notify_agent(ws, agents[i]);
 	ws_notify_job(ws, id);
 	log_info("job=%lld cancel: %s", (long long)id, next);
 	return reply_json(

@@ -37,6 +37,9 @@ const struct conf_key ws_conf_table[] = {
       "added to lease_ttl before an attempt is declared lost"),
     K("lost_margin", CONF_DURATION, "30s", lost_margin_ms, 0, 0,
       "safety margin added after lost_grace"),
+    K("gang_start_timeout", CONF_DURATION, "60s", gang_start_timeout_ms, 0, 0,
+      "a multi-node job's ranks not all accepted by then are cancelled and "
+      "the job waits again"),
     K("max_body", CONF_SIZE, "1M", max_body, 0, 0, "largest JSON body"),
     K("max_log_chunk", CONF_SIZE, "8M", max_log_chunk, 0, 0,
       "largest log append"),

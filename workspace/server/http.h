@@ -73,9 +73,10 @@ struct req {
 	int64_t deadline_ms;
 	uint64_t gen;
 	enum wait_kind wait_kind;
-	int64_t wait_job;   /* a log reader's job */
-	int64_t lease_room; /* a parked lease poll's room for new jobs */
-	uint64_t lease_seq; /* which of its agent's polls this is (lease.c) */
+	int64_t wait_job;    /* a log reader's job */
+	int64_t lease_room;  /* a parked lease poll's room for new jobs */
+	int64_t lease_slots; /* ... and its agent's free slots now */
+	uint64_t lease_seq;  /* which of its agent's polls this is (lease.c) */
 	struct req *wnext, *wprev; /* the parked requests of its kind */
 	struct req *hnext, *hprev; /* a lease poll: its agent's bucket */
 	size_t wbucket, heap_idx;
@@ -123,12 +124,23 @@ bool wait_park(struct req *r);
 void wait_mark(struct req *r);
 /* How many lease polls and log reads are parked now. */
 void wait_counts(struct ws *ws, int64_t *lease, int64_t *log);
-/* Resume up to max parked lease polls with room whose agent's fit passes
- * fits(fit, arg); how many.  Called with store_lock held (the lock order
- * is store_lock, then wait_mu). */
+/* Resume up to max parked lease polls with room (and, with need_slot, a
+ * slot free now) whose agent's fit passes fits(fit, arg); how many.  Called
+ * with store_lock held (the lock order is store_lock, then wait_mu). */
 int wait_wake_fitting(struct ws *ws,
                       bool (*fits)(const struct agent_fit *, void *), void *arg,
-                      int max);
+                      int max, bool need_slot);
+
+/* The agent ids (up to max) of parked lease polls with room whose fit
+ * passes fits(fit, arg), without waking them (gang reservation,
+ * docs/multi-node.md).  store_lock held. */
+int wait_parked_fitting(struct ws *ws,
+                        bool (*fits)(const struct agent_fit *, void *),
+                        void *arg, char (*ids)[48], int max);
+
+/* A rank was given to this agent's parked poll (it wakes to take it): one
+ * slot and one room less until it does.  store_lock held. */
+void wait_parked_take(struct ws *ws, const char *agent_id);
 
 /* Finish a streamed (BODY_FILE) body: fsync it, give its sha256; the
  * data is in r->tmp_path (an empty file for an empty body). */

@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +53,8 @@ static int write_token(const char *dir, struct err *e)
 	return r;
 }
 
-int init_run(const char *dir, int port, int plain_port, struct err *e)
+int init_run(const char *dir, int port, int plain_port, char *const *tls_ips,
+             int ntls_ips, struct err *e)
 {
 	struct ws ws = {0};
 	char *conf = xasprintf("%s/workspace.conf", dir), *cert = NULL,
@@ -64,6 +66,16 @@ int init_run(const char *dir, int port, int plain_port, struct err *e)
 		            "%s exists: this directory is already a workspace",
 		            conf);
 		goto out;
+	}
+	for (int i = 0; i < ntls_ips; i++) { /* before anything is made */
+		unsigned char buf[sizeof(struct in6_addr)];
+		if (inet_pton(AF_INET, tls_ips[i], buf) != 1 &&
+		    inet_pton(AF_INET6, tls_ips[i], buf) != 1) {
+			r = err_set(e, TERR_INVAL,
+			            "--tls-ip %s: not an IP address",
+			            tls_ips[i]);
+			goto out;
+		}
 	}
 	if ((r = mkdir_p(dir, 0700, e)) < 0)
 		goto out;
@@ -77,7 +89,8 @@ int init_run(const char *dir, int port, int plain_port, struct err *e)
 	cert = xasprintf("%s/tls.crt", dir);
 	key = xasprintf("%s/tls.key", dir);
 	db = xasprintf("%s/workspace.db", dir);
-	if ((r = tls_write_selfsigned(cert, key, e)) < 0 ||
+	if ((r = tls_write_selfsigned_ips(cert, key, tls_ips, ntls_ips, e)) <
+	        0 ||
 	    (r = write_token(dir, e)) < 0)
 		goto out;
 	if ((r = store_open(&ws, db, e)) < 0)

@@ -16,6 +16,7 @@
 
 struct lease_out {
 	json_t *jobs, *renewed, *cancel, *lost;
+	json_t *rdv; /* rendezvous items (multi-node start barrier) */
 	bool drain, urgent;
 	bool leaving; /* the agent said it drains, is preempted or exits */
 	int requeued; /* attempts handed back for it */
@@ -28,6 +29,7 @@ static void lease_out_free(struct lease_out *o)
 	json_decref(o->renewed);
 	json_decref(o->cancel);
 	json_decref(o->lost);
+	json_decref(o->rdv);
 }
 
 /* A poll that ends without a lease reply (store_lock held: released). */
@@ -443,7 +445,8 @@ static void renew_one(struct ws *ws, const char *agent, json_t *it,
 	st =
 	    store_prep(ws, "UPDATE attempts SET lease_deadline = ?1, state = "
 	                   "CASE WHEN ?2 AND state = 'assigned' THEN 'running' "
-	                   "ELSE state END WHERE job = ?3 AND attempt = ?4");
+	                   "ELSE state END, accepted = 1 WHERE job = ?3 AND "
+	                   "attempt = ?4");
 	sqlite3_bind_double(st, 1, ws_now() + ttl);
 	sqlite3_bind_int(st, 2, state && strcmp(state, "running") == 0);
 	sqlite3_bind_int64(st, 3, job);
@@ -463,22 +466,53 @@ static void renew_one(struct ws *ws, const char *agent, json_t *it,
 	                                att, "lease_ttl", ttl));
 }
 
-/* Cancels for this agent's live attempts of cancelled jobs. */
+/* A live rank attempt `a` whose gang another rank has decided by ending
+ * other than succeeded (sched.c, gang_decides): it is stopped.  Never true
+ * for a one-node job (its gang is the live attempt alone). */
+#define GANG_STOPPED                                                           \
+	"EXISTS (SELECT 1 FROM attempts d WHERE d.job = a.job AND "            \
+	"d.attempt - d.rank = a.attempt - a.rank AND d.state NOT IN "          \
+	"('assigned','running','cancelling') AND d.reason != 'succeeded')"
+
+/* The poll's free.slots: slots free now (docs/protocol.md), for a gang
+ * rank (docs/multi-node.md); from an older agent, its room. */
+static int64_t free_slots(json_t *b, int64_t room)
+{
+	json_t *v = json_object_get(json_object_get(b, "free"), "slots");
+
+	return json_is_integer(v) ? json_integer_value(v) : room;
+}
+
+/* A live rank attempt `a` whose gang's first rank to end other than
+ * succeeded was preempted (sched.c, gang_decides): it is stopped as
+ * preempted, so that it checkpoints (docs/checkpointing.md). */
+#define GANG_PREEMPTING                                                        \
+	"(SELECT d.reason FROM attempts d WHERE d.job = a.job AND "            \
+	"d.attempt - d.rank = a.attempt - a.rank AND d.state NOT IN "          \
+	"('assigned','running','cancelling') AND d.reason != 'succeeded' "     \
+	"ORDER BY d.ended_at, d.attempt LIMIT 1) = 'preempted'"
+
+/* Cancels for this agent's live attempts of cancelled jobs, and of gangs
+ * that one rank's end decided. */
 static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
 {
 	sqlite3_stmt *st = store_prep(
-	    ws, "UPDATE attempts SET cancel_sent = 1 WHERE agent_id = ? AND "
-	        "state IN ('assigned','running','cancelling') AND job IN "
+	    ws, "UPDATE attempts AS a SET cancel_sent = 1 WHERE agent_id = ? "
+	        "AND state IN ('assigned','running','cancelling') AND (job IN "
 	        "(SELECT id FROM jobs WHERE cancel_requested = 1 AND "
-	        "attempt = attempts.attempt) RETURNING job, attempt, "
+	        "attempt = a.attempt - a.rank) OR " GANG_STOPPED ") "
+	        "RETURNING job, attempt, "
 	        "cancel_sent");
 
 	/* RETURNING shows the new value; find unsent ones first */
 	sqlite3_stmt *q = store_prep(
-	    ws, "SELECT a.job, a.attempt, a.cancel_sent FROM attempts a JOIN "
-	        "jobs j ON j.id = a.job AND j.attempt = a.attempt WHERE "
-	        "a.agent_id = ? AND a.state IN ('assigned','running',"
-	        "'cancelling') AND j.cancel_requested = 1");
+	    ws,
+	    "SELECT a.job, a.attempt, a.cancel_sent, j.cancel_requested = 0 "
+	    "AND " GANG_PREEMPTING " FROM attempts a JOIN "
+	    "jobs j ON j.id = a.job AND j.attempt = a.attempt - a.rank "
+	    "WHERE "
+	    "a.agent_id = ? AND a.state IN ('assigned','running',"
+	    "'cancelling') AND (j.cancel_requested = 1 OR " GANG_STOPPED ")");
 	sqlite3_bind_text(q, 1, agent, -1, SQLITE_STATIC);
 	while (sqlite3_step(q) == SQLITE_ROW) {
 		json_array_append_new(
@@ -486,7 +520,8 @@ static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
 		    json_pack("{s:I,s:I,s:s}", "job",
 		              (json_int_t)sqlite3_column_int64(q, 0), "attempt",
 		              (json_int_t)sqlite3_column_int64(q, 1), "reason",
-		              "cancelled"));
+		              sqlite3_column_int(q, 3) ? "preempted"
+		                                       : "cancelled"));
 		if (sqlite3_column_int(q, 2) == 0)
 			o->urgent = true;
 	}
@@ -495,6 +530,63 @@ static void cancels(struct ws *ws, const char *agent, struct lease_out *o)
 	while (sqlite3_step(st) == SQLITE_ROW)
 		;
 	store_done(st);
+}
+
+/* The start barrier (docs/multi-node.md): for each live rank of this
+ * agent whose whole gang reported `ready`, the rendezvous: its rank, every
+ * rank's address, rank 0's port.  In every reply while the rank lives
+ * (the agent writes it once); news the first time. */
+static void rendezvous(struct ws *ws, const char *agent, struct lease_out *o)
+{
+	sqlite3_stmt *q = store_prep(
+	    ws, "SELECT a.job, a.attempt, a.rank, a.rendezvous_sent FROM "
+	        "attempts a JOIN jobs j ON j.id = a.job AND j.attempt = "
+	        "a.attempt - a.rank WHERE a.agent_id = ? AND a.state IN "
+	        "('assigned','running') AND a.ready IS NOT NULL AND NOT "
+	        "EXISTS (SELECT 1 FROM attempts b WHERE b.job = a.job AND "
+	        "b.attempt - b.rank = a.attempt - a.rank AND b.ready IS NULL)");
+	sqlite3_stmt *g = store_prep(
+	    ws, "SELECT json_extract(ready, '$.address'), json_extract(ready, "
+	        "'$.port') FROM attempts WHERE job = ? AND attempt - rank = ? "
+	        "ORDER BY rank");
+	sqlite3_stmt *u = store_prep(ws, "UPDATE attempts SET rendezvous_sent "
+	                                 "= 1 WHERE job = ? AND attempt = ?");
+
+	sqlite3_bind_text(q, 1, agent, -1, SQLITE_STATIC);
+	while (sqlite3_step(q) == SQLITE_ROW) {
+		int64_t job = sqlite3_column_int64(q, 0);
+		int64_t att = sqlite3_column_int64(q, 1);
+		int64_t rank = sqlite3_column_int64(q, 2), port = 0;
+		json_t *addrs = json_array();
+
+		sqlite3_reset(g);
+		sqlite3_bind_int64(g, 1, job);
+		sqlite3_bind_int64(g, 2, att - rank);
+		while (sqlite3_step(g) == SQLITE_ROW) {
+			if (json_array_size(addrs) == 0)
+				port = sqlite3_column_int64(g, 1);
+			json_array_append_new(
+			    addrs, json_string((
+			               const char *)sqlite3_column_text(g, 0)));
+		}
+		json_array_append_new(
+		    o->rdv,
+		    json_pack("{s:I, s:I, s:I, s:I, s:o, s:I}", "job",
+		              (json_int_t)job, "attempt", (json_int_t)att,
+		              "rank", (json_int_t)rank, "nodes",
+		              (json_int_t)json_array_size(addrs), "addresses",
+		              addrs, "master_port", (json_int_t)port));
+		if (sqlite3_column_int(q, 3) == 0) {
+			o->urgent = true;
+			sqlite3_reset(u);
+			sqlite3_bind_int64(u, 1, job);
+			sqlite3_bind_int64(u, 2, att);
+			sqlite3_step(u);
+		}
+	}
+	store_done(u);
+	store_done(g);
+	store_done(q);
 }
 
 static void drain_state(struct ws *ws, const char *agent, struct lease_out *o)
@@ -525,13 +617,14 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 {
 	struct ws *ws = r->ws;
 	json_t *run = json_object_get(b, "running"), *it, *room;
-	int64_t qr = 0;
-	int given;
+	int64_t qr = 0, slots;
+	int given, reoffered = 0;
 	size_t i;
 
 	sched_clock_check(ws); /* before writing deadlines (sched.c) */
 	json_array_foreach(run, i, it) renew_one(ws, r->agent_id, it, o);
 	cancels(ws, r->agent_id, o);
+	rendezvous(ws, r->agent_id, o);
 	drain_state(ws, r->agent_id, o);
 	room = json_object_get(b, "queue_room");
 	if (room != NULL) {
@@ -567,12 +660,17 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 	 * while its poll was parked) come first; only a poll that lists what
 	 * the agent holds can show they are missing */
 	if (run != NULL && qr > 0) {
-		int n = sched_reoffer(ws, r->agent_id, qr, run, o->jobs);
-		qr -= n;
-		if (n > 0)
+		reoffered = sched_reoffer(ws, r->agent_id, qr, run, o->jobs);
+		qr -= reoffered;
+		if (reoffered > 0)
 			o->urgent = true;
 	}
 	given = sched_assign(ws, r->agent_id, qr, o->jobs, &r->fit);
+	/* the poll's free slots less what it is offered again: those take
+	 * slots too (the agent had not seen them when it counted) */
+	slots = free_slots(b, qr) - reoffered;
+	if (given == 0 && qr > 0 && slots > 0)
+		given += sched_assign_gang(ws, r->agent_id, slots, o->jobs);
 	if (given > 0)
 		o->urgent = true;
 	o->room = qr - given;
@@ -580,11 +678,17 @@ static void lease_check(struct req *r, json_t *b, struct lease_out *o)
 
 static int lease_reply(struct req *r, struct lease_out *o)
 {
-	return reply_json(
-	    r, 200,
+	json_t *rep =
 	    json_pack("{s:o,s:o,s:o,s:o,s:b,s:f}", "jobs", o->jobs, "renewed",
 	              o->renewed, "cancel", o->cancel, "lost", o->lost, "drain",
-	              o->drain, "poll", (double)r->ws->conf.poll_ms / 1000.0));
+	              o->drain, "poll", (double)r->ws->conf.poll_ms / 1000.0);
+
+	/* only when there is one (docs/multi-node.md) */
+	if (json_array_size(o->rdv) > 0)
+		json_object_set(rep, "rendezvous", o->rdv);
+	json_decref(o->rdv);
+	o->rdv = NULL;
+	return reply_json(r, 200, rep);
 }
 
 /* Still someone to give jobs to?  A poll parked before its agent was
@@ -671,7 +775,8 @@ static int agents_lease(struct req *r)
 		o = (struct lease_out){.jobs = json_array(),
 		                       .renewed = json_array(),
 		                       .cancel = json_array(),
-		                       .lost = json_array()};
+		                       .lost = json_array(),
+		                       .rdv = json_array()};
 		wait_mark(r);
 		store_lock(ws);
 		quiet = lease_quiet(ws, r->agent_id, b);
@@ -717,6 +822,9 @@ static int agents_lease(struct req *r)
 			break;
 		lease_out_free(&o);
 		r->lease_room = o.room;
+		/* free.slots (docs/protocol.md): a slot free now, for a gang
+		 * rank (docs/multi-node.md); an older agent: its room */
+		r->lease_slots = free_slots(b, o.room);
 		if (wait_park(r)) {
 			json_decref(b);
 			return REQ_SUSPENDED;

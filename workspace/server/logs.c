@@ -331,6 +331,7 @@ static int log_append(struct req *r)
 struct log_view {
 	bool job_found, att_found, terminal;
 	int64_t att, len, final_len;
+	int64_t nodes; /* the job's spec's (1 by default) */
 };
 
 int64_t log_final_length(struct ws *ws, int64_t job, int64_t att)
@@ -360,11 +361,30 @@ bool log_complete(bool terminal, int64_t len, int64_t final_len)
 	return terminal && (final_len < 0 || len >= final_len);
 }
 
-static void look(struct ws *ws, int64_t job, int64_t want, struct log_view *v)
+/* Rank `rank` of the gang of attempt v->att (docs/multi-node.md): rank r
+ * of the gang whose rank 0 is attempt g is attempt g + r.  An attempt that
+ * does not exist stays as asked (404 later). */
+static void look_rank(struct ws *ws, int64_t job, int64_t rank,
+                      struct log_view *v)
+{
+	sqlite3_stmt *st = store_prep(ws, "SELECT rank FROM attempts WHERE "
+	                                  "job = ? AND attempt = ?");
+
+	sqlite3_bind_int64(st, 1, job);
+	sqlite3_bind_int64(st, 2, v->att);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v->att = v->att - sqlite3_column_int64(st, 0) + rank;
+	store_done(st);
+}
+
+/* rank < 0: the attempt asked for (default: the job's, its gang's rank 0);
+ * else rank `rank` of that attempt's gang. */
+static void look(struct ws *ws, int64_t job, int64_t want, int64_t rank,
+                 struct log_view *v)
 {
 	sqlite3_stmt *st =
-	    store_prep(ws, "SELECT attempt, state FROM jobs WHERE "
-	                   "id = ?");
+	    store_prep(ws, "SELECT attempt, state, coalesce(json_extract(spec, "
+	                   "'$.nodes'), 1) FROM jobs WHERE id = ?");
 
 	memset(v, 0, sizeof(*v));
 	v->final_len = -1;
@@ -374,10 +394,13 @@ static void look(struct ws *ws, int64_t job, int64_t want, struct log_view *v)
 		v->att = want > 0 ? want : sqlite3_column_int64(st, 0);
 		v->terminal = sched_reason_terminal(
 		    (const char *)sqlite3_column_text(st, 1));
+		v->nodes = sqlite3_column_int64(st, 2);
 	}
 	store_done(st);
-	if (!v->job_found || v->att == 0)
+	if (!v->job_found || v->att == 0 || (rank >= 0 && rank >= v->nodes))
 		return;
+	if (rank >= 0)
+		look_rank(ws, job, rank, v);
 	st =
 	    store_prep(ws, "SELECT log_length, state FROM attempts WHERE job = "
 	                   "? AND attempt = ?");
@@ -454,10 +477,11 @@ static int log_read(struct req *r)
 {
 	struct ws *ws = r->ws;
 	struct log_view v;
-	int64_t job, att, off, wait;
+	int64_t job, att, off, wait, rank;
 
 	if (req_seg_id(r, 1, &job) < 0 ||
 	    req_arg_i64(r, "attempt", 1, INT64_MAX, 0, &att) < 0 ||
+	    req_arg_i64(r, "rank", 0, INT64_MAX, -1, &rank) < 0 ||
 	    req_arg_i64(r, "offset", 0, INT64_MAX, 0, &off) < 0 ||
 	    req_arg_i64(r, "wait", 0, 60, 0, &wait) < 0)
 		return r->status;
@@ -474,8 +498,18 @@ static int log_read(struct req *r)
 	for (;;) {
 		wait_mark(r);
 		store_lock(ws);
-		look(ws, job, att, &v);
-		if (!v.job_found || (att > 0 && !v.att_found)) {
+		look(ws, job, att, rank, &v);
+		if (v.job_found && rank >= v.nodes) {
+			store_unlock(ws);
+			return reply_error(r, 400, "invalid", "rank",
+			                   "rank: job %lld has %lld node%s "
+			                   "(ranks 0 to %lld)",
+			                   (long long)job, (long long)v.nodes,
+			                   v.nodes == 1 ? "" : "s",
+			                   (long long)v.nodes - 1);
+		}
+		if (!v.job_found ||
+		    ((att > 0 || rank > 0) && v.att > 0 && !v.att_found)) {
 			store_unlock(ws);
 			return reply_error(r, 404, "not_found", NULL,
 			                   "no job %lld%s", (long long)job,

@@ -1,5 +1,5 @@
 /* tether-workspace: the reference workspace server.
- *   tether-workspace init  --dir D [--port N] [--plain-port N]
+ *   tether-workspace init  --dir D [--port N] [--plain-port N] [--tls-ip IP]...
  *   tether-workspace serve --dir D [--port N] [--plain-port N]
  *                          [--set key=value]...
  *   tether-workspace backup --dir D TARGET */
@@ -19,12 +19,14 @@ struct opts {
 	const char *cmd, *arg, *dir, *port, *plain_port;
 	char *sets[64];
 	int nsets;
+	char *tls_ips[16]; /* init: more addresses in the certificate */
+	int ntls_ips;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: tether-workspace init --dir DIR [--port N] "
-	           "[--plain-port N]\n"
+	           "[--plain-port N] [--tls-ip IP]...\n"
 	           "       tether-workspace serve --dir DIR [--port N] "
 	           "[--plain-port N] [--set KEY=VALUE]...\n"
 	           "       tether-workspace backup --dir DIR TARGET\n"
@@ -41,11 +43,12 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 	    {"port", required_argument, 0, 'p'},
 	    {"plain-port", required_argument, 0, 'P'},
 	    {"set", required_argument, 0, 's'},
+	    {"tls-ip", required_argument, 0, 'I'},
 	    {0, 0, 0, 0}};
 	int c;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "hVd:p:P:s:", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hVd:p:P:s:I:", lo, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			usage(stdout);
@@ -65,6 +68,12 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		case 's':
 			if (o->nsets < 64)
 				o->sets[o->nsets++] = optarg;
+			break;
+		case 'I':
+			if (o->ntls_ips >= 16)
+				cli_usage_error("tether-workspace",
+				                "at most 16 --tls-ip");
+			o->tls_ips[o->ntls_ips++] = optarg;
 			break;
 		default:
 			cli_usage_error("tether-workspace",
@@ -191,7 +200,7 @@ int main(int argc, char **argv)
 		if ((o.port && sscanf(o.port, "%d", &port) != 1) ||
 		    (o.plain_port && sscanf(o.plain_port, "%d", &pport) != 1))
 			cli_usage_error("tether-workspace", "bad port number");
-		r = init_run(o.dir, port, pport, &e);
+		r = init_run(o.dir, port, pport, o.tls_ips, o.ntls_ips, &e);
 		if (r == 0)
 			printf("workspace initialised in %s\n", o.dir);
 	} else if (strcmp(o.cmd, "serve") == 0) {

@@ -77,6 +77,19 @@ static const char *const migrations[] = {
     "CREATE INDEX IF NOT EXISTS agents_secret ON agents(secret_hash);"
     "CREATE INDEX IF NOT EXISTS agents_new_secret ON"
     " agents(new_secret_hash) WHERE new_secret_hash IS NOT NULL;",
+    /* 4 -> 5: multi-node jobs (docs/multi-node.md): rank r of the gang
+     * whose rank 0 is attempt g is attempt g + r; jobs.attempt names the
+     * current gang (its rank 0).  Existing attempts are rank 0. */
+    "ALTER TABLE attempts ADD COLUMN rank INTEGER NOT NULL DEFAULT 0;"
+    /* a rank not yet listed by its agent's poll: 0 (gang_start_timeout) */
+    "ALTER TABLE attempts ADD COLUMN accepted INTEGER NOT NULL DEFAULT 1;"
+    /* the start barrier: a rank's `ready` event ({"address", "port"}),
+     * and whether its agent was sent the rendezvous */
+    "ALTER TABLE attempts ADD COLUMN ready TEXT;"
+    "ALTER TABLE attempts ADD COLUMN rendezvous_sent INTEGER NOT NULL "
+    "DEFAULT 0;"
+    /* why the job's last gang did not start (its queue_reason) */
+    "ALTER TABLE jobs ADD COLUMN gang_note TEXT;",
 };
 _Static_assert(sizeof(migrations) / sizeof(*migrations) == WS_SCHEMA_VERSION,
                "one migration per schema version");

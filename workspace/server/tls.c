@@ -9,6 +9,7 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <arpa/inet.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <stdlib.h>
@@ -43,7 +44,7 @@ static int add_ext(X509 *x, int nid, const char *value)
 	return ok ? 0 : -1;
 }
 
-static X509 *make_cert(EVP_PKEY *k)
+static X509 *make_cert(EVP_PKEY *k, const char *san)
 {
 	X509 *x = X509_new();
 	X509_NAME *n;
@@ -76,8 +77,7 @@ static X509 *make_cert(EVP_PKEY *k)
 	    add_ext(x, NID_ext_key_usage, "serverAuth") < 0 ||
 	    add_ext(x, NID_subject_key_identifier, "hash") < 0 ||
 	    add_ext(x, NID_authority_key_identifier, "keyid:always") < 0 ||
-	    add_ext(x, NID_subject_alt_name,
-	            "IP:127.0.0.1,IP:::1,DNS:localhost") < 0 ||
+	    add_ext(x, NID_subject_alt_name, san) < 0 ||
 	    X509_sign(x, k, EVP_sha256()) <= 0)
 		goto fail;
 	BN_free(bn);
@@ -116,8 +116,29 @@ static char *to_pem(EVP_PKEY *k, X509 *x, size_t *len)
 int tls_write_selfsigned(const char *cert_path, const char *key_path,
                          struct err *e)
 {
+	return tls_write_selfsigned_ips(cert_path, key_path, NULL, 0, e);
+}
+
+int tls_write_selfsigned_ips(const char *cert_path, const char *key_path,
+                             char *const *ips, int nips, struct err *e)
+{
+	char san[2048] = "IP:127.0.0.1,IP:::1,DNS:localhost";
+	size_t off = strlen(san);
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	for (int i = 0; i < nips; i++) {
+		if (inet_pton(AF_INET, ips[i], buf) != 1 &&
+		    inet_pton(AF_INET6, ips[i], buf) != 1)
+			return err_set(e, TERR_INVAL,
+			               "--tls-ip %s: not an IP address",
+			               ips[i]);
+		off += (size_t)snprintf(san + off, sizeof(san) - off, ",IP:%s",
+		                        ips[i]);
+		if (off >= sizeof(san))
+			return err_set(e, TERR_INVAL, "--tls-ip: too many");
+	}
 	EVP_PKEY *k = make_key();
-	X509 *x = k ? make_cert(k) : NULL;
+	X509 *x = k ? make_cert(k, san) : NULL;
 	char *kp = NULL, *cp = NULL;
 	size_t kn = 0, cn = 0;
 	int r;

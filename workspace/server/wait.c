@@ -278,7 +278,7 @@ void wait_counts(struct ws *ws, int64_t *lease, int64_t *log)
 
 int wait_wake_fitting(struct ws *ws,
                       bool (*fits)(const struct agent_fit *, void *), void *arg,
-                      int max)
+                      int max, bool need_slot)
 {
 	struct req *r, *next;
 	int n = 0;
@@ -290,13 +290,47 @@ int wait_wake_fitting(struct ws *ws,
 	for (r = (struct req *)ws->waiters[WAIT_LEASE]; r && n < max;
 	     r = next) {
 		next = r->wnext;
-		if (r->lease_room <= 0 || r->fit == NULL || !fits(r->fit, arg))
+		if (r->lease_room <= 0 || (need_slot && r->lease_slots <= 0) ||
+		    r->fit == NULL || !fits(r->fit, arg))
 			continue;
 		resume_req(ws, r);
 		n++;
 	}
 	pthread_mutex_unlock(&ws->wait_mu);
 	return n;
+}
+
+int wait_parked_fitting(struct ws *ws,
+                        bool (*fits)(const struct agent_fit *, void *),
+                        void *arg, char (*ids)[48], int max)
+{
+	struct req *r;
+	int n = 0;
+
+	pthread_mutex_lock(&ws->wait_mu);
+	for (r = (struct req *)ws->waiters[WAIT_LEASE]; r && n < max;
+	     r = r->wnext) {
+		if (r->lease_room <= 0 || r->lease_slots <= 0 ||
+		    r->fit == NULL || !fits(r->fit, arg))
+			continue;
+		snprintf(ids[n++], 48, "%s", r->agent_id);
+	}
+	pthread_mutex_unlock(&ws->wait_mu);
+	return n;
+}
+
+void wait_parked_take(struct ws *ws, const char *agent_id)
+{
+	struct req *r;
+
+	pthread_mutex_lock(&ws->wait_mu);
+	for (r = (struct req *)ws->waiters[WAIT_LEASE]; r; r = r->wnext) {
+		if (strcmp(r->agent_id, agent_id) != 0)
+			continue;
+		r->lease_room--;
+		r->lease_slots--;
+	}
+	pthread_mutex_unlock(&ws->wait_mu);
 }
 
 /* WAL checkpoints off the request path (docs/performance.md F2c): SQLite

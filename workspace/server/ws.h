@@ -21,7 +21,7 @@
 #include "workspace/server/store.h"
 
 #define WS_PROTOCOL       1
-#define WS_SCHEMA_VERSION 4
+#define WS_SCHEMA_VERSION 5
 #define WS_MAX_DEPTH      16
 #define WS_MAX_NAME       128
 #define WS_MAX_LABELS     64
@@ -41,6 +41,7 @@ struct ws_conf {
 	int64_t lease_ttl_ms;
 	int64_t lost_grace_ms;
 	int64_t lost_margin_ms;
+	int64_t gang_start_timeout_ms;
 	int64_t max_body;
 	int64_t max_log_chunk;
 	int64_t max_output;
@@ -92,7 +93,8 @@ int config_load(struct ws *ws, const char *dir, struct err *e);
 char *config_path(struct ws *ws, const char *name);
 
 /* init.c: `tether-workspace init --dir D` */
-int init_run(const char *dir, int port, int plain_port, struct err *e);
+int init_run(const char *dir, int port, int plain_port, char *const *tls_ips,
+             int ntls_ips, struct err *e);
 
 /* backup.c: `tether-workspace backup --dir D TARGET` */
 int backup_run(const char *dir, const char *to, struct err *e);
@@ -100,6 +102,10 @@ int backup_run(const char *dir, const char *to, struct err *e);
 /* tls.c: write a self-signed EC certificate for 127.0.0.1 and localhost */
 int tls_write_selfsigned(const char *cert_path, const char *key_path,
                          struct err *e);
+/* The same for 127.0.0.1, ::1, localhost and the IP addresses ips (init
+ * --tls-ip: a workspace agents reach on another address). */
+int tls_write_selfsigned_ips(const char *cert_path, const char *key_path,
+                             char *const *ips, int nips, struct err *e);
 
 /* store.c: the wall clock, seconds since the epoch */
 double ws_now(void);
@@ -197,6 +203,12 @@ int sched_end_attempt(struct ws *ws, int64_t job, int64_t attempt,
  * keep (may be NULL): where a lease poll keeps the agent's fit (labels,
  * capacity) for sched_wake_queued; replaced when the agent is loaded. */
 struct agent_fit;
+/* Gang reservation for a polling agent with `slots` free now (its poll's
+ * free.slots): rank 0 of one multi-node job in jobs, the other ranks to
+ * parked polls (docs/multi-node.md); how many items (0 or 1).  Inside the
+ * caller's transaction. */
+int sched_assign_gang(struct ws *ws, const char *agent_id, int64_t slots,
+                      json_t *jobs);
 int sched_assign(struct ws *ws, const char *agent_id, int64_t room,
                  json_t *jobs, struct agent_fit **keep);
 void sched_fit_free(struct agent_fit *f);

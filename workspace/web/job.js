@@ -6,7 +6,11 @@
  * as bytes are appended, so a line shows within a frame of its arrival.
  * When an attempt ends (Tether-Log-Complete) the page reads the job again
  * and follows a newer attempt from offset 0, or stops.  The metrics
- * section (metrics.js) follows the job's metric curves. */
+ * section (metrics.js) follows the job's metric curves.
+ *
+ * A multi-node job (docs/multi-node.md) gets a Ranks table: each rank of
+ * its current gang with its agent, state, exit and a link to its log,
+ * /jobs/N?rank=K; the log then follows rank K (…/log?rank=K), else rank 0. */
 "use strict";
 
 (function () {
@@ -21,7 +25,9 @@
   }
 
   function jobFacts(job) {
-    const a = job.attempts.length ? job.attempts[job.attempts.length - 1] : {};
+    /* the current attempt (a gang's rank 0), else the latest */
+    const a = job.attempts.find((x) => x.attempt === job.attempt) ||
+      (job.attempts.length ? job.attempts[job.attempts.length - 1] : {});
     return facts([
       ["State", T.badge(job.state)],
       ["Sub-state", job.substate ? job.substate + (job.substate_reason ?
@@ -92,6 +98,27 @@
       " ", h("span", {class: "muted"}, T.bytes(o.size)))));
   }
 
+  /* The ranks of a multi-node job's current gang; shown: the rank whose
+   * log the page follows. */
+  function ranksTable(job, shown) {
+    if (!(job.nodes > 1))
+      return null;
+    if (!job.ranks || !job.ranks.length)
+      return h("p", {class: "muted"}, job.nodes + " nodes; no rank has started yet.");
+    const head = ["Rank", "Attempt", "Agent", "State", "Exit", "Peak memory", "Log"];
+    return h("table", {id: "ranks"},
+      h("thead", {}, h("tr", {}, head.map((x) => h("th", {scope: "col"}, x)))),
+      h("tbody", {}, job.ranks.map((r) => h("tr", {"data-rank": r.rank},
+        h("td", {class: "num"}, String(r.rank)),
+        h("td", {class: "num"}, String(r.attempt)),
+        h("td", {}, r.agent || ""),
+        h("td", {}, T.badge(r.state)),
+        h("td", {class: "num"}, r.exit_code ?? (r.signal ? "signal " + r.signal : "")),
+        h("td", {class: "num"}, T.bytes(r.peak_memory_bytes)),
+        h("td", {}, r.rank === shown ? h("span", {"aria-current": "true"}, "shown below")
+          : T.link("/jobs/" + job.id + "?rank=" + r.rank, "rank " + r.rank + " log"))))));
+  }
+
   function cancelBox(job, reload) {
     const box = h("span", {class: "confirm"});
     if (T.role !== "admin" || T.TERMINAL.has(job.state))
@@ -126,12 +153,15 @@
   }
 
   T.jobPage = function jobPage(id) {
+    const rq = new URLSearchParams(location.search).get("rank");
+    const rank = rq !== null && /^\d+$/.test(rq) ? Number(rq) : 0;
     const title = h("h1", {id: "job-h"}, "Job #" + id);
     const badge = h("span");
     const actions = h("span");
     const factsBox = h("div");
     const tl = h("div");
     const outs = h("div");
+    const ranksBox = h("div", {id: "ranks-box"});
     const logEl = h("div", {id: "log", "aria-label": "Log of job " + id});
     const followBtn = h("button", {type: "button", "aria-pressed": "true"}, "Follow");
     const logInfo = h("span", {class: "muted", id: "log-info"});
@@ -141,6 +171,7 @@
       h("div", {class: "cols"},
         h("div", {}, h("h2", {}, "Details"), factsBox),
         h("div", {}, h("h2", {}, "Timeline"), tl, h("h2", {}, "Outputs"), outs)),
+      ranksBox,
       h("h2", {}, "Metrics"), metricsEl,
       h("h2", {}, "Log"),
       h("div", {class: "logbar"}, followBtn, logInfo), logEl);
@@ -166,6 +197,8 @@
         factsBox.replaceChildren(jobFacts(j));
         tl.replaceChildren(timeline(j, ev.events));
         outs.replaceChildren(outputsList(j, out));
+        const rt = ranksTable(j, rank);
+        ranksBox.replaceChildren(...(rt ? [h("h2", {}, "Ranks"), rt] : []));
         T.status("");
       } catch (e) {
         if (e.status === 404)
@@ -178,6 +211,8 @@
       return job;
     }
 
+    /* attempt: the gang followed (its rank 0's attempt); the log read is
+     * rank `rank` of it (attempt + rank) */
     async function follow() {
       let attempt = 0;
       let offset = 0;
@@ -185,7 +220,7 @@
         let resp;
         try {
           resp = await T.api("GET", "jobs/" + id + "/log" + T.q({
-            attempt: attempt || null, offset, wait: WAIT}),
+            attempt: attempt || null, rank: rank || null, offset, wait: WAIT}),
           {raw: true, signal: abort.signal});
         } catch (e) {
           if (stopped)
@@ -201,13 +236,14 @@
         const got = Number(resp.headers.get("Tether-Attempt") || 0);
         const buf = new Uint8Array(await resp.arrayBuffer());
         if (got && !attempt) {
-          attempt = got;
+          attempt = got - rank;
         }
         if (buf.length) {
           view.append(buf);
           offset += buf.length;
         }
         logInfo.textContent = "attempt " + (attempt || "none yet") + ", " +
+          (rank ? "rank " + rank + ", " : "") +
           T.bytes(view.bytes) + ", " + view.count() + " lines" +
           (view.dropped ? " (" + view.dropped + " earlier lines let go)" : "");
         if (resp.headers.get("Tether-Log-Complete") === "1") {

@@ -118,7 +118,9 @@ class Agent:
 
     def start(self, *extra, wait_registered=True):
         self.starts = self.output().count("started: state")
-        argv = [binary("tether-agent"), *extra]
+        # exe: another tether-agent executable (a wrapper that runs it in
+        # a network namespace: harness/netcluster.py)
+        argv = [getattr(self, "exe", None) or binary("tether-agent"), *extra]
         if self.ws is not None and not os.path.exists(
                 os.path.join(self.state_dir, "credentials")) and \
                 "--token" not in extra:

@@ -22,7 +22,7 @@ FAST = {"lease_ttl": "3s", "lost_grace": "1s", "lost_margin": "500ms",
 
 
 class Workspace:
-    def __init__(self, directory=None, plain=True, **settings):
+    def __init__(self, directory=None, plain=True, init_args=(), **settings):
         self.dir = directory or os.path.join(tmpdir("tether-ws-"), "ws")
         self.settings = dict(FAST)
         self.settings.update({k: str(v) for k, v in settings.items()})
@@ -31,7 +31,8 @@ class Workspace:
         self.port = None
         self.plain_port = None
         if not os.path.exists(os.path.join(self.dir, "workspace.conf")):
-            run([binary("tether-workspace"), "init", "--dir", self.dir])
+            run([binary("tether-workspace"), "init", "--dir", self.dir,
+                 *init_args])
         with open(os.path.join(self.dir, "admin.token")) as f:
             self.admin_token = f.read().strip()
         self.ca_file = os.path.join(self.dir, "tls.crt")
