@@ -153,6 +153,7 @@ int cgroup_job_create(const char *parent, const char *name,
                       struct err *e)
 {
 	struct job_cgroup *cg = xcalloc(1, sizeof(*cg));
+	char *dir = NULL;
 	int rc;
 
 	cg->ops = cgroup_detect();
@@ -168,6 +169,9 @@ int cgroup_job_create(const char *parent, const char *name,
 			             cg->ops->controllers[i]);
 			goto out;
 		}
+	/* A group left by a crashed runner holds its processes and limits. */
+	dir = cg->lib ? cgroup_job_dir(cg, cg->ops->procs_controller) : NULL;
+	cg->fresh = dir != NULL && access(dir, F_OK) < 0 && errno == ENOENT;
 	/* ignore_ownership: the group stays root's, as its parent is; without
 	 * it libcgroup chowns (to root) every control file of every
 	 * controller, some 100 chown calls per attempt. */
@@ -176,7 +180,7 @@ int cgroup_job_create(const char *parent, const char *name,
 		             cg->lib ? cgroup_strerror(rc) : "out of memory");
 		goto out;
 	}
-	if (cgroup_job_count(cg) > 0)
+	if (!cg->fresh && cgroup_job_count(cg) > 0)
 		cgroup_job_kill(cg, 2000, NULL); /* leftover of a crash */
 	if ((rc = cg->ops->limit(cg, lim, e)) < 0) {
 		err_wrap(e, "cgroup %s", cg->path);
@@ -185,6 +189,7 @@ int cgroup_job_create(const char *parent, const char *name,
 	*out = cg;
 	cg = NULL;
 out:
+	free(dir);
 	cgroup_job_destroy(cg);
 	return rc;
 }
