@@ -121,3 +121,21 @@ def test_sandboxes_at_once_share_the_mount_point():
         assert R.log(d).splitlines()[-1] == b"ok"
         assert not os.path.exists(os.path.join(d, ".sandbox"))
     assert os.listdir(os.path.join(state, ".sandbox-root")) == []
+
+
+def test_a_root_that_cannot_be_built_says_why():
+    """pid 1 builds the root before the runner's go (while the runner moves
+    it into the cgroup), so a setup failure may end pid 1 before the go is
+    written: the result still names the failure, not the closed pipe."""
+    for i in range(3):
+        d = R.make_attempt(
+            ["true"], job="ro%d" % i,
+            mounts=[{"source": "/etc", "target": "/usr/tether-no/data"}],
+            runner={"allowed_mounts": [{"source": "/etc",
+                                        "readonly": True}]})
+        p = R.run_runner(d)
+        assert p.returncode == 0, p.stderr
+        res = R.result(d)
+        assert res["reason"] == "launch_failed", res
+        assert "mount target /usr/tether-no/data cannot be created" in \
+            res["message"], res
