@@ -156,9 +156,14 @@ out:
 
 int mkdir_p(const char *path, mode_t mode, struct err *e)
 {
-	char *p = xstrdup(path);
+	char *p;
 	int r = 0;
 
+	/* The parent exists (the usual case): one call, not one per
+	 * component of the path. */
+	if (mkdir(path, mode) == 0 || errno == EEXIST)
+		return 0;
+	p = xstrdup(path);
 	for (char *s = p + 1;; s++) {
 		if (*s != '/' && *s != '\0')
 			continue;

@@ -52,17 +52,26 @@ void runner_log_bytes(struct runner *r, const char *data, size_t len)
 		logpipe_finish(r->aux_log, &e);
 }
 
+/* A sandboxed job dies with its machine (its processes, pid namespace and
+ * cgroup are that kernel's): after a power loss no runner can re-attach to
+ * it, so its record has nothing to outlive and is written atomically only. */
+static bool job_outlives_machine(const struct runner *r)
+{
+	return r->launcher != LAUNCHER_SANDBOX;
+}
+
 bool runner_state_durable(const struct runner *r)
 {
 	const struct attempt_state *st = &r->state;
 
 	return (st->job_pid > 0 || st->launcher_ref[0] != '\0') &&
-	       strcmp(st->phase, "done") != 0;
+	       strcmp(st->phase, "done") != 0 && job_outlives_machine(r);
 }
 
 int runner_save_state(struct runner *r, struct err *e)
 {
-	return attempt_state_write(r->dir, &r->state, true, e);
+	return attempt_state_write(r->dir, &r->state, job_outlives_machine(r),
+	                           e);
 }
 
 static double wall_seconds(void)

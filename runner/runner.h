@@ -143,7 +143,8 @@ int runner_build_job(struct runner *r, struct err *e);
 void runner_free(struct runner *r);
 /* Persist r->state to state.json durably (fsync of the file and the
  * directory): the record of a started job (pid, cgroup, launcher_ref) that
- * a later runner relies on to re-attach instead of starting it twice. */
+ * a later runner relies on to re-attach instead of starting it twice;
+ * atomically only for a sandboxed job, which dies with its machine. */
 int runner_save_state(struct runner *r, struct err *e);
 /* Whether a state.json write of r must be durable: while it carries the
  * record of a started job, since an atomic but not durable replacement

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,11 +149,47 @@ int cgroup_char_major(const char *driver)
 	return found;
 }
 
+/* v1: make the group in each controller's hierarchy with one mkdir each
+ * when its parent exists (made by an earlier attempt: the usual case).
+ * libcgroup's create walks every parent of every controller with a failing
+ * mkdir and reads /proc/mounts once per controller (≈ 50 system calls);
+ * false leaves it to libcgroup (a parent to make, or v2). */
+static bool mkdir_v1(struct job_cgroup *cg)
+{
+	for (size_t i = 0; cg->ops->version == 1 && cg->ops->controllers[i];
+	     i++) {
+		char *dir = cgroup_job_dir(cg, cg->ops->controllers[i]);
+		int rc = mkdir(dir, 0775);
+
+		free(dir);
+		if (rc < 0 && errno != EEXIST)
+			return false;
+	}
+	return cg->ops->version == 1;
+}
+
+/* v1, the group empty: one rmdir per controller; false leaves it to
+ * libcgroup's delete (which first moves what is left to the parent). */
+static bool rmdir_v1(struct job_cgroup *cg)
+{
+	for (size_t i = 0; cg->ops->version == 1 && cg->ops->controllers[i];
+	     i++) {
+		char *dir = cgroup_job_dir(cg, cg->ops->controllers[i]);
+		int rc = rmdir(dir);
+
+		free(dir);
+		if (rc < 0 && errno != ENOENT)
+			return false;
+	}
+	return cg->ops->version == 1;
+}
+
 int cgroup_job_create(const char *parent, const char *name,
                       const struct cgroup_limits *lim, struct job_cgroup **out,
                       struct err *e)
 {
 	struct job_cgroup *cg = xcalloc(1, sizeof(*cg));
+	char *dir = NULL;
 	int rc;
 
 	cg->ops = cgroup_detect();
@@ -168,15 +205,19 @@ int cgroup_job_create(const char *parent, const char *name,
 			             cg->ops->controllers[i]);
 			goto out;
 		}
+	/* A group left by a crashed runner holds its processes and limits. */
+	dir = cg->lib ? cgroup_job_dir(cg, cg->ops->procs_controller) : NULL;
+	cg->fresh = dir != NULL && access(dir, F_OK) < 0 && errno == ENOENT;
 	/* ignore_ownership: the group stays root's, as its parent is; without
 	 * it libcgroup chowns (to root) every control file of every
 	 * controller, some 100 chown calls per attempt. */
-	if (cg->lib == NULL || (rc = cgroup_create_cgroup(cg->lib, 1)) != 0) {
+	if (cg->lib == NULL ||
+	    (!mkdir_v1(cg) && (rc = cgroup_create_cgroup(cg->lib, 1)) != 0)) {
 		rc = err_set(e, TERR_IO, "create cgroup %s: %s", cg->path,
 		             cg->lib ? cgroup_strerror(rc) : "out of memory");
 		goto out;
 	}
-	if (cgroup_job_count(cg) > 0)
+	if (!cg->fresh && cgroup_job_count(cg) > 0)
 		cgroup_job_kill(cg, 2000, NULL); /* leftover of a crash */
 	if ((rc = cg->ops->limit(cg, lim, e)) < 0) {
 		err_wrap(e, "cgroup %s", cg->path);
@@ -185,6 +226,7 @@ int cgroup_job_create(const char *parent, const char *name,
 	*out = cg;
 	cg = NULL;
 out:
+	free(dir);
 	cgroup_job_destroy(cg);
 	return rc;
 }
@@ -322,8 +364,9 @@ void cgroup_job_destroy(struct job_cgroup *cg)
 	if (cg->lib != NULL) {
 		if (cgroup_job_count(cg) > 0)
 			cgroup_job_kill(cg, 5000, NULL);
-		cgroup_delete_cgroup_ext(cg->lib,
-		                         CGFLAG_DELETE_IGNORE_MIGRATION);
+		if (!rmdir_v1(cg))
+			cgroup_delete_cgroup_ext(
+			    cg->lib, CGFLAG_DELETE_IGNORE_MIGRATION);
 		cgroup_free(&cg->lib);
 	}
 	free(cg);

@@ -77,6 +77,9 @@ struct job_cgroup {
 	char path[256];
 	char v2_root[128];  /* v2: the unified mount ("/sys/fs/cgroup") */
 	struct cgroup *lib; /* libcgroup handle */
+	/* cgroup_job_create() made the group (no leftover of a crash): its
+	 * files hold the kernel's defaults, which limit() need not write. */
+	bool fresh;
 };
 
 extern const struct cgroup_ops cgroup_v1_ops;

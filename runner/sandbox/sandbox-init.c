@@ -1,5 +1,5 @@
-/* sandbox-init.c: pid 1 of the job's pid namespace.  It waits for the
- * runner to put it in the cgroup, builds the job's root, starts the job
+/* sandbox-init.c: pid 1 of the job's pid namespace.  It builds the job's
+ * root, waits for the runner to put it in the cgroup, starts the job
  * and reaps every orphan until the job itself exits; then it reports the
  * job's status on the status pipe and exits, which makes the kernel kill
  * whatever is left in the namespace. */
@@ -237,15 +237,18 @@ void sandbox_init_main(struct sandbox_cfg *c)
 		setsid(); /* nothing of the runner's session reaches it */
 	reset_signals();
 	close_runner_fds(c);
-	if (read(c->sync_fd, &go, 1) != 1)
-		_exit(1); /* the runner went away before starting us */
-	close(c->sync_fd);
+	/* The root is built while the runner moves this process into the
+	 * cgroup (on v1 the first move waits for an RCU grace period, some
+	 * ms); nothing forks or execs before the runner says go. */
 	if (sethostname(c->hostname, strlen(c->hostname)) < 0)
 		setup_failed(c, "sethostname in the new uts namespace");
 	if (c->net_none)
 		loopback_up();
 	if (sandbox_mount_root(c, msg, sizeof(msg)) < 0)
 		setup_failed(c, msg);
+	if (read(c->sync_fd, &go, 1) != 1)
+		_exit(1); /* the runner went away before starting us */
+	close(c->sync_fd);
 	if (pipe2(errp, O_CLOEXEC) < 0 ||
 	    (c->detached && pipe2(outp, O_CLOEXEC) < 0))
 		setup_failed(c, "pipe: out of file descriptors");

@@ -43,6 +43,7 @@ struct sandbox {
 	int pidfd;
 	struct sandbox_tail *tail;
 	bool adopted;
+	bool root_shared; /* cfg.root is the state dir's, never removed */
 };
 
 static int check_mounts(struct runner *r, struct sandbox *sb, struct err *e)
@@ -107,7 +108,14 @@ static void fill_cfg(struct runner *r, struct sandbox *sb)
 {
 	struct sandbox_cfg *c = &sb->cfg;
 
-	c->root = xasprintf("%s/.sandbox", r->dir);
+	/* The root's mount point: one directory of the state dir for every
+	 * attempt (each mounts on it in its own mount namespace only), so an
+	 * attempt makes and removes no directory for it. */
+	sb->root_shared =
+	    r->set.state_dir != NULL && r->set.state_dir[0] == '/';
+	c->root = sb->root_shared
+	              ? xasprintf("%s/.sandbox-root", r->set.state_dir)
+	              : xasprintf("%s/.sandbox", r->dir);
 	c->work = r->work_dir;
 	c->outputs = r->outputs_dir;
 	c->checkpoints = r->checkpoints_dir;
@@ -272,7 +280,9 @@ static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
 		close(readyp[0]);
 		return rc;
 	}
-	if (write(syncp[1], "g", 1) != 1)
+	/* EPIPE: pid 1 failed to build the root before this go (it builds
+	 * it meanwhile) and says why on the status pipe, read by collect. */
+	if (write(syncp[1], "g", 1) != 1 && errno != EPIPE)
 		rc = err_sys(e, TERR_IO, "start sandbox");
 	close(syncp[1]);
 	wait_ready(readyp[0]);
@@ -440,7 +450,7 @@ static void sandbox_cleanup(struct runner *r)
 		close(sb->out_fd);
 	if (sb->done_fd >= 0)
 		close(sb->done_fd);
-	if (sb->cfg.root != NULL)
+	if (sb->cfg.root != NULL && !sb->root_shared)
 		rmdir(sb->cfg.root);
 	for (size_t i = 0; i < sb->cfg.nmounts; i++)
 		free(sb->cfg.mounts[i].source);

@@ -200,7 +200,10 @@ static int phase(struct runner *r, int idx, struct final *f,
 	int64_t t0 = now_mono_ms();
 	int rc;
 
-	runner_set_phase(r, phase_names[idx]);
+	/* state.json keeps phase "source", written at the start: for a
+	 * runner that finds it after a crash, the source and env phases are
+	 * alike (start the attempt afresh), so they need no rewrite (the
+	 * events report the phases). */
 	runner_phase_event(r, phase_names[idx], "start", -1, NULL);
 	rc = fn(r, e);
 	f->durations[idx] = (double)(now_mono_ms() - t0) / 1000.0;

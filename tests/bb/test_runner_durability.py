@@ -1,8 +1,10 @@
 """Durability where it matters (issue 23, docs/recovery.md "Durability"):
-a sandboxed `true` syncs the started job's record in state.json before the
-`started` event, then the log, the final event and result.json in that
-order, and nothing else: phase writes are atomic (rename) but not synced.
-The runner's own system calls, recorded by strace, are the evidence."""
+a sandboxed `true` writes the started job's record in state.json before the
+`started` event, atomically (a sandboxed job dies with its machine, so the
+record has nothing to outlive), then syncs the log, the final event and
+result.json in that order, and nothing else: phase writes are atomic
+(rename) but not synced.  The runner's own system calls, recorded by strace,
+are the evidence."""
 import os
 import re
 import shutil
@@ -84,18 +86,18 @@ def test_syncs_only_the_job_record_and_the_end(tmp_path):
         elif name == "write" and '"type":"final"' in unq(args):
             trail.append(("final", ""))
     syncs = [t for t in trail if t[0] == "sync"]
-    # before: 18 (state.json synced at every phase, twice each)
-    assert len(syncs) == 6, trail
+    # before: 18 (state.json synced at every phase, twice each), then 6
+    # (the sandbox's record synced: file and directory)
+    assert len(syncs) == 4, trail
     attempt = os.path.basename(d)
     start = trail.index(("started", ""))
-    # the last state.json before `started` is synced: file, rename, directory
+    # the record is written before `started`, as every state.json: atomic
     i = max(k for k in range(start) if trail[k] == ("rename", "state.json"))
-    assert trail[i - 1][0] == "sync" and \
-        trail[i - 1][1].startswith("state.json.tmp"), trail
-    assert trail[i + 1] == ("sync", attempt), trail
-    # phase writes before the job starts are not synced
     first = trail.index(("rename", "state.json"))
-    assert first < i and trail[first - 1][0] != "sync", trail
+    assert first < i, trail
+    assert not [t for t in trail[:start] if t[0] == "sync"], trail
+    with open(os.path.join(d, "events")) as f:
+        assert '"type":"started"' in f.read()
     # the end: log, final event, events, result.json (file, rename, dir)
     fin = trail.index(("final", ""))
     assert trail[fin - 1] == ("sync", "log"), trail
@@ -105,3 +107,16 @@ def test_syncs_only_the_job_record_and_the_end(tmp_path):
     assert trail[r + 1] == ("sync", attempt), trail
     # `done` after result.json: not synced
     assert trail[-1] == ("rename", "state.json"), trail
+
+
+def test_state_json_written_at_start_run_record_and_done(tmp_path):
+    """The source and env phases do not rewrite state.json (a runner that
+    finds it after a crash starts afresh from either): four writes, each a
+    new file and a rename (before: six, the start's `source` written
+    twice and `env` once more)."""
+    d, calls = traced_run(tmp_path)
+    renames = [os.path.basename(re.findall(r'"([^"]*)"', a)[1])
+               for name, a in calls if name == "rename"]
+    assert renames.count("state.json") == 4, renames
+    assert R.state(d)["phase"] == "done"
+
