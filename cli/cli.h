@@ -100,6 +100,8 @@ int follow_all_ranks(struct cmd_ctx *c, int64_t job, int64_t attempt,
                      bool follow, FILE *out, char **state);
 /* Exit code for a job's final state (submit --follow). */
 int exit_for_state(const char *state);
+/* queued, assigned, running or cancelling: the job may still change */
+bool job_state_live(const char *state);
 
 /* pack.c: tar.gz of dir (honouring .gitignore and .tetherignore) into
  * the file out_path; fails over max_bytes of input. */

@@ -28,17 +28,6 @@ struct rank_log {
 	struct buf part; /* the start of a line without its newline yet */
 };
 
-static const char *const live[] = {"queued", "assigned", "running",
-                                   "cancelling", NULL};
-
-static bool is_live(const char *s)
-{
-	for (int i = 0; live[i]; i++)
-		if (strcmp(s, live[i]) == 0)
-			return true;
-	return false;
-}
-
 /* The job's state, its current gang (rank 0's attempt) and nodes. */
 static int gang_of(struct cmd_ctx *c, int64_t job, char **state, int64_t *att,
                    int64_t *nodes)
@@ -255,7 +244,7 @@ int follow_all_ranks(struct cmd_ctx *c, int64_t job, int64_t attempt,
 		if (g == 0 && !follow)
 			return EXIT_OK; /* no attempt yet: an empty log */
 		if (g == 0) {
-			if (!is_live(*state))
+			if (!job_state_live(*state))
 				return EXIT_OK;
 			usleep(300 * 1000);
 			if ((rc = gang_of(c, job, state, &g, &nodes)) !=
@@ -308,7 +297,7 @@ int follow_all_ranks(struct cmd_ctx *c, int64_t job, int64_t attempt,
 			g = latest;
 			continue;
 		}
-		if (!is_live(*state))
+		if (!job_state_live(*state))
 			goto out;
 		usleep(300 * 1000); /* requeued: wait for the next gang */
 		for (int64_t k = 0; k < nodes; k++)

@@ -11,7 +11,7 @@
 static const char *const live[] = {"queued", "assigned", "running",
                                    "cancelling", NULL};
 
-static bool is_live(const char *state)
+bool job_state_live(const char *state)
 {
 	for (int i = 0; live[i]; i++)
 		if (strcmp(state, live[i]) == 0)
@@ -190,7 +190,7 @@ int follow_log_rank(struct cmd_ctx *c, int64_t job, int64_t attempt,
 			        rank > 0 ? "'s gang" : "");
 			att = latest;
 			off = 0;
-		} else if (!is_live(*state)) {
+		} else if (!job_state_live(*state)) {
 			return EXIT_OK;
 		} else {
 			usleep(300 * 1000); /* requeued: wait for the lease */

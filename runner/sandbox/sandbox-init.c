@@ -142,33 +142,6 @@ static void stop_tb_reader(pid_t reader)
 	kill(reader, SIGKILL);
 }
 
-static void reap_until(struct sandbox_cfg *c, pid_t job, pid_t reader,
-                       bool reported)
-{
-	int st;
-	pid_t p;
-
-	for (;;) {
-		p = waitpid(-1, &st, 0);
-		if (p < 0 && errno == EINTR)
-			continue;
-		if (p < 0)
-			_exit(reported ? 0 : 1); /* ECHILD: nothing left */
-		if (p == reader)
-			reader = 0;
-		if (p != job)
-			continue; /* an orphan: reaped, nothing else */
-		if (reader > 0)
-			stop_tb_reader(reader);
-		if (!reported)
-			sandbox_status_send(
-			    c->status_fd, SANDBOX_EXITED,
-			    WIFEXITED(st) ? WEXITSTATUS(st) : -1,
-			    WIFSIGNALED(st) ? WTERMSIG(st) : 0, NULL);
-		_exit(0);
-	}
-}
-
 /* processes_per_node (docs/multi-node.md): copy i of the job gets
  * RANK=rank_base+i and LOCAL_RANK=i in place of the runner's values (in
  * the forked child, before its exec). */
@@ -186,10 +159,10 @@ static void set_local_rank(struct sandbox_cfg *c, int i)
 	}
 }
 
-/* procs > 1: one fate for the copies.  The first to end other than exit 0
- * is the job's status (pid 1 exits then, and the kernel kills the other
- * copies with the namespace); exit 0 once every copy exited 0.  Orphans
- * are reaped meanwhile. */
+/* Wait for the job's n processes (n > 1: the processes_per_node copies),
+ * one fate: the first to end other than exit 0 is the job's status (pid 1
+ * exits then, and the kernel kills the other copies with the namespace);
+ * exit 0 once every copy exited 0.  Orphans are reaped meanwhile. */
 static void reap_copies(struct sandbox_cfg *c, pid_t *jobs, int n, pid_t reader,
                         bool reported)
 {
@@ -291,6 +264,6 @@ void sandbox_init_main(struct sandbox_cfg *c)
 		sandbox_detached_follow(c, job, outp[0], file_fd, reported);
 	if (c->procs > 1)
 		reap_copies(c, copies, c->procs, reader, reported);
-	reap_until(c, job, reader, reported);
+	reap_copies(c, &job, 1, reader, reported);
 	_exit(1);
 }

@@ -53,6 +53,25 @@ static int subdir(struct runner *r, int dfd, const char *name, struct err *e)
 	return fd;
 }
 
+/* outputs/spark-executors/<app>/, made as the job user's: its fd (caller
+ * closes), or < 0. */
+static int app_dir(struct runner *r, const char *app, struct err *e)
+{
+	int out, top, dir = -1;
+
+	out = open(r->outputs_dir,
+	           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (out < 0)
+		return err_sys(e, TERR_IO, "open %s", r->outputs_dir);
+	top = subdir(r, out, "spark-executors", e);
+	if (top >= 0) {
+		dir = subdir(r, top, app, e);
+		close(top);
+	}
+	close(out);
+	return top < 0 ? top : dir;
+}
+
 /* A new file name in dfd with data (O_EXCL: an existing name is left). */
 static int put(struct runner *r, int dfd, const char *name, const char *data,
                size_t len, struct err *e)
@@ -129,21 +148,14 @@ int spark_executor_logs(struct runner *r, const char *ui, const char *app,
                         int *count, struct err *e)
 {
 	json_t *st = NULL, *w;
-	int out = -1, top = -1, dir = -1, rc;
+	int dir = -1, rc;
 	size_t i;
 
 	*count = 0;
 	if ((rc = spark_master_status(ui, &st, e)) < 0)
 		return rc;
-	out = open(r->outputs_dir,
-	           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (out < 0) {
-		rc = err_sys(e, TERR_IO, "open %s", r->outputs_dir);
-		goto done;
-	}
-	if ((top = subdir(r, out, "spark-executors", e)) < 0 ||
-	    (dir = subdir(r, top, app, e)) < 0) {
-		rc = top < 0 ? top : dir;
+	if ((dir = app_dir(r, app, e)) < 0) {
+		rc = dir;
 		goto done;
 	}
 	json_array_foreach(json_object_get(st, "workers"), i, w)
@@ -167,10 +179,6 @@ int spark_executor_logs(struct runner *r, const char *ui, const char *app,
 done:
 	if (dir >= 0)
 		close(dir);
-	if (top >= 0)
-		close(top);
-	if (out >= 0)
-		close(out);
 	json_decref(st);
 	return rc;
 }
@@ -250,7 +258,7 @@ int spark_yarn_executor_logs(struct runner *r, const char *cmd,
                              struct err *e)
 {
 	struct yarn_put y = {.r = r, .dir = -1, .e = e};
-	int out = -1, top = -1, rc;
+	int rc;
 	struct buf b;
 
 	*count = 0;
@@ -258,15 +266,8 @@ int spark_yarn_executor_logs(struct runner *r, const char *cmd,
 	if ((rc = yarn_aggregated(cmd, conf, app, e)) < 0 ||
 	    (rc = yarn_app_logs(cmd, conf, app, &b, YARN_TIMEOUT_MS, e)) < 0)
 		goto done;
-	out = open(r->outputs_dir,
-	           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (out < 0) {
-		rc = err_sys(e, TERR_IO, "open %s", r->outputs_dir);
-		goto done;
-	}
-	if ((top = subdir(r, out, "spark-executors", e)) < 0 ||
-	    (y.dir = subdir(r, top, app, e)) < 0) {
-		rc = top < 0 ? top : y.dir;
+	if ((y.dir = app_dir(r, app, e)) < 0) {
+		rc = y.dir;
 		goto done;
 	}
 	rc = yarn_logs_parse(b.data, b.len, yarn_put_log, &y);
@@ -275,10 +276,6 @@ done:
 	*count = y.count;
 	if (y.dir >= 0)
 		close(y.dir);
-	if (top >= 0)
-		close(top);
-	if (out >= 0)
-		close(out);
 	buf_free(&b);
 	return rc;
 }

@@ -226,7 +226,9 @@ def _reserve(ws, a, b, **spec):
     jid = ws.submit(SPEC, nodes=2, **spec)
     got = []
     t = _park(ws, b, got)
-    [ia] = ws.lease(a)["jobs"]
+    # a waits too: under load b's poll may not be parked yet after
+    # _park's second, and the gang goes out once both polls wait
+    [ia] = ws.lease(a, wait=15)["jobs"]
     t.join(20)
     [ib] = got[0]["jobs"]
     return jid, ia, ib
@@ -271,7 +273,7 @@ def test_ranks_not_accepted_in_time_are_cancelled_and_the_job_waits():
         assert st == 200, body
         got = []
         t = _park(ws, a, got)
-        [ib2] = ws.lease(b)["jobs"]
+        [ib2] = ws.lease(b, wait=15)["jobs"]  # as in _reserve
         t.join(20)
         [ia2] = got[0]["jobs"]
         assert (ib2["attempt"], ib2["rank"]) == (3, 0), ib2
