@@ -22,7 +22,7 @@ import time
 
 import pytest
 import vm
-from conftest import install_agent, job_log, registered, wait_job
+from conftest import install_agent, registered, wait_job
 from harness.common import SOURCE_DIR, binary, tmpdir
 
 EXAMPLE = os.path.join(SOURCE_DIR, "examples", "ddp-digits")
