@@ -325,8 +325,11 @@ class Guest:
     """One booted guest; use as a context manager."""
 
     def __init__(self, image, name="guest", logdir=None, memory=1536, cpus=2,
-                 boot_timeout=300, boot_tries=2):
+                 boot_timeout=300, boot_tries=2, extra_args=()):
         self.image = image
+        # More qemu arguments (test_vm_ddp: a second NIC on a network
+        # shared with another guest).
+        self.extra_args = list(extra_args)
         self.name = name
         self.logdir = logdir or os.environ.get("TETHER_VM_LOGS") or \
             tempfile.mkdtemp(prefix="tether-vm-logs-")
@@ -394,7 +397,7 @@ class Guest:
             "-serial", "file:" + self.console,
             "-pidfile", os.path.join(self.dir, "qemu.pid"),
             "-no-reboot",
-        ]
+        ] + self.extra_args
         t0 = time.time()
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=open(os.path.join(
