@@ -102,6 +102,8 @@ int follow_all_ranks(struct cmd_ctx *c, int64_t job, int64_t attempt,
 int exit_for_state(const char *state);
 /* queued, assigned, running or cancelling: the job may still change */
 bool job_state_live(const char *state);
+int job_state(struct cmd_ctx *c, int64_t job, char **state, int64_t *att,
+              int64_t *nodes);
 
 /* pack.c: tar.gz of dir (honouring .gitignore and .tetherignore) into
  * the file out_path; fails over max_bytes of input. */

@@ -28,30 +28,6 @@ struct rank_log {
 	struct buf part; /* the start of a line without its newline yet */
 };
 
-/* The job's state, its current gang (rank 0's attempt) and nodes. */
-static int gang_of(struct cmd_ctx *c, int64_t job, char **state, int64_t *att,
-                   int64_t *nodes)
-{
-	char path[64];
-	json_t *j = NULL, *n;
-	const char *s;
-	int rc;
-
-	snprintf(path, sizeof(path), "/api/v1/jobs/%lld", (long long)job);
-	if ((rc = api_json(c, "GET", path, NULL, &j)) != EXIT_OK)
-		return rc;
-	s = json_string_value(json_object_get(j, "state"));
-	free(*state);
-	*state = xstrdup(s ? s : "?");
-	*att = json_integer_value(json_object_get(j, "attempt"));
-	n = json_object_get(json_object_get(j, "spec"), "nodes");
-	*nodes = json_is_integer(n) && json_integer_value(n) > 0
-	             ? json_integer_value(n)
-	             : 1;
-	json_decref(j);
-	return EXIT_OK;
-}
-
 static int put_line(FILE *out, int64_t rank, const char *p, size_t n,
                     bool add_nl)
 {
@@ -236,7 +212,7 @@ int follow_all_ranks(struct cmd_ctx *c, int64_t job, int64_t attempt,
 	bool all;
 	int rc;
 
-	if ((rc = gang_of(c, job, state, &g, &nodes)) != EXIT_OK)
+	if ((rc = job_state(c, job, state, &g, &nodes)) != EXIT_OK)
 		return rc;
 	if (attempt > 0)
 		g = attempt;
@@ -247,7 +223,7 @@ int follow_all_ranks(struct cmd_ctx *c, int64_t job, int64_t attempt,
 			if (!job_state_live(*state))
 				return EXIT_OK;
 			usleep(300 * 1000);
-			if ((rc = gang_of(c, job, state, &g, &nodes)) !=
+			if ((rc = job_state(c, job, state, &g, &nodes)) !=
 			    EXIT_OK)
 				return rc;
 			continue;
@@ -287,7 +263,7 @@ int follow_all_ranks(struct cmd_ctx *c, int64_t job, int64_t attempt,
 			}
 		}
 		if ((rc = flush_all(ls, nodes, out)) != EXIT_OK ||
-		    (rc = gang_of(c, job, state, &latest, &n2)) != EXIT_OK)
+		    (rc = job_state(c, job, state, &latest, &n2)) != EXIT_OK)
 			goto out;
 		if (attempt == 0 && latest > g) {
 			fprintf(stderr,

@@ -30,11 +30,13 @@ int exit_for_state(const char *state)
 	return EXIT_FAILED;
 }
 
-/* The job's state and latest attempt. */
-static int job_state(struct cmd_ctx *c, int64_t job, char **state, int64_t *att)
+/* The job's state, its latest attempt (of a multi-node job: its current
+ * gang's rank 0) and, when nodes is not NULL, its nodes. */
+int job_state(struct cmd_ctx *c, int64_t job, char **state, int64_t *att,
+              int64_t *nodes)
 {
 	char path[64];
-	json_t *j = NULL;
+	json_t *j = NULL, *n;
 	const char *s;
 	int rc;
 
@@ -45,6 +47,11 @@ static int job_state(struct cmd_ctx *c, int64_t job, char **state, int64_t *att)
 	free(*state);
 	*state = xstrdup(s ? s : "?");
 	*att = json_integer_value(json_object_get(j, "attempt"));
+	n = json_object_get(json_object_get(j, "spec"), "nodes");
+	if (nodes != NULL)
+		*nodes = json_is_integer(n) && json_integer_value(n) > 0
+		             ? json_integer_value(n)
+		             : 1;
 	json_decref(j);
 	return EXIT_OK;
 }
@@ -135,7 +142,7 @@ static int read_whole(struct cmd_ctx *c, int64_t job, int64_t att, int64_t rank,
 		if (end < 0)
 			end = lr.length;
 	} while (!lr.complete && lr.got > 0 && off < end);
-	if ((rc = job_state(c, job, state, &latest)) != EXIT_OK)
+	if ((rc = job_state(c, job, state, &latest, NULL)) != EXIT_OK)
 		return rc;
 	if (!lr.complete && lr.final_len >= 0)
 		return incomplete(job, att, off, &lr,
@@ -178,7 +185,7 @@ int follow_log_rank(struct cmd_ctx *c, int64_t job, int64_t attempt,
 		}
 		if (!lr.complete)
 			continue;
-		if ((rc = job_state(c, job, state, &latest)) != EXIT_OK)
+		if ((rc = job_state(c, job, state, &latest, NULL)) != EXIT_OK)
 			return rc;
 		if (attempt == 0 && latest > att) {
 			/* a rank r of gang g is attempt g + r < the next

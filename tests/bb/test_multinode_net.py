@@ -17,19 +17,9 @@ from harness.agent import Agent
 from harness.common import SOURCE_DIR, binary, wait_until
 from harness.life import upload_snapshot
 from harness.netcluster import NetCluster
-from harness.workspace import Workspace
+from harness.workspace import Remote, Workspace
 
 PY = "/usr/bin/python3"
-
-
-class Remote:
-    """The workspace as an agent in a namespace sees it."""
-
-    def __init__(self, ws, url):
-        self._ws, self.url = ws, url
-
-    def __getattr__(self, name):
-        return getattr(self._ws, name)
 
 
 @pytest.fixture

@@ -20,17 +20,7 @@ from harness.agent import Agent, stamps
 from harness.common import binary, tmpdir, wait_until
 from harness.netns import NetNS
 from harness.proxy import Certs
-from harness.workspace import Workspace
-
-
-class Remote:
-    """The workspace as the namespaced agent sees it."""
-
-    def __init__(self, ws, url):
-        self._ws, self.url = ws, url
-
-    def __getattr__(self, name):
-        return getattr(self._ws, name)
+from harness.workspace import Remote, Workspace
 
 
 @pytest.fixture

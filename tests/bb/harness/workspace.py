@@ -21,6 +21,17 @@ FAST = {"lease_ttl": "3s", "lost_grace": "1s", "lost_margin": "500ms",
         "poll": "2s", "poll_max_wait": "10s"}
 
 
+class Remote:
+    """The workspace as an agent in a network namespace sees it: the same
+    workspace at another URL (the test's address of the host)."""
+
+    def __init__(self, ws, url):
+        self._ws, self.url = ws, url
+
+    def __getattr__(self, name):
+        return getattr(self._ws, name)
+
+
 class Workspace:
     def __init__(self, directory=None, plain=True, init_args=(), **settings):
         self.dir = directory or os.path.join(tmpdir("tether-ws-"), "ws")
