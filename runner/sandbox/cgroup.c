@@ -184,27 +184,40 @@ static bool rmdir_v1(struct job_cgroup *cg)
 	return cg->ops->version == 1;
 }
 
-int cgroup_job_create(const char *parent, const char *name,
-                      const struct cgroup_limits *lim, struct job_cgroup **out,
-                      struct err *e)
+/* The job's group as libcgroup sees it (parent/name, every controller of
+ * this host's version), not made or checked yet; *out even on error. */
+static int job_cgroup_new(const char *parent, const char *name, bool need_all,
+                          struct job_cgroup **out, struct err *e)
 {
 	struct job_cgroup *cg = xcalloc(1, sizeof(*cg));
-	char *dir = NULL;
 	int rc;
 
+	*out = cg;
 	cg->ops = cgroup_detect();
 	snprintf(cg->v2_root, sizeof(cg->v2_root), "%s", CGROUP_ROOT);
 	snprintf(cg->path, sizeof(cg->path), "%s/%s", parent, name);
 	if ((rc = cgroup_lib_init(e)) < 0)
-		goto out;
+		return rc;
 	cg->lib = cgroup_new_cgroup(cg->path);
 	for (size_t i = 0; cg->lib && cg->ops->controllers[i]; i++)
-		if (!cgroup_add_controller(cg->lib, cg->ops->controllers[i])) {
-			rc = err_set(e, TERR_UNSUPP,
-			             "cgroup controller '%s' unavailable",
-			             cg->ops->controllers[i]);
-			goto out;
-		}
+		if (!cgroup_add_controller(cg->lib, cg->ops->controllers[i]) &&
+		    need_all)
+			return err_set(e, TERR_UNSUPP,
+			               "cgroup controller '%s' unavailable",
+			               cg->ops->controllers[i]);
+	return 0;
+}
+
+int cgroup_job_create(const char *parent, const char *name,
+                      const struct cgroup_limits *lim, struct job_cgroup **out,
+                      struct err *e)
+{
+	struct job_cgroup *cg;
+	char *dir = NULL;
+	int rc;
+
+	if ((rc = job_cgroup_new(parent, name, true, &cg, e)) < 0)
+		goto out;
 	/* A group left by a crashed runner holds its processes and limits. */
 	dir = cg->lib ? cgroup_job_dir(cg, cg->ops->procs_controller) : NULL;
 	cg->fresh = dir != NULL && access(dir, F_OK) < 0 && errno == ENOENT;
@@ -234,18 +247,12 @@ out:
 int cgroup_job_open(const char *parent, const char *name,
                     struct job_cgroup **out, struct err *e)
 {
-	struct job_cgroup *cg = xcalloc(1, sizeof(*cg));
+	struct job_cgroup *cg;
 	char *dir = NULL;
 	int rc;
 
-	cg->ops = cgroup_detect();
-	snprintf(cg->v2_root, sizeof(cg->v2_root), "%s", CGROUP_ROOT);
-	snprintf(cg->path, sizeof(cg->path), "%s/%s", parent, name);
-	if ((rc = cgroup_lib_init(e)) < 0)
+	if ((rc = job_cgroup_new(parent, name, false, &cg, e)) < 0)
 		goto out;
-	cg->lib = cgroup_new_cgroup(cg->path);
-	for (size_t i = 0; cg->lib && cg->ops->controllers[i]; i++)
-		cgroup_add_controller(cg->lib, cg->ops->controllers[i]);
 	dir = cg->lib ? cgroup_job_dir(cg, cg->ops->procs_controller) : NULL;
 	if (dir == NULL || access(dir, F_OK) < 0) {
 		rc = err_set(e, TERR_NOTFOUND, "cgroup %s is gone", cg->path);
