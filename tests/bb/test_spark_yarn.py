@@ -176,18 +176,7 @@ def test_cancel_kills_the_application_on_yarn(workspace, agent_factory,
         resources={"cpus": 1, "memory": "2G"}))
     log_path = os.path.join(ag.attempt_dir(job), "log")
 
-    def running():
-        try:
-            with open(os.path.join(ag.attempt_dir(job), "state.json")) as f:
-                app = json.load(f).get("launcher_ref")
-            log = open(log_path, "rb").read()
-        except (OSError, ValueError):
-            return None
-        # the driver printed its application: the context is up
-        return app if app and b"application " + app.encode() in log \
-            else None
-    app = wait_until(running, 300, interval=0.5,
-                     what="the YARN application to run")
+    app = wait_app_running(ag, job)
     assert yarn_cluster.app_state(app) == "RUNNING"
     t0 = time.monotonic()
     st, _, b = workspace.api("POST", "/api/v1/jobs/%s/cancel" % job)
@@ -219,6 +208,23 @@ def app_of(ag, job):
         return json.load(f).get("launcher_ref")
 
 
+def wait_app_running(ag, job):
+    """The job's application id once state.json has it and the driver
+    printed it (the Spark context is up)."""
+    log_path = os.path.join(ag.attempt_dir(job), "log")
+
+    def running():
+        try:
+            app = app_of(ag, job)
+            log = open(log_path, "rb").read()
+        except (OSError, ValueError):
+            return None
+        return app if app and b"application " + app.encode() in log \
+            else None
+    return wait_until(running, 300, interval=0.5,
+                      what="the YARN application to run")
+
+
 def test_timeout_kills_the_application_on_yarn(workspace, agent_factory,
                                                yarn_cluster):
     ag = yarn_agent(agent_factory, yarn_cluster)
@@ -241,16 +247,7 @@ def test_killed_on_yarn_by_someone_else_is_cancelled(workspace,
     job = submit_slow(workspace, yarn_cluster, 600)
     log_path = os.path.join(ag.attempt_dir(job), "log")
 
-    def running():
-        try:
-            app = app_of(ag, job)
-            log = open(log_path, "rb").read()
-        except (OSError, ValueError):
-            return None
-        return app if app and b"application " + app.encode() in log \
-            else None
-    app = wait_until(running, 300, interval=0.5,
-                     what="the YARN application to run")
+    app = wait_app_running(ag, job)
     # an administrator's `yarn application -kill`: the final state
     # (application -status: KILLED) is the attempt's reason
     yarn_cluster.cli("application", "-kill", app)
@@ -338,12 +335,7 @@ def test_a_hung_yarn_kill_does_not_hold_the_cancel(workspace, agent_factory,
     job = submit_slow(workspace, yarn_cluster, 600)
     log_path = os.path.join(ag.attempt_dir(job), "log")
 
-    def running():
-        app = app_of(ag, job)
-        return app if app and b"application " + app.encode() in \
-            open(log_path, "rb").read() else None
-    app = wait_until(running, 300, interval=0.5,
-                     what="the YARN application to run")
+    app = wait_app_running(ag, job)
     t0 = time.monotonic()
     st, _, b = workspace.api("POST", "/api/v1/jobs/%s/cancel" % job)
     assert st in (200, 202), b
