@@ -120,6 +120,9 @@ int req_seg_id(struct req *r, int i, int64_t *out);
 /* wait.c: park r until ws_notify or its deadline; false: state changed
  * since r->gen was taken, check again. */
 bool wait_park(struct req *r);
+/* A long-poll's first pass (true: its deadline set now, wait_ms capped at
+ * poll_max_wait) or a wake-up after parking (false). */
+bool wait_first(struct req *r, int64_t wait_ms);
 /* Record the current generation before checking state. */
 void wait_mark(struct req *r);
 /* How many lease polls and log reads are parked now. */

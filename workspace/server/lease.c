@@ -747,11 +747,7 @@ static int agents_lease(struct req *r)
 		return st;
 	}
 	json_get_num(b, "", "wait", false, 0, 3600, &wait, NULL);
-	if (r->deadline_ms == 0) {
-		int64_t ms = (int64_t)(wait * 1000);
-		if (ms > ws->conf.poll_max_wait_ms)
-			ms = ws->conf.poll_max_wait_ms;
-		r->deadline_ms = now_mono_ms() + ms;
+	if (wait_first(r, (int64_t)(wait * 1000))) {
 		store_lock(ws);
 		/* A poll its agent gave up on before it was read (the agent
 		 * replaced it with one that says more: exiting) must not

@@ -485,14 +485,8 @@ static int log_read(struct req *r)
 	    req_arg_i64(r, "offset", 0, INT64_MAX, 0, &off) < 0 ||
 	    req_arg_i64(r, "wait", 0, 60, 0, &wait) < 0)
 		return r->status;
-	if (r->deadline_ms == 0) {
-		int64_t ms = wait * 1000;
-		if (ms > ws->conf.poll_max_wait_ms)
-			ms = ws->conf.poll_max_wait_ms;
-		r->deadline_ms = now_mono_ms() + ms;
-	} else {
+	if (!wait_first(r, wait * 1000))
 		__atomic_add_fetch(&ws->log_wakeups, 1, __ATOMIC_RELAXED);
-	}
 	r->wait_kind = WAIT_LOG;
 	r->wait_job = job;
 	for (;;) {

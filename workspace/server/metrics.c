@@ -206,12 +206,7 @@ static int metrics_read(struct req *r)
 	    req_arg_i64(r, "wait", 0, 60, 0, &wait) < 0 ||
 	    req_arg_name(r, "name", &name) < 0)
 		return r->status;
-	if (r->deadline_ms == 0) {
-		int64_t ms = wait * 1000;
-		if (ms > ws->conf.poll_max_wait_ms)
-			ms = ws->conf.poll_max_wait_ms;
-		r->deadline_ms = now_mono_ms() + ms;
-	}
+	wait_first(r, wait * 1000);
 	r->wait_kind = WAIT_LOG;
 	r->wait_job = job;
 	for (;;) {

@@ -25,6 +25,16 @@
 #include <string.h>
 #include <time.h>
 
+bool wait_first(struct req *r, int64_t wait_ms)
+{
+	if (r->deadline_ms != 0)
+		return false; /* woken again */
+	if (wait_ms > r->ws->conf.poll_max_wait_ms)
+		wait_ms = r->ws->conf.poll_max_wait_ms;
+	r->deadline_ms = now_mono_ms() + wait_ms;
+	return true;
+}
+
 void wait_mark(struct req *r)
 {
 	pthread_mutex_lock(&r->ws->wait_mu);
