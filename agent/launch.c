@@ -1,6 +1,7 @@
 /* launch.c: prepare an attempt directory (snapshot, spec.json, lease) and
- * start its runner: fork, setsid, fork, exec `tether-runner run DIR`, so the
- * runner's parent is init and it outlives the agent. */
+ * start its runner: an intermediate child spawns `tether-runner run DIR` in a
+ * session of its own and exits, so the runner's parent is init and it
+ * outlives the agent. */
 #include "agent/agent.h"
 #include "agent/db.h"
 #include "agent/lifecycle.h"
@@ -15,8 +16,13 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -206,65 +212,98 @@ char **launch_env(void)
 	return env;
 }
 
-/* In the intermediate child: fork the runner, report exec failure. */
-static void launch_child(const char *runner, const char *dir)
+/* What the intermediate child needs, all made before it exists: it shares
+ * the agent's memory (CLONE_VM), so it allocates nothing and takes no lock
+ * that another agent thread could hold. */
+struct launch_spawn {
+	const char *runner;
+	char **argv, **env;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	int rc; /* posix_spawn's result, read by the agent afterwards */
+};
+
+/* The intermediate child: start the runner in a session of its own and
+ * exit, so the runner's parent is init.  posix_spawn returns once the
+ * runner has exec'd (or failed to). */
+static int launch_intermediate(void *arg)
 {
-	int pfd[2], err_no = 0, fd;
-	char *logp = xasprintf("%s/runner.log", dir);
-	char *argv[] = {(char *)runner, "run", (char *)dir, NULL};
+	struct launch_spawn *ls = arg;
 	pid_t pid;
 
-	setsid();
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		_exit(126);
-	pid = fork();
-	if (pid == 0) {
-		close(pfd[0]);
-		fd =
-		    open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (fd >= 0)
-			dup2(fd, 0);
-		execve(runner, argv, launch_env());
-		err_no = errno;
-		if (write(pfd[1], &err_no, sizeof(err_no)) < 0)
-			_exit(127);
-		_exit(127);
-	}
-	close(pfd[1]);
-	if (pid < 0)
-		_exit(126);
-	if (read(pfd[0], &err_no, sizeof(err_no)) == sizeof(err_no))
-		_exit(127);
-	_exit(0);
+	ls->rc = posix_spawn(&pid, ls->runner, &ls->fa, &ls->attr, ls->argv,
+	                     ls->env);
+	_exit(ls->rc == 0 ? 0 : 127);
 }
 
+/* The runner's fds: 0 from /dev/null, 1 and 2 to runner.log (the agent's
+ * own where it cannot be opened), nothing else. */
+static void launch_spawn_files(struct launch_spawn *ls, const char *dir,
+                               int fds[2])
+{
+	char *logp = xasprintf("%s/runner.log", dir);
+
+	fds[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	fds[1] = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	free(logp);
+	posix_spawn_file_actions_init(&ls->fa);
+	if (fds[0] >= 0)
+		posix_spawn_file_actions_adddup2(&ls->fa, fds[0], 0);
+	if (fds[1] >= 0) {
+		posix_spawn_file_actions_adddup2(&ls->fa, fds[1], 1);
+		posix_spawn_file_actions_adddup2(&ls->fa, fds[1], 2);
+	}
+	posix_spawn_file_actions_addclosefrom_np(&ls->fa, 3);
+}
+
+/* Start the runner: an intermediate child that shares the agent's memory
+ * (no copy of its page tables, as fork made twice per job: docs/performance.md
+ * F9) spawns it with setsid and exits.  Signals stay blocked in the
+ * intermediate; the runner gets the agent's mask, what the agent ignores
+ * stays ignored and what it catches is reset (posix_spawn), as across
+ * fork and exec before. */
 int launch_fork(struct agent *a, struct att *t, struct err *e)
 {
+	enum { STACK = 256 << 10 };
+	struct launch_spawn ls = {.runner = a->runner_path, .rc = -1};
+	char *argv[] = {a->runner_path, "run", t->dir, NULL};
+	sigset_t all, old;
+	int fds[2], status = 0, r = 0;
 	pid_t pid;
-	int status = 0;
+	char *stack;
 
-	pid = fork();
+	stack = mmap(NULL, STACK, PROT_READ | PROT_WRITE,
+	             MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED)
+		return err_sys(e, TERR_IO, "mmap");
+	ls.argv = argv;
+	ls.env = launch_env();
+	launch_spawn_files(&ls, t->dir, fds);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	posix_spawnattr_init(&ls.attr);
+	posix_spawnattr_setflags(&ls.attr,
+	                         POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+	posix_spawnattr_setsigmask(&ls.attr, &old);
+	pid = clone(launch_intermediate, stack + STACK,
+	            CLONE_VM | CLONE_VFORK | SIGCHLD, &ls);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0)
-		return err_sys(e, TERR_IO, "fork");
-	if (pid == 0) {
-		/* Close what the agent holds; keep 0-2 for the child.  One
-		 * call, not 1,021: the agent waits for this child. */
-		if (close_range(3, ~0U, 0) < 0)
-			for (int fd = 3; fd < 1024; fd++)
-				close(fd);
-		launch_child(a->runner_path, t->dir);
-	}
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return err_set(e, TERR_IO, "cannot execute %s (status %d)",
-		               a->runner_path, status);
-	return 0;
+		r = err_sys(e, TERR_IO, "clone");
+	else
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	if (r == 0 && ls.rc != 0)
+		r = err_set(e, TERR_IO, "cannot execute %s: %s", a->runner_path,
+		            strerror(ls.rc > 0 ? ls.rc : EINVAL));
+	posix_spawnattr_destroy(&ls.attr);
+	posix_spawn_file_actions_destroy(&ls.fa);
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	free(ls.env);
+	munmap(stack, STACK);
+	return r;
 }
 
 static int launch_mark_row(struct agent *a, struct att *t, struct err *e)
