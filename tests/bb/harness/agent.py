@@ -199,8 +199,34 @@ class Agent:
                                          + self.output()[-4000:])
                 return None
             return j if j["state"] in TERMINAL else None
-        return wait_until(done, timeout, interval=0.05,
-                          what=f"job {job_id} to be {state or 'terminal'}")
+        try:
+            return wait_until(done, timeout, interval=0.05,
+                              what=f"job {job_id} to be {state or 'terminal'}")
+        except TimeoutError as exc:  # keep what explains it (a rare flake)
+            raise TimeoutError(f"{exc}\n{self._why_not(job_id)}") from None
+
+    def _why_not(self, job_id):
+        """The job as the workspace has it and the tails of the agent's and
+        its runner's logs, for a wait that timed out."""
+        try:
+            j = self.ws.job(job_id)
+            att = (j.get("attempts") or [{}])[-1]
+            parts = [f"job {job_id}: {j['state']}, attempt "
+                     f"{att.get('attempt')} {att.get('state')}: "
+                     f"{att.get('message')}"]
+        except Exception as exc:
+            parts = [f"job {job_id}: not read ({exc})"]
+            att = {}
+        parts.append("--- agent log (tail)\n" + self.output()[-6000:])
+        rlog = os.path.join(self.attempt_dir(job_id, att.get("attempt") or 1),
+                            "runner.log")
+        try:
+            with open(rlog, "rb") as f:
+                parts.append("--- runner.log (tail)\n" +
+                             f.read()[-3000:].decode(errors="replace"))
+        except OSError:
+            pass
+        return "\n".join(parts)
 
     def ws_log(self, job_id, attempt=None):
         q = f"?attempt={attempt}" if attempt else ""
