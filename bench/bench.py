@@ -271,7 +271,7 @@ def main():
                  c["logmetrics_runs"])
         if "many" in steps:
             step(results, "many_jobs", "6. many trivial jobs", jobs.many_jobs,
-                 ctx, c["many_n"], c["many_budget_s"])
+                 ctx, c["many_n"], c["many_budget_s"], ag)
         retire(ctx, ag)
     if "logmany" in steps:
         say("starting an agent (https, sandbox, max_jobs %d)" % c["logmany_jobs"])

@@ -429,12 +429,23 @@ def _cancel_rest(api, name):
         time.sleep(0.2)
 
 
-def many_jobs(ctx, n, budget_s):
+def _many_cpu(ctx, ag):
+    """(agent with its reaped children, workspace) CPU seconds so far."""
+    if ag is None or ctx.ws.proc is None:
+        return None
+    return (procstat.cpu_seconds(ag.pid, children=True),
+            procstat.cpu_seconds(ctx.ws.proc.pid))
+
+
+def many_jobs(ctx, n, budget_s, ag=None):
     """Metric 6: n trivial jobs submitted at once through workspace -> agent
     -> result (max_jobs = cores), next to n `sbatch --wrap true`; jobs
-    finished per second from the first submit, over at most budget_s each."""
+    finished per second from the first submit, over at most budget_s each.
+    The note gives the CPU the agent (with the children it reaps) and the
+    workspace used per job."""
     api = Api(ctx.ws)
     name = "bench-many-%d" % int(time.time())
+    cpu0 = _many_cpu(ctx, ag)
     t0 = time.time()
     for _ in range(n):
         api.submit({"name": name, "command": ["true"]})
@@ -447,8 +458,12 @@ def many_jobs(ctx, n, budget_s):
         bad[:] = [j for j in ended if j["state"] != "succeeded"]
         return len(ended)
     rate, done, el = _done_rate(n, t0, t_sub, count, budget_s)
+    cpu1 = _many_cpu(ctx, ag)
     _cancel_rest(api, name)
     note = "%d of %d finished in %.0f s (submitting took %.1f s)" % (done, n, el, t_sub)
+    if cpu0 and done:
+        note += "; CPU per job: agent %.2f ms, workspace %.2f ms" % tuple(
+            1000.0 * (b - a) / done for a, b in zip(cpu0, cpu1))
     if bad:  # counted (they ended), and shown
         st, j = api.call("GET", "/api/v1/jobs/%s" % bad[0]["id"])
         note += "; %d did not succeed, e.g. job %s %s: %s" % (

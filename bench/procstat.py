@@ -76,11 +76,15 @@ def status_task(pid, tid):
     return out
 
 
-def cpu_seconds(pid):
-    """utime + stime of the process (all its threads), in seconds."""
+def cpu_seconds(pid, children=False):
+    """utime + stime of the process (all its threads), in seconds; with
+    children, also what its children that it reaped used."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    used = int(fields[11]) + int(fields[12])
+    if children:
+        used += int(fields[13]) + int(fields[14])
+    return used / TICK
 
 
 def pids_named(comm):
