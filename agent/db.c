@@ -2,6 +2,7 @@
 #include "agent/db.h"
 
 #include "common/err.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #include <stdio.h>
@@ -73,6 +74,28 @@ int db_commit(sqlite3 *db, struct err *e)
 void db_rollback(sqlite3 *db)
 {
 	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int db_relaxed(sqlite3 *db, bool on, struct err *e)
+{
+	return db_exec(
+	    db, on ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL",
+	    e);
+}
+
+void db_step_relaxed(sqlite3 *db, sqlite3_stmt *st, const char *job)
+{
+	struct err e = {0};
+
+	if (db_relaxed(db, true, &e) < 0) {
+		sqlite3_finalize(st);
+		log_error("agent.db: %s", e.msg);
+		return;
+	}
+	if (db_step_done(db, st, &e) < 0)
+		log_error("job=%s: %s", job, e.msg);
+	if (db_relaxed(db, false, &e) < 0)
+		log_error("agent.db: synchronous=FULL again: %s", e.msg);
 }
 
 int db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, struct err *e)

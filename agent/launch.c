@@ -334,10 +334,10 @@ static int launch_mark_running(struct agent *a, struct att *t, struct err *e)
 	struct err fe = {0};
 	int r;
 
-	if ((r = db_exec(a->db, "PRAGMA synchronous=NORMAL", e)) < 0)
+	if ((r = db_relaxed(a->db, true, e)) < 0)
 		return r;
 	r = launch_mark_row(a, t, e);
-	if (db_exec(a->db, "PRAGMA synchronous=FULL", &fe) < 0)
+	if (db_relaxed(a->db, false, &fe) < 0)
 		log_error("agent.db: synchronous=FULL again: %s", fe.msg);
 	return r < 0 ? r : att_request(t, ATT_EV_LAUNCHED, e);
 }

@@ -117,11 +117,16 @@ static int outbox_line(void *arg, json_t *ev, const char *line, struct err *e)
 	return 0;
 }
 
-/* Copy the complete lines of `events` past events_off into the outbox. */
+/* Copy the complete lines of `events` past events_off into the outbox.
+ * The commits do not wait for the disk: the events file is the source, and
+ * a commit that a power loss takes goes with its events_off, so the lines
+ * are copied again from the older offset (INSERT OR IGNORE by seq;
+ * docs/recovery.md, "Durability"). */
 int outbox_tail(struct att *t, struct err *e)
 {
 	char *path = attempt_path(t->dir, ATTEMPT_EVENTS);
 	char *buf = NULL;
+	struct err fe = {0};
 	ssize_t n;
 	int fd, r = 0;
 
@@ -129,6 +134,10 @@ int outbox_tail(struct att *t, struct err *e)
 	free(path);
 	if (fd < 0)
 		return 0;
+	if ((r = db_relaxed(t->a->db, true, e)) < 0) {
+		close(fd);
+		return r;
+	}
 	buf = malloc(OUTBOX_READ + 1);
 	while ((n = pread(fd, buf, OUTBOX_READ, t->events_off)) > 0) {
 		int64_t off0 = t->events_off;
@@ -146,6 +155,8 @@ int outbox_tail(struct att *t, struct err *e)
 		if (t->events_off == off0)
 			break; /* only a partial line so far */
 	}
+	if (db_relaxed(t->a->db, false, &fe) < 0)
+		log_error("agent.db: synchronous=FULL again: %s", fe.msg);
 	free(buf);
 	close(fd);
 	if (t->tail_saw_metrics)
@@ -184,8 +195,7 @@ static void outbox_ack(struct att *t, int64_t acked, bool all)
 	sqlite3_bind_text(st, 1, t->job, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, t->attempt);
 	sqlite3_bind_int64(st, 3, all ? INT64_MAX : acked);
-	if (db_step_done(t->a->db, st, &e) < 0)
-		log_error("job=%s: %s", t->job, e.msg);
+	db_step_relaxed(t->a->db, st, t->job);
 }
 
 void outbox_drop(struct att *t)
@@ -204,7 +214,7 @@ static void outbox_mark(struct att *t, const char *column)
 	if (db_prepare(t->a->db, sql, &st, &e) == 0) {
 		sqlite3_bind_text(st, 1, t->job, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, t->attempt);
-		db_step_done(t->a->db, st, &e);
+		db_step_relaxed(t->a->db, st, t->job);
 	}
 	free(sql);
 }
