@@ -10,15 +10,6 @@ import stat
 from harness.agent import Agent
 
 
-def _status(pid):
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.strip()
-    return out
-
-
 def test_the_runner_is_spawned_detached_with_only_its_own_fds(workspace,
                                                                tmp_path):
     ctx = tmp_path / "ctx"
@@ -53,7 +44,9 @@ def test_the_runner_is_spawned_detached_with_only_its_own_fds(workspace,
         assert seen["1"] == seen["2"] == log, lines
         # 0-2 and the one listing /proc/self/fd: nothing of the agent's
         assert seen["fds"] in ("0,1,2,3", "0,1,2"), lines
-        agent = _status(ag.pid)
+        with open("/proc/%d/status" % ag.pid) as f:
+            agent = {k: v.strip() for k, _, v in
+                     (line.partition(":") for line in f)}
         assert seen["SigBlk:"] == agent["SigBlk"], (lines, agent["SigBlk"])
         # what the agent ignores stays ignored (Python adds its own)
         ign = int(agent["SigIgn"], 16)
