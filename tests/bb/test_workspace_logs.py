@@ -161,3 +161,38 @@ def test_log_property_random_schedules(workspace):
         body, h = read_all(workspace, j)
         assert body == src, f"seed {seed}: stored log differs from the source"
         assert h["Tether-Log-Length"] == str(len(src))
+
+
+def test_an_append_whose_sender_went_silent_frees_the_log_soon(workspace):
+    """An agent killed mid-body over a tunnel can leave its append's
+    connection open at the workspace with nobody behind it (seen with
+    ssh://: the attempt answered 503 busy for the listener's 120 s idle
+    timeout, and the restarted agent's log stalled).  An append's connection
+    may go 10 s without a byte: then it is dropped and the next append of
+    the same attempt is taken."""
+    import socket
+    sec, [j] = leased(workspace)
+    s = socket.create_connection(("127.0.0.1", workspace.plain_port))
+    try:
+        s.sendall((f"POST /api/v1/attempts/{j}/1/log?offset=0 HTTP/1.1\r\n"
+                   f"Host: 127.0.0.1\r\nAuthorization: Bearer {sec}\r\n"
+                   "Tether-Protocol: 1\r\n"
+                   "Content-Type: application/octet-stream\r\n"
+                   "Content-Length: 1000\r\n\r\n").encode() + b"d" * 100)
+        time.sleep(0.5)  # the body has begun: the attempt is busy
+        st, _, b = workspace.append(sec, j, 1, 0, b"live\n")
+        assert st == 503 and b["error"]["code"] == "busy", (st, b)
+        t0 = time.monotonic()
+        while True:
+            st, _, b = workspace.append(sec, j, 1, 0, b"live\n")
+            if st != 503:
+                break
+            assert time.monotonic() - t0 < 30, "still busy after 30 s"
+            time.sleep(0.5)
+        waited = time.monotonic() - t0
+        assert st == 200 and b == {"length": 5}, (st, b)
+        assert 5 <= waited < 20, waited
+        body, _ = read_all(workspace, j)
+        assert body == b"live\n"  # nothing of the silent append
+    finally:
+        s.close()

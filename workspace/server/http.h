@@ -13,7 +13,9 @@ struct MHD_Response;
 struct sha256_ctx;
 struct agent_fit;
 
-#define REQ_MAX_SEGS  8
+#define REQ_MAX_SEGS 8
+/* Seconds a connection may sit idle before the listener drops it. */
+#define HTTPD_IDLE_S  120
 #define REQ_SUSPENDED 0 /* handler parked the request (long-poll) */
 
 enum auth_kind {

@@ -27,6 +27,13 @@
 
 #define LOG_READ_MAX (8 << 20)
 #define LOG_STRIPES  64
+/* Seconds an append's connection may go without a byte before it is
+ * dropped (and its attempt free for the next append).  An agent killed
+ * mid-body whose connection is not seen closed (a tunnel's far end, a
+ * lost peer) would otherwise keep the attempt busy for the listener's
+ * 120 s idle timeout while the new agent is refused with 503.  A live
+ * upload streams its body; it never pauses this long. */
+#define LOG_APPEND_IDLE_S 10
 
 /* Appends to one attempt's log run one at a time: an append marks its
  * attempt busy from its pre-check to its end, and one that comes while
@@ -65,6 +72,9 @@ static void log_up_free(struct req *r)
 {
 	struct log_up *u = r->state;
 
+	/* the connection may carry other requests: the listener's timeout */
+	MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT,
+	                          (unsigned)HTTPD_IDLE_S);
 	log_up_end(u);
 	if (u->fd >= 0)
 		close(u->fd);
@@ -209,6 +219,8 @@ static int log_append_pre(struct req *r)
 	}
 	r->state = u;
 	r->state_free = log_up_free;
+	MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT,
+	                          (unsigned)LOG_APPEND_IDLE_S);
 	store_lock(ws);
 	st = store_prep(ws, "SELECT log_length, agent_id = ? FROM attempts "
 	                    "WHERE job = ? AND attempt = ?");
