@@ -68,13 +68,21 @@ static void log_up_end(struct log_up *u)
 	pthread_mutex_unlock(&busy_mu);
 }
 
+/* How long the request's connection may go without a byte (none for a
+ * request without one: tests/fuzz/fuzz_ws_log.c). */
+static void log_conn_idle(struct req *r, unsigned s)
+{
+	if (r->conn != NULL)
+		MHD_set_connection_option(r->conn,
+		                          MHD_CONNECTION_OPTION_TIMEOUT, s);
+}
+
 static void log_up_free(struct req *r)
 {
 	struct log_up *u = r->state;
 
 	/* the connection may carry other requests: the listener's timeout */
-	MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT,
-	                          (unsigned)HTTPD_IDLE_S);
+	log_conn_idle(r, HTTPD_IDLE_S);
 	log_up_end(u);
 	if (u->fd >= 0)
 		close(u->fd);
@@ -219,8 +227,7 @@ static int log_append_pre(struct req *r)
 	}
 	r->state = u;
 	r->state_free = log_up_free;
-	MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT,
-	                          (unsigned)LOG_APPEND_IDLE_S);
+	log_conn_idle(r, LOG_APPEND_IDLE_S);
 	store_lock(ws);
 	st = store_prep(ws, "SELECT log_length, agent_id = ? FROM attempts "
 	                    "WHERE job = ? AND attempt = ?");
