@@ -35,6 +35,7 @@ struct env_box {
 	struct sandbox_cfg cfg;
 	struct job_cgroup *cg;
 	pid_t init;
+	bool born; /* init was born in cg (no move) */
 	int status_fd;
 };
 
@@ -100,7 +101,7 @@ void env_box_free(struct env_box *b)
 static int box_clone(struct env_box *b, int p[4][2], struct err *e)
 {
 	unsigned long flags =
-	    CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+	    CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
 
 	if (b->cfg.net_none)
 		flags |= CLONE_NEWNET;
@@ -108,7 +109,7 @@ static int box_clone(struct env_box *b, int p[4][2], struct err *e)
 	b->cfg.status_fd = p[1][1];
 	b->cfg.sync_fd = p[2][0];
 	b->cfg.ready_fd = p[3][1];
-	b->init = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+	b->init = cgroup_job_clone(b->cg, flags, &b->born);
 	if (b->init < 0)
 		return err_sys(e, TERR_PERM, "clone into new namespaces");
 	if (b->init == 0) {
@@ -150,7 +151,7 @@ int env_box_start(struct runner *r, const char *tmp, const char *final,
 		}
 	if ((rc = box_clone(b, p, e)) < 0)
 		goto out;
-	if ((rc = cgroup_job_attach(b->cg, b->init, e)) == 0 &&
+	if ((b->born || (rc = cgroup_job_attach(b->cg, b->init, e)) == 0) &&
 	    write(p[2][1], "g", 1) != 1)
 		rc = err_sys(e, TERR_IO, "start the build's sandbox");
 	if (rc == 0) {

@@ -2,6 +2,7 @@
 #include "runner/sandbox/cgroup.h"
 #include "common/err.h"
 #include "common/fileio.h"
+#include "common/log.h"
 #include "common/util.h"
 
 #include <libcgroup.h>
@@ -10,12 +11,14 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/magic.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -274,6 +277,58 @@ int cgroup_job_attach(struct job_cgroup *cg, pid_t pid, struct err *e)
 		return err_set(e, TERR_IO, "attach %d to cgroup %s: %s",
 		               (int)pid, cg->path, cgroup_strerror(rc));
 	return 0;
+}
+
+/* clone3 into the group's v2 directory; -1 with errno where that is not
+ * possible (v1, a kernel before 5.7: ENOSYS, E2BIG or EINVAL). */
+static pid_t clone_into(struct job_cgroup *cg, unsigned long ns_flags)
+{
+	struct clone_args ca;
+	char *dir;
+	int fd, saved;
+	pid_t pid;
+
+	if (cg->ops->version != 2) {
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	dir = cgroup_job_dir(cg, NULL);
+	fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (fd < 0)
+		return -1;
+	memset(&ca, 0, sizeof(ca));
+	ca.flags = ns_flags | CLONE_INTO_CGROUP;
+	ca.exit_signal = SIGCHLD;
+	ca.cgroup = (uint64_t)fd;
+	/* no stack given: the child goes on on a copy of this one, as after
+	 * fork() */
+	pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+	if (pid == 0)
+		return 0; /* the child: the descriptor goes with its exec */
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return pid;
+}
+
+pid_t cgroup_job_clone(struct job_cgroup *cg, unsigned long ns_flags,
+                       bool *born)
+{
+	pid_t pid = clone_into(cg, ns_flags);
+
+	*born = pid >= 0;
+	if (pid >= 0)
+		return pid;
+	/* v1, or a kernel or sandbox without clone3: an ordinary clone, the
+	 * caller moves the child (the move's EPERM or the clone's own error
+	 * says what is wrong where both fail) */
+	if (cg->ops->version == 2 && errno != ENOSYS && errno != E2BIG &&
+	    errno != EINVAL) /* not an old kernel's answer */
+		log_warn("cgroup %s: clone3 into it: %s; moving pid 1 instead",
+		         cg->path, strerror(errno));
+	return (pid_t)syscall(SYS_clone, ns_flags | SIGCHLD, NULL, NULL, NULL,
+	                      NULL);
 }
 
 /* Call fn on every pid in cgroup.procs; returns the count. */

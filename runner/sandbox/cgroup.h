@@ -41,6 +41,15 @@ int cgroup_job_open(const char *parent, const char *name,
                     struct job_cgroup **out, struct err *e);
 /* Move pid into the group. */
 int cgroup_job_attach(struct job_cgroup *cg, pid_t pid, struct err *e);
+/* fork() into new namespaces (ns_flags: CLONE_NEW*), the child inside the
+ * group from its first instruction where the kernel allows (v2: clone3's
+ * CLONE_INTO_CGROUP; *born true), else in the caller's group (*born false:
+ * the caller moves it with cgroup_job_attach).  Returns 0 in the child,
+ * the pid in the caller, -1 with errno on failure.  Being born there
+ * spares the move, which waits for an RCU grace period (4-20 ms on a
+ * machine that was idle: docs/performance.md, F10). */
+pid_t cgroup_job_clone(struct job_cgroup *cg, unsigned long ns_flags,
+                       bool *born);
 /* Send sig to every process in the group. */
 int cgroup_job_signal(struct job_cgroup *cg, int sig, struct err *e);
 /* Kill every process (freeze, SIGKILL, thaw; until empty or timeout). */

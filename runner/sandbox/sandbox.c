@@ -165,15 +165,16 @@ static int sandbox_prepare(struct runner *r, struct err *e)
 	return make_cgroup(r, sb, e);
 }
 
-/* fork() into new namespaces (clone without a new stack). */
-static pid_t clone_ns(bool net)
+/* fork() into new namespaces, inside the job's cgroup where the kernel
+ * lets the child be born there (*born). */
+static pid_t clone_ns(struct job_cgroup *cg, bool net, bool *born)
 {
 	unsigned long flags =
-	    CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+	    CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
 
 	if (net)
 		flags |= CLONE_NEWNET;
-	return (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+	return cgroup_job_clone(cg, flags, born);
 }
 
 /* Until the job exec'd (or setup failed): EOF on the ready pipe.  So a
@@ -222,7 +223,8 @@ static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
                          struct err *e)
 {
 	struct sandbox *sb = r->launcher_data;
-	int outp[2], statp[2], syncp[2], readyp[2], tbp[2] = {-1, -1}, rc;
+	int outp[2], statp[2], syncp[2], readyp[2], tbp[2] = {-1, -1}, rc = 0;
+	bool born = false;
 	pid_t pid;
 
 	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(statp, O_CLOEXEC) < 0 ||
@@ -238,7 +240,7 @@ static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
 		return rc;
 	sb->cfg.sync_fd = syncp[0];
 	sb->cfg.ready_fd = readyp[1];
-	if ((pid = clone_ns(sb->cfg.net_none)) < 0) {
+	if ((pid = clone_ns(sb->cg, sb->cfg.net_none, &born)) < 0) {
 		rc = err_sys(e, TERR_PERM, "clone into new namespaces");
 		for (int i = 0; i < 2; i++) {
 			close(outp[i]);
@@ -274,7 +276,10 @@ static int sandbox_start(struct runner *r, int *out_fd, int *done_fd,
 	sb->out_fd = outp[0];
 	sb->done_fd = statp[0];
 	r->state.job_pid = pid;
-	if ((rc = cgroup_job_attach(sb->cg, pid, e)) < 0) {
+	log_info("job=%s: pid 1 %s cgroup %s", r->job_id,
+	         born ? "born in its" : "moved into its",
+	         cgroup_job_path(sb->cg));
+	if (!born && (rc = cgroup_job_attach(sb->cg, pid, e)) < 0) {
 		kill(pid, SIGKILL);
 		close(syncp[1]);
 		close(readyp[0]);

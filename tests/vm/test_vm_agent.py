@@ -192,6 +192,11 @@ def test_job_cgroup_layout_obeys_v2_rules(guest, workspace, agent):
         assert lines[0] == "0", r.stdout
         assert lines[1:] and all(x == "0::" + unit for x in lines[1:]), \
             (r.stdout, ps)
+        # pid 1 was born in the leaf (clone3 CLONE_INTO_CGROUP), not moved
+        # there: no cgroup.procs write, whose RCU grace period cost an
+        # idle node's job start 4-20 ms (docs/performance.md, F10)
+        rlog = guest.sh("cat /var/lib/tether/jobs/%d/1/runner.log" % jid).stdout
+        assert "pid 1 born in its cgroup tether/%d_1" % jid in rlog, rlog
     finally:
         # Cancel: SIGTERM to the group, then the whole group killed
         # (cgroup.kill); nothing of it is left.
