@@ -116,14 +116,59 @@ static void check_cgroup_v2(struct doctor *d)
 		doctor_add(d, "cgroup", DOC_OK, NULL, "v2: memory cpu pids");
 }
 
+/* Does a cgroup hierarchy carry favordynmods (one is enough: the kernel's
+ * lock that a move into a cgroup takes is shared by all)? */
+static bool cgroup_favordynmods(void)
+{
+	char line[1024];
+	bool found = false;
+	FILE *f = fopen("/proc/self/mounts", "r");
+
+	while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL) {
+		char type[16], opts[512];
+
+		/* device mount-point type options dump pass */
+		if (sscanf(line, "%*s %*s %15s %511s", type, opts) == 2 &&
+		    (strcmp(type, "cgroup") == 0 ||
+		     strcmp(type, "cgroup2") == 0))
+			found = strstr(opts, "favordynmods") != NULL;
+	}
+	if (f != NULL)
+		fclose(f);
+	return found;
+}
+
+/* How a job's pid 1 gets into its cgroup, and what it costs the start. */
+static void check_cgroup_move(struct doctor *d, bool v2)
+{
+	if (v2)
+		doctor_add(d, "cgroup-move", DOC_OK, NULL,
+		           "v2: a job's pid 1 is born in its cgroup (clone3)");
+	else if (cgroup_favordynmods())
+		doctor_add(d, "cgroup-move", DOC_OK, NULL,
+		           "v1: favordynmods: moving a job's pid 1 into its "
+		           "cgroups does not wait");
+	else
+		doctor_add(
+		    d, "cgroup-move", DOC_INFO, NULL,
+		    "v1: moving a job's pid 1 into its cgroups waits for "
+		    "an RCU grace period (4-20 ms of each start on an "
+		    "idle node); the kernel's favordynmods (boot with "
+		    "cgroup_favordynmods=true, or remount a hierarchy "
+		    "with it) removes the wait, at a small cost to every "
+		    "fork and exit (docs/performance.md, F10)");
+}
+
 void doctor_check_cgroup(struct doctor *d)
 {
-	if (fs_is(CGROUP_ROOT, CGROUP2_SUPER_MAGIC))
+	if (fs_is(CGROUP_ROOT, CGROUP2_SUPER_MAGIC)) {
 		check_cgroup_v2(d);
-	else if (access(CGROUP_ROOT "/memory", F_OK) == 0)
+		check_cgroup_move(d, true);
+	} else if (access(CGROUP_ROOT "/memory", F_OK) == 0) {
 		check_cgroup_v1(
 		    d, fs_is(CGROUP_ROOT "/unified", CGROUP2_SUPER_MAGIC));
-	else
+		check_cgroup_move(d, false);
+	} else
 		doctor_add(d, "cgroup", DOC_FAIL,
 		           "mount cgroupfs on " CGROUP_ROOT
 		           " (any systemd boot does)",

@@ -86,6 +86,26 @@ def test_doctor_json(node):
         assert c["status"] not in ("warn", "fail") or c["fix"], c
 
 
+def test_doctor_says_what_a_move_into_the_cgroup_costs(node):
+    """cgroup v1 (this host): pid 1 is moved into its cgroups, which waits
+    for an RCU grace period unless a hierarchy has favordynmods; doctor
+    says so (info: nothing is broken) and names the kernel option."""
+    with open("/proc/self/mounts") as f:
+        mounts = [ln.split() for ln in f]
+    v2 = any(m[1] == "/sys/fs/cgroup" and m[2] == "cgroup2" for m in mounts)
+    favor = any(m[2] in ("cgroup", "cgroup2") and "favordynmods" in m[3]
+                for m in mounts)
+    r, lines = doctor(node)
+    status, text = lines["cgroup-move"]
+    if v2:
+        assert status == "ok" and "born in its cgroup" in text, r.stdout
+    elif favor:
+        assert status == "ok" and "favordynmods" in text, r.stdout
+    else:
+        assert status == "info", r.stdout
+        assert "RCU grace period" in text and "cgroup_favordynmods=true" in text
+
+
 def test_doctor_names_unreachable_docker(node):
     dead = os.path.join(node["base"], "no-docker.sock")
     r, lines = doctor(node, "docker_socket=" + dead)
