@@ -368,6 +368,34 @@ static void test_files(void **state)
 	assert_int_equal(stat(dir, &st), -1);
 }
 
+/* FIPS 180-2 vectors, one shot and in uneven pieces (common/sha256.c). */
+static void test_sha256(void **state)
+{
+	char hex[SHA256_HEX_LEN + 1], a[1001];
+	struct sha256_ctx *c;
+
+	(void)state;
+	sha256_hex("", 0, hex);
+	assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b"
+	                         "934ca495991b7852b855");
+	sha256_hex("abc", 3, hex);
+	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a39617"
+	                         "7a9cb410ff61f20015ad");
+	c = sha256_new();
+	sha256_update(c, "abcdbcdecdefdefgefghfghighijhij", 31);
+	sha256_update(c, "kijkljklmklmnlmnomnopnopq", 25);
+	sha256_final(c, hex);
+	assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff"
+	                         "2167f6ecedd419db06c1");
+	memset(a, 'a', sizeof(a));
+	c = sha256_new();
+	for (int i = 0; i < 1000; i++)
+		sha256_update(c, a, i % 2 ? 999 : 1001);
+	sha256_final(c, hex);
+	assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497"
+	                         "200e046d39ccc7112cd0");
+}
+
 static void test_buf(void **state)
 {
 	struct buf b;
@@ -386,6 +414,7 @@ static void test_buf(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_sha256),
 	    cmocka_unit_test(test_parse_numbers),
 	    cmocka_unit_test(test_err_wrap),
 	    cmocka_unit_test(test_utf8),
