@@ -208,9 +208,21 @@ static int meta_write(const char *env_dir, const char *key, const char *kind,
 	return rc;
 }
 
+/* A record whose last_used is this recent is not rewritten on a hit:
+ * eviction orders by the minute, and a burst of jobs on one environment
+ * does not replace the record (a new file each time) for every job. */
+#define TOUCH_EVERY_S 60
+
 int env_cache_touch(const char *env_dir, const char *key, const char *kind,
                     bool measure, struct err *e)
 {
+	struct env_entry old;
+	int64_t now = (int64_t)time(NULL);
+
+	if (!measure && meta_read(env_dir, key, &old) == 0 &&
+	    old.size_bytes > 0 && strcmp(old.kind, kind) == 0 &&
+	    old.last_used <= now && now - old.last_used < TOUCH_EVERY_S)
+		return 0;
 	return meta_write(env_dir, key, kind, -1, measure, measure, e);
 }
 

@@ -57,6 +57,41 @@ static void make_env(int n, int kb, int age)
 	free(d);
 }
 
+static int64_t last_used_of(int n)
+{
+	struct env_entry *v = NULL;
+	struct err e = {0};
+	size_t cnt = 0;
+	int64_t t = -1;
+
+	assert_int_equal(env_cache_list(dir, &v, &cnt, &e), 0);
+	for (size_t i = 0; i < cnt; i++)
+		if (strcmp(v[i].key, key_n(n)) == 0)
+			t = v[i].last_used;
+	free(v);
+	return t;
+}
+
+/* A cache hit rewrites the record only when it is a minute old or more
+ * (runner/env/env-cache.c TOUCH_EVERY_S): a burst of jobs on one
+ * environment does not replace its record for every job. */
+static void test_touch_at_most_once_a_minute(void **state)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	(void)state;
+	make_env(1, 4, 30);
+	make_env(2, 4, 90);
+	assert_int_equal(env_cache_touch(dir, key_n(1), "venv", false, NULL), 0);
+	assert_int_equal(env_cache_touch(dir, key_n(2), "venv", false, NULL), 0);
+	assert_true(last_used_of(1) <= now - 30); /* left as it was */
+	assert_true(last_used_of(2) >= now);      /* moved to now */
+	/* a record of another kind (the key reused) is rewritten */
+	assert_int_equal(env_cache_touch(dir, key_n(1), "conda", false, NULL),
+	                 0);
+	assert_true(last_used_of(1) >= now);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -244,6 +279,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_complete_and_clean),
+	    cmocka_unit_test(test_touch_at_most_once_a_minute),
 	    cmocka_unit_test(test_lock_excludes),
 	    cmocka_unit_test(test_list_and_prune),
 	    cmocka_unit_test(test_prune_within_budget_keeps_all),
