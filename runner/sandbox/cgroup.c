@@ -304,10 +304,8 @@ static pid_t clone_into(struct job_cgroup *cg, unsigned long ns_flags)
 	/* no stack given: the child goes on on a copy of this one, as after
 	 * fork() */
 	pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
-	if (pid == 0)
-		return 0; /* the child: the descriptor goes with its exec */
 	saved = errno;
-	close(fd);
+	close(fd); /* in both: pid 1 keeps no handle on its group */
 	errno = saved;
 	return pid;
 }

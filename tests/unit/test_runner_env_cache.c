@@ -82,8 +82,10 @@ static void test_touch_at_most_once_a_minute(void **state)
 	(void)state;
 	make_env(1, 4, 30);
 	make_env(2, 4, 90);
-	assert_int_equal(env_cache_touch(dir, key_n(1), "venv", false, NULL), 0);
-	assert_int_equal(env_cache_touch(dir, key_n(2), "venv", false, NULL), 0);
+	assert_int_equal(env_cache_touch(dir, key_n(1), "venv", false, NULL),
+	                 0);
+	assert_int_equal(env_cache_touch(dir, key_n(2), "venv", false, NULL),
+	                 0);
 	assert_true(last_used_of(1) <= now - 30); /* left as it was */
 	assert_true(last_used_of(2) >= now);      /* moved to now */
 	/* a record of another kind (the key reused) is rewritten */
