@@ -39,20 +39,26 @@ def test_log_bytes_go_to_a_file_not_the_database(workspace):
     assert st == 200 and body == b"world\n" and h["Tether-Log-Length"] == "12"
 
 
-def test_bytes_past_the_acknowledged_length_are_cut(workspace):
+def test_bytes_past_the_acknowledged_length_are_rewritten_in_place(workspace):
     # what a crash between the file write and the commit leaves behind:
-    # bytes in the file past log_length; the next append replaces them
+    # bytes in the file past log_length, the agent's own from an append
+    # never acknowledged (its log at an offset never changes); readers do
+    # not see them, and the next append writes over them in place (no cut:
+    # a reader may be sending them, docs/workspace.md)
     sec = workspace.register()
     j = workspace.submit(SPEC)
     workspace.lease(sec)
     assert workspace.append(sec, j, 1, 0, b"abc")[2] == {"length": 3}
     with open(log_file(workspace, j), "ab") as f:
-        f.write(b"GARBAGE")
-    st, _, body = workspace.api("GET", f"/api/v1/jobs/{j}/log")
-    assert body == b"abc"
+        f.write(b"defgh")
+    st, h, body = workspace.api("GET", f"/api/v1/jobs/{j}/log")
+    assert body == b"abc" and h["Tether-Log-Length"] == "3"
     assert workspace.append(sec, j, 1, 3, b"def")[2] == {"length": 6}
+    st, h, body = workspace.api("GET", f"/api/v1/jobs/{j}/log")
+    assert body == b"abcdef" and h["Tether-Log-Length"] == "6"
+    assert workspace.append(sec, j, 1, 6, b"ghij")[2] == {"length": 10}
     with open(log_file(workspace, j), "rb") as f:
-        assert f.read() == b"abcdef"
+        assert f.read() == b"abcdefghij"
 
 
 def test_a_database_with_logs_in_log_chunks_keeps_them():
@@ -131,9 +137,10 @@ def _reply(s):
 
 def test_an_append_streams_into_the_file_as_it_arrives(workspace):
     # the body is written to the attempt's file as it arrives, not buffered
-    # whole first (issue 22); readers see only the acknowledged length, and
-    # a second append to the same log while one is in flight is told to
-    # retry (503 busy) instead of writing beside it
+    # whole first (issue 22), and readers see its bytes as they land (a
+    # follower does not wait for the commit of an 8 MiB append: row 4b's
+    # stalls); a second append to the same log while one is in flight is
+    # told to retry (503 busy) instead of writing beside it
     sec = workspace.register()
     j = workspace.submit(SPEC)
     workspace.lease(sec)
@@ -145,7 +152,8 @@ def test_an_append_streams_into_the_file_as_it_arrives(workspace):
         wait_until(lambda: os.path.getsize(log_file(workspace, j)) >= 5 + len(half),
                    timeout=20, what="the first half in the log file")
         st, h, body = workspace.api("GET", f"/api/v1/jobs/{j}/log")
-        assert st == 200 and body == b"head\n" and h["Tether-Log-Length"] == "5"
+        assert st == 200 and body == b"head\n" + half
+        assert h["Tether-Log-Length"] == str(5 + len(half))
         st, _, b = workspace.append(sec, j, 1, 5, b"y")
         assert st == 503 and b["error"]["code"] == "busy", (st, b)
         s.sendall(half)
@@ -157,3 +165,42 @@ def test_an_append_streams_into_the_file_as_it_arrives(workspace):
     # the next append goes on from there
     assert workspace.append(sec, j, 1, 5 + 2 * len(half), b"tail\n")[2] == {
         "length": 10 + 2 * len(half)}
+
+
+def test_a_parked_reader_gets_an_appends_bytes_before_its_commit(workspace):
+    # a follower parked at the end of the log is woken by bytes of an
+    # append still arriving; when that append breaks off, the agent sends
+    # the same bytes again and the reader goes on from where it was
+    import threading
+    sec = workspace.register()
+    j = workspace.submit(SPEC)
+    workspace.lease(sec)
+    assert workspace.append(sec, j, 1, 0, b"head\n")[2] == {"length": 5}
+    got = {}
+
+    def follow():
+        got["reply"] = workspace.api("GET", f"/api/v1/jobs/{j}/log?offset=5&wait=30",
+                                     timeout=60)
+        got["at"] = time.monotonic()
+
+    t = threading.Thread(target=follow)
+    t.start()
+    time.sleep(0.5)  # parked
+    part = b"line one\nline two\n"
+    s = _open_append(workspace, sec, j, 5, 1 << 20)
+    try:
+        sent = time.monotonic()
+        s.sendall(part)
+        t.join(20)
+        assert not t.is_alive(), "the parked reader was not woken by the bytes"
+        st, h, body = got["reply"]
+        assert st == 200 and body == part, (st, body)
+        assert h["Tether-Log-Length"] == str(5 + len(part))
+        assert got["at"] - sent < 5
+    finally:
+        s.close()  # the append breaks off, never acknowledged
+    wait_until(lambda: workspace.append(sec, j, 1, 5, part + b"three\n")[0] == 200,
+               timeout=30, what="the agent's retry accepted")
+    st, h, body = workspace.api("GET", f"/api/v1/jobs/{j}/log?offset={5 + len(part)}")
+    assert body == b"three\n" and h["Tether-Log-Length"] == str(5 + len(part) + 6)
+    assert workspace.api("GET", f"/api/v1/jobs/{j}/log")[2] == b"head\n" + part + b"three\n"

@@ -3,11 +3,14 @@
  * append-only file per attempt, logs/<job>/<attempt> beside the database
  * (docs/performance.md F5); attempts.log_length in the database is the
  * acknowledged length.  An append writes the new bytes after the first
- * log_length bytes of the file as the body arrives (bytes past it, written
- * before a crash or by a broken request, are cut first), fdatasyncs the
- * file once and then commits the new length: an acknowledged length is
- * never lost and never counts a byte twice, and readers never read past
- * it; they read the file without store_lock.  Logs of a database from
+ * log_length bytes of the file as the body arrives (in place: bytes past
+ * it, left by a crash or a broken request, are the agent's same bytes
+ * from an append that was not acknowledged), fdatasyncs the file once and
+ * then commits the new length: an acknowledged length is never lost and
+ * never counts a byte twice.  Readers read the file without store_lock, up
+ * to the acknowledged length plus what an append in flight has written so
+ * far (the agent's log at those offsets never changes, so a failed append
+ * showed nothing but what the agent sends again).  Logs of a database from
  * before the files (rows of log_chunks) stay readable and move into the
  * attempt's file at its next append.  A log is complete when its attempt
  * has ended and the workspace holds as many bytes as the final event's
@@ -35,6 +38,15 @@
  * upload streams its body; it never pauses this long. */
 #define LOG_APPEND_IDLE_S 10
 
+/* How often an append in flight wakes its job's log readers (ms): they
+ * read its bytes as they reach the file, not only at its commit. */
+#define LOG_SHOW_MS 50
+/* Bytes of an append after which the kernel is asked to start writing
+ * them out (sync_file_range), so that the fdatasync before the commit
+ * finds little left: the next append of the log, and its readers, wait
+ * for that sync. */
+#define LOG_WRITEBACK (1 << 20)
+
 /* Appends to one attempt's log run one at a time: an append marks its
  * attempt busy from its pre-check to its end, and one that comes while
  * another is in flight is answered 503 (busy; the agent retries).  The
@@ -43,10 +55,13 @@
 struct log_up {
 	struct log_up *next;
 	int64_t job, att;
-	int64_t len;  /* acknowledged length when the append began */
-	int64_t skip; /* body bytes the workspace already holds */
-	int64_t n;    /* new bytes written */
+	int64_t len;      /* acknowledged length when the append began */
+	int64_t skip;     /* body bytes the workspace already holds */
+	int64_t n;        /* new bytes written (read by readers: atomic) */
+	int64_t shown_ms; /* when readers were last woken for them */
+	int64_t flushed;  /* of n, bytes whose writeback has started */
 	int fd;
+	bool live; /* len is set: readers may read past it (busy_mu) */
 	bool failed;
 };
 
@@ -75,6 +90,25 @@ static void log_conn_idle(struct req *r, unsigned s)
 	if (r->conn != NULL)
 		MHD_set_connection_option(r->conn,
 		                          MHD_CONNECTION_OPTION_TIMEOUT, s);
+}
+
+/* Bytes past the acknowledged length len of an attempt's log that an
+ * append in flight has written to its file (0: none in flight, or it
+ * began at another length: committed since). */
+static int64_t log_in_flight(int64_t job, int64_t att, int64_t len)
+{
+	struct log_up *u;
+	int64_t n = 0;
+
+	pthread_mutex_lock(&busy_mu);
+	for (u = busy; u != NULL; u = u->next)
+		if (u->job == job && u->att == att) {
+			if (u->live && !u->failed && u->len == len)
+				n = __atomic_load_n(&u->n, __ATOMIC_ACQUIRE);
+			break;
+		}
+	pthread_mutex_unlock(&busy_mu);
+	return n;
 }
 
 static void log_up_free(struct req *r)
@@ -124,9 +158,30 @@ static void read_chunks(struct ws *ws, int64_t job, int64_t att, int64_t off,
 	store_done(st);
 }
 
+/* Write all n bytes at offset off; -1 with errno on error. */
+static int fd_pwrite_all(int fd, const char *data, size_t n, int64_t off)
+{
+	while (n > 0) {
+		ssize_t w = pwrite(fd, data, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = EIO;
+			return -1;
+		}
+		data += w;
+		n -= (size_t)w;
+		off += w;
+	}
+	return 0;
+}
+
 /* Open (creating) the attempt's log file for an append of the bytes after
- * len: cut what lies past len (written, never acknowledged), and bring
- * over from log_chunks what the file lacks below len.  -1 on error. */
+ * len (written in place with pwrite: what lies past len was written by an
+ * append never acknowledged, the same bytes, and a reader may be sending
+ * them), and bring over from log_chunks what the file lacks below len.
+ * -1 on error. */
 static int open_for_append(struct ws *ws, int64_t job, int64_t att, int64_t len)
 {
 	char *dir = log_path(ws, job, 0), *path = log_path(ws, job, att);
@@ -137,15 +192,12 @@ static int open_for_append(struct ws *ws, int64_t job, int64_t att, int64_t len)
 
 	if (mkdir_p(dir, 0700, NULL) < 0)
 		goto out;
-	fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT) {
-		fd =
-		    open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+		fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 		created = true;
 	}
 	if (fd < 0 || fstat(fd, &sb) < 0)
-		goto fail;
-	if (sb.st_size > len && ftruncate(fd, len) < 0)
 		goto fail;
 	if (sb.st_size < len) {
 		buf_init(&b, (size_t)(len - sb.st_size) + 1);
@@ -153,7 +205,7 @@ static int open_for_append(struct ws *ws, int64_t job, int64_t att, int64_t len)
 		read_chunks(ws, job, att, sb.st_size, len, &b);
 		store_unlock(ws);
 		if ((int64_t)b.len != len - sb.st_size ||
-		    fd_write_all(fd, b.data, b.len, NULL) < 0) {
+		    fd_pwrite_all(fd, b.data, b.len, sb.st_size) < 0) {
 			log_error("job=%lld attempt=%lld: the log's first %lld "
 			          "bytes are neither in its file nor in the "
 			          "database",
@@ -252,14 +304,18 @@ static int log_append_pre(struct req *r)
 		              "offset is past the stored length: resend from "
 		              "'length'",
 		              "length", (json_int_t)len));
-	u->len = len;
 	u->skip = len - off;
+	pthread_mutex_lock(&busy_mu);
+	u->len = len;
+	u->live = true;
+	pthread_mutex_unlock(&busy_mu);
 	return 0;
 }
 
 /* One piece of the body: the bytes past what the workspace holds go to
- * the file now (past the acknowledged length, so no reader sees them
- * before the commit); a failure is answered at the end. */
+ * the file now, after the acknowledged length and the bytes before them;
+ * the job's readers are woken for them at most every LOG_SHOW_MS.  A
+ * failure is answered at the end. */
 static int log_append_sink(struct req *r, const char *data, size_t n)
 {
 	struct log_up *u = r->state;
@@ -276,17 +332,31 @@ static int log_append_sink(struct req *r, const char *data, size_t n)
 		return 0;
 	if (u->fd < 0 &&
 	    (u->fd = open_for_append(r->ws, u->job, u->att, u->len)) < 0) {
+		pthread_mutex_lock(&busy_mu);
 		u->failed = true;
+		pthread_mutex_unlock(&busy_mu);
 		return 0;
 	}
-	if (fd_write_all(u->fd, data, n, NULL) < 0) {
+	if (fd_pwrite_all(u->fd, data, n, u->len + u->n) < 0) {
 		log_error("job=%lld attempt=%lld: write log: %s",
 		          (long long)u->job, (long long)u->att,
 		          strerror(errno));
+		pthread_mutex_lock(&busy_mu);
 		u->failed = true;
+		pthread_mutex_unlock(&busy_mu);
 		return 0;
 	}
-	u->n += (int64_t)n;
+	__atomic_store_n(&u->n, u->n + (int64_t)n, __ATOMIC_RELEASE);
+	if (u->n - u->flushed >= LOG_WRITEBACK) {
+		/* a hint: a failure leaves it all to the fdatasync */
+		(void)sync_file_range(u->fd, u->len + u->flushed,
+		                      u->n - u->flushed, SYNC_FILE_RANGE_WRITE);
+		u->flushed = u->n;
+	}
+	if (now_mono_ms() - u->shown_ms >= LOG_SHOW_MS) {
+		u->shown_ms = now_mono_ms();
+		ws_notify_job(r->ws, u->job);
+	}
 	return 0;
 }
 
@@ -349,7 +419,8 @@ static int log_append(struct req *r)
 
 struct log_view {
 	bool job_found, att_found, terminal;
-	int64_t att, len, final_len;
+	int64_t att, final_len;
+	int64_t len;   /* readable: acknowledged + an append's in flight */
 	int64_t nodes; /* the job's spec's (1 by default) */
 };
 
@@ -428,6 +499,7 @@ static void look(struct ws *ws, int64_t job, int64_t want, int64_t rank,
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		v->att_found = true;
 		v->len = sqlite3_column_int64(st, 0);
+		v->len += log_in_flight(job, v->att, v->len);
 		v->terminal = !(strcmp((const char *)sqlite3_column_text(st, 1),
 		                       "assigned") == 0 ||
 		                strcmp((const char *)sqlite3_column_text(st, 1),
@@ -444,8 +516,9 @@ static void look(struct ws *ws, int64_t job, int64_t want, int64_t rank,
  * called with store_lock held, which it lets go before the bytes are read:
  * they come straight from the file (sendfile on the plain listener), where
  * the acknowledged bytes are before the length that says so is committed,
- * and no append cuts the file below it.  A log of a database from before
- * the files, still in log_chunks, is read under the lock. */
+ * an append's before it counts them, and no append ever cuts the file.  A log
+ * of a database from before the files, still in log_chunks, is read under the
+ * lock. */
 static int send_log(struct req *r, int64_t job, struct log_view *v, int64_t off)
 {
 	struct buf b;
