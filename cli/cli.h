@@ -52,6 +52,8 @@ struct http_reply {
 	char *attempt;      /* Tether-Attempt */
 	bool complete;      /* Tether-Log-Complete: 1 */
 	char *sha256;       /* Tether-Sha256 */
+	int64_t streamed;   /* 2xx body bytes written to the stream's file */
+	bool out_error;     /* writing them failed (the transfer stopped) */
 };
 
 /* One request; body may be NULL.  Network/TLS failures return TERR_NET. */
@@ -64,6 +66,11 @@ int http_upload(struct cmd_ctx *c, const char *path, const char *file,
 /* Stream a GET into an open file; r->body stays empty on 2xx. */
 int http_download(struct cmd_ctx *c, const char *path, FILE *out,
                   struct http_reply *r, struct err *e);
+/* The same, each piece flushed as it arrives (a log being followed), with
+ * the reply's time limit; r->streamed counts the bytes written, also when
+ * the transfer breaks off. */
+int http_stream(struct cmd_ctx *c, const char *path, long timeout_s, FILE *out,
+                struct http_reply *r, struct err *e);
 void http_reply_free(struct http_reply *r);
 
 /* JSON call: body (may be NULL) is sent, the 2xx reply parsed into *out.

@@ -16,6 +16,7 @@ struct sink {
 	struct http_reply *r;
 	FILE *out; /* download target, used on 2xx only */
 	bool failed;
+	bool flush; /* out gets each piece at once */
 };
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
@@ -23,8 +24,15 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 	struct sink *s = arg;
 	size_t len = size * n;
 
-	if (s->out != NULL && s->r->status >= 200 && s->r->status < 300)
-		return fwrite(p, 1, len, s->out) == len ? len : 0;
+	if (s->out != NULL && s->r->status >= 200 && s->r->status < 300) {
+		if (fwrite(p, 1, len, s->out) != len ||
+		    (s->flush && fflush(s->out) != 0)) {
+			s->r->out_error = true;
+			return 0;
+		}
+		s->r->streamed += (int64_t)len;
+		return len;
+	}
 	if (buf_append(&s->r->body, p, len, NULL) < 0) {
 		s->failed = true;
 		return 0;
@@ -164,7 +172,7 @@ int http_call(struct cmd_ctx *c, const char *method, const char *path,
               struct http_reply *r, struct err *e)
 {
 	struct curl_slist *hdrs = NULL;
-	struct sink s = {r, NULL, false};
+	struct sink s = {r, NULL, false, false};
 	CURL *h;
 
 	if (reply_begin(c, r, e) < 0)
@@ -187,7 +195,7 @@ int http_upload(struct cmd_ctx *c, const char *path, const char *file,
                 struct http_reply *r, struct err *e)
 {
 	struct curl_slist *hdrs = NULL;
-	struct sink s = {r, NULL, false};
+	struct sink s = {r, NULL, false, false};
 	struct stat sb;
 	FILE *f;
 	CURL *h;
@@ -216,12 +224,25 @@ int http_download(struct cmd_ctx *c, const char *path, FILE *out,
                   struct http_reply *r, struct err *e)
 {
 	struct curl_slist *hdrs = NULL;
-	struct sink s = {r, out, false};
+	struct sink s = {r, out, false, false};
 	CURL *h;
 
 	if (reply_begin(c, r, e) < 0)
 		return TERR_INVAL;
 	h = setup(c, "GET", path, &hdrs, &s, 3600);
+	return perform(h, &s, hdrs, e);
+}
+
+int http_stream(struct cmd_ctx *c, const char *path, long timeout_s, FILE *out,
+                struct http_reply *r, struct err *e)
+{
+	struct curl_slist *hdrs = NULL;
+	struct sink s = {r, out, false, true};
+	CURL *h;
+
+	if (reply_begin(c, r, e) < 0)
+		return TERR_INVAL;
+	h = setup(c, "GET", path, &hdrs, &s, timeout_s);
 	return perform(h, &s, hdrs, e);
 }
 

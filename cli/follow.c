@@ -89,27 +89,27 @@ static int read_once(struct cmd_ctx *c, int64_t job, int64_t rank, int64_t *att,
 	snprintf(path, sizeof(path), "/api/v1/jobs/%lld/log?%s%soffset=%lld%s",
 	         (long long)job, attq, rankq, (long long)*off,
 	         wait ? "&wait=30" : "");
-	rc = http_call(c, "GET", path, NULL, 0, NULL, 90, &r, &e);
+	/* the bytes go out as they arrive: a follower of a busy log sees
+	 * them while an 8 MiB reply is still on its way */
+	rc = http_stream(c, path, 90, out, &r, &e);
+	*off += r.streamed;
+	if (r.out_error) {
+		http_reply_free(&r);
+		fprintf(stderr, "tether: cannot write the log: output error\n");
+		return EXIT_FAILED;
+	}
 	if (rc < 0 || r.status != 200) {
 		rc = api_fail(c, &r, &e, rc);
 		http_reply_free(&r);
 		return rc;
 	}
-	if (r.body.len > 0 &&
-	    fwrite(r.body.data, 1, r.body.len, out) != r.body.len) {
-		http_reply_free(&r);
-		fprintf(stderr, "tether: cannot write the log: output error\n");
-		return EXIT_FAILED;
-	}
-	fflush(out);
-	*off += (int64_t)r.body.len;
 	if ((*att == 0 || rank >= 0) && r.attempt != NULL &&
 	    cli_parse_id(r.attempt) > 0)
 		*att = cli_parse_id(r.attempt);
 	lr->complete = r.complete;
 	lr->length = header_num(r.log_length);
 	lr->final_len = header_num(r.final_length);
-	lr->got = r.body.len;
+	lr->got = (size_t)r.streamed;
 	http_reply_free(&r);
 	return EXIT_OK;
 }
