@@ -74,6 +74,21 @@ def stamps(data):
     return [float(m.group(1)) for m in STAMP.finditer(data)]
 
 
+def line_stamps(data):
+    """The same for stamps that begin a line, found with bytes.find (C speed)
+    instead of running the regex over every byte: a reader of 1 GB of log
+    in Python otherwise spends seconds of CPU and the GIL on it, on the
+    machine it measures (row 4b)."""
+    out, p = [], 0 if data[:1] == b"1" else data.find(b"\n1")
+    while p >= 0:
+        at = p if data[p:p + 1] == b"1" else p + 1
+        m = STAMP.match(data, at)
+        if m:
+            out.append(float(m.group(1)))
+        p = data.find(b"\n1", at)
+    return out
+
+
 def head_tail(path, n=65536):
     """First and last n bytes of a (possibly huge) file."""
     with open(path, "rb") as f:

@@ -7,7 +7,7 @@ import threading
 import time
 
 import procstat
-from client import TERMINAL, Api, head_tail, stamps
+from client import TERMINAL, Api, head_tail, line_stamps, stamps
 from stats import Result, summary
 from harness.common import binary
 
@@ -349,7 +349,7 @@ def log_many(ctx, agent, njobs, nbytes, chunk=1 << 20):
             # a stamp cut by the read boundary is matched once, whole
             buf = tail + data
             cut = buf.rfind(b"\n")
-            for st in stamps(buf[:cut + 1]):
+            for st in line_stamps(buf[:cut + 1]):
                 lat.append((t - st) * 1000.0)
             tail = buf[cut + 1:][-256:]
         gaps.append(gap * 1000.0)
