@@ -214,11 +214,20 @@ def test_a_gang_ended_uncounted_does_not_count_against_retries(workspace):
     assert jb["state"] == "queued", jb
 
 
+def _parked(ws):
+    return ws.api("GET", "/api/v1/stats")[2]["parked_leases"]
+
+
 def _park(ws, secret, out, wait=15):
-    """A lease poll from another thread, parked until it has news."""
+    """A lease poll from another thread, parked until it has news.  Returns
+    once the workspace counts it parked: a poll that came later would find
+    this one's agent a free rank and take rank 0 itself (the tests say
+    which agent holds which rank)."""
+    before = _parked(ws)
     t = threading.Thread(target=lambda: out.append(ws.lease(secret, wait=wait)))
     t.start()
-    time.sleep(1.0)  # parked (nothing queued fits it alone)
+    wait_until(lambda: _parked(ws) > before or not t.is_alive(), 10,
+               what="the lease poll parked")
     return t
 
 
