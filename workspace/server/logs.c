@@ -41,11 +41,6 @@
 /* How often an append in flight wakes its job's log readers (ms): they
  * read its bytes as they reach the file, not only at its commit. */
 #define LOG_SHOW_MS 50
-/* Bytes of an append after which the kernel is asked to start writing
- * them out (sync_file_range), so that the fdatasync before the commit
- * finds little left: the next append of the log, and its readers, wait
- * for that sync. */
-#define LOG_WRITEBACK (1 << 20)
 
 /* Appends to one attempt's log run one at a time: an append marks its
  * attempt busy from its pre-check to its end, and one that comes while
@@ -59,7 +54,6 @@ struct log_up {
 	int64_t skip;     /* body bytes the workspace already holds */
 	int64_t n;        /* new bytes written (read by readers: atomic) */
 	int64_t shown_ms; /* when readers were last woken for them */
-	int64_t flushed;  /* of n, bytes whose writeback has started */
 	int fd;
 	bool live; /* len is set: readers may read past it (busy_mu) */
 	bool failed;
@@ -347,12 +341,6 @@ static int log_append_sink(struct req *r, const char *data, size_t n)
 		return 0;
 	}
 	__atomic_store_n(&u->n, u->n + (int64_t)n, __ATOMIC_RELEASE);
-	if (u->n - u->flushed >= LOG_WRITEBACK) {
-		/* a hint: a failure leaves it all to the fdatasync */
-		(void)sync_file_range(u->fd, u->len + u->flushed,
-		                      u->n - u->flushed, SYNC_FILE_RANGE_WRITE);
-		u->flushed = u->n;
-	}
 	if (now_mono_ms() - u->shown_ms >= LOG_SHOW_MS) {
 		u->shown_ms = now_mono_ms();
 		ws_notify_job(r->ws, u->job);
