@@ -368,13 +368,13 @@ static void test_files(void **state)
 	assert_int_equal(stat(dir, &st), -1);
 }
 
-/* FIPS 180-2 vectors, one shot and in uneven pieces (common/sha256.c). */
-static void test_sha256(void **state)
+/* FIPS 180-2 vectors, one shot and in uneven pieces (common/sha256.c),
+ * with each implementation this CPU has. */
+static void sha256_vectors(void)
 {
 	char hex[SHA256_HEX_LEN + 1], a[1001];
 	struct sha256_ctx *c;
 
-	(void)state;
 	sha256_hex("", 0, hex);
 	assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b"
 	                         "934ca495991b7852b855");
@@ -394,6 +394,52 @@ static void test_sha256(void **state)
 	sha256_final(c, hex);
 	assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497"
 	                         "200e046d39ccc7112cd0");
+}
+
+static void test_sha256(void **state)
+{
+	static unsigned char data[(1 << 20) + 300];
+	char want[SHA256_HEX_LEN + 1], got[SHA256_HEX_LEN + 1];
+	uint32_t x = 2463534242u;
+
+	(void)state;
+	assert_int_equal(sha256_set_impl("c"), 0);
+	sha256_vectors();
+	if (sha256_set_impl("sha-ni") < 0) {
+		printf("note: this CPU has no SHA instructions: C only\n");
+		return;
+	}
+	sha256_vectors();
+	/* every length around the block and padding edges, and 1 MiB in
+	 * uneven pieces: the SHA instructions agree with the C */
+	for (size_t i = 0; i < sizeof(data); i++) {
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		data[i] = (unsigned char)x;
+	}
+	for (size_t n = 0; n <= 300; n++) {
+		assert_int_equal(sha256_set_impl("c"), 0);
+		sha256_hex(data, n, want);
+		assert_int_equal(sha256_set_impl("sha-ni"), 0);
+		sha256_hex(data, n, got);
+		assert_string_equal(got, want);
+	}
+	for (int k = 0; k < 2; k++) {
+		struct sha256_ctx *c;
+		size_t off = 0, step = 1;
+		assert_int_equal(sha256_set_impl(k ? "sha-ni" : "c"), 0);
+		c = sha256_new();
+		while (off < sizeof(data)) {
+			size_t n = sizeof(data) - off < step
+			               ? sizeof(data) - off
+			               : step;
+			sha256_update(c, data + off, n);
+			off += n;
+			step = step * 7 % 9973 + 1;
+		}
+		sha256_final(c, k ? got : want);
+	}
+	assert_string_equal(got, want);
+	assert_string_equal(sha256_impl(), "sha-ni");
 }
 
 static void test_buf(void **state)
