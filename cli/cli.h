@@ -66,9 +66,10 @@ int http_upload(struct cmd_ctx *c, const char *path, const char *file,
 /* Stream a GET into an open file; r->body stays empty on 2xx. */
 int http_download(struct cmd_ctx *c, const char *path, FILE *out,
                   struct http_reply *r, struct err *e);
-/* The same, each piece flushed as it arrives (a log being followed), with
- * the reply's time limit; r->streamed counts the bytes written, also when
- * the transfer breaks off. */
+/* The same for a log being followed: the bytes are written out (and
+ * flushed) as they arrive, at most 20 ms or 1 MiB after, with the reply's
+ * time limit; r->streamed counts the bytes written, also when the transfer
+ * breaks off. */
 int http_stream(struct cmd_ctx *c, const char *path, long timeout_s, FILE *out,
                 struct http_reply *r, struct err *e);
 void http_reply_free(struct http_reply *r);
