@@ -206,12 +206,17 @@ static int make_tarball(struct boot *b, const char *include, const char *tar,
 	char dir[] = "/var/tmp/tether-bootstrap.XXXXXX";
 	char *inc = xasprintf("--include=%s", include);
 	char *tmp = xasprintf("%s.tmp", tar), *p;
+	struct err rm = {0};
+	bool made = false;
 	int rc;
 
+	/* made, not the template's tail: mkdtemp's random letters may end
+	 * in 'X' themselves. */
 	if (mkdtemp(dir) == NULL) {
 		rc = err_sys(e, TERR_IO, "mkdtemp %s", dir);
 		goto out;
 	}
+	made = true;
 	fprintf(stderr, "== debootstrap --variant=minbase %s %s (%s)\n",
 	        include, b->suite, b->mirror);
 	const char *boot[] = {"debootstrap", "--variant=minbase", inc, b->suite,
@@ -229,8 +234,9 @@ static int make_tarball(struct boot *b, const char *include, const char *tar,
 	if ((rc = run_tool(b, t, e)) == 0 && rename(tmp, tar) < 0)
 		rc = err_sys(e, TERR_IO, "rename %s", tmp);
 out:
-	if (dir[strlen(dir) - 1] != 'X')
-		rm_rf(dir, NULL);
+	if (made && rm_rf(dir, &rm) < 0)
+		fprintf(stderr, "warning: scratch tree left behind: %s\n",
+		        rm.msg);
 	unlink(tmp);
 	free(tmp);
 	free(inc);

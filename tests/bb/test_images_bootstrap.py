@@ -6,6 +6,8 @@ debootstrap is slow: the tests pass --cache (the harness's cache directory,
 /var/cache/tether-test), so a rerun skips it, as the test base image does."""
 import glob
 import os
+import shutil
+import subprocess
 import uuid
 
 from harness import baseimage, dockerd
@@ -52,3 +54,48 @@ def test_failed_bootstrap_leaves_nothing(docker_engine, monkeypatch):
     assert ag.cmd("images", "bootstrap", check=False).returncode == 2
     assert ag.cmd("images", "bootstrap", name, "--packages", "a;b",
                   check=False).returncode == 2
+
+
+# mkdtemp's random letters end in 'X' one time in 62: a cleanup that asked
+# "is the template's tail still XXXXXX?" kept such a scratch tree (CI left
+# /var/tmp/tether-bootstrap.57N3gX).  A preloaded mkdtemp picks that name,
+# and a debootstrap that fails at once stands in for the slow real one
+# (the cleanup after it is what this test is about).
+_MKDTEMP_X = r"""
+#include <string.h>
+#include <sys/stat.h>
+char *mkdtemp(char *t)
+{
+	size_t n = strlen(t);
+	memcpy(t + n - 6, "tst99X", 6);
+	return mkdir(t, 0700) == 0 ? t : 0;
+}
+"""
+
+
+def test_a_scratch_tree_whose_random_name_ends_in_x_is_removed(
+        tmp_path, monkeypatch):
+    so, src = tmp_path / "mkx.so", tmp_path / "mkx.c"
+    src.write_text(_MKDTEMP_X)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(so), str(src)],
+                   check=True)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "debootstrap").write_text(
+        "#!/bin/sh\nmkdir -p \"$4/debootstrap\"; touch \"$4/debootstrap/x\"\n"
+        "echo 'E: Couldn'\"'\"'t find these debs' >&2; exit 1\n")
+    (fake / "debootstrap").chmod(0o755)
+    scratch = "/var/tmp/tether-bootstrap.tst99X"
+    shutil.rmtree(scratch, ignore_errors=True)
+    monkeypatch.setenv("PATH", "%s:%s" % (fake, os.environ["PATH"]))
+    monkeypatch.setenv("LD_PRELOAD", str(so))
+    ag = Agent(None)
+    r = ag.cmd("images", "bootstrap", "tether-boot-x:bookworm",
+               "--packages", "python3-six", check=False)
+    monkeypatch.delenv("LD_PRELOAD")
+    assert r.returncode == 1, r.stderr
+    assert "debootstrap failed" in r.stderr, r.stderr
+    try:
+        assert not os.path.exists(scratch), os.listdir(scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
