@@ -31,6 +31,28 @@ int fd_write_all(int fd, const void *data, size_t len, struct err *e)
 	return 0;
 }
 
+int fd_pwrite_all(int fd, const void *data, size_t len, int64_t off,
+                  struct err *e)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			return err_sys(e, TERR_IO, "write at %lld",
+			               (long long)off);
+		}
+		p += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
 int dir_fsync(const char *dir, struct err *e)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

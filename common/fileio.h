@@ -3,6 +3,7 @@
 #define TETHER_FILEIO_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct err;
@@ -23,6 +24,10 @@ int file_read_all(const char *path, size_t cap, char **out, size_t *out_len,
                   struct err *e);
 /* Append all of data to fd, retrying short writes and EINTR. */
 int fd_write_all(int fd, const void *data, size_t len, struct err *e);
+/* Write all of data at offset off (pwrite), retrying short writes and
+ * EINTR. */
+int fd_pwrite_all(int fd, const void *data, size_t len, int64_t off,
+                  struct err *e);
 /* mkdir -p with mode for each created component. */
 int mkdir_p(const char *path, mode_t mode, struct err *e);
 /* fsync a directory (after creating or renaming entries in it). */

@@ -361,6 +361,19 @@ static void test_files(void **state)
 	assert_string_equal(data, "hello");
 	free(data);
 	assert_int_equal(file_read_all(path, 3, &data, &len, &e), TERR_TOOBIG);
+	/* in place at an offset, past the end too (a hole of zeros) */
+	int fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(fd_pwrite_all(fd, "EL", 2, 1, &e), 0);
+	assert_int_equal(fd_pwrite_all(fd, "!", 1, 6, &e), 0);
+	close(fd);
+	assert_int_equal(file_read_all(path, 100, &data, &len, &e), 0);
+	assert_int_equal(len, 7);
+	assert_memory_equal(data, "hELlo\0!", 7);
+	free(data);
+	assert_int_equal(fd_pwrite_all(-1, "x", 1, 0, &e), TERR_IO);
+	assert_non_null(strstr(e.msg, "write at 0"));
+	assert_int_equal(file_write_atomic(path, "hello", 5, 0600, &e), 0);
 	assert_int_equal(sha256_file(path, hex, NULL, &e), 0);
 	assert_string_equal(hex, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7"
 	                         "425e73043362938b9824");

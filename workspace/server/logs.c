@@ -152,25 +152,6 @@ static void read_chunks(struct ws *ws, int64_t job, int64_t att, int64_t off,
 	store_done(st);
 }
 
-/* Write all n bytes at offset off; -1 with errno on error. */
-static int fd_pwrite_all(int fd, const char *data, size_t n, int64_t off)
-{
-	while (n > 0) {
-		ssize_t w = pwrite(fd, data, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			if (w == 0)
-				errno = EIO;
-			return -1;
-		}
-		data += w;
-		n -= (size_t)w;
-		off += w;
-	}
-	return 0;
-}
-
 /* Open (creating) the attempt's log file for an append of the bytes after
  * len (written in place with pwrite: what lies past len was written by an
  * append never acknowledged, the same bytes, and a reader may be sending
@@ -199,7 +180,7 @@ static int open_for_append(struct ws *ws, int64_t job, int64_t att, int64_t len)
 		read_chunks(ws, job, att, sb.st_size, len, &b);
 		store_unlock(ws);
 		if ((int64_t)b.len != len - sb.st_size ||
-		    fd_pwrite_all(fd, b.data, b.len, sb.st_size) < 0) {
+		    fd_pwrite_all(fd, b.data, b.len, sb.st_size, NULL) < 0) {
 			log_error("job=%lld attempt=%lld: the log's first %lld "
 			          "bytes are neither in its file nor in the "
 			          "database",
@@ -313,6 +294,7 @@ static int log_append_pre(struct req *r)
 static int log_append_sink(struct req *r, const char *data, size_t n)
 {
 	struct log_up *u = r->state;
+	struct err e = {0};
 
 	if (u == NULL || u->failed)
 		return 0;
@@ -331,10 +313,9 @@ static int log_append_sink(struct req *r, const char *data, size_t n)
 		pthread_mutex_unlock(&busy_mu);
 		return 0;
 	}
-	if (fd_pwrite_all(u->fd, data, n, u->len + u->n) < 0) {
-		log_error("job=%lld attempt=%lld: write log: %s",
-		          (long long)u->job, (long long)u->att,
-		          strerror(errno));
+	if (fd_pwrite_all(u->fd, data, n, u->len + u->n, &e) < 0) {
+		log_error("job=%lld attempt=%lld: %s", (long long)u->job,
+		          (long long)u->att, e.msg);
 		pthread_mutex_lock(&busy_mu);
 		u->failed = true;
 		pthread_mutex_unlock(&busy_mu);
