@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -189,6 +191,8 @@ static int tcp_try(const struct addrinfo *ai, int64_t deadline_ms,
 			goto fail;
 		}
 	}
+	/* libssh2 writes whole packets: none should wait for an ACK */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	return fd;
 fail:
 	close(fd);

@@ -26,20 +26,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 /* libssh2's socket reads, counted: a call made for one stream may read
  * (and queue inside libssh2) packets of another stream, window adjusts or
  * an open confirmation, which no poll() would then announce; so the pump
- * keeps going round while libssh2 keeps reading. */
+ * keeps going round while libssh2 keeps reading.
+ * Each read that brought bytes re-arms TCP_QUICKACK, so that they are
+ * acknowledged at once: sshd sends a forwarded connection's data with
+ * Nagle on (its TCP_NODELAY is for interactive sessions), and the second
+ * of two small packets (one HTTP reply after another) waited for this
+ * end's delayed ACK, 40 ms (docs/performance.md, row 2 ssh).  The kernel
+ * leaves quick-ack mode by itself, hence every time. */
 static LIBSSH2_RECV_FUNC(pump_recv)
 {
+	static const int one = 1;
 	struct ssh_pump *p = *abstract;
 	ssize_t n = recv(socket, buffer, length, flags);
 
 	if (n < 0)
 		return -errno;
+	if (n > 0)
+		setsockopt(socket, IPPROTO_TCP, TCP_QUICKACK, &one,
+		           sizeof(one));
 	if (p != NULL && n > 0) {
 		p->rx_bytes += (uint64_t)n;
 		p->last_rx_ms = now_mono_ms();
