@@ -33,3 +33,16 @@ def _job_user_exists():
         if r.returncode not in (0, 9):
             raise RuntimeError("useradd tether-job: exit %d" % r.returncode)
     yield
+
+
+@_pytest.fixture(autouse=True)
+def _agent_cgroups_removed():
+    """After each test, the cgroup parents of its agents that have exited."""
+    yield
+    from harness.agent import remove_dead_cgroup_parents
+    remove_dead_cgroup_parents()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from harness.agent import remove_dead_cgroup_parents
+    remove_dead_cgroup_parents(end=True)

@@ -9,6 +9,7 @@ attach to a harness Workspace over TLS on loopback, with fast durations.
     ag.stop()                               # SIGTERM: drain
 """
 import atexit
+import glob
 import json
 import os
 import shutil
@@ -71,6 +72,47 @@ def _cleanup():
         shutil.rmtree(d, ignore_errors=True)
 
 
+# Every Agent made whose cgroup parent may still exist (conftest.py removes
+# those of agents no longer running after each test).
+_made = []
+
+
+def remove_dead_cgroup_parents(end=False):
+    """rmdir the cgroup parents (tether-test-<name>, in every hierarchy) of
+    the agents made here that no longer run, deepest first.  A cgroup with
+    a process in it (a runner that outlived its agent) cannot be removed
+    and stays.  end: the session is over, kill the agents tests left
+    running first.  Without this every test's agent left its parent behind: a
+    machine that ran the suites for a day held thousands per controller,
+    and cgroup operations slowed (docs/performance.md, F10)."""
+    for ag in list(_made):
+        try:
+            if end and ag.alive():
+                ag.kill9()  # the run is over: one a test left running
+                ag.proc.p.wait(10)
+            if ag.alive():
+                continue
+        except Exception:  # noqa: BLE001 (hygiene never fails a run)
+            continue
+        name = ag.settings.get("cgroup_parent", "")
+        left = []
+        if name.startswith("tether-test-"):
+            for top in glob.glob("/sys/fs/cgroup/" + name) + \
+                    glob.glob("/sys/fs/cgroup/*/" + name):
+                for d, _, _ in os.walk(top, topdown=False):
+                    try:
+                        os.rmdir(d)
+                    except OSError:
+                        pass
+                if os.path.isdir(top):
+                    left.append(top)
+        # a job's processes may still be exiting: try again after the
+        # next tests, a few times
+        ag._cgroup_tries = getattr(ag, "_cgroup_tries", 0) + 1
+        if not left or ag._cgroup_tries >= 10:
+            _made.remove(ag)
+
+
 class Agent:
     def __init__(self, workspace=None, state_dir=None, name=None, token=None,
                  **settings):
@@ -89,6 +131,7 @@ class Agent:
         self.proc = None
         self.token = token
         self.write_conf()
+        _made.append(self)
 
     def write_conf(self):
         lines = [f"state_dir = {self.state_dir}", f"name = {self.name}"]
