@@ -85,8 +85,21 @@ class Node:
         self.url = f"ssh://root@{self.ip}"
 
     def _gateway(self):
+        """The host's address on docker's default bridge: IPAM's Gateway,
+        which an engine that picked the subnet itself may leave out (seen
+        on a fresh machine: Config holds only the Subnet); then the
+        bridge interface's own address."""
         out = self.dockerd.cli("network", "inspect", "bridge").stdout
-        return json.loads(out)[0]["IPAM"]["Config"][0]["Gateway"]
+        net = json.loads(out)[0]
+        gw = (net["IPAM"]["Config"] or [{}])[0].get("Gateway")
+        if gw:
+            return gw
+        dev = (net.get("Options") or {}).get(
+            "com.docker.network.bridge.name", "docker0")
+        out = subprocess.run(["ip", "-4", "-j", "addr", "show", dev],
+                             capture_output=True, text=True,
+                             check=True).stdout
+        return json.loads(out)[0]["addr_info"][0]["local"]
 
     def sh(self, cmd):
         return self.dockerd.cli("exec", self.name, "sh", "-c", cmd,
