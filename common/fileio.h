@@ -28,6 +28,9 @@ int fd_write_all(int fd, const void *data, size_t len, struct err *e);
  * EINTR. */
 int fd_pwrite_all(int fd, const void *data, size_t len, int64_t off,
                   struct err *e);
+/* Read exactly len bytes at offset off (pread), retrying short reads and
+ * EINTR.  0, or -1 with errno set (EIO where the file ends first). */
+int fd_pread_all(int fd, void *buf, size_t len, int64_t off);
 /* mkdir -p with mode for each created component. */
 int mkdir_p(const char *path, mode_t mode, struct err *e);
 /* fsync a directory (after creating or renaming entries in it). */

@@ -347,17 +347,10 @@ static int http_setup(struct http_client *c, struct http_req *r,
 static char *read_inline(int fd, int64_t off, int64_t len)
 {
 	char *p = xcalloc(1, len > 0 ? (size_t)len : 1);
-	int64_t got = 0;
 
-	while (got < len) {
-		ssize_t n = pread(fd, p + got, (size_t)(len - got), off + got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			free(p);
-			return NULL;
-		}
-		got += n;
+	if (fd_pread_all(fd, p, (size_t)len, off) < 0) {
+		free(p);
+		return NULL;
 	}
 	return p;
 }

@@ -49,10 +49,10 @@ static LIBSSH2_RECV_FUNC(pump_recv)
 
 	if (n < 0)
 		return -errno;
-	if (n > 0)
-		setsockopt(socket, IPPROTO_TCP, TCP_QUICKACK, &one,
-		           sizeof(one));
-	if (p != NULL && n > 0) {
+	if (n == 0)
+		return 0;
+	setsockopt(socket, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+	if (p != NULL) {
 		p->rx_bytes += (uint64_t)n;
 		p->last_rx_ms = now_mono_ms();
 	}

@@ -15,6 +15,7 @@
  * files, records up to TB_RECORD_MAX bytes (longer ones, images say, are
  * skipped unread), TB_SCAN_BYTES read per look.  SIGTERM (the job ended):
  * one last look, then exit. */
+#include "common/fileio.h"
 #include "runner/metrics/metric-name.h"
 #include "runner/metrics/tb-reader.h"
 
@@ -201,18 +202,7 @@ static void tb_event(struct tb *t, const struct tb_file *f, const uint8_t *data,
 /* Read exactly n bytes at off; false at a short read (not written yet). */
 static bool read_at(int fd, void *buf, size_t n, off_t off)
 {
-	size_t got = 0;
-
-	while (got < n) {
-		ssize_t r =
-		    pread(fd, (char *)buf + got, n - got, off + (off_t)got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return false;
-		got += (size_t)r;
-	}
-	return true;
+	return fd_pread_all(fd, buf, n, (int64_t)off) == 0;
 }
 
 /* The complete records of one file past its offset. */

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -373,6 +374,18 @@ static void test_files(void **state)
 	free(data);
 	assert_int_equal(fd_pwrite_all(-1, "x", 1, 0, &e), TERR_IO);
 	assert_non_null(strstr(e.msg, "write at 0"));
+	/* exactly len bytes at an offset, or -1 with EIO where the file ends */
+	char got[4] = {0};
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(fd_pread_all(fd, got, 3, 2), 0);
+	assert_memory_equal(got, "Llo", 3);
+	errno = 0;
+	assert_int_equal(fd_pread_all(fd, got, 3, 5), -1);
+	assert_int_equal(errno, EIO);
+	close(fd);
+	assert_int_equal(fd_pread_all(-1, got, 1, 0), -1);
+	assert_int_equal(errno, EBADF);
 	assert_int_equal(file_write_atomic(path, "hello", 5, 0600, &e), 0);
 	assert_int_equal(sha256_file(path, hex, NULL, &e), 0);
 	assert_string_equal(hex, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7"
