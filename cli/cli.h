@@ -35,6 +35,10 @@ struct cmd_ctx {
 	char *ca;    /* CA file, or NULL for the system store */
 	bool json;   /* --json: machine-readable output */
 	const char *prog;
+	/* one libcurl handle for every call of the command (client.c): its
+	 * connection, TLS session and CA store carry over, so `logs -f`
+	 * and other loops do not pay a TCP and TLS handshake per request */
+	void *curl;
 };
 
 extern const struct cmd_entry *const cmd_table[];

@@ -146,8 +146,17 @@ static int check_url(const char *url, struct err *e)
 static CURL *setup(struct cmd_ctx *c, const char *method, const char *path,
                    struct curl_slist **hdrs, struct sink *s, long timeout_s)
 {
-	CURL *h = curl_easy_init();
+	CURL *h = c->curl;
 	char *url = xasprintf("%s%s", c->url, path);
+
+	/* the options of the last call go; its live connection, TLS
+	 * session and CA cache stay (curl_easy_reset keeps them) */
+	if (h == NULL)
+		h = c->curl = curl_easy_init();
+	else
+		curl_easy_reset(h);
+	if (h == NULL)
+		abort();
 	char *auth = xasprintf("Authorization: Bearer %s", c->token);
 
 	*hdrs = curl_slist_append(*hdrs, auth);
@@ -185,7 +194,6 @@ static int perform(CURL *h, struct sink *s, struct curl_slist *hdrs,
 		            "reply from the workspace too large");
 	else
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &s->r->status);
-	curl_easy_cleanup(h);
 	curl_slist_free_all(hdrs);
 	return r;
 }

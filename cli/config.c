@@ -7,6 +7,7 @@
 #include "common/fileio.h"
 #include "common/util.h"
 
+#include <curl/curl.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,9 @@ int cli_config_load(struct cmd_ctx *c, struct err *e)
 
 void cli_free(struct cmd_ctx *c)
 {
+	if (c->curl != NULL)
+		curl_easy_cleanup(c->curl);
+	c->curl = NULL;
 	free(c->url);
 	freezero_str(c->token);
 	free(c->ca);

@@ -116,7 +116,7 @@ int main(int argc, char **argv)
 	optind = 1;
 	opterr = 0;
 	rc = ce->run(&c, argc - 1, argv + 1);
+	cli_free(&c); /* its curl handle before libcurl's cleanup */
 	curl_global_cleanup();
-	cli_free(&c);
 	return rc;
 }

@@ -160,3 +160,61 @@ def test_a_log_deleted_by_retention_is_not_called_incomplete():
         assert r.returncode == 0 and got == b"", r.stderr
     finally:
         ws.stop()
+
+
+def _connects(trace, port):
+    """connect() calls to the workspace's port in an strace -f log."""
+    with open(trace) as f:
+        return sum(1 for line in f
+                   if "connect(" in line and "htons(%d)" % port in line)
+
+
+def test_the_cli_keeps_one_connection_for_all_its_requests(workspace):
+    # A 40 MB log is read in 8 MiB replies, and `logs -f` polls for each
+    # new append: one TCP and TLS connection for all of them (each
+    # request used to open its own: a handshake every 50 ms per follower
+    # under a busy log, docs/performance.md row 4b).
+    import threading
+    import time
+    from urllib.parse import urlparse
+    port = urlparse(workspace.url).port
+    data = os.urandom(40 * MiB + 17)
+    sec, jid = leased_job(workspace)
+    upload(workspace, sec, jid, data)
+    final(workspace, sec, jid, len(data))
+    trace = os.path.join(tmpdir(), "whole.trace")
+    path = os.path.join(tmpdir(), "whole.out")
+    e = dict(os.environ, XDG_CONFIG_HOME=os.path.join(tmpdir(), "nocfg"),
+             TETHER_WORKSPACE=workspace.url, TETHER_TOKEN=workspace.admin_token,
+             TETHER_CA=workspace.ca_file)
+    with open(path, "wb") as f:
+        r = subprocess.run(["strace", "-f", "-e", "trace=connect", "-o", trace,
+                            binary("tether"), "logs", str(jid)], env=e,
+                           stdout=f, stderr=subprocess.PIPE, timeout=120)
+    assert r.returncode == 0, r.stderr
+    with open(path, "rb") as f:
+        assert f.read() == data
+    assert _connects(trace, port) == 1
+
+    # -f: the reader parks, each append wakes it, the final one ends it
+    jid = workspace.submit({"name": "follow", "command": ["true"]})
+    assert workspace.lease(sec)["jobs"][0]["job"] == jid
+    trace = os.path.join(tmpdir(), "follow.trace")
+    p = subprocess.Popen(["strace", "-f", "-e", "trace=connect", "-o", trace,
+                          binary("tether"), "logs", "-f", str(jid)], env=e,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(p.stdout.read()))
+    reader.start()
+    pieces = [b"line %d\n" % i for i in range(6)]
+    off = 0
+    for piece in pieces:
+        time.sleep(0.3)
+        st, _, b = workspace.append(sec, jid, 1, off, piece)
+        assert st == 200, b
+        off += len(piece)
+    final(workspace, sec, jid, off)
+    assert p.wait(60) == 0, p.stderr.read()
+    reader.join(30)
+    assert got == [b"".join(pieces)]
+    assert _connects(trace, port) == 1
