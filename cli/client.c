@@ -148,6 +148,7 @@ static CURL *setup(struct cmd_ctx *c, const char *method, const char *path,
 {
 	CURL *h = c->curl;
 	char *url = xasprintf("%s%s", c->url, path);
+	char *auth = xasprintf("Authorization: Bearer %s", c->token);
 
 	/* the options of the last call go; its live connection, TLS
 	 * session and CA cache stay (curl_easy_reset keeps them) */
@@ -157,7 +158,6 @@ static CURL *setup(struct cmd_ctx *c, const char *method, const char *path,
 		curl_easy_reset(h);
 	if (h == NULL)
 		abort();
-	char *auth = xasprintf("Authorization: Bearer %s", c->token);
 
 	*hdrs = curl_slist_append(*hdrs, auth);
 	*hdrs = curl_slist_append(*hdrs, "Tether-Protocol: 1");
