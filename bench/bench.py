@@ -140,10 +140,12 @@ SETTLE_S = 30.0  # --quick: 3 s (a smoke run, not figures)
 
 
 def settle():
-    """Start a step on a quiet machine: what the step before left (pages
-    in writeback, an agent's clean-up of 1,000 attempts, a retention sweep)
-    slowed the next step's jobs up to 3x in a full run.  Sync, then wait
-    until a half second is at least 85 % idle, at most SETTLE_S."""
+    """Start a step on a quiet machine: sync what the step before wrote
+    (row 4's gigabytes in writeback tripled the next job's time), then
+    wait until a half second is at least 85 % idle (iowait counts as
+    idle), at most SETTLE_S.  In session 9's runs the machine was always
+    idle by then; row 4 ssh's slow jobs in a full run were not this
+    (docs/performance.md, "Latest full run")."""
     t0 = time.monotonic()
     os.sync()
     idle = 0.0
