@@ -20,14 +20,25 @@ def _container(state_dir, job, attempt):
     return c["Id"]
 
 
+def _runner_pid(ag, job):
+    """The runner's pid from state.json, 0 before the runner wrote it."""
+    try:
+        with open(os.path.join(ag.attempt_dir(job), "state.json")) as f:
+            return json.load(f).get("runner_pid") or 0
+    except (OSError, ValueError):
+        return 0
+
+
 def test_orphan_container_removed_known_kept(tmp_path, docker_base):
     ag = Agent(None, max_jobs=1, docker_socket=dockerd.SOCKET)
     spec = tmp_path / "job.json"
     spec.write_text(json.dumps({"name": "keep", "command": ["sleep", "30"]}))
     ag.start()
     job = ag.cmd("submit", str(spec)).stdout.strip()
-    wait_until(lambda: ag.local_state(job) == "running", 30,
-               what="the local job to run")
+    # `running` is committed before the runner is forked: wait for the
+    # runner's own record, or a kill -9 may come before it exists
+    wait_until(lambda: ag.local_state(job) == "running" and
+               _runner_pid(ag, job) > 0, 30, what="the local job's runner")
     ag.kill9()  # its runner keeps running: the attempt stays known
     orphan = _container(ag.state_dir, "GHOST", 3)
     kept = _container(ag.state_dir, job, 1)
@@ -39,8 +50,7 @@ def test_orphan_container_removed_known_kept(tmp_path, docker_base):
         assert dockerd.container_exists(kept)
         assert dockerd.container_exists(other)
     finally:
-        with open(os.path.join(ag.attempt_dir(job), "state.json")) as f:
-            pid = json.load(f).get("runner_pid") or 0
+        pid = _runner_pid(ag, job)
         if pid > 0:
             os.kill(pid, signal.SIGKILL)
         for c in (orphan, kept, other):
