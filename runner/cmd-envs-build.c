@@ -34,6 +34,8 @@ static int build_load(struct runner *r, const char *dir, struct err *e)
 	if ((rc = supervisor_load(r, dir, false, e)) < 0)
 		return rc;
 	r->lookahead = true; /* its build cgroup: ahead_<job>_<attempt> */
+	/* bounded by the job's timeout like the job's own build */
+	r->attempt_started_ms = now_mono_ms();
 	if (r->set.job_user && (pw = getpwnam(r->set.job_user)) != NULL) {
 		r->uid = pw->pw_uid;
 		r->gid = pw->pw_gid;

@@ -244,6 +244,7 @@ static const char *barrier_wait(struct runner *r)
 	const char *stop = NULL;
 
 	fence_init(&fc);
+	fc.timeout_deadline_ms = runner_timeout_deadline(r);
 	while (access(path, F_OK) != 0) {
 		fence_reload(&fc, r->dir);
 		if ((stop = fence_check(&fc, now_mono_ms())) != NULL)

@@ -73,6 +73,10 @@ struct runner {
 	struct logpipe *job_log; /* job output -> log */
 	struct logpipe *aux_log; /* runner_logf / runner_log_bytes -> log */
 	int64_t run_started_ms;  /* CLOCK_MONOTONIC at job start */
+	/* CLOCK_MONOTONIC at the attempt's start (its first event, whichever
+	 * runner wrote it; a look-ahead build's own start): the job's timeout
+	 * counts from it, through the source, env and run phases. */
+	int64_t attempt_started_ms;
 	/* A second stream of TETHER_METRIC lines a launcher started (the
 	 * sandbox's TensorBoard reader), read by the run loop; <= 0: none. */
 	int metrics_fd;
@@ -129,6 +133,12 @@ int runner_phase_event(struct runner *r, const char *phase, const char *state,
                        double duration, struct err *e);
 void runner_set_phase(struct runner *r, const char *phase);
 void runner_close_files(struct runner *r);
+/* The attempt's timeout deadline (CLOCK_MONOTONIC), -1 without a timeout:
+ * attempt_started_ms + the spec's timeout (docs/jobspec.md). */
+int64_t runner_timeout_deadline(const struct runner *r);
+/* r->attempt_started_ms from the attempt's first event (an earlier runner
+ * of the same attempt wrote it), else now. */
+void runner_attempt_start(struct runner *r);
 /* The attempt as spec.json gave it (runner-spec.c): the launcher and the
  * job's directories from r->set (after attempt_settings_parse into it);
  * TERR_UNSUPP for a launcher this runner was built without. */

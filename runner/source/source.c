@@ -30,6 +30,7 @@ const char *source_fenced(struct runner *r)
 	if (r->dir == NULL)
 		return NULL;
 	fence_init(&f);
+	f.timeout_deadline_ms = runner_timeout_deadline(r);
 	fence_reload(&f, r->dir);
 	return fence_check(&f, now_mono_ms());
 }

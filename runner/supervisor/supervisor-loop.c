@@ -368,9 +368,8 @@ int supervisor_run_job(struct runner *r, struct launch_exit *ex,
 		}
 		r->run_started_ms = now_mono_ms();
 	}
-	if (r->spec->timeout_ms > 0)
-		l.fence.timeout_deadline_ms =
-		    r->run_started_ms + r->spec->timeout_ms;
+	/* from the attempt's start: the source and env phases count too */
+	l.fence.timeout_deadline_ms = runner_timeout_deadline(r);
 	l.fence.hang_ms = r->spec->hang_timeout_ms;
 	l.fence.last_output_ms = now_mono_ms();
 	/* state.json (job pid, cgroup, launcher_ref) before the event, so a

@@ -541,3 +541,80 @@ def test_local_requirement_is_not_shared_across_sources(tmp_path):
         assert "[env] cache hit" not in log, log
     finally:
         ag.stop()
+
+
+def _hung_build_repo(root, token):
+    """A git repo whose local requirement's setup.py hangs, deaf to TERM."""
+    from harness.gitserver import make_repo
+    bare, _, _ = make_repo(root, files={
+        "slow/setup.py": "import os\nos.execv('/bin/sh', ['sh', '-c', "
+                         "\"trap '' TERM; sleep 1000; : %s\"])\n" % token})
+    return bare
+
+
+HUNG_ENV = {"kind": "venv", "requirements": ["./slow"],
+            "pip_options": ["--no-index", "--no-build-isolation"]}
+
+
+def test_timeout_stops_a_hung_build(tmp_path):
+    """The job's timeout counts from the attempt's start, the environment
+    build included (docs/jobspec.md): a build whose setup.py hangs and
+    ignores SIGTERM ends the job `timed_out` within timeout + kill_grace +
+    a fence check, its processes and build cgroup gone, the slot free for
+    the next job.  (Before, the timeout began with the run: such a build
+    held the node until someone cancelled it.)"""
+    from harness.workspace import Workspace
+    token = "tether-slow-" + uuid.uuid4().hex[:10]
+    bare = _hung_build_repo(str(tmp_path), token)
+    ws = Workspace().start()
+    try:
+        ag = Agent(ws, max_jobs=1).start()
+        job = ws.submit(name="slow", timeout="4s", source={"git": {"url": bare}},
+                        environment=HUNG_ENV, command=["true"])
+        wait_until(lambda: _leftovers(token), 120, interval=0.2,
+                   what="the build's setup.py")
+        t0 = time.monotonic()
+        j = ag.wait_job(job, "timed_out", timeout=30)
+        took = time.monotonic() - t0
+        # under 4 s of timeout left + kill_grace (2 s in the test agent) +
+        # the once-a-second check + the agent's report
+        assert took < 9, took
+        assert _leftovers(token) == []
+        assert _build_cgroups(ag.attempt_dir(job)) == []
+        log = ag.ws_log(job).decode()
+        assert "timed_out while building the environment" in log, log
+        nxt = ws.submit(name="next", command=["true"])
+        ag.wait_job(nxt, "succeeded", timeout=30)
+    finally:
+        for pid in _leftovers(token):
+            subprocess.run(["kill", "-9", pid])
+        ws.stop()
+
+
+def test_timeout_stops_a_hung_lookahead_build(tmp_path):
+    """`tether-runner envs build DIR` (the agent's look-ahead build) is
+    bounded by the job's timeout as the job's own build is."""
+    from harness.gitserver import var_tmpdir, write_spec
+    root = var_tmpdir("tether-aheadtimeout-")
+    token = "tether-slow-" + uuid.uuid4().hex[:10]
+    d = os.path.join(root, "state", "ahead", "L1-1")
+    spec = _slow_spec(root, token)
+    spec["timeout"] = "3s"
+    write_spec(root, d, spec)
+    t0 = time.monotonic()
+    p = subprocess.Popen([binary("tether-runner"), "envs", "build", d],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        p.wait(30)
+        took = time.monotonic() - t0
+        assert 3 <= took < 3 + 2 + 1.5, took  # + kill_grace + a check
+        assert p.returncode == 1
+        assert "timed_out while building the environment" in p.stderr.read()
+        assert _leftovers(token) == []
+        assert _build_cgroups(d) == []
+    finally:
+        if p.poll() is None:
+            p.kill()
+        for pid in _leftovers(token):
+            subprocess.run(["kill", "-9", pid])

@@ -10,7 +10,10 @@
 #include "common/attempt.h"
 #include "common/err.h"
 #include "common/fileio.h"
+#include "common/jobspec.h"
+#include "common/util.h"
 #include "runner/fence.h"
+#include "runner/runner.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,13 +99,62 @@ static void test_hang(void **state)
 	assert_null(fence_check(&f, 12000));
 }
 
+/* The timeout counts from the attempt's first event (an earlier runner's,
+ * for a restarted one), else from now (attempt-clock.c). */
+static void test_attempt_start(void **state)
+{
+	char dir[] = "/tmp/tfenceXXXXXX";
+	char line[128], *path;
+	struct jobspec spec = {.timeout_ms = 0};
+	struct runner r = {.spec = &spec};
+	struct err e = {0};
+	int64_t before;
+
+	assert_non_null(mkdtemp(dir));
+	r.dir = dir;
+	before = now_mono_ms();
+	runner_attempt_start(&r); /* no events file: now */
+	assert_true(r.attempt_started_ms >= before &&
+	            r.attempt_started_ms <= now_mono_ms());
+	assert_int_equal(runner_timeout_deadline(&r), -1); /* no timeout */
+	spec.timeout_ms = 4000;
+	assert_int_equal(runner_timeout_deadline(&r),
+	                 r.attempt_started_ms + 4000);
+
+	/* the first line is 5 s old: the deadline is 5 s nearer */
+	snprintf(line, sizeof(line),
+	         "{\"seq\":1,\"type\":\"phase\",\"time\":%.3f}\n"
+	         "{\"seq\":2,\"time\":%.3f}\n",
+	         (double)now_wall_ms() / 1000.0 - 5.0,
+	         (double)now_wall_ms() / 1000.0);
+	path = attempt_path(dir, ATTEMPT_EVENTS);
+	assert_int_equal(file_write_atomic(path, line, strlen(line), 0600, &e),
+	                 0);
+	before = now_mono_ms();
+	runner_attempt_start(&r);
+	assert_true(r.attempt_started_ms <= before - 4900);
+	assert_true(r.attempt_started_ms >= before - 5100);
+
+	/* a first event from the future (a clock stepped back) or without a
+	 * time: now */
+	snprintf(line, sizeof(line), "{\"seq\":1,\"time\":%.3f}\n",
+	         (double)now_wall_ms() / 1000.0 + 60.0);
+	assert_int_equal(file_write_atomic(path, line, strlen(line), 0600, &e),
+	                 0);
+	before = now_mono_ms();
+	runner_attempt_start(&r);
+	assert_true(r.attempt_started_ms >= before);
+	unlink(path);
+	free(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_no_files),
-	    cmocka_unit_test(test_lease),
-	    cmocka_unit_test(test_cancel_wins),
-	    cmocka_unit_test(test_hang),
+	    cmocka_unit_test(test_no_files),      cmocka_unit_test(test_lease),
+	    cmocka_unit_test(test_cancel_wins),   cmocka_unit_test(test_hang),
+	    cmocka_unit_test(test_attempt_start),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
