@@ -135,8 +135,7 @@ static void test_attempt_start(void **state)
 	assert_true(r.attempt_started_ms <= before - 4900);
 	assert_true(r.attempt_started_ms >= before - 5100);
 
-	/* a first event from the future (a clock stepped back) or without a
-	 * time: now */
+	/* a first event from the future (the clock stepped back): now */
 	snprintf(line, sizeof(line), "{\"seq\":1,\"time\":%.3f}\n",
 	         (double)now_wall_ms() / 1000.0 + 60.0);
 	assert_int_equal(file_write_atomic(path, line, strlen(line), 0600, &e),
