@@ -331,6 +331,14 @@ def _build_cgroups(d):
         glob.glob(f"/sys/fs/cgroup/tether-test/*{job}_*_env")
 
 
+def _reap(p, token):
+    """Kill the runner p if it still runs and whatever its build left."""
+    if p.poll() is None:
+        p.kill()
+    for pid in _leftovers(token):
+        subprocess.run(["kill", "-9", pid])
+
+
 def _cancel_slow_build(p, d, token):
     from harness import runner as R
     try:
@@ -344,10 +352,7 @@ def _cancel_slow_build(p, d, token):
         assert _leftovers(token) == []
         assert _build_cgroups(d) == []
     finally:
-        if p.poll() is None:
-            p.kill()
-        for pid in _leftovers(token):
-            subprocess.run(["kill", "-9", pid])
+        _reap(p, token)
 
 
 def test_cancel_stops_lookahead_build(tmp_path):
@@ -620,7 +625,4 @@ def test_timeout_stops_a_hung_lookahead_build(tmp_path):
         assert _leftovers(token) == []
         assert _build_cgroups(d) == []
     finally:
-        if p.poll() is None:
-            p.kill()
-        for pid in _leftovers(token):
-            subprocess.run(["kill", "-9", pid])
+        _reap(p, token)
