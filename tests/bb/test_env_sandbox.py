@@ -312,17 +312,28 @@ def test_cancel_stops_env_build_within_kill_grace(tmp_path):
     assert att["result"]["reason"] == "cancelled", att["log"]
 
 
+# setup.py of a local requirement whose build hangs, deaf to SIGTERM; the
+# token names its processes (_leftovers).
+SLOW_SETUP = ("import os\nos.execv('/bin/sh', ['sh', '-c', "
+              "\"trap '' TERM; sleep 1000; : %s\"])\n")
+SLOW_ENV = {"kind": "venv", "requirements": ["./slow"],
+            "pip_options": ["--no-index", "--no-build-isolation"]}
+
+
 def _slow_spec(root, token):
     src = os.path.join(root, "src")
     os.makedirs(os.path.join(src, "slow"))
     with open(os.path.join(src, "slow", "setup.py"), "w") as f:
-        f.write("import os\nos.execv('/bin/sh', ['sh', '-c', "
-                "\"trap '' TERM; sleep 1000; : %s\"])\n" % token)
-    return {"name": "slow", "source": {"path": src},
-            "environment": {"kind": "venv", "requirements": ["./slow"],
-                            "pip_options": ["--no-index",
-                                            "--no-build-isolation"]},
+        f.write(SLOW_SETUP % token)
+    return {"name": "slow", "source": {"path": src}, "environment": SLOW_ENV,
             "command": ["true"]}
+
+
+def _slow_repo(root, token):
+    """A git repo holding that requirement (the agent's tests)."""
+    from harness.gitserver import make_repo
+    bare, _, _ = make_repo(root, files={"slow/setup.py": SLOW_SETUP % token})
+    return bare
 
 
 def _build_cgroups(d):
@@ -424,13 +435,9 @@ def test_cancelled_job_stops_its_lookahead_build(tmp_path):
     """Through the agent: a job waiting in the queue whose look-ahead build
     hangs (its build code ignores SIGTERM) is cancelled at the workspace;
     the agent stops the build: nothing of it is left running."""
-    from harness.gitserver import make_repo
     from harness.workspace import Workspace
     token = "tether-slow-" + uuid.uuid4().hex[:10]
-    root = str(tmp_path)
-    bare, _, _ = make_repo(root, files={
-        "slow/setup.py": "import os\nos.execv('/bin/sh', ['sh', '-c', "
-                         "\"trap '' TERM; sleep 1000; : %s\"])\n" % token})
+    bare = _slow_repo(str(tmp_path), token)
     ws = Workspace().start()
     release = None
     try:
@@ -442,11 +449,7 @@ def test_cancelled_job_stops_its_lookahead_build(tmp_path):
         ag.wait_job(blocker, "running", timeout=30)
         job = ws.submit(name="slow", resources={"cpus": 1},
                         source={"git": {"url": bare}},
-                        environment={"kind": "venv",
-                                     "requirements": ["./slow"],
-                                     "pip_options": ["--no-index",
-                                                     "--no-build-isolation"]},
-                        command=["true"])
+                        environment=SLOW_ENV, command=["true"])
         wait_until(lambda: _leftovers(token), 120, interval=0.2,
                    what="the look-ahead build's setup.py")
         t0 = time.monotonic()
@@ -548,19 +551,6 @@ def test_local_requirement_is_not_shared_across_sources(tmp_path):
         ag.stop()
 
 
-def _hung_build_repo(root, token):
-    """A git repo whose local requirement's setup.py hangs, deaf to TERM."""
-    from harness.gitserver import make_repo
-    bare, _, _ = make_repo(root, files={
-        "slow/setup.py": "import os\nos.execv('/bin/sh', ['sh', '-c', "
-                         "\"trap '' TERM; sleep 1000; : %s\"])\n" % token})
-    return bare
-
-
-HUNG_ENV = {"kind": "venv", "requirements": ["./slow"],
-            "pip_options": ["--no-index", "--no-build-isolation"]}
-
-
 def test_timeout_stops_a_hung_build(tmp_path):
     """The job's timeout counts from the attempt's start, the environment
     build included (docs/jobspec.md): a build whose setup.py hangs and
@@ -570,13 +560,13 @@ def test_timeout_stops_a_hung_build(tmp_path):
     held the node until someone cancelled it.)"""
     from harness.workspace import Workspace
     token = "tether-slow-" + uuid.uuid4().hex[:10]
-    bare = _hung_build_repo(str(tmp_path), token)
+    bare = _slow_repo(str(tmp_path), token)
     ws = Workspace().start()
     ag = None
     try:
         ag = Agent(ws, max_jobs=1).start()
         job = ws.submit(name="slow", timeout="4s", source={"git": {"url": bare}},
-                        environment=HUNG_ENV, command=["true"])
+                        environment=SLOW_ENV, command=["true"])
         wait_until(lambda: _leftovers(token), 120, interval=0.2,
                    what="the build's setup.py")
         t0 = time.monotonic()
