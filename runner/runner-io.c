@@ -128,20 +128,42 @@ void runner_set_phase(struct runner *r, const char *phase)
 		log_error("job=%s state.json: %s", r->job_id, e.msg);
 }
 
+/* The "time" of the first event, from the file's first bytes; 0 when
+ * there is none. */
+static double first_event_time(char *buf, ssize_t n)
+{
+	char *nl = memchr(buf, '\n', (size_t)n);
+	json_t *ev;
+	double t = 0;
+
+	if (nl == NULL)
+		return 0;
+	ev = json_loadb(buf, (size_t)(nl - buf), 0, NULL);
+	if (json_is_number(json_object_get(ev, "time")))
+		t = json_number_value(json_object_get(ev, "time"));
+	json_decref(ev);
+	return t;
+}
+
 /* The next seq: one past the number of complete lines in events (a
- * restarted runner continues the sequence). */
-static int64_t count_events(const char *path)
+ * restarted runner continues the sequence); *first: the first event's
+ * time (the attempt's start), 0 for a new file. */
+static int64_t count_events(const char *path, double *first)
 {
 	char buf[65536];
 	int64_t lines = 0;
 	ssize_t n;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
+	*first = 0;
 	if (fd < 0)
 		return 0;
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		if (lines == 0 && *first == 0)
+			*first = first_event_time(buf, n);
 		for (ssize_t i = 0; i < n; i++)
 			lines += buf[i] == '\n';
+	}
 	close(fd);
 	return lines;
 }
@@ -161,9 +183,12 @@ int runner_open_files(struct runner *r, struct err *e)
 	char *log = attempt_path(r->dir, ATTEMPT_LOG);
 	char *events = attempt_path(r->dir, ATTEMPT_EVENTS);
 	const char **secrets = secret_values(r);
+	double first;
 	int rc = 0;
 
-	r->next_seq = count_events(events) + 1;
+	r->next_seq = count_events(events, &first) + 1;
+	if (!r->lookahead) /* a look-ahead build's bound is its own start */
+		runner_attempt_start(r, first);
 	r->log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (r->log_fd < 0) {
 		rc = err_sys(e, TERR_IO, "open %s", log);

@@ -136,9 +136,10 @@ void runner_close_files(struct runner *r);
 /* The attempt's timeout deadline (CLOCK_MONOTONIC), -1 without a timeout:
  * attempt_started_ms + the spec's timeout (docs/jobspec.md). */
 int64_t runner_timeout_deadline(const struct runner *r);
-/* r->attempt_started_ms from the attempt's first event (an earlier runner
- * of the same attempt wrote it), else now. */
-void runner_attempt_start(struct runner *r);
+/* r->attempt_started_ms from the attempt's first event's wall-clock time
+ * (an earlier runner of the same attempt wrote it; runner_open_files()
+ * reads it), else now: first_event 0 (none) or in the future. */
+void runner_attempt_start(struct runner *r, double first_event);
 /* The attempt as spec.json gave it (runner-spec.c): the launcher and the
  * job's directories from r->set (after attempt_settings_parse into it);
  * TERR_UNSUPP for a launcher this runner was built without. */

@@ -395,8 +395,6 @@ int supervisor_run(const char *dir)
 		return 1;
 	supervisor_reattach_check(&r, dir); /* before state.json is rewritten */
 	rc = supervisor_load(&r, dir, true, &e);
-	if (r.dir != NULL) /* the timeout counts from the attempt's start */
-		runner_attempt_start(&r);
 	if (rc == 0 && !runner_is_full && runner_needs_full(&r) != NULL)
 		rc = hand_over(&r, dir, &e); /* returns only on failure */
 	if (r.dir == NULL ||

@@ -99,21 +99,32 @@ static void test_hang(void **state)
 	assert_null(fence_check(&f, 12000));
 }
 
+/* runner_open_files() as the supervisor calls it at start: the attempt's
+ * start from the events file it reads, then closed again. */
+static void open_close(struct runner *r)
+{
+	struct err e = {0};
+
+	assert_int_equal(runner_open_files(r, &e), 0);
+	runner_close_files(r);
+}
+
 /* The timeout counts from the attempt's first event (an earlier runner's,
- * for a restarted one), else from now (attempt-clock.c). */
+ * for a restarted one), else from now (attempt-clock.c, runner-io.c). */
 static void test_attempt_start(void **state)
 {
 	char dir[] = "/tmp/tfenceXXXXXX";
-	char line[128], *path;
+	char line[128], *path, *log;
 	struct jobspec spec = {.timeout_ms = 0};
-	struct runner r = {.spec = &spec};
+	struct runner r = {
+	    .spec = &spec, .log_fd = -1, .events_fd = -1, .idle_watch_fd = -1};
 	struct err e = {0};
 	int64_t before;
 
 	assert_non_null(mkdtemp(dir));
 	r.dir = dir;
 	before = now_mono_ms();
-	runner_attempt_start(&r); /* no events file: now */
+	open_close(&r); /* no events file: now */
 	assert_true(r.attempt_started_ms >= before &&
 	            r.attempt_started_ms <= now_mono_ms());
 	assert_int_equal(runner_timeout_deadline(&r), -1); /* no timeout */
@@ -131,9 +142,10 @@ static void test_attempt_start(void **state)
 	assert_int_equal(file_write_atomic(path, line, strlen(line), 0600, &e),
 	                 0);
 	before = now_mono_ms();
-	runner_attempt_start(&r);
+	open_close(&r);
 	assert_true(r.attempt_started_ms <= before - 4900);
 	assert_true(r.attempt_started_ms >= before - 5100);
+	assert_int_equal(r.next_seq, 3); /* and the sequence goes on */
 
 	/* a first event from the future (the clock stepped back): now */
 	snprintf(line, sizeof(line), "{\"seq\":1,\"time\":%.3f}\n",
@@ -141,9 +153,12 @@ static void test_attempt_start(void **state)
 	assert_int_equal(file_write_atomic(path, line, strlen(line), 0600, &e),
 	                 0);
 	before = now_mono_ms();
-	runner_attempt_start(&r);
+	open_close(&r);
 	assert_true(r.attempt_started_ms >= before);
+	log = attempt_path(dir, ATTEMPT_LOG);
+	unlink(log);
 	unlink(path);
+	free(log);
 	free(path);
 	rmdir(dir);
 }
